@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs the Debian packages tcpops needs that are missing. As root it runs
+# apt-get; otherwise it prints the exact command and fails.
+#   scripts/deps.sh          build and test dependencies
+#   scripts/deps.sh bench    also the benchmark tools (wrk, redis)
+set -euo pipefail
+
+pkgs=(gcc make cmake pkg-config libc6-dev
+      libcivetweb-dev libprotobuf-c-dev protobuf-c-compiler
+      libsqlite3-dev libcmocka-dev libjansson-dev)
+if [ "${1:-}" = "bench" ]; then
+  pkgs+=(wrk redis-server redis-tools)
+fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "tcpops needs these Debian packages; run as root:" >&2
+  echo "  apt-get install -y ${missing[*]}" >&2
+  exit 1
+fi
+echo "installing: ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q >&2
+apt-get install -y -q --no-install-recommends "${missing[@]}" >&2

@@ -1,0 +1,856 @@
+/*
+ * RPC client channel.
+ *
+ *   caller thread                         connection thread (one per slot)
+ *   -------------                         --------------------------------
+ *   pick slot (least outstanding)         connect, with backoff
+ *   wlock: id = ++next_id,                loop: poll, recv, decode frames
+ *          pending[id] = &p, write frame    RESPONSE: pending[id] -> p, wake
+ *   wait on p (until deadline)              GOAWAY:  stop taking calls, fail
+ *   deadline: take p back out of pending             ids > last_id as unsent
+ *                                           PING/PONG keepalive
+ *                                         lost: detach pending, unlock,
+ *                                               fail each with UNAVAILABLE
+ *
+ * Locks: slot->wlock (one frame written whole, ids in wire order) is taken
+ * before slot->lock (state and pending table); a waiter's own p->lock is taken
+ * only with neither held. ch->lock guards the slot list's waiters (ch->cond).
+ */
+#include "channel.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "clock.h"
+
+#define TABLE_SIZE 512 /* buckets; a power of two */
+#define READ_CHUNK 65536
+#define MAX_ATTEMPTS 4
+
+enum { S_DOWN, S_CONNECTING, S_READY, S_DRAINING };
+
+/* How a pending call ended before a server answered it. */
+enum { END_NONE, END_ANSWER, END_LOST, END_UNSENT };
+
+typedef struct pending {
+    struct pending *next;    /* bucket chain, or detached list */
+    uint64_t id;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int done;                /* under lock */
+    int how;                 /* END_* */
+    int err;                 /* END_LOST: the reason */
+    rpc_frame *answer;       /* END_ANSWER */
+} pending;
+
+typedef struct slot slot;
+
+typedef struct endpoint {
+    char addr[64];
+    struct sockaddr_in sa;
+    slot *slots;
+} endpoint;
+
+struct slot {
+    rpc_channel *ch;
+    endpoint *ep;
+    int index;
+    pthread_t thread;
+    int started;
+
+    pthread_mutex_t wlock;   /* writers: one frame at a time, in id order */
+    pthread_mutex_t lock;    /* guards the fields below */
+    _Atomic int state;       /* read without the lock when picking */
+    _Atomic int outstanding;
+    _Atomic int soon;        /* a connection is expected at once: worth waiting */
+    int fd;
+    uint64_t next_id;
+    uint64_t goaway_last;
+    pending *table[TABLE_SIZE];
+    unsigned failures_seen;  /* consecutive failed attempts (for fail-fast) */
+    int64_t ping_sent_ms;    /* 0 when no PING is outstanding */
+
+    rpc_backoff bo;          /* the slot's own thread only */
+    rpc_buf rbuf;            /* the slot's own thread only */
+};
+
+struct rpc_channel {
+    rpc_channel_cfg cfg;
+    char name[64];
+    endpoint *eps;
+    size_t neps;
+    _Atomic unsigned rr;     /* spreads ties between equally loaded slots */
+
+    pthread_mutex_t lock;
+    pthread_cond_t cond;     /* a slot changed state; also wakes sleepers */
+    int stopping;            /* under lock */
+};
+
+void rpc_channel_cfg_default(rpc_channel_cfg *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->pool_size = 2;
+    cfg->max_inflight = 256;
+    cfg->max_frame = RPC_FRAME_MAX_DEFAULT;
+    cfg->connect_timeout_ms = 1000;
+    cfg->deadline_ms = 2000;
+    cfg->max_deadline_ms = 10000;
+    cfg->keepalive_idle_ms = 5000;
+    cfg->keepalive_timeout_ms = 2000;
+    rpc_backoff_cfg_default(&cfg->backoff);
+}
+
+static void emit(slot *sl, rpc_event_type type, int err, int64_t delay_ms)
+{
+    rpc_channel *ch = sl->ch;
+    if (ch->cfg.on_event == NULL)
+        return;
+    rpc_event ev = {
+        .type = type,
+        .service = ch->name,
+        .endpoint = sl->ep->addr,
+        .conn = sl->index,
+        .err = err,
+        .attempt = sl->failures_seen,
+        .delay_ms = delay_ms,
+    };
+    ch->cfg.on_event(ch->cfg.event_user, &ev);
+}
+
+static void notify_channel(rpc_channel *ch)
+{
+    pthread_mutex_lock(&ch->lock);
+    pthread_cond_broadcast(&ch->cond);
+    pthread_mutex_unlock(&ch->lock);
+}
+
+/* ---- pending table (slot->lock held) ---- */
+
+static void table_put(slot *sl, pending *p)
+{
+    pending **b = &sl->table[p->id & (TABLE_SIZE - 1)];
+    p->next = *b;
+    *b = p;
+}
+
+static pending *table_take(slot *sl, uint64_t id)
+{
+    for (pending **pp = &sl->table[id & (TABLE_SIZE - 1)]; *pp != NULL; pp = &(*pp)->next) {
+        if ((*pp)->id == id) {
+            pending *p = *pp;
+            *pp = p->next;
+            return p;
+        }
+    }
+    return NULL;
+}
+
+/* Moves every pending call (with id above `above`) to a list. */
+static pending *table_detach(slot *sl, uint64_t above)
+{
+    pending *list = NULL;
+    for (size_t i = 0; i < TABLE_SIZE; i++) {
+        for (pending **pp = &sl->table[i]; *pp != NULL;) {
+            pending *p = *pp;
+            if (p->id > above) {
+                *pp = p->next;
+                p->next = list;
+                list = p;
+            } else {
+                pp = &p->next;
+            }
+        }
+    }
+    return list;
+}
+
+/* Wakes a waiter. No slot lock may be held: p may vanish right after. */
+static void complete(pending *p, int how, int err, rpc_frame *answer)
+{
+    pthread_mutex_lock(&p->lock);
+    p->how = how;
+    p->err = err;
+    p->answer = answer;
+    p->done = 1;
+    pthread_cond_signal(&p->cond);
+    pthread_mutex_unlock(&p->lock);
+}
+
+static void complete_list(pending *list, int how, int err)
+{
+    while (list != NULL) {
+        pending *next = list->next;
+        complete(list, how, err, NULL);
+        list = next;
+    }
+}
+
+/* ---- connection thread ---- */
+
+/* Writes a control frame (PING). Returns 0 or a negative errno. */
+static int send_control(slot *sl, int kind)
+{
+    uint8_t buf[64];
+    rpc_frame f = TCPOPS__FRAME__INIT;
+    f.kind = kind;
+    size_t n = rpc_frame_write(&f, buf);
+    pthread_mutex_lock(&sl->wlock);
+    int rc = sl->fd >= 0 ? rpc_sock_write_all(sl->fd, buf, n,
+                                              rpc_now_ms() + sl->ch->cfg.keepalive_timeout_ms, NULL)
+                         : -ENOTCONN;
+    pthread_mutex_unlock(&sl->wlock);
+    return rc;
+}
+
+/* Handles one frame from the server. Returns 0, or a negative errno when the
+ * connection must be dropped. */
+static int on_frame(slot *sl, rpc_frame *f)
+{
+    rpc_channel *ch = sl->ch;
+    switch (f->kind) {
+    case TCPOPS__KIND__RESPONSE: {
+        pthread_mutex_lock(&sl->lock);
+        pending *p = table_take(sl, f->id);
+        if (p != NULL)
+            atomic_fetch_sub(&sl->outstanding, 1);
+        pthread_mutex_unlock(&sl->lock);
+        if (p == NULL) {
+            /* The caller gave up (deadline) or the id is not ours: drop it. */
+            rpc_stats_add(ch->cfg.stats, RPC_C_LATE_ANSWERS, 1);
+            rpc_frame_free(f);
+            return 0;
+        }
+        complete(p, END_ANSWER, 0, f);
+        return 0;
+    }
+    case TCPOPS__KIND__PONG:
+        pthread_mutex_lock(&sl->lock);
+        sl->ping_sent_ms = 0;
+        pthread_mutex_unlock(&sl->lock);
+        rpc_frame_free(f);
+        return 0;
+    case TCPOPS__KIND__GOAWAY: {
+        pthread_mutex_lock(&sl->lock);
+        sl->goaway_last = f->last_id;
+        atomic_store(&sl->soon, 1);
+        atomic_store(&sl->state, S_DRAINING);
+        pending *unsent = table_detach(sl, f->last_id);
+        for (pending *p = unsent; p != NULL; p = p->next)
+            atomic_fetch_sub(&sl->outstanding, 1);
+        pthread_mutex_unlock(&sl->lock);
+        rpc_frame_free(f);
+        rpc_stats_add(ch->cfg.stats, RPC_C_GOAWAYS, 1);
+        complete_list(unsent, END_UNSENT, 0);
+        emit(sl, RPC_EV_GOAWAY, 0, 0);
+        notify_channel(ch);
+        return 0;
+    }
+    default:
+        /* A server does not send requests or pings to its clients. */
+        rpc_stats_add(ch->cfg.stats, RPC_C_PROTOCOL_ERRORS, 1);
+        rpc_frame_free(f);
+        return -EPROTO;
+    }
+}
+
+static int stopping(rpc_channel *ch)
+{
+    pthread_mutex_lock(&ch->lock);
+    int s = ch->stopping;
+    pthread_mutex_unlock(&ch->lock);
+    return s;
+}
+
+/* Reads frames until the connection ends. Returns why (a negative errno), or
+ * 0 when it ended cleanly after a GOAWAY drained. */
+static int serve_conn(slot *sl)
+{
+    rpc_channel *ch = sl->ch;
+    int64_t last_rx = rpc_now_ms();
+    size_t limit = ch->cfg.max_frame + RPC_FRAME_HEADER + READ_CHUNK;
+
+    for (;;) {
+        if (stopping(ch))
+            return -ECANCELED;
+        int64_t now = rpc_now_ms();
+        int state = atomic_load(&sl->state);
+        if (state == S_DRAINING && atomic_load(&sl->outstanding) == 0)
+            return 0;
+
+        pthread_mutex_lock(&sl->lock);
+        int64_t ping_sent = sl->ping_sent_ms;
+        pthread_mutex_unlock(&sl->lock);
+        if (ping_sent != 0 && now - ping_sent >= ch->cfg.keepalive_timeout_ms)
+            return -ETIMEDOUT;
+        if (ping_sent == 0 && now - last_rx >= ch->cfg.keepalive_idle_ms) {
+            pthread_mutex_lock(&sl->lock);
+            sl->ping_sent_ms = now;
+            pthread_mutex_unlock(&sl->lock);
+            int rc = send_control(sl, TCPOPS__KIND__PING);
+            if (rc < 0)
+                return rc;
+        }
+
+        /* Wake at least every 100 ms: to notice stop, a drained GOAWAY, and
+         * keepalive deadlines. */
+        struct pollfd pf = {.fd = sl->fd, .events = POLLIN};
+        int n = poll(&pf, 1, 100);
+        if (n < 0 && errno != EINTR)
+            return -errno;
+        if (n <= 0)
+            continue;
+
+        for (;;) {
+            if (rpc_buf_reserve(&sl->rbuf, READ_CHUNK, limit) < 0)
+                return -ENOMEM;
+            size_t room = sl->rbuf.cap - sl->rbuf.len;
+            ssize_t r = recv(sl->fd, sl->rbuf.data + sl->rbuf.len,
+                             sl->rbuf.cap - sl->rbuf.len, 0);
+            if (r == 0)
+                return -ECONNRESET;
+            if (r < 0) {
+                if (errno == EINTR)
+                    continue;
+                if (errno == EAGAIN || errno == EWOULDBLOCK)
+                    break;
+                return -errno;
+            }
+            sl->rbuf.len += (size_t)r;
+            last_rx = rpc_now_ms();
+            for (;;) {
+                const uint8_t *payload = NULL;
+                size_t plen = 0;
+                int c = rpc_frame_decode(rpc_buf_head(&sl->rbuf), rpc_buf_used(&sl->rbuf),
+                                         ch->cfg.max_frame, &payload, &plen);
+                if (c < 0) {
+                    rpc_stats_add(ch->cfg.stats, RPC_C_PROTOCOL_ERRORS, 1);
+                    return c;
+                }
+                if (c == 0)
+                    break;
+                rpc_frame *f = NULL;
+                if (rpc_frame_unpack(payload, plen, &f) < 0) {
+                    rpc_stats_add(ch->cfg.stats, RPC_C_PROTOCOL_ERRORS, 1);
+                    return -EPROTO;
+                }
+                rpc_buf_consume(&sl->rbuf, (size_t)c);
+                int rc = on_frame(sl, f);
+                if (rc < 0)
+                    return rc;
+            }
+            if ((size_t)r < room)
+                break; /* the socket had less than we asked for: drained */
+        }
+        rpc_buf_shrink(&sl->rbuf, 65536);
+    }
+}
+
+/* Sleeps for ms unless the channel stops first. Returns 1 when stopping. */
+static int sleep_unless_stopping(rpc_channel *ch, int64_t ms)
+{
+    struct timespec ts;
+    rpc_ms_to_timespec(rpc_now_ms() + ms, &ts);
+    pthread_mutex_lock(&ch->lock);
+    while (!ch->stopping && ms > 0) {
+        if (pthread_cond_timedwait(&ch->cond, &ch->lock, &ts) == ETIMEDOUT)
+            break;
+    }
+    int s = ch->stopping;
+    pthread_mutex_unlock(&ch->lock);
+    return s;
+}
+
+static void *slot_main(void *arg)
+{
+    slot *sl = arg;
+    rpc_channel *ch = sl->ch;
+    int ever_up = 0;
+
+    for (;;) {
+        int64_t delay = rpc_backoff_next(&sl->bo);
+        atomic_store(&sl->soon, delay == 0);
+        if (sleep_unless_stopping(ch, delay))
+            break;
+        atomic_store(&sl->state, S_CONNECTING);
+        int fd = rpc_sock_connect(&sl->ep->sa, ch->cfg.connect_timeout_ms);
+        if (fd < 0) {
+            pthread_mutex_lock(&sl->lock);
+            sl->failures_seen++;
+            atomic_store(&sl->soon, 0);
+            atomic_store(&sl->state, S_DOWN);
+            pthread_mutex_unlock(&sl->lock);
+            rpc_stats_add(ch->cfg.stats, RPC_C_CONNECT_FAILURES, 1);
+            notify_channel(ch); /* waiters for this attempt can stop waiting */
+            /* Peek at the next delay for the event without consuming it. */
+            rpc_backoff peek = sl->bo;
+            emit(sl, RPC_EV_CONNECT_FAILED, fd, rpc_backoff_next(&peek));
+            continue;
+        }
+
+        pthread_mutex_lock(&sl->wlock);
+        pthread_mutex_lock(&sl->lock);
+        sl->fd = fd;
+        sl->next_id = 0;
+        sl->goaway_last = 0;
+        sl->ping_sent_ms = 0;
+        sl->failures_seen = 0;
+        atomic_store(&sl->outstanding, 0);
+        atomic_store(&sl->soon, 0);
+        atomic_store(&sl->state, S_READY);
+        pthread_mutex_unlock(&sl->lock);
+        pthread_mutex_unlock(&sl->wlock);
+        rpc_backoff_up(&sl->bo, rpc_now_ms());
+        rpc_stats_add(ch->cfg.stats, RPC_C_CONNECTS, 1);
+        if (ever_up)
+            rpc_stats_add(ch->cfg.stats, RPC_C_RECONNECTS, 1);
+        ever_up = 1;
+        rpc_stats_add(ch->cfg.stats, RPC_C_CONNS_OPEN, 1);
+        notify_channel(ch);
+        emit(sl, RPC_EV_CONNECTED, 0, 0);
+
+        int why = serve_conn(sl);
+
+        /* Stop new calls, unblock a writer stuck on a full socket, then wait
+         * for it to leave before the descriptor goes away. */
+        atomic_store(&sl->state, S_DOWN);
+        shutdown(fd, SHUT_RDWR);
+        pthread_mutex_lock(&sl->wlock);
+        pthread_mutex_lock(&sl->lock);
+        sl->fd = -1;
+        pending *lost = table_detach(sl, 0);
+        atomic_store(&sl->outstanding, 0);
+        pthread_mutex_unlock(&sl->lock);
+        pthread_mutex_unlock(&sl->wlock);
+        close(fd);
+        rpc_buf_consume(&sl->rbuf, rpc_buf_used(&sl->rbuf));
+        rpc_buf_shrink(&sl->rbuf, 0);
+        complete_list(lost, END_LOST, why != 0 ? why : -ECONNRESET);
+
+        rpc_stats_add(ch->cfg.stats, RPC_C_CONNS_OPEN, -1);
+        if (why != 0 && why != -ECANCELED)
+            rpc_stats_add(ch->cfg.stats, RPC_C_CONNS_LOST, 1);
+        rpc_backoff_down(&sl->bo, rpc_now_ms());
+        if (why == 0)
+            sl->bo.failures = 0; /* GOAWAY drained: reconnect at once */
+        notify_channel(ch);
+        if (why != -ECANCELED)
+            emit(sl, RPC_EV_DISCONNECTED, why, 0);
+    }
+    return NULL;
+}
+
+/* ---- calls ---- */
+
+/* The ready slot with the fewest calls outstanding, other than `avoid`.
+ * Returns NULL when none is ready; *full says one was ready but at its cap. */
+static slot *pick(rpc_channel *ch, const slot *avoid, int *full)
+{
+    slot *best = NULL;
+    int best_out = 0;
+    size_t total = 0;
+    for (size_t e = 0; e < ch->neps; e++)
+        total += (size_t)ch->cfg.pool_size;
+    unsigned start = atomic_fetch_add_explicit(&ch->rr, 1, memory_order_relaxed);
+
+    *full = 0;
+    for (size_t k = 0; k < total; k++) {
+        size_t i = (start + k) % total;
+        slot *sl = &ch->eps[i / (size_t)ch->cfg.pool_size]
+                        .slots[i % (size_t)ch->cfg.pool_size];
+        if (sl == avoid || atomic_load(&sl->state) != S_READY)
+            continue;
+        int out = atomic_load(&sl->outstanding);
+        if (out >= ch->cfg.max_inflight) {
+            *full = 1;
+            continue;
+        }
+        if (best == NULL || out < best_out) {
+            best = sl;
+            best_out = out;
+            if (out == 0)
+                break;
+        }
+    }
+    if (best == NULL && avoid != NULL && atomic_load(&avoid->state) == S_READY &&
+        atomic_load(&avoid->outstanding) < ch->cfg.max_inflight)
+        best = (slot *)avoid; /* the only one: better than failing */
+    return best;
+}
+
+/* Whether a connection is about to be ready: an attempt without backoff
+ * under way, or a GOAWAY'd one that reconnects as soon as it drains. Such a
+ * state is worth a short wait; a slot that is backing off is not (fail fast). */
+static int coming_up(rpc_channel *ch)
+{
+    for (size_t e = 0; e < ch->neps; e++)
+        for (int i = 0; i < ch->cfg.pool_size; i++)
+            if (atomic_load(&ch->eps[e].slots[i].soon))
+                return 1;
+    return 0;
+}
+
+/* Waits until a slot changes state or until_ms. */
+static void wait_for_change(rpc_channel *ch, int64_t until_ms)
+{
+    struct timespec ts;
+    rpc_ms_to_timespec(until_ms, &ts);
+    pthread_mutex_lock(&ch->lock);
+    if (!ch->stopping)
+        pthread_cond_timedwait(&ch->cond, &ch->lock, &ts);
+    pthread_mutex_unlock(&ch->lock);
+}
+
+/* Sends call on sl with p registered. Returns 0 when the frame went out,
+ * -EAGAIN when it provably did not (the slot was not ready: safe to send
+ * elsewhere), or -ECONNRESET when it may have partly gone (the connection is
+ * torn down and p completes as lost). */
+static int send_call(slot *sl, rpc_call *call, pending *p, int64_t deadline)
+{
+    rpc_channel *ch = sl->ch;
+    rpc_frame f = TCPOPS__FRAME__INIT;
+    f.kind = TCPOPS__KIND__REQUEST;
+    f.method = (char *)call->method;
+    f.trace_id = (char *)(call->trace_id != NULL ? call->trace_id : "");
+    f.body.data = (uint8_t *)call->body;
+    f.body.len = call->body_len;
+    int64_t left = deadline - rpc_now_ms();
+    f.deadline_ms = left > 0 ? (uint32_t)left : 1;
+    f.id = UINT64_MAX; /* sizes the frame for the largest id */
+
+    uint8_t stackbuf[1024];
+    size_t cap = rpc_frame_size(&f);
+    uint8_t *buf = cap <= sizeof(stackbuf) ? stackbuf : malloc(cap);
+    if (buf == NULL)
+        return -ENOMEM;
+
+    int rc = 0;
+    struct timespec ts;
+    rpc_ms_to_timespec(deadline, &ts);
+    /* Bounded by the deadline: a writer stuck on a full socket holds wlock. */
+    if (pthread_mutex_clocklock(&sl->wlock, CLOCK_MONOTONIC, &ts) != 0) {
+        rc = -EAGAIN;
+        goto out_unlocked;
+    }
+    pthread_mutex_lock(&sl->lock);
+    if (atomic_load(&sl->state) != S_READY || sl->fd < 0 ||
+        atomic_load(&sl->outstanding) >= ch->cfg.max_inflight) {
+        pthread_mutex_unlock(&sl->lock);
+        rc = -EAGAIN;
+        goto out;
+    }
+    p->id = f.id = ++sl->next_id;
+    table_put(sl, p);
+    atomic_fetch_add(&sl->outstanding, 1);
+    int fd = sl->fd;
+    pthread_mutex_unlock(&sl->lock);
+
+    size_t n = rpc_frame_write(&f, buf);
+    size_t written = 0;
+    rc = rpc_sock_write_all(fd, buf, n, deadline, &written);
+    if (rc < 0) {
+        pthread_mutex_lock(&sl->lock);
+        pending *mine = table_take(sl, p->id);
+        if (mine != NULL)
+            atomic_fetch_sub(&sl->outstanding, 1);
+        pthread_mutex_unlock(&sl->lock);
+        if (written == 0 && mine != NULL) {
+            rc = -EAGAIN; /* nothing left us: the server never saw it */
+        } else {
+            /* A torn frame poisons the stream: end the connection. */
+            shutdown(fd, SHUT_RDWR);
+            if (mine != NULL)
+                complete(p, END_LOST, rc, NULL);
+            rc = -ECONNRESET;
+        }
+    }
+out:
+    pthread_mutex_unlock(&sl->wlock);
+out_unlocked:
+    if (buf != stackbuf)
+        free(buf);
+    return rc;
+}
+
+/* Waits for p until deadline. Returns 1 when it completed, 0 on deadline (p
+ * is then out of every table and will never be touched again). */
+static int wait_pending(slot *sl, pending *p, int64_t deadline)
+{
+    struct timespec ts;
+    rpc_ms_to_timespec(deadline, &ts);
+    pthread_mutex_lock(&p->lock);
+    while (!p->done) {
+        if (pthread_cond_timedwait(&p->cond, &p->lock, &ts) == ETIMEDOUT)
+            break;
+    }
+    int done = p->done;
+    pthread_mutex_unlock(&p->lock);
+    if (done)
+        return 1;
+
+    pthread_mutex_lock(&sl->lock);
+    pending *mine = table_take(sl, p->id);
+    if (mine != NULL)
+        atomic_fetch_sub(&sl->outstanding, 1);
+    pthread_mutex_unlock(&sl->lock);
+    if (mine != NULL)
+        return 0;
+    /* Someone took it from the table to complete it: wait for that. */
+    pthread_mutex_lock(&p->lock);
+    while (!p->done)
+        pthread_cond_wait(&p->cond, &p->lock);
+    pthread_mutex_unlock(&p->lock);
+    return 1;
+}
+
+static void set_error(rpc_call *call, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_error(rpc_call *call, int status, const char *fmt, ...)
+{
+    va_list ap;
+    call->status = status;
+    va_start(ap, fmt);
+    vsnprintf(call->error, sizeof(call->error), fmt, ap);
+    va_end(ap);
+}
+
+int rpc_channel_call(rpc_channel *ch, rpc_call *call)
+{
+    int64_t now = rpc_now_ms();
+    int dl = call->deadline_ms > 0 ? call->deadline_ms : ch->cfg.deadline_ms;
+    if (dl > ch->cfg.max_deadline_ms)
+        dl = ch->cfg.max_deadline_ms;
+    int64_t deadline = now + dl;
+    slot *avoid = NULL;
+    int read_retried = 0;
+
+    set_error(call, TCPOPS__STATUS__UNAVAILABLE, "%s: no connection took the call",
+              ch->name);
+    call->resp = NULL;
+    call->resp_len = 0;
+    call->endpoint[0] = '\0';
+    call->attempts = 0;
+    call->frame_ = NULL;
+
+    for (int attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+        int full = 0;
+        slot *sl = pick(ch, avoid, &full);
+        while (sl == NULL && !full && coming_up(ch) && !stopping(ch) &&
+               rpc_now_ms() < deadline) {
+            int64_t until = rpc_now_ms() + ch->cfg.connect_timeout_ms;
+            wait_for_change(ch, until < deadline ? until : deadline);
+            sl = pick(ch, avoid, &full);
+        }
+        if (sl == NULL) {
+            if (rpc_now_ms() >= deadline) {
+                set_error(call, TCPOPS__STATUS__DEADLINE_EXCEEDED,
+                          "%s: deadline passed waiting for a connection", ch->name);
+            } else if (full) {
+                rpc_stats_add(ch->cfg.stats, RPC_C_INFLIGHT_LIMIT, 1);
+                set_error(call, TCPOPS__STATUS__RESOURCE_EXHAUSTED,
+                          "%s: every connection has its maximum of calls in flight",
+                          ch->name);
+            } else {
+                rpc_stats_add(ch->cfg.stats, RPC_C_FAIL_FAST, 1);
+                set_error(call, TCPOPS__STATUS__UNAVAILABLE,
+                          "%s: no healthy connection", ch->name);
+            }
+            break;
+        }
+
+        pending p = {.done = 0};
+        pthread_mutex_init(&p.lock, NULL);
+        rpc_cond_init(&p.cond);
+        if (attempt > 0)
+            rpc_stats_add(ch->cfg.stats, RPC_C_RETRIES, 1);
+        int rc = send_call(sl, call, &p, deadline);
+        int done = 1;
+        if (rc == -EAGAIN) {
+            p.how = END_UNSENT;
+        } else if (rc == -ENOMEM) {
+            p.how = END_NONE;
+            set_error(call, TCPOPS__STATUS__INTERNAL, "%s: out of memory", ch->name);
+        } else {
+            call->attempts++;
+            done = wait_pending(sl, &p, deadline);
+        }
+        pthread_mutex_destroy(&p.lock);
+        pthread_cond_destroy(&p.cond);
+
+        snprintf(call->endpoint, sizeof(call->endpoint), "%s", sl->ep->addr);
+        if (!done) {
+            set_error(call, TCPOPS__STATUS__DEADLINE_EXCEEDED,
+                      "%s (%s): deadline passed waiting for the answer", ch->name,
+                      sl->ep->addr);
+            break;
+        }
+        if (p.how == END_ANSWER) {
+            call->frame_ = p.answer;
+            call->status = p.answer->status;
+            snprintf(call->error, sizeof(call->error), "%s",
+                     p.answer->error != NULL ? p.answer->error : "");
+            call->resp = p.answer->body.data;
+            call->resp_len = p.answer->body.len;
+            break;
+        }
+        if (p.how == END_NONE)
+            break;
+        avoid = sl;
+        if (p.how == END_UNSENT && rpc_now_ms() < deadline)
+            continue; /* never reached the server: safe for any call */
+        if (p.how == END_LOST && call->idempotent && !read_retried &&
+            rpc_now_ms() < deadline) {
+            read_retried = 1;
+            continue;
+        }
+        set_error(call, TCPOPS__STATUS__UNAVAILABLE,
+                  p.how == END_LOST ? "%s (%s): connection lost during the call"
+                                    : "%s (%s): could not send the call",
+                  ch->name, sl->ep->addr);
+        if (p.how == END_LOST && rpc_now_ms() >= deadline)
+            call->status = TCPOPS__STATUS__DEADLINE_EXCEEDED;
+        break;
+    }
+    rpc_stats_call(ch->cfg.stats, call->method, call->status);
+    return call->status;
+}
+
+void rpc_call_fini(rpc_call *call)
+{
+    rpc_frame_free(call->frame_);
+    call->frame_ = NULL;
+    call->resp = NULL;
+    call->resp_len = 0;
+}
+
+int rpc_channel_ready(rpc_channel *ch)
+{
+    int n = 0;
+    for (size_t e = 0; e < ch->neps; e++)
+        for (int i = 0; i < ch->cfg.pool_size; i++)
+            n += atomic_load(&ch->eps[e].slots[i].state) == S_READY;
+    return n;
+}
+
+/* ---- life cycle ---- */
+
+int rpc_channel_new(rpc_channel **out, const rpc_channel_cfg *cfg, char *err)
+{
+    int rc = 0;
+    rpc_channel *ch = calloc(1, sizeof(*ch));
+    if (ch == NULL) {
+        snprintf(err, RPC_ERRLEN, "out of memory");
+        return -ENOMEM;
+    }
+    ch->cfg = *cfg;
+    snprintf(ch->name, sizeof(ch->name), "%s", cfg->name != NULL ? cfg->name : "service");
+    ch->cfg.name = ch->name;
+    ch->cfg.endpoints = NULL;
+    if (ch->cfg.pool_size <= 0)
+        ch->cfg.pool_size = 2;
+    if (ch->cfg.max_inflight <= 0)
+        ch->cfg.max_inflight = 256;
+    if (ch->cfg.max_frame == 0)
+        ch->cfg.max_frame = RPC_FRAME_MAX_DEFAULT;
+    if (ch->cfg.connect_timeout_ms <= 0)
+        ch->cfg.connect_timeout_ms = 1000;
+    if (ch->cfg.deadline_ms <= 0)
+        ch->cfg.deadline_ms = 2000;
+    if (ch->cfg.max_deadline_ms <= 0)
+        ch->cfg.max_deadline_ms = 10000;
+    if (ch->cfg.keepalive_idle_ms <= 0)
+        ch->cfg.keepalive_idle_ms = 5000;
+    if (ch->cfg.keepalive_timeout_ms <= 0)
+        ch->cfg.keepalive_timeout_ms = 2000;
+    if (ch->cfg.backoff.initial_ms <= 0)
+        rpc_backoff_cfg_default(&ch->cfg.backoff);
+    pthread_mutex_init(&ch->lock, NULL);
+    rpc_cond_init(&ch->cond);
+
+    if (cfg->nendpoints == 0) {
+        snprintf(err, RPC_ERRLEN, "%s: no endpoints", ch->name);
+        rc = -EINVAL;
+        goto fail;
+    }
+    ch->eps = calloc(cfg->nendpoints, sizeof(*ch->eps));
+    if (ch->eps == NULL) {
+        snprintf(err, RPC_ERRLEN, "out of memory");
+        rc = -ENOMEM;
+        goto fail;
+    }
+    for (size_t e = 0; e < cfg->nendpoints; e++) {
+        endpoint *ep = &ch->eps[e];
+        if ((rc = rpc_addr_parse(cfg->endpoints[e], &ep->sa, err)) < 0)
+            goto fail;
+        snprintf(ep->addr, sizeof(ep->addr), "%s", cfg->endpoints[e]);
+        ep->slots = calloc((size_t)ch->cfg.pool_size, sizeof(slot));
+        if (ep->slots == NULL) {
+            snprintf(err, RPC_ERRLEN, "out of memory");
+            rc = -ENOMEM;
+            goto fail;
+        }
+        ch->neps++;
+        for (int i = 0; i < ch->cfg.pool_size; i++) {
+            slot *sl = &ep->slots[i];
+            sl->ch = ch;
+            sl->ep = ep;
+            sl->index = i;
+            sl->fd = -1;
+            pthread_mutex_init(&sl->wlock, NULL);
+            pthread_mutex_init(&sl->lock, NULL);
+            atomic_init(&sl->state, S_DOWN);
+            atomic_init(&sl->soon, 1); /* the first attempt is immediate */
+            rpc_backoff_init(&sl->bo, &ch->cfg.backoff, ch->cfg.rand, ch->cfg.rand_user);
+            rpc_buf_init(&sl->rbuf);
+        }
+    }
+    for (size_t e = 0; e < ch->neps; e++) {
+        for (int i = 0; i < ch->cfg.pool_size; i++) {
+            slot *sl = &ch->eps[e].slots[i];
+            if ((rc = -pthread_create(&sl->thread, NULL, slot_main, sl)) < 0) {
+                snprintf(err, RPC_ERRLEN, "pthread_create: %s", strerror(-rc));
+                goto fail;
+            }
+            sl->started = 1;
+        }
+    }
+    *out = ch;
+    return 0;
+fail:
+    rpc_channel_free(ch);
+    return rc;
+}
+
+void rpc_channel_free(rpc_channel *ch)
+{
+    if (ch == NULL)
+        return;
+    pthread_mutex_lock(&ch->lock);
+    ch->stopping = 1;
+    pthread_cond_broadcast(&ch->cond);
+    pthread_mutex_unlock(&ch->lock);
+    for (size_t e = 0; e < ch->neps; e++) {
+        for (int i = 0; i < ch->cfg.pool_size; i++) {
+            slot *sl = &ch->eps[e].slots[i];
+            if (sl->started)
+                pthread_join(sl->thread, NULL);
+            pthread_mutex_destroy(&sl->wlock);
+            pthread_mutex_destroy(&sl->lock);
+            rpc_buf_fini(&sl->rbuf);
+        }
+        free(ch->eps[e].slots);
+    }
+    free(ch->eps);
+    pthread_mutex_destroy(&ch->lock);
+    pthread_cond_destroy(&ch->cond);
+    free(ch);
+}

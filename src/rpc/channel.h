@@ -1,0 +1,109 @@
+/* The RPC client: a channel to one service. It holds one or more endpoints,
+ * a pool of persistent connections to each, and spreads calls over the healthy
+ * ones (least outstanding calls first). Many calls are in flight on one
+ * connection at once; answers are matched by request id. Connections are made
+ * and remade in the background with exponential backoff and jitter; a call
+ * never waits for a connection that is backing off: it fails fast with
+ * UNAVAILABLE. A server's GOAWAY moves new calls to other connections, and
+ * calls it never accepted are sent again elsewhere.
+ *
+ * Every function here may be called from any thread, concurrently. */
+#ifndef TCPOPS_RPC_CHANNEL_H
+#define TCPOPS_RPC_CHANNEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backoff.h"
+#include "frame.h"
+#include "sock.h"
+#include "stats.h"
+
+typedef struct rpc_channel rpc_channel;
+
+typedef enum rpc_event_type {
+    RPC_EV_CONNECTED,      /* a connection came up */
+    RPC_EV_CONNECT_FAILED, /* an attempt failed; delay_ms until the next */
+    RPC_EV_DISCONNECTED,   /* a connection was lost (err says why) */
+    RPC_EV_GOAWAY,         /* the server asked us to move on */
+} rpc_event_type;
+
+typedef struct rpc_event {
+    rpc_event_type type;
+    const char *service;   /* rpc_channel_cfg.name */
+    const char *endpoint;  /* "127.0.0.1:5002" */
+    int conn;              /* connection index within the endpoint's pool */
+    int err;               /* negative errno, 0 when none */
+    unsigned attempt;      /* consecutive failed attempts so far */
+    int64_t delay_ms;      /* RPC_EV_CONNECT_FAILED: wait before the next */
+} rpc_event;
+
+/* Called on a connection's own thread with no lock held. Must not block. */
+typedef void (*rpc_event_fn)(void *user, const rpc_event *ev);
+
+typedef struct rpc_channel_cfg {
+    const char *name;            /* service name, for events ("people") */
+    const char *const *endpoints;/* "host:port" each */
+    size_t nendpoints;
+    int pool_size;               /* connections per endpoint, default 2 */
+    int max_inflight;            /* calls in flight per connection, default 256 */
+    size_t max_frame;            /* default RPC_FRAME_MAX_DEFAULT */
+    int connect_timeout_ms;      /* default 1000 */
+    int deadline_ms;             /* default call deadline, 2000 */
+    int max_deadline_ms;         /* a call may ask for at most this, 10000 */
+    int keepalive_idle_ms;       /* PING after this long without a frame, 5000 */
+    int keepalive_timeout_ms;    /* dead after this long without a PONG, 2000 */
+    rpc_backoff_cfg backoff;     /* zeroed: the defaults */
+    rpc_rand_fn rand;            /* NULL: rpc_rand01 */
+    void *rand_user;
+    rpc_stats *stats;            /* optional */
+    rpc_event_fn on_event;       /* optional */
+    void *event_user;
+} rpc_channel_cfg;
+
+/* Fills cfg with the defaults above (no name, no endpoints). */
+void rpc_channel_cfg_default(rpc_channel_cfg *cfg);
+
+/* One call. The caller fills the inputs; rpc_channel_call fills the outputs;
+ * rpc_call_fini releases them. */
+typedef struct rpc_call {
+    /* in */
+    const char *method;          /* "people.List" */
+    const uint8_t *body;         /* the method's encoded request; may be NULL */
+    size_t body_len;
+    const char *trace_id;        /* may be NULL */
+    int deadline_ms;             /* 0: the channel default; capped at max */
+    int idempotent;              /* a read: may be retried once elsewhere */
+    /* out */
+    int status;                  /* a Tcpops__Status */
+    char error[256];             /* human text when status != OK */
+    const uint8_t *resp;         /* the answer's body; valid until fini */
+    size_t resp_len;
+    char endpoint[64];           /* the endpoint that answered, if any */
+    int attempts;                /* times the call was sent */
+    rpc_frame *frame_;           /* private: owns resp */
+} rpc_call;
+
+/* Starts connecting to every endpoint in the background and returns at once.
+ * Returns 0, or a negative errno with a sentence in err (RPC_ERRLEN): bad
+ * endpoint text, out of memory, no threads. *out untouched on failure. */
+int rpc_channel_new(rpc_channel **out, const rpc_channel_cfg *cfg, char *err);
+
+/* Stops every connection thread; calls still waiting complete with
+ * UNAVAILABLE first. No call may start after this begins. NULL does nothing. */
+void rpc_channel_free(rpc_channel *ch);
+
+/* Makes one call and waits for its answer, at most its deadline. Returns the
+ * status (also in call->status): the server's, or UNAVAILABLE when no
+ * connection was healthy or one was lost with the call on it,
+ * DEADLINE_EXCEEDED when the deadline passed, RESOURCE_EXHAUSTED when every
+ * connection has max_inflight calls. Call rpc_call_fini afterwards. */
+int rpc_channel_call(rpc_channel *ch, rpc_call *call);
+
+/* Frees what a call's answer holds; the inputs are the caller's. */
+void rpc_call_fini(rpc_call *call);
+
+/* Connections that are up and taking calls now. */
+int rpc_channel_ready(rpc_channel *ch);
+
+#endif

@@ -1,0 +1,119 @@
+/* The RPC server: one I/O thread (epoll) reads and writes non-blocking
+ * sockets and decodes frames; a fixed pool of worker threads runs the
+ * handlers, so calls on one connection run concurrently and are answered in
+ * any order. PING is answered by the I/O thread; GOAWAY tells clients to move
+ * on when the server drains or recycles connections. A connection whose first
+ * byte is '{' is handed to the text-mode callback one line at a time.
+ *
+ *   peer --frame--> I/O thread --job--> worker: handler(ctx, body) -> reply
+ *   peer <--frame-- (worker writes, or I/O thread flushes what did not fit)
+ */
+#ifndef TCPOPS_RPC_SERVER_H
+#define TCPOPS_RPC_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "frame.h"
+#include "sock.h"
+#include "stats.h"
+
+typedef struct rpc_server rpc_server;
+
+/* What a handler knows about the call it runs. Valid during the call only. */
+typedef struct rpc_call_ctx {
+    const char *method;
+    const char *trace_id;  /* "" when the caller sent none */
+    uint64_t id;
+    int64_t deadline_ms;   /* rpc_now_ms instant the caller stops waiting; 0 = none */
+    void *thread_state;    /* from rpc_server_cfg.thread_init, per worker thread */
+    void *user;            /* rpc_server_cfg.user */
+} rpc_call_ctx;
+
+/* What a handler answers. The server zeroes it (status OK) before the call. */
+typedef struct rpc_reply {
+    int status;            /* a Tcpops__Status */
+    char error[256];       /* human text when status != OK */
+    uint8_t *body;         /* malloc'd by the handler; the server frees it */
+    size_t body_len;
+} rpc_reply;
+
+typedef void (*rpc_handler_fn)(const rpc_call_ctx *ctx, const uint8_t *body,
+                               size_t len, rpc_reply *out);
+
+typedef struct rpc_method {
+    const char *name;      /* "people.List" */
+    rpc_handler_fn fn;
+} rpc_method;
+
+/* Text mode: one line (without its newline, not NUL-terminated) in; a malloc'd
+ * NUL-terminated reply line (without newline) out, or NULL to close the
+ * connection. Runs on a worker thread; lines of one connection run one at a
+ * time, in order. */
+typedef char *(*rpc_text_fn)(void *thread_state, void *user,
+                             const char *line, size_t len);
+
+typedef struct rpc_server_cfg {
+    const char *listen;        /* "127.0.0.1:5002"; port 0 picks one */
+    int reuseport;             /* share the port with sibling processes */
+    int threads;               /* worker threads (default 4) */
+    size_t max_frame;          /* default RPC_FRAME_MAX_DEFAULT */
+    int max_conns;             /* default 1024 */
+    size_t max_write_buf;      /* per connection, default 4 * max_frame */
+    int max_inflight;          /* per connection, default 256 */
+    int partial_timeout_ms;    /* a started frame must complete within; 10000 */
+    int queue_max;             /* jobs waiting for a worker, default 4096 */
+    const rpc_method *methods; /* copied by rpc_server_new */
+    size_t nmethods;
+    rpc_text_fn text;          /* NULL turns text mode off */
+    /* Per worker thread state (e.g. a database connection). thread_init
+     * returns 0 or a negative errno; a failure stops rpc_server_start. */
+    int (*thread_init)(void *user, void **state);
+    void (*thread_fini)(void *user, void *state);
+    void *user;
+    rpc_stats *stats;          /* optional; counts calls and events */
+} rpc_server_cfg;
+
+/* Fills cfg with the defaults above (no listen address, no methods). */
+void rpc_server_cfg_default(rpc_server_cfg *cfg);
+
+/* Binds cfg->listen (so the port is known before start) and copies cfg.
+ * Returns 0, or a negative errno with a sentence in err (RPC_ERRLEN). */
+int rpc_server_new(rpc_server **out, const rpc_server_cfg *cfg, char *err);
+
+/* Adds one more listening address served the same way (a worker's own port
+ * beside the shared one). Before rpc_server_start only. Returns the index of
+ * the listener (>= 0) or a negative errno with err filled. */
+int rpc_server_listen(rpc_server *s, const char *addr, int reuseport, char *err);
+
+/* Port of listener idx (0 is cfg->listen), or a negative errno. */
+int rpc_server_port(const rpc_server *s, int idx);
+
+/* Starts the worker threads (running thread_init in each) and the I/O thread.
+ * 0 or a negative errno. */
+int rpc_server_start(rpc_server *s);
+
+/* Sends GOAWAY on every open connection and keeps listening: clients finish
+ * their calls there and open new connections. Any thread. */
+void rpc_server_goaway(rpc_server *s);
+
+/* Graceful stop: closes the listeners, sends GOAWAY, waits for calls in
+ * flight to be answered (idle connections do not delay it), for at most
+ * timeout_ms. Returns 0 when everything was answered, -ETIMEDOUT otherwise.
+ * Call rpc_server_free afterwards. Any thread but a worker's. */
+int rpc_server_drain(rpc_server *s, int timeout_ms);
+
+/* Stops the threads and frees everything; NULL does nothing. Workers stuck
+ * in a handler are abandoned after a second rather than joined forever. */
+void rpc_server_free(rpc_server *s);
+
+/* Helper for handlers: packs msg into out->body (malloc'd). 0 or -ENOMEM
+ * (then out is an INTERNAL error). */
+struct ProtobufCMessage;
+int rpc_reply_pack(rpc_reply *out, const struct ProtobufCMessage *msg);
+
+/* Helper for handlers: sets status and a printf-style error text. */
+void rpc_reply_error(rpc_reply *out, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#endif

@@ -1,0 +1,143 @@
+#include "stats.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "frame.h"
+
+#define MAX_METHODS 64
+#define MAX_STATUS 16 /* Tcpops__Status values are < 16; the rest share a slot */
+
+typedef struct method_row {
+    char name[64];
+    _Atomic uint64_t by_status[MAX_STATUS + 1];
+} method_row;
+
+struct rpc_stats {
+    _Atomic int64_t counters[RPC_C_COUNT];
+    _Atomic int nmethods;      /* rows [0, nmethods) are published */
+    pthread_mutex_t add_lock;  /* serialises adding a row */
+    method_row rows[MAX_METHODS + 1]; /* the last is "other" */
+};
+
+static const char *const counter_names[RPC_C_COUNT] = {
+    [RPC_C_CONNECTS] = "connects",
+    [RPC_C_RECONNECTS] = "reconnects",
+    [RPC_C_CONNECT_FAILURES] = "connect_failures",
+    [RPC_C_CONNS_OPEN] = "connections_open",
+    [RPC_C_CONNS_LOST] = "connections_lost",
+    [RPC_C_LATE_ANSWERS] = "late_answers",
+    [RPC_C_GOAWAYS] = "goaways",
+    [RPC_C_RETRIES] = "retries",
+    [RPC_C_FAIL_FAST] = "fail_fast",
+    [RPC_C_PROTOCOL_ERRORS] = "protocol_errors",
+    [RPC_C_CONNS_REFUSED] = "connections_refused",
+    [RPC_C_EXPIRED_SKIPPED] = "expired_skipped",
+    [RPC_C_SLOW_PEERS] = "slow_peers_closed",
+    [RPC_C_INFLIGHT_LIMIT] = "inflight_limit",
+};
+
+int rpc_stats_new(rpc_stats **out)
+{
+    rpc_stats *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return -ENOMEM;
+    pthread_mutex_init(&s->add_lock, NULL);
+    strcpy(s->rows[MAX_METHODS].name, "other");
+    *out = s;
+    return 0;
+}
+
+void rpc_stats_free(rpc_stats *s)
+{
+    if (s == NULL)
+        return;
+    pthread_mutex_destroy(&s->add_lock);
+    free(s);
+}
+
+void rpc_stats_add(rpc_stats *s, rpc_counter c, int64_t delta)
+{
+    if (s != NULL)
+        atomic_fetch_add_explicit(&s->counters[c], delta, memory_order_relaxed);
+}
+
+int64_t rpc_stats_get(const rpc_stats *s, rpc_counter c)
+{
+    return atomic_load_explicit(&((rpc_stats *)s)->counters[c], memory_order_relaxed);
+}
+
+static method_row *find_row(rpc_stats *s, const char *method)
+{
+    int n = atomic_load_explicit(&s->nmethods, memory_order_acquire);
+    for (int i = 0; i < n; i++)
+        if (strcmp(s->rows[i].name, method) == 0)
+            return &s->rows[i];
+    return NULL;
+}
+
+void rpc_stats_call(rpc_stats *s, const char *method, int status)
+{
+    if (s == NULL)
+        return;
+    if (method == NULL || strlen(method) >= sizeof(s->rows[0].name))
+        method = "other";
+    method_row *r = find_row(s, method);
+    if (r == NULL) {
+        pthread_mutex_lock(&s->add_lock);
+        r = find_row(s, method);
+        if (r == NULL) {
+            int n = atomic_load_explicit(&s->nmethods, memory_order_relaxed);
+            if (n < MAX_METHODS) {
+                r = &s->rows[n];
+                strcpy(r->name, method);
+                atomic_store_explicit(&s->nmethods, n + 1, memory_order_release);
+            } else {
+                r = &s->rows[MAX_METHODS];
+            }
+        }
+        pthread_mutex_unlock(&s->add_lock);
+    }
+    int slot = status >= 0 && status < MAX_STATUS ? status : MAX_STATUS;
+    atomic_fetch_add_explicit(&r->by_status[slot], 1, memory_order_relaxed);
+}
+
+void rpc_stats_foreach_call(const rpc_stats *cs, rpc_stats_call_fn fn, void *user)
+{
+    rpc_stats *s = (rpc_stats *)cs;
+    int n = atomic_load_explicit(&s->nmethods, memory_order_acquire);
+    for (int i = 0; i <= MAX_METHODS; i++) {
+        if (i >= n && i != MAX_METHODS)
+            continue;
+        for (int st = 0; st <= MAX_STATUS; st++) {
+            uint64_t v = atomic_load_explicit(&s->rows[i].by_status[st],
+                                              memory_order_relaxed);
+            if (v != 0)
+                fn(user, s->rows[i].name, rpc_status_name(st), v);
+        }
+    }
+}
+
+uint64_t rpc_stats_calls(const rpc_stats *cs, const char *method, int status)
+{
+    rpc_stats *s = (rpc_stats *)cs;
+    int n = atomic_load_explicit(&s->nmethods, memory_order_acquire);
+    int slot = status >= 0 && status < MAX_STATUS ? status : MAX_STATUS;
+    uint64_t total = 0;
+    for (int i = 0; i <= MAX_METHODS; i++) {
+        if (i >= n && i != MAX_METHODS)
+            continue;
+        if (method == NULL || strcmp(s->rows[i].name, method) == 0)
+            total += atomic_load_explicit(&s->rows[i].by_status[slot],
+                                          memory_order_relaxed);
+    }
+    return total;
+}
+
+const char *rpc_counter_name(rpc_counter c)
+{
+    return c >= 0 && c < RPC_C_COUNT ? counter_names[c] : "unknown";
+}

@@ -1,0 +1,166 @@
+#include "proc.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_CHILDREN 64
+
+static pid_t children[MAX_CHILDREN];
+static int registered;
+
+static void kill_all(void)
+{
+    for (int i = 0; i < MAX_CHILDREN; i++) {
+        if (children[i] > 0) {
+            kill(children[i], SIGKILL);
+            waitpid(children[i], NULL, 0);
+            children[i] = 0;
+        }
+    }
+}
+
+static void remember(pid_t pid, pid_t old)
+{
+    for (int i = 0; i < MAX_CHILDREN; i++) {
+        if (children[i] == old) {
+            children[i] = pid;
+            return;
+        }
+    }
+}
+
+const char *proc_bin(const char *name, char *buf, size_t len)
+{
+    const char *dir = getenv("TCPOPS_BIN_DIR");
+    snprintf(buf, len, "%s/%s", dir != NULL ? dir : "build/bin", name);
+    return buf;
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int proc_start(proc *p, char *const argv[], int want_port)
+{
+    int fds[2];
+    if (!registered) {
+        atexit(kill_all);
+        registered = 1;
+    }
+    if (pipe2(fds, O_CLOEXEC) < 0)
+        return -1;
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(fds[0]);
+        close(fds[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
+        dup2(fds[1], STDOUT_FILENO);
+        execv(argv[0], argv);
+        fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    close(fds[1]);
+    p->pid = pid;
+    p->out_fd = fds[0];
+    p->port = -1;
+    remember(pid, 0);
+    if (!want_port)
+        return 0;
+
+    char line[128];
+    size_t n = 0;
+    int64_t deadline = now_ms() + 10000;
+    while (n < sizeof(line) - 1) {
+        int64_t left = deadline - now_ms();
+        struct pollfd pf = {.fd = p->out_fd, .events = POLLIN};
+        if (left <= 0 || poll(&pf, 1, (int)left) <= 0)
+            break;
+        ssize_t r = read(p->out_fd, line + n, 1);
+        if (r <= 0)
+            break;
+        if (line[n] == '\n') {
+            line[n] = '\0';
+            if (sscanf(line, "port=%d", &p->port) == 1)
+                return 0;
+            n = 0;
+            continue;
+        }
+        n++;
+    }
+    fprintf(stderr, "proc_start: %s printed no port=N line within 10 s\n", argv[0]);
+    proc_stop(p);
+    return -1;
+}
+
+void proc_signal(const proc *p, int sig)
+{
+    if (p->pid > 0)
+        kill(p->pid, sig);
+}
+
+int proc_wait(proc *p, int timeout_ms)
+{
+    int64_t deadline = now_ms() + timeout_ms;
+    int st = 0;
+    if (p->pid <= 0)
+        return -1;
+    for (;;) {
+        pid_t r = waitpid(p->pid, &st, WNOHANG);
+        if (r == p->pid)
+            break;
+        if (r < 0 || now_ms() >= deadline)
+            return -1;
+        usleep(10000);
+    }
+    remember(0, p->pid);
+    p->pid = 0;
+    if (p->out_fd >= 0) {
+        close(p->out_fd);
+        p->out_fd = -1;
+    }
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+void proc_stop(proc *p)
+{
+    if (p->pid > 0) {
+        kill(p->pid, SIGKILL);
+        proc_wait(p, 10000);
+    }
+}
+
+int free_port(void)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof(sa);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int port = -1;
+    if (fd < 0)
+        return -1;
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+        getsockname(fd, (struct sockaddr *)&sa, &sl) == 0)
+        port = ntohs(sa.sin_port);
+    close(fd);
+    return port;
+}

@@ -1,0 +1,37 @@
+/* Child processes for integration tests: spawn a real program, learn the port
+ * it printed, signal it, reap it. Every child dies with the test process
+ * (PR_SET_PDEATHSIG) and is killed at exit, so a failing test leaves nothing
+ * running. */
+#ifndef TCPOPS_TEST_PROC_H
+#define TCPOPS_TEST_PROC_H
+
+#include <sys/types.h>
+
+typedef struct proc {
+    pid_t pid;
+    int out_fd;   /* the child's stdout, read end */
+    int port;     /* from its "port=N" line, or -1 */
+} proc;
+
+/* Path of a program built into build/bin (TCPOPS_BIN_DIR, set by ctest). */
+const char *proc_bin(const char *name, char *buf, size_t len);
+
+/* Starts argv[0] with argv, stderr inherited. When want_port, waits up to
+ * 10 s for a "port=N" line on its stdout. Returns 0 or -1. */
+int proc_start(proc *p, char *const argv[], int want_port);
+
+/* Sends sig. */
+void proc_signal(const proc *p, int sig);
+
+/* Waits up to timeout_ms for the child to exit. Returns its exit code,
+ * 128+signal when killed, or -1 when it is still running (then it is left
+ * alone). */
+int proc_wait(proc *p, int timeout_ms);
+
+/* SIGKILLs and reaps the child if it still runs. */
+void proc_stop(proc *p);
+
+/* A TCP port on 127.0.0.1 that was free a moment ago. */
+int free_port(void);
+
+#endif

@@ -1,0 +1,337 @@
+/* The client channel against a real server in this process: correctness
+ * under concurrency, no head-of-line blocking, deadlines, GOAWAY. */
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "channel.h"
+#include "clock.h"
+#include "server.h"
+#include "testsvc.h"
+
+typedef struct fixture {
+    rpc_server *srv;
+    rpc_stats *srv_stats;
+    rpc_channel *ch;
+    rpc_stats *ch_stats;
+    char addr[64];
+} fixture;
+
+static int setup_pool(void **state, int pool)
+{
+    fixture *fx = calloc(1, sizeof(*fx));
+    char err[RPC_ERRLEN];
+    rpc_server_cfg scfg;
+    rpc_channel_cfg ccfg;
+
+    rpc_stats_new(&fx->srv_stats);
+    rpc_stats_new(&fx->ch_stats);
+    rpc_server_cfg_default(&scfg);
+    scfg.listen = "127.0.0.1:0";
+    scfg.threads = 4;
+    scfg.methods = testsvc_methods;
+    scfg.nmethods = testsvc_nmethods;
+    scfg.stats = fx->srv_stats;
+    if (rpc_server_new(&fx->srv, &scfg, err) < 0)
+        fail_msg("server: %s", err);
+    assert_int_equal(rpc_server_start(fx->srv), 0);
+    snprintf(fx->addr, sizeof(fx->addr), "127.0.0.1:%d", rpc_server_port(fx->srv, 0));
+
+    const char *eps[] = {fx->addr};
+    rpc_channel_cfg_default(&ccfg);
+    ccfg.name = "test";
+    ccfg.endpoints = eps;
+    ccfg.nendpoints = 1;
+    ccfg.pool_size = pool;
+    ccfg.stats = fx->ch_stats;
+    if (rpc_channel_new(&fx->ch, &ccfg, err) < 0)
+        fail_msg("channel: %s", err);
+    *state = fx;
+    return 0;
+}
+
+static int setup_pool2(void **state) { return setup_pool(state, 2); }
+static int setup_pool1(void **state) { return setup_pool(state, 1); }
+
+static int teardown(void **state)
+{
+    fixture *fx = *state;
+    rpc_channel_free(fx->ch);
+    rpc_server_drain(fx->srv, 1000);
+    rpc_server_free(fx->srv);
+    rpc_stats_free(fx->ch_stats);
+    rpc_stats_free(fx->srv_stats);
+    free(fx);
+    return 0;
+}
+
+/* One call; returns its status and copies up to cap-1 answer bytes to out. */
+static int call(rpc_channel *ch, const char *method, const char *body, int deadline_ms,
+                char *out, size_t cap)
+{
+    rpc_call c = {
+        .method = method,
+        .body = (const uint8_t *)body,
+        .body_len = strlen(body),
+        .deadline_ms = deadline_ms,
+    };
+    int st = rpc_channel_call(ch, &c);
+    if (out != NULL && cap > 0) {
+        size_t n = c.resp_len < cap - 1 ? c.resp_len : cap - 1;
+        if (n > 0)
+            memcpy(out, c.resp, n);
+        out[n] = '\0';
+        if (st != TCPOPS__STATUS__OK)
+            snprintf(out, cap, "%s", c.error);
+    }
+    rpc_call_fini(&c);
+    return st;
+}
+
+/* ---- 32 threads x 5000 calls, each answer checked against its token ---- */
+
+#define THREADS 32
+#define CALLS 5000
+
+typedef struct worker {
+    rpc_channel *ch;
+    int index;
+    int ok;
+    int wrong;
+    int failed;
+    char first_problem[320];
+} worker;
+
+static void *hammer(void *arg)
+{
+    worker *w = arg;
+    char token[96], got[128];
+    for (int i = 0; i < CALLS; i++) {
+        /* Lengths vary so frames of different sizes interleave. */
+        snprintf(token, sizeof(token), "t%02d-c%05d-%.*s", w->index, i, i % 48,
+                 "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUV");
+        int st = call(w->ch, "test.Echo", token, 5000, got, sizeof(got));
+        if (st != TCPOPS__STATUS__OK) {
+            if (w->failed++ == 0)
+                snprintf(w->first_problem, sizeof(w->first_problem), "%s: %s",
+                         rpc_status_name(st), got);
+        } else if (strcmp(got, token) != 0) {
+            if (w->wrong++ == 0)
+                snprintf(w->first_problem, sizeof(w->first_problem),
+                         "sent \"%s\", answer was \"%s\"", token, got);
+        } else {
+            w->ok++;
+        }
+    }
+    return NULL;
+}
+
+static void test_concurrent_calls_match_their_answers(void **state)
+{
+    fixture *fx = *state;
+    pthread_t th[THREADS];
+    worker w[THREADS];
+    memset(w, 0, sizeof(w));
+    for (int i = 0; i < THREADS; i++) {
+        w[i].ch = fx->ch;
+        w[i].index = i;
+        pthread_create(&th[i], NULL, hammer, &w[i]);
+    }
+    int ok = 0, wrong = 0, failed = 0;
+    for (int i = 0; i < THREADS; i++) {
+        pthread_join(th[i], NULL);
+        ok += w[i].ok;
+        wrong += w[i].wrong;
+        failed += w[i].failed;
+        if (w[i].first_problem[0])
+            print_message("thread %d: %s\n", i, w[i].first_problem);
+    }
+    if (wrong != 0 || failed != 0)
+        fail_msg("expected %d correct answers, got %d correct, %d wrong, %d failed",
+                 THREADS * CALLS, ok, wrong, failed);
+    /* Both connections of the pool carried the load; the server agrees. */
+    assert_int_equal(rpc_stats_get(fx->ch_stats, RPC_C_CONNECTS), 2);
+    assert_int_equal(rpc_stats_calls(fx->srv_stats, "test.Echo", TCPOPS__STATUS__OK),
+                     THREADS * CALLS);
+}
+
+/* ---- one slow call does not hold up a thousand fast ones ---- */
+
+typedef struct slow_call {
+    rpc_channel *ch;
+    int status;
+    _Atomic int done;
+} slow_call;
+
+static void *run_slow(void *arg)
+{
+    slow_call *s = arg;
+    s->status = call(s->ch, "test.Sleep", "2000", 5000, NULL, 0);
+    s->done = 1;
+    return NULL;
+}
+
+static void test_slow_call_does_not_block_fast_ones(void **state)
+{
+    fixture *fx = *state;
+    slow_call s = {.ch = fx->ch};
+    pthread_t th;
+    char got[64];
+
+    /* The pool has one connection: everything shares it. */
+    assert_int_equal(call(fx->ch, "test.Echo", "warm", 2000, got, sizeof(got)),
+                     TCPOPS__STATUS__OK);
+    pthread_create(&th, NULL, run_slow, &s);
+    usleep(100 * 1000); /* let the slow call get onto the wire first */
+    int ok = 0;
+    for (int i = 0; i < 1000; i++) {
+        char token[32];
+        snprintf(token, sizeof(token), "fast-%d", i);
+        if (call(fx->ch, "test.Echo", token, 2000, got, sizeof(got)) == TCPOPS__STATUS__OK &&
+            strcmp(got, token) == 0)
+            ok++;
+    }
+    int slow_done_before = s.done;
+    pthread_join(th, NULL);
+    assert_int_equal(ok, 1000);
+    if (slow_done_before)
+        fail_msg("expected the 2 s call still running after 1000 fast calls; it had finished");
+    assert_int_equal(s.status, TCPOPS__STATUS__OK);
+    assert_int_equal(rpc_stats_get(fx->ch_stats, RPC_C_CONNECTS), 1);
+}
+
+/* ---- deadlines ---- */
+
+static void test_deadline_exceeded_and_late_answer_dropped(void **state)
+{
+    fixture *fx = *state;
+    char got[256];
+
+    int st = call(fx->ch, "test.Sleep", "600", 100, got, sizeof(got));
+    if (st != TCPOPS__STATUS__DEADLINE_EXCEEDED)
+        fail_msg("expected DEADLINE_EXCEEDED, got %s (%s)", rpc_status_name(st), got);
+
+    /* The same connection keeps working. */
+    assert_int_equal(call(fx->ch, "test.Echo", "after", 2000, got, sizeof(got)),
+                     TCPOPS__STATUS__OK);
+    assert_string_equal(got, "after");
+    assert_int_equal(rpc_stats_get(fx->ch_stats, RPC_C_CONNECTS), 1);
+    assert_int_equal(rpc_stats_get(fx->ch_stats, RPC_C_CONNS_LOST), 0);
+
+    /* The answer that comes after the deadline is dropped and counted. */
+    for (int i = 0; i < 500 && rpc_stats_get(fx->ch_stats, RPC_C_LATE_ANSWERS) == 0; i++)
+        usleep(10 * 1000);
+    assert_int_equal(rpc_stats_get(fx->ch_stats, RPC_C_LATE_ANSWERS), 1);
+    /* and a new call still gets its own answer, not the stale one */
+    assert_int_equal(call(fx->ch, "test.Echo", "mine", 2000, got, sizeof(got)),
+                     TCPOPS__STATUS__OK);
+    assert_string_equal(got, "mine");
+}
+
+/* ---- statuses travel ---- */
+
+static void test_statuses_reach_the_caller(void **state)
+{
+    fixture *fx = *state;
+    char got[256];
+    assert_int_equal(call(fx->ch, "test.Fail", "bad input", 2000, got, sizeof(got)),
+                     TCPOPS__STATUS__INVALID_ARGUMENT);
+    assert_string_equal(got, "bad input");
+    int st = call(fx->ch, "no.Such", "", 2000, got, sizeof(got));
+    assert_int_equal(st, TCPOPS__STATUS__UNIMPLEMENTED);
+    assert_non_null(strstr(got, "no.Such"));
+    /* An application error does not cost the connection. */
+    assert_int_equal(rpc_stats_get(fx->ch_stats, RPC_C_CONNECTS), 2);
+    assert_int_equal(rpc_stats_get(fx->ch_stats, RPC_C_CONNS_LOST), 0);
+}
+
+/* ---- GOAWAY during a stream of calls ---- */
+
+typedef struct streamer {
+    rpc_channel *ch;
+    _Atomic int *stop;
+    int ok, failed;
+    char problem[320];
+} streamer;
+
+static void *stream_calls(void *arg)
+{
+    streamer *s = arg;
+    char token[64];
+    for (int i = 0; !*s->stop; i++) {
+        snprintf(token, sizeof(token), "%p-%d", (void *)s, i);
+        /* Writes too: not idempotent, so only GOAWAY's promise keeps them safe. */
+        rpc_call c = {.method = "test.Echo", .body = (const uint8_t *)token,
+                      .body_len = strlen(token), .deadline_ms = 5000};
+        int st = rpc_channel_call(s->ch, &c);
+        if (st == TCPOPS__STATUS__OK && c.resp_len == strlen(token) &&
+            memcmp(c.resp, token, c.resp_len) == 0) {
+            s->ok++;
+        } else if (s->failed++ == 0) {
+            snprintf(s->problem, sizeof(s->problem), "%s: %s", rpc_status_name(st), c.error);
+        }
+        rpc_call_fini(&c);
+    }
+    return NULL;
+}
+
+static void test_goaway_loses_no_call(void **state)
+{
+    fixture *fx = *state;
+    enum { N = 8 };
+    pthread_t th[N];
+    streamer s[N];
+    _Atomic int stop = 0;
+    memset(s, 0, sizeof(s));
+    for (int i = 0; i < N; i++) {
+        s[i].ch = fx->ch;
+        s[i].stop = &stop;
+        pthread_create(&th[i], NULL, stream_calls, &s[i]);
+    }
+    for (int round = 0; round < 5; round++) {
+        usleep(150 * 1000);
+        rpc_server_goaway(fx->srv);
+    }
+    usleep(300 * 1000);
+    stop = 1;
+    int ok = 0, failed = 0;
+    for (int i = 0; i < N; i++) {
+        pthread_join(th[i], NULL);
+        ok += s[i].ok;
+        failed += s[i].failed;
+        if (s[i].problem[0])
+            print_message("streamer %d: %s\n", i, s[i].problem);
+    }
+    if (failed != 0)
+        fail_msg("expected no failed call across 5 GOAWAYs; %d of %d failed", failed,
+                 ok + failed);
+    assert_true(ok > 0);
+    assert_true(rpc_stats_get(fx->ch_stats, RPC_C_GOAWAYS) >= 5);
+    /* Each GOAWAY'd connection was replaced by a new one. */
+    assert_true(rpc_stats_get(fx->ch_stats, RPC_C_CONNECTS) >= 2 + 5);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_concurrent_calls_match_their_answers,
+                                        setup_pool2, teardown),
+        cmocka_unit_test_setup_teardown(test_slow_call_does_not_block_fast_ones,
+                                        setup_pool1, teardown),
+        cmocka_unit_test_setup_teardown(test_deadline_exceeded_and_late_answer_dropped,
+                                        setup_pool1, teardown),
+        cmocka_unit_test_setup_teardown(test_statuses_reach_the_caller, setup_pool2,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_goaway_loses_no_call, setup_pool2, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,55 @@
+#include "testsvc.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static void echo(const rpc_call_ctx *ctx, const uint8_t *body, size_t len, rpc_reply *out)
+{
+    (void)ctx;
+    out->body = malloc(len ? len : 1);
+    if (out->body == NULL) {
+        rpc_reply_error(out, TCPOPS__STATUS__INTERNAL, "out of memory");
+        return;
+    }
+    memcpy(out->body, body, len);
+    out->body_len = len;
+}
+
+static void sleep_then_echo(const rpc_call_ctx *ctx, const uint8_t *body, size_t len,
+                            rpc_reply *out)
+{
+    char ms[32];
+    size_t n = len < sizeof(ms) - 1 ? len : sizeof(ms) - 1;
+    memcpy(ms, body, n);
+    ms[n] = '\0';
+    long v = strtol(ms, NULL, 10);
+    struct timespec ts = {.tv_sec = v / 1000, .tv_nsec = (v % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+    echo(ctx, body, len, out);
+}
+
+static void fail(const rpc_call_ctx *ctx, const uint8_t *body, size_t len, rpc_reply *out)
+{
+    (void)ctx;
+    rpc_reply_error(out, TCPOPS__STATUS__INVALID_ARGUMENT, "%.*s", (int)len,
+                    (const char *)body);
+}
+
+const rpc_method testsvc_methods[] = {
+    {"test.Echo", echo},
+    {"test.Sleep", sleep_then_echo},
+    {"test.Fail", fail},
+};
+const size_t testsvc_nmethods = sizeof(testsvc_methods) / sizeof(testsvc_methods[0]);
+
+char *testsvc_text(void *thread_state, void *user, const char *line, size_t len)
+{
+    (void)thread_state;
+    (void)user;
+    char *out = malloc(len + 8);
+    if (out != NULL)
+        snprintf(out, len + 8, "echo: %.*s", (int)len, line);
+    return out;
+}
