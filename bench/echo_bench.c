@@ -1,0 +1,131 @@
+/* tcpops-bench-echo: calls test.Echo on one channel from T threads for a
+ * number of seconds and prints calls/s, p50 and p99 latency.
+ *   tcpops-bench-echo --addr HOST:PORT [--threads T] [--seconds S] [--pool N]
+ *                     [--size BYTES]
+ * Output is one line of key=value pairs, for bench/run.sh to read. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "channel.h"
+#include "clock.h"
+
+#define MAX_SAMPLES 4000000
+
+typedef struct worker {
+    rpc_channel *ch;
+    const char *payload;
+    size_t len;
+    _Atomic int *stop;
+    int64_t *lat_us;      /* this worker's latencies */
+    size_t n, cap;
+    uint64_t errors;
+} worker;
+
+static void *run(void *arg)
+{
+    worker *w = arg;
+    while (!atomic_load_explicit(w->stop, memory_order_relaxed)) {
+        rpc_call c = {.method = "test.Echo", .body = (const uint8_t *)w->payload,
+                      .body_len = w->len};
+        int64_t t0 = rpc_now_us();
+        int st = rpc_channel_call(w->ch, &c);
+        int64_t dt = rpc_now_us() - t0;
+        if (st != TCPOPS__STATUS__OK || c.resp_len != w->len)
+            w->errors++;
+        rpc_call_fini(&c);
+        if (w->n < w->cap)
+            w->lat_us[w->n++] = dt;
+    }
+    return NULL;
+}
+
+static int cmp64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+int main(int argc, char **argv)
+{
+    const char *addr = NULL;
+    int threads = 1, seconds = 5, pool = 2, size = 16;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (strcmp(argv[i], "--addr") == 0) addr = argv[i + 1];
+        else if (strcmp(argv[i], "--threads") == 0) threads = atoi(argv[i + 1]);
+        else if (strcmp(argv[i], "--seconds") == 0) seconds = atoi(argv[i + 1]);
+        else if (strcmp(argv[i], "--pool") == 0) pool = atoi(argv[i + 1]);
+        else if (strcmp(argv[i], "--size") == 0) size = atoi(argv[i + 1]);
+        else addr = NULL, i = argc;
+    }
+    if (addr == NULL || threads <= 0 || seconds <= 0 || size < 0) {
+        fprintf(stderr, "usage: %s --addr HOST:PORT [--threads T] [--seconds S] "
+                        "[--pool N] [--size BYTES]\n", argv[0]);
+        return 2;
+    }
+
+    char err[RPC_ERRLEN];
+    rpc_channel_cfg cfg;
+    rpc_channel *ch = NULL;
+    const char *eps[] = {addr};
+    rpc_channel_cfg_default(&cfg);
+    cfg.name = "echo";
+    cfg.endpoints = eps;
+    cfg.nendpoints = 1;
+    cfg.pool_size = pool;
+    if (rpc_channel_new(&ch, &cfg, err) < 0) {
+        fprintf(stderr, "tcpops-bench-echo: %s\n", err);
+        return 1;
+    }
+    for (int i = 0; i < 200 && rpc_channel_ready(ch) < pool; i++)
+        usleep(10000);
+
+    char *payload = malloc((size_t)size + 1);
+    memset(payload, 'x', (size_t)size);
+    payload[size] = '\0';
+    _Atomic int stop = 0;
+    worker *w = calloc((size_t)threads, sizeof(*w));
+    pthread_t *th = calloc((size_t)threads, sizeof(*th));
+    for (int i = 0; i < threads; i++) {
+        w[i].ch = ch;
+        w[i].payload = payload;
+        w[i].len = (size_t)size;
+        w[i].stop = &stop;
+        w[i].cap = MAX_SAMPLES / (size_t)threads;
+        w[i].lat_us = malloc(w[i].cap * sizeof(int64_t));
+    }
+    int64_t t0 = rpc_now_us();
+    for (int i = 0; i < threads; i++)
+        pthread_create(&th[i], NULL, run, &w[i]);
+    sleep((unsigned)seconds);
+    atomic_store(&stop, 1);
+    size_t total = 0;
+    uint64_t errors = 0;
+    for (int i = 0; i < threads; i++) {
+        pthread_join(th[i], NULL);
+        total += w[i].n;
+        errors += w[i].errors;
+    }
+    double elapsed = (double)(rpc_now_us() - t0) / 1e6;
+    int64_t *all = malloc((total ? total : 1) * sizeof(int64_t));
+    size_t k = 0;
+    for (int i = 0; i < threads; i++) {
+        memcpy(all + k, w[i].lat_us, w[i].n * sizeof(int64_t));
+        k += w[i].n;
+        free(w[i].lat_us);
+    }
+    qsort(all, total, sizeof(int64_t), cmp64);
+    printf("threads=%d calls=%zu errors=%llu calls_per_s=%.0f p50_us=%lld p99_us=%lld\n",
+           threads, total, (unsigned long long)errors, (double)total / elapsed,
+           (long long)(total ? all[total / 2] : 0),
+           (long long)(total ? all[(total * 99) / 100] : 0));
+    free(all);
+    free(w);
+    free(th);
+    free(payload);
+    rpc_channel_free(ch);
+    return errors == 0 ? 0 : 1;
+}
