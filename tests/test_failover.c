@@ -20,23 +20,31 @@
 
 typedef struct fixture {
     proc srv;
+    proc srv2;
     char listen[64];
+    char listen2[64];
     rpc_channel *ch;
     rpc_stats *stats;
 } fixture;
 
-static int start_server(fixture *fx)
+static int start_server_on(proc *p, char *listen)
 {
     char bin[512];
     char *argv[] = {(char *)proc_bin("tcpops-test-echo", bin, sizeof(bin)), "--listen",
-                    fx->listen, NULL};
-    return proc_start(&fx->srv, argv, 1);
+                    listen, NULL};
+    return proc_start(p, argv, 1);
+}
+
+static int start_server(fixture *fx)
+{
+    return start_server_on(&fx->srv, fx->listen);
 }
 
 static int setup(void **state)
 {
     fixture *fx = calloc(1, sizeof(*fx));
     snprintf(fx->listen, sizeof(fx->listen), "127.0.0.1:%d", free_port());
+    snprintf(fx->listen2, sizeof(fx->listen2), "127.0.0.1:%d", free_port());
     rpc_stats_new(&fx->stats);
     *state = fx;
     return 0;
@@ -47,23 +55,36 @@ static int teardown(void **state)
     fixture *fx = *state;
     rpc_channel_free(fx->ch);
     proc_stop(&fx->srv);
+    proc_stop(&fx->srv2);
     rpc_stats_free(fx->stats);
     free(fx);
     return 0;
 }
 
-static void open_channel(fixture *fx)
+/* A channel to the first server (and the second when two), pool_size
+ * connections each; keepalive values of 0 keep the defaults. */
+static void open_channel_with(fixture *fx, int two, int pool_size, int ka_idle, int ka_timeout)
 {
     char err[RPC_ERRLEN];
     rpc_channel_cfg cfg;
-    const char *eps[] = {fx->listen};
+    const char *eps[] = {fx->listen, fx->listen2};
     rpc_channel_cfg_default(&cfg);
     cfg.name = "echo";
     cfg.endpoints = eps;
-    cfg.nendpoints = 1;
+    cfg.nendpoints = two ? 2 : 1;
+    cfg.pool_size = pool_size;
     cfg.stats = fx->stats;
+    if (ka_idle > 0) {
+        cfg.keepalive_idle_ms = ka_idle;
+        cfg.keepalive_timeout_ms = ka_timeout;
+    }
     if (rpc_channel_new(&fx->ch, &cfg, err) < 0)
         fail_msg("channel: %s", err);
+}
+
+static void open_channel(fixture *fx)
+{
+    open_channel_with(fx, 0, 2, 0, 0);
 }
 
 static int call(rpc_channel *ch, const char *method, const char *body, int deadline_ms,
@@ -100,6 +121,7 @@ static int call_until_ok(rpc_channel *ch)
 typedef struct inflight {
     rpc_channel *ch;
     const char *sleep_ms;
+    int idempotent;
     int status;
     char error[256];
 } inflight;
@@ -109,7 +131,15 @@ static void *slow_call(void *arg)
     inflight *f = arg;
     /* 10 s deadline: if a lost call hung until its deadline it would come back
      * DEADLINE_EXCEEDED, not UNAVAILABLE. */
-    f->status = call(f->ch, "test.Sleep", f->sleep_ms, 10000, f->error, sizeof(f->error));
+    rpc_call c = {.method = "test.Sleep", .body = (const uint8_t *)f->sleep_ms,
+                  .body_len = strlen(f->sleep_ms), .deadline_ms = 10000,
+                  .idempotent = f->idempotent};
+    f->status = rpc_channel_call(f->ch, &c);
+    if (f->status == TCPOPS__STATUS__OK)
+        snprintf(f->error, sizeof(f->error), "%.*s", (int)c.resp_len, (const char *)c.resp);
+    else
+        snprintf(f->error, sizeof(f->error), "%s", c.error);
+    rpc_call_fini(&c);
     return NULL;
 }
 
@@ -192,12 +222,81 @@ static void test_sigterm_finishes_inflight(void **state)
     assert_int_equal(proc_wait(&fx->srv, 10000), 0);
 }
 
+/* Reads lost with a connection are retried once on another; writes are not:
+ * they come back UNAVAILABLE, never silently sent twice. */
+static void test_reads_retried_elsewhere_writes_not(void **state)
+{
+    fixture *fx = *state;
+    assert_int_equal(start_server(fx), 0);
+    assert_int_equal(start_server_on(&fx->srv2, fx->listen2), 0);
+    open_channel_with(fx, 1, 1, 0, 0);
+    for (int i = 0; i < 200 && rpc_channel_ready(fx->ch) < 2; i++)
+        usleep(10000);
+    assert_int_equal(rpc_channel_ready(fx->ch), 2);
+
+    enum { N = 16 };
+    pthread_t th[N];
+    inflight f[N];
+    for (int i = 0; i < N; i++) {
+        f[i] = (inflight){.ch = fx->ch, .sleep_ms = "700", .idempotent = i % 2,
+                          .status = -1};
+        pthread_create(&th[i], NULL, slow_call, &f[i]);
+    }
+    usleep(300 * 1000);
+    proc_signal(&fx->srv, SIGKILL);
+    int reads_ok = 0, writes_ok = 0, writes_unavailable = 0;
+    for (int i = 0; i < N; i++) {
+        pthread_join(th[i], NULL);
+        if (f[i].idempotent) {
+            if (f[i].status != TCPOPS__STATUS__OK)
+                fail_msg("read %d: expected OK after a retry, got %s (%s)", i,
+                         rpc_status_name(f[i].status), f[i].error);
+            reads_ok++;
+        } else if (f[i].status == TCPOPS__STATUS__OK) {
+            writes_ok++;
+        } else if (f[i].status == TCPOPS__STATUS__UNAVAILABLE) {
+            writes_unavailable++;
+        } else {
+            fail_msg("write %d: expected OK or UNAVAILABLE, got %s (%s)", i,
+                     rpc_status_name(f[i].status), f[i].error);
+        }
+    }
+    assert_int_equal(reads_ok, N / 2);
+    /* Calls spread over both servers, so some writes were on the one killed. */
+    if (writes_unavailable == 0 || writes_ok == 0)
+        fail_msg("expected writes on both servers (some lost, some answered); got %d OK, "
+                 "%d UNAVAILABLE", writes_ok, writes_unavailable);
+    assert_true(rpc_stats_get(fx->stats, RPC_C_RETRIES) >= 1);
+}
+
+/* A server that freezes (SIGSTOP) keeps its sockets open: only keepalive can
+ * tell. Calls on it fail with UNAVAILABLE instead of waiting out their
+ * deadline, and the channel heals when the server thaws. */
+static void test_keepalive_finds_a_frozen_server(void **state)
+{
+    fixture *fx = *state;
+    assert_int_equal(start_server(fx), 0);
+    open_channel_with(fx, 0, 1, 200, 300);
+    assert_true(call_until_ok(fx->ch) > 0);
+    proc_signal(&fx->srv, SIGSTOP);
+    inflight f = {.ch = fx->ch, .sleep_ms = "10", .status = -1};
+    slow_call(&f);
+    proc_signal(&fx->srv, SIGCONT);
+    if (f.status != TCPOPS__STATUS__UNAVAILABLE)
+        fail_msg("call to a frozen server: expected UNAVAILABLE from keepalive, got %s (%s)",
+                 rpc_status_name(f.status), f.error);
+    assert_true(call_until_ok(fx->ch) > 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_kill9_fails_inflight_then_heals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_before_server, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigterm_finishes_inflight, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reads_retried_elsewhere_writes_not, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_keepalive_finds_a_frozen_server, setup, teardown),
     };
     signal(SIGPIPE, SIG_IGN);
     return cmocka_run_group_tests(tests, NULL, NULL);

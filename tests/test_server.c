@@ -1,0 +1,420 @@
+/* The server against raw sockets: control frames, text mode, and peers that
+ * break the protocol or push against a limit. Each offender is answered with
+ * an error where possible and cut off; a good client on the same server keeps
+ * getting every answer. */
+#include <errno.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "channel.h"
+#include "clock.h"
+#include "server.h"
+#include "testsvc.h"
+
+typedef struct fixture {
+    rpc_server *srv;
+    rpc_stats *stats;
+    rpc_channel *good;
+    struct sockaddr_in sa;
+    char addr[64];
+} fixture;
+
+static int setup_with(void **state, int max_conns, size_t max_write_buf, int partial_ms)
+{
+    fixture *fx = calloc(1, sizeof(*fx));
+    char err[RPC_ERRLEN];
+    rpc_server_cfg cfg;
+    rpc_stats_new(&fx->stats);
+    rpc_server_cfg_default(&cfg);
+    cfg.listen = "127.0.0.1:0";
+    cfg.threads = 2;
+    cfg.methods = testsvc_methods;
+    cfg.nmethods = testsvc_nmethods;
+    cfg.text = testsvc_text;
+    cfg.stats = fx->stats;
+    cfg.max_frame = 65536;
+    cfg.max_conns = max_conns;
+    cfg.max_write_buf = max_write_buf;
+    cfg.partial_timeout_ms = partial_ms;
+    if (rpc_server_new(&fx->srv, &cfg, err) < 0)
+        fail_msg("server: %s", err);
+    assert_int_equal(rpc_server_start(fx->srv), 0);
+    snprintf(fx->addr, sizeof(fx->addr), "127.0.0.1:%d", rpc_server_port(fx->srv, 0));
+    assert_int_equal(rpc_addr_parse(fx->addr, &fx->sa, err), 0);
+
+    rpc_channel_cfg ccfg;
+    const char *eps[] = {fx->addr};
+    rpc_channel_cfg_default(&ccfg);
+    ccfg.name = "good";
+    ccfg.endpoints = eps;
+    ccfg.nendpoints = 1;
+    ccfg.pool_size = 1;
+    if (rpc_channel_new(&fx->good, &ccfg, err) < 0)
+        fail_msg("channel: %s", err);
+    *state = fx;
+    return 0;
+}
+
+static int setup(void **state) { return setup_with(state, 64, 0, 10000); }
+static int setup_limits(void **state) { return setup_with(state, 4, 65536, 300); }
+
+static int teardown(void **state)
+{
+    fixture *fx = *state;
+    rpc_channel_free(fx->good);
+    rpc_server_drain(fx->srv, 1000);
+    rpc_server_free(fx->srv);
+    rpc_stats_free(fx->stats);
+    free(fx);
+    return 0;
+}
+
+/* The good client: an echo that must come back intact. */
+static void assert_good_client_served(fixture *fx, const char *token)
+{
+    rpc_call c = {.method = "test.Echo", .body = (const uint8_t *)token,
+                  .body_len = strlen(token), .deadline_ms = 2000};
+    int st = rpc_channel_call(fx->good, &c);
+    if (st != TCPOPS__STATUS__OK || c.resp_len != strlen(token) ||
+        memcmp(c.resp, token, c.resp_len) != 0)
+        fail_msg("good client: expected OK \"%s\", got %s (%s)", token, rpc_status_name(st),
+                 c.error);
+    rpc_call_fini(&c);
+}
+
+static int raw_connect(fixture *fx)
+{
+    int fd = rpc_sock_connect(&fx->sa, 1000);
+    assert_true(fd >= 0);
+    return fd;
+}
+
+static void raw_send(int fd, const void *p, size_t n)
+{
+    size_t w = 0;
+    assert_int_equal(rpc_sock_write_all(fd, p, n, rpc_now_ms() + 2000, &w), 0);
+}
+
+static void raw_send_frame(int fd, const rpc_frame *f)
+{
+    uint8_t buf[70000];
+    size_t n = rpc_frame_write(f, buf);
+    raw_send(fd, buf, n);
+}
+
+static void send_request(int fd, uint64_t id, const char *method, const char *body)
+{
+    rpc_frame f = TCPOPS__FRAME__INIT;
+    f.id = id;
+    f.kind = TCPOPS__KIND__REQUEST;
+    f.method = (char *)method;
+    f.body.data = (uint8_t *)body;
+    f.body.len = strlen(body);
+    raw_send_frame(fd, &f);
+}
+
+/* Reads bytes until n are there or the peer closes, within 5 s. Returns the
+ * count read. */
+static size_t read_n(int fd, uint8_t *buf, size_t n)
+{
+    size_t got = 0;
+    int64_t deadline = rpc_now_ms() + 5000;
+    while (got < n) {
+        struct pollfd pf = {.fd = fd, .events = POLLIN};
+        int64_t left = deadline - rpc_now_ms();
+        if (left <= 0 || poll(&pf, 1, (int)left) <= 0)
+            break;
+        ssize_t r = recv(fd, buf + got, n - got, 0);
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    return got;
+}
+
+/* The next frame from fd, or NULL when the peer closed first. */
+static rpc_frame *read_frame(int fd)
+{
+    uint8_t h[4];
+    if (read_n(fd, h, 4) != 4)
+        return NULL;
+    uint32_t n = rpc_frame_get_len(h);
+    assert_true(n < 70000);
+    uint8_t *p = malloc(n ? n : 1);
+    rpc_frame *f = NULL;
+    if (read_n(fd, p, n) == n)
+        assert_int_equal(rpc_frame_unpack(p, n, &f), 0);
+    free(p);
+    return f;
+}
+
+/* 1 when the server closed fd (EOF or reset) within 5 s. Discards data. */
+static int closed_by_peer(int fd)
+{
+    uint8_t buf[4096];
+    int64_t deadline = rpc_now_ms() + 5000;
+    for (;;) {
+        struct pollfd pf = {.fd = fd, .events = POLLIN};
+        int64_t left = deadline - rpc_now_ms();
+        if (left <= 0 || poll(&pf, 1, (int)left) <= 0)
+            return 0;
+        ssize_t r = recv(fd, buf, sizeof(buf), 0);
+        if (r == 0 || (r < 0 && errno == ECONNRESET))
+            return 1;
+    }
+}
+
+/* Expects an error RESPONSE then a close. */
+static void assert_error_then_closed(int fd, const char *what)
+{
+    rpc_frame *f = read_frame(fd);
+    if (f == NULL)
+        fail_msg("%s: expected an error frame before the close, got none", what);
+    if (f->kind != TCPOPS__KIND__RESPONSE || f->status != TCPOPS__STATUS__INVALID_ARGUMENT)
+        fail_msg("%s: expected RESPONSE INVALID_ARGUMENT, got kind %d status %s", what,
+                 f->kind, rpc_status_name(f->status));
+    rpc_frame_free(f);
+    if (!closed_by_peer(fd))
+        fail_msg("%s: expected the server to close the connection; it stayed open", what);
+}
+
+static void test_ping_pong(void **state)
+{
+    fixture *fx = *state;
+    int fd = raw_connect(fx);
+    rpc_frame ping = TCPOPS__FRAME__INIT;
+    ping.kind = TCPOPS__KIND__PING;
+    ping.id = 77;
+    raw_send_frame(fd, &ping);
+    rpc_frame *f = read_frame(fd);
+    assert_non_null(f);
+    assert_int_equal(f->kind, TCPOPS__KIND__PONG);
+    assert_int_equal(f->id, 77);
+    rpc_frame_free(f);
+    close(fd);
+}
+
+static void test_requests_answered_by_id(void **state)
+{
+    fixture *fx = *state;
+    int fd = raw_connect(fx);
+    send_request(fd, 1, "test.Sleep", "300");
+    send_request(fd, 2, "test.Echo", "quick");
+    send_request(fd, 3, "no.Such", "");
+    /* The quick ones overtake the sleeping one. */
+    rpc_frame *a = read_frame(fd), *b = read_frame(fd), *c = read_frame(fd);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_non_null(c);
+    rpc_frame *byid[4] = {0};
+    byid[a->id] = a;
+    byid[b->id] = b;
+    byid[c->id] = c;
+    assert_int_equal(c->id, 1);
+    assert_int_equal(byid[2]->status, TCPOPS__STATUS__OK);
+    assert_memory_equal(byid[2]->body.data, "quick", 5);
+    assert_int_equal(byid[3]->status, TCPOPS__STATUS__UNIMPLEMENTED);
+    assert_int_equal(byid[1]->status, TCPOPS__STATUS__OK);
+    rpc_frame_free(a);
+    rpc_frame_free(b);
+    rpc_frame_free(c);
+    close(fd);
+}
+
+static void test_oversize_claim_is_cut_off(void **state)
+{
+    fixture *fx = *state;
+    /* Claims over the 64 KiB maximum that still start with byte 0. */
+    const uint32_t claims[] = {0x00FFFFFFu, 65536 + 1};
+    for (size_t i = 0; i < 2; i++) {
+        int fd = raw_connect(fx);
+        uint8_t h[4];
+        rpc_frame_put_len(h, claims[i]);
+        raw_send(fd, h, 4);
+        assert_error_then_closed(fd, "oversize length");
+        close(fd);
+        assert_good_client_served(fx, "after-oversize");
+    }
+    /* A first byte that is neither 0 nor '{' is a claim over 16 MiB. */
+    int fd = raw_connect(fx);
+    raw_send(fd, "\xff\xff\xff\xff", 4);
+    assert_error_then_closed(fd, "length 0xFFFFFFFF");
+    close(fd);
+    assert_int_equal(rpc_stats_get(fx->stats, RPC_C_PROTOCOL_ERRORS), 3);
+    assert_good_client_served(fx, "still-here");
+}
+
+static void test_garbage_and_wrong_kinds_are_cut_off(void **state)
+{
+    fixture *fx = *state;
+
+    int fd = raw_connect(fx);
+    const uint8_t garbage[] = {0, 0, 0, 6, 0xff, 0xff, 0xff, 0xff, 0xff, 0x0f};
+    raw_send(fd, garbage, sizeof(garbage));
+    assert_error_then_closed(fd, "garbage protobuf");
+    close(fd);
+
+    fd = raw_connect(fx);
+    const uint8_t zero[] = {0, 0, 0, 0};
+    raw_send(fd, zero, sizeof(zero));
+    assert_error_then_closed(fd, "length 0 (no kind)");
+    close(fd);
+
+    fd = raw_connect(fx);
+    rpc_frame resp = TCPOPS__FRAME__INIT;
+    resp.kind = TCPOPS__KIND__RESPONSE;
+    resp.id = 1;
+    raw_send_frame(fd, &resp);
+    assert_error_then_closed(fd, "RESPONSE sent to a server");
+    close(fd);
+
+    fd = raw_connect(fx);
+    send_request(fd, 5, "test.Echo", "first");
+    rpc_frame *f = read_frame(fd);
+    assert_non_null(f);
+    assert_int_equal(f->status, TCPOPS__STATUS__OK);
+    rpc_frame_free(f);
+    send_request(fd, 5, "test.Echo", "duplicate");
+    assert_error_then_closed(fd, "duplicate request id");
+    close(fd);
+
+    fd = raw_connect(fx);
+    raw_send(fd, "\x00\x00", 2); /* a truncated header, then hang up */
+    close(fd);
+
+    assert_good_client_served(fx, "unaffected");
+}
+
+static void test_text_mode_lines_in_order(void **state)
+{
+    fixture *fx = *state;
+    int fd = raw_connect(fx);
+    const char *lines = "{\"cmd\":\"a\"}\n{\"cmd\":\"b\"}\r\n";
+    raw_send(fd, lines, strlen(lines));
+    const char *want = "echo: {\"cmd\":\"a\"}\necho: {\"cmd\":\"b\"}\n";
+    char got[128] = {0};
+    size_t n = read_n(fd, (uint8_t *)got, strlen(want));
+    if (n != strlen(want) || memcmp(got, want, n) != 0)
+        fail_msg("text mode: expected \"%s\", got \"%.*s\"", want, (int)n, got);
+    /* One more line later, on the same connection. */
+    raw_send(fd, "{}\n", 3);
+    n = read_n(fd, (uint8_t *)got, 9);
+    assert_int_equal(n, 9);
+    assert_memory_equal(got, "echo: {}\n", 9);
+    close(fd);
+}
+
+static void test_connection_limit(void **state)
+{
+    fixture *fx = *state;
+    /* The good client holds one of the 4 slots already. */
+    assert_good_client_served(fx, "warm");
+    int fds[3];
+    for (int i = 0; i < 3; i++) {
+        fds[i] = raw_connect(fx);
+        send_request(fds[i], 1, "test.Echo", "held");
+        rpc_frame *f = read_frame(fds[i]);
+        assert_non_null(f);
+        rpc_frame_free(f);
+    }
+    int extra = raw_connect(fx);
+    if (!closed_by_peer(extra))
+        fail_msg("expected the 5th connection over a limit of 4 to be closed");
+    close(extra);
+    assert_true(rpc_stats_get(fx->stats, RPC_C_CONNS_REFUSED) >= 1);
+    assert_good_client_served(fx, "inside-the-limit");
+    close(fds[0]);
+    /* The freed slot is usable again once the server notices the close. */
+    int again = -1;
+    for (int i = 0; i < 50; i++) {
+        usleep(20000);
+        again = raw_connect(fx);
+        send_request(again, 1, "test.Echo", "x");
+        rpc_frame *f = read_frame(again);
+        if (f != NULL) {
+            rpc_frame_free(f);
+            break;
+        }
+        close(again);
+        again = -1;
+    }
+    assert_true(again >= 0);
+    close(again);
+    close(fds[1]);
+    close(fds[2]);
+}
+
+static void test_stalled_frame_is_cut_off(void **state)
+{
+    fixture *fx = *state;
+    int fd = raw_connect(fx);
+    /* A header promising 100 bytes, then only 3 of them. */
+    raw_send(fd, "\x00\x00\x00\x64\x08\x01\x10", 7);
+    if (!closed_by_peer(fd))
+        fail_msg("expected a frame stalled past the partial-frame timeout to be closed");
+    close(fd);
+    assert_true(rpc_stats_get(fx->stats, RPC_C_SLOW_PEERS) >= 1);
+    assert_good_client_served(fx, "after-stall");
+}
+
+static void test_peer_that_never_reads_is_cut_off(void **state)
+{
+    fixture *fx = *state;
+    int fd = raw_connect(fx);
+    int small = 4096;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    char body[16001];
+    memset(body, 'z', sizeof(body) - 1);
+    body[sizeof(body) - 1] = '\0';
+    /* Echo answers pile up unread until the 64 KiB write buffer is full. */
+    int sent = 0;
+    for (uint64_t id = 1; id <= 400; id++) {
+        rpc_frame f = TCPOPS__FRAME__INIT;
+        f.id = id;
+        f.kind = TCPOPS__KIND__REQUEST;
+        f.method = "test.Echo";
+        f.body.data = (uint8_t *)body;
+        f.body.len = sizeof(body) - 1;
+        uint8_t buf[17000];
+        size_t n = rpc_frame_write(&f, buf);
+        size_t w = 0;
+        if (rpc_sock_write_all(fd, buf, n, rpc_now_ms() + 1000, &w) < 0)
+            break;
+        sent++;
+    }
+    for (int i = 0; i < 250 && rpc_stats_get(fx->stats, RPC_C_SLOW_PEERS) == 0; i++)
+        usleep(20000);
+    if (rpc_stats_get(fx->stats, RPC_C_SLOW_PEERS) == 0)
+        fail_msg("expected a peer that never reads to be cut off (sent %d frames)", sent);
+    close(fd);
+    assert_good_client_served(fx, "after-slow-reader");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_ping_pong, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_requests_answered_by_id, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_oversize_claim_is_cut_off, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_garbage_and_wrong_kinds_are_cut_off, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_text_mode_lines_in_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_connection_limit, setup_limits, teardown),
+        cmocka_unit_test_setup_teardown(test_stalled_frame_is_cut_off, setup_limits, teardown),
+        cmocka_unit_test_setup_teardown(test_peer_that_never_reads_is_cut_off, setup_limits,
+                                        teardown),
+    };
+    signal(SIGPIPE, SIG_IGN);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
