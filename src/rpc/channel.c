@@ -72,6 +72,7 @@ struct slot {
     _Atomic int state;       /* read without the lock when picking */
     _Atomic int outstanding;
     _Atomic int soon;        /* a connection is expected at once: worth waiting */
+    _Atomic int last_err;    /* why the last attempt or connection failed (-errno) */
     int fd;
     uint64_t next_id;
     uint64_t goaway_last;
@@ -388,6 +389,7 @@ static void *slot_main(void *arg)
             atomic_store(&sl->soon, 0);
             atomic_store(&sl->state, S_DOWN);
             pthread_mutex_unlock(&sl->lock);
+            atomic_store(&sl->last_err, fd);
             rpc_stats_add(ch->cfg.stats, RPC_C_CONNECT_FAILURES, 1);
             notify_channel(ch); /* waiters for this attempt can stop waiting */
             /* Peek at the next delay for the event without consuming it. */
@@ -436,6 +438,8 @@ static void *slot_main(void *arg)
         complete_list(lost, END_LOST, why != 0 ? why : -ECONNRESET);
 
         rpc_stats_add(ch->cfg.stats, RPC_C_CONNS_OPEN, -1);
+        if (why != 0)
+            atomic_store(&sl->last_err, why);
         if (why != 0 && why != -ECANCELED)
             rpc_stats_add(ch->cfg.stats, RPC_C_CONNS_LOST, 1);
         rpc_backoff_down(&sl->bo, rpc_now_ms());
@@ -495,6 +499,19 @@ static int coming_up(rpc_channel *ch)
         for (int i = 0; i < ch->cfg.pool_size; i++)
             if (atomic_load(&ch->eps[e].slots[i].soon))
                 return 1;
+    return 0;
+}
+
+/* Why a slot last failed (the first slot with a failure), as a negative
+ * errno; 0 when none has. */
+static int last_error(rpc_channel *ch)
+{
+    for (size_t e = 0; e < ch->neps; e++)
+        for (int i = 0; i < ch->cfg.pool_size; i++) {
+            int err = atomic_load(&ch->eps[e].slots[i].last_err);
+            if (err != 0)
+                return err;
+        }
     return 0;
 }
 
@@ -661,8 +678,11 @@ int rpc_channel_call(rpc_channel *ch, rpc_call *call)
                           ch->name);
             } else {
                 rpc_stats_add(ch->cfg.stats, RPC_C_FAIL_FAST, 1);
+                int e = last_error(ch);
                 set_error(call, TCPOPS__STATUS__UNAVAILABLE,
-                          "%s: no healthy connection", ch->name);
+                          "%s: no healthy connection%s%s%s", ch->name,
+                          e != 0 ? " (last attempt: " : "", e != 0 ? strerror(-e) : "",
+                          e != 0 ? ")" : "");
             }
             break;
         }

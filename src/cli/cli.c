@@ -1,0 +1,344 @@
+/* tcpops-cli: talks RPC to one service directly, the `nc` of the original.
+ * Prints the answer as JSON on stdout. Exit codes: 0 OK, 1 an RPC error
+ * status (printed on stderr with its code), 2 usage, 3 service unreachable. */
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "channel.h"
+#include "clock.h"
+#include "flags.h"
+#include "pbjson.h"
+#include "tcpops.pb-c.h"
+
+enum { EXIT_OK = 0, EXIT_RPC = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3 };
+
+static const char usage_text[] =
+    "usage: tcpops-cli [--addr HOST:PORT] [--timeout MS] COMMAND [ARGS]\n"
+    "\n"
+    "commands:\n"
+    "  status                          the service's status and live members\n"
+    "  ping                            PING/PONG round trip\n"
+    "  people list [--limit N] [--after NAME]\n"
+    "  people create NAME\n"
+    "  people pets OWNER               ids of the pets OWNER owns\n"
+    "  people add-pet OWNER PET_ID\n"
+    "  pets get ID...\n"
+    "  pets create NAME\n"
+    "\n"
+    "--addr defaults to 127.0.0.1:5002 for people, status and ping, and to\n"
+    "127.0.0.1:5003 for pets. Output is JSON on stdout. Exit codes: 0 OK,\n"
+    "1 an error status from the service, 2 usage, 3 service unreachable.\n"
+    "`tcpops-cli COMMAND --help` describes one command.\n";
+
+typedef struct cli {
+    const char *addr;
+    long timeout_ms;
+} cli;
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "tcpops-cli: ");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\n(see tcpops-cli --help)\n");
+    return EXIT_USAGE;
+}
+
+static int print_message(const ProtobufCMessage *m)
+{
+    json_t *j = pbjson_from_message(m);
+    char *s = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (s == NULL) {
+        fprintf(stderr, "tcpops-cli: out of memory\n");
+        return EXIT_RPC;
+    }
+    printf("%s\n", s);
+    free(s);
+    return EXIT_OK;
+}
+
+/* Calls method with req on addr and prints the answer as resp_desc. */
+static int rpc(const cli *c, const char *method, const ProtobufCMessage *req,
+               const ProtobufCMessageDescriptor *resp_desc)
+{
+    char err[RPC_ERRLEN];
+    rpc_channel_cfg cfg;
+    rpc_channel *ch = NULL;
+    const char *eps[] = {c->addr};
+    rpc_channel_cfg_default(&cfg);
+    cfg.name = "tcpops-cli";
+    cfg.endpoints = eps;
+    cfg.nendpoints = 1;
+    cfg.pool_size = 1;
+    cfg.connect_timeout_ms = (int)c->timeout_ms;
+    cfg.max_deadline_ms = (int)c->timeout_ms;
+    if (rpc_channel_new(&ch, &cfg, err) < 0)
+        return usage_error("%s", err);
+
+    size_t n = protobuf_c_message_get_packed_size(req);
+    uint8_t *body = malloc(n ? n : 1);
+    if (body == NULL) {
+        rpc_channel_free(ch);
+        return EXIT_RPC;
+    }
+    protobuf_c_message_pack(req, body);
+    rpc_call call = {.method = method, .body = body, .body_len = n,
+                     .deadline_ms = (int)c->timeout_ms};
+    int st = rpc_channel_call(ch, &call);
+    int rc;
+    if (st == TCPOPS__STATUS__OK) {
+        ProtobufCMessage *m = protobuf_c_message_unpack(resp_desc, NULL, call.resp_len,
+                                                        call.resp);
+        if (m == NULL) {
+            fprintf(stderr, "tcpops-cli: %s answered bytes that are not a %s\n", method,
+                    resp_desc->short_name);
+            rc = EXIT_RPC;
+        } else {
+            rc = print_message(m);
+            protobuf_c_message_free_unpacked(m, NULL);
+        }
+    } else if (call.attempts == 0 && (st == TCPOPS__STATUS__UNAVAILABLE ||
+                                      st == TCPOPS__STATUS__DEADLINE_EXCEEDED)) {
+        fprintf(stderr, "tcpops-cli: cannot reach %s: %s\n", c->addr,
+                st == TCPOPS__STATUS__DEADLINE_EXCEEDED ? "timed out" : call.error);
+        rc = EXIT_UNREACHABLE;
+    } else {
+        fprintf(stderr, "tcpops-cli: %s: %s\n", rpc_status_name(st), call.error);
+        rc = EXIT_RPC;
+    }
+    rpc_call_fini(&call);
+    free(body);
+    rpc_channel_free(ch);
+    return rc;
+}
+
+/* ping: one PING frame on a fresh connection, timed until its PONG. */
+static int ping(const cli *c)
+{
+    char err[RPC_ERRLEN];
+    struct sockaddr_in sa;
+    if (rpc_addr_parse(c->addr, &sa, err) < 0)
+        return usage_error("%s", err);
+    int64_t deadline = rpc_now_ms() + c->timeout_ms;
+    int fd = rpc_sock_connect(&sa, (int)c->timeout_ms);
+    if (fd < 0) {
+        fprintf(stderr, "tcpops-cli: cannot reach %s: %s\n", c->addr, strerror(-fd));
+        return EXIT_UNREACHABLE;
+    }
+    uint8_t buf[256];
+    rpc_frame f = TCPOPS__FRAME__INIT;
+    f.kind = TCPOPS__KIND__PING;
+    f.id = 1;
+    size_t n = rpc_frame_write(&f, buf);
+    int64_t t0 = rpc_now_us();
+    int rc = rpc_sock_write_all(fd, buf, n, deadline, NULL);
+    size_t got = 0;
+    while (rc == 0) {
+        const uint8_t *pl;
+        size_t pn;
+        int k = rpc_frame_decode(buf, got, sizeof(buf) - 4, &pl, &pn);
+        if (k < 0) {
+            rc = k;
+            break;
+        }
+        if (k > 0) {
+            rpc_frame *pong = NULL;
+            if (rpc_frame_unpack(pl, pn, &pong) < 0 || pong->kind != TCPOPS__KIND__PONG)
+                rc = -EPROTO;
+            rpc_frame_free(pong);
+            break;
+        }
+        struct pollfd pf = {.fd = fd, .events = POLLIN};
+        int64_t left = deadline - rpc_now_ms();
+        if (left <= 0 || poll(&pf, 1, (int)left) <= 0) {
+            rc = -ETIMEDOUT;
+            break;
+        }
+        ssize_t r = recv(fd, buf + got, sizeof(buf) - got, 0);
+        if (r <= 0) {
+            rc = r == 0 ? -ECONNRESET : -errno;
+            break;
+        }
+        got += (size_t)r;
+    }
+    int64_t rtt = rpc_now_us() - t0;
+    close(fd);
+    if (rc < 0) {
+        fprintf(stderr, "tcpops-cli: ping %s: %s\n", c->addr, strerror(-rc));
+        return rc == -ETIMEDOUT ? EXIT_UNREACHABLE : EXIT_RPC;
+    }
+    printf("{\"pong\":true,\"addr\":\"%s\",\"rtt_us\":%lld}\n", c->addr, (long long)rtt);
+    return EXIT_OK;
+}
+
+static int parse_u64(const char *s, uint64_t *out)
+{
+    char *end = NULL;
+    if (s[0] == '-' || s[0] == '\0')
+        return -1;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno != 0 || *end != '\0')
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int wants_help(int argc, char **argv)
+{
+    for (int i = 0; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+            return 1;
+    return 0;
+}
+
+static int people_cmd(cli *c, int argc, char **argv)
+{
+    static const char help[] =
+        "usage: tcpops-cli [--addr HOST:PORT] people list [--limit N] [--after NAME]\n"
+        "       tcpops-cli [--addr HOST:PORT] people create NAME\n"
+        "       tcpops-cli [--addr HOST:PORT] people pets OWNER\n"
+        "       tcpops-cli [--addr HOST:PORT] people add-pet OWNER PET_ID\n";
+    if (argc < 1 || wants_help(argc, argv)) {
+        fputs(help, argc < 1 ? stderr : stdout);
+        return argc < 1 ? EXIT_USAGE : EXIT_OK;
+    }
+    if (strcmp(argv[0], "list") == 0) {
+        long limit = 0;
+        const char *after = "";
+        const util_flag flags[] = {
+            {"limit", UTIL_FLAG_INT, &limit, "N", "names per page", 0, 1000},
+            {"after", UTIL_FLAG_STR, &after, "NAME", "page after this name", 0, 0},
+        };
+        char err[256];
+        int pos = util_flags_parse(flags, 2, argc, argv, 1, err, sizeof(err));
+        if (pos < 0)
+            return usage_error("%s", err);
+        if (pos < argc)
+            return usage_error("people list: unexpected argument \"%s\"", argv[pos]);
+        Tcpops__ListPeopleRequest req = TCPOPS__LIST_PEOPLE_REQUEST__INIT;
+        req.limit = (uint32_t)limit;
+        req.after = (char *)after;
+        return rpc(c, "people.List", &req.base, &tcpops__list_people_response__descriptor);
+    }
+    if (strcmp(argv[0], "create") == 0) {
+        if (argc != 2)
+            return usage_error("people create takes one NAME");
+        Tcpops__CreatePersonRequest req = TCPOPS__CREATE_PERSON_REQUEST__INIT;
+        req.name = argv[1];
+        return rpc(c, "people.Create", &req.base, &tcpops__create_person_response__descriptor);
+    }
+    if (strcmp(argv[0], "pets") == 0) {
+        if (argc != 2)
+            return usage_error("people pets takes one OWNER");
+        Tcpops__PetIdsRequest req = TCPOPS__PET_IDS_REQUEST__INIT;
+        req.owner = argv[1];
+        return rpc(c, "people.PetIds", &req.base, &tcpops__pet_ids_response__descriptor);
+    }
+    if (strcmp(argv[0], "add-pet") == 0) {
+        Tcpops__AddPetRequest req = TCPOPS__ADD_PET_REQUEST__INIT;
+        if (argc != 3 || parse_u64(argv[2], &req.pet_id) < 0)
+            return usage_error("people add-pet takes OWNER and a numeric PET_ID");
+        req.owner = argv[1];
+        return rpc(c, "people.AddPet", &req.base, &tcpops__add_pet_response__descriptor);
+    }
+    return usage_error("unknown people command \"%s\"", argv[0]);
+}
+
+static int pets_cmd(cli *c, int argc, char **argv)
+{
+    static const char help[] = "usage: tcpops-cli [--addr HOST:PORT] pets get ID...\n"
+                               "       tcpops-cli [--addr HOST:PORT] pets create NAME\n";
+    if (argc < 1 || wants_help(argc, argv)) {
+        fputs(help, argc < 1 ? stderr : stdout);
+        return argc < 1 ? EXIT_USAGE : EXIT_OK;
+    }
+    if (strcmp(argv[0], "get") == 0) {
+        if (argc < 2)
+            return usage_error("pets get takes one or more IDs");
+        uint64_t *ids = calloc((size_t)argc - 1, sizeof(*ids));
+        if (ids == NULL)
+            return EXIT_RPC;
+        for (int i = 1; i < argc; i++) {
+            if (parse_u64(argv[i], &ids[i - 1]) < 0) {
+                free(ids);
+                return usage_error("pets get: \"%s\" is not a pet id", argv[i]);
+            }
+        }
+        Tcpops__GetPetsByIdsRequest req = TCPOPS__GET_PETS_BY_IDS_REQUEST__INIT;
+        req.n_ids = (size_t)argc - 1;
+        req.ids = ids;
+        int rc = rpc(c, "pets.GetByIds", &req.base,
+                     &tcpops__get_pets_by_ids_response__descriptor);
+        free(ids);
+        return rc;
+    }
+    if (strcmp(argv[0], "create") == 0) {
+        if (argc != 2)
+            return usage_error("pets create takes one NAME");
+        Tcpops__CreatePetRequest req = TCPOPS__CREATE_PET_REQUEST__INIT;
+        req.name = argv[1];
+        return rpc(c, "pets.Create", &req.base, &tcpops__create_pet_response__descriptor);
+    }
+    return usage_error("unknown pets command \"%s\"", argv[0]);
+}
+
+int main(int argc, char **argv)
+{
+    cli c = {.addr = NULL, .timeout_ms = 2000};
+    const util_flag flags[] = {
+        {"addr", UTIL_FLAG_STR, &c.addr, "HOST:PORT", "the service to talk to", 0, 0},
+        {"timeout", UTIL_FLAG_INT, &c.timeout_ms, "MS", "deadline of the call", 1, 60000},
+    };
+    char err[256];
+    signal(SIGPIPE, SIG_IGN);
+    int pos = util_flags_parse(flags, 2, argc, argv, 1, err, sizeof(err));
+    if (pos == 0) {
+        fputs(usage_text, stdout);
+        util_flags_usage(stdout, flags, 2);
+        return EXIT_OK;
+    }
+    if (pos < 0)
+        return usage_error("%s", err);
+    if (pos >= argc) {
+        fputs(usage_text, stderr);
+        return EXIT_USAGE;
+    }
+    const char *cmd = argv[pos];
+    int rest = argc - pos - 1;
+    char **rargv = argv + pos + 1;
+    if (c.addr == NULL)
+        c.addr = strcmp(cmd, "pets") == 0 ? "127.0.0.1:5003" : "127.0.0.1:5002";
+
+    if (strcmp(cmd, "status") == 0 || strcmp(cmd, "ping") == 0) {
+        if (wants_help(rest, rargv)) {
+            printf("usage: tcpops-cli [--addr HOST:PORT] %s\n", cmd);
+            return EXIT_OK;
+        }
+        if (rest != 0)
+            return usage_error("%s takes no arguments", cmd);
+        if (strcmp(cmd, "ping") == 0)
+            return ping(&c);
+        Tcpops__StatusRequest req = TCPOPS__STATUS_REQUEST__INIT;
+        return rpc(&c, "svc.Status", &req.base, &tcpops__status_response__descriptor);
+    }
+    if (strcmp(cmd, "people") == 0)
+        return people_cmd(&c, rest, rargv);
+    if (strcmp(cmd, "pets") == 0)
+        return pets_cmd(&c, rest, rargv);
+    return usage_error("unknown command \"%s\"", cmd);
+}

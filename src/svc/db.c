@@ -1,0 +1,150 @@
+#include "db.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CACHE 32
+
+struct svc_db {
+    sqlite3 *h;
+    struct {
+        const char *sql;
+        sqlite3_stmt *st;
+    } cache[CACHE];
+    int ncache;
+};
+
+int svc_db_open(svc_db **out, const char *path, int sync_full, char *err, size_t errlen)
+{
+    svc_db *db = calloc(1, sizeof(*db));
+    if (db == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    int rc = sqlite3_open_v2(path, &db->h,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                             NULL);
+    if (rc != SQLITE_OK) {
+        snprintf(err, errlen, "open %s: %s", path,
+                 db->h != NULL ? sqlite3_errmsg(db->h) : sqlite3_errstr(rc));
+        goto fail;
+    }
+    sqlite3_busy_timeout(db->h, SVC_BUSY_TIMEOUT_MS);
+    char pragmas[160];
+    snprintf(pragmas, sizeof(pragmas),
+             "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA foreign_keys=ON;",
+             sync_full ? "FULL" : "NORMAL");
+    char why[256];
+    if (svc_db_exec(db, pragmas, why, sizeof(why)) < 0) {
+        snprintf(err, errlen, "%s: %s", path, why);
+        goto fail;
+    }
+    *out = db;
+    return 0;
+fail:
+    svc_db_close(db);
+    return -EIO;
+}
+
+void svc_db_close(svc_db *db)
+{
+    if (db == NULL)
+        return;
+    for (int i = 0; i < db->ncache; i++)
+        sqlite3_finalize(db->cache[i].st);
+    sqlite3_close(db->h);
+    free(db);
+}
+
+sqlite3 *svc_db_handle(svc_db *db)
+{
+    return db->h;
+}
+
+sqlite3_stmt *svc_db_stmt(svc_db *db, const char *sql)
+{
+    for (int i = 0; i < db->ncache; i++) {
+        if (db->cache[i].sql == sql) {
+            sqlite3_stmt *st = db->cache[i].st;
+            sqlite3_reset(st);
+            sqlite3_clear_bindings(st);
+            return st;
+        }
+    }
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v3(db->h, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK)
+        return NULL;
+    if (db->ncache < CACHE) {
+        db->cache[db->ncache].sql = sql;
+        db->cache[db->ncache].st = st;
+        db->ncache++;
+    } else {
+        /* Full: replace the oldest, it is re-prepared on its next use. */
+        sqlite3_finalize(db->cache[0].st);
+        memmove(&db->cache[0], &db->cache[1], sizeof(db->cache[0]) * (CACHE - 1));
+        db->cache[CACHE - 1].sql = sql;
+        db->cache[CACHE - 1].st = st;
+    }
+    return st;
+}
+
+int svc_db_exec(svc_db *db, const char *sql, char *err, size_t errlen)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(db->h, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        snprintf(err, errlen, "%s", msg != NULL ? msg : sqlite3_errmsg(db->h));
+        sqlite3_free(msg);
+        return -EIO;
+    }
+    return 0;
+}
+
+static int user_version(svc_db *db)
+{
+    sqlite3_stmt *st = NULL;
+    int v = -1;
+    if (sqlite3_prepare_v2(db->h, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+int svc_db_migrate(svc_db *db, const svc_migration *m, size_t n, char *err, size_t errlen)
+{
+    char why[256];
+    if (svc_db_exec(db, "BEGIN IMMEDIATE", why, sizeof(why)) < 0) {
+        snprintf(err, errlen, "migrate: begin: %s", why);
+        return -EIO;
+    }
+    int have = user_version(db);
+    if (have < 0) {
+        snprintf(err, errlen, "migrate: cannot read user_version: %s", sqlite3_errmsg(db->h));
+        goto fail;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (m[i].version <= have)
+            continue;
+        if (svc_db_exec(db, m[i].sql, why, sizeof(why)) < 0) {
+            snprintf(err, errlen, "migration %s: %s", m[i].name, why);
+            goto fail;
+        }
+        char set[64];
+        snprintf(set, sizeof(set), "PRAGMA user_version=%d", m[i].version);
+        if (svc_db_exec(db, set, why, sizeof(why)) < 0) {
+            snprintf(err, errlen, "migration %s: %s", m[i].name, why);
+            goto fail;
+        }
+        have = m[i].version;
+    }
+    if (svc_db_exec(db, "COMMIT", why, sizeof(why)) < 0) {
+        snprintf(err, errlen, "migrate: commit: %s", why);
+        goto fail;
+    }
+    return 0;
+fail:
+    svc_db_exec(db, "ROLLBACK", why, sizeof(why));
+    return -EIO;
+}

@@ -1,0 +1,44 @@
+/* A SQLite connection as the services use it: WAL, a busy timeout, the chosen
+ * synchronous level, and a cache of prepared statements keyed by their SQL
+ * text, so hot statements are prepared once and then bound, stepped, reset.
+ * One svc_db belongs to one thread at a time (SQLite forbids sharing). */
+#ifndef TCPOPS_SVC_DB_H
+#define TCPOPS_SVC_DB_H
+
+#include <sqlite3.h>
+#include <stddef.h>
+
+typedef struct svc_db svc_db;
+
+typedef struct svc_migration {
+    int version;        /* 1, 2, ...: applied in order, each once */
+    const char *name;   /* "001_schema.sql" */
+    const char *sql;
+} svc_migration;
+
+#define SVC_BUSY_TIMEOUT_MS 5000
+
+/* Opens (creating) the database at path. sync_full selects synchronous=FULL
+ * (survives power loss) instead of NORMAL (survives a process crash).
+ * Returns 0, or a negative errno with a sentence in err. */
+int svc_db_open(svc_db **out, const char *path, int sync_full, char *err, size_t errlen);
+
+/* Finalizes every cached statement and closes. NULL does nothing. */
+void svc_db_close(svc_db *db);
+
+sqlite3 *svc_db_handle(svc_db *db);
+
+/* The prepared statement for sql (which must outlive db: a string literal),
+ * reset with its bindings cleared, ready to bind. NULL when it does not
+ * prepare (sqlite3_errmsg says why). Owned by db. */
+sqlite3_stmt *svc_db_stmt(svc_db *db, const char *sql);
+
+/* Runs statements without results. 0, or -EIO with err filled. */
+int svc_db_exec(svc_db *db, const char *sql, char *err, size_t errlen);
+
+/* Brings the schema up to the newest migration, inside one write transaction
+ * so that several processes starting at once apply each exactly once
+ * (PRAGMA user_version holds the version). 0, or -EIO with err filled. */
+int svc_db_migrate(svc_db *db, const svc_migration *m, size_t n, char *err, size_t errlen);
+
+#endif

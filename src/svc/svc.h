@@ -1,0 +1,54 @@
+/* The runtime every tcpops service shares: flags, logging, the database and
+ * its migrations, the RPC server on the shared port plus the worker's own
+ * port, cluster membership (each worker records itself and Status lists the
+ * live ones), text mode (newline-delimited JSON) and graceful shutdown.
+ * A service supplies its name, its migrations and its method table. */
+#ifndef TCPOPS_SVC_SVC_H
+#define TCPOPS_SVC_SVC_H
+
+#include <protobuf-c/protobuf-c.h>
+#include <stddef.h>
+
+#include "db.h"
+#include "server.h"
+#include "writer.h"
+
+typedef struct svc_method {
+    const char *name;                          /* "people.List" */
+    rpc_handler_fn fn;
+    const ProtobufCMessageDescriptor *req;     /* its request message */
+    const ProtobufCMessageDescriptor *resp;    /* its response message */
+} svc_method;
+
+typedef struct svc_desc {
+    const char *name;                          /* "people": logs, people.db */
+    const char *default_listen;                /* "127.0.0.1:5002" */
+    const svc_migration *migrations;
+    size_t nmigrations;
+    const svc_method *methods;
+    size_t nmethods;
+} svc_desc;
+
+/* Runs the service until SIGTERM/SIGINT; returns the process exit code
+ * (0 after a graceful stop, 1 when it cannot start, 2 on bad flags). */
+int svc_main(const svc_desc *desc, int argc, char **argv);
+
+/* For handlers: this worker thread's read connection. */
+svc_db *svc_ctx_db(const rpc_call_ctx *ctx);
+
+/* For handlers: runs fn(arg) in the process's group-commit writer and waits
+ * until it is committed. Returns the status and, when not OK, fills out's
+ * error (the caller still sets out's body on OK). */
+int svc_ctx_write(const rpc_call_ctx *ctx, svc_write_fn fn, void *arg, rpc_reply *out);
+
+/* For handlers: unpacks body as desc. Returns the message (free with
+ * protobuf_c_message_free_unpacked(m, NULL)), or NULL with out set to
+ * INVALID_ARGUMENT. */
+ProtobufCMessage *svc_unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *body,
+                             size_t len, rpc_reply *out);
+
+/* For handlers: checks a name (1-64 bytes of UTF-8, no control characters),
+ * setting out to INVALID_ARGUMENT when it is not one. Returns 0 or -EINVAL. */
+int svc_check_name(const char *what, const char *name, rpc_reply *out);
+
+#endif

@@ -1,0 +1,38 @@
+/* Group commit: one writer thread per process owns the write connection.
+ * Handlers hand it a write and wait; it takes every write queued, runs them
+ * in one BEGIN IMMEDIATE transaction (each in its own savepoint, so one that
+ * fails does not undo the others), commits, and only then answers each. Many
+ * concurrent creates cost one commit, not one each, and threads of one
+ * process never contend for SQLite's write lock. */
+#ifndef TCPOPS_SVC_WRITER_H
+#define TCPOPS_SVC_WRITER_H
+
+#include <stddef.h>
+
+#include "db.h"
+
+typedef struct svc_writer svc_writer;
+
+/* One write, run inside the group's transaction on the writer's thread.
+ * Returns a Tcpops__Status; anything but OK rolls back this write alone and
+ * err (errlen bytes) says why. */
+typedef int (*svc_write_fn)(svc_db *db, void *arg, char *err, size_t errlen);
+
+/* Opens the write connection to path and starts the thread. 0, or a
+ * negative errno with err filled. */
+int svc_writer_new(svc_writer **out, const char *path, int sync_full, char *err,
+                   size_t errlen);
+
+/* Runs the writes still queued, stops the thread, closes. NULL does nothing. */
+void svc_writer_free(svc_writer *w);
+
+/* Queues fn(arg) and waits until its transaction has committed (or failed).
+ * Returns fn's status when the commit succeeded; UNAVAILABLE when the
+ * database stayed locked past the busy timeout; INTERNAL on other failures.
+ * err is filled for anything but OK. Any thread except the writer's. */
+int svc_writer_run(svc_writer *w, svc_write_fn fn, void *arg, char *err, size_t errlen);
+
+/* Transactions committed so far (each may carry many writes). */
+unsigned long svc_writer_commits(svc_writer *w);
+
+#endif

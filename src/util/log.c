@@ -1,0 +1,85 @@
+#include "log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+static char app_name[32] = "tcpops";
+
+static const char *const level_names[] = {"debug", "info", "warn", "error"};
+
+void util_log_init(const char *app)
+{
+    snprintf(app_name, sizeof(app_name), "%s", app);
+}
+
+const char *util_logq(char *buf, size_t len, const char *s)
+{
+    int bare = s[0] != '\0';
+    for (const char *p = s; *p; p++)
+        if (*p <= ' ' || *p == '"' || *p == '=' || *p == '\\' || (unsigned char)*p >= 0x7f)
+            bare = 0;
+    if (bare) {
+        snprintf(buf, len, "%s", s);
+        return buf;
+    }
+    size_t o = 0;
+    if (len < 3) {
+        if (len > 0)
+            buf[0] = '\0';
+        return buf;
+    }
+    buf[o++] = '"';
+    for (const char *p = s; *p && o + 3 < len; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c == '"' || c == '\\') {
+            buf[o++] = '\\';
+            buf[o++] = (char)c;
+        } else if (c == '\n') {
+            buf[o++] = '\\';
+            buf[o++] = 'n';
+        } else if (c < ' ' || c == 0x7f) {
+            buf[o++] = '?';
+        } else {
+            buf[o++] = (char)c;
+        }
+    }
+    buf[o++] = '"';
+    buf[o] = '\0';
+    return buf;
+}
+
+void util_log(int level, const char *msg, const char *kvfmt, ...)
+{
+    char line[2048];
+    char q[512];
+    struct timeval tv;
+    struct tm tm;
+    gettimeofday(&tv, NULL);
+    gmtime_r(&tv.tv_sec, &tm);
+    int n = snprintf(line, sizeof(line),
+                     "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ level=%s app=%s pid=%d msg=%s",
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                     tm.tm_sec, (long)(tv.tv_usec / 1000),
+                     level_names[level < 0 || level > UTIL_ERROR ? UTIL_INFO : level], app_name,
+                     (int)getpid(), util_logq(q, sizeof(q), msg));
+    if (n < 0)
+        return;
+    if ((size_t)n < sizeof(line) - 2 && kvfmt != NULL && kvfmt[0] != '\0') {
+        va_list ap;
+        line[n++] = ' ';
+        va_start(ap, kvfmt);
+        int m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, kvfmt, ap);
+        va_end(ap);
+        if (m > 0)
+            n += m < (int)(sizeof(line) - (size_t)n - 1) ? m : (int)(sizeof(line) - (size_t)n - 2);
+    }
+    if ((size_t)n > sizeof(line) - 2)
+        n = (int)sizeof(line) - 2;
+    line[n++] = '\n';
+    ssize_t w = write(STDERR_FILENO, line, (size_t)n);
+    (void)w;
+}

@@ -1,0 +1,23 @@
+/* logfmt logging for the programs (never for src/rpc): one line per event on
+ * stderr, written with a single write() so lines from threads do not mix:
+ *   ts=2026-11-28T00:35:39.123Z level=info app=people pid=42 msg="listening" addr=...
+ * Thread-safe. */
+#ifndef TCPOPS_UTIL_LOG_H
+#define TCPOPS_UTIL_LOG_H
+
+#include <stddef.h>
+
+enum { UTIL_DEBUG, UTIL_INFO, UTIL_WARN, UTIL_ERROR };
+
+/* Names the program in every line. Call once from main before threads. */
+void util_log_init(const char *app);
+
+/* Logs msg with extra key=value pairs formatted by kvfmt (may be NULL). */
+void util_log(int level, const char *msg, const char *kvfmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Writes s as a logfmt value into buf: bare when safe, else quoted with
+ * backslash escapes. Returns buf. */
+const char *util_logq(char *buf, size_t len, const char *s);
+
+#endif

@@ -1,0 +1,21 @@
+/* protobuf-c messages to and from jansson JSON objects, driven by the message
+ * descriptors, so every method's request and response has a JSON form for
+ * text mode and tcpops-cli without code per message. Field names are the
+ * .proto names; uint64 travels as a JSON integer; enums as their names.
+ * Pure functions, any thread. */
+#ifndef TCPOPS_UTIL_PBJSON_H
+#define TCPOPS_UTIL_PBJSON_H
+
+#include <jansson.h>
+#include <protobuf-c/protobuf-c.h>
+
+/* A new JSON object for msg (caller json_decref's it), or NULL on ENOMEM. */
+json_t *pbjson_from_message(const ProtobufCMessage *msg);
+
+/* Builds a message of type desc from obj; keys not in the message, wrong
+ * types and out-of-range numbers are errors. Returns 0 and *out (free with
+ * protobuf_c_message_free_unpacked(*out, NULL)), or -EINVAL with err filled. */
+int pbjson_to_message(const ProtobufCMessageDescriptor *desc, json_t *obj,
+                      ProtobufCMessage **out, char *err, size_t errlen);
+
+#endif
