@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -163,4 +164,136 @@ int free_port(void)
         port = ntohs(sa.sin_port);
     close(fd);
     return port;
+}
+
+int wait_port(int port, int timeout_ms)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int64_t deadline = now_ms() + timeout_ms;
+    while (now_ms() < deadline) {
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            return -1;
+        int ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+        close(fd);
+        if (ok)
+            return 0;
+        usleep(10000);
+    }
+    return -1;
+}
+
+int proc_start_service(proc *p, const char *name, int port, const char *dir,
+                       const char *const *extra)
+{
+    char bin[512], listen[64];
+    char *argv[32];
+    int n = 0;
+    snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
+    argv[n++] = (char *)proc_bin(name, bin, sizeof(bin));
+    argv[n++] = "--listen";
+    argv[n++] = listen;
+    argv[n++] = "--data-dir";
+    argv[n++] = (char *)dir;
+    for (int i = 0; extra != NULL && extra[i] != NULL && n < 31; i++)
+        argv[n++] = (char *)extra[i];
+    argv[n] = NULL;
+    if (proc_start(p, argv, 0) < 0)
+        return -1;
+    if (wait_port(port, 10000) < 0) {
+        fprintf(stderr, "proc_start_service: %s did not listen on %d within 10 s\n", name, port);
+        proc_stop(p);
+        return -1;
+    }
+    return 0;
+}
+
+/* Reads what fd has into buf[*n..len-1) without blocking past deadline. */
+static void drain_fd(int fd, char *buf, size_t len, size_t *n, int *open_)
+{
+    char tmp[4096];
+    ssize_t r = read(fd, tmp, sizeof(tmp));
+    if (r <= 0) {
+        *open_ = 0;
+        return;
+    }
+    size_t room = len - 1 - *n;
+    size_t take = (size_t)r < room ? (size_t)r : room;
+    memcpy(buf + *n, tmp, take);
+    *n += take;
+    buf[*n] = '\0';
+}
+
+int proc_run(char *const argv[], char *out, size_t outlen, char *err, size_t errlen,
+             int timeout_ms)
+{
+    int o[2], e[2];
+    out[0] = err[0] = '\0';
+    if (pipe2(o, O_CLOEXEC) < 0)
+        return -1;
+    if (pipe2(e, O_CLOEXEC) < 0) {
+        close(o[0]);
+        close(o[1]);
+        return -1;
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        dup2(o[1], STDOUT_FILENO);
+        dup2(e[1], STDERR_FILENO);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    close(o[1]);
+    close(e[1]);
+    if (pid < 0) {
+        close(o[0]);
+        close(e[0]);
+        return -1;
+    }
+    size_t on = 0, en = 0;
+    int oopen = 1, eopen = 1;
+    int64_t deadline = now_ms() + timeout_ms;
+    while ((oopen || eopen) && now_ms() < deadline) {
+        struct pollfd pf[2] = {{.fd = oopen ? o[0] : -1, .events = POLLIN},
+                               {.fd = eopen ? e[0] : -1, .events = POLLIN}};
+        if (poll(pf, 2, 50) <= 0)
+            continue;
+        if (pf[0].revents)
+            drain_fd(o[0], out, outlen, &on, &oopen);
+        if (pf[1].revents)
+            drain_fd(e[0], err, errlen, &en, &eopen);
+    }
+    close(o[0]);
+    close(e[0]);
+    int st = 0;
+    if (oopen || eopen) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &st, 0);
+        return -1;
+    }
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+int make_temp_dir(char *buf, size_t len)
+{
+    const char *tmp = getenv("TMPDIR");
+    snprintf(buf, len, "%s/tcpops-test-XXXXXX", tmp != NULL ? tmp : "/tmp");
+    return mkdtemp(buf) != NULL ? 0 : -1;
+}
+
+static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+void rm_rf(const char *dir)
+{
+    nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }

@@ -5,6 +5,7 @@
 #ifndef TCPOPS_TEST_PROC_H
 #define TCPOPS_TEST_PROC_H
 
+#include <stddef.h>
 #include <sys/types.h>
 
 typedef struct proc {
@@ -33,5 +34,25 @@ void proc_stop(proc *p);
 
 /* A TCP port on 127.0.0.1 that was free a moment ago. */
 int free_port(void);
+
+/* Waits up to timeout_ms until 127.0.0.1:port accepts a connection.
+ * Returns 0 or -1. */
+int wait_port(int port, int timeout_ms);
+
+/* Starts build/bin/NAME --listen 127.0.0.1:PORT --data-dir DIR [extra...]
+ * (extra is NULL-terminated, may be NULL) and waits until the port accepts.
+ * Returns 0 or -1 (the child is stopped then). */
+int proc_start_service(proc *p, const char *name, int port, const char *dir,
+                       const char *const *extra);
+
+/* Runs argv to completion (at most timeout_ms, then SIGKILL), capturing
+ * stdout and stderr (NUL-terminated, truncated to their sizes). Returns the
+ * exit code, or -1 when it could not run or timed out. */
+int proc_run(char *const argv[], char *out, size_t outlen, char *err, size_t errlen,
+             int timeout_ms);
+
+/* A new empty directory under TMPDIR; removed with rm_rf. */
+int make_temp_dir(char *buf, size_t len);
+void rm_rf(const char *dir);
 
 #endif

@@ -1,0 +1,110 @@
+/* protobuf <-> JSON through descriptors: shapes, round trips, refusals. */
+#include <jansson.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "pbjson.h"
+#include "tcpops.pb-c.h"
+
+static char *dump(const ProtobufCMessage *m)
+{
+    json_t *j = pbjson_from_message(m);
+    assert_non_null(j);
+    char *s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(j);
+    return s;
+}
+
+static void test_message_to_json(void **state)
+{
+    (void)state;
+    Tcpops__Pet a = TCPOPS__PET__INIT, b = TCPOPS__PET__INIT;
+    a.id = 1;
+    a.name = "bixa";
+    b.id = 3;
+    b.name = "r\"e\\x";
+    Tcpops__Pet *pets[] = {&a, &b};
+    uint64_t missing[] = {9};
+    Tcpops__GetPetsByIdsResponse r = TCPOPS__GET_PETS_BY_IDS_RESPONSE__INIT;
+    r.n_pets = 2;
+    r.pets = pets;
+    r.n_missing = 1;
+    r.missing = missing;
+    char *s = dump(&r.base);
+    assert_string_equal(s, "{\"missing\":[9],\"pets\":[{\"id\":1,\"name\":\"bixa\"},"
+                           "{\"id\":3,\"name\":\"r\\\"e\\\\x\"}]}");
+    free(s);
+}
+
+static void test_json_to_message_and_back(void **state)
+{
+    (void)state;
+    json_error_t je;
+    json_t *in = json_loads("{\"cmd\":\"people.List\",\"limit\":5,\"after\":\"bob\"}", 0, &je);
+    ProtobufCMessage *m = NULL;
+    char err[128];
+    assert_int_equal(pbjson_to_message(&tcpops__list_people_request__descriptor, in, &m, err,
+                                       sizeof(err)),
+                     0);
+    Tcpops__ListPeopleRequest *req = (Tcpops__ListPeopleRequest *)m;
+    assert_int_equal(req->limit, 5);
+    assert_string_equal(req->after, "bob");
+    protobuf_c_message_free_unpacked(m, NULL);
+    json_decref(in);
+
+    in = json_loads("{\"ids\":[1,2,3]}", 0, &je);
+    assert_int_equal(pbjson_to_message(&tcpops__get_pets_by_ids_request__descriptor, in, &m,
+                                       err, sizeof(err)),
+                     0);
+    Tcpops__GetPetsByIdsRequest *g = (Tcpops__GetPetsByIdsRequest *)m;
+    assert_int_equal(g->n_ids, 3);
+    assert_int_equal(g->ids[2], 3);
+    protobuf_c_message_free_unpacked(m, NULL);
+    json_decref(in);
+}
+
+static void test_refusals(void **state)
+{
+    (void)state;
+    struct {
+        const char *json;
+        const ProtobufCMessageDescriptor *d;
+        const char *want;
+    } cases[] = {
+        {"{\"nmae\":\"x\"}", &tcpops__create_person_request__descriptor, "unknown field"},
+        {"{\"name\":5}", &tcpops__create_person_request__descriptor, "wrong type"},
+        {"{\"limit\":-1}", &tcpops__list_people_request__descriptor, "out of range"},
+        {"{\"limit\":4294967296}", &tcpops__list_people_request__descriptor, "out of range"},
+        {"{\"ids\":[1,\"two\"]}", &tcpops__get_pets_by_ids_request__descriptor, "wrong type"},
+        {"{\"ids\":7}", &tcpops__get_pets_by_ids_request__descriptor, "array"},
+        {"[]", &tcpops__create_person_request__descriptor, "JSON object"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        json_error_t je;
+        json_t *in = json_loads(cases[i].json, JSON_DECODE_ANY, &je);
+        ProtobufCMessage *m = (ProtobufCMessage *)0x1;
+        char err[128] = "";
+        int rc = pbjson_to_message(cases[i].d, in, &m, err, sizeof(err));
+        if (rc == 0 || strstr(err, cases[i].want) == NULL)
+            fail_msg("%s: expected an error mentioning \"%s\", got rc %d \"%s\"", cases[i].json,
+                     cases[i].want, rc, err);
+        assert_ptr_equal(m, (ProtobufCMessage *)0x1);
+        json_decref(in);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_message_to_json),
+        cmocka_unit_test(test_json_to_message_and_back),
+        cmocka_unit_test(test_refusals),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

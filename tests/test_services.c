@@ -1,0 +1,350 @@
+/* tcpops-people and tcpops-pets as real processes, driven through tcpops-cli,
+ * text mode and raw frames: every method's output and exit code, every
+ * invalid input, and hostile peers that must not cost a good client a call. */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "channel.h"
+#include "clock.h"
+#include "proc.h"
+
+typedef struct fixture {
+    char dir[256];
+    proc people, pets;
+    int people_port, pets_port;
+    char people_addr[64], pets_addr[64];
+} fixture;
+
+static int setup(void **state)
+{
+    fixture *fx = calloc(1, sizeof(*fx));
+    assert_int_equal(make_temp_dir(fx->dir, sizeof(fx->dir)), 0);
+    fx->people_port = free_port();
+    fx->pets_port = free_port();
+    snprintf(fx->people_addr, sizeof(fx->people_addr), "127.0.0.1:%d", fx->people_port);
+    snprintf(fx->pets_addr, sizeof(fx->pets_addr), "127.0.0.1:%d", fx->pets_port);
+    assert_int_equal(proc_start_service(&fx->people, "tcpops-people", fx->people_port, fx->dir,
+                                        NULL),
+                     0);
+    assert_int_equal(proc_start_service(&fx->pets, "tcpops-pets", fx->pets_port, fx->dir, NULL),
+                     0);
+    *state = fx;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *fx = *state;
+    proc_stop(&fx->people);
+    proc_stop(&fx->pets);
+    rm_rf(fx->dir);
+    free(fx);
+    return 0;
+}
+
+/* Runs tcpops-cli --addr ADDR ARGS... and checks its exit code, and that its
+ * stdout equals want_out (when not NULL) and its stderr contains want_err
+ * (when not NULL). */
+static void cli(const char *addr, int want_code, const char *want_out, const char *want_err, ...)
+{
+    char bin[512], out[8192], err[8192];
+    char *argv[16];
+    int n = 0;
+    va_list ap;
+    argv[n++] = (char *)proc_bin("tcpops-cli", bin, sizeof(bin));
+    argv[n++] = "--addr";
+    argv[n++] = (char *)addr;
+    va_start(ap, want_err);
+    for (char *a; n < 15 && (a = va_arg(ap, char *)) != NULL;)
+        argv[n++] = a;
+    va_end(ap);
+    argv[n] = NULL;
+    char cmd[512] = "";
+    for (int i = 3; i < n; i++) {
+        strncat(cmd, argv[i], sizeof(cmd) - strlen(cmd) - 2);
+        strcat(cmd, " ");
+    }
+    int code = proc_run(argv, out, sizeof(out), err, sizeof(err), 10000);
+    if (code != want_code)
+        fail_msg("tcpops-cli %s: expected exit %d, got %d (stdout \"%s\", stderr \"%s\")", cmd,
+                 want_code, code, out, err);
+    if (want_out != NULL) {
+        size_t l = strlen(out);
+        if (l > 0 && out[l - 1] == '\n')
+            out[l - 1] = '\0';
+        if (strcmp(out, want_out) != 0)
+            fail_msg("tcpops-cli %s: expected stdout %s, got %s", cmd, want_out, out);
+    }
+    if (want_err != NULL && strstr(err, want_err) == NULL)
+        fail_msg("tcpops-cli %s: expected stderr to mention \"%s\", got \"%s\"", cmd, want_err,
+                 err);
+}
+
+static void test_every_method_through_the_cli(void **state)
+{
+    fixture *fx = *state;
+    const char *P = fx->people_addr, *Q = fx->pets_addr;
+    cli(P, 0, "{\"names\":[\"bob\",\"jane\"]}", NULL, "people", "list", NULL);
+    cli(P, 0, "{\"name\":\"ann\"}", NULL, "people", "create", "ann", NULL);
+    cli(P, 1, "", "ALREADY_EXISTS", "people", "create", "ann", NULL);
+    cli(P, 0, "{\"names\":[\"bob\",\"jane\",\"ann\"]}", NULL, "people", "list", NULL);
+    cli(P, 0, "{\"names\":[\"jane\"]}", NULL, "people", "list", "--limit", "1", "--after", "bob",
+        NULL);
+    cli(P, 0, "{\"ids\":[1,3]}", NULL, "people", "pets", "bob", NULL);
+    cli(P, 0, "{\"ids\":[]}", NULL, "people", "pets", "jane", NULL);
+    cli(P, 1, "", "NOT_FOUND", "people", "pets", "nobody", NULL);
+    cli(Q, 0, "{\"pets\":[{\"id\":3,\"name\":\"rex\"},{\"id\":1,\"name\":\"bixa\"}],\"missing\":[9]}",
+        NULL, "pets", "get", "3", "9", "1", NULL);
+    cli(Q, 0, "{\"id\":4}", NULL, "pets", "create", "tom", NULL);
+    cli(P, 0, "{}", NULL, "people", "add-pet", "jane", "4", NULL);
+    cli(P, 0, "{\"ids\":[4]}", NULL, "people", "pets", "jane", NULL);
+    cli(P, 1, "", "NOT_FOUND", "people", "add-pet", "nobody", "4", NULL);
+    cli(P, 0, NULL, NULL, "status", NULL);
+    cli(P, 0, NULL, NULL, "ping", NULL);
+    cli(Q, 0, NULL, NULL, "status", NULL);
+}
+
+static void test_invalid_inputs_change_nothing(void **state)
+{
+    fixture *fx = *state;
+    const char *P = fx->people_addr, *Q = fx->pets_addr;
+    char n65[66];
+    memset(n65, 'x', 65);
+    n65[65] = '\0';
+    cli(P, 1, "", "INVALID_ARGUMENT", "people", "create", "", NULL);
+    cli(P, 1, "", "65 bytes", "people", "create", n65, NULL);
+    cli(P, 1, "", "control character", "people", "create", "a\tb", NULL);
+    cli(P, 1, "", "UTF-8", "people", "create", "\xff\xfe", NULL);
+    cli(P, 1, "", "INVALID_ARGUMENT", "people", "pets", "\x01", NULL);
+    cli(P, 1, "", "INVALID_ARGUMENT", "people", "add-pet", "bob", "0", NULL);
+    cli(P, 1, "", "INVALID_ARGUMENT", "people", "list", "--after", "nobody", NULL);
+    cli(Q, 1, "", "INVALID_ARGUMENT", "pets", "create", n65, NULL);
+    cli(Q, 1, "", "INVALID_ARGUMENT", "pets", "create", "", NULL);
+    /* Usage errors never reach the service. */
+    cli(P, 2, "", "people create takes one NAME", "people", "create", NULL);
+    cli(P, 2, "", "not a pet id", "pets", "get", "abc", NULL);
+    cli(P, 2, "", "unknown command", "frobnicate", NULL);
+    cli(P, 2, "", "1000", "people", "list", "--limit", "5000", NULL);
+    /* Nothing changed. */
+    cli(P, 0, "{\"names\":[\"bob\",\"jane\"]}", NULL, "people", "list", NULL);
+    cli(Q, 0, "{\"pets\":[],\"missing\":[4]}", NULL, "pets", "get", "4", NULL);
+}
+
+static void test_unreachable_is_exit_3(void **state)
+{
+    (void)state;
+    char addr[64];
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", free_port());
+    cli(addr, 3, "", "cannot reach", "people", "list", NULL);
+    cli(addr, 3, "", "cannot reach", "ping", NULL);
+}
+
+/* ---- text mode ---- */
+
+static int raw_connect(int port)
+{
+    struct sockaddr_in sa;
+    char err[RPC_ERRLEN], addr[64];
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+    assert_int_equal(rpc_addr_parse(addr, &sa, err), 0);
+    int fd = rpc_sock_connect(&sa, 1000);
+    assert_true(fd >= 0);
+    return fd;
+}
+
+/* Reads one line (without its newline) within 5 s. */
+static void read_line(int fd, char *buf, size_t len)
+{
+    size_t n = 0;
+    int64_t deadline = rpc_now_ms() + 5000;
+    while (n + 1 < len) {
+        struct pollfd pf = {.fd = fd, .events = POLLIN};
+        int64_t left = deadline - rpc_now_ms();
+        if (left <= 0 || poll(&pf, 1, (int)left) <= 0)
+            break;
+        if (recv(fd, buf + n, 1, 0) != 1)
+            break;
+        if (buf[n] == '\n')
+            break;
+        n++;
+    }
+    buf[n] = '\0';
+}
+
+static void say(int fd, const char *line, const char *want_substring)
+{
+    char got[4096];
+    size_t w = 0;
+    assert_int_equal(rpc_sock_write_all(fd, line, strlen(line), rpc_now_ms() + 2000, &w), 0);
+    read_line(fd, got, sizeof(got));
+    if (strstr(got, want_substring) == NULL)
+        fail_msg("text mode %s: expected a line containing %s, got \"%s\"", line,
+                 want_substring, got);
+}
+
+static void test_text_mode(void **state)
+{
+    fixture *fx = *state;
+    int fd = raw_connect(fx->people_port);
+    say(fd, "{\"cmd\":\"status\"}\n", "\"service\":\"people\"");
+    close(fd);
+
+    fd = raw_connect(fx->people_port);
+    say(fd, "{\"cmd\":\"people.List\"}\n", "{\"names\":[\"bob\",\"jane\"]}");
+    say(fd, "{\"cmd\":\"people.Create\",\"name\":\"ann\"}\n", "{\"name\":\"ann\"}");
+    say(fd, "{\"cmd\":\"people.Create\",\"name\":\"ann\"}\n", "\"code\":\"ALREADY_EXISTS\"");
+    say(fd, "this is not json\n", "\"code\":\"INVALID_ARGUMENT\"");
+    say(fd, "{\"name\":\"no cmd\"}\n", "missing \\\"cmd\\\"");
+    say(fd, "{\"cmd\":\"people.Explode\"}\n", "\"code\":\"UNIMPLEMENTED\"");
+    say(fd, "{\"cmd\":\"people.Create\",\"nmae\":\"typo\"}\n", "unknown field");
+    say(fd, "{\"cmd\":\"people.PetIds\",\"owner\":\"bob\"}\n", "{\"ids\":[1,3]}");
+    /* still the same connection, still answering */
+    say(fd, "{\"cmd\":\"people.List\",\"limit\":2,\"after\":\"jane\"}\n", "{\"names\":[\"ann\"]}");
+    close(fd);
+
+    fd = raw_connect(fx->pets_port);
+    say(fd, "{\"cmd\":\"pets.GetByIds\",\"ids\":[2]}\n", "\"name\":\"kitty\"");
+    say(fd, "{\"cmd\":\"ping\"}\n", "\"pong\":true");
+    close(fd);
+}
+
+/* ---- hostile frames (RELIABILITY.md scenario 6) ---- */
+
+typedef struct good_client {
+    rpc_channel *ch;
+    _Atomic int stop;
+    int ok, failed;
+    char problem[320];
+} good_client;
+
+static void *good_loop(void *arg)
+{
+    good_client *g = arg;
+    /* people.List with an empty request: the names must be exactly the seed. */
+    while (!atomic_load(&g->stop)) {
+        rpc_call c = {.method = "people.List", .deadline_ms = 2000};
+        int st = rpc_channel_call(g->ch, &c);
+        /* field 1 (names) "bob", field 1 "jane" */
+        static const uint8_t want[] = {0x0a, 3, 'b', 'o', 'b', 0x0a, 4, 'j', 'a', 'n', 'e'};
+        if (st == 0 && c.resp_len == sizeof(want) && memcmp(c.resp, want, sizeof(want)) == 0)
+            g->ok++;
+        else if (g->failed++ == 0)
+            snprintf(g->problem, sizeof(g->problem), "%s: %s", rpc_status_name(st), c.error);
+        rpc_call_fini(&c);
+    }
+    return NULL;
+}
+
+static void send_and_expect_close(int port, const void *bytes, size_t n, const char *what)
+{
+    int fd = raw_connect(port);
+    size_t w = 0;
+    rpc_sock_write_all(fd, bytes, n, rpc_now_ms() + 2000, &w);
+    char buf[4096];
+    int64_t deadline = rpc_now_ms() + 5000;
+    for (;;) {
+        struct pollfd pf = {.fd = fd, .events = POLLIN};
+        int64_t left = deadline - rpc_now_ms();
+        if (left <= 0 || poll(&pf, 1, (int)left) <= 0)
+            fail_msg("%s: expected the service to close the connection; it stayed open", what);
+        ssize_t r = recv(fd, buf, sizeof(buf), 0);
+        if (r == 0 || (r < 0 && errno == ECONNRESET))
+            break;
+    }
+    close(fd);
+}
+
+static void test_hostile_frames_cost_a_good_client_nothing(void **state)
+{
+    fixture *fx = *state;
+    char err[RPC_ERRLEN];
+    good_client g = {0};
+    rpc_channel_cfg cfg;
+    const char *eps[] = {fx->people_addr};
+    rpc_channel_cfg_default(&cfg);
+    cfg.name = "people";
+    cfg.endpoints = eps;
+    cfg.nendpoints = 1;
+    assert_int_equal(rpc_channel_new(&g.ch, &cfg, err), 0);
+    pthread_t th;
+    pthread_create(&th, NULL, good_loop, &g);
+
+    int port = fx->people_port;
+    uint8_t big[8];
+    rpc_frame_put_len(big, 0xFFFFFFFFu);
+    send_and_expect_close(port, big, 4, "length 0xFFFFFFFF");
+    rpc_frame_put_len(big, (1u << 20) + 1);
+    send_and_expect_close(port, big, 4, "length max+1");
+    send_and_expect_close(port, "\x00\x00\x00\x00", 4, "length 0");
+    send_and_expect_close(port, "\x00\x00\x00\x05\xff\xff\xff\xff\xff", 9, "garbage protobuf");
+    send_and_expect_close(port, "\x00\x00\x00\x02\x10\x63", 6, "unknown kind 99");
+    send_and_expect_close(port, "\x00\x00\x00\x04\x08\x01\x10\x02", 8, "RESPONSE to a server");
+    /* id 1 twice: a duplicate in-flight id */
+    send_and_expect_close(port,
+                          "\x00\x00\x00\x0f\x08\x01\x10\x01\x1a\x09svc.Status"
+                          "\x00\x00\x00\x0f\x08\x01\x10\x01\x1a\x09svc.Status",
+                          38, "duplicate id");
+    srand(7);
+    for (int round = 0; round < 20; round++) {
+        uint8_t noise[256];
+        for (size_t i = 0; i < sizeof(noise); i++)
+            noise[i] = (uint8_t)rand();
+        /* A valid length, so the bytes reach the protobuf decoder. */
+        rpc_frame_put_len(noise, sizeof(noise) - 4);
+        send_and_expect_close(port, noise, sizeof(noise), "random protobuf");
+    }
+    /* An unknown method is an answer, not a disconnect. */
+    rpc_call c = {.method = "people.Nope", .deadline_ms = 2000};
+    assert_int_equal(rpc_channel_call(g.ch, &c), TCPOPS__STATUS__UNIMPLEMENTED);
+    rpc_call_fini(&c);
+
+    usleep(200 * 1000);
+    atomic_store(&g.stop, 1);
+    pthread_join(th, NULL);
+    rpc_channel_free(g.ch);
+    if (g.failed != 0)
+        fail_msg("good client: %d of %d calls failed; first: %s", g.failed, g.ok + g.failed,
+                 g.problem);
+    assert_true(g.ok > 0);
+    /* The service is still running and answers. */
+    assert_int_equal(proc_wait(&fx->people, 0), -1);
+    cli(fx->people_addr, 0, "{\"names\":[\"bob\",\"jane\"]}", NULL, "people", "list", NULL);
+}
+
+static void test_sigterm_exits_0(void **state)
+{
+    fixture *fx = *state;
+    proc_signal(&fx->people, SIGTERM);
+    proc_signal(&fx->pets, SIGTERM);
+    assert_int_equal(proc_wait(&fx->people, 10000), 0);
+    assert_int_equal(proc_wait(&fx->pets, 10000), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_every_method_through_the_cli, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_invalid_inputs_change_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unreachable_is_exit_3, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_text_mode, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hostile_frames_cost_a_good_client_nothing, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_sigterm_exits_0, setup, teardown),
+    };
+    signal(SIGPIPE, SIG_IGN);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

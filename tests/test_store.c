@@ -1,0 +1,254 @@
+/* The people and pets stores, migrations and the group-commit writer,
+ * against temporary database files. */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "db.h"
+#include "frame.h"
+#include "people_store.h"
+#include "pets_store.h"
+#include "proc.h"
+#include "tcpops.pb-c.h"
+#include "writer.h"
+
+typedef struct fixture {
+    char dir[256];
+    char people_path[300];
+    char pets_path[300];
+    svc_db *people;
+    svc_db *pets;
+} fixture;
+
+static int setup(void **state)
+{
+    fixture *fx = calloc(1, sizeof(*fx));
+    char err[256];
+    assert_int_equal(make_temp_dir(fx->dir, sizeof(fx->dir)), 0);
+    snprintf(fx->people_path, sizeof(fx->people_path), "%s/people.db", fx->dir);
+    snprintf(fx->pets_path, sizeof(fx->pets_path), "%s/pets.db", fx->dir);
+    if (svc_db_open(&fx->people, fx->people_path, 0, err, sizeof(err)) < 0 ||
+        svc_db_migrate(fx->people, people_migrations, people_nmigrations, err, sizeof(err)) < 0 ||
+        svc_db_open(&fx->pets, fx->pets_path, 0, err, sizeof(err)) < 0 ||
+        svc_db_migrate(fx->pets, pets_migrations, pets_nmigrations, err, sizeof(err)) < 0)
+        fail_msg("setup: %s", err);
+    *state = fx;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *fx = *state;
+    svc_db_close(fx->people);
+    svc_db_close(fx->pets);
+    rm_rf(fx->dir);
+    free(fx);
+    return 0;
+}
+
+static void expect_names(svc_db *db, uint32_t limit, const char *after, const char *want)
+{
+    char **names = NULL;
+    size_t n = 0;
+    char err[256], got[1024] = "";
+    int st = people_store_list(db, limit, after, &names, &n, err, sizeof(err));
+    if (st != TCPOPS__STATUS__OK)
+        fail_msg("list: expected OK, got %s (%s)", rpc_status_name(st), err);
+    for (size_t i = 0; i < n; i++) {
+        strcat(got, i ? "," : "");
+        strcat(got, names[i]);
+    }
+    people_store_free_names(names, n);
+    if (strcmp(got, want) != 0)
+        fail_msg("list(limit %u, after \"%s\"): expected [%s], got [%s]", limit,
+                 after ? after : "", want, got);
+}
+
+static void test_seed_and_migrations_are_idempotent(void **state)
+{
+    fixture *fx = *state;
+    char err[256];
+    expect_names(fx->people, 0, NULL, "bob,jane");
+    /* Applying the migrations again changes nothing. */
+    assert_int_equal(
+        svc_db_migrate(fx->people, people_migrations, people_nmigrations, err, sizeof(err)), 0);
+    expect_names(fx->people, 0, NULL, "bob,jane");
+    uint64_t *ids = NULL;
+    size_t n = 0;
+    assert_int_equal(people_store_pet_ids(fx->people, "bob", &ids, &n, err, sizeof(err)),
+                     TCPOPS__STATUS__OK);
+    assert_int_equal(n, 2);
+    char *names[2];
+    assert_int_equal(pets_store_get_by_ids(fx->pets, ids, n, names, err, sizeof(err)),
+                     TCPOPS__STATUS__OK);
+    assert_string_equal(names[0], "bixa");
+    assert_string_equal(names[1], "rex");
+    pets_store_free_names(names, 2);
+    free(ids);
+    assert_int_equal(people_store_pet_ids(fx->people, "jane", &ids, &n, err, sizeof(err)),
+                     TCPOPS__STATUS__OK);
+    assert_int_equal(n, 0);
+    free(ids);
+}
+
+static void test_people_create_list_page(void **state)
+{
+    fixture *fx = *state;
+    char err[256];
+    assert_int_equal(people_store_create(fx->people, "ann", err, sizeof(err)), TCPOPS__STATUS__OK);
+    assert_int_equal(people_store_create(fx->people, "zed", err, sizeof(err)), TCPOPS__STATUS__OK);
+    assert_int_equal(people_store_create(fx->people, "ann", err, sizeof(err)),
+                     TCPOPS__STATUS__ALREADY_EXISTS);
+    assert_non_null(strstr(err, "ann"));
+    /* Oldest first, not alphabetical. */
+    expect_names(fx->people, 0, NULL, "bob,jane,ann,zed");
+    expect_names(fx->people, 2, NULL, "bob,jane");
+    expect_names(fx->people, 2, "jane", "ann,zed");
+    expect_names(fx->people, 2, "zed", "");
+    char **names;
+    size_t n;
+    assert_int_equal(people_store_list(fx->people, 0, "nobody", &names, &n, err, sizeof(err)),
+                     TCPOPS__STATUS__INVALID_ARGUMENT);
+    assert_int_equal(people_store_list(fx->people, 1001, NULL, &names, &n, err, sizeof(err)),
+                     TCPOPS__STATUS__INVALID_ARGUMENT);
+}
+
+static void test_people_pets(void **state)
+{
+    fixture *fx = *state;
+    char err[256];
+    uint64_t *ids = NULL;
+    size_t n = 0;
+    assert_int_equal(people_store_pet_ids(fx->people, "nobody", &ids, &n, err, sizeof(err)),
+                     TCPOPS__STATUS__NOT_FOUND);
+    assert_int_equal(people_store_add_pet(fx->people, "jane", 2, err, sizeof(err)),
+                     TCPOPS__STATUS__OK);
+    assert_int_equal(people_store_add_pet(fx->people, "jane", 2, err, sizeof(err)),
+                     TCPOPS__STATUS__OK); /* owning it twice is owning it */
+    assert_int_equal(people_store_add_pet(fx->people, "nobody", 2, err, sizeof(err)),
+                     TCPOPS__STATUS__NOT_FOUND);
+    assert_int_equal(people_store_add_pet(fx->people, "jane", 0, err, sizeof(err)),
+                     TCPOPS__STATUS__INVALID_ARGUMENT);
+    assert_int_equal(people_store_pet_ids(fx->people, "jane", &ids, &n, err, sizeof(err)),
+                     TCPOPS__STATUS__OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(ids[0], 2);
+    free(ids);
+}
+
+static void test_pets_get_and_create(void **state)
+{
+    fixture *fx = *state;
+    char err[256];
+    uint64_t id = 0;
+    assert_int_equal(pets_store_create(fx->pets, "kitty", &id, err, sizeof(err)),
+                     TCPOPS__STATUS__OK);
+    assert_int_equal(id, 4); /* after the three seeded pets */
+    uint64_t ids[] = {4, 99, 2, 0, 1};
+    char *names[5];
+    assert_int_equal(pets_store_get_by_ids(fx->pets, ids, 5, names, err, sizeof(err)),
+                     TCPOPS__STATUS__OK);
+    assert_string_equal(names[0], "kitty");
+    assert_null(names[1]);
+    assert_string_equal(names[2], "kitty");
+    assert_null(names[3]);
+    assert_string_equal(names[4], "bixa");
+    pets_store_free_names(names, 5);
+    uint64_t many[PETS_GET_MAX + 1] = {0};
+    char *lots[PETS_GET_MAX + 1];
+    assert_int_equal(pets_store_get_by_ids(fx->pets, many, PETS_GET_MAX + 1, lots, err,
+                                           sizeof(err)),
+                     TCPOPS__STATUS__INVALID_ARGUMENT);
+}
+
+/* ---- group commit ---- */
+
+typedef struct writer_arg {
+    svc_writer *w;
+    int index;
+    int ok, exists, other;
+} writer_arg;
+
+static int write_create(svc_db *db, void *arg, char *err, size_t errlen)
+{
+    return people_store_create(db, arg, err, errlen);
+}
+
+static void *create_many(void *p)
+{
+    writer_arg *a = p;
+    char name[64], err[256];
+    for (int i = 0; i < 200; i++) {
+        /* Every thread also tries one shared name, which only one may get. */
+        if (i == 100)
+            snprintf(name, sizeof(name), "shared");
+        else
+            snprintf(name, sizeof(name), "w%d-%d", a->index, i);
+        int st = svc_writer_run(a->w, write_create, name, err, sizeof(err));
+        if (st == TCPOPS__STATUS__OK)
+            a->ok++;
+        else if (st == TCPOPS__STATUS__ALREADY_EXISTS)
+            a->exists++;
+        else
+            a->other++;
+    }
+    return NULL;
+}
+
+static void test_group_commit(void **state)
+{
+    fixture *fx = *state;
+    char err[256];
+    svc_writer *w = NULL;
+    enum { T = 16 };
+    assert_int_equal(svc_writer_new(&w, fx->people_path, 0, err, sizeof(err)), 0);
+    pthread_t th[T];
+    writer_arg a[T];
+    for (int i = 0; i < T; i++) {
+        a[i] = (writer_arg){.w = w, .index = i};
+        pthread_create(&th[i], NULL, create_many, &a[i]);
+    }
+    int ok = 0, exists = 0, other = 0;
+    for (int i = 0; i < T; i++) {
+        pthread_join(th[i], NULL);
+        ok += a[i].ok;
+        exists += a[i].exists;
+        other += a[i].other;
+    }
+    unsigned long commits = svc_writer_commits(w);
+    svc_writer_free(w);
+    assert_int_equal(other, 0);
+    assert_int_equal(ok, T * 199 + 1);
+    assert_int_equal(exists, T - 1);
+    /* Every acknowledged write is in the file, seen by another connection. */
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(svc_db_handle(fx->people),
+                                        "SELECT count(*) FROM people", -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(st, 0), 2 + ok);
+    sqlite3_finalize(st);
+    /* Writes that waited together were committed together. */
+    if (commits >= (unsigned long)ok)
+        fail_msg("expected fewer commits than the %d writes, got %lu", ok, commits);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_seed_and_migrations_are_idempotent, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_people_create_list_page, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_people_pets, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pets_get_and_create, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
