@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
 # make bench: the figures of bench/RESULTS.md, measured in one run on this
-# machine. Starts what it measures on free loopback ports and stops it by PID.
-#   bench/run.sh [BUILD_DIR]
+# machine. Starts what it measures on free loopback ports, with data in a
+# temporary directory, and stops it by PID.
+#   bench/run.sh [BUILD_DIR] [rpc|services|all]     (BENCH_SECONDS=5 per figure)
 set -euo pipefail
 build=${1:-build}
+what=${2:-all}
 bin=$build/bin
 secs=${BENCH_SECONDS:-5}
+tmp=$(mktemp -d)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; }
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  rm -rf "$tmp"
+}
 trap cleanup EXIT
 
 free_port() {
@@ -19,30 +25,82 @@ free_port() {
   echo "bench: no free port found" >&2; exit 1
 }
 
+wait_port() {
+  for _ in $(seq 1 200); do
+    (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "bench: nothing listens on $1" >&2; exit 1
+}
+
+# start NAME PORT ARGS...: starts build/bin/NAME in the background on PORT.
+start() {
+  local name=$1 port=$2; shift 2
+  "$bin/$name" --listen "127.0.0.1:$port" "$@" 2>>"$tmp/$name.log" &
+  pids+=($!)
+  wait_port "$port"
+}
+
+stop_all() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  pids=()
+}
+
 field() { sed -n "s/.*$1=\([^ ]*\).*/\1/p"; }
 
-echo "== RPC echo over loopback (tcpops-test-echo, one channel, pool of 2) =="
-out=$(mktemp)
-"$bin/tcpops-test-echo" --listen 127.0.0.1:0 --threads 4 > "$out" &
-pids+=($!)
-for _ in $(seq 1 100); do grep -q port= "$out" && break; sleep 0.05; done
-port=$(field port < "$out")
-declare -A rps
-for t in 1 8 64; do
-  line=$("$bin/tcpops-bench-echo" --addr "127.0.0.1:$port" --threads "$t" --seconds "$secs")
-  echo "echo  $line"
-  rps[$t]=$(echo "$line" | field calls_per_s)
-done
-kill "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true; pids=()
+rpc_figures() {
+  echo "== RPC echo over loopback (tcpops-test-echo, one channel, pool of 2) =="
+  local port; port=$(free_port)
+  "$bin/tcpops-test-echo" --listen "127.0.0.1:$port" --threads 4 >/dev/null &
+  pids+=($!)
+  wait_port "$port"
+  local rps64=0
+  for t in 1 8 64; do
+    line=$("$bin/tcpops-bench-rpc" --addr "127.0.0.1:$port" --threads "$t" --seconds "$secs")
+    echo "echo  $line"
+    [ "$t" = 64 ] && rps64=$(echo "$line" | field calls_per_s)
+  done
+  stop_all
 
-echo "== reference: redis-benchmark GET, 64 clients, over loopback =="
-rport=$(free_port)
-redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no \
-  --daemonize no --logfile /dev/null &
-pids+=($!)
-for _ in $(seq 1 100); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.05; done
-rline=$(redis-benchmark -p "$rport" -t get -c 64 -n 300000 -q | tr '\r' '\n' | grep -E 'GET: [0-9.]+ requests' | tail -1)
-echo "redis $rline"
-redis_rps=$(echo "$rline" | sed -n 's/GET: \([0-9.]*\) requests.*/\1/p')
-awk -v a="${rps[64]}" -v b="$redis_rps" \
-  'BEGIN { printf "ratio echo@64 / redis GET = %.0f / %.0f = %.2f (target >= 0.70)\n", a, b, a / b }'
+  echo "== reference: redis-benchmark GET, 64 clients, over loopback =="
+  local rport; rport=$(free_port)
+  redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no \
+    --daemonize no --logfile /dev/null &
+  pids+=($!)
+  wait_port "$rport"
+  rline=$(redis-benchmark -p "$rport" -t get -c 64 -n 300000 -q | tr '\r' '\n' |
+          grep -E 'GET: [0-9.]+ requests' | tail -1)
+  echo "redis $rline"
+  redis_rps=$(echo "$rline" | sed -n 's/GET: \([0-9.]*\) requests.*/\1/p')
+  stop_all
+  awk -v a="$rps64" -v b="$redis_rps" \
+    'BEGIN { printf "ratio echo@64 / redis GET = %.0f / %.0f = %.2f (target >= 0.70)\n", a, b, a / b }'
+}
+
+service_figures() {
+  echo "== services: 64 concurrent callers on one channel (pool of 2), --threads 4 =="
+  local pp qp
+  for sync in normal full; do
+    rm -rf "$tmp/data"; mkdir -p "$tmp/data"
+    pp=$(free_port); qp=$(free_port)
+    start tcpops-people "$pp" --data-dir "$tmp/data" --sync "$sync"
+    start tcpops-pets "$qp" --data-dir "$tmp/data" --sync "$sync"
+    if [ "$sync" = normal ]; then
+      echo "svc   $("$bin/tcpops-bench-rpc" --addr "127.0.0.1:$pp" --method people.PetIds --threads 64 --seconds "$secs")"
+      echo "svc   $("$bin/tcpops-bench-rpc" --addr "127.0.0.1:$qp" --method pets.GetByIds --threads 64 --seconds "$secs")"
+    fi
+    line=$("$bin/tcpops-bench-rpc" --addr "127.0.0.1:$pp" --method people.Create --threads 64 --seconds "$secs")
+    echo "svc   sync=$sync $line"
+    stop_all
+    rows=$(sqlite3 "$tmp/data/people.db" "SELECT count(*) FROM people WHERE name LIKE 'bench-%'")
+    calls=$(echo "$line" | field calls)
+    echo "      sync=$sync creates acknowledged=$calls rows on disk=$rows (target >= 5000/s with normal)"
+  done
+}
+
+case "$what" in
+  rpc) rpc_figures ;;
+  services) service_figures ;;
+  all) rpc_figures; service_figures ;;
+  *) echo "usage: bench/run.sh [BUILD_DIR] [rpc|services|all]" >&2; exit 2 ;;
+esac

@@ -9,7 +9,7 @@ pkgs=(gcc make cmake pkg-config libc6-dev
       libcivetweb-dev libprotobuf-c-dev protobuf-c-compiler
       libsqlite3-dev libcmocka-dev libjansson-dev)
 if [ "${1:-}" = "bench" ]; then
-  pkgs+=(wrk redis-server redis-tools)
+  pkgs+=(wrk redis-server redis-tools sqlite3)
 fi
 
 missing=()

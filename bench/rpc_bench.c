@@ -1,8 +1,10 @@
-/* tcpops-bench-echo: calls test.Echo on one channel from T threads for a
+/* tcpops-bench-rpc: calls one method on one channel from T threads for a
  * number of seconds and prints calls/s, p50 and p99 latency.
- *   tcpops-bench-echo --addr HOST:PORT [--threads T] [--seconds S] [--pool N]
- *                     [--size BYTES]
- * Output is one line of key=value pairs, for bench/run.sh to read. */
+ *   tcpops-bench-rpc --addr HOST:PORT --method M [--threads T] [--seconds S]
+ *                    [--pool N] [--size BYTES]
+ * Methods: test.Echo (a body of --size bytes), people.PetIds (owner bob),
+ * pets.GetByIds (ids 1 and 3), people.Create and pets.Create (a new name per
+ * call). Output is one line of key=value pairs, for bench/run.sh to read. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -12,11 +14,14 @@
 
 #include "channel.h"
 #include "clock.h"
+#include "tcpops.pb-c.h"
 
 #define MAX_SAMPLES 4000000
 
 typedef struct worker {
     rpc_channel *ch;
+    const char *method;
+    int index;
     const char *payload;
     size_t len;
     _Atomic int *stop;
@@ -25,16 +30,51 @@ typedef struct worker {
     uint64_t errors;
 } worker;
 
+/* Encodes the request of call number i into buf; returns its length. */
+static size_t build(const worker *w, uint64_t i, uint8_t *buf, size_t cap)
+{
+    char name[64];
+    if (strcmp(w->method, "people.PetIds") == 0) {
+        Tcpops__PetIdsRequest r = TCPOPS__PET_IDS_REQUEST__INIT;
+        r.owner = "bob";
+        return tcpops__pet_ids_request__pack(&r, buf);
+    }
+    if (strcmp(w->method, "pets.GetByIds") == 0) {
+        uint64_t ids[] = {1, 3};
+        Tcpops__GetPetsByIdsRequest r = TCPOPS__GET_PETS_BY_IDS_REQUEST__INIT;
+        r.n_ids = 2;
+        r.ids = ids;
+        return tcpops__get_pets_by_ids_request__pack(&r, buf);
+    }
+    snprintf(name, sizeof(name), "bench-%d-%d-%llu", (int)getpid(), w->index,
+             (unsigned long long)i);
+    if (strcmp(w->method, "people.Create") == 0) {
+        Tcpops__CreatePersonRequest r = TCPOPS__CREATE_PERSON_REQUEST__INIT;
+        r.name = name;
+        return tcpops__create_person_request__pack(&r, buf);
+    }
+    if (strcmp(w->method, "pets.Create") == 0) {
+        Tcpops__CreatePetRequest r = TCPOPS__CREATE_PET_REQUEST__INIT;
+        r.name = name;
+        return tcpops__create_pet_request__pack(&r, buf);
+    }
+    size_t n = w->len < cap ? w->len : cap;
+    memcpy(buf, w->payload, n);
+    return n;
+}
+
 static void *run(void *arg)
 {
     worker *w = arg;
-    while (!atomic_load_explicit(w->stop, memory_order_relaxed)) {
-        rpc_call c = {.method = "test.Echo", .body = (const uint8_t *)w->payload,
-                      .body_len = w->len};
+    uint8_t body[65536];
+    for (uint64_t i = 0; !atomic_load_explicit(w->stop, memory_order_relaxed); i++) {
+        rpc_call c = {.method = w->method, .body = body,
+                      .body_len = build(w, i, body, sizeof(body))};
         int64_t t0 = rpc_now_us();
         int st = rpc_channel_call(w->ch, &c);
         int64_t dt = rpc_now_us() - t0;
-        if (st != TCPOPS__STATUS__OK || c.resp_len != w->len)
+        if (st != TCPOPS__STATUS__OK ||
+            (strcmp(w->method, "test.Echo") == 0 && c.resp_len != w->len))
             w->errors++;
         rpc_call_fini(&c);
         if (w->n < w->cap)
@@ -52,9 +92,11 @@ static int cmp64(const void *a, const void *b)
 int main(int argc, char **argv)
 {
     const char *addr = NULL;
+    const char *method = "test.Echo";
     int threads = 1, seconds = 5, pool = 2, size = 16;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--addr") == 0) addr = argv[i + 1];
+        else if (strcmp(argv[i], "--method") == 0) method = argv[i + 1];
         else if (strcmp(argv[i], "--threads") == 0) threads = atoi(argv[i + 1]);
         else if (strcmp(argv[i], "--seconds") == 0) seconds = atoi(argv[i + 1]);
         else if (strcmp(argv[i], "--pool") == 0) pool = atoi(argv[i + 1]);
@@ -62,8 +104,8 @@ int main(int argc, char **argv)
         else addr = NULL, i = argc;
     }
     if (addr == NULL || threads <= 0 || seconds <= 0 || size < 0) {
-        fprintf(stderr, "usage: %s --addr HOST:PORT [--threads T] [--seconds S] "
-                        "[--pool N] [--size BYTES]\n", argv[0]);
+        fprintf(stderr, "usage: %s --addr HOST:PORT [--method M] [--threads T] "
+                        "[--seconds S] [--pool N] [--size BYTES]\n", argv[0]);
         return 2;
     }
 
@@ -72,12 +114,12 @@ int main(int argc, char **argv)
     rpc_channel *ch = NULL;
     const char *eps[] = {addr};
     rpc_channel_cfg_default(&cfg);
-    cfg.name = "echo";
+    cfg.name = "bench";
     cfg.endpoints = eps;
     cfg.nendpoints = 1;
     cfg.pool_size = pool;
     if (rpc_channel_new(&ch, &cfg, err) < 0) {
-        fprintf(stderr, "tcpops-bench-echo: %s\n", err);
+        fprintf(stderr, "tcpops-bench-rpc: %s\n", err);
         return 1;
     }
     for (int i = 0; i < 200 && rpc_channel_ready(ch) < pool; i++)
@@ -91,6 +133,8 @@ int main(int argc, char **argv)
     pthread_t *th = calloc((size_t)threads, sizeof(*th));
     for (int i = 0; i < threads; i++) {
         w[i].ch = ch;
+        w[i].method = method;
+        w[i].index = i;
         w[i].payload = payload;
         w[i].len = (size_t)size;
         w[i].stop = &stop;
@@ -118,8 +162,8 @@ int main(int argc, char **argv)
         free(w[i].lat_us);
     }
     qsort(all, total, sizeof(int64_t), cmp64);
-    printf("threads=%d calls=%zu errors=%llu calls_per_s=%.0f p50_us=%lld p99_us=%lld\n",
-           threads, total, (unsigned long long)errors, (double)total / elapsed,
+    printf("method=%s threads=%d calls=%zu errors=%llu calls_per_s=%.0f p50_us=%lld p99_us=%lld\n",
+           method, threads, total, (unsigned long long)errors, (double)total / elapsed,
            (long long)(total ? all[total / 2] : 0),
            (long long)(total ? all[(total * 99) / 100] : 0));
     free(all);
