@@ -320,6 +320,82 @@ static void test_goaway_loses_no_call(void **state)
     assert_true(rpc_stats_get(fx->ch_stats, RPC_C_CONNECTS) >= 2 + 5);
 }
 
+/* ---- endpoints replaced while calls flow ---- */
+
+static rpc_server *start_server(rpc_stats *stats, char *addr, size_t len)
+{
+    char err[RPC_ERRLEN];
+    rpc_server_cfg cfg;
+    rpc_server *srv = NULL;
+    rpc_server_cfg_default(&cfg);
+    cfg.listen = "127.0.0.1:0";
+    cfg.threads = 2;
+    cfg.methods = testsvc_methods;
+    cfg.nmethods = testsvc_nmethods;
+    cfg.stats = stats;
+    if (rpc_server_new(&srv, &cfg, err) < 0)
+        fail_msg("server: %s", err);
+    assert_int_equal(rpc_server_start(srv), 0);
+    snprintf(addr, len, "127.0.0.1:%d", rpc_server_port(srv, 0));
+    return srv;
+}
+
+static void test_set_endpoints_loses_no_call(void **state)
+{
+    fixture *fx = *state;
+    rpc_stats *bstats = NULL;
+    char baddr[64], err[RPC_ERRLEN];
+    rpc_stats_new(&bstats);
+    rpc_server *b = start_server(bstats, baddr, sizeof(baddr));
+
+    enum { N = 8 };
+    pthread_t th[N];
+    streamer s[N];
+    _Atomic int stop = 0;
+    memset(s, 0, sizeof(s));
+    for (int i = 0; i < N; i++) {
+        s[i].ch = fx->ch;
+        s[i].stop = &stop;
+        pthread_create(&th[i], NULL, stream_calls, &s[i]);
+    }
+    usleep(200 * 1000);
+    /* Move everything to B. */
+    const char *only_b[] = {baddr};
+    assert_int_equal(rpc_channel_set_endpoints(fx->ch, only_b, 1, err), 0);
+    usleep(300 * 1000);
+    uint64_t a_before = rpc_stats_calls(fx->srv_stats, "test.Echo", TCPOPS__STATUS__OK);
+    usleep(300 * 1000);
+    uint64_t a_after = rpc_stats_calls(fx->srv_stats, "test.Echo", TCPOPS__STATUS__OK);
+    uint64_t b_mid = rpc_stats_calls(bstats, "test.Echo", TCPOPS__STATUS__OK);
+    /* Both again. */
+    const char *both[] = {fx->addr, baddr};
+    assert_int_equal(rpc_channel_set_endpoints(fx->ch, both, 2, err), 0);
+    usleep(300 * 1000);
+    stop = 1;
+    int failed = 0, ok = 0;
+    for (int i = 0; i < N; i++) {
+        pthread_join(th[i], NULL);
+        failed += s[i].failed;
+        ok += s[i].ok;
+        if (s[i].problem[0])
+            print_message("streamer %d: %s\n", i, s[i].problem);
+    }
+    uint64_t a_end = rpc_stats_calls(fx->srv_stats, "test.Echo", TCPOPS__STATUS__OK);
+    rpc_server_drain(b, 1000);
+    rpc_server_free(b);
+    uint64_t b_end = rpc_stats_calls(bstats, "test.Echo", TCPOPS__STATUS__OK);
+    rpc_stats_free(bstats);
+    if (failed != 0)
+        fail_msg("expected no failed call while endpoints changed; %d of %d failed", failed,
+                 ok + failed);
+    if (a_after != a_before)
+        fail_msg("expected no calls on the removed endpoint; it got %llu more",
+                 (unsigned long long)(a_after - a_before));
+    assert_true(b_mid > 0);
+    assert_true(a_end > a_after); /* added back, it takes calls again */
+    assert_true(b_end > b_mid);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -332,6 +408,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_statuses_reach_the_caller, setup_pool2,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_goaway_loses_no_call, setup_pool2, teardown),
+        cmocka_unit_test_setup_teardown(test_set_endpoints_loses_no_call, setup_pool2, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -54,10 +54,19 @@ typedef struct pending {
 
 typedef struct slot slot;
 
+/* An endpoint is shared by the channel's list, its slot threads and calls
+ * in flight; it is freed only once it has left the list, its threads have
+ * exited and no call uses it (users == 0), all checked under ch->eplock held
+ * for writing. */
 typedef struct endpoint {
     char addr[64];
     struct sockaddr_in sa;
     slot *slots;
+    _Atomic int removed;      /* left the list: drain, then stop */
+    _Atomic int users;        /* calls holding one of its slots */
+    _Atomic int exited;       /* slot threads that have returned */
+    int started;              /* slot threads started */
+    struct endpoint *next;    /* on ch->retired */
 } endpoint;
 
 struct slot {
@@ -87,8 +96,10 @@ struct slot {
 struct rpc_channel {
     rpc_channel_cfg cfg;
     char name[64];
-    endpoint *eps;
+    pthread_rwlock_t eplock; /* guards eps, neps and retired */
+    endpoint **eps;
     size_t neps;
+    endpoint *retired;       /* removed, not yet freed */
     _Atomic unsigned rr;     /* spreads ties between equally loaded slots */
 
     pthread_mutex_t lock;
@@ -283,6 +294,8 @@ static int serve_conn(slot *sl)
         if (stopping(ch))
             return -ECANCELED;
         int64_t now = rpc_now_ms();
+        if (atomic_load(&sl->ep->removed) && atomic_load(&sl->state) == S_READY)
+            atomic_store(&sl->state, S_DRAINING); /* no new calls; finish these */
         int state = atomic_load(&sl->state);
         if (state == S_DRAINING && atomic_load(&sl->outstanding) == 0)
             return 0;
@@ -355,17 +368,19 @@ static int serve_conn(slot *sl)
     }
 }
 
-/* Sleeps for ms unless the channel stops first. Returns 1 when stopping. */
-static int sleep_unless_stopping(rpc_channel *ch, int64_t ms)
+/* Sleeps for ms unless the channel stops or the slot's endpoint is removed
+ * first. Returns 1 when the slot should end. */
+static int sleep_unless_stopping(slot *sl, int64_t ms)
 {
+    rpc_channel *ch = sl->ch;
     struct timespec ts;
     rpc_ms_to_timespec(rpc_now_ms() + ms, &ts);
     pthread_mutex_lock(&ch->lock);
-    while (!ch->stopping && ms > 0) {
+    while (!ch->stopping && !atomic_load(&sl->ep->removed) && ms > 0) {
         if (pthread_cond_timedwait(&ch->cond, &ch->lock, &ts) == ETIMEDOUT)
             break;
     }
-    int s = ch->stopping;
+    int s = ch->stopping || atomic_load(&sl->ep->removed);
     pthread_mutex_unlock(&ch->lock);
     return s;
 }
@@ -379,7 +394,7 @@ static void *slot_main(void *arg)
     for (;;) {
         int64_t delay = rpc_backoff_next(&sl->bo);
         atomic_store(&sl->soon, delay == 0);
-        if (sleep_unless_stopping(ch, delay))
+        if (sleep_unless_stopping(sl, delay))
             break;
         atomic_store(&sl->state, S_CONNECTING);
         int fd = rpc_sock_connect(&sl->ep->sa, ch->cfg.connect_timeout_ms);
@@ -448,33 +463,42 @@ static void *slot_main(void *arg)
         notify_channel(ch);
         if (why != -ECANCELED)
             emit(sl, RPC_EV_DISCONNECTED, why, 0);
+        if (atomic_load(&sl->ep->removed))
+            break;
     }
+    atomic_store(&sl->soon, 0);
+    atomic_store(&sl->state, S_DOWN);
+    atomic_fetch_add(&sl->ep->exited, 1);
     return NULL;
 }
 
 /* ---- calls ---- */
 
 /* The ready slot with the fewest calls outstanding, other than `avoid`.
- * Returns NULL when none is ready; *full says one was ready but at its cap. */
+ * Returns NULL when none is ready; *full says one was ready but at its cap.
+ * A slot returned holds a use of its endpoint: release it with unpick. */
 static slot *pick(rpc_channel *ch, const slot *avoid, int *full)
 {
-    slot *best = NULL;
+    slot *best = NULL, *fallback = NULL;
     int best_out = 0;
-    size_t total = 0;
-    for (size_t e = 0; e < ch->neps; e++)
-        total += (size_t)ch->cfg.pool_size;
     unsigned start = atomic_fetch_add_explicit(&ch->rr, 1, memory_order_relaxed);
 
     *full = 0;
+    pthread_rwlock_rdlock(&ch->eplock);
+    size_t total = ch->neps * (size_t)ch->cfg.pool_size;
     for (size_t k = 0; k < total; k++) {
         size_t i = (start + k) % total;
         slot *sl = &ch->eps[i / (size_t)ch->cfg.pool_size]
-                        .slots[i % (size_t)ch->cfg.pool_size];
-        if (sl == avoid || atomic_load(&sl->state) != S_READY)
+                        ->slots[i % (size_t)ch->cfg.pool_size];
+        if (atomic_load(&sl->state) != S_READY)
             continue;
         int out = atomic_load(&sl->outstanding);
         if (out >= ch->cfg.max_inflight) {
             *full = 1;
+            continue;
+        }
+        if (sl == avoid) {
+            fallback = sl; /* `avoid` is only compared: it may be gone */
             continue;
         }
         if (best == NULL || out < best_out) {
@@ -484,10 +508,17 @@ static slot *pick(rpc_channel *ch, const slot *avoid, int *full)
                 break;
         }
     }
-    if (best == NULL && avoid != NULL && atomic_load(&avoid->state) == S_READY &&
-        atomic_load(&avoid->outstanding) < ch->cfg.max_inflight)
-        best = (slot *)avoid; /* the only one: better than failing */
+    if (best == NULL)
+        best = fallback; /* the only one left: better than failing */
+    if (best != NULL)
+        atomic_fetch_add(&best->ep->users, 1);
+    pthread_rwlock_unlock(&ch->eplock);
     return best;
+}
+
+static void unpick(slot *sl)
+{
+    atomic_fetch_sub(&sl->ep->users, 1);
 }
 
 /* Whether a connection is about to be ready: an attempt without backoff
@@ -495,24 +526,26 @@ static slot *pick(rpc_channel *ch, const slot *avoid, int *full)
  * state is worth a short wait; a slot that is backing off is not (fail fast). */
 static int coming_up(rpc_channel *ch)
 {
-    for (size_t e = 0; e < ch->neps; e++)
-        for (int i = 0; i < ch->cfg.pool_size; i++)
-            if (atomic_load(&ch->eps[e].slots[i].soon))
-                return 1;
-    return 0;
+    int soon = 0;
+    pthread_rwlock_rdlock(&ch->eplock);
+    for (size_t e = 0; e < ch->neps && !soon; e++)
+        for (int i = 0; i < ch->cfg.pool_size && !soon; i++)
+            soon = atomic_load(&ch->eps[e]->slots[i].soon);
+    pthread_rwlock_unlock(&ch->eplock);
+    return soon;
 }
 
 /* Why a slot last failed (the first slot with a failure), as a negative
  * errno; 0 when none has. */
 static int last_error(rpc_channel *ch)
 {
-    for (size_t e = 0; e < ch->neps; e++)
-        for (int i = 0; i < ch->cfg.pool_size; i++) {
-            int err = atomic_load(&ch->eps[e].slots[i].last_err);
-            if (err != 0)
-                return err;
-        }
-    return 0;
+    int err = 0;
+    pthread_rwlock_rdlock(&ch->eplock);
+    for (size_t e = 0; e < ch->neps && err == 0; e++)
+        for (int i = 0; i < ch->cfg.pool_size && err == 0; i++)
+            err = atomic_load(&ch->eps[e]->slots[i].last_err);
+    pthread_rwlock_unlock(&ch->eplock);
+    return err;
 }
 
 /* Waits until a slot changes state or until_ms. */
@@ -707,10 +740,11 @@ int rpc_channel_call(rpc_channel *ch, rpc_call *call)
         pthread_cond_destroy(&p.cond);
 
         snprintf(call->endpoint, sizeof(call->endpoint), "%s", sl->ep->addr);
+        unpick(sl); /* sl stays a valid pointer to compare with, not to use */
         if (!done) {
             set_error(call, TCPOPS__STATUS__DEADLINE_EXCEEDED,
                       "%s (%s): deadline passed waiting for the answer", ch->name,
-                      sl->ep->addr);
+                      call->endpoint);
             break;
         }
         if (p.how == END_ANSWER) {
@@ -735,7 +769,7 @@ int rpc_channel_call(rpc_channel *ch, rpc_call *call)
         set_error(call, TCPOPS__STATUS__UNAVAILABLE,
                   p.how == END_LOST ? "%s (%s): connection lost during the call"
                                     : "%s (%s): could not send the call",
-                  ch->name, sl->ep->addr);
+                  ch->name, call->endpoint);
         if (p.how == END_LOST && rpc_now_ms() >= deadline)
             call->status = TCPOPS__STATUS__DEADLINE_EXCEEDED;
         break;
@@ -755,13 +789,192 @@ void rpc_call_fini(rpc_call *call)
 int rpc_channel_ready(rpc_channel *ch)
 {
     int n = 0;
+    pthread_rwlock_rdlock(&ch->eplock);
     for (size_t e = 0; e < ch->neps; e++)
         for (int i = 0; i < ch->cfg.pool_size; i++)
-            n += atomic_load(&ch->eps[e].slots[i].state) == S_READY;
+            n += atomic_load(&ch->eps[e]->slots[i].state) == S_READY;
+    pthread_rwlock_unlock(&ch->eplock);
+    return n;
+}
+
+size_t rpc_channel_endpoints(rpc_channel *ch, rpc_endpoint_info *out, size_t max)
+{
+    pthread_rwlock_rdlock(&ch->eplock);
+    size_t n = ch->neps;
+    for (size_t e = 0; e < n && e < max; e++) {
+        endpoint *ep = ch->eps[e];
+        rpc_endpoint_info *info = &out[e];
+        memset(info, 0, sizeof(*info));
+        snprintf(info->addr, sizeof(info->addr), "%s", ep->addr);
+        info->conns = ch->cfg.pool_size;
+        for (int i = 0; i < ch->cfg.pool_size; i++) {
+            slot *sl = &ep->slots[i];
+            info->ready += atomic_load(&sl->state) == S_READY;
+            info->outstanding += atomic_load(&sl->outstanding);
+            if (info->last_err == 0)
+                info->last_err = atomic_load(&sl->last_err);
+        }
+    }
+    pthread_rwlock_unlock(&ch->eplock);
     return n;
 }
 
 /* ---- life cycle ---- */
+
+/* A new endpoint with its slots, threads not started. NULL with err filled. */
+static endpoint *endpoint_new(rpc_channel *ch, const char *addr, char *err)
+{
+    endpoint *ep = calloc(1, sizeof(*ep));
+    if (ep == NULL) {
+        snprintf(err, RPC_ERRLEN, "out of memory");
+        return NULL;
+    }
+    if (rpc_addr_parse(addr, &ep->sa, err) < 0) {
+        free(ep);
+        return NULL;
+    }
+    snprintf(ep->addr, sizeof(ep->addr), "%s", addr);
+    ep->slots = calloc((size_t)ch->cfg.pool_size, sizeof(slot));
+    if (ep->slots == NULL) {
+        snprintf(err, RPC_ERRLEN, "out of memory");
+        free(ep);
+        return NULL;
+    }
+    for (int i = 0; i < ch->cfg.pool_size; i++) {
+        slot *sl = &ep->slots[i];
+        sl->ch = ch;
+        sl->ep = ep;
+        sl->index = i;
+        sl->fd = -1;
+        pthread_mutex_init(&sl->wlock, NULL);
+        pthread_mutex_init(&sl->lock, NULL);
+        atomic_init(&sl->state, S_DOWN);
+        atomic_init(&sl->soon, 1); /* the first attempt is immediate */
+        rpc_backoff_init(&sl->bo, &ch->cfg.backoff, ch->cfg.rand, ch->cfg.rand_user);
+        rpc_buf_init(&sl->rbuf);
+    }
+    return ep;
+}
+
+static int endpoint_start(endpoint *ep, char *err)
+{
+    for (int i = 0; i < ep->slots[0].ch->cfg.pool_size; i++) {
+        int rc = pthread_create(&ep->slots[i].thread, NULL, slot_main, &ep->slots[i]);
+        if (rc != 0) {
+            snprintf(err, RPC_ERRLEN, "pthread_create: %s", strerror(rc));
+            return -rc;
+        }
+        ep->started++;
+    }
+    return 0;
+}
+
+/* Joins the threads (they must be ending) and frees ep. */
+static void endpoint_free(endpoint *ep)
+{
+    for (int i = 0; i < ep->started; i++)
+        pthread_join(ep->slots[i].thread, NULL);
+    int n = ep->slots[0].ch->cfg.pool_size;
+    for (int i = 0; i < n; i++) {
+        pthread_mutex_destroy(&ep->slots[i].wlock);
+        pthread_mutex_destroy(&ep->slots[i].lock);
+        rpc_buf_fini(&ep->slots[i].rbuf);
+    }
+    free(ep->slots);
+    free(ep);
+}
+
+/* Frees retired endpoints that nothing uses any more. Caller holds eplock
+ * for writing. */
+static void reap_retired(rpc_channel *ch)
+{
+    for (endpoint **pp = &ch->retired; *pp != NULL;) {
+        endpoint *ep = *pp;
+        if (atomic_load(&ep->exited) == ep->started && atomic_load(&ep->users) == 0) {
+            *pp = ep->next;
+            endpoint_free(ep);
+        } else {
+            pp = &ep->next;
+        }
+    }
+}
+
+int rpc_channel_set_endpoints(rpc_channel *ch, const char *const *addrs, size_t n, char *err)
+{
+    int rc = 0;
+    if (n == 0) {
+        snprintf(err, RPC_ERRLEN, "%s: no endpoints", ch->name);
+        return -EINVAL;
+    }
+    endpoint **next = calloc(n, sizeof(*next));
+    if (next == NULL) {
+        snprintf(err, RPC_ERRLEN, "out of memory");
+        return -ENOMEM;
+    }
+    size_t nn = 0;
+    pthread_rwlock_wrlock(&ch->eplock);
+    /* Keep the endpoints still wanted; make the new ones. */
+    for (size_t i = 0; i < n; i++) {
+        endpoint *found = NULL;
+        for (size_t e = 0; e < ch->neps && found == NULL; e++)
+            if (ch->eps[e] != NULL && strcmp(ch->eps[e]->addr, addrs[i]) == 0)
+                found = ch->eps[e];
+        for (size_t k = 0; k < nn && found == NULL; k++)
+            if (strcmp(next[k]->addr, addrs[i]) == 0)
+                found = next[k]; /* listed twice */
+        if (found != NULL) {
+            int dup = 0;
+            for (size_t k = 0; k < nn; k++)
+                dup |= next[k] == found;
+            if (!dup)
+                next[nn++] = found;
+            continue;
+        }
+        endpoint *ep = endpoint_new(ch, addrs[i], err);
+        if (ep == NULL || (rc = endpoint_start(ep, err)) < 0) {
+            if (ep != NULL) {
+                atomic_store(&ep->removed, 1);
+                ep->next = ch->retired;
+                ch->retired = ep;
+            }
+            rc = rc < 0 ? rc : -EINVAL;
+            /* Keep what was there; drop what this call made. */
+            for (size_t k = 0; k < nn; k++) {
+                int old = 0;
+                for (size_t e = 0; e < ch->neps; e++)
+                    old |= ch->eps[e] == next[k];
+                if (!old) {
+                    atomic_store(&next[k]->removed, 1);
+                    next[k]->next = ch->retired;
+                    ch->retired = next[k];
+                }
+            }
+            free(next);
+            pthread_rwlock_unlock(&ch->eplock);
+            notify_channel(ch);
+            return rc;
+        }
+        next[nn++] = ep;
+    }
+    /* The rest leave: they drain their calls and stop. */
+    for (size_t e = 0; e < ch->neps; e++) {
+        int kept = 0;
+        for (size_t k = 0; k < nn; k++)
+            kept |= next[k] == ch->eps[e];
+        if (!kept) {
+            atomic_store(&ch->eps[e]->removed, 1);
+            ch->eps[e]->next = ch->retired;
+            ch->retired = ch->eps[e];
+        }
+    }
+    free(ch->eps);
+    ch->eps = next;
+    ch->neps = nn;
+    reap_retired(ch);
+    pthread_rwlock_unlock(&ch->eplock);
+    notify_channel(ch); /* removed slots sleeping in backoff end now */
+    return 0;
+}
 
 int rpc_channel_new(rpc_channel **out, const rpc_channel_cfg *cfg, char *err)
 {
@@ -795,54 +1008,10 @@ int rpc_channel_new(rpc_channel **out, const rpc_channel_cfg *cfg, char *err)
         rpc_backoff_cfg_default(&ch->cfg.backoff);
     pthread_mutex_init(&ch->lock, NULL);
     rpc_cond_init(&ch->cond);
+    pthread_rwlock_init(&ch->eplock, NULL);
 
-    if (cfg->nendpoints == 0) {
-        snprintf(err, RPC_ERRLEN, "%s: no endpoints", ch->name);
-        rc = -EINVAL;
+    if ((rc = rpc_channel_set_endpoints(ch, cfg->endpoints, cfg->nendpoints, err)) < 0)
         goto fail;
-    }
-    ch->eps = calloc(cfg->nendpoints, sizeof(*ch->eps));
-    if (ch->eps == NULL) {
-        snprintf(err, RPC_ERRLEN, "out of memory");
-        rc = -ENOMEM;
-        goto fail;
-    }
-    for (size_t e = 0; e < cfg->nendpoints; e++) {
-        endpoint *ep = &ch->eps[e];
-        if ((rc = rpc_addr_parse(cfg->endpoints[e], &ep->sa, err)) < 0)
-            goto fail;
-        snprintf(ep->addr, sizeof(ep->addr), "%s", cfg->endpoints[e]);
-        ep->slots = calloc((size_t)ch->cfg.pool_size, sizeof(slot));
-        if (ep->slots == NULL) {
-            snprintf(err, RPC_ERRLEN, "out of memory");
-            rc = -ENOMEM;
-            goto fail;
-        }
-        ch->neps++;
-        for (int i = 0; i < ch->cfg.pool_size; i++) {
-            slot *sl = &ep->slots[i];
-            sl->ch = ch;
-            sl->ep = ep;
-            sl->index = i;
-            sl->fd = -1;
-            pthread_mutex_init(&sl->wlock, NULL);
-            pthread_mutex_init(&sl->lock, NULL);
-            atomic_init(&sl->state, S_DOWN);
-            atomic_init(&sl->soon, 1); /* the first attempt is immediate */
-            rpc_backoff_init(&sl->bo, &ch->cfg.backoff, ch->cfg.rand, ch->cfg.rand_user);
-            rpc_buf_init(&sl->rbuf);
-        }
-    }
-    for (size_t e = 0; e < ch->neps; e++) {
-        for (int i = 0; i < ch->cfg.pool_size; i++) {
-            slot *sl = &ch->eps[e].slots[i];
-            if ((rc = -pthread_create(&sl->thread, NULL, slot_main, sl)) < 0) {
-                snprintf(err, RPC_ERRLEN, "pthread_create: %s", strerror(-rc));
-                goto fail;
-            }
-            sl->started = 1;
-        }
-    }
     *out = ch;
     return 0;
 fail:
@@ -858,18 +1027,17 @@ void rpc_channel_free(rpc_channel *ch)
     ch->stopping = 1;
     pthread_cond_broadcast(&ch->cond);
     pthread_mutex_unlock(&ch->lock);
-    for (size_t e = 0; e < ch->neps; e++) {
-        for (int i = 0; i < ch->cfg.pool_size; i++) {
-            slot *sl = &ch->eps[e].slots[i];
-            if (sl->started)
-                pthread_join(sl->thread, NULL);
-            pthread_mutex_destroy(&sl->wlock);
-            pthread_mutex_destroy(&sl->lock);
-            rpc_buf_fini(&sl->rbuf);
-        }
-        free(ch->eps[e].slots);
+    pthread_rwlock_wrlock(&ch->eplock);
+    for (size_t e = 0; e < ch->neps; e++)
+        endpoint_free(ch->eps[e]);
+    while (ch->retired != NULL) {
+        endpoint *ep = ch->retired;
+        ch->retired = ep->next;
+        endpoint_free(ep);
     }
     free(ch->eps);
+    pthread_rwlock_unlock(&ch->eplock);
+    pthread_rwlock_destroy(&ch->eplock);
     pthread_mutex_destroy(&ch->lock);
     pthread_cond_destroy(&ch->cond);
     free(ch);

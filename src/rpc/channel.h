@@ -106,4 +106,21 @@ void rpc_call_fini(rpc_call *call);
 /* Connections that are up and taking calls now. */
 int rpc_channel_ready(rpc_channel *ch);
 
+/* Replaces the endpoints (membership changed). Endpoints in both the old and
+ * the new list keep their connections; new ones start connecting; the others
+ * take no new calls, finish the calls they have, and close. 0, or a negative
+ * errno with err filled (then the old list stays). */
+int rpc_channel_set_endpoints(rpc_channel *ch, const char *const *addrs, size_t n, char *err);
+
+typedef struct rpc_endpoint_info {
+    char addr[64];
+    int conns;        /* pool size */
+    int ready;        /* connections up and taking calls */
+    int outstanding;  /* calls in flight */
+    int last_err;     /* negative errno of the last failure, 0 if none */
+} rpc_endpoint_info;
+
+/* Copies up to max endpoints' state into out; returns how many there are. */
+size_t rpc_channel_endpoints(rpc_channel *ch, rpc_endpoint_info *out, size_t max);
+
 #endif
