@@ -24,6 +24,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "buf.h"
@@ -322,23 +323,32 @@ static void run_binary(rpc_server *s, job *j, void *state)
     rpc_reply rep;
     memset(&rep, 0, sizeof(rep));
 
+    int64_t t0 = s->cfg.on_call != NULL ? rpc_now_us() : 0;
+    if (s->cfg.delay_ms > 0 &&
+        (s->cfg.delay_method == NULL || strcmp(s->cfg.delay_method, req->method) == 0)) {
+        struct timespec ts = {s->cfg.delay_ms / 1000, (s->cfg.delay_ms % 1000) * 1000000L};
+        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+            ;
+    }
+    rpc_call_ctx ctx = {
+        .method = req->method,
+        .trace_id = req->trace_id != NULL ? req->trace_id : "",
+        .id = req->id,
+        .deadline_ms = j->deadline_ms,
+        .thread_state = state,
+        .user = s->cfg.user,
+    };
     if (j->deadline_ms > 0 && rpc_now_ms() >= j->deadline_ms) {
         /* The caller has given up: do not spend a database call on it. */
         rpc_stats_add(s->cfg.stats, RPC_C_EXPIRED_SKIPPED, 1);
         rpc_reply_error(&rep, TCPOPS__STATUS__DEADLINE_EXCEEDED,
                         "deadline passed before the call ran");
     } else {
-        rpc_call_ctx ctx = {
-            .method = req->method,
-            .trace_id = req->trace_id != NULL ? req->trace_id : "",
-            .id = req->id,
-            .deadline_ms = j->deadline_ms,
-            .thread_state = state,
-            .user = s->cfg.user,
-        };
         j->m->fn(&ctx, req->body.data, req->body.len, &rep);
     }
     rpc_stats_call(s->cfg.stats, req->method, rep.status);
+    if (s->cfg.on_call != NULL)
+        s->cfg.on_call(s->cfg.user, &ctx, rep.status, rep.error, rpc_now_us() - t0);
 
     rpc_frame f = TCPOPS__FRAME__INIT;
     f.id = req->id;

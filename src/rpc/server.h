@@ -72,6 +72,15 @@ typedef struct rpc_server_cfg {
     void (*thread_fini)(void *user, void *state);
     void *user;
     rpc_stats *stats;          /* optional; counts calls and events */
+    /* Optional: told of every finished binary call (for access logs), on the
+     * worker thread, with no lock held. */
+    void (*on_call)(void *user, const rpc_call_ctx *ctx, int status, const char *error,
+                    int64_t duration_us);
+    /* Fault injection, for tests and demos: each call of delay_method (NULL:
+     * every method) waits delay_ms on its worker before its deadline is
+     * checked and its handler runs. 0 turns it off. */
+    int delay_ms;
+    const char *delay_method;
 } rpc_server_cfg;
 
 /* Fills cfg with the defaults above (no listen address, no methods). */

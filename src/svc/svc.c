@@ -23,6 +23,7 @@
 
 typedef struct svc {
     const svc_desc *desc;
+    int log_calls;            /* log every call, not just the failed ones */
     svc_method *methods;      /* the service's, then svc.Status and NAME.Status */
     size_t nmethods;
     char db_path[4096];
@@ -334,6 +335,26 @@ out:
     return answer != NULL ? answer : strdup("{\"error\":\"out of memory\",\"code\":\"INTERNAL\"}");
 }
 
+/* One line per call that did not succeed (and per call with --log-calls),
+ * carrying the caller's trace id so a request can be followed end to end. */
+static void on_call(void *user, const rpc_call_ctx *ctx, int status, const char *error,
+                    int64_t duration_us)
+{
+    svc *s = user;
+    int failed = status != TCPOPS__STATUS__OK && status != TCPOPS__STATUS__NOT_FOUND &&
+                 status != TCPOPS__STATUS__ALREADY_EXISTS &&
+                 status != TCPOPS__STATUS__INVALID_ARGUMENT;
+    if (!failed && !s->log_calls)
+        return;
+    char q[300], t[160];
+    util_log(failed ? UTIL_WARN : UTIL_INFO, "call",
+             "method=%s status=%s dur_us=%lld trace_id=%s%s%s", ctx->method,
+             rpc_status_name(status), (long long)duration_us,
+             util_logq(t, sizeof(t), ctx->trace_id[0] ? ctx->trace_id : "-"),
+             status != TCPOPS__STATUS__OK ? " err=" : "",
+             status != TCPOPS__STATUS__OK ? util_logq(q, sizeof(q), error) : "");
+}
+
 /* ---- worker threads ---- */
 
 static int thread_init(void *user, void **state)
@@ -390,6 +411,10 @@ int svc_main(const svc_desc *desc, int argc, char **argv)
     const char *data_dir = "./var";
     const char *sync = "normal";
     long threads = 4, max_frame = RPC_FRAME_MAX_DEFAULT, max_conns = 1024, drain_ms = 5000;
+    long delay_ms = 0;
+    const char *delay_method = NULL;
+    svc s;
+    memset(&s, 0, sizeof(s));
     const util_flag flags[] = {
         {"listen", UTIL_FLAG_STR, &listen, "HOST:PORT", "shared address of every worker", 0, 0},
         {"member-listen", UTIL_FLAG_STR, &member_listen, "HOST:PORT",
@@ -403,12 +428,16 @@ int svc_main(const svc_desc *desc, int argc, char **argv)
         {"max-conns", UTIL_FLAG_INT, &max_conns, "N", "connections served at once", 1, 65536},
         {"drain-ms", UTIL_FLAG_INT, &drain_ms, "MS",
          "on SIGTERM, how long calls in flight may take", 0, 600000},
+        {"log-calls", UTIL_FLAG_BOOL, &s.log_calls, NULL,
+         "log every call with its trace id (failed calls are always logged)", 0, 0},
+        {"delay-ms", UTIL_FLAG_INT, &delay_ms, "MS",
+         "fault injection: hold each call this long before running it", 0, 600000},
+        {"delay-method", UTIL_FLAG_STR, &delay_method, "METHOD",
+         "fault injection: only delay this method (default: all)", 0, 0},
     };
     const size_t nflags = sizeof(flags) / sizeof(flags[0]);
     char err[512], q[600];
     int rc = 1;
-    svc s;
-    memset(&s, 0, sizeof(s));
     s.desc = desc;
     s.started_ms = rpc_now_ms();
     pthread_mutex_init(&s.lock, NULL);
@@ -497,6 +526,9 @@ int svc_main(const svc_desc *desc, int argc, char **argv)
     cfg.thread_fini = thread_fini;
     cfg.user = &s;
     cfg.stats = s.stats;
+    cfg.on_call = on_call;
+    cfg.delay_ms = (int)delay_ms;
+    cfg.delay_method = delay_method;
     char rerr[RPC_ERRLEN];
     if (rpc_server_new(&s.srv, &cfg, rerr) < 0) {
         util_log(UTIL_ERROR, "cannot listen", "err=%s", util_logq(q, sizeof(q), rerr));

@@ -1,0 +1,374 @@
+#include "backend.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "log.h"
+#include "metrics.h"
+#include "tcpops.pb-c.h"
+
+#define MAX_BOOT 16
+#define MAX_MEMBERS 64
+
+struct gw_backend {
+    char name[32];
+    char boot_store[1024];
+    const char *boot[MAX_BOOT];
+    size_t nboot;
+    int refresh_ms;
+
+    rpc_stats *stats;          /* the member channel's calls and connections */
+    rpc_channel *data;         /* a pool per member */
+    rpc_channel *discovery;    /* one connection to the bootstrap addresses */
+
+    pthread_t refresher;
+    pthread_mutex_t lock;      /* guards the fields below */
+    pthread_cond_t cond;
+    int stopping;
+    int kick;                  /* refresh now: a connection was lost or GOAWAY'd */
+    char members[MAX_MEMBERS][64];
+    size_t nmembers;           /* 0: using the bootstrap addresses */
+};
+
+const char *gw_backend_name(const gw_backend *b)
+{
+    return b->name;
+}
+
+int gw_backend_call(gw_backend *b, rpc_call *call)
+{
+    return rpc_channel_call(b->data, call);
+}
+
+int gw_backend_ready(gw_backend *b)
+{
+    return rpc_channel_ready(b->data);
+}
+
+/* Channel events, on a connection thread: log them, and refresh membership
+ * when something went away. Must not block for long. */
+static void on_event(void *user, const rpc_event *ev)
+{
+    gw_backend *b = user;
+    char q[300];
+    switch (ev->type) {
+    case RPC_EV_CONNECTED:
+        util_log(UTIL_INFO, "connected", "service=%s endpoint=%s conn=%d", ev->service,
+                 ev->endpoint, ev->conn);
+        return;
+    case RPC_EV_CONNECT_FAILED:
+        /* One line per outage, not one per attempt. */
+        if (ev->attempt == 1)
+            util_log(UTIL_WARN, "cannot connect", "service=%s endpoint=%s err=%s retry_ms=%lld",
+                     ev->service, ev->endpoint, util_logq(q, sizeof(q), strerror(-ev->err)),
+                     (long long)ev->delay_ms);
+        return;
+    case RPC_EV_DISCONNECTED:
+        util_log(UTIL_WARN, "disconnected", "service=%s endpoint=%s conn=%d err=%s",
+                 ev->service, ev->endpoint, ev->conn,
+                 util_logq(q, sizeof(q), ev->err ? strerror(-ev->err) : "drained"));
+        break;
+    case RPC_EV_GOAWAY:
+        util_log(UTIL_INFO, "goaway", "service=%s endpoint=%s conn=%d", ev->service,
+                 ev->endpoint, ev->conn);
+        break;
+    }
+    pthread_mutex_lock(&b->lock);
+    b->kick = 1;
+    pthread_cond_signal(&b->cond);
+    pthread_mutex_unlock(&b->lock);
+}
+
+/* Asks the bootstrap for the live members. Returns how many were copied
+ * into out, 0 when none are known, -1 when the call failed. */
+static int fetch_members(gw_backend *b, char out[][64], size_t max)
+{
+    rpc_call c = {.method = "svc.Status", .deadline_ms = 1000, .idempotent = 1};
+    if (rpc_channel_call(b->discovery, &c) != TCPOPS__STATUS__OK) {
+        rpc_call_fini(&c);
+        return -1;
+    }
+    Tcpops__StatusResponse *st = tcpops__status_response__unpack(NULL, c.resp_len, c.resp);
+    int n = -1;
+    if (st != NULL) {
+        n = 0;
+        for (size_t i = 0; i < st->n_members && (size_t)n < max; i++)
+            snprintf(out[n++], 64, "%s", st->members[i]->address);
+        tcpops__status_response__free_unpacked(st, NULL);
+    }
+    rpc_call_fini(&c);
+    return n;
+}
+
+static int same_set(char a[][64], size_t na, char b[][64], size_t nb)
+{
+    if (na != nb)
+        return 0;
+    for (size_t i = 0; i < na; i++) {
+        int found = 0;
+        for (size_t k = 0; k < nb && !found; k++)
+            found = strcmp(a[i], b[k]) == 0;
+        if (!found)
+            return 0;
+    }
+    return 1;
+}
+
+static void refresh(gw_backend *b)
+{
+    static _Thread_local char fresh[MAX_MEMBERS][64];
+    int n = fetch_members(b, fresh, MAX_MEMBERS);
+    if (n <= 0)
+        return; /* keep what we have: the members we know, or the bootstrap */
+    pthread_mutex_lock(&b->lock);
+    int same = same_set(fresh, (size_t)n, b->members, b->nmembers);
+    pthread_mutex_unlock(&b->lock);
+    if (same)
+        return;
+    const char *addrs[MAX_MEMBERS];
+    for (int i = 0; i < n; i++)
+        addrs[i] = fresh[i];
+    char err[RPC_ERRLEN], q[300];
+    if (rpc_channel_set_endpoints(b->data, addrs, (size_t)n, err) < 0) {
+        util_log(UTIL_WARN, "membership update failed", "service=%s err=%s", b->name,
+                 util_logq(q, sizeof(q), err));
+        return;
+    }
+    pthread_mutex_lock(&b->lock);
+    memcpy(b->members, fresh, sizeof(fresh[0]) * (size_t)n);
+    b->nmembers = (size_t)n;
+    pthread_mutex_unlock(&b->lock);
+    util_log(UTIL_INFO, "members", "service=%s count=%d", b->name, n);
+}
+
+static void *refresher_main(void *arg)
+{
+    gw_backend *b = arg;
+    pthread_mutex_lock(&b->lock);
+    while (!b->stopping) {
+        b->kick = 0;
+        pthread_mutex_unlock(&b->lock);
+        refresh(b);
+        pthread_mutex_lock(&b->lock);
+        struct timespec ts;
+        rpc_ms_to_timespec(rpc_now_ms() + b->refresh_ms, &ts);
+        while (!b->stopping && !b->kick &&
+               pthread_cond_timedwait(&b->cond, &b->lock, &ts) == 0)
+            ;
+        if (b->kick && !b->stopping) {
+            /* Let the departing worker leave the member list first. */
+            pthread_mutex_unlock(&b->lock);
+            struct timespec pause = {0, 50 * 1000000L};
+            nanosleep(&pause, NULL);
+            pthread_mutex_lock(&b->lock);
+        }
+    }
+    pthread_mutex_unlock(&b->lock);
+    return NULL;
+}
+
+int gw_backend_new(gw_backend **out, const gw_backend_cfg *cfg, char *err, size_t errlen)
+{
+    char rerr[RPC_ERRLEN];
+    gw_backend *b = calloc(1, sizeof(*b));
+    if (b == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    snprintf(b->name, sizeof(b->name), "%s", cfg->name);
+    b->refresh_ms = cfg->refresh_ms > 0 ? cfg->refresh_ms : 1000;
+    pthread_mutex_init(&b->lock, NULL);
+    rpc_cond_init(&b->cond);
+    snprintf(b->boot_store, sizeof(b->boot_store), "%s", cfg->bootstrap);
+    for (char *save = NULL, *tok = strtok_r(b->boot_store, ",", &save);
+         tok != NULL && b->nboot < MAX_BOOT; tok = strtok_r(NULL, ",", &save))
+        b->boot[b->nboot++] = tok;
+    if (b->nboot == 0) {
+        snprintf(err, errlen, "--%s: no address given", cfg->name);
+        goto fail;
+    }
+    if (rpc_stats_new(&b->stats) < 0)
+        goto nomem;
+
+    rpc_channel_cfg ccfg;
+    rpc_channel_cfg_default(&ccfg);
+    ccfg.name = b->name;
+    ccfg.endpoints = b->boot;
+    ccfg.nendpoints = b->nboot;
+    ccfg.pool_size = cfg->pool_size > 0 ? cfg->pool_size : 2;
+    ccfg.stats = b->stats;
+    ccfg.on_event = on_event;
+    ccfg.event_user = b;
+    if (rpc_channel_new(&b->data, &ccfg, rerr) < 0) {
+        snprintf(err, errlen, "--%s: %s", cfg->name, rerr);
+        goto fail;
+    }
+    ccfg.pool_size = 1;
+    ccfg.stats = NULL;
+    ccfg.on_event = NULL;
+    if (rpc_channel_new(&b->discovery, &ccfg, rerr) < 0) {
+        snprintf(err, errlen, "--%s: %s", cfg->name, rerr);
+        goto fail;
+    }
+    if (pthread_create(&b->refresher, NULL, refresher_main, b) != 0)
+        goto nomem;
+    *out = b;
+    return 0;
+nomem:
+    snprintf(err, errlen, "out of memory");
+fail:
+    rpc_channel_free(b->discovery);
+    rpc_channel_free(b->data);
+    rpc_stats_free(b->stats);
+    pthread_mutex_destroy(&b->lock);
+    pthread_cond_destroy(&b->cond);
+    free(b);
+    return -EINVAL;
+}
+
+void gw_backend_free(gw_backend *b)
+{
+    if (b == NULL)
+        return;
+    pthread_mutex_lock(&b->lock);
+    b->stopping = 1;
+    pthread_cond_signal(&b->cond);
+    pthread_mutex_unlock(&b->lock);
+    pthread_join(b->refresher, NULL);
+    rpc_channel_free(b->discovery);
+    rpc_channel_free(b->data);
+    rpc_stats_free(b->stats);
+    pthread_mutex_destroy(&b->lock);
+    pthread_cond_destroy(&b->cond);
+    free(b);
+}
+
+json_t *gw_backend_status(gw_backend *b, int deadline_ms, int *up)
+{
+    json_t *o = json_object();
+    json_t *boot = json_array();
+    for (size_t i = 0; i < b->nboot; i++)
+        json_array_append_new(boot, json_string(b->boot[i]));
+    json_object_set_new(o, "bootstrap", boot);
+
+    rpc_endpoint_info info[MAX_MEMBERS];
+    size_t n = rpc_channel_endpoints(b->data, info, MAX_MEMBERS);
+    json_t *eps = json_array();
+    int ready = 0;
+    for (size_t i = 0; i < n && i < MAX_MEMBERS; i++) {
+        json_t *e = json_pack("{s:s,s:i,s:i,s:i}", "address", info[i].addr, "connections",
+                              info[i].conns, "ready", info[i].ready, "in_flight",
+                              info[i].outstanding);
+        if (info[i].last_err != 0)
+            json_object_set_new(e, "last_error", json_string(strerror(-info[i].last_err)));
+        json_array_append_new(eps, e);
+        ready += info[i].ready;
+    }
+    json_object_set_new(o, "endpoints", eps);
+    json_object_set_new(o, "connections_ready", json_integer(ready));
+
+    int64_t t0 = rpc_now_us();
+    rpc_call c = {.method = "svc.Status", .deadline_ms = deadline_ms, .idempotent = 1};
+    int st = rpc_channel_call(b->data, &c);
+    double ms = (double)(rpc_now_us() - t0) / 1000.0;
+    *up = st == TCPOPS__STATUS__OK;
+    json_object_set_new(o, "state", json_string(*up ? "up" : "down"));
+    if (*up) {
+        json_object_set_new(o, "latency_ms", json_real(ms));
+        Tcpops__StatusResponse *r = tcpops__status_response__unpack(NULL, c.resp_len, c.resp);
+        if (r != NULL) {
+            json_t *members = json_array();
+            for (size_t i = 0; i < r->n_members; i++)
+                json_array_append_new(members,
+                                      json_pack("{s:s,s:i,s:I}", "address",
+                                                r->members[i]->address, "pid",
+                                                (int)r->members[i]->pid, "heartbeat_ms",
+                                                (json_int_t)r->members[i]->heartbeat_ms));
+            json_object_set_new(o, "members", members);
+            tcpops__status_response__free_unpacked(r, NULL);
+        }
+    } else {
+        json_object_set_new(o, "error", json_string(c.error));
+        json_object_set_new(o, "code", json_string(rpc_status_name(st)));
+    }
+    rpc_call_fini(&c);
+    return o;
+}
+
+typedef struct render {
+    const char *service;
+    char **buf;
+    size_t *len, *cap;
+    int rc;
+} render;
+
+static void render_call(void *user, const char *method, const char *status, uint64_t n)
+{
+    render *r = user;
+    if (r->rc == 0)
+        r->rc = gw_buf_printf(r->buf, r->len, r->cap,
+                              "tcpops_rpc_calls_total{service=\"%s\",method=\"%s\","
+                              "status=\"%s\"} %llu\n",
+                              r->service, method, status, (unsigned long long)n);
+}
+
+int gw_backends_metrics(gw_backend *const *bs, size_t nb, char **buf, size_t *len, size_t *cap)
+{
+    static const struct {
+        rpc_counter c;
+        const char *name;
+        const char *type;
+        const char *help;
+    } counters[] = {
+        {RPC_C_CONNS_OPEN, "tcpops_rpc_connections_open", "gauge", "Connections up now."},
+        {RPC_C_CONNECTS, "tcpops_rpc_connects_total", "counter", "Connections made."},
+        {RPC_C_RECONNECTS, "tcpops_rpc_reconnects_total", "counter",
+         "Connections made after one was lost."},
+        {RPC_C_CONNECT_FAILURES, "tcpops_rpc_connect_failures_total", "counter",
+         "Failed connection attempts."},
+        {RPC_C_CONNS_LOST, "tcpops_rpc_connections_lost_total", "counter",
+         "Connections that ended with an error."},
+        {RPC_C_LATE_ANSWERS, "tcpops_rpc_late_answers_total", "counter",
+         "Answers that came after their call's deadline, dropped."},
+        {RPC_C_GOAWAYS, "tcpops_rpc_goaways_total", "counter", "GOAWAY frames received."},
+        {RPC_C_RETRIES, "tcpops_rpc_retries_total", "counter", "Calls sent again elsewhere."},
+        {RPC_C_FAIL_FAST, "tcpops_rpc_fail_fast_total", "counter",
+         "Calls refused at once: no healthy connection."},
+        {RPC_C_INFLIGHT_LIMIT, "tcpops_rpc_inflight_limit_total", "counter",
+         "Calls refused: every connection at its in-flight limit."},
+        {RPC_C_PROTOCOL_ERRORS, "tcpops_rpc_protocol_errors_total", "counter",
+         "Frames from a service that broke the protocol."},
+    };
+    int rc = gw_buf_printf(buf, len, cap,
+                           "# HELP tcpops_rpc_calls_total RPC calls by service, method, status.\n"
+                           "# TYPE tcpops_rpc_calls_total counter\n");
+    for (size_t i = 0; i < nb && rc == 0; i++) {
+        render r = {.service = bs[i]->name, .buf = buf, .len = len, .cap = cap};
+        rpc_stats_foreach_call(bs[i]->stats, render_call, &r);
+        rc = r.rc;
+    }
+    for (size_t k = 0; k < sizeof(counters) / sizeof(counters[0]) && rc == 0; k++) {
+        rc = gw_buf_printf(buf, len, cap, "# HELP %s %s\n# TYPE %s %s\n", counters[k].name,
+                           counters[k].help, counters[k].name, counters[k].type);
+        for (size_t i = 0; i < nb && rc == 0; i++)
+            rc = gw_buf_printf(buf, len, cap, "%s{service=\"%s\"} %lld\n", counters[k].name,
+                               bs[i]->name, (long long)rpc_stats_get(bs[i]->stats, counters[k].c));
+    }
+    if (rc == 0)
+        rc = gw_buf_printf(buf, len, cap,
+                           "# HELP tcpops_rpc_members Live workers known per service.\n"
+                           "# TYPE tcpops_rpc_members gauge\n");
+    for (size_t i = 0; i < nb && rc == 0; i++) {
+        pthread_mutex_lock(&bs[i]->lock);
+        size_t members = bs[i]->nmembers;
+        pthread_mutex_unlock(&bs[i]->lock);
+        rc = gw_buf_printf(buf, len, cap, "tcpops_rpc_members{service=\"%s\"} %zu\n",
+                           bs[i]->name, members);
+    }
+    return rc;
+}

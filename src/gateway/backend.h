@@ -1,0 +1,49 @@
+/* A backend service as the gateway sees it: the bootstrap addresses it was
+ * given, the live members learnt from them (svc.Status), and a channel with a
+ * pool per member. Membership is refreshed every second and at once when a
+ * connection is lost or sent GOAWAY, so new workers get calls within a second
+ * or two and departing ones drain. Thread-safe. */
+#ifndef TCPOPS_GW_BACKEND_H
+#define TCPOPS_GW_BACKEND_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "channel.h"
+
+typedef struct gw_backend gw_backend;
+
+typedef struct gw_backend_cfg {
+    const char *name;        /* "people" */
+    const char *bootstrap;   /* "host:port[,host:port...]" */
+    int pool_size;           /* connections per member */
+    int refresh_ms;          /* membership refresh period, 1000 */
+} gw_backend_cfg;
+
+/* Starts connecting in the background; returns at once. 0, or a negative
+ * errno with err filled (bad address list). */
+int gw_backend_new(gw_backend **out, const gw_backend_cfg *cfg, char *err, size_t errlen);
+
+/* Stops the refresher and the connections. NULL does nothing. */
+void gw_backend_free(gw_backend *b);
+
+const char *gw_backend_name(const gw_backend *b);
+
+/* Calls through the member channel (see rpc_channel_call). */
+int gw_backend_call(gw_backend *b, rpc_call *call);
+
+/* Connections up now, over all members. */
+int gw_backend_ready(gw_backend *b);
+
+/* A JSON object describing the backend for /status: bootstrap, members,
+ * each endpoint's connections, and the answer of a svc.Status call made now
+ * with deadline_ms (state "up" with latency_ms, or "down" with the error).
+ * Sets *up. Caller json_decref's. */
+json_t *gw_backend_status(gw_backend *b, int deadline_ms, int *up);
+
+/* Appends the RPC metrics of every backend in bs, family by family, in
+ * Prometheus text format (see gw_buf_printf). 0 or -ENOMEM. */
+int gw_backends_metrics(gw_backend *const *bs, size_t nb, char **buf, size_t *len,
+                        size_t *cap);
+
+#endif

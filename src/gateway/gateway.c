@@ -1,0 +1,136 @@
+/* tcpops-gateway: the HTTP API (civetweb) in front of the people and pets
+ * services. It never exits because a service is missing: it connects in the
+ * background, answers 503 + Retry-After for what it cannot reach, and heals
+ * when the service appears. SIGTERM stops accepting, finishes the requests in
+ * flight and exits 0. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "flags.h"
+#include "log.h"
+#include "routes.h"
+
+static int log_civetweb(const struct mg_connection *conn, const char *message)
+{
+    char q[600];
+    (void)conn;
+    util_log(UTIL_WARN, "http", "detail=%s", util_logq(q, sizeof(q), message));
+    return 1; /* handled: civetweb prints nothing itself */
+}
+
+int main(int argc, char **argv)
+{
+    const char *listen = "127.0.0.1:5001";
+    const char *people = "127.0.0.1:5002";
+    const char *pets = "127.0.0.1:5003";
+    long threads = 128, pool = 2, deadline_ms = 2000, keepalive_ms = 10000;
+    int access_log = 1;
+    gw g;
+    memset(&g, 0, sizeof(g));
+    const util_flag flags[] = {
+        {"listen", UTIL_FLAG_STR, &listen, "HOST:PORT", "HTTP address", 0, 0},
+        {"people", UTIL_FLAG_STR, &people, "ADDR[,ADDR...]",
+         "people service bootstrap addresses", 0, 0},
+        {"pets", UTIL_FLAG_STR, &pets, "ADDR[,ADDR...]", "pets service bootstrap addresses", 0,
+         0},
+        {"threads", UTIL_FLAG_INT, &threads, "N", "HTTP worker threads (one per open connection)",
+         2, 4096},
+        {"pool", UTIL_FLAG_INT, &pool, "N", "RPC connections per service worker", 1, 64},
+        {"deadline-ms", UTIL_FLAG_INT, &deadline_ms, "MS",
+         "time budget of one HTTP request (504 past it)", 1, 10000},
+        {"keepalive-ms", UTIL_FLAG_INT, &keepalive_ms, "MS",
+         "how long an idle HTTP keep-alive connection stays open", 0, 600000},
+        {"access-log", UTIL_FLAG_BOOL, &access_log, NULL, "one log line per request", 0, 0},
+    };
+    const size_t nflags = sizeof(flags) / sizeof(flags[0]);
+    char err[512], q[600];
+    util_log_init("gateway");
+
+    int pos = util_flags_parse(flags, nflags, argc, argv, 1, err, sizeof(err));
+    if (pos == 0) {
+        printf("usage: tcpops-gateway [FLAGS]\n\nThe HTTP API of tcpops: GET/POST /people, GET "
+               "/people/pets?owner=NAME,\nGET /status, /healthz, /readyz, /metrics.\n\n");
+        util_flags_usage(stdout, flags, nflags);
+        return 0;
+    }
+    if (pos < 0 || pos < argc) {
+        fprintf(stderr, "tcpops-gateway: %s\n", pos < 0 ? err : "unexpected argument (see --help)");
+        return 2;
+    }
+    g.deadline_ms = (int)deadline_ms;
+    g.access_log = access_log;
+    g.started_ms = rpc_now_ms();
+
+    sigset_t stopset;
+    sigemptyset(&stopset);
+    sigaddset(&stopset, SIGTERM);
+    sigaddset(&stopset, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stopset, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    int rc = 1;
+    struct mg_context *ctx = NULL;
+    gw_backend_cfg pc = {.name = "people", .bootstrap = people, .pool_size = (int)pool};
+    gw_backend_cfg tc = {.name = "pets", .bootstrap = pets, .pool_size = (int)pool};
+    if (gw_metrics_new(&g.metrics) < 0 ||
+        gw_backend_new(&g.people, &pc, err, sizeof(err)) < 0 ||
+        gw_backend_new(&g.pets, &tc, err, sizeof(err)) < 0) {
+        fprintf(stderr, "tcpops-gateway: %s\n", err);
+        rc = 2;
+        goto out;
+    }
+
+    char nthreads[16], ka[16];
+    snprintf(nthreads, sizeof(nthreads), "%ld", threads);
+    snprintf(ka, sizeof(ka), "%ld", keepalive_ms);
+    const char *options[] = {
+        "listening_ports", listen,
+        "num_threads", nthreads,
+        "enable_keep_alive", "yes",
+        "keep_alive_timeout_ms", ka,
+        "request_timeout_ms", "10000",
+        "tcp_nodelay", "1",
+        "listen_backlog", "1024",
+        NULL, NULL,
+    };
+    struct mg_callbacks cb;
+    memset(&cb, 0, sizeof(cb));
+    cb.log_message = log_civetweb;
+    struct mg_init_data init = {.callbacks = &cb, .user_data = &g, .configuration_options = options};
+    char mgerr[256] = "";
+    struct mg_error_data ed = {.text = mgerr, .text_buffer_size = sizeof(mgerr)};
+    mg_init_library(0);
+    ctx = mg_start2(&init, &ed);
+    if (ctx == NULL) {
+        util_log(UTIL_ERROR, "cannot start HTTP server", "listen=%s err=%s", listen,
+                 util_logq(q, sizeof(q), mgerr));
+        goto out;
+    }
+    mg_set_request_handler(ctx, "/", gw_handle, &g);
+    util_log(UTIL_INFO, "listening", "addr=%s people=%s pets=%s threads=%ld deadline_ms=%ld",
+             listen, people, pets, threads, deadline_ms);
+
+    int sig = 0;
+    sigwait(&stopset, &sig);
+    atomic_store(&g.draining, 1);
+    util_log(UTIL_INFO, "draining", "signal=%s", sig == SIGINT ? "INT" : "TERM");
+    /* Stops accepting, lets every request in flight finish, closes. */
+    mg_stop(ctx);
+    ctx = NULL;
+    util_log(UTIL_INFO, "stopped", "requests=%llu",
+             (unsigned long long)(gw_metrics_requests(g.metrics, GW_R_PEOPLE, "GET", 0) +
+                                  gw_metrics_requests(g.metrics, GW_R_PEOPLE, "POST", 0) +
+                                  gw_metrics_requests(g.metrics, GW_R_PEOPLE_PETS, "GET", 0)));
+    rc = 0;
+out:
+    if (ctx != NULL)
+        mg_stop(ctx);
+    gw_backend_free(g.pets);
+    gw_backend_free(g.people);
+    gw_metrics_free(g.metrics);
+    mg_exit_library();
+    return rc;
+}

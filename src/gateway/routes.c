@@ -1,0 +1,396 @@
+/*
+ * The HTTP API of DESIGN.md. Each route validates its input, makes its RPCs
+ * with the request's deadline and X-Request-Id as trace id, and maps RPC
+ * statuses to HTTP:
+ *
+ *   OK 200/201   INVALID_ARGUMENT 400   NOT_FOUND 404   ALREADY_EXISTS 409
+ *   UNAVAILABLE, RESOURCE_EXHAUSTED 503 + Retry-After   DEADLINE_EXCEEDED 504
+ *   anything else 500
+ */
+#include "routes.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "log.h"
+#include "name.h"
+#include "tcpops.pb-c.h"
+
+static const struct {
+    const char *path;
+    gw_route route;
+} paths[] = {
+    {"/people", GW_R_PEOPLE},   {"/people/pets", GW_R_PEOPLE_PETS}, {"/status", GW_R_STATUS},
+    {"/healthz", GW_R_HEALTHZ}, {"/readyz", GW_R_READYZ},           {"/metrics", GW_R_METRICS},
+};
+
+static gw_route match(const char *path)
+{
+    for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++)
+        if (strcmp(paths[i].path, path) == 0)
+            return paths[i].route;
+    return GW_R_OTHER;
+}
+
+/* ---- RPC plumbing ---- */
+
+/* Packs msg and calls method on b with r's trace id and remaining deadline.
+ * The caller rpc_call_fini's *c. Returns the status. */
+static int call(gw_backend *b, gw_req *r, const char *method, const ProtobufCMessage *msg,
+                int idempotent, rpc_call *c)
+{
+    uint8_t stackbuf[512];
+    size_t n = protobuf_c_message_get_packed_size(msg);
+    uint8_t *body = n <= sizeof(stackbuf) ? stackbuf : malloc(n);
+    int64_t left = r->deadline_ms - rpc_now_ms();
+    memset(c, 0, sizeof(*c));
+    if (body == NULL) {
+        c->status = TCPOPS__STATUS__INTERNAL;
+        snprintf(c->error, sizeof(c->error), "out of memory");
+        return c->status;
+    }
+    protobuf_c_message_pack(msg, body);
+    c->method = method;
+    c->body = body;
+    c->body_len = n;
+    c->trace_id = r->id;
+    c->idempotent = idempotent;
+    c->deadline_ms = left > 0 ? (int)left : 1;
+    int st = gw_backend_call(b, c);
+    c->body = NULL;
+    if (body != stackbuf)
+        free(body);
+    return st;
+}
+
+/* Answers an RPC that did not succeed. */
+static void reply_rpc_error(gw_req *r, gw_backend *b, const rpc_call *c)
+{
+    const char *svc = gw_backend_name(b);
+    switch (c->status) {
+    case TCPOPS__STATUS__INVALID_ARGUMENT:
+        gw_reply_error(r, 400, NULL, "%s", c->error);
+        break;
+    case TCPOPS__STATUS__NOT_FOUND:
+        gw_reply_error(r, 404, NULL, "%s", c->error);
+        break;
+    case TCPOPS__STATUS__ALREADY_EXISTS:
+        gw_reply_error(r, 409, NULL, "%s", c->error);
+        break;
+    case TCPOPS__STATUS__DEADLINE_EXCEEDED:
+        gw_reply_error(r, 504, NULL, "%s service did not answer in time", svc);
+        break;
+    case TCPOPS__STATUS__UNAVAILABLE:
+    case TCPOPS__STATUS__RESOURCE_EXHAUSTED:
+        gw_reply_error(r, 503, NULL, "%s service unavailable: %s", svc, c->error);
+        break;
+    default:
+        gw_reply_error(r, 500, NULL, "%s service error %s: %s", svc, rpc_status_name(c->status),
+                       c->error);
+        break;
+    }
+}
+
+/* Reads a name from query parameter `param` into buf (65 bytes at least).
+ * Returns 1 when present and valid, 0 when absent, -1 when it answered 400. */
+static int query_name(gw_req *r, const char *param, char *buf, size_t cap)
+{
+    int n = gw_query(r, param, buf, cap);
+    char why[128];
+    if (n == -1)
+        return 0;
+    if (n == -2) {
+        gw_reply_error(r, 400, NULL, "%s: longer than %d bytes", param, UTIL_NAME_MAX);
+        return -1;
+    }
+    if (util_name_check(buf, (size_t)n, why, sizeof(why)) < 0) {
+        gw_reply_error(r, 400, NULL, "%s: %s", param, why);
+        return -1;
+    }
+    return 1;
+}
+
+/* ---- routes ---- */
+
+static void people_list(gw *g, gw_req *r)
+{
+    char num[32], after[UTIL_NAME_MAX + 2] = "";
+    long limit = 0;
+    int n = gw_query(r, "limit", num, sizeof(num));
+    if (n != -1) {
+        char *end = NULL;
+        limit = n > 0 ? strtol(num, &end, 10) : -1;
+        if (n <= 0 || *end != '\0' || num[0] == '-' || num[0] == '+' || limit < 1 ||
+            limit > 1000) {
+            gw_reply_error(r, 400, NULL, "limit must be a whole number from 1 to 1000");
+            return;
+        }
+    }
+    if (query_name(r, "after", after, sizeof(after)) < 0)
+        return;
+
+    Tcpops__ListPeopleRequest req = TCPOPS__LIST_PEOPLE_REQUEST__INIT;
+    req.limit = (uint32_t)limit;
+    req.after = after;
+    rpc_call c;
+    if (call(g->people, r, "people.List", &req.base, 1, &c) != TCPOPS__STATUS__OK) {
+        reply_rpc_error(r, g->people, &c);
+        rpc_call_fini(&c);
+        return;
+    }
+    Tcpops__ListPeopleResponse *resp = tcpops__list_people_response__unpack(NULL, c.resp_len,
+                                                                            c.resp);
+    if (resp == NULL) {
+        gw_reply_error(r, 500, NULL, "people service answered bytes that do not decode");
+    } else {
+        json_t *arr = json_array();
+        for (size_t i = 0; i < resp->n_names; i++)
+            json_array_append_new(arr, json_stringn(resp->names[i], strlen(resp->names[i])));
+        gw_reply_json(r, 200, arr, NULL, NULL);
+        tcpops__list_people_response__free_unpacked(resp, NULL);
+    }
+    rpc_call_fini(&c);
+}
+
+static void people_create(gw *g, gw_req *r)
+{
+    char name[UTIL_NAME_MAX + 2];
+    char why[128];
+    int have = query_name(r, "name", name, sizeof(name));
+    if (have < 0)
+        return;
+    if (have == 0) {
+        /* No ?name=: the body must be {"name": "..."}. */
+        char *body = malloc(GW_BODY_MAX);
+        if (body == NULL) {
+            gw_reply_error(r, 500, NULL, "out of memory");
+            return;
+        }
+        long len = gw_read_body(r, body, GW_BODY_MAX);
+        if (len == -EMSGSIZE) {
+            free(body);
+            gw_reply_error(r, 413, NULL, "request body over %d bytes", GW_BODY_MAX);
+            return;
+        }
+        json_error_t je;
+        json_t *doc = len > 0 ? json_loadb(body, (size_t)len, JSON_ALLOW_NUL, &je) : NULL;
+        free(body);
+        json_t *jn = json_object_get(doc, "name");
+        if (len < 0) {
+            json_decref(doc);
+            gw_reply_error(r, 400, NULL, "could not read the request body");
+            return;
+        }
+        if (len == 0 || doc == NULL || !json_is_object(doc) || !json_is_string(jn)) {
+            gw_reply_error(r, 400, NULL,
+                           len == 0 ? "missing name: use ?name=NAME or a JSON body {\"name\":...}"
+                           : doc == NULL ? "body is not valid JSON"
+                                         : "body must be a JSON object with a string \"name\"");
+            json_decref(doc);
+            return;
+        }
+        size_t nl = json_string_length(jn);
+        if (util_name_check(json_string_value(jn), nl, why, sizeof(why)) < 0) {
+            json_decref(doc);
+            gw_reply_error(r, 400, NULL, "name: %s", why);
+            return;
+        }
+        memcpy(name, json_string_value(jn), nl + 1);
+        json_decref(doc);
+    }
+
+    Tcpops__CreatePersonRequest req = TCPOPS__CREATE_PERSON_REQUEST__INIT;
+    req.name = name;
+    rpc_call c;
+    if (call(g->people, r, "people.Create", &req.base, 0, &c) != TCPOPS__STATUS__OK)
+        reply_rpc_error(r, g->people, &c);
+    else
+        gw_reply_json(r, 201, json_pack("{s:s}", "name", name), NULL, NULL);
+    rpc_call_fini(&c);
+}
+
+static void people_pets(gw *g, gw_req *r)
+{
+    char owner[UTIL_NAME_MAX + 2];
+    int have = query_name(r, "owner", owner, sizeof(owner));
+    if (have < 0)
+        return;
+    if (have == 0) {
+        gw_reply_error(r, 400, NULL, "missing owner: use /people/pets?owner=NAME");
+        return;
+    }
+    Tcpops__PetIdsRequest preq = TCPOPS__PET_IDS_REQUEST__INIT;
+    preq.owner = owner;
+    rpc_call c;
+    if (call(g->people, r, "people.PetIds", &preq.base, 1, &c) != TCPOPS__STATUS__OK) {
+        reply_rpc_error(r, g->people, &c);
+        rpc_call_fini(&c);
+        return;
+    }
+    Tcpops__PetIdsResponse *ids = tcpops__pet_ids_response__unpack(NULL, c.resp_len, c.resp);
+    rpc_call_fini(&c);
+    if (ids == NULL) {
+        gw_reply_error(r, 500, NULL, "people service answered bytes that do not decode");
+        return;
+    }
+    if (ids->n_ids == 0) {
+        tcpops__pet_ids_response__free_unpacked(ids, NULL);
+        gw_reply_json(r, 200, json_array(), NULL, NULL);
+        return;
+    }
+    Tcpops__GetPetsByIdsRequest greq = TCPOPS__GET_PETS_BY_IDS_REQUEST__INIT;
+    greq.n_ids = ids->n_ids;
+    greq.ids = ids->ids;
+    int st = call(g->pets, r, "pets.GetByIds", &greq.base, 1, &c);
+    tcpops__pet_ids_response__free_unpacked(ids, NULL);
+    if (st != TCPOPS__STATUS__OK) {
+        reply_rpc_error(r, g->pets, &c);
+        rpc_call_fini(&c);
+        return;
+    }
+    Tcpops__GetPetsByIdsResponse *pets =
+        tcpops__get_pets_by_ids_response__unpack(NULL, c.resp_len, c.resp);
+    rpc_call_fini(&c);
+    if (pets == NULL) {
+        gw_reply_error(r, 500, NULL, "pets service answered bytes that do not decode");
+        return;
+    }
+    /* Pets come back in the order asked; an id the pets service no longer
+     * knows is left out rather than invented. */
+    json_t *arr = json_array();
+    for (size_t i = 0; i < pets->n_pets; i++)
+        json_array_append_new(arr, json_string(pets->pets[i]->name));
+    tcpops__get_pets_by_ids_response__free_unpacked(pets, NULL);
+    gw_reply_json(r, 200, arr, NULL, NULL);
+}
+
+typedef struct status_job {
+    gw_backend *b;
+    int deadline_ms;
+    json_t *out;
+    int up;
+} status_job;
+
+static void *status_thread(void *arg)
+{
+    status_job *j = arg;
+    j->out = gw_backend_status(j->b, j->deadline_ms, &j->up);
+    return NULL;
+}
+
+static void status(gw *g, gw_req *r)
+{
+    int64_t left = r->deadline_ms - rpc_now_ms();
+    int dl = left > 1000 ? 1000 : (left > 0 ? (int)left : 1);
+    status_job jobs[2] = {{.b = g->people, .deadline_ms = dl}, {.b = g->pets, .deadline_ms = dl}};
+    pthread_t th;
+    /* Both services are asked at once: pets on a helper thread. */
+    int threaded = pthread_create(&th, NULL, status_thread, &jobs[1]) == 0;
+    status_thread(&jobs[0]);
+    if (threaded)
+        pthread_join(th, NULL);
+    else
+        status_thread(&jobs[1]);
+    int up = jobs[0].up && jobs[1].up;
+    json_t *services = json_object();
+    for (int i = 0; i < 2; i++)
+        json_object_set_new(services, gw_backend_name(jobs[i].b), jobs[i].out);
+    json_t *body = json_pack("{s:s,s:{s:i,s:I},s:o}", "status", up ? "ok" : "degraded",
+                             "gateway", "pid", (int)getpid(), "uptime_ms",
+                             (json_int_t)(rpc_now_ms() - g->started_ms), "services", services);
+    if (up)
+        gw_reply_json(r, 200, body, NULL, NULL);
+    else
+        gw_reply_json(r, 503, body, "Retry-After", "1");
+}
+
+static void readyz(gw *g, gw_req *r)
+{
+    if (atomic_load(&g->draining)) {
+        gw_reply_error(r, 503, NULL, "not ready: shutting down");
+        return;
+    }
+    gw_backend *bs[2] = {g->people, g->pets};
+    for (int i = 0; i < 2; i++) {
+        if (gw_backend_ready(bs[i]) == 0) {
+            gw_reply_error(r, 503, NULL, "not ready: no healthy connection to %s",
+                           gw_backend_name(bs[i]));
+            return;
+        }
+    }
+    gw_reply_json(r, 200, json_pack("{s:s}", "status", "ready"), NULL, NULL);
+}
+
+static void metrics(gw *g, gw_req *r)
+{
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    gw_backend *bs[2] = {g->people, g->pets};
+    int rc = gw_metrics_render(g->metrics, &buf, &len, &cap);
+    if (rc == 0)
+        rc = gw_backends_metrics(bs, 2, &buf, &len, &cap);
+    if (rc < 0)
+        gw_reply_error(r, 500, NULL, "out of memory");
+    else
+        gw_reply_raw(r, 200, "text/plain; version=0.0.4", buf, len, NULL, NULL);
+    free(buf);
+}
+
+int gw_handle(struct mg_connection *conn, void *cbdata)
+{
+    gw *g = cbdata;
+    gw_req r;
+    gw_req_init(&r, conn, g->deadline_ms);
+    const char *method = r.ri->request_method;
+    const char *path = r.ri->local_uri != NULL ? r.ri->local_uri : "";
+    gw_route route = match(path);
+    int get = strcmp(method, "GET") == 0;
+    int post = strcmp(method, "POST") == 0;
+
+    switch (route) {
+    case GW_R_PEOPLE:
+        if (get)
+            people_list(g, &r);
+        else if (post)
+            people_create(g, &r);
+        else
+            gw_reply_error(&r, 405, "GET, POST", "%s is not allowed on %s", method, path);
+        break;
+    case GW_R_OTHER:
+        gw_reply_error(&r, 404, NULL, "no route %s", path);
+        break;
+    default:
+        if (!get) {
+            gw_reply_error(&r, 405, "GET", "%s is not allowed on %s", method, path);
+            break;
+        }
+        if (route == GW_R_PEOPLE_PETS)
+            people_pets(g, &r);
+        else if (route == GW_R_STATUS)
+            status(g, &r);
+        else if (route == GW_R_HEALTHZ)
+            gw_reply_json(&r, 200, json_pack("{s:s}", "status", "ok"), NULL, NULL);
+        else if (route == GW_R_READYZ)
+            readyz(g, &r);
+        else
+            metrics(g, &r);
+        break;
+    }
+
+    int64_t dur = rpc_now_us() - r.start_us;
+    gw_metrics_request(g->metrics, route, method, r.status, dur);
+    if (g->access_log) {
+        char qp[300], qm[40];
+        util_log(UTIL_INFO, "request", "method=%s path=%s status=%d bytes=%zu dur_us=%lld "
+                 "req_id=%s",
+                 util_logq(qm, sizeof(qm), method), util_logq(qp, sizeof(qp), path), r.status,
+                 r.bytes, (long long)dur, r.id);
+    }
+    return r.status;
+}

@@ -1,0 +1,29 @@
+/* The gateway's HTTP routes (DESIGN.md, HTTP API), served by civetweb. */
+#ifndef TCPOPS_GW_ROUTES_H
+#define TCPOPS_GW_ROUTES_H
+
+#include <civetweb.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "backend.h"
+#include "http.h"
+#include "metrics.h"
+
+/* What every request handler shares; read-only after start apart from the
+ * atomics and the objects' own locks. */
+typedef struct gw {
+    gw_backend *people;
+    gw_backend *pets;
+    gw_metrics *metrics;
+    int deadline_ms;       /* budget of one HTTP request, all its RPCs included */
+    int access_log;        /* one logfmt line per request */
+    int64_t started_ms;
+    _Atomic int draining;  /* SIGTERM received: /readyz says 503 */
+} gw;
+
+/* The civetweb request handler for every path (cbdata is the gw). Returns
+ * the HTTP status sent. */
+int gw_handle(struct mg_connection *conn, void *cbdata);
+
+#endif
