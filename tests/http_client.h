@@ -1,0 +1,36 @@
+/* A small blocking HTTP/1.1 client for the gateway tests, with keep-alive:
+ * one connection can carry many requests, as curl or wrk would use it. */
+#ifndef TCPOPS_TEST_HTTP_CLIENT_H
+#define TCPOPS_TEST_HTTP_CLIENT_H
+
+#include <stddef.h>
+
+typedef struct http_conn {
+    int fd;
+    int port;
+} http_conn;
+
+typedef struct http_resp {
+    int status;
+    char headers[4096];   /* the raw header block */
+    char *body;           /* NUL-terminated, malloc'd */
+    size_t body_len;
+} http_resp;
+
+/* Sends one request on c (connecting first if needed) and reads the answer
+ * within timeout_ms. extra_headers: "Name: value\r\n" lines or NULL.
+ * Returns 0, or -1 on a transport failure (c is then closed). */
+int http_do(http_conn *c, const char *method, const char *path, const char *extra_headers,
+            const char *body, size_t body_len, http_resp *out, int timeout_ms);
+
+/* One request on a fresh connection. */
+int http_once(int port, const char *method, const char *path, const char *extra_headers,
+              const char *body, http_resp *out);
+
+void http_close(http_conn *c);
+void http_resp_free(http_resp *r);
+
+/* The value of header name (case-insensitive) into buf, or NULL. */
+const char *http_header(const http_resp *r, const char *name, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,636 @@
+/* tcpops-gateway with the real services, all as child processes on free
+ * ports: every route and error, start orders, missing and restarted
+ * services, deadlines, head-of-line blocking, membership. */
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "http_client.h"
+#include "proc.h"
+
+typedef struct fixture {
+    char dir[256];
+    proc people, people2, pets, gw;
+    int people_port, pets_port, gw_port;
+} fixture;
+
+static int setup(void **state)
+{
+    fixture *fx = calloc(1, sizeof(*fx));
+    assert_int_equal(make_temp_dir(fx->dir, sizeof(fx->dir)), 0);
+    fx->people_port = free_port();
+    fx->pets_port = free_port();
+    fx->gw_port = free_port();
+    *state = fx;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *fx = *state;
+    proc_stop(&fx->gw);
+    proc_stop(&fx->people);
+    proc_stop(&fx->people2);
+    proc_stop(&fx->pets);
+    rm_rf(fx->dir);
+    free(fx);
+    return 0;
+}
+
+static void start_people(fixture *fx, proc *p, const char *const *extra)
+{
+    assert_int_equal(proc_start_service(p, "tcpops-people", fx->people_port, fx->dir, extra), 0);
+}
+
+static void start_pets(fixture *fx)
+{
+    assert_int_equal(proc_start_service(&fx->pets, "tcpops-pets", fx->pets_port, fx->dir, NULL),
+                     0);
+}
+
+/* Starts the gateway; extra flags may follow (NULL-terminated). */
+static void start_gateway(fixture *fx, const char *const *extra)
+{
+    char bin[512], listen[64], people[64], pets[64];
+    char *argv[24];
+    int n = 0;
+    snprintf(listen, sizeof(listen), "127.0.0.1:%d", fx->gw_port);
+    snprintf(people, sizeof(people), "127.0.0.1:%d", fx->people_port);
+    snprintf(pets, sizeof(pets), "127.0.0.1:%d", fx->pets_port);
+    argv[n++] = (char *)proc_bin("tcpops-gateway", bin, sizeof(bin));
+    argv[n++] = "--listen";
+    argv[n++] = listen;
+    argv[n++] = "--people";
+    argv[n++] = people;
+    argv[n++] = "--pets";
+    argv[n++] = pets;
+    argv[n++] = "--access-log=false";
+    for (int i = 0; extra != NULL && extra[i] != NULL && n < 23; i++)
+        argv[n++] = (char *)extra[i];
+    argv[n] = NULL;
+    assert_int_equal(proc_start(&fx->gw, argv, 0), 0);
+    assert_int_equal(wait_port(fx->gw_port, 10000), 0);
+}
+
+static void start_all(fixture *fx)
+{
+    start_people(fx, &fx->people, NULL);
+    start_pets(fx);
+    start_gateway(fx, NULL);
+}
+
+/* One request; checks status and, when want_body is not NULL, the body. */
+static void expect(fixture *fx, const char *method, const char *path, const char *headers,
+                   const char *body, int want_status, const char *want_body)
+{
+    http_resp r;
+    if (http_once(fx->gw_port, method, path, headers, body, &r) < 0)
+        fail_msg("%s %s: no answer from the gateway", method, path);
+    if (r.status != want_status || (want_body != NULL && strcmp(r.body, want_body) != 0))
+        fail_msg("%s %s: expected %d %s, got %d %s", method, path, want_status,
+                 want_body != NULL ? want_body : "(any body)", r.status, r.body);
+    char ct[128];
+    if (http_header(&r, "Content-Type", ct, sizeof(ct)) == NULL ||
+        (strcmp(path, "/metrics") != 0 && strcmp(ct, "application/json") != 0))
+        fail_msg("%s %s: expected Content-Type application/json, got %s", method, path,
+                 http_header(&r, "Content-Type", ct, sizeof(ct)) ? ct : "none");
+    if (r.status >= 400 && strncmp(r.body, "{\"error\":\"", 10) != 0 &&
+        strcmp(path, "/status") != 0)
+        fail_msg("%s %s: expected a JSON error body, got %s", method, path, r.body);
+    http_resp_free(&r);
+}
+
+/* Polls path until it answers want_status (at most ~10 s). */
+static void eventually(fixture *fx, const char *path, int want_status, const char *want_body)
+{
+    http_resp r = {0};
+    for (int i = 0; i < 500; i++) {
+        if (http_once(fx->gw_port, "GET", path, NULL, NULL, &r) == 0) {
+            int ok = r.status == want_status &&
+                     (want_body == NULL || strcmp(r.body, want_body) == 0);
+            http_resp_free(&r);
+            if (ok)
+                return;
+        }
+        usleep(20 * 1000);
+    }
+    fail_msg("GET %s: expected %d within 10 s; last answer %d", path, want_status, r.status);
+}
+
+static void test_routes_and_errors(void **state)
+{
+    fixture *fx = *state;
+    start_all(fx);
+    eventually(fx, "/readyz", 200, "{\"status\":\"ready\"}");
+
+    expect(fx, "GET", "/people", NULL, NULL, 200, "[\"bob\",\"jane\"]");
+    expect(fx, "GET", "/people/pets?owner=bob", NULL, NULL, 200, "[\"bixa\",\"rex\"]");
+    expect(fx, "GET", "/people/pets?owner=jane", NULL, NULL, 200, "[]");
+    expect(fx, "POST", "/people?name=ann", NULL, NULL, 201, "{\"name\":\"ann\"}");
+    expect(fx, "POST", "/people?name=ann", NULL, NULL, 409, NULL);
+    /* Quotes, backslashes, emoji and é in a JSON body, escaped right back. */
+    expect(fx, "POST", "/people", "Content-Type: application/json\r\n",
+           "{\"name\":\"O\\\"Brien \\\\ \xF0\x9F\x90\xB6 \\u00e9\"}", 201,
+           "{\"name\":\"O\\\"Brien \\\\ \xF0\x9F\x90\xB6 \xC3\xA9\"}");
+    expect(fx, "POST", "/people?name=z%C3%B6e", NULL, NULL, 201, "{\"name\":\"z\xC3\xB6" "e\"}");
+    expect(fx, "GET", "/people", NULL, NULL, 200,
+           "[\"bob\",\"jane\",\"ann\",\"O\\\"Brien \\\\ \xF0\x9F\x90\xB6 \xC3\xA9\",\"z\xC3\xB6" "e\"]");
+    expect(fx, "GET", "/people?limit=2&after=jane", NULL, NULL, 200,
+           "[\"ann\",\"O\\\"Brien \\\\ \xF0\x9F\x90\xB6 \xC3\xA9\"]");
+
+    /* Bad input: 400/404/405/413, and nothing changes. */
+    char long_name[128] = "/people?name=";
+    memset(long_name + strlen(long_name), 'x', 65);
+    expect(fx, "POST", long_name, NULL, NULL, 400, NULL);
+    expect(fx, "POST", "/people?name=%FF%FE", NULL, NULL, 400, NULL);
+    expect(fx, "POST", "/people?name=a%01b", NULL, NULL, 400, NULL);
+    expect(fx, "POST", "/people?name=", NULL, NULL, 400, NULL);
+    expect(fx, "POST", "/people", NULL, "{\"name\":\"\xff\"}", 400, NULL);
+    expect(fx, "POST", "/people", NULL, "{\"nom\":\"x\"}", 400, NULL);
+    expect(fx, "POST", "/people", NULL, "not json", 400, NULL);
+    expect(fx, "POST", "/people", NULL, NULL, 400, NULL);
+    char *big = malloc(70 * 1024);
+    memset(big, ' ', 70 * 1024 - 1);
+    big[70 * 1024 - 1] = '\0';
+    memcpy(big, "{\"name\":\"big\"}", 14);
+    expect(fx, "POST", "/people", NULL, big, 413, NULL);
+    free(big);
+    expect(fx, "GET", "/people?limit=0", NULL, NULL, 400, NULL);
+    expect(fx, "GET", "/people?limit=1001", NULL, NULL, 400, NULL);
+    expect(fx, "GET", "/people?limit=3x", NULL, NULL, 400, NULL);
+    expect(fx, "GET", "/people?after=nobody", NULL, NULL, 400, NULL);
+    expect(fx, "GET", "/people/pets", NULL, NULL, 400,
+           "{\"error\":\"missing owner: use /people/pets?owner=NAME\"}");
+    expect(fx, "GET", "/people/pets?owner=nobody", NULL, NULL, 404,
+           "{\"error\":\"no person named \\\"nobody\\\"\"}");
+    expect(fx, "GET", "/nowhere", NULL, NULL, 404, "{\"error\":\"no route /nowhere\"}");
+    expect(fx, "GET", "/people", NULL, NULL, 200,
+           "[\"bob\",\"jane\",\"ann\",\"O\\\"Brien \\\\ \xF0\x9F\x90\xB6 \xC3\xA9\",\"z\xC3\xB6" "e\"]");
+
+    http_resp r;
+    assert_int_equal(http_once(fx->gw_port, "DELETE", "/people", NULL, NULL, &r), 0);
+    char v[128];
+    assert_int_equal(r.status, 405);
+    assert_non_null(http_header(&r, "Allow", v, sizeof(v)));
+    assert_string_equal(v, "GET, POST");
+    http_resp_free(&r);
+    assert_int_equal(http_once(fx->gw_port, "POST", "/status", NULL, NULL, &r), 0);
+    assert_int_equal(r.status, 405);
+    assert_string_equal(http_header(&r, "Allow", v, sizeof(v)), "GET");
+    http_resp_free(&r);
+
+    /* X-Request-Id: taken from the client, else made. */
+    assert_int_equal(http_once(fx->gw_port, "GET", "/healthz", "X-Request-Id: trace-42\r\n", NULL,
+                               &r), 0);
+    assert_string_equal(http_header(&r, "X-Request-Id", v, sizeof(v)), "trace-42");
+    http_resp_free(&r);
+    assert_int_equal(http_once(fx->gw_port, "GET", "/healthz", "X-Request-Id: bad id!\r\n", NULL,
+                               &r), 0);
+    assert_non_null(http_header(&r, "X-Request-Id", v, sizeof(v)));
+    assert_int_equal(strlen(v), 16);
+    http_resp_free(&r);
+
+    expect(fx, "GET", "/healthz", NULL, NULL, 200, "{\"status\":\"ok\"}");
+    assert_int_equal(http_once(fx->gw_port, "GET", "/status", NULL, NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "\"status\":\"ok\""));
+    assert_non_null(strstr(r.body, "\"people\":{"));
+    assert_non_null(strstr(r.body, "\"state\":\"up\""));
+    http_resp_free(&r);
+    assert_int_equal(http_once(fx->gw_port, "GET", "/metrics", NULL, NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "tcpops_http_requests_total{route=\"/people\",method=\"POST\","
+                                   "code=\"201\"} 3\n"));
+    assert_non_null(strstr(r.body, "tcpops_http_requests_total{route=\"/people\",method=\"POST\","
+                                   "code=\"413\"} 1\n"));
+    assert_non_null(strstr(r.body, "tcpops_rpc_calls_total{service=\"people\",method=\"people."
+                                   "Create\",status=\"OK\"} 3\n"));
+    assert_non_null(strstr(r.body, "tcpops_rpc_members{service=\"people\"} 1\n"));
+    http_resp_free(&r);
+
+    /* SIGTERM: exit 0. */
+    proc_signal(&fx->gw, SIGTERM);
+    assert_int_equal(proc_wait(&fx->gw, 15000), 0);
+}
+
+/* ---- start orders (RELIABILITY.md scenario 1) ---- */
+
+typedef struct prober {
+    int port;
+    _Atomic int stop;
+    int replies, ok, unavailable, bad, health_bad;
+    char problem[512];
+} prober;
+
+/* Probes /people/pets?owner=bob and /healthz while processes come up: every
+ * answer must be 200 with the right body, or 503 with Retry-After and a JSON
+ * error; /healthz is 200 whenever the gateway answers. */
+static void *probe(void *arg)
+{
+    prober *p = arg;
+    while (!atomic_load(&p->stop)) {
+        http_resp r;
+        if (http_once(p->port, "GET", "/people/pets?owner=bob", NULL, NULL, &r) == 0) {
+            char v[32];
+            p->replies++;
+            if (r.status == 200 && strcmp(r.body, "[\"bixa\",\"rex\"]") == 0) {
+                p->ok++;
+            } else if (r.status == 503 && http_header(&r, "Retry-After", v, sizeof(v)) &&
+                       strncmp(r.body, "{\"error\":", 9) == 0) {
+                p->unavailable++;
+            } else if (p->bad++ == 0) {
+                snprintf(p->problem, sizeof(p->problem), "got %d %.400s", r.status, r.body);
+            }
+            http_resp_free(&r);
+            if (http_once(p->port, "GET", "/healthz", NULL, NULL, &r) == 0) {
+                if (r.status != 200)
+                    p->health_bad++;
+                http_resp_free(&r);
+            }
+        }
+        usleep(5000);
+    }
+    return NULL;
+}
+
+static void test_every_start_order(void **state)
+{
+    fixture *fx = *state;
+    static const char *const orders[6][3] = {
+        {"gateway", "people", "pets"}, {"gateway", "pets", "people"},
+        {"people", "gateway", "pets"}, {"people", "pets", "gateway"},
+        {"pets", "gateway", "people"}, {"pets", "people", "gateway"},
+    };
+    for (int o = 0; o < 6; o++) {
+        prober p = {.port = fx->gw_port};
+        pthread_t th;
+        pthread_create(&th, NULL, probe, &p);
+        for (int k = 0; k < 3; k++) {
+            if (strcmp(orders[o][k], "gateway") == 0)
+                start_gateway(fx, NULL);
+            else if (strcmp(orders[o][k], "people") == 0)
+                start_people(fx, &fx->people, NULL);
+            else
+                start_pets(fx);
+            usleep(200 * 1000); /* a moment apart */
+        }
+        eventually(fx, "/people/pets?owner=bob", 200, "[\"bixa\",\"rex\"]");
+        /* Once all are up, every request succeeds. */
+        for (int i = 0; i < 50; i++)
+            expect(fx, "GET", "/people/pets?owner=bob", NULL, NULL, 200, "[\"bixa\",\"rex\"]");
+        atomic_store(&p.stop, 1);
+        pthread_join(th, NULL);
+        /* No process exited on its own. */
+        assert_int_equal(proc_wait(&fx->gw, 0), -1);
+        assert_int_equal(proc_wait(&fx->people, 0), -1);
+        assert_int_equal(proc_wait(&fx->pets, 0), -1);
+        if (p.bad != 0 || p.health_bad != 0)
+            fail_msg("order %s, %s, %s: %d bad answers (%s), %d /healthz not 200", orders[o][0],
+                     orders[o][1], orders[o][2], p.bad, p.problem, p.health_bad);
+        print_message("order %s, %s, %s: %d answers, %d ok, %d 503\n", orders[o][0],
+                      orders[o][1], orders[o][2], p.replies, p.ok, p.unavailable);
+        proc_stop(&fx->gw);
+        proc_stop(&fx->people);
+        proc_stop(&fx->pets);
+    }
+}
+
+/* A service missing at start: the gateway serves what it can and heals. */
+static void test_missing_service_then_restarts(void **state)
+{
+    fixture *fx = *state;
+    start_people(fx, &fx->people, NULL);
+    start_gateway(fx, NULL);
+    eventually(fx, "/people", 200, "[\"bob\",\"jane\"]");
+    expect(fx, "GET", "/people/pets?owner=bob", NULL, NULL, 503, NULL);
+    expect(fx, "GET", "/people/pets?owner=jane", NULL, NULL, 200, "[]"); /* no pets call needed */
+    expect(fx, "GET", "/readyz", NULL, NULL, 503, NULL);
+    http_resp r;
+    assert_int_equal(http_once(fx->gw_port, "GET", "/status", NULL, NULL, &r), 0);
+    assert_int_equal(r.status, 503);
+    assert_non_null(strstr(r.body, "\"pets\":{"));
+    assert_non_null(strstr(r.body, "\"state\":\"down\""));
+    http_resp_free(&r);
+
+    start_pets(fx);
+    eventually(fx, "/people/pets?owner=bob", 200, "[\"bixa\",\"rex\"]");
+    expect(fx, "GET", "/readyz", NULL, NULL, 200, NULL);
+    expect(fx, "GET", "/status", NULL, NULL, 200, NULL);
+
+    /* Both services die and come back on the same ports: the gateway heals. */
+    proc_stop(&fx->people);
+    proc_stop(&fx->pets);
+    expect(fx, "GET", "/people/pets?owner=bob", NULL, NULL, 503, NULL);
+    expect(fx, "GET", "/healthz", NULL, NULL, 200, NULL);
+    start_people(fx, &fx->people, NULL);
+    start_pets(fx);
+    eventually(fx, "/people/pets?owner=bob", 200, "[\"bixa\",\"rex\"]");
+    assert_int_equal(proc_wait(&fx->gw, 0), -1);
+}
+
+/* ---- deadlines and head-of-line blocking (scenarios 9, 10) ---- */
+
+typedef struct slow_req {
+    int port;
+    int status;
+    _Atomic int done;
+} slow_req;
+
+static void *slow_list(void *arg)
+{
+    slow_req *s = arg;
+    http_resp r;
+    s->status = http_once(s->port, "GET", "/people", NULL, NULL, &r) == 0 ? r.status : -1;
+    http_resp_free(&r);
+    atomic_store(&s->done, 1);
+    return NULL;
+}
+
+static void test_deadline_and_no_head_of_line_blocking(void **state)
+{
+    fixture *fx = *state;
+    /* people.List takes 1.5 s on the service; everything else is fast. */
+    const char *const slow[] = {"--delay-ms", "1500", "--delay-method", "people.List", NULL};
+    start_people(fx, &fx->people, slow);
+    start_pets(fx);
+    start_gateway(fx, NULL); /* 2 s deadline: the slow call makes it */
+    eventually(fx, "/people/pets?owner=bob", 200, NULL);
+
+    slow_req s = {.port = fx->gw_port};
+    pthread_t th;
+    pthread_create(&th, NULL, slow_list, &s);
+    usleep(100 * 1000);
+    http_conn c = {.fd = -1, .port = fx->gw_port};
+    int ok = 0;
+    for (int i = 0; i < 1000; i++) {
+        http_resp r;
+        if (http_do(&c, "GET", "/people/pets?owner=bob", NULL, NULL, 0, &r, 5000) == 0 &&
+            r.status == 200 && strcmp(r.body, "[\"bixa\",\"rex\"]") == 0)
+            ok++;
+        http_resp_free(&r);
+    }
+    http_close(&c);
+    int slow_done_early = atomic_load(&s.done);
+    pthread_join(th, NULL);
+    assert_int_equal(ok, 1000);
+    if (slow_done_early)
+        fail_msg("expected the slow call still running after 1000 fast ones; it had finished");
+    assert_int_equal(s.status, 200);
+
+    /* A gateway with a 300 ms budget answers 504 for the slow call, and the
+     * late answer is dropped and counted. */
+    proc_stop(&fx->gw);
+    const char *const tight[] = {"--deadline-ms", "300", NULL};
+    start_gateway(fx, tight);
+    eventually(fx, "/people/pets?owner=bob", 200, NULL);
+    expect(fx, "GET", "/people", NULL, NULL, 504,
+           "{\"error\":\"people service did not answer in time\"}");
+    expect(fx, "GET", "/people/pets?owner=bob", NULL, NULL, 200, "[\"bixa\",\"rex\"]");
+    int counted = 0;
+    for (int i = 0; i < 300 && !counted; i++) {
+        http_resp r;
+        assert_int_equal(http_once(fx->gw_port, "GET", "/metrics", NULL, NULL, &r), 0);
+        counted = strstr(r.body, "tcpops_rpc_late_answers_total{service=\"people\"} 1\n") != NULL;
+        http_resp_free(&r);
+        if (!counted)
+            usleep(10 * 1000);
+    }
+    if (!counted)
+        fail_msg("expected the late people.List answer counted in "
+                 "tcpops_rpc_late_answers_total");
+}
+
+/* ---- two workers behind one port (membership) ---- */
+
+static void test_two_workers_both_serve(void **state)
+{
+    fixture *fx = *state;
+    start_people(fx, &fx->people, NULL);
+    start_people(fx, &fx->people2, NULL); /* same port, same file */
+    start_pets(fx);
+    start_gateway(fx, NULL);
+    /* Wait until the gateway knows both members. */
+    int both = 0;
+    for (int i = 0; i < 500 && !both; i++) {
+        http_resp r;
+        if (http_once(fx->gw_port, "GET", "/metrics", NULL, NULL, &r) == 0)
+            both = strstr(r.body, "tcpops_rpc_members{service=\"people\"} 2\n") != NULL;
+        http_resp_free(&r);
+        if (!both)
+            usleep(20 * 1000);
+    }
+    assert_true(both);
+    http_conn c = {.fd = -1, .port = fx->gw_port};
+    for (int i = 0; i < 400; i++) {
+        http_resp r;
+        assert_int_equal(http_do(&c, "GET", "/people/pets?owner=bob", NULL, NULL, 0, &r, 5000), 0);
+        assert_int_equal(r.status, 200);
+        http_resp_free(&r);
+    }
+    http_close(&c);
+    /* Each worker's own Status counts the calls it served. */
+    http_resp st;
+    assert_int_equal(http_once(fx->gw_port, "GET", "/status", NULL, NULL, &st), 0);
+    int served = 0, nseen = 0;
+    char bin[512], seen[8][64];
+    for (const char *p = st.body; (p = strstr(p, "{\"address\":\"")) != NULL; p++) {
+        char addr[64];
+        int dup = 0;
+        if (sscanf(p, "{\"address\":\"%63[^\"]\"", addr) != 1)
+            continue;
+        for (int k = 0; k < nseen; k++)
+            dup |= strcmp(seen[k], addr) == 0;
+        if (dup || nseen == 8)
+            continue; /* listed as an endpoint and as a member */
+        snprintf(seen[nseen++], sizeof(seen[0]), "%s", addr);
+        char *argv[] = {(char *)proc_bin("tcpops-cli", bin, sizeof(bin)), "--addr", addr,
+                        "status", NULL};
+        char out[4096], err[1024];
+        if (proc_run(argv, out, sizeof(out), err, sizeof(err), 5000) != 0)
+            continue;
+        const char *calls = strstr(out, "\"calls\":");
+        if (strstr(out, "\"service\":\"people\"") && calls != NULL && atol(calls + 8) >= 50)
+            served++;
+    }
+    http_resp_free(&st);
+    if (served != 2)
+        fail_msg("expected both people workers to have served calls; %d had", served);
+}
+
+/* ---- correct under concurrency (scenario 11) ---- */
+
+#define OWNERS 8
+#define CLIENTS 64
+#define PER_CLIENT 320
+
+static char owner_pets[OWNERS][256]; /* the JSON each owner's pets must be */
+
+static void cli_ok(fixture *fx, int port, char *out, size_t outlen, ...)
+{
+    char bin[512], addr[64], err[1024];
+    char *argv[12];
+    int n = 0;
+    va_list ap;
+    (void)fx;
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+    argv[n++] = (char *)proc_bin("tcpops-cli", bin, sizeof(bin));
+    argv[n++] = "--addr";
+    argv[n++] = addr;
+    va_start(ap, outlen);
+    for (char *a; n < 11 && (a = va_arg(ap, char *)) != NULL;)
+        argv[n++] = a;
+    va_end(ap);
+    argv[n] = NULL;
+    int code = proc_run(argv, out, outlen, err, sizeof(err), 10000);
+    if (code != 0)
+        fail_msg("tcpops-cli %s %s: exit %d: %s", argv[3], argv[4], code, err);
+}
+
+typedef struct client {
+    int port, index;
+    int creates, lists, pets, wrong, failed;
+    char problem[1024];
+} client;
+
+static void *run_client(void *arg)
+{
+    client *c = arg;
+    http_conn conn = {.fd = -1, .port = c->port};
+    for (int i = 0; i < PER_CLIENT; i++) {
+        char path[128], want[300];
+        const char *method = "GET";
+        int want_status = 200;
+        int kind = i % 4;
+        if (kind == 0) {
+            method = "POST";
+            want_status = 201;
+            snprintf(path, sizeof(path), "/people?name=c%d-%d", c->index, i);
+            snprintf(want, sizeof(want), "{\"name\":\"c%d-%d\"}", c->index, i);
+        } else if (kind == 1) {
+            snprintf(path, sizeof(path), "/people?limit=2");
+            snprintf(want, sizeof(want), "[\"bob\",\"jane\"]");
+        } else {
+            int o = (c->index + i) % OWNERS;
+            snprintf(path, sizeof(path), "/people/pets?owner=o%d", o);
+            snprintf(want, sizeof(want), "%s", owner_pets[o]);
+        }
+        http_resp r;
+        if (http_do(&conn, method, path, NULL, NULL, 0, &r, 10000) < 0) {
+            if (c->failed++ == 0)
+                snprintf(c->problem, sizeof(c->problem), "%s %s: no answer", method, path);
+            continue;
+        }
+        if (r.status != want_status || strcmp(r.body, want) != 0) {
+            if (c->wrong++ == 0)
+                snprintf(c->problem, sizeof(c->problem), "%s %s: expected %d %s, got %d %.200s",
+                         method, path, want_status, want, r.status, r.body);
+        } else if (kind == 0) {
+            c->creates++;
+        } else if (kind == 1) {
+            c->lists++;
+        } else {
+            c->pets++;
+        }
+        http_resp_free(&r);
+    }
+    http_close(&conn);
+    return NULL;
+}
+
+/* The value of one Prometheus sample line, or 0 when absent. */
+static long long metric(int port, const char *sample)
+{
+    http_resp r;
+    long long v = 0;
+    if (http_once(port, "GET", "/metrics", NULL, NULL, &r) == 0) {
+        const char *p = strstr(r.body, sample);
+        if (p != NULL)
+            v = atoll(p + strlen(sample) + 1);
+        http_resp_free(&r);
+    }
+    return v;
+}
+
+static void test_correct_under_concurrency(void **state)
+{
+    fixture *fx = *state;
+    start_all(fx);
+    eventually(fx, "/readyz", 200, NULL);
+    /* Owners o0..o7; owner k owns k+1 pets of its own. */
+    for (int o = 0; o < OWNERS; o++) {
+        char name[16], out[256];
+        snprintf(name, sizeof(name), "o%d", o);
+        cli_ok(fx, fx->people_port, out, sizeof(out), "people", "create", name, NULL);
+        strcpy(owner_pets[o], "[");
+        for (int k = 0; k <= o; k++) {
+            char pet[32];
+            snprintf(pet, sizeof(pet), "pet-%d-%d", o, k);
+            cli_ok(fx, fx->pets_port, out, sizeof(out), "pets", "create", pet, NULL);
+            char id[24];
+            assert_int_equal(sscanf(out, "{\"id\":%23[0-9]}", id), 1);
+            cli_ok(fx, fx->people_port, out, sizeof(out), "people", "add-pet", name, id, NULL);
+            snprintf(owner_pets[o] + strlen(owner_pets[o]), 40, "%s\"%s\"", k ? "," : "", pet);
+        }
+        strcat(owner_pets[o], "]");
+    }
+    const char *pets_200 = "tcpops_http_requests_total{route=\"/people/pets\",method=\"GET\","
+                           "code=\"200\"}";
+    const char *people_get = "tcpops_http_requests_total{route=\"/people\",method=\"GET\","
+                             "code=\"200\"}";
+    const char *people_post = "tcpops_http_requests_total{route=\"/people\",method=\"POST\","
+                              "code=\"201\"}";
+    long long pets0 = metric(fx->gw_port, pets_200);
+    long long get0 = metric(fx->gw_port, people_get);
+    long long post0 = metric(fx->gw_port, people_post);
+
+    pthread_t th[CLIENTS];
+    client c[CLIENTS];
+    for (int i = 0; i < CLIENTS; i++) {
+        c[i] = (client){.port = fx->gw_port, .index = i};
+        pthread_create(&th[i], NULL, run_client, &c[i]);
+    }
+    int creates = 0, lists = 0, pets = 0, wrong = 0, failed = 0;
+    for (int i = 0; i < CLIENTS; i++) {
+        pthread_join(th[i], NULL);
+        creates += c[i].creates;
+        lists += c[i].lists;
+        pets += c[i].pets;
+        wrong += c[i].wrong;
+        failed += c[i].failed;
+        if (c[i].problem[0])
+            print_message("client %d: %s\n", i, c[i].problem);
+    }
+    if (wrong != 0 || failed != 0)
+        fail_msg("%d requests: expected every answer right; %d wrong, %d unanswered",
+                 CLIENTS * PER_CLIENT, wrong, failed);
+    assert_int_equal(creates + lists + pets, CLIENTS * PER_CLIENT);
+    /* The gateway counted exactly what the clients saw. */
+    assert_int_equal(metric(fx->gw_port, pets_200) - pets0, pets);
+    assert_int_equal(metric(fx->gw_port, people_get) - get0, lists);
+    assert_int_equal(metric(fx->gw_port, people_post) - post0, creates);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_routes_and_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_every_start_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_missing_service_then_restarts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deadline_and_no_head_of_line_blocking, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_two_workers_both_serve, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_correct_under_concurrency, setup, teardown),
+    };
+    signal(SIGPIPE, SIG_IGN);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
