@@ -2,7 +2,7 @@
 # make bench: the figures of bench/RESULTS.md, measured in one run on this
 # machine. Starts what it measures on free loopback ports, with data in a
 # temporary directory, and stops it by PID.
-#   bench/run.sh [BUILD_DIR] [rpc|services|all]     (BENCH_SECONDS=5 per figure)
+#   bench/run.sh [BUILD_DIR] [rpc|services|gateway|all]   (BENCH_SECONDS=5 per figure)
 set -euo pipefail
 build=${1:-build}
 what=${2:-all}
@@ -98,9 +98,60 @@ service_figures() {
   done
 }
 
+# wrk_line LABEL URL [wrk args...]: one wrk run summarised on one line.
+wrk_line() {
+  local label=$1 url=$2; shift 2
+  local out
+  out=$(wrk -t2 -c64 -d"${secs}s" --latency "$@" "$url")
+  local rps p50 p99 non2xx
+  rps=$(echo "$out" | awk '/^Requests\/sec/ {print $2}')
+  p50=$(echo "$out" | awk '$1 == "50%" {print $2}')
+  p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
+  non2xx=$(echo "$out" | awk '/Non-2xx/ {print $NF}')
+  errs=$(echo "$out" | awk '/Socket errors/ {print $0}')
+  echo "http  $label req_per_s=$rps p50=$p50 p99=$p99 non2xx=${non2xx:-0}${errs:+ $errs}"
+}
+
+gateway_figures() {
+  echo "== HTTP: wrk -t2 -c64, ${secs}s each =="
+  local bp; bp=$(free_port)
+  "$bin/tcpops-bench-bare" --listen "127.0.0.1:$bp" &
+  pids+=($!)
+  wait_port "$bp"
+  local bare; bare=$(wrk_line bare-civetweb "http://127.0.0.1:$bp/")
+  echo "$bare"
+  stop_all
+
+  rm -rf "$tmp/data"; mkdir -p "$tmp/data"
+  local pp qp gp
+  pp=$(free_port); qp=$(free_port); gp=$(free_port)
+  start tcpops-people "$pp" --data-dir "$tmp/data"
+  start tcpops-pets "$qp" --data-dir "$tmp/data"
+  "$bin/tcpops-gateway" --listen "127.0.0.1:$gp" --people "127.0.0.1:$pp" \
+    --pets "127.0.0.1:$qp" 2>>"$tmp/gateway.log" &
+  pids+=($!)
+  wait_port "$gp"
+  for _ in $(seq 1 100); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$gp/readyz")" = 200 ] && break
+    sleep 0.05
+  done
+  local pets; pets=$(wrk_line people-pets "http://127.0.0.1:$gp/people/pets?owner=bob")
+  echo "$pets"
+  local list; list=$(wrk_line people-list "http://127.0.0.1:$gp/people")
+  echo "$list"
+  stop_all
+  local b p l
+  b=$(echo "$bare" | field req_per_s); p=$(echo "$pets" | field req_per_s)
+  l=$(echo "$list" | field req_per_s)
+  awk -v b="$b" -v p="$p" -v l="$l" 'BEGIN {
+    printf "ratio /people/pets / bare = %.0f / %.0f = %.2f\n", p, b, p / b
+    printf "ratio /people / bare = %.0f / %.0f = %.2f\n", l, b, l / b }'
+}
+
 case "$what" in
   rpc) rpc_figures ;;
   services) service_figures ;;
-  all) rpc_figures; service_figures ;;
-  *) echo "usage: bench/run.sh [BUILD_DIR] [rpc|services|all]" >&2; exit 2 ;;
+  gateway) gateway_figures ;;
+  all) rpc_figures; service_figures; gateway_figures ;;
+  *) echo "usage: bench/run.sh [BUILD_DIR] [rpc|services|gateway|all]" >&2; exit 2 ;;
 esac

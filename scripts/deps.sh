@@ -7,7 +7,7 @@ set -euo pipefail
 
 pkgs=(gcc make cmake pkg-config libc6-dev
       libcivetweb-dev libprotobuf-c-dev protobuf-c-compiler
-      libsqlite3-dev libcmocka-dev libjansson-dev)
+      libsqlite3-dev libcmocka-dev libjansson-dev libinih-dev)
 if [ "${1:-}" = "bench" ]; then
   pkgs+=(wrk redis-server redis-tools sqlite3)
 fi

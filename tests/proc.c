@@ -56,6 +56,16 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static const char *child_log; /* stderr of the next child, when set */
+
+int proc_start_logged(proc *p, char *const argv[], const char *log_path)
+{
+    child_log = log_path;
+    int rc = proc_start(p, argv, 0);
+    child_log = NULL;
+    return rc;
+}
+
 int proc_start(proc *p, char *const argv[], int want_port)
 {
     int fds[2];
@@ -77,6 +87,11 @@ int proc_start(proc *p, char *const argv[], int want_port)
         if (getppid() != parent)
             _exit(127);
         dup2(fds[1], STDOUT_FILENO);
+        if (child_log != NULL) {
+            int lfd = open(child_log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+            if (lfd >= 0)
+                dup2(lfd, STDERR_FILENO);
+        }
         execv(argv[0], argv);
         fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
         _exit(127);

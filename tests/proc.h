@@ -21,6 +21,10 @@ const char *proc_bin(const char *name, char *buf, size_t len);
  * 10 s for a "port=N" line on its stdout. Returns 0 or -1. */
 int proc_start(proc *p, char *const argv[], int want_port);
 
+/* Like proc_start without a port, with the child's stderr appended to the
+ * file at log_path (for tests that read what a program logged). */
+int proc_start_logged(proc *p, char *const argv[], const char *log_path);
+
 /* Sends sig. */
 void proc_signal(const proc *p, int sig);
 

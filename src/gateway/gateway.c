@@ -7,11 +7,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "clock.h"
 #include "flags.h"
 #include "log.h"
 #include "routes.h"
+
+/* Every request goes to gw_handle from the first one on: a handler set with
+ * mg_set_request_handler after mg_start would leave a moment in which
+ * civetweb answers 404 by itself. */
+static int begin_request(struct mg_connection *conn)
+{
+    return gw_handle(conn, mg_get_request_info(conn)->user_data);
+}
 
 static int log_civetweb(const struct mg_connection *conn, const char *message)
 {
@@ -26,7 +35,7 @@ int main(int argc, char **argv)
     const char *listen = "127.0.0.1:5001";
     const char *people = "127.0.0.1:5002";
     const char *pets = "127.0.0.1:5003";
-    long threads = 128, pool = 2, deadline_ms = 2000, keepalive_ms = 10000;
+    long threads = 128, pool = 2, deadline_ms = 2000, keepalive_ms = 10000, drain_ms = 5000;
     int access_log = 1;
     gw g;
     memset(&g, 0, sizeof(g));
@@ -44,6 +53,8 @@ int main(int argc, char **argv)
         {"keepalive-ms", UTIL_FLAG_INT, &keepalive_ms, "MS",
          "how long an idle HTTP keep-alive connection stays open", 0, 600000},
         {"access-log", UTIL_FLAG_BOOL, &access_log, NULL, "one log line per request", 0, 0},
+        {"drain-ms", UTIL_FLAG_INT, &drain_ms, "MS",
+         "on SIGTERM, how long requests in flight may take", 0, 600000},
     };
     const size_t nflags = sizeof(flags) / sizeof(flags[0]);
     char err[512], q[600];
@@ -99,6 +110,7 @@ int main(int argc, char **argv)
     struct mg_callbacks cb;
     memset(&cb, 0, sizeof(cb));
     cb.log_message = log_civetweb;
+    cb.begin_request = begin_request;
     struct mg_init_data init = {.callbacks = &cb, .user_data = &g, .configuration_options = options};
     char mgerr[256] = "";
     struct mg_error_data ed = {.text = mgerr, .text_buffer_size = sizeof(mgerr)};
@@ -109,15 +121,21 @@ int main(int argc, char **argv)
                  util_logq(q, sizeof(q), mgerr));
         goto out;
     }
-    mg_set_request_handler(ctx, "/", gw_handle, &g);
     util_log(UTIL_INFO, "listening", "addr=%s people=%s pets=%s threads=%ld deadline_ms=%ld",
              listen, people, pets, threads, deadline_ms);
 
     int sig = 0;
     sigwait(&stopset, &sig);
     atomic_store(&g.draining, 1);
-    util_log(UTIL_INFO, "draining", "signal=%s", sig == SIGINT ? "INT" : "TERM");
-    /* Stops accepting, lets every request in flight finish, closes. */
+    util_log(UTIL_INFO, "draining", "signal=%s drain_ms=%ld", sig == SIGINT ? "INT" : "TERM",
+             drain_ms);
+    /* civetweb's mg_stop drops answers not yet written, so the requests in
+     * flight are waited for first (readyz already says 503). */
+    int64_t until = rpc_now_ms() + drain_ms;
+    while (atomic_load(&g.inflight) > 0 && rpc_now_ms() < until) {
+        struct timespec tick = {0, 5 * 1000000L};
+        nanosleep(&tick, NULL);
+    }
     mg_stop(ctx);
     ctx = NULL;
     util_log(UTIL_INFO, "stopped", "requests=%llu",

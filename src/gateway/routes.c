@@ -346,6 +346,7 @@ int gw_handle(struct mg_connection *conn, void *cbdata)
 {
     gw *g = cbdata;
     gw_req r;
+    atomic_fetch_add(&g->inflight, 1);
     gw_req_init(&r, conn, g->deadline_ms);
     const char *method = r.ri->request_method;
     const char *path = r.ri->local_uri != NULL ? r.ri->local_uri : "";
@@ -392,5 +393,6 @@ int gw_handle(struct mg_connection *conn, void *cbdata)
                  util_logq(qm, sizeof(qm), method), util_logq(qp, sizeof(qp), path), r.status,
                  r.bytes, (long long)dur, r.id);
     }
+    atomic_fetch_sub(&g->inflight, 1);
     return r.status;
 }

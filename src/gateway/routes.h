@@ -20,6 +20,7 @@ typedef struct gw {
     int access_log;        /* one logfmt line per request */
     int64_t started_ms;
     _Atomic int draining;  /* SIGTERM received: /readyz says 503 */
+    _Atomic int inflight;  /* requests being handled now */
 } gw;
 
 /* The civetweb request handler for every path (cbdata is the gw). Returns

@@ -84,7 +84,8 @@ struct slot {
     _Atomic int last_err;    /* why the last attempt or connection failed (-errno) */
     int fd;
     uint64_t next_id;
-    uint64_t goaway_last;
+    uint64_t goaway_last;    /* with goaway_seen: ids above it never ran */
+    int goaway_seen;
     pending *table[TABLE_SIZE];
     unsigned failures_seen;  /* consecutive failed attempts (for fail-fast) */
     int64_t ping_sent_ms;    /* 0 when no PING is outstanding */
@@ -234,11 +235,19 @@ static int on_frame(slot *sl, rpc_frame *f)
         pending *p = table_take(sl, f->id);
         if (p != NULL)
             atomic_fetch_sub(&sl->outstanding, 1);
+        /* A refusal of a call that crossed our GOAWAY: it never ran. */
+        int unsent = sl->goaway_seen && f->id > sl->goaway_last &&
+                     f->status == TCPOPS__STATUS__UNAVAILABLE;
         pthread_mutex_unlock(&sl->lock);
         if (p == NULL) {
             /* The caller gave up (deadline) or the id is not ours: drop it. */
             rpc_stats_add(ch->cfg.stats, RPC_C_LATE_ANSWERS, 1);
             rpc_frame_free(f);
+            return 0;
+        }
+        if (unsent) {
+            rpc_frame_free(f);
+            complete(p, END_UNSENT, 0, NULL);
             return 0;
         }
         complete(p, END_ANSWER, 0, f);
@@ -253,6 +262,7 @@ static int on_frame(slot *sl, rpc_frame *f)
     case TCPOPS__KIND__GOAWAY: {
         pthread_mutex_lock(&sl->lock);
         sl->goaway_last = f->last_id;
+        sl->goaway_seen = 1;
         atomic_store(&sl->soon, 1);
         atomic_store(&sl->state, S_DRAINING);
         pending *unsent = table_detach(sl, f->last_id);
@@ -418,6 +428,7 @@ static void *slot_main(void *arg)
         sl->fd = fd;
         sl->next_id = 0;
         sl->goaway_last = 0;
+        sl->goaway_seen = 0;
         sl->ping_sent_ms = 0;
         sl->failures_seen = 0;
         atomic_store(&sl->outstanding, 0);
@@ -443,6 +454,9 @@ static void *slot_main(void *arg)
         pthread_mutex_lock(&sl->wlock);
         pthread_mutex_lock(&sl->lock);
         sl->fd = -1;
+        /* After a GOAWAY, calls above its last id were never run by the
+         * server (they raced with it): those may go elsewhere, even writes. */
+        pending *unsent = sl->goaway_seen ? table_detach(sl, sl->goaway_last) : NULL;
         pending *lost = table_detach(sl, 0);
         atomic_store(&sl->outstanding, 0);
         pthread_mutex_unlock(&sl->lock);
@@ -450,6 +464,7 @@ static void *slot_main(void *arg)
         close(fd);
         rpc_buf_consume(&sl->rbuf, rpc_buf_used(&sl->rbuf));
         rpc_buf_shrink(&sl->rbuf, 0);
+        complete_list(unsent, END_UNSENT, 0);
         complete_list(lost, END_LOST, why != 0 ? why : -ECONNRESET);
 
         rpc_stats_add(ch->cfg.stats, RPC_C_CONNS_OPEN, -1);
@@ -474,10 +489,12 @@ static void *slot_main(void *arg)
 
 /* ---- calls ---- */
 
-/* The ready slot with the fewest calls outstanding, other than `avoid`.
+/* The ready slot with the fewest calls outstanding, on another endpoint than
+ * `avoid` when there is one (a retry should not go back to a worker that just
+ * failed it; `avoid` is only compared, never dereferenced: it may be gone).
  * Returns NULL when none is ready; *full says one was ready but at its cap.
  * A slot returned holds a use of its endpoint: release it with unpick. */
-static slot *pick(rpc_channel *ch, const slot *avoid, int *full)
+static slot *pick(rpc_channel *ch, const endpoint *avoid, int *full)
 {
     slot *best = NULL, *fallback = NULL;
     int best_out = 0;
@@ -497,8 +514,9 @@ static slot *pick(rpc_channel *ch, const slot *avoid, int *full)
             *full = 1;
             continue;
         }
-        if (sl == avoid) {
-            fallback = sl; /* `avoid` is only compared: it may be gone */
+        if (sl->ep == avoid) {
+            if (fallback == NULL || out < atomic_load(&fallback->outstanding))
+                fallback = sl;
             continue;
         }
         if (best == NULL || out < best_out) {
@@ -680,7 +698,7 @@ int rpc_channel_call(rpc_channel *ch, rpc_call *call)
     if (dl > ch->cfg.max_deadline_ms)
         dl = ch->cfg.max_deadline_ms;
     int64_t deadline = now + dl;
-    slot *avoid = NULL;
+    const endpoint *avoid = NULL;
     int read_retried = 0;
 
     set_error(call, TCPOPS__STATUS__UNAVAILABLE, "%s: no connection took the call",
@@ -740,7 +758,8 @@ int rpc_channel_call(rpc_channel *ch, rpc_call *call)
         pthread_cond_destroy(&p.cond);
 
         snprintf(call->endpoint, sizeof(call->endpoint), "%s", sl->ep->addr);
-        unpick(sl); /* sl stays a valid pointer to compare with, not to use */
+        const endpoint *used = sl->ep;
+        unpick(sl); /* from here sl and used are only compared, never used */
         if (!done) {
             set_error(call, TCPOPS__STATUS__DEADLINE_EXCEEDED,
                       "%s (%s): deadline passed waiting for the answer", ch->name,
@@ -758,7 +777,7 @@ int rpc_channel_call(rpc_channel *ch, rpc_call *call)
         }
         if (p.how == END_NONE)
             break;
-        avoid = sl;
+        avoid = used;
         if (p.how == END_UNSENT && rpc_now_ms() < deadline)
             continue; /* never reached the server: safe for any call */
         if (p.how == END_LOST && call->idempotent && !read_retried &&

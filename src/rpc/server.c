@@ -112,6 +112,7 @@ struct rpc_server {
     pthread_cond_t dcond;
     int inflight;             /* under dlock: jobs in all connections */
     int unflushed;            /* under dlock: connections with bytes in wbuf */
+    int drain_started;        /* under dlock: listeners closed, GOAWAY sent to all */
 };
 
 /* ---- helpers ---- */
@@ -821,8 +822,16 @@ static void *io_main(void *arg)
                 on_readable(s, c);
         }
         if (atomic_load(&s->draining) && s->nlisteners > 0 && s->listeners[0].fd >= 0) {
+            /* Stop accepting and tell every client at once, before anyone
+             * waits for the calls in flight: a client must see GOAWAY before
+             * its connection closes, or it cannot tell which calls never ran. */
             close_listeners(s);
-            atomic_store(&s->want_goaway, 1);
+            for (conn *c = s->conns; c != NULL; c = c->next)
+                send_goaway(s, c);
+            pthread_mutex_lock(&s->dlock);
+            s->drain_started = 1;
+            pthread_cond_broadcast(&s->dcond);
+            pthread_mutex_unlock(&s->dlock);
         }
         int64_t now = rpc_now_ms();
         if (woke || now - last_tick >= TICK_MS) {
@@ -985,7 +994,7 @@ int rpc_server_drain(rpc_server *s, int timeout_ms)
     struct timespec ts;
     rpc_ms_to_timespec(rpc_now_ms() + timeout_ms, &ts);
     pthread_mutex_lock(&s->dlock);
-    while ((s->inflight > 0 || s->unflushed > 0) && rc == 0)
+    while ((!s->drain_started || s->inflight > 0 || s->unflushed > 0) && rc == 0)
         rc = -pthread_cond_timedwait(&s->dcond, &s->dlock, &ts);
     if (rc != 0 && s->inflight == 0 && s->unflushed == 0)
         rc = 0;

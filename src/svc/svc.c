@@ -34,6 +34,9 @@ typedef struct svc {
     rpc_stats *stats;
     svc_writer *writer;
 
+    long grow_mb;             /* fault injection: MiB to allocate each second */
+    void **grown;             /* what it allocated, freed at exit */
+    size_t ngrown;
     pthread_t heartbeat;
     pthread_mutex_t lock;
     pthread_cond_t cond;
@@ -146,6 +149,17 @@ static void *heartbeat_main(void *arg)
             util_log(UTIL_WARN, "heartbeat failed", "err=%s", util_logq(q, sizeof(q), err));
         }
         failing = st != TCPOPS__STATUS__OK;
+        if (s->grow_mb > 0) {
+            /* Fault injection: a leak the supervisor's memory limit must catch. */
+            void **g = realloc(s->grown, (s->ngrown + 1) * sizeof(*g));
+            void *block = g != NULL ? malloc((size_t)s->grow_mb << 20) : NULL;
+            if (g != NULL)
+                s->grown = g;
+            if (block != NULL) {
+                memset(block, 0xA5, (size_t)s->grow_mb << 20);
+                s->grown[s->ngrown++] = block;
+            }
+        }
         pthread_mutex_lock(&s->lock);
         struct timespec ts;
         rpc_ms_to_timespec(rpc_now_ms() + HEARTBEAT_MS, &ts);
@@ -434,6 +448,8 @@ int svc_main(const svc_desc *desc, int argc, char **argv)
          "fault injection: hold each call this long before running it", 0, 600000},
         {"delay-method", UTIL_FLAG_STR, &delay_method, "METHOD",
          "fault injection: only delay this method (default: all)", 0, 0},
+        {"fault-grow-mb", UTIL_FLAG_INT, &s.grow_mb, "MB",
+         "fault injection: allocate and keep this many MiB every second", 0, 1024},
     };
     const size_t nflags = sizeof(flags) / sizeof(flags[0]);
     char err[512], q[600];
@@ -578,6 +594,9 @@ out:
     rpc_server_free(s.srv);
     svc_writer_free(s.writer);
     rpc_stats_free(s.stats);
+    for (size_t i = 0; i < s.ngrown; i++)
+        free(s.grown[i]);
+    free(s.grown);
     free(rm);
     free(s.methods);
     return rc;

@@ -13,7 +13,7 @@ static void env_name(const char *flag, char *out, size_t len)
     out[o] = '\0';
 }
 
-static int parse_long(const char *s, long *out)
+int util_parse_size(const char *s, long *out)
 {
     char *end = NULL;
     errno = 0;
@@ -57,7 +57,7 @@ static int set_value(const util_flag *f, const char *value, const char *source, 
         return -1;
     case UTIL_FLAG_INT: {
         long v;
-        if (parse_long(value, &v) < 0 || v < f->min || v > f->max) {
+        if (util_parse_size(value, &v) < 0 || v < f->min || v > f->max) {
             snprintf(err, errlen, "%s: \"%s\" must be a number from %ld to %ld", source,
                      value, f->min, f->max);
             return -1;

@@ -28,6 +28,10 @@ typedef struct util_flag {
 int util_flags_parse(const util_flag *flags, size_t n, int argc, char **argv, int first,
                      char *err, size_t errlen);
 
+/* Parses a decimal number that may end in k/m/g (x1024; "64M", "512k").
+ * 0, or -1 when s is not such a number. */
+int util_parse_size(const char *s, long *out);
+
 /* Prints the flags, their environment names and defaults. */
 void util_flags_usage(FILE *out, const util_flag *flags, size_t n);
 

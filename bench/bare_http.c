@@ -1,0 +1,57 @@
+/* tcpops-bench-bare: a civetweb server that answers every request with a
+ * fixed JSON body, configured like the gateway. It is the ceiling of the
+ * HTTP layer on this machine: the gateway's figures are read against it.
+ *   tcpops-bench-bare --listen HOST:PORT [--threads N] */
+#include <civetweb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int answer(struct mg_connection *conn, void *cbdata)
+{
+    static const char body[] = "[\"bixa\",\"rex\"]";
+    (void)cbdata;
+    mg_response_header_start(conn, 200);
+    mg_response_header_add(conn, "Content-Type", "application/json", -1);
+    mg_response_header_add(conn, "Content-Length", "14", -1);
+    mg_response_header_send(conn);
+    mg_write(conn, body, sizeof(body) - 1);
+    return 200;
+}
+
+int main(int argc, char **argv)
+{
+    const char *listen = "127.0.0.1:8080";
+    const char *threads = "128";
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (strcmp(argv[i], "--listen") == 0)
+            listen = argv[i + 1];
+        else if (strcmp(argv[i], "--threads") == 0)
+            threads = argv[i + 1];
+    }
+    const char *options[] = {
+        "listening_ports", listen, "num_threads", threads, "enable_keep_alive", "yes",
+        "keep_alive_timeout_ms", "10000", "tcp_nodelay", "1", "listen_backlog", "1024",
+        NULL, NULL,
+    };
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    mg_init_library(0);
+    struct mg_callbacks cb;
+    memset(&cb, 0, sizeof(cb));
+    struct mg_context *ctx = mg_start(&cb, NULL, options);
+    if (ctx == NULL) {
+        fprintf(stderr, "tcpops-bench-bare: cannot listen on %s\n", listen);
+        return 1;
+    }
+    mg_set_request_handler(ctx, "/", answer, NULL);
+    int sig;
+    sigwait(&set, &sig);
+    mg_stop(ctx);
+    mg_exit_library();
+    return 0;
+}

@@ -1,0 +1,156 @@
+#include "config.h"
+
+#include <ini.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "flags.h"
+
+static const char *const names[SUP_NAPPS] = {"gateway", "people", "pets"};
+static const char *const binaries[SUP_NAPPS] = {"tcpops-gateway", "tcpops-people",
+                                                "tcpops-pets"};
+static const char *const listens[SUP_NAPPS] = {"127.0.0.1:5001", "127.0.0.1:5002",
+                                               "127.0.0.1:5003"};
+
+int sup_app_index(const char *name)
+{
+    for (int i = 0; i < SUP_NAPPS; i++)
+        if (strcmp(names[i], name) == 0)
+            return i;
+    return -1;
+}
+
+void sup_config_default(sup_config *c)
+{
+    memset(c, 0, sizeof(*c));
+    snprintf(c->data_dir, sizeof(c->data_dir), "./var");
+    c->drain_ms = 5000;
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n > 0) {
+        self[n] = '\0';
+        char *slash = strrchr(self, '/');
+        if (slash != NULL)
+            *slash = '\0';
+        snprintf(c->bin_dir, sizeof(c->bin_dir), "%s", self);
+    } else {
+        snprintf(c->bin_dir, sizeof(c->bin_dir), ".");
+    }
+    for (int i = 0; i < SUP_NAPPS; i++) {
+        c->apps[i].name = names[i];
+        c->apps[i].binary = binaries[i];
+        snprintf(c->apps[i].listen, sizeof(c->apps[i].listen), "%s", listens[i]);
+        c->apps[i].workers = 1;
+    }
+}
+
+typedef struct load_ctx {
+    sup_config *c;
+    char *err;
+    size_t errlen;
+} load_ctx;
+
+static int set_workers(sup_app *a, const char *v, char *err, size_t errlen)
+{
+    char *end = NULL;
+    long n = strtol(v, &end, 10);
+    if (end == v || *end != '\0' || n < 0 || n > SUP_MAX_WORKERS ||
+        (a->workers == 1 && strcmp(a->name, "gateway") == 0 && n != 1)) {
+        snprintf(err, errlen, "%s workers: \"%s\" must be 0-%d%s", a->name, v, SUP_MAX_WORKERS,
+                 strcmp(a->name, "gateway") == 0 ? " (the gateway runs exactly 1)" : "");
+        return -1;
+    }
+    a->workers = (int)n;
+    return 0;
+}
+
+static int set_memory(sup_app *a, const char *v, char *err, size_t errlen)
+{
+    long bytes;
+    if (util_parse_size(v, &bytes) < 0 || bytes < 0) {
+        snprintf(err, errlen, "%s max_memory: \"%s\" is not a size like 64M", a->name, v);
+        return -1;
+    }
+    a->max_memory = bytes;
+    return 0;
+}
+
+static int on_ini(void *user, const char *section, const char *key, const char *value)
+{
+    load_ctx *l = user;
+    if (strcmp(section, "tcpops") == 0) {
+        if (strcmp(key, "data_dir") == 0) {
+            snprintf(l->c->data_dir, sizeof(l->c->data_dir), "%s", value);
+            return 1;
+        }
+        if (strcmp(key, "drain_ms") == 0) {
+            l->c->drain_ms = atol(value);
+            return 1;
+        }
+    }
+    int a = sup_app_index(section);
+    if (a >= 0) {
+        sup_app *app = &l->c->apps[a];
+        if (strcmp(key, "listen") == 0) {
+            snprintf(app->listen, sizeof(app->listen), "%s", value);
+            return 1;
+        }
+        if (strcmp(key, "workers") == 0)
+            return set_workers(app, value, l->err, l->errlen) == 0;
+        if (strcmp(key, "max_memory") == 0)
+            return set_memory(app, value, l->err, l->errlen) == 0;
+        if (strcmp(key, "args") == 0) {
+            snprintf(app->args, sizeof(app->args), "%s", value);
+            return 1;
+        }
+    }
+    snprintf(l->err, l->errlen, "unknown setting [%s] %s", section, key);
+    return 0;
+}
+
+int sup_config_load(sup_config *c, const char *path, char *err, size_t errlen)
+{
+    load_ctx l = {.c = c, .err = err, .errlen = errlen};
+    err[0] = '\0';
+    int rc = ini_parse(path, on_ini, &l);
+    if (rc == -1) {
+        snprintf(err, errlen, "cannot open config file %s", path);
+        return -1;
+    }
+    if (rc != 0) {
+        char why[256];
+        snprintf(why, sizeof(why), "%s", err);
+        snprintf(err, errlen, "%s line %d: %s", path, rc, why[0] ? why : "syntax error");
+        return -1;
+    }
+    return 0;
+}
+
+int sup_config_pairs(sup_config *c, const char *spec, const char *what, char *err,
+                     size_t errlen)
+{
+    char buf[512];
+    snprintf(buf, sizeof(buf), "%s", spec);
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok != NULL;
+         tok = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(tok, '=');
+        if (eq == NULL) {
+            snprintf(err, errlen, "--%s: \"%s\" is not APP=VALUE", what, tok);
+            return -1;
+        }
+        *eq = '\0';
+        int a = sup_app_index(tok);
+        if (a < 0) {
+            snprintf(err, errlen, "--%s: unknown app \"%s\" (gateway, people, pets)", what, tok);
+            return -1;
+        }
+        int rc = strcmp(what, "workers") == 0 ? set_workers(&c->apps[a], eq + 1, err, errlen)
+                                               : set_memory(&c->apps[a], eq + 1, err, errlen);
+        if (rc < 0)
+            return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,118 @@
+#include "ctl.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "master.h"
+
+json_t *sup_ctl_request(const char *data_dir, json_t *req, int timeout_ms, char *err,
+                        size_t errlen)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    char path[1200];
+    json_t *answer = NULL;
+    int fd = -1;
+    char *line = json_dumps(req, JSON_COMPACT);
+    json_decref(req);
+    sup_socket_path(data_dir, path, sizeof(path));
+    if (line == NULL || strlen(path) >= sizeof(sa.sun_path)) {
+        snprintf(err, errlen, "control socket path too long: %s", path);
+        goto out;
+    }
+    strcpy(sa.sun_path, path);
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        snprintf(err, errlen, "no tcpops master on %s (%s); start one with `tcpops up`", path,
+                 strerror(errno));
+        goto out;
+    }
+    size_t n = strlen(line);
+    line[n] = '\n';
+    if (send(fd, line, n + 1, MSG_NOSIGNAL) != (ssize_t)(n + 1)) {
+        snprintf(err, errlen, "cannot send to %s: %s", path, strerror(errno));
+        goto out;
+    }
+    char buf[65536];
+    size_t got = 0;
+    int64_t deadline = rpc_now_ms() + timeout_ms;
+    while (got < sizeof(buf) - 1) {
+        struct pollfd pf = {.fd = fd, .events = POLLIN};
+        int64_t left = deadline - rpc_now_ms();
+        if (left <= 0 || poll(&pf, 1, (int)left) <= 0) {
+            snprintf(err, errlen, "the master did not answer within %d ms", timeout_ms);
+            goto out;
+        }
+        ssize_t r = recv(fd, buf + got, sizeof(buf) - 1 - got, 0);
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+        if (memchr(buf, '\n', got) != NULL)
+            break;
+    }
+    buf[got] = '\0';
+    json_error_t je;
+    answer = json_loads(buf, JSON_DISABLE_EOF_CHECK, &je);
+    if (answer == NULL)
+        snprintf(err, errlen, "unreadable answer from the master: %s", je.text);
+out:
+    if (fd >= 0)
+        close(fd);
+    free(line);
+    return answer;
+}
+
+static void human_bytes(long long b, char *out, size_t len)
+{
+    if (b >= 1 << 30)
+        snprintf(out, len, "%.1fG", (double)b / (1 << 30));
+    else if (b >= 1 << 20)
+        snprintf(out, len, "%.1fM", (double)b / (1 << 20));
+    else if (b > 0)
+        snprintf(out, len, "%lldK", b / 1024);
+    else
+        snprintf(out, len, "-");
+}
+
+static void human_ms(long long ms, char *out, size_t len)
+{
+    if (ms <= 0)
+        snprintf(out, len, "-");
+    else if (ms < 60000)
+        snprintf(out, len, "%.1fs", (double)ms / 1000);
+    else if (ms < 3600000)
+        snprintf(out, len, "%lldm%llds", ms / 60000, (ms / 1000) % 60);
+    else
+        snprintf(out, len, "%lldh%lldm", ms / 3600000, (ms / 60000) % 60);
+}
+
+void sup_ctl_print_ps(json_t *answer)
+{
+    json_t *workers = json_object_get(answer, "workers");
+    size_t i;
+    json_t *w;
+    printf("%-8s %-6s %-8s %-14s %-9s %-8s %-8s %s\n", "APP", "WORKER", "PID", "STATE", "UPTIME",
+           "RESTARTS", "MEMORY", "LAST EXIT");
+    json_array_foreach(workers, i, w) {
+        char up[32], mem[32], last[24];
+        human_ms(json_integer_value(json_object_get(w, "uptime_ms")), up, sizeof(up));
+        human_bytes(json_integer_value(json_object_get(w, "rss_bytes")), mem, sizeof(mem));
+        json_int_t le = json_integer_value(json_object_get(w, "last_exit"));
+        if (le < 0)
+            snprintf(last, sizeof(last), "-");
+        else
+            snprintf(last, sizeof(last), "%lld", (long long)le);
+        printf("%-8s %-6lld %-8lld %-14s %-9s %-8lld %-8s %s\n",
+               json_string_value(json_object_get(w, "app")),
+               (long long)json_integer_value(json_object_get(w, "worker")),
+               (long long)json_integer_value(json_object_get(w, "pid")),
+               json_string_value(json_object_get(w, "state")), up,
+               (long long)json_integer_value(json_object_get(w, "restarts")), mem, last);
+    }
+}

@@ -1,0 +1,18 @@
+/* The supervisor's master process (`tcpops up`): starts the gateway and N
+ * workers of each service, restarts any that exits (with backoff, forever),
+ * scales and rolls apps on request from the control socket, replaces a
+ * worker over its memory limit, and stops everything gracefully. Single
+ * threaded: one poll loop over the children's output, the control socket,
+ * a signalfd and timers. */
+#ifndef TCPOPS_SUP_MASTER_H
+#define TCPOPS_SUP_MASTER_H
+
+#include "config.h"
+
+/* Path of the control socket for a data dir into buf. */
+void sup_socket_path(const char *data_dir, char *buf, size_t len);
+
+/* Runs until SIGTERM/SIGINT or `tcpops down`. Returns the exit code. */
+int sup_master_run(const sup_config *cfg);
+
+#endif

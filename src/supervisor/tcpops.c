@@ -1,0 +1,217 @@
+/* tcpops: the supervisor. `tcpops up` runs the whole system and keeps it
+ * running; the other commands talk to that master. */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "ctl.h"
+#include "flags.h"
+#include "log.h"
+#include "master.h"
+
+static const char usage[] =
+    "usage: tcpops [--data-dir DIR] COMMAND\n"
+    "\n"
+    "  up [FLAGS]          start the gateway and every service's workers, keep them\n"
+    "                      running (restart with backoff), serve the commands below\n"
+    "  ps [--json]         every worker: app, number, pid, state, uptime, restarts, memory\n"
+    "  scale APP N         run N workers of people or pets (waits until they serve)\n"
+    "  restart APP         rolling restart: a new worker serves before an old one leaves\n"
+    "  down                stop everything gracefully\n"
+    "\n"
+    "--data-dir (env TCPOPS_DATA_DIR, default ./var) holds the databases and the\n"
+    "control socket. `tcpops up --help` lists the flags of up.\n";
+
+static int ctl(const char *data_dir, json_t *req, int timeout_ms, int print_ps)
+{
+    char err[512];
+    json_t *ans = sup_ctl_request(data_dir, req, timeout_ms, err, sizeof(err));
+    if (ans == NULL) {
+        fprintf(stderr, "tcpops: %s\n", err);
+        return 3;
+    }
+    int ok = json_is_true(json_object_get(ans, "ok"));
+    if (!ok) {
+        fprintf(stderr, "tcpops: %s\n", json_string_value(json_object_get(ans, "error")));
+    } else if (print_ps) {
+        sup_ctl_print_ps(ans);
+    } else {
+        char *s = json_dumps(ans, JSON_COMPACT);
+        printf("%s\n", s);
+        free(s);
+    }
+    json_decref(ans);
+    return ok ? 0 : 1;
+}
+
+static int up(sup_config *cfg, int argc, char **argv, int first)
+{
+    const char *config = NULL, *workers = NULL, *memory = NULL;
+    const char *gw = NULL, *people = NULL, *pets = NULL;
+    const char *gw_args = NULL, *people_args = NULL, *pets_args = NULL;
+    const char *data_dir = NULL;
+    long drain_ms = -1;
+    const util_flag flags[] = {
+        {"config", UTIL_FLAG_STR, &config, "FILE", "INI file (see README); flags override it", 0, 0},
+        {"data-dir", UTIL_FLAG_STR, &data_dir, "DIR", "databases and control socket", 0, 0},
+        {"workers", UTIL_FLAG_STR, &workers, "APP=N,...", "workers per service (people=4,pets=2)",
+         0, 0},
+        {"max-memory", UTIL_FLAG_STR, &memory, "APP=SIZE,...",
+         "replace a worker above this resident size (people=256M)", 0, 0},
+        {"gateway", UTIL_FLAG_STR, &gw, "HOST:PORT", "gateway HTTP address (127.0.0.1:5001)", 0,
+         0},
+        {"people", UTIL_FLAG_STR, &people, "HOST:PORT", "people address (127.0.0.1:5002)", 0, 0},
+        {"pets", UTIL_FLAG_STR, &pets, "HOST:PORT", "pets address (127.0.0.1:5003)", 0, 0},
+        {"gateway-args", UTIL_FLAG_STR, &gw_args, "ARGS", "extra flags for the gateway", 0, 0},
+        {"people-args", UTIL_FLAG_STR, &people_args, "ARGS", "extra flags for people workers", 0,
+         0},
+        {"pets-args", UTIL_FLAG_STR, &pets_args, "ARGS", "extra flags for pets workers", 0, 0},
+        {"drain-ms", UTIL_FLAG_INT, &drain_ms, "MS", "stop: SIGKILL after this plus 1 s", 0,
+         600000},
+        {"detach", UTIL_FLAG_BOOL, &cfg->detach, NULL,
+         "run in the background, logging to DIR/tcpops.log", 0, 0},
+    };
+    const size_t nflags = sizeof(flags) / sizeof(flags[0]);
+    char err[512];
+    int pos = util_flags_parse(flags, nflags, argc, argv, first, err, sizeof(err));
+    if (pos == 0) {
+        printf("usage: tcpops up [FLAGS]\n\n");
+        util_flags_usage(stdout, flags, nflags);
+        return 0;
+    }
+    if (pos < 0 || pos < argc) {
+        fprintf(stderr, "tcpops up: %s\n", pos < 0 ? err : "unexpected argument");
+        return 2;
+    }
+    if (config != NULL && sup_config_load(cfg, config, err, sizeof(err)) < 0) {
+        fprintf(stderr, "tcpops up: %s\n", err);
+        return 2;
+    }
+    if (data_dir != NULL)
+        snprintf(cfg->data_dir, sizeof(cfg->data_dir), "%s", data_dir);
+    if (drain_ms >= 0)
+        cfg->drain_ms = drain_ms;
+    if ((workers != NULL && sup_config_pairs(cfg, workers, "workers", err, sizeof(err)) < 0) ||
+        (memory != NULL && sup_config_pairs(cfg, memory, "max-memory", err, sizeof(err)) < 0)) {
+        fprintf(stderr, "tcpops up: %s\n", err);
+        return 2;
+    }
+    const char *addrs[SUP_NAPPS] = {gw, people, pets};
+    const char *args[SUP_NAPPS] = {gw_args, people_args, pets_args};
+    for (int a = 0; a < SUP_NAPPS; a++) {
+        if (addrs[a] != NULL)
+            snprintf(cfg->apps[a].listen, sizeof(cfg->apps[a].listen), "%s", addrs[a]);
+        if (args[a] != NULL)
+            snprintf(cfg->apps[a].args, sizeof(cfg->apps[a].args), "%s", args[a]);
+    }
+    for (int a = 0; a < SUP_NAPPS; a++) {
+        char bin[PATH_MAX + 64];
+        snprintf(bin, sizeof(bin), "%s/%s", cfg->bin_dir, cfg->apps[a].binary);
+        if (access(bin, X_OK) < 0) {
+            fprintf(stderr, "tcpops up: %s is missing; build it with `make`\n", bin);
+            return 2;
+        }
+    }
+    if (cfg->detach) {
+        mkdir(cfg->data_dir, 0755);
+        char logpath[1100];
+        snprintf(logpath, sizeof(logpath), "%s/tcpops.log", cfg->data_dir);
+        int logfd = open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        if (logfd < 0) {
+            fprintf(stderr, "tcpops up: cannot open %s\n", logpath);
+            return 1;
+        }
+        pid_t pid = fork();
+        if (pid < 0)
+            return 1;
+        if (pid > 0) {
+            printf("tcpops: running in the background (pid %d); logs in %s; stop with "
+                   "`tcpops down`\n",
+                   (int)pid, logpath);
+            return 0;
+        }
+        setsid();
+        dup2(logfd, STDOUT_FILENO);
+        dup2(logfd, STDERR_FILENO);
+        int devnull = open("/dev/null", O_RDONLY);
+        if (devnull >= 0)
+            dup2(devnull, STDIN_FILENO);
+    }
+    return sup_master_run(cfg);
+}
+
+int main(int argc, char **argv)
+{
+    sup_config cfg;
+    sup_config_default(&cfg);
+    util_log_init("tcpops");
+    const char *data_dir = getenv("TCPOPS_DATA_DIR");
+    int i = 1;
+    /* The global --data-dir may come before the command. */
+    while (i < argc && strncmp(argv[i], "--", 2) == 0) {
+        if (strcmp(argv[i], "--data-dir") == 0 && i + 1 < argc) {
+            data_dir = argv[i + 1];
+            i += 2;
+        } else if (strncmp(argv[i], "--data-dir=", 11) == 0) {
+            data_dir = argv[i] + 11;
+            i++;
+        } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            fputs(usage, stdout);
+            return 0;
+        } else {
+            fprintf(stderr, "tcpops: unknown flag %s\n%s", argv[i], usage);
+            return 2;
+        }
+    }
+    if (data_dir != NULL)
+        snprintf(cfg.data_dir, sizeof(cfg.data_dir), "%s", data_dir);
+    if (i >= argc) {
+        fputs(usage, stderr);
+        return 2;
+    }
+    const char *cmd = argv[i];
+    const char *a1 = i + 1 < argc ? argv[i + 1] : NULL;
+    const char *a2 = i + 2 < argc ? argv[i + 2] : NULL;
+    int nargs = argc - i - 1;
+    if (strcmp(cmd, "up") == 0)
+        return up(&cfg, argc, argv, i + 1);
+    if (strcmp(cmd, "ps") == 0) {
+        int as_json = nargs == 1 && strcmp(a1, "--json") == 0;
+        if (nargs > 1 || (nargs == 1 && !as_json)) {
+            fprintf(stderr, "usage: tcpops ps [--json]\n");
+            return 2;
+        }
+        return ctl(cfg.data_dir, json_pack("{s:s}", "cmd", "ps"), 5000, !as_json);
+    }
+    if (strcmp(cmd, "scale") == 0) {
+        char *end = NULL;
+        long n = a2 != NULL ? strtol(a2, &end, 10) : -1;
+        if (nargs != 2 || end == a2 || *end != '\0' || n < 0) {
+            fprintf(stderr, "usage: tcpops scale APP N   (APP is people or pets)\n");
+            return 2;
+        }
+        return ctl(cfg.data_dir, json_pack("{s:s,s:s,s:i}", "cmd", "scale", "app", a1, "workers",
+                                           (int)n),
+                   120000, 0);
+    }
+    if (strcmp(cmd, "restart") == 0) {
+        if (nargs != 1) {
+            fprintf(stderr, "usage: tcpops restart APP   (gateway, people or pets)\n");
+            return 2;
+        }
+        return ctl(cfg.data_dir, json_pack("{s:s,s:s}", "cmd", "restart", "app", a1), 600000, 0);
+    }
+    if (strcmp(cmd, "down") == 0) {
+        if (nargs != 0) {
+            fprintf(stderr, "usage: tcpops down\n");
+            return 2;
+        }
+        return ctl(cfg.data_dir, json_pack("{s:s}", "cmd", "down"), 120000, 0);
+    }
+    fprintf(stderr, "tcpops: unknown command \"%s\"\n%s", cmd, usage);
+    return 2;
+}

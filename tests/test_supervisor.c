@@ -1,0 +1,604 @@
+/* The supervisor `tcpops up` running the whole system on free ports, under a
+ * steady load, while workers are killed, scaled, restarted, starved of a
+ * database or grow past their memory limit (RELIABILITY.md scenarios 2, 3,
+ * 12-17). */
+#include <jansson.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "http_client.h"
+#include "proc.h"
+
+typedef struct fixture {
+    char dir[256];
+    char log[300];
+    proc master;
+    int gw_port, people_port, pets_port;
+} fixture;
+
+static int setup(void **state)
+{
+    fixture *fx = calloc(1, sizeof(*fx));
+    assert_int_equal(make_temp_dir(fx->dir, sizeof(fx->dir)), 0);
+    snprintf(fx->log, sizeof(fx->log), "%s/master.log", fx->dir);
+    fx->gw_port = free_port();
+    fx->people_port = free_port();
+    fx->pets_port = free_port();
+    *state = fx;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *fx = *state;
+    if (fx->master.pid > 0) {
+        /* A graceful stop first, so the workers leave with the master. */
+        proc_signal(&fx->master, SIGTERM);
+        if (proc_wait(&fx->master, 15000) < 0)
+            proc_stop(&fx->master);
+    }
+    rm_rf(fx->dir);
+    free(fx);
+    return 0;
+}
+
+/* Runs `tcpops up` with the fixture's ports and the extra flags given. */
+static void up(fixture *fx, ...)
+{
+    char bin[512], gw[64], people[64], pets[64];
+    char *argv[32];
+    int n = 0;
+    va_list ap;
+    snprintf(gw, sizeof(gw), "127.0.0.1:%d", fx->gw_port);
+    snprintf(people, sizeof(people), "127.0.0.1:%d", fx->people_port);
+    snprintf(pets, sizeof(pets), "127.0.0.1:%d", fx->pets_port);
+    argv[n++] = (char *)proc_bin("tcpops", bin, sizeof(bin));
+    argv[n++] = "up";
+    argv[n++] = "--data-dir";
+    argv[n++] = fx->dir;
+    argv[n++] = "--gateway";
+    argv[n++] = gw;
+    argv[n++] = "--people";
+    argv[n++] = people;
+    argv[n++] = "--pets";
+    argv[n++] = pets;
+    argv[n++] = "--gateway-args";
+    argv[n++] = "--access-log=false";
+    va_start(ap, fx);
+    for (char *a; n < 31 && (a = va_arg(ap, char *)) != NULL;)
+        argv[n++] = a;
+    va_end(ap);
+    argv[n] = NULL;
+    assert_int_equal(proc_start_logged(&fx->master, argv, fx->log), 0);
+    /* Ready when the gateway says every service is reachable. */
+    for (int i = 0; i < 1000; i++) {
+        http_resp r;
+        if (http_once(fx->gw_port, "GET", "/readyz", NULL, NULL, &r) == 0) {
+            int ok = r.status == 200;
+            http_resp_free(&r);
+            if (ok)
+                return;
+        }
+        usleep(20 * 1000);
+    }
+    fail_msg("tcpops up: the gateway was not ready within 20 s (log in %s)", fx->log);
+}
+
+/* Runs `tcpops --data-dir DIR ARGS...`; returns its exit code and stdout. */
+static int tcpops(fixture *fx, char *out, size_t outlen, ...)
+{
+    char bin[512], err[4096], dummy[16];
+    char *argv[16];
+    int n = 0;
+    va_list ap;
+    argv[n++] = (char *)proc_bin("tcpops", bin, sizeof(bin));
+    argv[n++] = "--data-dir";
+    argv[n++] = fx->dir;
+    va_start(ap, outlen);
+    for (char *a; n < 15 && (a = va_arg(ap, char *)) != NULL;)
+        argv[n++] = a;
+    va_end(ap);
+    argv[n] = NULL;
+    if (out == NULL) {
+        out = dummy;
+        outlen = sizeof(dummy);
+    }
+    int code = proc_run(argv, out, outlen, err, sizeof(err), 120000);
+    if (code != 0)
+        print_message("tcpops %s: exit %d: %s\n", argv[3], code, err);
+    return code;
+}
+
+/* The workers of app from `tcpops ps --json`: pids[] and states (running
+ * count returned through *running). Returns how many there are. */
+static int workers(fixture *fx, const char *app, int *pids, int max, int *running,
+                   int *restarts)
+{
+    char out[16384];
+    int n = 0;
+    *running = 0;
+    if (restarts != NULL)
+        *restarts = 0;
+    if (tcpops(fx, out, sizeof(out), "ps", "--json", NULL) != 0)
+        return -1;
+    json_error_t je;
+    json_t *doc = json_loads(out, 0, &je);
+    json_t *w;
+    size_t i;
+    json_array_foreach(json_object_get(doc, "workers"), i, w) {
+        if (strcmp(json_string_value(json_object_get(w, "app")), app) != 0)
+            continue;
+        if (n < max)
+            pids[n] = (int)json_integer_value(json_object_get(w, "pid"));
+        n++;
+        if (strcmp(json_string_value(json_object_get(w, "state")), "running") == 0)
+            (*running)++;
+        if (restarts != NULL)
+            *restarts += (int)json_integer_value(json_object_get(w, "restarts"));
+    }
+    json_decref(doc);
+    return n;
+}
+
+static int state_of(fixture *fx, const char *app, const char *want)
+{
+    char out[16384];
+    if (tcpops(fx, out, sizeof(out), "ps", "--json", NULL) != 0)
+        return 0;
+    char needle[128];
+    snprintf(needle, sizeof(needle), "\"app\":\"%s\"", app);
+    const char *p = strstr(out, needle);
+    return p != NULL && strstr(p, want) != NULL;
+}
+
+/* ---- load ---- */
+
+#define LOADERS 6
+
+typedef struct loader {
+    int port, index;
+    int posts;                /* also create people */
+    _Atomic int *stop;
+    int ok, non2xx, wrong, transport;
+    int only_503_504;         /* every failure was a JSON 503/504 */
+    char problem[512];
+    char (*created)[32];
+    int ncreated;
+} loader;
+
+static void *load(void *arg)
+{
+    loader *l = arg;
+    http_conn c = {.fd = -1, .port = l->port};
+    l->only_503_504 = 1;
+    for (int i = 0; !atomic_load(l->stop); i++) {
+        char path[96], name[32];
+        const char *method = "GET", *want = "[\"bixa\",\"rex\"]";
+        int kind = i % 5;
+        if (l->posts && kind == 4) {
+            method = "POST";
+            snprintf(name, sizeof(name), "l%d-%d", l->index, i);
+            snprintf(path, sizeof(path), "/people?name=%s", name);
+            want = NULL;
+        } else if (kind == 3) {
+            snprintf(path, sizeof(path), "/people?limit=2");
+            want = "[\"bob\",\"jane\"]";
+        } else {
+            snprintf(path, sizeof(path), "/people/pets?owner=bob");
+        }
+        http_resp r;
+        if (http_do(&c, method, path, NULL, NULL, 0, &r, 10000) < 0) {
+            if (l->transport++ == 0)
+                snprintf(l->problem, sizeof(l->problem), "%s %s: no answer", method, path);
+            l->only_503_504 = 0;
+            continue;
+        }
+        if (r.status >= 200 && r.status < 300) {
+            if (want != NULL && strcmp(r.body, want) != 0) {
+                if (l->wrong++ == 0)
+                    snprintf(l->problem, sizeof(l->problem), "%s %s: wrong body %.200s", method,
+                             path, r.body);
+            } else {
+                l->ok++;
+                if (want == NULL && l->ncreated < 100000)
+                    snprintf(l->created[l->ncreated++], 32, "%s", name);
+            }
+        } else {
+            if ((r.status != 503 && r.status != 504) || strncmp(r.body, "{\"error\":", 9) != 0)
+                l->only_503_504 = 0;
+            if (l->non2xx++ == 0)
+                snprintf(l->problem, sizeof(l->problem), "%s %s: %d %.200s", method, path,
+                         r.status, r.body);
+        }
+        http_resp_free(&r);
+    }
+    http_close(&c);
+    return NULL;
+}
+
+typedef struct load_run {
+    pthread_t th[LOADERS];
+    loader l[LOADERS];
+    _Atomic int stop;
+} load_run;
+
+static void load_start(load_run *lr, fixture *fx, int posts)
+{
+    memset(lr, 0, sizeof(*lr));
+    for (int i = 0; i < LOADERS; i++) {
+        lr->l[i] = (loader){.port = fx->gw_port, .index = i, .posts = posts, .stop = &lr->stop};
+        lr->l[i].created = calloc(100000, 32);
+        pthread_create(&lr->th[i], NULL, load, &lr->l[i]);
+    }
+}
+
+/* Stops the load and sums it up into *sum (created names are kept). */
+static void load_stop(load_run *lr, loader *sum)
+{
+    atomic_store(&lr->stop, 1);
+    memset(sum, 0, sizeof(*sum));
+    sum->only_503_504 = 1;
+    for (int i = 0; i < LOADERS; i++) {
+        pthread_join(lr->th[i], NULL);
+        sum->ok += lr->l[i].ok;
+        sum->non2xx += lr->l[i].non2xx;
+        sum->wrong += lr->l[i].wrong;
+        sum->transport += lr->l[i].transport;
+        sum->only_503_504 &= lr->l[i].only_503_504;
+        if (lr->l[i].problem[0] && !sum->problem[0])
+            snprintf(sum->problem, sizeof(sum->problem), "%s", lr->l[i].problem);
+    }
+}
+
+static void load_free(load_run *lr)
+{
+    for (int i = 0; i < LOADERS; i++)
+        free(lr->l[i].created);
+}
+
+static void expect_clean(const loader *s, const char *what)
+{
+    print_message("%s: %d ok, %d non-2xx, %d wrong, %d unanswered\n", what, s->ok, s->non2xx,
+                  s->wrong, s->transport);
+    if (s->non2xx != 0 || s->wrong != 0 || s->transport != 0)
+        fail_msg("%s: expected zero non-2xx; got %d non-2xx, %d wrong, %d unanswered (%s)",
+                 what, s->non2xx, s->wrong, s->transport, s->problem);
+    assert_true(s->ok > 0);
+}
+
+/* ---- scenario 2 ---- */
+
+static void test_kill9_only_pets_worker(void **state)
+{
+    fixture *fx = *state;
+    up(fx, NULL);
+    int pids[4], running;
+    assert_int_equal(workers(fx, "pets", pids, 4, &running, NULL), 1);
+    load_run lr;
+    load_start(&lr, fx, 0);
+    usleep(500 * 1000);
+    kill(pids[0], SIGKILL);
+    /* The supervisor brings it back; then success resumes. */
+    int back = 0, newpid[4], restarts = 0;
+    for (int i = 0; i < 200 && !back; i++) {
+        usleep(50 * 1000);
+        back = workers(fx, "pets", newpid, 4, &running, &restarts) == 1 && running == 1 &&
+               newpid[0] != pids[0] && restarts == 1;
+    }
+    assert_true(back);
+    int ok_before = 0;
+    for (int i = 0; i < LOADERS; i++)
+        ok_before += lr.l[i].ok;
+    usleep(1500 * 1000);
+    loader s;
+    load_stop(&lr, &s);
+    load_free(&lr);
+    print_message("kill -9 pets: %d ok, %d failed (all JSON 503/504: %s)\n", s.ok, s.non2xx,
+                  s.only_503_504 ? "yes" : "no");
+    assert_int_equal(s.wrong, 0);
+    assert_int_equal(s.transport, 0);
+    if (!s.only_503_504)
+        fail_msg("expected every failure to be a JSON 503/504; first: %s", s.problem);
+    assert_true(s.ok > ok_before); /* success resumed after the restart */
+}
+
+/* ---- scenario 3 ---- */
+
+static void test_kill9_one_of_four_people_workers(void **state)
+{
+    fixture *fx = *state;
+    up(fx, "--workers", "people=4", NULL);
+    int pids[8], running = 0;
+    for (int i = 0; i < 100 && running < 4; i++) {
+        workers(fx, "people", pids, 8, &running, NULL);
+        usleep(50 * 1000);
+    }
+    assert_int_equal(running, 4);
+    usleep(1500 * 1000); /* the gateway knows all four members */
+    load_run lr;
+    load_start(&lr, fx, 1);
+    usleep(800 * 1000);
+    kill(pids[1], SIGKILL);
+    usleep(2500 * 1000);
+    atomic_store(&lr.stop, 1);
+    int get_failed = 0, post_failed_other = 0, posts_ok = 0;
+    for (int i = 0; i < LOADERS; i++) {
+        pthread_join(lr.th[i], NULL);
+        posts_ok += lr.l[i].ncreated;
+    }
+    /* Reads: none may fail. Writes: a failure must be a 503, never a lost 2xx. */
+    for (int i = 0; i < LOADERS; i++) {
+        if (lr.l[i].wrong || lr.l[i].transport)
+            fail_msg("loader %d: %s", i, lr.l[i].problem);
+        if (lr.l[i].non2xx && strncmp(lr.l[i].problem, "GET", 3) == 0)
+            get_failed += lr.l[i].non2xx;
+        else if (lr.l[i].non2xx && strstr(lr.l[i].problem, ": 503 ") == NULL)
+            post_failed_other++;
+    }
+    if (get_failed != 0)
+        fail_msg("expected zero failed GETs after kill -9 of one of 4 workers; got %d (%s)",
+                 get_failed, lr.l[0].problem);
+    assert_int_equal(post_failed_other, 0);
+    /* Every acknowledged create is there. */
+    http_resp r;
+    int missing = 0;
+    for (int i = 0; i < LOADERS; i++) {
+        for (int k = 0; k < lr.l[i].ncreated; k++) {
+            char path[96];
+            snprintf(path, sizeof(path), "/people/pets?owner=%s", lr.l[i].created[k]);
+            assert_int_equal(http_once(fx->gw_port, "GET", path, NULL, NULL, &r), 0);
+            missing += r.status != 200;
+            http_resp_free(&r);
+        }
+    }
+    load_free(&lr);
+    print_message("kill -9 one of 4 people workers: %d creates acknowledged, %d missing\n",
+                  posts_ok, missing);
+    assert_int_equal(missing, 0);
+}
+
+/* ---- scenarios 12, 13 ---- */
+
+static void test_scale_up_then_down_under_load(void **state)
+{
+    fixture *fx = *state;
+    up(fx, NULL);
+    load_run lr;
+    load_start(&lr, fx, 1);
+    usleep(300 * 1000);
+    assert_int_equal(tcpops(fx, NULL, 0, "scale", "people", "4", NULL), 0);
+    usleep(3000 * 1000); /* load spreads over the new members */
+
+    /* Each new worker served calls: ask each member for its own count. */
+    char out[8192], bin[512], err[1024];
+    http_resp st;
+    assert_int_equal(http_once(fx->gw_port, "GET", "/status", NULL, NULL, &st), 0);
+    json_error_t je;
+    json_t *doc = json_loads(st.body, 0, &je);
+    http_resp_free(&st);
+    json_t *members = json_object_get(json_object_get(json_object_get(doc, "services"), "people"),
+                                      "members");
+    assert_int_equal(json_array_size(members), 4);
+    size_t i;
+    json_t *mbr;
+    json_array_foreach(members, i, mbr) {
+        char *argv[] = {(char *)proc_bin("tcpops-cli", bin, sizeof(bin)), "--addr",
+                        (char *)json_string_value(json_object_get(mbr, "address")), "status",
+                        NULL};
+        assert_int_equal(proc_run(argv, out, sizeof(out), err, sizeof(err), 5000), 0);
+        const char *calls = strstr(out, "\"calls\":");
+        assert_non_null(calls);
+        if (atol(calls + 8) < 10)
+            fail_msg("member %s served %ld calls after scale-up; expected its share",
+                     json_string_value(json_object_get(mbr, "address")), atol(calls + 8));
+    }
+    json_decref(doc);
+
+    assert_int_equal(tcpops(fx, NULL, 0, "scale", "people", "1", NULL), 0);
+    usleep(1000 * 1000);
+    loader s;
+    load_stop(&lr, &s);
+    load_free(&lr);
+    expect_clean(&s, "scale people 1 -> 4 -> 1 under load");
+    int pids[8], running;
+    assert_int_equal(workers(fx, "people", pids, 8, &running, NULL), 1);
+    /* The removed workers drained and exited 0. */
+    FILE *f = fopen(fx->log, "r");
+    char line[4096];
+    int exited0 = 0;
+    while (f != NULL && fgets(line, sizeof(line), f) != NULL)
+        exited0 += strstr(line, "msg=stopped app=people") != NULL && strstr(line, "exit=0") != NULL;
+    if (f != NULL)
+        fclose(f);
+    assert_int_equal(exited0, 3);
+}
+
+/* ---- scenario 14 ---- */
+
+static void test_rolling_restart_under_load(void **state)
+{
+    fixture *fx = *state;
+    up(fx, "--workers", "pets=2", NULL);
+    int before[4], after[4], running;
+    assert_int_equal(workers(fx, "pets", before, 4, &running, NULL), 2);
+    usleep(1200 * 1000);
+    load_run lr;
+    load_start(&lr, fx, 1);
+    usleep(300 * 1000);
+    assert_int_equal(tcpops(fx, NULL, 0, "restart", "pets", NULL), 0);
+    assert_int_equal(tcpops(fx, NULL, 0, "restart", "people", NULL), 0);
+    usleep(500 * 1000);
+    loader s;
+    load_stop(&lr, &s);
+    load_free(&lr);
+    expect_clean(&s, "restart pets (2 workers) and people (1) under load");
+    assert_int_equal(workers(fx, "pets", after, 4, &running, NULL), 2);
+    assert_int_equal(running, 2);
+    for (int i = 0; i < 2; i++)
+        for (int k = 0; k < 2; k++)
+            assert_int_not_equal(after[i], before[k]);
+}
+
+/* ---- scenario 15 ---- */
+
+typedef struct one_req {
+    int port;
+    const char *path;
+    int status;
+} one_req;
+
+static void *one(void *arg)
+{
+    one_req *o = arg;
+    http_resp r;
+    o->status = http_once(o->port, "GET", o->path, NULL, NULL, &r) == 0 ? r.status : -1;
+    http_resp_free(&r);
+    return NULL;
+}
+
+static void test_sigterm_with_idle_busy_and_stuck(void **state)
+{
+    fixture *fx = *state;
+    /* people.List takes 300 ms (busy); pets.GetByIds never finishes in time
+     * (stuck: 30 s against the gateway's 2 s deadline). */
+    up(fx, "--drain-ms", "4000", "--people-args",
+       "--drain-ms 1000 --delay-ms 300 --delay-method people.List", "--pets-args",
+       "--drain-ms 1000 --delay-ms 30000 --delay-method pets.GetByIds", NULL);
+    http_conn idle = {.fd = -1, .port = fx->gw_port};
+    http_resp r;
+    assert_int_equal(http_do(&idle, "GET", "/healthz", NULL, NULL, 0, &r, 5000), 0);
+    http_resp_free(&r); /* an idle keep-alive connection stays open */
+
+    one_req busy = {.port = fx->gw_port, .path = "/people?limit=2"};
+    one_req stuck = {.port = fx->gw_port, .path = "/people/pets?owner=bob"};
+    pthread_t tb, ts;
+    pthread_create(&ts, NULL, one, &stuck);
+    pthread_create(&tb, NULL, one, &busy);
+    usleep(100 * 1000);
+    proc_signal(&fx->master, SIGTERM);
+    pthread_join(tb, NULL);
+    pthread_join(ts, NULL);
+    int code = proc_wait(&fx->master, 30000);
+    http_close(&idle);
+    assert_int_equal(busy.status, 200); /* in flight: finished */
+    if (stuck.status != 503 && stuck.status != 504)
+        fail_msg("stuck call: expected 503 or 504, got %d", stuck.status);
+    assert_int_equal(code, 0);
+    /* Everything it started is gone. */
+    assert_int_not_equal(wait_port(fx->gw_port, 200), 0);
+    assert_int_not_equal(wait_port(fx->people_port, 200), 0);
+    assert_int_not_equal(wait_port(fx->pets_port, 200), 0);
+}
+
+/* ---- scenario 16 ---- */
+
+static void test_crash_loop_then_recovery(void **state)
+{
+    fixture *fx = *state;
+    up(fx, NULL);
+    /* pets.db turned into a directory: a pets worker cannot open its store.
+     * (Tests run as root, so a permission change would not stop it.) */
+    char db[400], side[400];
+    snprintf(db, sizeof(db), "%s/pets.db", fx->dir);
+    snprintf(side, sizeof(side), "%s/pets.db.saved", fx->dir);
+    assert_int_equal(rename(db, side), 0);
+    assert_int_equal(mkdir(db, 0755), 0);
+    int pids[4], running;
+    workers(fx, "pets", pids, 4, &running, NULL);
+    kill(pids[0], SIGKILL);
+
+    int looping = 0;
+    for (int i = 0; i < 200 && !looping; i++) {
+        usleep(50 * 1000);
+        looping = state_of(fx, "pets", "crash-looping");
+    }
+    assert_true(looping);
+    int restarts;
+    workers(fx, "pets", pids, 4, &running, &restarts);
+    print_message("pets crash-looping after %d restarts\n", restarts);
+    assert_in_range(restarts, 5, 12); /* bounded: backoff, not a storm */
+    /* The others keep serving. */
+    http_resp r;
+    assert_int_equal(http_once(fx->gw_port, "GET", "/people", NULL, NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    http_resp_free(&r);
+    assert_int_equal(http_once(fx->gw_port, "GET", "/people/pets?owner=bob", NULL, NULL, &r), 0);
+    assert_int_equal(r.status, 503);
+    http_resp_free(&r);
+
+    /* The cause goes away: it recovers by itself. */
+    assert_int_equal(rmdir(db), 0);
+    assert_int_equal(rename(side, db), 0);
+    int ok = 0;
+    for (int i = 0; i < 400 && !ok; i++) {
+        usleep(50 * 1000);
+        if (http_once(fx->gw_port, "GET", "/people/pets?owner=bob", NULL, NULL, &r) == 0) {
+            ok = r.status == 200 && strcmp(r.body, "[\"bixa\",\"rex\"]") == 0;
+            http_resp_free(&r);
+        }
+    }
+    assert_true(ok);
+    assert_true(state_of(fx, "pets", "\"running\""));
+}
+
+/* ---- scenario 17 ---- */
+
+static void test_memory_limit_replaces_worker(void **state)
+{
+    fixture *fx = *state;
+    /* Each people worker leaks 8 MiB a second; the limit is 40 MiB. */
+    up(fx, "--workers", "people=2", "--max-memory", "people=40M", "--people-args",
+       "--fault-grow-mb 8", NULL);
+    int before[4], after[4], running;
+    assert_int_equal(workers(fx, "people", before, 4, &running, NULL), 2);
+    usleep(1200 * 1000);
+    load_run lr;
+    load_start(&lr, fx, 0);
+    int replaced = 0;
+    for (int i = 0; i < 200 && !replaced; i++) {
+        usleep(100 * 1000);
+        int n = workers(fx, "people", after, 4, &running, NULL);
+        replaced = n == 2 && running == 2 && after[0] != before[0] && after[0] != before[1] &&
+                   after[1] != before[0] && after[1] != before[1];
+    }
+    loader s;
+    load_stop(&lr, &s);
+    load_free(&lr);
+    assert_true(replaced);
+    expect_clean(&s, "people workers replaced at their memory limit");
+    FILE *f = fopen(fx->log, "r");
+    char line[4096];
+    int limits = 0;
+    while (f != NULL && fgets(line, sizeof(line), f) != NULL)
+        limits += strstr(line, "msg=\"memory limit\" app=people") != NULL;
+    if (f != NULL)
+        fclose(f);
+    assert_true(limits >= 2);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_kill9_only_pets_worker, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kill9_one_of_four_people_workers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_scale_up_then_down_under_load, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rolling_restart_under_load, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sigterm_with_idle_busy_and_stuck, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_crash_loop_then_recovery, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_memory_limit_replaces_worker, setup, teardown),
+    };
+    signal(SIGPIPE, SIG_IGN);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
