@@ -432,8 +432,8 @@ static void *slot_main(void *arg)
         sl->ping_sent_ms = 0;
         sl->failures_seen = 0;
         atomic_store(&sl->outstanding, 0);
+        atomic_store(&sl->state, S_READY); /* before soon drops: see rpc_channel_call */
         atomic_store(&sl->soon, 0);
-        atomic_store(&sl->state, S_READY);
         pthread_mutex_unlock(&sl->lock);
         pthread_mutex_unlock(&sl->wlock);
         rpc_backoff_up(&sl->bo, rpc_now_ms());
@@ -712,8 +712,13 @@ int rpc_channel_call(rpc_channel *ch, rpc_call *call)
     for (int attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
         int full = 0;
         slot *sl = pick(ch, avoid, &full);
-        while (sl == NULL && !full && coming_up(ch) && !stopping(ch) &&
-               rpc_now_ms() < deadline) {
+        while (sl == NULL && !full && !stopping(ch) && rpc_now_ms() < deadline) {
+            if (!coming_up(ch)) {
+                /* A slot turns READY before it clears `soon`: one more look
+                 * catches a connection that came up since the pick above. */
+                sl = pick(ch, avoid, &full);
+                break;
+            }
             int64_t until = rpc_now_ms() + ch->cfg.connect_timeout_ms;
             wait_for_change(ch, until < deadline ? until : deadline);
             sl = pick(ch, avoid, &full);
