@@ -446,7 +446,9 @@ static void test_two_workers_both_serve(void **state)
     for (const char *p = st.body; (p = strstr(p, "{\"address\":\"")) != NULL; p++) {
         char addr[64];
         int dup = 0;
-        if (sscanf(p, "{\"address\":\"%63[^\"]\"", addr) != 1)
+        /* Members are {"address":...,"pid":...}; endpoints carry a "role". */
+        int end = 0;
+        if (sscanf(p, "{\"address\":\"%63[^\"]\",\"pid\"%n", addr, &end) != 1 || end == 0)
             continue;
         for (int k = 0; k < nseen; k++)
             dup |= strcmp(seen[k], addr) == 0;

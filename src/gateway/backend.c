@@ -119,31 +119,33 @@ static int same_set(char a[][64], size_t na, char b[][64], size_t nb)
     return 1;
 }
 
-static void refresh(gw_backend *b)
+/* Returns 0, or -1 when the members could not be learnt (retry soon). */
+static int refresh(gw_backend *b)
 {
     static _Thread_local char fresh[MAX_MEMBERS][64];
     int n = fetch_members(b, fresh, MAX_MEMBERS);
     if (n <= 0)
-        return; /* keep what we have: the members we know, or the bootstrap */
+        return -1; /* keep what we have: the members we know, or the bootstrap */
     pthread_mutex_lock(&b->lock);
     int same = same_set(fresh, (size_t)n, b->members, b->nmembers);
     pthread_mutex_unlock(&b->lock);
     if (same)
-        return;
+        return 0;
     const char *addrs[MAX_MEMBERS];
     for (int i = 0; i < n; i++)
         addrs[i] = fresh[i];
     char err[RPC_ERRLEN], q[300];
-    if (rpc_channel_set_endpoints(b->data, addrs, (size_t)n, err) < 0) {
+    if (rpc_channel_set_endpoints2(b->data, addrs, (size_t)n, b->boot, b->nboot, err) < 0) {
         util_log(UTIL_WARN, "membership update failed", "service=%s err=%s", b->name,
                  util_logq(q, sizeof(q), err));
-        return;
+        return -1;
     }
     pthread_mutex_lock(&b->lock);
     memcpy(b->members, fresh, sizeof(fresh[0]) * (size_t)n);
     b->nmembers = (size_t)n;
     pthread_mutex_unlock(&b->lock);
     util_log(UTIL_INFO, "members", "service=%s count=%d", b->name, n);
+    return 0;
 }
 
 static void *refresher_main(void *arg)
@@ -153,10 +155,12 @@ static void *refresher_main(void *arg)
     while (!b->stopping) {
         b->kick = 0;
         pthread_mutex_unlock(&b->lock);
-        refresh(b);
+        int failed = refresh(b) < 0;
         pthread_mutex_lock(&b->lock);
         struct timespec ts;
-        rpc_ms_to_timespec(rpc_now_ms() + b->refresh_ms, &ts);
+        /* While the service cannot be asked, ask again soon. */
+        int wait_ms = failed && b->refresh_ms > 200 ? 200 : b->refresh_ms;
+        rpc_ms_to_timespec(rpc_now_ms() + wait_ms, &ts);
         while (!b->stopping && !b->kick &&
                pthread_cond_timedwait(&b->cond, &b->lock, &ts) == 0)
             ;
@@ -261,7 +265,8 @@ json_t *gw_backend_status(gw_backend *b, int deadline_ms, int *up)
     json_t *eps = json_array();
     int ready = 0;
     for (size_t i = 0; i < n && i < MAX_MEMBERS; i++) {
-        json_t *e = json_pack("{s:s,s:i,s:i,s:i}", "address", info[i].addr, "connections",
+        json_t *e = json_pack("{s:s,s:s,s:i,s:i,s:i}", "address", info[i].addr, "role",
+                              info[i].backup ? "bootstrap" : "member", "connections",
                               info[i].conns, "ready", info[i].ready, "in_flight",
                               info[i].outstanding);
         if (info[i].last_err != 0)

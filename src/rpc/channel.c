@@ -63,6 +63,7 @@ typedef struct endpoint {
     struct sockaddr_in sa;
     slot *slots;
     _Atomic int removed;      /* left the list: drain, then stop */
+    _Atomic int backup;       /* used only when no other endpoint is ready */
     _Atomic int users;        /* calls holding one of its slots */
     _Atomic int exited;       /* slot threads that have returned */
     int started;              /* slot threads started */
@@ -496,8 +497,9 @@ static void *slot_main(void *arg)
  * A slot returned holds a use of its endpoint: release it with unpick. */
 static slot *pick(rpc_channel *ch, const endpoint *avoid, int *full)
 {
-    slot *best = NULL, *fallback = NULL;
-    int best_out = 0;
+    /* best[0]: primary endpoints, best[1]: backups; then the avoided one. */
+    slot *best[2] = {NULL, NULL}, *fallback = NULL;
+    int best_out[2] = {0, 0};
     unsigned start = atomic_fetch_add_explicit(&ch->rr, 1, memory_order_relaxed);
 
     *full = 0;
@@ -519,19 +521,17 @@ static slot *pick(rpc_channel *ch, const endpoint *avoid, int *full)
                 fallback = sl;
             continue;
         }
-        if (best == NULL || out < best_out) {
-            best = sl;
-            best_out = out;
-            if (out == 0)
-                break;
+        int b = atomic_load(&sl->ep->backup) ? 1 : 0;
+        if (best[b] == NULL || out < best_out[b]) {
+            best[b] = sl;
+            best_out[b] = out;
         }
     }
-    if (best == NULL)
-        best = fallback; /* the only one left: better than failing */
-    if (best != NULL)
-        atomic_fetch_add(&best->ep->users, 1);
+    slot *chosen = best[0] != NULL ? best[0] : best[1] != NULL ? best[1] : fallback;
+    if (chosen != NULL)
+        atomic_fetch_add(&chosen->ep->users, 1);
     pthread_rwlock_unlock(&ch->eplock);
-    return best;
+    return chosen;
 }
 
 static void unpick(slot *sl)
@@ -830,6 +830,7 @@ size_t rpc_channel_endpoints(rpc_channel *ch, rpc_endpoint_info *out, size_t max
         rpc_endpoint_info *info = &out[e];
         memset(info, 0, sizeof(*info));
         snprintf(info->addr, sizeof(info->addr), "%s", ep->addr);
+        info->backup = atomic_load(&ep->backup);
         info->conns = ch->cfg.pool_size;
         for (int i = 0; i < ch->cfg.pool_size; i++) {
             slot *sl = &ep->slots[i];
@@ -925,16 +926,30 @@ static void reap_retired(rpc_channel *ch)
 
 int rpc_channel_set_endpoints(rpc_channel *ch, const char *const *addrs, size_t n, char *err)
 {
+    return rpc_channel_set_endpoints2(ch, addrs, n, NULL, 0, err);
+}
+
+int rpc_channel_set_endpoints2(rpc_channel *ch, const char *const *primary, size_t np,
+                               const char *const *backup, size_t nb, char *err)
+{
     int rc = 0;
-    if (n == 0) {
+    size_t n = np + nb;
+    if (np == 0) {
         snprintf(err, RPC_ERRLEN, "%s: no endpoints", ch->name);
         return -EINVAL;
     }
+    const char **addrs = calloc(n, sizeof(*addrs));
     endpoint **next = calloc(n, sizeof(*next));
-    if (next == NULL) {
+    if (addrs == NULL || next == NULL) {
+        free(addrs);
+        free(next);
         snprintf(err, RPC_ERRLEN, "out of memory");
         return -ENOMEM;
     }
+    for (size_t i = 0; i < np; i++)
+        addrs[i] = primary[i];
+    for (size_t i = 0; i < nb; i++)
+        addrs[np + i] = backup[i];
     size_t nn = 0;
     pthread_rwlock_wrlock(&ch->eplock);
     /* Keep the endpoints still wanted; make the new ones. */
@@ -950,9 +965,11 @@ int rpc_channel_set_endpoints(rpc_channel *ch, const char *const *addrs, size_t 
             int dup = 0;
             for (size_t k = 0; k < nn; k++)
                 dup |= next[k] == found;
-            if (!dup)
+            if (!dup) {
+                atomic_store(&found->backup, i >= np);
                 next[nn++] = found;
-            continue;
+            }
+            continue; /* listed as primary and backup: primary wins */
         }
         endpoint *ep = endpoint_new(ch, addrs[i], err);
         if (ep == NULL || (rc = endpoint_start(ep, err)) < 0) {
@@ -974,10 +991,12 @@ int rpc_channel_set_endpoints(rpc_channel *ch, const char *const *addrs, size_t 
                 }
             }
             free(next);
+            free(addrs);
             pthread_rwlock_unlock(&ch->eplock);
             notify_channel(ch);
             return rc;
         }
+        atomic_store(&ep->backup, i >= np);
         next[nn++] = ep;
     }
     /* The rest leave: they drain their calls and stop. */
@@ -992,6 +1011,7 @@ int rpc_channel_set_endpoints(rpc_channel *ch, const char *const *addrs, size_t 
         }
     }
     free(ch->eps);
+    free(addrs);
     ch->eps = next;
     ch->neps = nn;
     reap_retired(ch);

@@ -112,8 +112,17 @@ int rpc_channel_ready(rpc_channel *ch);
  * errno with err filled (then the old list stays). */
 int rpc_channel_set_endpoints(rpc_channel *ch, const char *const *addrs, size_t n, char *err);
 
+/* Like rpc_channel_set_endpoints, plus backup endpoints that keep their own
+ * connections but take calls only while no primary one has a connection up
+ * (the gateway keeps a service's shared address as backup to its members, so
+ * a restarted worker is reachable before membership has caught up). An
+ * address in both lists is primary. */
+int rpc_channel_set_endpoints2(rpc_channel *ch, const char *const *primary, size_t np,
+                               const char *const *backup, size_t nb, char *err);
+
 typedef struct rpc_endpoint_info {
     char addr[64];
+    int backup;       /* see rpc_channel_set_endpoints2 */
     int conns;        /* pool size */
     int ready;        /* connections up and taking calls */
     int outstanding;  /* calls in flight */
