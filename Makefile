@@ -26,18 +26,15 @@ test-san: deps
 	cmake --build $(SAN_BUILD) -j $(JOBS)
 	cd $(SAN_BUILD) && ctest --output-on-failure -j $(JOBS)
 
+# The whole system in the foreground on 127.0.0.1:5001-5003, data in ./var.
+# Ctrl-C stops it gracefully.
 run: build
-	@if [ -x $(BUILD)/bin/tcpops ]; then \
-		exec $(BUILD)/bin/tcpops up --data-dir ./var; \
-	else \
-		echo "make run: not yet: the supervisor (tcpops) and the services are not built yet;"; \
-		echo "          the RPC core is: try 'make test' or 'make bench'."; \
-		exit 1; \
-	fi
+	exec $(BUILD)/bin/tcpops up --data-dir ./var
 
 bench: build
 	@scripts/deps.sh bench
-	bench/run.sh $(BUILD)
+	bench/run.sh $(BUILD) all
+	bench/faults.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD) $(SAN_BUILD)

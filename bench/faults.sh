@@ -54,14 +54,16 @@ event() {
   echo "fault $name: requests=$total non2xx=${non2xx:-0}${errs:+ ($errs)}"
 }
 
-pets_pid() { T ps --json | grep -o '"app":"pets","worker":1,"pid":[0-9]*' | grep -o '[0-9]*$'; }
+pets_pid() { T ps --json | grep -o '"app":"pets","worker":1,"pid":[0-9]*' | grep -o '[0-9]*$' || true; }
 
 # 1. kill -9 the only pets worker.
 old=$(pets_pid)
 event "kill -9 pets (1 worker)" kill -9 "$old"
 new=$(pets_pid)
-listen_ts=$(grep "pets.1 | .*pid=$new msg=listening" "$tmp/master.log" | sed -n 's/.*ts=\([^ ]*\).*/\1/p' | head -1)
-call_ts=$(grep "pets.1 | .*pid=$new msg=call" "$tmp/master.log" | sed -n 's/.*ts=\([^ ]*\).*/\1/p' | head -1)
+# grep -m1, not | head: under pipefail a reader that stops early fails the pipe.
+stamp() { grep -m1 "pets.1 | .*pid=$new msg=$1" "$tmp/master.log" | sed -n 's/.*| ts=\([^ ]*\) .*/\1/p'; }
+listen_ts=$(stamp listening || true)
+call_ts=$(stamp call || true)
 if [ -n "$listen_ts" ] && [ -n "$call_ts" ]; then
   l=$(date -d "$listen_ts" +%s%3N); c=$(date -d "$call_ts" +%s%3N)
   echo "fault kill -9 pets: worker listening again -> first served call = $((c - l)) ms"
@@ -71,8 +73,9 @@ fi
 event "scale people 1->4" T scale people 4
 sleep 0
 calls_of() { "$bin/tcpops-cli" --addr "$1" status | grep -o '"calls":[0-9]*' | grep -o '[0-9]*$'; }
-members=$(curl -s "http://127.0.0.1:$gp/status" |
-          sed 's/"members":\[/\n/' | tail -1 | grep -o '"address":"[^"]*"' | cut -d'"' -f4 | sort -u)
+# The people members: the "members" list inside "people", before "pets".
+members=$(curl -s "http://127.0.0.1:$gp/status" | sed 's/"pets":{.*//; s/.*"members":\[//' |
+          grep -o '"address":"[^"]*"' | cut -d'"' -f4 | sort -u)
 wrk -t2 -c64 -d5s "$url" > /dev/null &
 w=$!
 declare -A before
