@@ -29,6 +29,7 @@ typedef struct svc {
     char db_path[4096];
     int sync_full;
     char self[64];            /* this worker's own address */
+    char status_name[64];     /* "people.Status" */
     int64_t started_ms;
     rpc_server *srv;
     rpc_stats *stats;
@@ -399,7 +400,7 @@ static void thread_fini(void *user, void *state)
     }
 }
 
-/* ---- main ---- */
+/* ---- setting up ---- */
 
 static int mkdir_p(const char *path)
 {
@@ -417,6 +418,107 @@ static int mkdir_p(const char *path)
         return -errno;
     return 0;
 }
+
+/* Creates the data dir, brings the database up to date, starts the writer
+ * and builds the method table (the service's, then Status under two names).
+ * s->sync_full must be set. 0, or -1 with err filled. */
+static int svc_prepare(svc *s, const svc_desc *desc, const char *data_dir, char *err,
+                       size_t errlen)
+{
+    int rc = mkdir_p(data_dir);
+    s->desc = desc;
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot create data dir %s: %s", data_dir, strerror(-rc));
+        return -1;
+    }
+    snprintf(s->db_path, sizeof(s->db_path), "%s/%s.db", data_dir, desc->name);
+    svc_db *mdb = NULL;
+    if (svc_db_open(&mdb, s->db_path, s->sync_full, err, errlen) < 0 ||
+        svc_db_migrate(mdb, desc->migrations, desc->nmigrations, err, errlen) < 0) {
+        svc_db_close(mdb);
+        return -1;
+    }
+    svc_db_close(mdb);
+    if (svc_writer_new(&s->writer, s->db_path, s->sync_full, err, errlen) < 0)
+        return -1;
+    s->nmethods = desc->nmethods + 2;
+    s->methods = calloc(s->nmethods, sizeof(*s->methods));
+    if (s->methods == NULL || rpc_stats_new(&s->stats) < 0) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    snprintf(s->status_name, sizeof(s->status_name), "%s.Status", desc->name);
+    memcpy(s->methods, desc->methods, desc->nmethods * sizeof(*s->methods));
+    s->methods[desc->nmethods] = (svc_method){"svc.Status", status_handler,
+                                              &tcpops__status_request__descriptor,
+                                              &tcpops__status_response__descriptor};
+    s->methods[desc->nmethods + 1] = s->methods[desc->nmethods];
+    s->methods[desc->nmethods + 1].name = s->status_name;
+    return 0;
+}
+
+/* ---- in process, without a server ---- */
+
+struct svc_local {
+    svc s;
+    svc_thread t;
+};
+
+int svc_local_new(svc_local **out, const svc_desc *desc, const char *data_dir, char *err,
+                  size_t errlen)
+{
+    svc_local *l = calloc(1, sizeof(*l));
+    if (l == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    l->s.started_ms = rpc_now_ms();
+    snprintf(l->s.self, sizeof(l->s.self), "local");
+    pthread_mutex_init(&l->s.lock, NULL);
+    rpc_cond_init(&l->s.cond);
+    l->t.s = &l->s;
+    if (svc_prepare(&l->s, desc, data_dir, err, errlen) < 0 ||
+        svc_db_open(&l->t.db, l->s.db_path, 0, err, errlen) < 0) {
+        svc_local_free(l);
+        return -EIO;
+    }
+    *out = l;
+    return 0;
+}
+
+void svc_local_free(svc_local *l)
+{
+    if (l == NULL)
+        return;
+    svc_db_close(l->t.db);
+    svc_writer_free(l->s.writer);
+    rpc_stats_free(l->s.stats);
+    free(l->s.methods);
+    pthread_mutex_destroy(&l->s.lock);
+    pthread_cond_destroy(&l->s.cond);
+    free(l);
+}
+
+int svc_local_call(svc_local *l, const char *method, const uint8_t *body, size_t len,
+                   rpc_reply *out)
+{
+    memset(out, 0, sizeof(*out));
+    const svc_method *m = find_method(&l->s, method);
+    if (m == NULL)
+        return -ENOENT;
+    rpc_call_ctx ctx = {.method = m->name, .trace_id = "", .thread_state = &l->t,
+                        .user = &l->s};
+    m->fn(&ctx, body, len, out);
+    return 0;
+}
+
+char *svc_local_text(svc_local *l, const char *line, size_t len)
+{
+    return text_line(&l->t, &l->s, line, len);
+}
+
+/* ---- main ---- */
+
 
 int svc_main(const svc_desc *desc, int argc, char **argv)
 {
@@ -454,6 +556,7 @@ int svc_main(const svc_desc *desc, int argc, char **argv)
     const size_t nflags = sizeof(flags) / sizeof(flags[0]);
     char err[512], q[600];
     int rc = 1;
+    rpc_method *rm = NULL;
     s.desc = desc;
     s.started_ms = rpc_now_ms();
     pthread_mutex_init(&s.lock, NULL);
@@ -489,41 +592,13 @@ int svc_main(const svc_desc *desc, int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &stopset, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    if ((rc = mkdir_p(data_dir)) < 0) {
-        util_log(UTIL_ERROR, "cannot create data dir", "dir=%s err=%s",
-                 util_logq(q, sizeof(q), data_dir), strerror(-rc));
-        return 1;
-    }
-    rc = 1;
-    snprintf(s.db_path, sizeof(s.db_path), "%s/%s.db", data_dir, desc->name);
-
-    svc_db *mdb = NULL;
-    if (svc_db_open(&mdb, s.db_path, s.sync_full, err, sizeof(err)) < 0 ||
-        svc_db_migrate(mdb, desc->migrations, desc->nmigrations, err, sizeof(err)) < 0) {
-        util_log(UTIL_ERROR, "cannot prepare database", "err=%s", util_logq(q, sizeof(q), err));
-        svc_db_close(mdb);
-        return 1;
-    }
-    svc_db_close(mdb);
-    if (svc_writer_new(&s.writer, s.db_path, s.sync_full, err, sizeof(err)) < 0) {
-        util_log(UTIL_ERROR, "cannot open database", "err=%s", util_logq(q, sizeof(q), err));
-        return 1;
-    }
-
-    /* The service's methods, then Status under both names. */
-    s.nmethods = desc->nmethods + 2;
-    s.methods = calloc(s.nmethods, sizeof(*s.methods));
-    rpc_method *rm = calloc(s.nmethods, sizeof(*rm));
-    char status_name[64];
-    snprintf(status_name, sizeof(status_name), "%s.Status", desc->name);
-    if (s.methods == NULL || rm == NULL)
+    if (svc_prepare(&s, desc, data_dir, err, sizeof(err)) < 0) {
+        util_log(UTIL_ERROR, "cannot start", "err=%s", util_logq(q, sizeof(q), err));
         goto out;
-    memcpy(s.methods, desc->methods, desc->nmethods * sizeof(*s.methods));
-    s.methods[desc->nmethods] = (svc_method){"svc.Status", status_handler,
-                                             &tcpops__status_request__descriptor,
-                                             &tcpops__status_response__descriptor};
-    s.methods[desc->nmethods + 1] = s.methods[desc->nmethods];
-    s.methods[desc->nmethods + 1].name = status_name;
+    }
+    rm = calloc(s.nmethods, sizeof(*rm));
+    if (rm == NULL)
+        goto out;
     for (size_t i = 0; i < s.nmethods; i++)
         rm[i] = (rpc_method){s.methods[i].name, s.methods[i].fn};
 
@@ -594,10 +669,10 @@ out:
     rpc_server_free(s.srv);
     svc_writer_free(s.writer);
     rpc_stats_free(s.stats);
+    free(rm);
     for (size_t i = 0; i < s.ngrown; i++)
         free(s.grown[i]);
     free(s.grown);
-    free(rm);
     free(s.methods);
     return rc;
 }

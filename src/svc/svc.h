@@ -51,4 +51,21 @@ ProtobufCMessage *svc_unpack(const ProtobufCMessageDescriptor *desc, const uint8
  * setting out to INVALID_ARGUMENT when it is not one. Returns 0 or -EINVAL. */
 int svc_check_name(const char *what, const char *name, rpc_reply *out);
 
+/* A service's handlers in this process, without a server: the database,
+ * migrations and group-commit writer as svc_main has them, one "worker
+ * thread" state. For fuzzing and tests. Not thread-safe. */
+typedef struct svc_local svc_local;
+
+int svc_local_new(svc_local **out, const svc_desc *desc, const char *data_dir, char *err,
+                  size_t errlen);
+void svc_local_free(svc_local *l);
+
+/* Runs method on body as a worker would; out is what the handler answered
+ * (free out->body). Returns 0, or -ENOENT for an unknown method. */
+int svc_local_call(svc_local *l, const char *method, const uint8_t *body, size_t len,
+                   rpc_reply *out);
+
+/* One text-mode line in, one malloc'd reply line out (free it). */
+char *svc_local_text(svc_local *l, const char *line, size_t len);
+
 #endif
