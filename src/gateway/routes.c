@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "input.h"
 #include "log.h"
 #include "name.h"
 #include "tcpops.pb-c.h"
@@ -123,14 +124,9 @@ static void people_list(gw *g, gw_req *r)
     char num[32], after[UTIL_NAME_MAX + 2] = "";
     long limit = 0;
     int n = gw_query(r, "limit", num, sizeof(num));
-    if (n != -1) {
-        char *end = NULL;
-        limit = n > 0 ? strtol(num, &end, 10) : -1;
-        if (n <= 0 || *end != '\0' || num[0] == '-' || num[0] == '+' || limit < 1 ||
-            limit > 1000) {
-            gw_reply_error(r, 400, NULL, "limit must be a whole number from 1 to 1000");
-            return;
-        }
+    if (n != -1 && (n < 0 || gw_parse_limit(num, (size_t)n, &limit) < 0)) {
+        gw_reply_error(r, 400, NULL, "limit must be a whole number from 1 to 1000");
+        return;
     }
     if (query_name(r, "after", after, sizeof(after)) < 0)
         return;
@@ -161,7 +157,7 @@ static void people_list(gw *g, gw_req *r)
 static void people_create(gw *g, gw_req *r)
 {
     char name[UTIL_NAME_MAX + 2];
-    char why[128];
+    char why[256];
     int have = query_name(r, "name", name, sizeof(name));
     if (have < 0)
         return;
@@ -173,36 +169,17 @@ static void people_create(gw *g, gw_req *r)
             return;
         }
         long len = gw_read_body(r, body, GW_BODY_MAX);
-        if (len == -EMSGSIZE) {
-            free(body);
-            gw_reply_error(r, 413, NULL, "request body over %d bytes", GW_BODY_MAX);
-            return;
-        }
-        json_error_t je;
-        json_t *doc = len > 0 ? json_loadb(body, (size_t)len, JSON_ALLOW_NUL, &je) : NULL;
+        int bad = len < 0 || gw_parse_create_body(body, (size_t)len, name, sizeof(name), why,
+                                                  sizeof(why)) < 0;
         free(body);
-        json_t *jn = json_object_get(doc, "name");
-        if (len < 0) {
-            json_decref(doc);
+        if (len == -EMSGSIZE)
+            gw_reply_error(r, 413, NULL, "request body over %d bytes", GW_BODY_MAX);
+        else if (len < 0)
             gw_reply_error(r, 400, NULL, "could not read the request body");
+        else if (bad)
+            gw_reply_error(r, 400, NULL, "%s", why);
+        if (bad)
             return;
-        }
-        if (len == 0 || doc == NULL || !json_is_object(doc) || !json_is_string(jn)) {
-            gw_reply_error(r, 400, NULL,
-                           len == 0 ? "missing name: use ?name=NAME or a JSON body {\"name\":...}"
-                           : doc == NULL ? "body is not valid JSON"
-                                         : "body must be a JSON object with a string \"name\"");
-            json_decref(doc);
-            return;
-        }
-        size_t nl = json_string_length(jn);
-        if (util_name_check(json_string_value(jn), nl, why, sizeof(why)) < 0) {
-            json_decref(doc);
-            gw_reply_error(r, 400, NULL, "name: %s", why);
-            return;
-        }
-        memcpy(name, json_string_value(jn), nl + 1);
-        json_decref(doc);
     }
 
     Tcpops__CreatePersonRequest req = TCPOPS__CREATE_PERSON_REQUEST__INIT;

@@ -6,6 +6,7 @@
 
 #include "people_store.h"
 #include "svc.h"
+#include "people.h"
 #include "tcpops.pb-c.h"
 
 #define UNPACK(type, lower, body, len, out) \
@@ -109,9 +110,11 @@ static const svc_method methods[] = {
      &tcpops__add_pet_response__descriptor},
 };
 
-int main(int argc, char **argv)
+const svc_desc *people_service(void)
 {
-    const svc_desc desc = {
+    /* Filled at run time: the migration count is not a constant expression. */
+    static svc_desc desc;
+    desc = (svc_desc){
         .name = "people",
         .default_listen = "127.0.0.1:5002",
         .migrations = people_migrations,
@@ -119,5 +122,5 @@ int main(int argc, char **argv)
         .methods = methods,
         .nmethods = sizeof(methods) / sizeof(methods[0]),
     };
-    return svc_main(&desc, argc, argv);
+    return &desc;
 }

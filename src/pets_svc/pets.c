@@ -4,6 +4,7 @@
 
 #include "pets_store.h"
 #include "svc.h"
+#include "pets.h"
 #include "tcpops.pb-c.h"
 
 static void get_by_ids_handler(const rpc_call_ctx *ctx, const uint8_t *body, size_t len,
@@ -85,9 +86,11 @@ static const svc_method methods[] = {
      &tcpops__create_pet_response__descriptor},
 };
 
-int main(int argc, char **argv)
+const svc_desc *pets_service(void)
 {
-    const svc_desc desc = {
+    /* Filled at run time: the migration count is not a constant expression. */
+    static svc_desc desc;
+    desc = (svc_desc){
         .name = "pets",
         .default_listen = "127.0.0.1:5003",
         .migrations = pets_migrations,
@@ -95,5 +98,5 @@ int main(int argc, char **argv)
         .methods = methods,
         .nmethods = sizeof(methods) / sizeof(methods[0]),
     };
-    return svc_main(&desc, argc, argv);
+    return &desc;
 }
