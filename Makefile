@@ -4,7 +4,9 @@ SAN_BUILD ?= build-san
 JOBS      ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build test test-san run bench clean
+.PHONY: all deps build test test-san fuzz run bench clean
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
 
 all: build
 
@@ -26,6 +28,15 @@ test-san: deps
 	cmake --build $(SAN_BUILD) -j $(JOBS)
 	cd $(SAN_BUILD) && ctest --output-on-failure -j $(JOBS)
 
+# libFuzzer targets under ASan + UBSan, FUZZ_SECONDS each, over the seed
+# corpus in tests/fuzz/corpus.
+fuzz:
+	@scripts/deps.sh fuzz
+	CC=clang cmake -S . -B $(FUZZ_BUILD) -DTCPOPS_FUZZ=ON -DTCPOPS_WERROR=OFF \
+		-DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS)
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_frame fuzz_dispatch fuzz_text fuzz_http
+	tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
 # The whole system in the foreground on 127.0.0.1:5001-5003, data in ./var.
 # Ctrl-C stops it gracefully.
 run: build
@@ -37,4 +48,4 @@ bench: build
 	bench/faults.sh $(BUILD)
 
 clean:
-	rm -rf $(BUILD) $(SAN_BUILD)
+	rm -rf $(BUILD) $(SAN_BUILD) $(FUZZ_BUILD)

@@ -3,14 +3,16 @@
 # apt-get; otherwise it prints the exact command and fails.
 #   scripts/deps.sh          build and test dependencies
 #   scripts/deps.sh bench    also the benchmark tools (wrk, redis)
+#   scripts/deps.sh fuzz     also clang and its libFuzzer runtime
 set -euo pipefail
 
 pkgs=(gcc make cmake pkg-config libc6-dev
       libcivetweb-dev libprotobuf-c-dev protobuf-c-compiler
       libsqlite3-dev libcmocka-dev libjansson-dev libinih-dev)
-if [ "${1:-}" = "bench" ]; then
-  pkgs+=(wrk redis-server redis-tools sqlite3)
-fi
+case "${1:-}" in
+  bench) pkgs+=(wrk redis-server redis-tools sqlite3) ;;
+  fuzz) pkgs+=(clang libclang-rt-14-dev) ;;
+esac
 
 missing=()
 for p in "${pkgs[@]}"; do

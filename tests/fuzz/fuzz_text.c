@@ -1,0 +1,41 @@
+/* libFuzzer target: text mode's JSON line reader, on the real people service
+ * over a temporary database. Every line gets one JSON line back. */
+#include <jansson.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "people.h"
+#include "svc.h"
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static svc_local *people;
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    char dir[] = "/tmp/tcpops-fuzz-XXXXXX", err[256];
+    (void)argc;
+    (void)argv;
+    if (mkdtemp(dir) == NULL || svc_local_new(&people, people_service(), dir, err, sizeof(err)) < 0) {
+        fprintf(stderr, "fuzz_text: %s\n", err);
+        abort();
+    }
+    return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    char *out = svc_local_text(people, (const char *)data, size);
+    if (out == NULL)
+        abort();
+    json_error_t je;
+    json_t *j = json_loads(out, 0, &je); /* the answer is always one JSON value */
+    if (j == NULL || strchr(out, '\n') != NULL)
+        abort();
+    json_decref(j);
+    free(out);
+    return 0;
+}
