@@ -30,7 +30,8 @@ typedef struct fixture {
     char addr[64];
 } fixture;
 
-static int setup_with(void **state, int max_conns, size_t max_write_buf, int partial_ms)
+static int setup_with(void **state, int max_conns, size_t max_write_buf, int partial_ms,
+                      int idle_ms)
 {
     fixture *fx = calloc(1, sizeof(*fx));
     char err[RPC_ERRLEN];
@@ -47,6 +48,7 @@ static int setup_with(void **state, int max_conns, size_t max_write_buf, int par
     cfg.max_conns = max_conns;
     cfg.max_write_buf = max_write_buf;
     cfg.partial_timeout_ms = partial_ms;
+    cfg.idle_timeout_ms = idle_ms;
     if (rpc_server_new(&fx->srv, &cfg, err) < 0)
         fail_msg("server: %s", err);
     assert_int_equal(rpc_server_start(fx->srv), 0);
@@ -60,14 +62,15 @@ static int setup_with(void **state, int max_conns, size_t max_write_buf, int par
     ccfg.endpoints = eps;
     ccfg.nendpoints = 1;
     ccfg.pool_size = 1;
+    ccfg.keepalive_idle_ms = idle_ms / 4; /* a good client is never idle for long */
     if (rpc_channel_new(&fx->good, &ccfg, err) < 0)
         fail_msg("channel: %s", err);
     *state = fx;
     return 0;
 }
 
-static int setup(void **state) { return setup_with(state, 64, 0, 10000); }
-static int setup_limits(void **state) { return setup_with(state, 4, 65536, 300); }
+static int setup(void **state) { return setup_with(state, 64, 0, 10000, 60000); }
+static int setup_limits(void **state) { return setup_with(state, 4, 65536, 300, 600); }
 
 static int teardown(void **state)
 {
@@ -364,7 +367,7 @@ static void test_stalled_frame_is_cut_off(void **state)
     if (!closed_by_peer(fd))
         fail_msg("expected a frame stalled past the partial-frame timeout to be closed");
     close(fd);
-    assert_true(rpc_stats_get(fx->stats, RPC_C_SLOW_PEERS) >= 1);
+    assert_true(rpc_stats_get(fx->stats, RPC_C_PARTIAL_TIMEOUT) >= 1);
     assert_good_client_served(fx, "after-stall");
 }
 
@@ -393,12 +396,26 @@ static void test_peer_that_never_reads_is_cut_off(void **state)
             break;
         sent++;
     }
-    for (int i = 0; i < 250 && rpc_stats_get(fx->stats, RPC_C_SLOW_PEERS) == 0; i++)
+    for (int i = 0; i < 250 && rpc_stats_get(fx->stats, RPC_C_WRITE_BUF_FULL) == 0; i++)
         usleep(20000);
-    if (rpc_stats_get(fx->stats, RPC_C_SLOW_PEERS) == 0)
+    if (rpc_stats_get(fx->stats, RPC_C_WRITE_BUF_FULL) == 0)
         fail_msg("expected a peer that never reads to be cut off (sent %d frames)", sent);
     close(fd);
     assert_good_client_served(fx, "after-slow-reader");
+}
+
+/* A peer that connects and says nothing is closed after the idle timeout;
+ * the good client, which PINGs when idle, keeps its connection. */
+static void test_silent_peer_is_cut_off(void **state)
+{
+    fixture *fx = *state;
+    assert_good_client_served(fx, "before");
+    int fd = raw_connect(fx);
+    if (!closed_by_peer(fd))
+        fail_msg("expected a silent connection to be closed after the idle timeout");
+    close(fd);
+    assert_true(rpc_stats_get(fx->stats, RPC_C_IDLE_CLOSED) >= 1);
+    assert_good_client_served(fx, "after-idle");
 }
 
 int main(void)
@@ -414,6 +431,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stalled_frame_is_cut_off, setup_limits, teardown),
         cmocka_unit_test_setup_teardown(test_peer_that_never_reads_is_cut_off, setup_limits,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_silent_peer_is_cut_off, setup_limits, teardown),
     };
     signal(SIGPIPE, SIG_IGN);
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -205,6 +205,8 @@ int gw_backend_new(gw_backend **out, const gw_backend_cfg *cfg, char *err, size_
     ccfg.endpoints = b->boot;
     ccfg.nendpoints = b->nboot;
     ccfg.pool_size = cfg->pool_size > 0 ? cfg->pool_size : 2;
+    ccfg.max_frame = cfg->max_frame;
+    ccfg.max_inflight = cfg->max_inflight;
     ccfg.stats = b->stats;
     ccfg.on_event = on_event;
     ccfg.event_user = b;

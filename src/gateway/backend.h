@@ -18,6 +18,8 @@ typedef struct gw_backend_cfg {
     const char *bootstrap;   /* "host:port[,host:port...]" */
     int pool_size;           /* connections per member */
     int refresh_ms;          /* membership refresh period, 1000 */
+    size_t max_frame;        /* largest frame accepted from the service */
+    int max_inflight;        /* calls in flight per connection */
 } gw_backend_cfg;
 
 /* Starts connecting in the background; returns at once. 0, or a negative

@@ -36,6 +36,8 @@ int main(int argc, char **argv)
     const char *people = "127.0.0.1:5002";
     const char *pets = "127.0.0.1:5003";
     long threads = 128, pool = 2, deadline_ms = 2000, keepalive_ms = 10000, drain_ms = 5000;
+    long max_body = 64 * 1024, max_header = 16 * 1024, max_frame = RPC_FRAME_MAX_DEFAULT;
+    long max_inflight = 256;
     int access_log = 1;
     gw g;
     memset(&g, 0, sizeof(g));
@@ -55,6 +57,14 @@ int main(int argc, char **argv)
         {"access-log", UTIL_FLAG_BOOL, &access_log, NULL, "one log line per request", 0, 0},
         {"drain-ms", UTIL_FLAG_INT, &drain_ms, "MS",
          "on SIGTERM, how long requests in flight may take", 0, 600000},
+        {"max-body", UTIL_FLAG_INT, &max_body, "BYTES", "request body limit (413 past it)", 1,
+         64L << 20},
+        {"max-header-bytes", UTIL_FLAG_INT, &max_header, "BYTES",
+         "request line and headers limit", 1024, 1L << 20},
+        {"max-frame", UTIL_FLAG_INT, &max_frame, "BYTES", "largest RPC frame accepted", 64,
+         16L * 1024 * 1024 - 1},
+        {"max-inflight", UTIL_FLAG_INT, &max_inflight, "N",
+         "RPC calls in flight per connection (more: 503)", 1, 65536},
     };
     const size_t nflags = sizeof(flags) / sizeof(flags[0]);
     char err[512], q[600];
@@ -73,6 +83,7 @@ int main(int argc, char **argv)
     }
     g.deadline_ms = (int)deadline_ms;
     g.access_log = access_log;
+    g.max_body = (size_t)max_body;
     g.started_ms = rpc_now_ms();
 
     sigset_t stopset;
@@ -84,8 +95,11 @@ int main(int argc, char **argv)
 
     int rc = 1;
     struct mg_context *ctx = NULL;
-    gw_backend_cfg pc = {.name = "people", .bootstrap = people, .pool_size = (int)pool};
-    gw_backend_cfg tc = {.name = "pets", .bootstrap = pets, .pool_size = (int)pool};
+    gw_backend_cfg pc = {.name = "people", .bootstrap = people, .pool_size = (int)pool,
+                         .max_frame = (size_t)max_frame, .max_inflight = (int)max_inflight};
+    gw_backend_cfg tc = pc;
+    tc.name = "pets";
+    tc.bootstrap = pets;
     if (gw_metrics_new(&g.metrics) < 0 ||
         gw_backend_new(&g.people, &pc, err, sizeof(err)) < 0 ||
         gw_backend_new(&g.pets, &tc, err, sizeof(err)) < 0) {
@@ -94,9 +108,10 @@ int main(int argc, char **argv)
         goto out;
     }
 
-    char nthreads[16], ka[16];
+    char nthreads[16], ka[16], hdr[16];
     snprintf(nthreads, sizeof(nthreads), "%ld", threads);
     snprintf(ka, sizeof(ka), "%ld", keepalive_ms);
+    snprintf(hdr, sizeof(hdr), "%ld", max_header);
     const char *options[] = {
         "listening_ports", listen,
         "num_threads", nthreads,
@@ -105,6 +120,7 @@ int main(int argc, char **argv)
         "request_timeout_ms", "10000",
         "tcp_nodelay", "1",
         "listen_backlog", "1024",
+        "max_request_size", hdr,
         NULL, NULL,
     };
     struct mg_callbacks cb;

@@ -10,7 +10,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define GW_BODY_MAX (64 * 1024)
 #define GW_REQUEST_ID_MAX 64
 
 /* One HTTP request in flight; lives on the handler's stack. */
@@ -47,7 +46,7 @@ void gw_reply_error(gw_req *r, int status, const char *allow, const char *fmt, .
  * when longer than cap - 1. */
 int gw_query(const gw_req *r, const char *name, char *buf, size_t cap);
 
-/* Reads the request body into buf (cap bytes, at most GW_BODY_MAX). Returns
+/* Reads the request body into buf (cap bytes). Returns
  * its length, or -EMSGSIZE when it is larger than cap (the body is then not
  * read), or -EIO when the client went away. */
 long gw_read_body(gw_req *r, char *buf, size_t cap);

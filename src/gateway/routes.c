@@ -163,17 +163,17 @@ static void people_create(gw *g, gw_req *r)
         return;
     if (have == 0) {
         /* No ?name=: the body must be {"name": "..."}. */
-        char *body = malloc(GW_BODY_MAX);
+        char *body = malloc(g->max_body);
         if (body == NULL) {
             gw_reply_error(r, 500, NULL, "out of memory");
             return;
         }
-        long len = gw_read_body(r, body, GW_BODY_MAX);
+        long len = gw_read_body(r, body, g->max_body);
         int bad = len < 0 || gw_parse_create_body(body, (size_t)len, name, sizeof(name), why,
                                                   sizeof(why)) < 0;
         free(body);
         if (len == -EMSGSIZE)
-            gw_reply_error(r, 413, NULL, "request body over %d bytes", GW_BODY_MAX);
+            gw_reply_error(r, 413, NULL, "request body over %zu bytes", g->max_body);
         else if (len < 0)
             gw_reply_error(r, 400, NULL, "could not read the request body");
         else if (bad)

@@ -18,6 +18,7 @@ typedef struct gw {
     gw_metrics *metrics;
     int deadline_ms;       /* budget of one HTTP request, all its RPCs included */
     int access_log;        /* one logfmt line per request */
+    size_t max_body;       /* request bodies over this get 413 */
     int64_t started_ms;
     _Atomic int draining;  /* SIGTERM received: /readyz says 503 */
     _Atomic int inflight;  /* requests being handled now */

@@ -357,6 +357,7 @@ static int serve_conn(slot *sl)
                 int c = rpc_frame_decode(rpc_buf_head(&sl->rbuf), rpc_buf_used(&sl->rbuf),
                                          ch->cfg.max_frame, &payload, &plen);
                 if (c < 0) {
+                    rpc_stats_add(ch->cfg.stats, RPC_C_OVERSIZE_FRAMES, 1);
                     rpc_stats_add(ch->cfg.stats, RPC_C_PROTOCOL_ERRORS, 1);
                     return c;
                 }

@@ -59,6 +59,7 @@ typedef struct conn {
     uint64_t last_id;         /* I/O thread only: highest request id accepted */
     int goaway;               /* I/O thread only: GOAWAY sent */
     int64_t goaway_at;        /* I/O thread only */
+    int64_t last_rx;          /* I/O thread only: when bytes last arrived */
 
     pthread_mutex_t lock;     /* guards everything below */
     rpc_buf wbuf;
@@ -125,6 +126,7 @@ void rpc_server_cfg_default(rpc_server_cfg *cfg)
     cfg->max_conns = 1024;
     cfg->max_inflight = 256;
     cfg->partial_timeout_ms = 10000;
+    cfg->idle_timeout_ms = 60000;
     cfg->queue_max = 4096;
 }
 
@@ -218,7 +220,7 @@ static void send_locked(rpc_server *s, conn *c, const uint8_t *p, size_t n)
         return;
     int was_empty = rpc_buf_used(&c->wbuf) == 0;
     if (rpc_buf_append(&c->wbuf, p, n, s->cfg.max_write_buf) < 0) {
-        rpc_stats_add(s->cfg.stats, RPC_C_SLOW_PEERS, 1);
+        rpc_stats_add(s->cfg.stats, RPC_C_WRITE_BUF_FULL, 1);
         c->closed = 1;
         shutdown(c->fd, SHUT_RDWR);
         return;
@@ -651,6 +653,7 @@ static int process_input(rpc_server *s, conn *c)
         int n = rpc_frame_decode(rpc_buf_head(&c->rbuf), rpc_buf_used(&c->rbuf),
                                  s->cfg.max_frame, &payload, &plen);
         if (n == -EMSGSIZE) {
+            rpc_stats_add(s->cfg.stats, RPC_C_OVERSIZE_FRAMES, 1);
             protocol_error(s, c, 0, "frame larger than the maximum");
             return -1;
         }
@@ -678,6 +681,7 @@ static void on_readable(rpc_server *s, conn *c)
         ssize_t r = recv(c->fd, c->rbuf.data + c->rbuf.len, c->rbuf.cap - c->rbuf.len, 0);
         if (r > 0) {
             c->rbuf.len += (size_t)r;
+            c->last_rx = rpc_now_ms();
             int frames = process_input(s, c);
             if (frames < 0)
                 return;
@@ -720,6 +724,7 @@ static void on_accept(rpc_server *s, listener *l)
         }
         c->tag.type = EP_CONN;
         c->fd = fd;
+        c->last_rx = rpc_now_ms();
         atomic_init(&c->refs, 1);
         pthread_mutex_init(&c->lock, NULL);
         struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = c};
@@ -767,9 +772,19 @@ static void housekeeping(rpc_server *s)
         }
         if (c->mode != MODE_TEXT && rpc_buf_used(&c->rbuf) > 0 &&
             now - c->partial_since > s->cfg.partial_timeout_ms) {
-            rpc_stats_add(s->cfg.stats, RPC_C_SLOW_PEERS, 1);
+            rpc_stats_add(s->cfg.stats, RPC_C_PARTIAL_TIMEOUT, 1);
             conn_close(s, c);
             continue;
+        }
+        if (now - c->last_rx > s->cfg.idle_timeout_ms) {
+            pthread_mutex_lock(&c->lock);
+            int busy = c->inflight > 0 || rpc_buf_used(&c->wbuf) > 0;
+            pthread_mutex_unlock(&c->lock);
+            if (!busy) {
+                rpc_stats_add(s->cfg.stats, RPC_C_IDLE_CLOSED, 1);
+                conn_close(s, c);
+                continue;
+            }
         }
         if (c->goaway && now - c->goaway_at >= GOAWAY_GRACE_MS) {
             /* The client should have closed by now; one that ignores GOAWAY
@@ -872,6 +887,8 @@ int rpc_server_new(rpc_server **out, const rpc_server_cfg *cfg, char *err)
         s->cfg.max_inflight = 256;
     if (s->cfg.partial_timeout_ms <= 0)
         s->cfg.partial_timeout_ms = 10000;
+    if (s->cfg.idle_timeout_ms <= 0)
+        s->cfg.idle_timeout_ms = 60000;
     if (s->cfg.queue_max <= 0)
         s->cfg.queue_max = 4096;
     s->cfg.listen = NULL; /* not owned; the listener keeps the socket */

@@ -62,6 +62,8 @@ typedef struct rpc_server_cfg {
     size_t max_write_buf;      /* per connection, default 4 * max_frame */
     int max_inflight;          /* per connection, default 256 */
     int partial_timeout_ms;    /* a started frame must complete within; 10000 */
+    int idle_timeout_ms;       /* close a connection silent this long; 60000
+                                * (clients PING after 5 s idle) */
     int queue_max;             /* jobs waiting for a worker, default 4096 */
     const rpc_method *methods; /* copied by rpc_server_new */
     size_t nmethods;

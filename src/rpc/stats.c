@@ -36,7 +36,10 @@ static const char *const counter_names[RPC_C_COUNT] = {
     [RPC_C_PROTOCOL_ERRORS] = "protocol_errors",
     [RPC_C_CONNS_REFUSED] = "connections_refused",
     [RPC_C_EXPIRED_SKIPPED] = "expired_skipped",
-    [RPC_C_SLOW_PEERS] = "slow_peers_closed",
+    [RPC_C_WRITE_BUF_FULL] = "write_buffer_full",
+    [RPC_C_PARTIAL_TIMEOUT] = "partial_frame_timeout",
+    [RPC_C_IDLE_CLOSED] = "idle_closed",
+    [RPC_C_OVERSIZE_FRAMES] = "oversize_frames",
     [RPC_C_INFLIGHT_LIMIT] = "inflight_limit",
 };
 

@@ -20,7 +20,10 @@ typedef enum rpc_counter {
     RPC_C_PROTOCOL_ERRORS,  /* bad frames: oversize, undecodable, wrong kind */
     RPC_C_CONNS_REFUSED,    /* server: over the connection limit */
     RPC_C_EXPIRED_SKIPPED,  /* server: requests whose deadline passed in queue */
-    RPC_C_SLOW_PEERS,       /* server: closed for a full write buffer or a stalled frame */
+    RPC_C_WRITE_BUF_FULL,   /* server: closed a peer that does not read its answers */
+    RPC_C_PARTIAL_TIMEOUT,  /* server: closed a peer that stalled inside a frame */
+    RPC_C_IDLE_CLOSED,      /* server: closed a connection silent past the idle timeout */
+    RPC_C_OVERSIZE_FRAMES,  /* frames refused by their length header */
     RPC_C_INFLIGHT_LIMIT,   /* calls refused for too many in flight */
     RPC_C_COUNT
 } rpc_counter;

@@ -180,6 +180,8 @@ static void status_handler(const rpc_call_ctx *ctx, const uint8_t *body, size_t 
     Tcpops__StatusResponse resp = TCPOPS__STATUS_RESPONSE__INIT;
     Tcpops__Member *members = NULL;
     Tcpops__Member **ptrs = NULL;
+    Tcpops__StatusResponse__CountersEntry centries[RPC_C_COUNT];
+    Tcpops__StatusResponse__CountersEntry *cptrs[RPC_C_COUNT];
     size_t n = 0, cap = 0;
     (void)body;
     (void)len;
@@ -222,6 +224,15 @@ static void status_handler(const rpc_call_ctx *ctx, const uint8_t *body, size_t 
     resp.connections = (uint64_t)rpc_stats_get(s->stats, RPC_C_CONNS_OPEN);
     for (int code = 0; code <= 16; code++)
         resp.calls += rpc_stats_calls(s->stats, NULL, code);
+    /* Every server counter: limits hit, protocol errors, connections. */
+    for (int c = 0; c < RPC_C_COUNT; c++) {
+        tcpops__status_response__counters_entry__init(&centries[c]);
+        centries[c].key = (char *)rpc_counter_name((rpc_counter)c);
+        centries[c].value = rpc_stats_get(s->stats, (rpc_counter)c);
+        cptrs[c] = &centries[c];
+    }
+    resp.n_counters = RPC_C_COUNT;
+    resp.counters = cptrs;
     rpc_reply_pack(out, &resp.base);
     goto out;
 nomem:
@@ -527,6 +538,8 @@ int svc_main(const svc_desc *desc, int argc, char **argv)
     const char *data_dir = "./var";
     const char *sync = "normal";
     long threads = 4, max_frame = RPC_FRAME_MAX_DEFAULT, max_conns = 1024, drain_ms = 5000;
+    long max_inflight = 256, max_write_buf = 4L << 20, partial_ms = 10000, idle_ms = 60000;
+    long max_queue = 4096;
     long delay_ms = 0;
     const char *delay_method = NULL;
     svc s;
@@ -542,6 +555,17 @@ int svc_main(const svc_desc *desc, int argc, char **argv)
         {"max-frame", UTIL_FLAG_INT, &max_frame, "BYTES", "largest frame accepted", 64,
          16L * 1024 * 1024 - 1},
         {"max-conns", UTIL_FLAG_INT, &max_conns, "N", "connections served at once", 1, 65536},
+        {"max-inflight", UTIL_FLAG_INT, &max_inflight, "N",
+         "calls in flight per connection (more: RESOURCE_EXHAUSTED)", 1, 65536},
+        {"max-queue", UTIL_FLAG_INT, &max_queue, "N",
+         "calls waiting for a worker thread (more: RESOURCE_EXHAUSTED)", 1, 1 << 20},
+        {"max-write-buffer", UTIL_FLAG_INT, &max_write_buf, "BYTES",
+         "answers queued for a peer that does not read, before it is cut off", 4096,
+         1L << 30},
+        {"partial-timeout-ms", UTIL_FLAG_INT, &partial_ms, "MS",
+         "a started frame must complete within this", 10, 3600000},
+        {"idle-timeout-ms", UTIL_FLAG_INT, &idle_ms, "MS",
+         "close a connection silent this long", 100, 86400000},
         {"drain-ms", UTIL_FLAG_INT, &drain_ms, "MS",
          "on SIGTERM, how long calls in flight may take", 0, 600000},
         {"log-calls", UTIL_FLAG_BOOL, &s.log_calls, NULL,
@@ -610,6 +634,11 @@ int svc_main(const svc_desc *desc, int argc, char **argv)
     cfg.threads = (int)threads;
     cfg.max_frame = (size_t)max_frame;
     cfg.max_conns = (int)max_conns;
+    cfg.max_inflight = (int)max_inflight;
+    cfg.queue_max = (int)max_queue;
+    cfg.max_write_buf = (size_t)max_write_buf;
+    cfg.partial_timeout_ms = (int)partial_ms;
+    cfg.idle_timeout_ms = (int)idle_ms;
     cfg.methods = rm;
     cfg.nmethods = s.nmethods;
     cfg.text = text_line;
