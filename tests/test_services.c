@@ -325,6 +325,77 @@ static void test_hostile_frames_cost_a_good_client_nothing(void **state)
     cli(fx->people_addr, 0, "{\"names\":[\"bob\",\"jane\"]}", NULL, "people", "list", NULL);
 }
 
+static long rss_kb(pid_t pid)
+{
+    char path[64], line[256];
+    long kb = -1;
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    while (f != NULL && fgets(line, sizeof(line), f) != NULL)
+        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+            break;
+    if (f != NULL)
+        fclose(f);
+    return kb;
+}
+
+/* 50 peers each start a 1 MiB frame and stall after 256 KiB: memory grows by
+ * what they sent (nothing is allocated for what they only claim), they are
+ * cut off at the partial-frame timeout, and the memory comes back. */
+static void test_stalled_frames_memory_bounded(void **state)
+{
+    fixture *fx = *state;
+    /* A second people worker with a short partial-frame timeout. */
+    proc p = {0};
+    int port = free_port();
+    const char *const extra[] = {"--partial-timeout-ms", "1000", NULL};
+    assert_int_equal(proc_start_service(&p, "tcpops-people", port, fx->dir, extra), 0);
+    long base = rss_kb(p.pid);
+    enum { PEERS = 50, SENT = 256 * 1024 };
+    int fds[PEERS];
+    uint8_t *chunk = calloc(1, SENT);
+    rpc_frame_put_len(chunk, 1u << 20);
+    for (int i = 0; i < PEERS; i++) {
+        fds[i] = raw_connect(port);
+        size_t w = 0;
+        rpc_sock_write_all(fds[i], chunk, SENT, rpc_now_ms() + 2000, &w);
+    }
+    free(chunk);
+    usleep(300 * 1000);
+    long during = rss_kb(p.pid);
+    int closed = 0;
+    for (int i = 0; i < PEERS; i++) {
+        char buf[256];
+        struct pollfd pf = {.fd = fds[i], .events = POLLIN};
+        int64_t deadline = rpc_now_ms() + 10000;
+        while (rpc_now_ms() < deadline && poll(&pf, 1, 100) >= 0) {
+            ssize_t r = pf.revents ? recv(fds[i], buf, sizeof(buf), 0) : 1;
+            if (r == 0 || (r < 0 && errno == ECONNRESET)) {
+                closed++;
+                break;
+            }
+        }
+        close(fds[i]);
+    }
+    usleep(200 * 1000);
+    long after = rss_kb(p.pid);
+    print_message("RSS: %ld KiB idle, %ld KiB with 50 stalled 1 MiB frames, %ld KiB after\n",
+                  base, during, after);
+    assert_int_equal(closed, PEERS);
+#ifndef __SANITIZE_ADDRESS__ /* ASan's shadow and quarantine make RSS say little */
+    /* What was sent (12.5 MiB) plus buffer doubling, never the 50 MiB claimed. */
+    if (during - base > 40 * 1024)
+        fail_msg("expected memory bounded by what was sent; grew by %ld KiB", during - base);
+    if (after - base > 16 * 1024)
+        fail_msg("expected memory back after the peers were cut off; still %ld KiB above",
+                 after - base);
+#endif
+    char addr[64];
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+    cli(addr, 0, "{\"names\":[\"bob\",\"jane\"]}", NULL, "people", "list", NULL);
+    proc_stop(&p);
+}
+
 static void test_sigterm_exits_0(void **state)
 {
     fixture *fx = *state;
@@ -343,6 +414,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_text_mode, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hostile_frames_cost_a_good_client_nothing, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_stalled_frames_memory_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigterm_exits_0, setup, teardown),
     };
     signal(SIGPIPE, SIG_IGN);

@@ -77,6 +77,10 @@ static void on_event(void *user, const rpc_event *ev)
         util_log(UTIL_INFO, "goaway", "service=%s endpoint=%s conn=%d", ev->service,
                  ev->endpoint, ev->conn);
         break;
+    case RPC_EV_EJECTED:
+        util_log(UTIL_WARN, "ejected", "service=%s endpoint=%s for_ms=%lld", ev->service,
+                 ev->endpoint, (long long)ev->delay_ms);
+        return;
     }
     pthread_mutex_lock(&b->lock);
     b->kick = 1;
@@ -273,6 +277,8 @@ json_t *gw_backend_status(gw_backend *b, int deadline_ms, int *up)
                               info[i].outstanding);
         if (info[i].last_err != 0)
             json_object_set_new(e, "last_error", json_string(strerror(-info[i].last_err)));
+        if (info[i].ejected)
+            json_object_set_new(e, "ejected", json_true());
         json_array_append_new(eps, e);
         ready += info[i].ready;
     }
@@ -350,6 +356,10 @@ int gw_backends_metrics(gw_backend *const *bs, size_t nb, char **buf, size_t *le
          "Calls refused: every connection at its in-flight limit."},
         {RPC_C_PROTOCOL_ERRORS, "tcpops_rpc_protocol_errors_total", "counter",
          "Frames from a service that broke the protocol."},
+        {RPC_C_OVERSIZE_FRAMES, "tcpops_rpc_oversize_frames_total", "counter",
+         "Frames from a service over the size limit."},
+        {RPC_C_EJECTIONS, "tcpops_rpc_ejections_total", "counter",
+         "Endpoints set aside after failing calls in a row."},
     };
     int rc = gw_buf_printf(buf, len, cap,
                            "# HELP tcpops_rpc_calls_total RPC calls by service, method, status.\n"

@@ -35,6 +35,9 @@
 #define TABLE_SIZE 512 /* buckets; a power of two */
 #define READ_CHUNK 65536
 #define MAX_ATTEMPTS 4
+#define EJECT_AFTER 5             /* failures in a row */
+#define EJECT_BASE_MS 1000        /* x times ejected ... */
+#define EJECT_MAX_MS 30000        /* ... up to this */
 
 enum { S_DOWN, S_CONNECTING, S_READY, S_DRAINING };
 
@@ -64,6 +67,9 @@ typedef struct endpoint {
     slot *slots;
     _Atomic int removed;      /* left the list: drain, then stop */
     _Atomic int backup;       /* used only when no other endpoint is ready */
+    _Atomic int failures;     /* calls lost or timed out in a row */
+    _Atomic int ejections;    /* times set aside; each lasts longer */
+    _Atomic int64_t ejected_until; /* rpc_now_ms; used last until then */
     _Atomic int users;        /* calls holding one of its slots */
     _Atomic int exited;       /* slot threads that have returned */
     int started;              /* slot threads started */
@@ -498,9 +504,11 @@ static void *slot_main(void *arg)
  * A slot returned holds a use of its endpoint: release it with unpick. */
 static slot *pick(rpc_channel *ch, const endpoint *avoid, int *full)
 {
-    /* best[0]: primary endpoints, best[1]: backups; then the avoided one. */
-    slot *best[2] = {NULL, NULL}, *fallback = NULL;
-    int best_out[2] = {0, 0};
+    /* best[0]: primary endpoints, best[1]: backups, best[2]: ejected ones
+     * (never set aside so far that nothing is left); then the avoided one. */
+    slot *best[3] = {NULL, NULL, NULL}, *fallback = NULL;
+    int best_out[3] = {0, 0, 0};
+    int64_t now = rpc_now_ms();
     unsigned start = atomic_fetch_add_explicit(&ch->rr, 1, memory_order_relaxed);
 
     *full = 0;
@@ -522,13 +530,18 @@ static slot *pick(rpc_channel *ch, const endpoint *avoid, int *full)
                 fallback = sl;
             continue;
         }
-        int b = atomic_load(&sl->ep->backup) ? 1 : 0;
+        int b = now < atomic_load(&sl->ep->ejected_until) ? 2
+                : atomic_load(&sl->ep->backup)           ? 1
+                                                         : 0;
         if (best[b] == NULL || out < best_out[b]) {
             best[b] = sl;
             best_out[b] = out;
         }
     }
-    slot *chosen = best[0] != NULL ? best[0] : best[1] != NULL ? best[1] : fallback;
+    slot *chosen = best[0] != NULL   ? best[0]
+                   : best[1] != NULL ? best[1]
+                   : best[2] != NULL ? best[2]
+                                     : fallback;
     if (chosen != NULL)
         atomic_fetch_add(&chosen->ep->users, 1);
     pthread_rwlock_unlock(&ch->eplock);
@@ -538,6 +551,28 @@ static slot *pick(rpc_channel *ch, const endpoint *avoid, int *full)
 static void unpick(slot *sl)
 {
     atomic_fetch_sub(&sl->ep->users, 1);
+}
+
+/* Outlier ejection: an endpoint that loses or times out EJECT_AFTER calls in a
+ * row is used last for 1 s x times ejected (up to 30 s); any answer clears
+ * the count. The caller holds a use of sl's endpoint. */
+static void note_outcome(slot *sl, int failed)
+{
+    endpoint *ep = sl->ep;
+    if (!failed) {
+        atomic_store(&ep->failures, 0);
+        return;
+    }
+    if (atomic_fetch_add(&ep->failures, 1) + 1 < EJECT_AFTER)
+        return;
+    atomic_store(&ep->failures, 0);
+    int n = atomic_fetch_add(&ep->ejections, 1) + 1;
+    int64_t ms = (int64_t)EJECT_BASE_MS * n;
+    if (ms > EJECT_MAX_MS)
+        ms = EJECT_MAX_MS;
+    atomic_store(&ep->ejected_until, rpc_now_ms() + ms);
+    rpc_stats_add(sl->ch->cfg.stats, RPC_C_EJECTIONS, 1);
+    emit(sl, RPC_EV_EJECTED, 0, ms);
 }
 
 /* Whether a connection is about to be ready: an attempt without backoff
@@ -764,6 +799,8 @@ int rpc_channel_call(rpc_channel *ch, rpc_call *call)
         pthread_cond_destroy(&p.cond);
 
         snprintf(call->endpoint, sizeof(call->endpoint), "%s", sl->ep->addr);
+        if (p.how != END_UNSENT && p.how != END_NONE)
+            note_outcome(sl, !done || p.how == END_LOST);
         const endpoint *used = sl->ep;
         unpick(sl); /* from here sl and used are only compared, never used */
         if (!done) {
@@ -840,6 +877,7 @@ size_t rpc_channel_endpoints(rpc_channel *ch, rpc_endpoint_info *out, size_t max
             if (info->last_err == 0)
                 info->last_err = atomic_load(&sl->last_err);
         }
+        info->ejected = rpc_now_ms() < atomic_load(&ep->ejected_until);
     }
     pthread_rwlock_unlock(&ch->eplock);
     return n;

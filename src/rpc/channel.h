@@ -26,6 +26,7 @@ typedef enum rpc_event_type {
     RPC_EV_CONNECT_FAILED, /* an attempt failed; delay_ms until the next */
     RPC_EV_DISCONNECTED,   /* a connection was lost (err says why) */
     RPC_EV_GOAWAY,         /* the server asked us to move on */
+    RPC_EV_EJECTED,        /* set aside for delay_ms after failing calls in a row */
 } rpc_event_type;
 
 typedef struct rpc_event {
@@ -127,6 +128,7 @@ typedef struct rpc_endpoint_info {
     int ready;        /* connections up and taking calls */
     int outstanding;  /* calls in flight */
     int last_err;     /* negative errno of the last failure, 0 if none */
+    int ejected;      /* set aside now after failing calls in a row */
 } rpc_endpoint_info;
 
 /* Copies up to max endpoints' state into out; returns how many there are. */

@@ -41,6 +41,7 @@ static const char *const counter_names[RPC_C_COUNT] = {
     [RPC_C_IDLE_CLOSED] = "idle_closed",
     [RPC_C_OVERSIZE_FRAMES] = "oversize_frames",
     [RPC_C_INFLIGHT_LIMIT] = "inflight_limit",
+    [RPC_C_EJECTIONS] = "ejections",
 };
 
 int rpc_stats_new(rpc_stats **out)

@@ -25,6 +25,7 @@ typedef enum rpc_counter {
     RPC_C_IDLE_CLOSED,      /* server: closed a connection silent past the idle timeout */
     RPC_C_OVERSIZE_FRAMES,  /* frames refused by their length header */
     RPC_C_INFLIGHT_LIMIT,   /* calls refused for too many in flight */
+    RPC_C_EJECTIONS,        /* client: endpoints set aside after failing in a row */
     RPC_C_COUNT
 } rpc_counter;
 
