@@ -81,6 +81,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "tcpops-gateway: %s\n", pos < 0 ? err : "unexpected argument (see --help)");
         return 2;
     }
+    /* The access log writes one line per request: batch the writes. */
+    util_log_buffered();
     g.deadline_ms = (int)deadline_ms;
     g.access_log = access_log;
     g.max_body = (size_t)max_body;

@@ -39,17 +39,26 @@ void gw_req_init(gw_req *r, struct mg_connection *conn, int deadline_ms)
 void gw_reply_raw(gw_req *r, int status, const char *content_type, const char *body,
                   size_t len, const char *extra_name, const char *extra_value)
 {
-    char clen[32];
-    snprintf(clen, sizeof(clen), "%zu", len);
-    mg_response_header_start(r->conn, status);
-    mg_response_header_add(r->conn, "Content-Type", content_type, -1);
-    mg_response_header_add(r->conn, "Content-Length", clen, -1);
-    mg_response_header_add(r->conn, "X-Request-Id", r->id, -1);
-    if (extra_name != NULL)
-        mg_response_header_add(r->conn, extra_name, extra_value, -1);
-    mg_response_header_send(r->conn);
-    if (len > 0 && strcmp(r->ri->request_method, "HEAD") != 0)
-        mg_write(r->conn, body, len);
+    /* Status line, headers and body in one write: one send, one packet. */
+    char stackbuf[4096];
+    int head = snprintf(stackbuf, sizeof(stackbuf),
+                        "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                        "X-Request-Id: %s\r\n%s%s%s%s\r\n",
+                        status, mg_get_response_code_text(r->conn, status), content_type, len,
+                        r->id, extra_name != NULL ? extra_name : "",
+                        extra_name != NULL ? ": " : "", extra_name != NULL ? extra_value : "",
+                        extra_name != NULL ? "\r\n" : "");
+    int with_body = len > 0 && strcmp(r->ri->request_method, "HEAD") != 0;
+    if (head > 0 && (size_t)head < sizeof(stackbuf) &&
+        (!with_body || (size_t)head + len <= sizeof(stackbuf))) {
+        if (with_body)
+            memcpy(stackbuf + head, body, len);
+        mg_write(r->conn, stackbuf, (size_t)head + (with_body ? len : 0));
+    } else if (head > 0 && (size_t)head < sizeof(stackbuf)) {
+        mg_write(r->conn, stackbuf, (size_t)head);
+        if (with_body)
+            mg_write(r->conn, body, len);
+    }
     r->status = status;
     r->bytes = len;
 }

@@ -1,6 +1,9 @@
 #include "log.h"
 
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
@@ -8,6 +11,64 @@
 #include <unistd.h>
 
 static char app_name[32] = "tcpops";
+
+/* Buffered mode: lines wait here until the flusher thread writes them. */
+#define LOG_BUF (64 * 1024)
+static pthread_mutex_t buf_lock = PTHREAD_MUTEX_INITIALIZER;
+static char *pending;     /* LOG_BUF bytes when buffered, else NULL */
+static size_t npending;
+
+static void write_all(const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(STDERR_FILENO, p, n);
+        if (w <= 0)
+            return; /* nowhere to log to: drop, never block the program */
+        p += w;
+        n -= (size_t)w;
+    }
+}
+
+/* Writes what is pending. Caller holds buf_lock. */
+static void flush_locked(void)
+{
+    write_all(pending, npending);
+    npending = 0;
+}
+
+void util_log_flush(void)
+{
+    pthread_mutex_lock(&buf_lock);
+    if (pending != NULL)
+        flush_locked();
+    pthread_mutex_unlock(&buf_lock);
+}
+
+static void *flusher(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        struct timespec ts = {0, 50 * 1000000L};
+        nanosleep(&ts, NULL);
+        util_log_flush();
+    }
+    return NULL;
+}
+
+void util_log_buffered(void)
+{
+    pthread_t th;
+    pending = malloc(LOG_BUF);
+    if (pending == NULL)
+        return;
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old); /* signals stay with the program's threads */
+    if (pthread_create(&th, NULL, flusher, NULL) == 0)
+        pthread_detach(th);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    atexit(util_log_flush);
+}
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
@@ -80,6 +141,15 @@ void util_log(int level, const char *msg, const char *kvfmt, ...)
     if ((size_t)n > sizeof(line) - 2)
         n = (int)sizeof(line) - 2;
     line[n++] = '\n';
-    ssize_t w = write(STDERR_FILENO, line, (size_t)n);
-    (void)w;
+    pthread_mutex_lock(&buf_lock);
+    if (pending == NULL) {
+        pthread_mutex_unlock(&buf_lock);
+        write_all(line, (size_t)n);
+        return;
+    }
+    if (npending + (size_t)n > LOG_BUF)
+        flush_locked();
+    memcpy(pending + npending, line, (size_t)n);
+    npending += (size_t)n;
+    pthread_mutex_unlock(&buf_lock);
 }

@@ -12,6 +12,15 @@ enum { UTIL_DEBUG, UTIL_INFO, UTIL_WARN, UTIL_ERROR };
 /* Names the program in every line. Call once from main before threads. */
 void util_log_init(const char *app);
 
+/* From now on lines are gathered in memory and written by a background
+ * thread every 50 ms (or at once when 64 KiB wait), so a busy program spends
+ * one write per batch instead of one per line. Call once from main before
+ * threads; util_log_flush (also run at exit) writes what is waiting. */
+void util_log_buffered(void);
+
+/* Writes every line waiting. Any thread. */
+void util_log_flush(void);
+
 /* Logs msg with extra key=value pairs formatted by kvfmt (may be NULL). */
 void util_log(int level, const char *msg, const char *kvfmt, ...)
     __attribute__((format(printf, 3, 4)));
