@@ -17,15 +17,8 @@ cleanup() {
   [ -n "${KEEP_LOG:-}" ] && cp "$tmp/master.log" /tmp/faults-master.log; rm -rf "$tmp"
 }
 trap cleanup EXIT
+. "$(dirname "$0")/lib.sh"
 
-free_port() {
-  local p
-  for _ in $(seq 1 100); do
-    p=$((20000 + RANDOM % 20000))
-    if ! (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null; then echo "$p"; return; fi
-  done
-  exit 1
-}
 gp=$(free_port); pp=$(free_port); qp=$(free_port)
 T() { "$bin/tcpops" --data-dir "$tmp" "$@"; }
 url="http://127.0.0.1:$gp/people/pets?owner=bob"

@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -284,33 +285,52 @@ static void *stream_calls(void *arg)
     return NULL;
 }
 
+#define STREAMERS 8
+
+typedef struct streamers {
+    pthread_t th[STREAMERS];
+    streamer s[STREAMERS];
+    _Atomic int stop;
+} streamers;
+
+static void streamers_start(streamers *st, rpc_channel *ch)
+{
+    memset(st, 0, sizeof(*st));
+    for (int i = 0; i < STREAMERS; i++) {
+        st->s[i].ch = ch;
+        st->s[i].stop = &st->stop;
+        pthread_create(&st->th[i], NULL, stream_calls, &st->s[i]);
+    }
+}
+
+/* Stops them; returns the calls that failed and adds the good ones to *ok. */
+static int streamers_stop(streamers *st, int *ok)
+{
+    int failed = 0;
+    atomic_store(&st->stop, 1);
+    *ok = 0;
+    for (int i = 0; i < STREAMERS; i++) {
+        pthread_join(st->th[i], NULL);
+        *ok += st->s[i].ok;
+        failed += st->s[i].failed;
+        if (st->s[i].problem[0])
+            print_message("streamer %d: %s\n", i, st->s[i].problem);
+    }
+    return failed;
+}
+
 static void test_goaway_loses_no_call(void **state)
 {
     fixture *fx = *state;
-    enum { N = 8 };
-    pthread_t th[N];
-    streamer s[N];
-    _Atomic int stop = 0;
-    memset(s, 0, sizeof(s));
-    for (int i = 0; i < N; i++) {
-        s[i].ch = fx->ch;
-        s[i].stop = &stop;
-        pthread_create(&th[i], NULL, stream_calls, &s[i]);
-    }
+    streamers st;
+    streamers_start(&st, fx->ch);
     for (int round = 0; round < 5; round++) {
         usleep(150 * 1000);
         rpc_server_goaway(fx->srv);
     }
     usleep(300 * 1000);
-    stop = 1;
-    int ok = 0, failed = 0;
-    for (int i = 0; i < N; i++) {
-        pthread_join(th[i], NULL);
-        ok += s[i].ok;
-        failed += s[i].failed;
-        if (s[i].problem[0])
-            print_message("streamer %d: %s\n", i, s[i].problem);
-    }
+    int ok = 0;
+    int failed = streamers_stop(&st, &ok);
     if (failed != 0)
         fail_msg("expected no failed call across 5 GOAWAYs; %d of %d failed", failed,
                  ok + failed);
@@ -348,16 +368,8 @@ static void test_set_endpoints_loses_no_call(void **state)
     rpc_stats_new(&bstats);
     rpc_server *b = start_server(bstats, baddr, sizeof(baddr));
 
-    enum { N = 8 };
-    pthread_t th[N];
-    streamer s[N];
-    _Atomic int stop = 0;
-    memset(s, 0, sizeof(s));
-    for (int i = 0; i < N; i++) {
-        s[i].ch = fx->ch;
-        s[i].stop = &stop;
-        pthread_create(&th[i], NULL, stream_calls, &s[i]);
-    }
+    streamers st;
+    streamers_start(&st, fx->ch);
     usleep(200 * 1000);
     /* Move everything to B. */
     const char *only_b[] = {baddr};
@@ -371,15 +383,8 @@ static void test_set_endpoints_loses_no_call(void **state)
     const char *both[] = {fx->addr, baddr};
     assert_int_equal(rpc_channel_set_endpoints(fx->ch, both, 2, err), 0);
     usleep(300 * 1000);
-    stop = 1;
-    int failed = 0, ok = 0;
-    for (int i = 0; i < N; i++) {
-        pthread_join(th[i], NULL);
-        failed += s[i].failed;
-        ok += s[i].ok;
-        if (s[i].problem[0])
-            print_message("streamer %d: %s\n", i, s[i].problem);
-    }
+    int ok = 0;
+    int failed = streamers_stop(&st, &ok);
     uint64_t a_end = rpc_stats_calls(fx->srv_stats, "test.Echo", TCPOPS__STATUS__OK);
     rpc_server_drain(b, 1000);
     rpc_server_free(b);

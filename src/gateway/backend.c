@@ -180,6 +180,17 @@ static void *refresher_main(void *arg)
     return NULL;
 }
 
+/* Frees what gw_backend_new made; the refresher must not be running. */
+static void release(gw_backend *b)
+{
+    rpc_channel_free(b->discovery);
+    rpc_channel_free(b->data);
+    rpc_stats_free(b->stats);
+    pthread_mutex_destroy(&b->lock);
+    pthread_cond_destroy(&b->cond);
+    free(b);
+}
+
 int gw_backend_new(gw_backend **out, const gw_backend_cfg *cfg, char *err, size_t errlen)
 {
     char rerr[RPC_ERRLEN];
@@ -232,12 +243,7 @@ int gw_backend_new(gw_backend **out, const gw_backend_cfg *cfg, char *err, size_
 nomem:
     snprintf(err, errlen, "out of memory");
 fail:
-    rpc_channel_free(b->discovery);
-    rpc_channel_free(b->data);
-    rpc_stats_free(b->stats);
-    pthread_mutex_destroy(&b->lock);
-    pthread_cond_destroy(&b->cond);
-    free(b);
+    release(b);
     return -EINVAL;
 }
 
@@ -250,12 +256,7 @@ void gw_backend_free(gw_backend *b)
     pthread_cond_signal(&b->cond);
     pthread_mutex_unlock(&b->lock);
     pthread_join(b->refresher, NULL);
-    rpc_channel_free(b->discovery);
-    rpc_channel_free(b->data);
-    rpc_stats_free(b->stats);
-    pthread_mutex_destroy(&b->lock);
-    pthread_cond_destroy(&b->cond);
-    free(b);
+    release(b);
 }
 
 json_t *gw_backend_status(gw_backend *b, int deadline_ms, int *up)

@@ -16,12 +16,6 @@ static const char SQL_PET_IDS[] =
 static const char SQL_ADD_PET[] =
     "INSERT OR IGNORE INTO ownership (person_id, pet_id) VALUES (?1, ?2)";
 
-static int db_error(svc_db *db, const char *what, char *err, size_t errlen)
-{
-    snprintf(err, errlen, "%s: %s", what, sqlite3_errmsg(svc_db_handle(db)));
-    return TCPOPS__STATUS__INTERNAL;
-}
-
 /* The id of the person named name: 1 found, 0 not, -1 database error. */
 static int id_of(svc_db *db, const char *name, int64_t *id)
 {
@@ -59,7 +53,7 @@ int people_store_list(svc_db *db, uint32_t limit, const char *after, char ***nam
     if (after != NULL && after[0] != '\0') {
         int found = id_of(db, after, &after_id);
         if (found < 0)
-            return db_error(db, "list", err, errlen);
+            return svc_db_fail(db, "list", err, errlen);
         if (found == 0) {
             snprintf(err, errlen, "no person named \"%s\" to list after", after);
             return TCPOPS__STATUS__INVALID_ARGUMENT;
@@ -67,7 +61,7 @@ int people_store_list(svc_db *db, uint32_t limit, const char *after, char ***nam
     }
     sqlite3_stmt *st = svc_db_stmt(db, SQL_LIST);
     if (st == NULL)
-        return db_error(db, "list", err, errlen);
+        return svc_db_fail(db, "list", err, errlen);
     sqlite3_bind_int64(st, 1, after_id);
     sqlite3_bind_int64(st, 2, limit);
     char **out = calloc(limit, sizeof(*out));
@@ -86,7 +80,7 @@ int people_store_list(svc_db *db, uint32_t limit, const char *after, char ***nam
     sqlite3_reset(st);
     if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
         people_store_free_names(out, k);
-        return db_error(db, "list", err, errlen);
+        return svc_db_fail(db, "list", err, errlen);
     }
     *names = out;
     *n = k;
@@ -95,22 +89,14 @@ int people_store_list(svc_db *db, uint32_t limit, const char *after, char ***nam
 
 int people_store_create(svc_db *db, const char *name, char *err, size_t errlen)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    sqlite3_stmt *st = svc_db_stmt(db, SQL_CREATE);
-    if (st == NULL)
-        return db_error(db, "create", err, errlen);
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
-    int rc = sqlite3_step(st);
-    sqlite3_reset(st);
+    int rc = svc_db_insert_named(db, SQL_CREATE, name);
     if (rc == SQLITE_DONE)
         return TCPOPS__STATUS__OK;
     if (rc == SQLITE_CONSTRAINT) {
         snprintf(err, errlen, "a person named \"%s\" already exists", name);
         return TCPOPS__STATUS__ALREADY_EXISTS;
     }
-    return db_error(db, "create", err, errlen);
+    return svc_db_fail(db, "create", err, errlen);
 }
 
 int people_store_pet_ids(svc_db *db, const char *owner, uint64_t **ids, size_t *n, char *err,
@@ -119,14 +105,14 @@ int people_store_pet_ids(svc_db *db, const char *owner, uint64_t **ids, size_t *
     int64_t pid;
     int found = id_of(db, owner, &pid);
     if (found < 0)
-        return db_error(db, "pet ids", err, errlen);
+        return svc_db_fail(db, "pet ids", err, errlen);
     if (found == 0) {
         snprintf(err, errlen, "no person named \"%s\"", owner);
         return TCPOPS__STATUS__NOT_FOUND;
     }
     sqlite3_stmt *st = svc_db_stmt(db, SQL_PET_IDS);
     if (st == NULL)
-        return db_error(db, "pet ids", err, errlen);
+        return svc_db_fail(db, "pet ids", err, errlen);
     sqlite3_bind_int64(st, 1, pid);
     uint64_t *out = NULL;
     size_t k = 0, cap = 0;
@@ -148,7 +134,7 @@ int people_store_pet_ids(svc_db *db, const char *owner, uint64_t **ids, size_t *
     sqlite3_reset(st);
     if (rc != SQLITE_DONE) {
         free(out);
-        return db_error(db, "pet ids", err, errlen);
+        return svc_db_fail(db, "pet ids", err, errlen);
     }
     *ids = out;
     *n = k;
@@ -165,17 +151,17 @@ int people_store_add_pet(svc_db *db, const char *owner, uint64_t pet_id, char *e
     }
     int found = id_of(db, owner, &pid);
     if (found < 0)
-        return db_error(db, "add pet", err, errlen);
+        return svc_db_fail(db, "add pet", err, errlen);
     if (found == 0) {
         snprintf(err, errlen, "no person named \"%s\"", owner);
         return TCPOPS__STATUS__NOT_FOUND;
     }
     sqlite3_stmt *st = svc_db_stmt(db, SQL_ADD_PET);
     if (st == NULL)
-        return db_error(db, "add pet", err, errlen);
+        return svc_db_fail(db, "add pet", err, errlen);
     sqlite3_bind_int64(st, 1, pid);
     sqlite3_bind_int64(st, 2, (int64_t)pet_id);
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
-    return rc == SQLITE_DONE ? TCPOPS__STATUS__OK : db_error(db, "add pet", err, errlen);
+    return rc == SQLITE_DONE ? TCPOPS__STATUS__OK : svc_db_fail(db, "add pet", err, errlen);
 }

@@ -10,12 +10,6 @@
 static const char SQL_GET[] = "SELECT name FROM pets WHERE id = ?1";
 static const char SQL_CREATE[] = "INSERT INTO pets (name, created_ms) VALUES (?1, ?2)";
 
-static int db_error(svc_db *db, const char *what, char *err, size_t errlen)
-{
-    snprintf(err, errlen, "%s: %s", what, sqlite3_errmsg(svc_db_handle(db)));
-    return TCPOPS__STATUS__INTERNAL;
-}
-
 void pets_store_free_names(char **names, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -32,7 +26,7 @@ int pets_store_get_by_ids(svc_db *db, const uint64_t *ids, size_t n, char **name
     memset(names, 0, n * sizeof(*names));
     sqlite3_stmt *st = svc_db_stmt(db, SQL_GET);
     if (st == NULL)
-        return db_error(db, "get", err, errlen);
+        return svc_db_fail(db, "get", err, errlen);
     for (size_t i = 0; i < n; i++) {
         if (ids[i] == 0 || ids[i] > INT64_MAX)
             continue; /* no such pet */
@@ -46,7 +40,7 @@ int pets_store_get_by_ids(svc_db *db, const uint64_t *ids, size_t n, char **name
         sqlite3_reset(st);
         if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
             pets_store_free_names(names, i + 1);
-            return db_error(db, "get", err, errlen);
+            return svc_db_fail(db, "get", err, errlen);
         }
     }
     return TCPOPS__STATUS__OK;
@@ -54,17 +48,8 @@ int pets_store_get_by_ids(svc_db *db, const uint64_t *ids, size_t n, char **name
 
 int pets_store_create(svc_db *db, const char *name, uint64_t *id, char *err, size_t errlen)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    sqlite3_stmt *st = svc_db_stmt(db, SQL_CREATE);
-    if (st == NULL)
-        return db_error(db, "create", err, errlen);
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
-    int rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    if (rc != SQLITE_DONE)
-        return db_error(db, "create", err, errlen);
+    if (svc_db_insert_named(db, SQL_CREATE, name) != SQLITE_DONE)
+        return svc_db_fail(db, "create", err, errlen);
     *id = (uint64_t)sqlite3_last_insert_rowid(svc_db_handle(db));
     return TCPOPS__STATUS__OK;
 }

@@ -9,6 +9,10 @@
 /* Milliseconds on CLOCK_MONOTONIC. Thread-safe. */
 int64_t rpc_now_ms(void);
 
+/* Milliseconds since the epoch (CLOCK_REALTIME): timestamps other processes
+ * compare, such as membership heartbeats. Thread-safe. */
+int64_t rpc_wall_ms(void);
+
 /* Microseconds on CLOCK_MONOTONIC, for latency figures. Thread-safe. */
 int64_t rpc_now_us(void);
 

@@ -5,6 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
+#include "tcpops.pb-c.h"
+
 #define CACHE 32
 
 struct svc_db {
@@ -88,6 +91,24 @@ sqlite3_stmt *svc_db_stmt(svc_db *db, const char *sql)
         db->cache[CACHE - 1].st = st;
     }
     return st;
+}
+
+int svc_db_fail(svc_db *db, const char *what, char *err, size_t errlen)
+{
+    snprintf(err, errlen, "%s: %s", what, sqlite3_errmsg(db->h));
+    return TCPOPS__STATUS__INTERNAL;
+}
+
+int svc_db_insert_named(svc_db *db, const char *sql, const char *name)
+{
+    sqlite3_stmt *st = svc_db_stmt(db, sql);
+    if (st == NULL)
+        return sqlite3_errcode(db->h);
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, rpc_wall_ms());
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc;
 }
 
 int svc_db_exec(svc_db *db, const char *sql, char *err, size_t errlen)

@@ -33,6 +33,14 @@ sqlite3 *svc_db_handle(svc_db *db);
  * prepare (sqlite3_errmsg says why). Owned by db. */
 sqlite3_stmt *svc_db_stmt(svc_db *db, const char *sql);
 
+/* For store functions: fills err with what failed and SQLite's reason, and
+ * returns TCPOPS__STATUS__INTERNAL. */
+int svc_db_fail(svc_db *db, const char *what, char *err, size_t errlen);
+
+/* Runs the cached INSERT sql with ?1 = name and ?2 = the wall clock in ms.
+ * Returns SQLite's result code (SQLITE_DONE on success). */
+int svc_db_insert_named(svc_db *db, const char *sql, const char *name);
+
 /* Runs statements without results. 0, or -EIO with err filled. */
 int svc_db_exec(svc_db *db, const char *sql, char *err, size_t errlen);
 

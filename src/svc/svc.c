@@ -49,13 +49,6 @@ typedef struct svc_thread {
     svc_db *db;
 } svc_thread;
 
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ---- helpers for handlers ---- */
 
 svc_db *svc_ctx_db(const rpc_call_ctx *ctx)
@@ -111,7 +104,7 @@ typedef struct member_write {
 static int write_member(svc_db *db, void *arg, char *err, size_t errlen)
 {
     member_write *mw = arg;
-    int64_t now = wall_ms();
+    int64_t now = rpc_wall_ms();
     sqlite3_stmt *st = svc_db_stmt(db, mw->leaving ? SQL_MEMBER_DELETE : SQL_MEMBER_UPSERT);
     if (st == NULL)
         goto fail;
@@ -186,7 +179,7 @@ static void status_handler(const rpc_call_ctx *ctx, const uint8_t *body, size_t 
     (void)body;
     (void)len;
 
-    int64_t now = wall_ms();
+    int64_t now = rpc_wall_ms();
     sqlite3_stmt *st = svc_db_stmt(db, SQL_MEMBER_LIVE);
     if (st == NULL)
         goto dberr;
