@@ -165,6 +165,14 @@ static void test_routes_and_errors(void **state)
     memcpy(big, "{\"name\":\"big\"}", 14);
     expect(fx, "POST", "/people", NULL, big, 413, NULL);
     free(big);
+    /* Headers over --max-header-bytes (16 KiB): refused before any handler,
+     * still as JSON. */
+    char *hdr = malloc(20 * 1024);
+    strcpy(hdr, "X-Big: ");
+    memset(hdr + 7, 'a', 20 * 1024 - 12);
+    strcpy(hdr + 20 * 1024 - 5, "\r\n");
+    expect(fx, "GET", "/healthz", hdr, NULL, 400, NULL);
+    free(hdr);
     expect(fx, "GET", "/people?limit=0", NULL, NULL, 400, NULL);
     expect(fx, "GET", "/people?limit=1001", NULL, NULL, 400, NULL);
     expect(fx, "GET", "/people?limit=3x", NULL, NULL, 400, NULL);

@@ -42,6 +42,26 @@ static void test_message_to_json(void **state)
     free(s);
 }
 
+/* A proto map (StatusResponse.counters) shows as a JSON object. */
+static void test_map_as_object(void **state)
+{
+    (void)state;
+    Tcpops__StatusResponse__CountersEntry a = TCPOPS__STATUS_RESPONSE__COUNTERS_ENTRY__INIT;
+    Tcpops__StatusResponse__CountersEntry b = TCPOPS__STATUS_RESPONSE__COUNTERS_ENTRY__INIT;
+    a.key = "idle_closed";
+    a.value = 3;
+    b.key = "oversize_frames";
+    b.value = 0;
+    Tcpops__StatusResponse__CountersEntry *entries[] = {&a, &b};
+    Tcpops__StatusResponse r = TCPOPS__STATUS_RESPONSE__INIT;
+    r.service = "people";
+    r.n_counters = 2;
+    r.counters = entries;
+    char *s = dump(&r.base);
+    assert_non_null(strstr(s, "\"counters\":{\"idle_closed\":3,\"oversize_frames\":0}"));
+    free(s);
+}
+
 static void test_json_to_message_and_back(void **state)
 {
     (void)state;
@@ -103,6 +123,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_message_to_json),
+        cmocka_unit_test(test_map_as_object),
         cmocka_unit_test(test_json_to_message_and_back),
         cmocka_unit_test(test_refusals),
     };

@@ -22,6 +22,20 @@ static int begin_request(struct mg_connection *conn)
     return gw_handle(conn, mg_get_request_info(conn)->user_data);
 }
 
+/* Errors civetweb finds before a handler runs (a request line or headers
+ * over --max-header-bytes, a malformed request): answered as JSON like every
+ * other error, and counted. */
+static int http_error(struct mg_connection *conn, int status, const char *errmsg)
+{
+    gw *g = mg_get_request_info(conn)->user_data;
+    gw_req r;
+    gw_req_init(&r, conn, g->deadline_ms);
+    gw_reply_error(&r, status, NULL, "%s", errmsg != NULL && errmsg[0] ? errmsg
+                                                     : mg_get_response_code_text(conn, status));
+    gw_metrics_request(g->metrics, GW_R_OTHER, "other", status, rpc_now_us() - r.start_us);
+    return 0;
+}
+
 static int log_civetweb(const struct mg_connection *conn, const char *message)
 {
     char q[600];
@@ -129,6 +143,7 @@ int main(int argc, char **argv)
     memset(&cb, 0, sizeof(cb));
     cb.log_message = log_civetweb;
     cb.begin_request = begin_request;
+    cb.http_error = http_error;
     struct mg_init_data init = {.callbacks = &cb, .user_data = &g, .configuration_options = options};
     char mgerr[256] = "";
     struct mg_error_data ed = {.text = mgerr, .text_buffer_size = sizeof(mgerr)};

@@ -48,7 +48,9 @@ void gw_reply_raw(gw_req *r, int status, const char *content_type, const char *b
                         r->id, extra_name != NULL ? extra_name : "",
                         extra_name != NULL ? ": " : "", extra_name != NULL ? extra_value : "",
                         extra_name != NULL ? "\r\n" : "");
-    int with_body = len > 0 && strcmp(r->ri->request_method, "HEAD") != 0;
+    /* request_method is NULL when civetweb could not parse the request. */
+    const char *method = r->ri->request_method;
+    int with_body = len > 0 && (method == NULL || strcmp(method, "HEAD") != 0);
     if (head > 0 && (size_t)head < sizeof(stackbuf) &&
         (!with_body || (size_t)head + len <= sizeof(stackbuf))) {
         if (with_body)

@@ -29,6 +29,16 @@ static size_t elem_size(ProtobufCType t)
     return 0;
 }
 
+/* Whether f holds the entries of a proto map: a repeated message of exactly a
+ * string "key" and a "value" (how protoc-c lowers map<string, V>). */
+static int is_map_entry(const ProtobufCFieldDescriptor *f)
+{
+    const ProtobufCMessageDescriptor *d = f->descriptor;
+    return f->type == PROTOBUF_C_TYPE_MESSAGE && d != NULL && d->n_fields == 2 &&
+           strcmp(d->fields[0].name, "key") == 0 && d->fields[0].type == PROTOBUF_C_TYPE_STRING &&
+           strcmp(d->fields[1].name, "value") == 0;
+}
+
 static json_t *value_to_json(const ProtobufCFieldDescriptor *f, const void *p)
 {
     switch (f->type) {
@@ -80,7 +90,19 @@ json_t *pbjson_from_message(const ProtobufCMessage *msg)
         const ProtobufCFieldDescriptor *f = &d->fields[i];
         const char *base = (const char *)msg;
         json_t *v;
-        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+        if (f->label == PROTOBUF_C_LABEL_REPEATED && is_map_entry(f)) {
+            /* A proto map travels as key/value entries: show it as an object. */
+            size_t n = *(const size_t *)(base + f->quantifier_offset);
+            ProtobufCMessage *const *arr = *(ProtobufCMessage *const *const *)(base + f->offset);
+            const ProtobufCMessageDescriptor *ed = f->descriptor;
+            v = json_object();
+            for (size_t k = 0; v != NULL && k < n; k++) {
+                const char *eb = (const char *)arr[k];
+                const char *key = *(char *const *)(eb + ed->fields[0].offset);
+                json_object_set_new(v, key != NULL ? key : "",
+                                    value_to_json(&ed->fields[1], eb + ed->fields[1].offset));
+            }
+        } else if (f->label == PROTOBUF_C_LABEL_REPEATED) {
             size_t n = *(const size_t *)(base + f->quantifier_offset);
             const char *arr = *(char *const *)(base + f->offset);
             v = json_array();
