@@ -171,7 +171,17 @@ static void test_routes_and_errors(void **state)
     strcpy(hdr, "X-Big: ");
     memset(hdr + 7, 'a', 20 * 1024 - 12);
     strcpy(hdr + 20 * 1024 - 5, "\r\n");
-    expect(fx, "GET", "/healthz", hdr, NULL, 400, NULL);
+    {
+        /* civetweb answers and closes while the rest of the header is still
+         * arriving, so the client may see a reset instead of the answer. */
+        http_resp huge;
+        if (http_once(fx->gw_port, "GET", "/healthz", hdr, NULL, &huge) == 0) {
+            if (huge.status != 400 || strncmp(huge.body, "{\"error\":", 9) != 0)
+                fail_msg("oversize headers: expected 400 JSON, got %d %s", huge.status, huge.body);
+            http_resp_free(&huge);
+        }
+        expect(fx, "GET", "/healthz", NULL, NULL, 200, "{\"status\":\"ok\"}");
+    }
     free(hdr);
     expect(fx, "GET", "/people?limit=0", NULL, NULL, 400, NULL);
     expect(fx, "GET", "/people?limit=1001", NULL, NULL, 400, NULL);

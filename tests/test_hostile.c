@@ -328,6 +328,9 @@ static void test_goaway_over_and_over(void **state)
     }
     if (ok != 300)
         fail_msg("expected all 300 calls answered, got %d (%s)", ok, problem);
+    print_message("goaway storm: %lld GOAWAYs, %lld connects\n",
+                  (long long)rpc_stats_get(fx->stats, RPC_C_GOAWAYS),
+                  (long long)rpc_stats_get(fx->stats, RPC_C_CONNECTS));
     assert_true(rpc_stats_get(fx->stats, RPC_C_GOAWAYS) >= 10);
 }
 
@@ -344,7 +347,11 @@ static void expect_ejected(fixture *fx, const char *what)
         sent += 10;
         usleep(20 * 1000);
     }
-    print_message("%s: ejected after %d reads, %d of them not answered\n", what, sent, failed);
+    print_message("%s: ejected after %d reads, %d of them not answered (%s); lost %lld, "
+                  "retries %lld, late %lld\n", what, sent, failed, problem,
+                  (long long)rpc_stats_get(fx->stats, RPC_C_CONNS_LOST),
+                  (long long)rpc_stats_get(fx->stats, RPC_C_RETRIES),
+                  (long long)rpc_stats_get(fx->stats, RPC_C_LATE_ANSWERS));
     assert_true(rpc_stats_get(fx->stats, RPC_C_EJECTIONS) >= 1);
     if (failed > 10)
         fail_msg("%s: expected at most 10 reads lost before the ejection, %d were (%s)", what,

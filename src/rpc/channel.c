@@ -799,7 +799,7 @@ int rpc_channel_call(rpc_channel *ch, rpc_call *call)
         pthread_cond_destroy(&p.cond);
 
         snprintf(call->endpoint, sizeof(call->endpoint), "%s", sl->ep->addr);
-        if (p.how != END_UNSENT && p.how != END_NONE)
+        if (!done || p.how == END_ANSWER || p.how == END_LOST)
             note_outcome(sl, !done || p.how == END_LOST);
         const endpoint *used = sl->ep;
         unpick(sl); /* from here sl and used are only compared, never used */
