@@ -62,6 +62,25 @@ if [ -n "$listen_ts" ] && [ -n "$call_ts" ]; then
   echo "fault kill -9 pets: worker listening again -> first served call = $((c - l)) ms"
 fi
 
+# 1b. a long outage: no pets worker for OUTAGE seconds, under load. The
+# first success after it listens again must not grow with the outage
+# (backoff is capped at 2 s and reset once a connection is healthy).
+outage=${FAULT_OUTAGE_SECONDS:-30}
+wrk -t2 -c64 -d"$((outage + 6))s" "$url" > /dev/null &
+w=$!
+sleep 1
+T scale pets 0 > /dev/null
+sleep "$outage"
+T scale pets 1 > /dev/null
+wait "$w"
+new=$(pets_pid)
+listen_ts=$(stamp listening || true)
+call_ts=$(stamp call || true)
+if [ -n "$listen_ts" ] && [ -n "$call_ts" ]; then
+  l=$(date -d "$listen_ts" +%s%3N); c=$(date -d "$call_ts" +%s%3N)
+  echo "fault outage of ${outage}s: pets listening again -> first served call = $((c - l)) ms (cap 2000 ms x 1.2 jitter + 100)"
+fi
+
 # 2. scale people 1 -> 4, then the share each worker carries 5 s later.
 event "scale people 1->4" T scale people 4
 sleep 0
