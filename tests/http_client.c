@@ -101,12 +101,16 @@ int http_do(http_conn *c, const char *method, const char *path, const char *extr
     memset(out, 0, sizeof(*out));
     if (c->fd < 0 && (c->fd = connect_port(c->port)) < 0)
         return -1;
-    char head[2048];
-    int hn = snprintf(head, sizeof(head),
-                      "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\n%sContent-Length: %zu\r\n\r\n", method,
-                      path, extra_headers != NULL ? extra_headers : "", body_len);
-    if (send_all(c->fd, head, (size_t)hn) < 0 ||
-        (body_len > 0 && send_all(c->fd, body, body_len) < 0))
+    static const char fmt[] = "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\n%sContent-Length: %zu\r\n\r\n";
+    const char *extra = extra_headers != NULL ? extra_headers : "";
+    int hn = snprintf(NULL, 0, fmt, method, path, extra, body_len);
+    char *head = hn > 0 ? malloc((size_t)hn + 1) : NULL;
+    if (head == NULL)
+        goto fail;
+    snprintf(head, (size_t)hn + 1, fmt, method, path, extra, body_len);
+    int sent = send_all(c->fd, head, (size_t)hn);
+    free(head);
+    if (sent < 0 || (body_len > 0 && send_all(c->fd, body, body_len) < 0))
         goto fail;
 
     size_t cap = 8192, n = 0;

@@ -619,7 +619,6 @@ int svc_main(const svc_desc *desc, int argc, char **argv)
     for (size_t i = 0; i < s.nmethods; i++)
         rm[i] = (rpc_method){s.methods[i].name, s.methods[i].fn};
 
-    rpc_stats_new(&s.stats);
     rpc_server_cfg cfg;
     rpc_server_cfg_default(&cfg);
     cfg.listen = listen;
