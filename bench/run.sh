@@ -117,7 +117,7 @@ gateway_figures() {
   start tcpops-people "$pp" --data-dir "$tmp/data"
   start tcpops-pets "$qp" --data-dir "$tmp/data"
   "$bin/tcpops-gateway" --listen "127.0.0.1:$gp" --people "127.0.0.1:$pp" \
-    --pets "127.0.0.1:$qp" --threads 1100 --pool 4 2>>"$tmp/gateway.log" &
+    --pets "127.0.0.1:$qp" --pool 4 2>>"$tmp/gateway.log" &
   local gpid=$!
   pids+=($gpid)
   wait_port "$gp"

@@ -49,7 +49,7 @@ int main(int argc, char **argv)
     const char *listen = "127.0.0.1:5001";
     const char *people = "127.0.0.1:5002";
     const char *pets = "127.0.0.1:5003";
-    long threads = 128, pool = 2, deadline_ms = 2000, keepalive_ms = 10000, drain_ms = 5000;
+    long threads = 1024, pool = 2, deadline_ms = 2000, keepalive_ms = 10000, drain_ms = 5000;
     long max_body = 64 * 1024, max_header = 16 * 1024, max_frame = RPC_FRAME_MAX_DEFAULT;
     long max_inflight = 256;
     int access_log = 1;
