@@ -5,6 +5,7 @@
  * never crashes or leaks. */
 #include <stdint.h>
 #include <stdio.h>
+#include <ftw.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,6 +18,23 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static svc_local *people, *pets;
+static char dir[] = "/tmp/tcpops-fuzz-XXXXXX";
+
+static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+/* The temporary database goes when the fuzzer exits. */
+static void cleanup(void)
+{
+    svc_local_free(pets);
+    svc_local_free(people);
+    nftw(dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+}
 
 static const char *const methods[] = {
     "people.List", "people.Create", "people.PetIds", "people.AddPet", "svc.Status",
@@ -35,7 +53,7 @@ static void call(const char *method, const uint8_t *body, size_t len)
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-    char dir[] = "/tmp/tcpops-fuzz-XXXXXX", err[256];
+    char err[256];
     (void)argc;
     (void)argv;
     if (mkdtemp(dir) == NULL || svc_local_new(&people, people_service(), dir, err, sizeof(err)) < 0 ||
@@ -43,6 +61,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         fprintf(stderr, "fuzz_dispatch: %s\n", err);
         abort();
     }
+    atexit(cleanup);
     return 0;
 }
 
