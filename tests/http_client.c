@@ -130,6 +130,8 @@ int http_do(http_conn *c, const char *method, const char *path, const char *extr
     }
     char v[64];
     long clen = http_header(out, "Content-Length", v, sizeof(v)) != NULL ? atol(v) : -1;
+    if (strcmp(method, "HEAD") == 0)
+        clen = 0; /* the length of the body GET would have had; none follows */
     int closing = http_header(out, "Connection", v, sizeof(v)) != NULL &&
                   strcasecmp(v, "close") == 0;
     for (;;) {

@@ -200,11 +200,16 @@ static void test_routes_and_errors(void **state)
     char v[128];
     assert_int_equal(r.status, 405);
     assert_non_null(http_header(&r, "Allow", v, sizeof(v)));
-    assert_string_equal(v, "GET, POST");
+    assert_string_equal(v, "GET, HEAD, POST");
     http_resp_free(&r);
     assert_int_equal(http_once(fx->gw_port, "POST", "/status", NULL, NULL, &r), 0);
     assert_int_equal(r.status, 405);
-    assert_string_equal(http_header(&r, "Allow", v, sizeof(v)), "GET");
+    assert_string_equal(http_header(&r, "Allow", v, sizeof(v)), "GET, HEAD");
+    http_resp_free(&r);
+    /* HEAD: the headers of GET, no body. */
+    assert_int_equal(http_once(fx->gw_port, "HEAD", "/healthz", NULL, NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(http_header(&r, "Content-Length", v, sizeof(v)), "15");
     http_resp_free(&r);
 
     /* X-Request-Id: taken from the client, else made. */

@@ -328,7 +328,8 @@ int gw_handle(struct mg_connection *conn, void *cbdata)
     const char *method = r.ri->request_method;
     const char *path = r.ri->local_uri != NULL ? r.ri->local_uri : "";
     gw_route route = match(path);
-    int get = strcmp(method, "GET") == 0;
+    /* HEAD is GET without the body (gw_reply_raw leaves it out). */
+    int get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
     int post = strcmp(method, "POST") == 0;
 
     switch (route) {
@@ -338,14 +339,14 @@ int gw_handle(struct mg_connection *conn, void *cbdata)
         else if (post)
             people_create(g, &r);
         else
-            gw_reply_error(&r, 405, "GET, POST", "%s is not allowed on %s", method, path);
+            gw_reply_error(&r, 405, "GET, HEAD, POST", "%s is not allowed on %s", method, path);
         break;
     case GW_R_OTHER:
         gw_reply_error(&r, 404, NULL, "no route %s", path);
         break;
     default:
         if (!get) {
-            gw_reply_error(&r, 405, "GET", "%s is not allowed on %s", method, path);
+            gw_reply_error(&r, 405, "GET, HEAD", "%s is not allowed on %s", method, path);
             break;
         }
         if (route == GW_R_PEOPLE_PETS)
