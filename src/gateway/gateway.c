@@ -103,11 +103,7 @@ int main(int argc, char **argv)
     g.started_ms = rpc_now_ms();
 
     sigset_t stopset;
-    sigemptyset(&stopset);
-    sigaddset(&stopset, SIGTERM);
-    sigaddset(&stopset, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &stopset, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    util_block_stop_signals(&stopset);
 
     int rc = 1;
     struct mg_context *ctx = NULL;

@@ -603,11 +603,7 @@ int svc_main(const svc_desc *desc, int argc, char **argv)
 
     /* Block the stop signals in every thread; main waits for them below. */
     sigset_t stopset;
-    sigemptyset(&stopset);
-    sigaddset(&stopset, SIGTERM);
-    sigaddset(&stopset, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &stopset, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    util_block_stop_signals(&stopset);
 
     if (svc_prepare(&s, desc, data_dir, err, sizeof(err)) < 0) {
         util_log(UTIL_ERROR, "cannot start", "err=%s", util_logq(q, sizeof(q), err));

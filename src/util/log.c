@@ -55,6 +55,15 @@ static void *flusher(void *arg)
     return NULL;
 }
 
+void util_block_stop_signals(sigset_t *stopset)
+{
+    sigemptyset(stopset);
+    sigaddset(stopset, SIGTERM);
+    sigaddset(stopset, SIGINT);
+    pthread_sigmask(SIG_BLOCK, stopset, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
 void util_log_buffered(void)
 {
     pthread_t th;

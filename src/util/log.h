@@ -5,6 +5,7 @@
 #ifndef TCPOPS_UTIL_LOG_H
 #define TCPOPS_UTIL_LOG_H
 
+#include <signal.h>
 #include <stddef.h>
 
 enum { UTIL_DEBUG, UTIL_INFO, UTIL_WARN, UTIL_ERROR };
@@ -20,6 +21,11 @@ void util_log_buffered(void);
 
 /* Writes every line waiting. Any thread. */
 void util_log_flush(void);
+
+/* For a program's main, before it starts threads: blocks SIGTERM and SIGINT
+ * (every thread inherits that, and main takes them with sigwait on *stopset)
+ * and ignores SIGPIPE (writes to a closed peer fail with EPIPE instead). */
+void util_block_stop_signals(sigset_t *stopset);
 
 /* Logs msg with extra key=value pairs formatted by kvfmt (may be NULL). */
 void util_log(int level, const char *msg, const char *kvfmt, ...)

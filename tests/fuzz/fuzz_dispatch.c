@@ -5,35 +5,27 @@
  * never crashes or leaks. */
 #include <stdint.h>
 #include <stdio.h>
-#include <ftw.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "frame.h"
 #include "people.h"
 #include "pets.h"
+#include "proc.h"
 #include "svc.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static svc_local *people, *pets;
-static char dir[] = "/tmp/tcpops-fuzz-XXXXXX";
-
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
+static char dir[256];
 
 /* The temporary database goes when the fuzzer exits. */
 static void cleanup(void)
 {
     svc_local_free(pets);
     svc_local_free(people);
-    nftw(dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+    rm_rf(dir);
 }
 
 static const char *const methods[] = {
@@ -56,7 +48,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     char err[256];
     (void)argc;
     (void)argv;
-    if (mkdtemp(dir) == NULL || svc_local_new(&people, people_service(), dir, err, sizeof(err)) < 0 ||
+    if (make_temp_dir(dir, sizeof(dir)) < 0 || svc_local_new(&people, people_service(), dir, err, sizeof(err)) < 0 ||
         svc_local_new(&pets, pets_service(), dir, err, sizeof(err)) < 0) {
         fprintf(stderr, "fuzz_dispatch: %s\n", err);
         abort();
