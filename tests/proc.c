@@ -293,6 +293,28 @@ int proc_run(char *const argv[], char *out, size_t outlen, char *err, size_t err
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+int proc_run_tool(const char *name, const char *flag, const char *value, va_list rest,
+                  char *out, size_t outlen, char *err, size_t errlen, int timeout_ms,
+                  char *cmd, size_t cmdlen)
+{
+    char bin[512];
+    char *argv[16];
+    int n = 0;
+    argv[n++] = (char *)proc_bin(name, bin, sizeof(bin));
+    argv[n++] = (char *)flag;
+    argv[n++] = (char *)value;
+    for (char *a; n < 15 && (a = va_arg(rest, char *)) != NULL;)
+        argv[n++] = a;
+    argv[n] = NULL;
+    if (cmd != NULL && cmdlen > 0) {
+        cmd[0] = '\0';
+        for (int i = 3; i < n; i++)
+            snprintf(cmd + strlen(cmd), cmdlen - strlen(cmd), "%s%s", i > 3 ? " " : "",
+                     argv[i]);
+    }
+    return proc_run(argv, out, outlen, err, errlen, timeout_ms);
+}
+
 int make_temp_dir(char *buf, size_t len)
 {
     const char *tmp = getenv("TMPDIR");

@@ -5,6 +5,7 @@
 #ifndef TCPOPS_TEST_PROC_H
 #define TCPOPS_TEST_PROC_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -54,6 +55,13 @@ int proc_start_service(proc *p, const char *name, int port, const char *dir,
  * exit code, or -1 when it could not run or timed out. */
 int proc_run(char *const argv[], char *out, size_t outlen, char *err, size_t errlen,
              int timeout_ms);
+
+/* Runs build/bin/NAME FLAG VALUE ARGS... to completion with proc_run, where
+ * ARGS are the NULL-terminated strings of rest (at most 12). cmd, when not
+ * NULL, gets ARGS joined by spaces for messages. Returns the exit code or -1. */
+int proc_run_tool(const char *name, const char *flag, const char *value, va_list rest,
+                  char *out, size_t outlen, char *err, size_t errlen, int timeout_ms,
+                  char *cmd, size_t cmdlen);
 
 /* A new empty directory under TMPDIR; removed with rm_rf. */
 int make_temp_dir(char *buf, size_t len);

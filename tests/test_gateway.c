@@ -502,23 +502,16 @@ static char owner_pets[OWNERS][256]; /* the JSON each owner's pets must be */
 
 static void cli_ok(fixture *fx, int port, char *out, size_t outlen, ...)
 {
-    char bin[512], addr[64], err[1024];
-    char *argv[12];
-    int n = 0;
+    char addr[64], err[1024], cmd[256];
     va_list ap;
     (void)fx;
     snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
-    argv[n++] = (char *)proc_bin("tcpops-cli", bin, sizeof(bin));
-    argv[n++] = "--addr";
-    argv[n++] = addr;
     va_start(ap, outlen);
-    for (char *a; n < 11 && (a = va_arg(ap, char *)) != NULL;)
-        argv[n++] = a;
+    int code = proc_run_tool("tcpops-cli", "--addr", addr, ap, out, outlen, err, sizeof(err),
+                             10000, cmd, sizeof(cmd));
     va_end(ap);
-    argv[n] = NULL;
-    int code = proc_run(argv, out, outlen, err, sizeof(err), 10000);
     if (code != 0)
-        fail_msg("tcpops-cli %s %s: exit %d: %s", argv[3], argv[4], code, err);
+        fail_msg("tcpops-cli %s: exit %d: %s", cmd, code, err);
 }
 
 typedef struct client {

@@ -61,24 +61,12 @@ static int teardown(void **state)
  * (when not NULL). */
 static void cli(const char *addr, int want_code, const char *want_out, const char *want_err, ...)
 {
-    char bin[512], out[8192], err[8192];
-    char *argv[16];
-    int n = 0;
+    char out[8192], err[8192], cmd[512];
     va_list ap;
-    argv[n++] = (char *)proc_bin("tcpops-cli", bin, sizeof(bin));
-    argv[n++] = "--addr";
-    argv[n++] = (char *)addr;
     va_start(ap, want_err);
-    for (char *a; n < 15 && (a = va_arg(ap, char *)) != NULL;)
-        argv[n++] = a;
+    int code = proc_run_tool("tcpops-cli", "--addr", addr, ap, out, sizeof(out), err, sizeof(err),
+                             10000, cmd, sizeof(cmd));
     va_end(ap);
-    argv[n] = NULL;
-    char cmd[512] = "";
-    for (int i = 3; i < n; i++) {
-        strncat(cmd, argv[i], sizeof(cmd) - strlen(cmd) - 2);
-        strcat(cmd, " ");
-    }
-    int code = proc_run(argv, out, sizeof(out), err, sizeof(err), 10000);
     if (code != want_code)
         fail_msg("tcpops-cli %s: expected exit %d, got %d (stdout \"%s\", stderr \"%s\")", cmd,
                  want_code, code, out, err);

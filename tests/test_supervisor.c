@@ -99,25 +99,18 @@ static void up(fixture *fx, ...)
 /* Runs `tcpops --data-dir DIR ARGS...`; returns its exit code and stdout. */
 static int tcpops(fixture *fx, char *out, size_t outlen, ...)
 {
-    char bin[512], err[4096], dummy[16];
-    char *argv[16];
-    int n = 0;
+    char err[4096], dummy[16], cmd[256];
     va_list ap;
-    argv[n++] = (char *)proc_bin("tcpops", bin, sizeof(bin));
-    argv[n++] = "--data-dir";
-    argv[n++] = fx->dir;
-    va_start(ap, outlen);
-    for (char *a; n < 15 && (a = va_arg(ap, char *)) != NULL;)
-        argv[n++] = a;
-    va_end(ap);
-    argv[n] = NULL;
     if (out == NULL) {
         out = dummy;
         outlen = sizeof(dummy);
     }
-    int code = proc_run(argv, out, outlen, err, sizeof(err), 120000);
+    va_start(ap, outlen);
+    int code = proc_run_tool("tcpops", "--data-dir", fx->dir, ap, out, outlen, err, sizeof(err),
+                             120000, cmd, sizeof(cmd));
+    va_end(ap);
     if (code != 0)
-        print_message("tcpops %s: exit %d: %s\n", argv[3], code, err);
+        print_message("tcpops %s: exit %d: %s\n", cmd, code, err);
     return code;
 }
 
