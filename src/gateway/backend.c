@@ -333,34 +333,12 @@ static void render_call(void *user, const char *method, const char *status, uint
 
 int gw_backends_metrics(gw_backend *const *bs, size_t nb, char **buf, size_t *len, size_t *cap)
 {
-    static const struct {
-        rpc_counter c;
-        const char *name;
-        const char *type;
-        const char *help;
-    } counters[] = {
-        {RPC_C_CONNS_OPEN, "tcpops_rpc_connections_open", "gauge", "Connections up now."},
-        {RPC_C_CONNECTS, "tcpops_rpc_connects_total", "counter", "Connections made."},
-        {RPC_C_RECONNECTS, "tcpops_rpc_reconnects_total", "counter",
-         "Connections made after one was lost."},
-        {RPC_C_CONNECT_FAILURES, "tcpops_rpc_connect_failures_total", "counter",
-         "Failed connection attempts."},
-        {RPC_C_CONNS_LOST, "tcpops_rpc_connections_lost_total", "counter",
-         "Connections that ended with an error."},
-        {RPC_C_LATE_ANSWERS, "tcpops_rpc_late_answers_total", "counter",
-         "Answers that came after their call's deadline, dropped."},
-        {RPC_C_GOAWAYS, "tcpops_rpc_goaways_total", "counter", "GOAWAY frames received."},
-        {RPC_C_RETRIES, "tcpops_rpc_retries_total", "counter", "Calls sent again elsewhere."},
-        {RPC_C_FAIL_FAST, "tcpops_rpc_fail_fast_total", "counter",
-         "Calls refused at once: no healthy connection."},
-        {RPC_C_INFLIGHT_LIMIT, "tcpops_rpc_inflight_limit_total", "counter",
-         "Calls refused: every connection at its in-flight limit."},
-        {RPC_C_PROTOCOL_ERRORS, "tcpops_rpc_protocol_errors_total", "counter",
-         "Frames from a service that broke the protocol."},
-        {RPC_C_OVERSIZE_FRAMES, "tcpops_rpc_oversize_frames_total", "counter",
-         "Frames from a service over the size limit."},
-        {RPC_C_EJECTIONS, "tcpops_rpc_ejections_total", "counter",
-         "Endpoints set aside after failing calls in a row."},
+    /* The client-side counters; each exported as tcpops_rpc_NAME(_total). */
+    static const rpc_counter counters[] = {
+        RPC_C_CONNS_OPEN, RPC_C_CONNECTS,    RPC_C_RECONNECTS,      RPC_C_CONNECT_FAILURES,
+        RPC_C_CONNS_LOST, RPC_C_LATE_ANSWERS, RPC_C_GOAWAYS,         RPC_C_RETRIES,
+        RPC_C_FAIL_FAST,  RPC_C_INFLIGHT_LIMIT, RPC_C_PROTOCOL_ERRORS, RPC_C_OVERSIZE_FRAMES,
+        RPC_C_EJECTIONS,
     };
     int rc = gw_buf_printf(buf, len, cap,
                            "# HELP tcpops_rpc_calls_total RPC calls by service, method, status.\n"
@@ -371,11 +349,15 @@ int gw_backends_metrics(gw_backend *const *bs, size_t nb, char **buf, size_t *le
         rc = r.rc;
     }
     for (size_t k = 0; k < sizeof(counters) / sizeof(counters[0]) && rc == 0; k++) {
-        rc = gw_buf_printf(buf, len, cap, "# HELP %s %s\n# TYPE %s %s\n", counters[k].name,
-                           counters[k].help, counters[k].name, counters[k].type);
+        rpc_counter c = counters[k];
+        int gauge = c == RPC_C_CONNS_OPEN; /* the one level; the rest only grow */
+        char name[96];
+        snprintf(name, sizeof(name), "tcpops_rpc_%s%s", rpc_counter_name(c), gauge ? "" : "_total");
+        rc = gw_buf_printf(buf, len, cap, "# HELP %s %s\n# TYPE %s %s\n", name,
+                           rpc_counter_help(c), name, gauge ? "gauge" : "counter");
         for (size_t i = 0; i < nb && rc == 0; i++)
-            rc = gw_buf_printf(buf, len, cap, "%s{service=\"%s\"} %lld\n", counters[k].name,
-                               bs[i]->name, (long long)rpc_stats_get(bs[i]->stats, counters[k].c));
+            rc = gw_buf_printf(buf, len, cap, "%s{service=\"%s\"} %lld\n", name, bs[i]->name,
+                               (long long)rpc_stats_get(bs[i]->stats, c));
     }
     if (rc == 0)
         rc = gw_buf_printf(buf, len, cap,

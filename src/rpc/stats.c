@@ -23,25 +23,33 @@ struct rpc_stats {
     method_row rows[MAX_METHODS + 1]; /* the last is "other" */
 };
 
-static const char *const counter_names[RPC_C_COUNT] = {
-    [RPC_C_CONNECTS] = "connects",
-    [RPC_C_RECONNECTS] = "reconnects",
-    [RPC_C_CONNECT_FAILURES] = "connect_failures",
-    [RPC_C_CONNS_OPEN] = "connections_open",
-    [RPC_C_CONNS_LOST] = "connections_lost",
-    [RPC_C_LATE_ANSWERS] = "late_answers",
-    [RPC_C_GOAWAYS] = "goaways",
-    [RPC_C_RETRIES] = "retries",
-    [RPC_C_FAIL_FAST] = "fail_fast",
-    [RPC_C_PROTOCOL_ERRORS] = "protocol_errors",
-    [RPC_C_CONNS_REFUSED] = "connections_refused",
-    [RPC_C_EXPIRED_SKIPPED] = "expired_skipped",
-    [RPC_C_WRITE_BUF_FULL] = "write_buffer_full",
-    [RPC_C_PARTIAL_TIMEOUT] = "partial_frame_timeout",
-    [RPC_C_IDLE_CLOSED] = "idle_closed",
-    [RPC_C_OVERSIZE_FRAMES] = "oversize_frames",
-    [RPC_C_INFLIGHT_LIMIT] = "inflight_limit",
-    [RPC_C_EJECTIONS] = "ejections",
+static const struct {
+    const char *name;
+    const char *help;
+} counter_info[RPC_C_COUNT] = {
+    [RPC_C_CONNECTS] = {"connects", "Connections made."},
+    [RPC_C_RECONNECTS] = {"reconnects", "Connections made after one was lost."},
+    [RPC_C_CONNECT_FAILURES] = {"connect_failures", "Failed connection attempts."},
+    [RPC_C_CONNS_OPEN] = {"connections_open", "Connections up now."},
+    [RPC_C_CONNS_LOST] = {"connections_lost", "Connections that ended with an error."},
+    [RPC_C_LATE_ANSWERS] = {"late_answers",
+                           "Answers that came after their call's deadline, dropped."},
+    [RPC_C_GOAWAYS] = {"goaways", "GOAWAY frames received (client) or sent (server)."},
+    [RPC_C_RETRIES] = {"retries", "Calls sent again elsewhere."},
+    [RPC_C_FAIL_FAST] = {"fail_fast", "Calls refused at once: no healthy connection."},
+    [RPC_C_PROTOCOL_ERRORS] = {"protocol_errors", "Frames that broke the protocol."},
+    [RPC_C_CONNS_REFUSED] = {"connections_refused",
+                           "Connections refused over the connection limit."},
+    [RPC_C_EXPIRED_SKIPPED] = {"expired_skipped",
+                           "Requests whose deadline passed before they ran."},
+    [RPC_C_WRITE_BUF_FULL] = {"write_buffer_full", "Peers cut off for not reading their answers."},
+    [RPC_C_PARTIAL_TIMEOUT] = {"partial_frame_timeout",
+                           "Peers cut off for stalling inside a frame."},
+    [RPC_C_IDLE_CLOSED] = {"idle_closed", "Connections closed after the idle timeout."},
+    [RPC_C_OVERSIZE_FRAMES] = {"oversize_frames", "Frames refused by their length header."},
+    [RPC_C_INFLIGHT_LIMIT] = {"inflight_limit",
+                           "Calls refused: every connection at its in-flight limit."},
+    [RPC_C_EJECTIONS] = {"ejections", "Endpoints set aside after failing calls in a row."},
 };
 
 int rpc_stats_new(rpc_stats **out)
@@ -143,5 +151,10 @@ uint64_t rpc_stats_calls(const rpc_stats *cs, const char *method, int status)
 
 const char *rpc_counter_name(rpc_counter c)
 {
-    return c >= 0 && c < RPC_C_COUNT ? counter_names[c] : "unknown";
+    return c >= 0 && c < RPC_C_COUNT ? counter_info[c].name : "unknown";
+}
+
+const char *rpc_counter_help(rpc_counter c)
+{
+    return c >= 0 && c < RPC_C_COUNT ? counter_info[c].help : "";
 }

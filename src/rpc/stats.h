@@ -59,4 +59,7 @@ uint64_t rpc_stats_calls(const rpc_stats *s, const char *method, int status);
 /* Metric-style name of a counter ("connects", "late_answers", ...). */
 const char *rpc_counter_name(rpc_counter c);
 
+/* One sentence saying what a counter counts (for metric HELP lines). */
+const char *rpc_counter_help(rpc_counter c);
+
 #endif
