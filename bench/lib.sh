@@ -1,4 +1,6 @@
-# Shared by the bench scripts: free loopback ports and waiting for a listener.
+# Shared by the bench scripts: free loopback ports, waiting for a listener,
+# starting and stopping what is measured, one wrk run on one line. The caller
+# sets bin (the binaries), tmp (a scratch directory), secs and pids=().
 
 # free_port: a loopback port nothing listens on now.
 free_port() {
@@ -17,4 +19,54 @@ wait_port() {
     sleep 0.05
   done
   echo "bench: nothing listens on $1" >&2; exit 1
+}
+
+# start NAME PORT ARGS...: starts build/bin/NAME in the background on PORT.
+start() {
+  local name=$1 port=$2; shift 2
+  "$bin/$name" --listen "127.0.0.1:$port" "$@" 2>>"$tmp/$name.log" &
+  pids+=($!)
+  wait_port "$port"
+}
+
+stop_all() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  pids=()
+}
+
+field() { sed -n "s/.*$1=\([^ ]*\).*/\1/p"; }
+
+# wrk_line LABEL URL [wrk args...]: one wrk run summarised on one line.
+wrk_line() {
+  local label=$1 url=$2; shift 2
+  local out
+  out=$(wrk -t2 -c64 -d"${secs}s" --latency "$@" "$url")
+  local rps p50 p99 non2xx
+  rps=$(echo "$out" | awk '/^Requests\/sec/ {print $2}')
+  p50=$(echo "$out" | awk '$1 == "50%" {print $2}')
+  p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
+  non2xx=$(echo "$out" | awk '/Non-2xx/ {print $NF}')
+  errs=$(echo "$out" | awk '/Socket errors/ {print $0}')
+  total=$(echo "$out" | awk '/requests in/ {print $1}')
+  echo "http  $label req_per_s=$rps p50=$p50 p99=$p99 requests=$total non2xx=${non2xx:-0}${errs:+ $errs}"
+}
+
+# start_system: one worker of each service (data in $tmp/data, made fresh)
+# and a gateway in front (--pool 4); sets gp (its port) and gpid.
+start_system() {
+  rm -rf "$tmp/data"; mkdir -p "$tmp/data"
+  local pp qp
+  pp=$(free_port); qp=$(free_port); gp=$(free_port)
+  start tcpops-people "$pp" --data-dir "$tmp/data"
+  start tcpops-pets "$qp" --data-dir "$tmp/data"
+  "$bin/tcpops-gateway" --listen "127.0.0.1:$gp" --people "127.0.0.1:$pp" \
+    --pets "127.0.0.1:$qp" --pool 4 2>>"$tmp/gateway.log" &
+  gpid=$!
+  pids+=($gpid)
+  wait_port "$gp"
+  for _ in $(seq 1 100); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$gp/readyz")" = 200 ] && return 0
+    sleep 0.05
+  done
+  echo "bench: the gateway on $gp was not ready" >&2; exit 1
 }

@@ -19,21 +19,6 @@ trap cleanup EXIT
 
 
 
-# start NAME PORT ARGS...: starts build/bin/NAME in the background on PORT.
-start() {
-  local name=$1 port=$2; shift 2
-  "$bin/$name" --listen "127.0.0.1:$port" "$@" 2>>"$tmp/$name.log" &
-  pids+=($!)
-  wait_port "$port"
-}
-
-stop_all() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-  pids=()
-}
-
-field() { sed -n "s/.*$1=\([^ ]*\).*/\1/p"; }
-
 rpc_figures() {
   echo "== RPC echo over loopback (tcpops-test-echo, one channel, pool of 2) =="
   local port; port=$(free_port)
@@ -84,21 +69,6 @@ service_figures() {
   done
 }
 
-# wrk_line LABEL URL [wrk args...]: one wrk run summarised on one line.
-wrk_line() {
-  local label=$1 url=$2; shift 2
-  local out
-  out=$(wrk -t2 -c64 -d"${secs}s" --latency "$@" "$url")
-  local rps p50 p99 non2xx
-  rps=$(echo "$out" | awk '/^Requests\/sec/ {print $2}')
-  p50=$(echo "$out" | awk '$1 == "50%" {print $2}')
-  p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
-  non2xx=$(echo "$out" | awk '/Non-2xx/ {print $NF}')
-  errs=$(echo "$out" | awk '/Socket errors/ {print $0}')
-  total=$(echo "$out" | awk '/requests in/ {print $1}')
-  echo "http  $label req_per_s=$rps p50=$p50 p99=$p99 requests=$total non2xx=${non2xx:-0}${errs:+ $errs}"
-}
-
 gateway_figures() {
   echo "== HTTP: wrk -t2 -c64, ${secs}s each =="
   local bp; bp=$(free_port)
@@ -111,20 +81,7 @@ gateway_figures() {
   echo "$bare1"
   stop_all
 
-  rm -rf "$tmp/data"; mkdir -p "$tmp/data"
-  local pp qp gp
-  pp=$(free_port); qp=$(free_port); gp=$(free_port)
-  start tcpops-people "$pp" --data-dir "$tmp/data"
-  start tcpops-pets "$qp" --data-dir "$tmp/data"
-  "$bin/tcpops-gateway" --listen "127.0.0.1:$gp" --people "127.0.0.1:$pp" \
-    --pets "127.0.0.1:$qp" --pool 4 2>>"$tmp/gateway.log" &
-  local gpid=$!
-  pids+=($gpid)
-  wait_port "$gp"
-  for _ in $(seq 1 100); do
-    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$gp/readyz")" = 200 ] && break
-    sleep 0.05
-  done
+  start_system
   local pets; pets=$(wrk_line people-pets "http://127.0.0.1:$gp/people/pets?owner=bob")
   echo "$pets"
   local list; list=$(wrk_line people-list "http://127.0.0.1:$gp/people")
