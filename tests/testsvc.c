@@ -38,9 +38,9 @@ static void fail(const rpc_call_ctx *ctx, const uint8_t *body, size_t len, rpc_r
 }
 
 const rpc_method testsvc_methods[] = {
-    {"test.Echo", echo},
-    {"test.Sleep", sleep_then_echo},
-    {"test.Fail", fail},
+    {"test.Echo", echo, .quick = 1},
+    {"test.Sleep", sleep_then_echo, 0},
+    {"test.Fail", fail, .quick = 1},
 };
 const size_t testsvc_nmethods = sizeof(testsvc_methods) / sizeof(testsvc_methods[0]);
 

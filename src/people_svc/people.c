@@ -101,13 +101,13 @@ static void add_pet_handler(const rpc_call_ctx *ctx, const uint8_t *body, size_t
 
 static const svc_method methods[] = {
     {"people.List", list_handler, &tcpops__list_people_request__descriptor,
-     &tcpops__list_people_response__descriptor},
+     &tcpops__list_people_response__descriptor, 0},
     {"people.Create", create_handler, &tcpops__create_person_request__descriptor,
-     &tcpops__create_person_response__descriptor},
+     &tcpops__create_person_response__descriptor, 0},
     {"people.PetIds", pet_ids_handler, &tcpops__pet_ids_request__descriptor,
-     &tcpops__pet_ids_response__descriptor},
+     &tcpops__pet_ids_response__descriptor, .quick = 1},
     {"people.AddPet", add_pet_handler, &tcpops__add_pet_request__descriptor,
-     &tcpops__add_pet_response__descriptor},
+     &tcpops__add_pet_response__descriptor, 0},
 };
 
 const svc_desc *people_service(void)

@@ -81,9 +81,9 @@ static void create_handler(const rpc_call_ctx *ctx, const uint8_t *body, size_t 
 
 static const svc_method methods[] = {
     {"pets.GetByIds", get_by_ids_handler, &tcpops__get_pets_by_ids_request__descriptor,
-     &tcpops__get_pets_by_ids_response__descriptor},
+     &tcpops__get_pets_by_ids_response__descriptor, .quick = 1},
     {"pets.Create", create_handler, &tcpops__create_pet_request__descriptor,
-     &tcpops__create_pet_response__descriptor},
+     &tcpops__create_pet_response__descriptor, 0},
 };
 
 const svc_desc *pets_service(void)

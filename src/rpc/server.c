@@ -1,8 +1,9 @@
 /*
  * RPC server. Ownership of a connection:
  *
- *   I/O thread: accepts, reads, decodes, answers PING, queues jobs, flushes
- *               what a worker could not write, closes.
+ *   I/O thread: accepts, reads, decodes, answers PING, queues jobs (or runs
+ *               a quick one itself when it came alone and nothing waits),
+ *               flushes what a worker could not write, closes.
  *   workers:    run one job each; write the answer straight to the socket
  *               while the write buffer is empty, else append to it.
  *
@@ -89,6 +90,8 @@ struct rpc_server {
     int wakefd;
 
     pthread_t io_thread;
+    void *io_state;           /* thread_init's state for quick calls on the I/O thread */
+    int io_state_ok;
     pthread_t *workers;
     int nworkers;             /* started */
     int started;
@@ -311,6 +314,14 @@ static job *queue_pop(rpc_server *s)
     return j;
 }
 
+static int queue_idle(rpc_server *s)
+{
+    pthread_mutex_lock(&s->qlock);
+    int idle = s->qlen == 0;
+    pthread_mutex_unlock(&s->qlock);
+    return idle;
+}
+
 static void job_free(job *j)
 {
     rpc_frame_free(j->req);
@@ -483,8 +494,9 @@ static const rpc_method *find_method(const rpc_server *s, const char *name)
     return NULL;
 }
 
-/* Handles one decoded frame. Returns 0, or -1 when c was closed. */
-static int on_frame(rpc_server *s, conn *c, const uint8_t *payload, size_t len)
+/* Handles one decoded frame; alone says no other bytes follow it yet.
+ * Returns 0, or -1 when c was closed. */
+static int on_frame(rpc_server *s, conn *c, const uint8_t *payload, size_t len, int alone)
 {
     rpc_frame *f = NULL;
     if (rpc_frame_unpack(payload, len, &f) < 0) {
@@ -555,6 +567,14 @@ static int on_frame(rpc_server *s, conn *c, const uint8_t *payload, size_t len)
     j->m = m;
     j->deadline_ms = f->deadline_ms > 0 ? rpc_now_ms() + f->deadline_ms : 0;
     inflight_add(s, c, 1);
+    if (m->quick && alone && s->io_state_ok && s->cfg.delay_ms == 0 && queue_idle(s)) {
+        /* Nothing else to read or hand out: run it here rather than wake a
+         * worker for it. */
+        run_binary(s, j, s->io_state);
+        inflight_add(s, c, -1);
+        job_free(j);
+        return 0;
+    }
     if (queue_push(s, j) < 0) {
         inflight_add(s, c, -1);
         rpc_stats_add(s->cfg.stats, RPC_C_INFLIGHT_LIMIT, 1);
@@ -659,7 +679,7 @@ static int process_input(rpc_server *s, conn *c)
         }
         if (n == 0)
             break;
-        if (on_frame(s, c, payload, plen) < 0)
+        if (on_frame(s, c, payload, plen, (size_t)n == rpc_buf_used(&c->rbuf)) < 0)
             return -1;
         rpc_buf_consume(&c->rbuf, (size_t)n);
         frames++;
@@ -989,6 +1009,12 @@ int rpc_server_start(rpc_server *s)
         }
         s->nworkers++;
     }
+    if (rc == 0 && s->cfg.thread_init != NULL) {
+        rc = s->cfg.thread_init(s->cfg.user, &s->io_state);
+        s->io_state_ok = rc == 0;
+    } else if (rc == 0) {
+        s->io_state_ok = 1;
+    }
     if (rc == 0 && (rc = -pthread_create(&s->io_thread, NULL, io_main, s)) == 0)
         return 0;
     s->started = 0;
@@ -1028,6 +1054,9 @@ void rpc_server_free(rpc_server *s)
         wake_io(s);
         pthread_join(s->io_thread, NULL);
     }
+    if (s->io_state_ok && s->cfg.thread_fini != NULL)
+        s->cfg.thread_fini(s->cfg.user, s->io_state);
+    s->io_state_ok = 0;
     pthread_mutex_lock(&s->qlock);
     s->stopping = 1;
     pthread_cond_broadcast(&s->qcond);

@@ -7,6 +7,11 @@
  *
  *   peer --frame--> I/O thread --job--> worker: handler(ctx, body) -> reply
  *   peer <--frame-- (worker writes, or I/O thread flushes what did not fit)
+ *
+ * A quick method (rpc_method.quick) that arrives alone, with no job waiting
+ * for a worker, runs on the I/O thread instead: one wake-up per call instead
+ * of two when the server is not busy. Under load frames arrive in batches
+ * and go to the workers as before.
  */
 #ifndef TCPOPS_RPC_SERVER_H
 #define TCPOPS_RPC_SERVER_H
@@ -44,6 +49,10 @@ typedef void (*rpc_handler_fn)(const rpc_call_ctx *ctx, const uint8_t *body,
 typedef struct rpc_method {
     const char *name;      /* "people.List" */
     rpc_handler_fn fn;
+    /* Never waits on anything but its own short work (a bounded read): the
+     * I/O thread may run it itself when it is the only frame that arrived,
+     * which saves handing it to a worker and waking that worker. */
+    int quick;
 } rpc_method;
 
 /* Text mode: one line (without its newline, not NUL-terminated) in; a malloc'd
@@ -68,8 +77,9 @@ typedef struct rpc_server_cfg {
     const rpc_method *methods; /* copied by rpc_server_new */
     size_t nmethods;
     rpc_text_fn text;          /* NULL turns text mode off */
-    /* Per worker thread state (e.g. a database connection). thread_init
-     * returns 0 or a negative errno; a failure stops rpc_server_start. */
+    /* Per thread state (e.g. a database connection), for each worker and
+     * for the I/O thread (quick methods). thread_init returns 0 or a
+     * negative errno; a failure stops rpc_server_start. */
     int (*thread_init)(void *user, void **state);
     void (*thread_fini)(void *user, void *state);
     void *user;

@@ -455,7 +455,7 @@ static int svc_prepare(svc *s, const svc_desc *desc, const char *data_dir, char 
     memcpy(s->methods, desc->methods, desc->nmethods * sizeof(*s->methods));
     s->methods[desc->nmethods] = (svc_method){"svc.Status", status_handler,
                                               &tcpops__status_request__descriptor,
-                                              &tcpops__status_response__descriptor};
+                                              &tcpops__status_response__descriptor, 0};
     s->methods[desc->nmethods + 1] = s->methods[desc->nmethods];
     s->methods[desc->nmethods + 1].name = s->status_name;
     return 0;
@@ -613,7 +613,7 @@ int svc_main(const svc_desc *desc, int argc, char **argv)
     if (rm == NULL)
         goto out;
     for (size_t i = 0; i < s.nmethods; i++)
-        rm[i] = (rpc_method){s.methods[i].name, s.methods[i].fn};
+        rm[i] = (rpc_method){s.methods[i].name, s.methods[i].fn, s.methods[i].quick};
 
     rpc_server_cfg cfg;
     rpc_server_cfg_default(&cfg);

@@ -18,6 +18,7 @@ typedef struct svc_method {
     rpc_handler_fn fn;
     const ProtobufCMessageDescriptor *req;     /* its request message */
     const ProtobufCMessageDescriptor *resp;    /* its response message */
+    int quick;                                 /* a bounded read: see rpc_method */
 } svc_method;
 
 typedef struct svc_desc {
