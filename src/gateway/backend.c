@@ -222,6 +222,7 @@ int gw_backend_new(gw_backend **out, const gw_backend_cfg *cfg, char *err, size_
     ccfg.pool_size = cfg->pool_size > 0 ? cfg->pool_size : 2;
     ccfg.max_frame = cfg->max_frame;
     ccfg.max_inflight = cfg->max_inflight;
+    ccfg.spin_us = cfg->spin_us;
     ccfg.stats = b->stats;
     ccfg.on_event = on_event;
     ccfg.event_user = b;
@@ -230,6 +231,7 @@ int gw_backend_new(gw_backend **out, const gw_backend_cfg *cfg, char *err, size_
         goto fail;
     }
     ccfg.pool_size = 1;
+    ccfg.spin_us = 0;
     ccfg.stats = NULL;
     ccfg.on_event = NULL;
     if (rpc_channel_new(&b->discovery, &ccfg, rerr) < 0) {

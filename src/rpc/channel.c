@@ -4,17 +4,26 @@
  *   caller thread                         connection thread (one per slot)
  *   -------------                         --------------------------------
  *   pick slot (least outstanding)         connect, with backoff
- *   wlock: id = ++next_id,                loop: poll, recv, decode frames
- *          pending[id] = &p, write frame    RESPONSE: pending[id] -> p, wake
- *   wait on p (until deadline)              GOAWAY:  stop taking calls, fail
- *   deadline: take p back out of pending             ids > last_id as unsent
- *                                           PING/PONG keepalive
- *                                         lost: detach pending, unlock,
- *                                               fail each with UNAVAILABLE
+ *   wlock: id = ++next_id,                every 100 ms: keepalive PING; when
+ *          pending[id] = &p, write frame    nobody reads, read what came
+ *   read role free? take it: poll, recv,    (GOAWAY, close, PONG)
+ *     decode, hand each answer to its     lost (a reader saw the end, or
+ *     caller, until p is answered;          keepalive): detach pending,
+ *     then pass the role to the oldest      fail each with UNAVAILABLE
+ *     call still waiting
+ *   else sleep on p until answered,
+ *     made reader, or deadline
+ *
+ * One thread at a time holds a connection's read role (slot->reading): most
+ * often a caller waiting for its own answer, which then wakes straight from
+ * the socket instead of from a reader thread. Answers for other callers it
+ * reads are handed over as before; GOAWAY and errors are handled by whoever
+ * reads them.
  *
  * Locks: slot->wlock (one frame written whole, ids in wire order) is taken
- * before slot->lock (state and pending table); a waiter's own p->lock is taken
- * only with neither held. ch->lock guards the slot list's waiters (ch->cond).
+ * before slot->lock (state, pending table, read role); a pending's p->lock
+ * may be taken under slot->lock, never the other way round. ch->lock guards
+ * the slot list's waiters (ch->cond).
  */
 #include "channel.h"
 
@@ -46,7 +55,9 @@ enum { END_NONE, END_ANSWER, END_LOST, END_UNSENT };
 
 typedef struct pending {
     struct pending *next;    /* bucket chain, or detached list */
+    struct pending *older, *newer; /* the slot's calls in flight, by id */
     uint64_t id;
+    int lead;                /* under slot->lock (set also under lock): holds the read role */
     pthread_mutex_t lock;
     pthread_cond_t cond;
     int done;                /* under lock */
@@ -85,6 +96,7 @@ struct slot {
 
     pthread_mutex_t wlock;   /* writers: one frame at a time, in id order */
     pthread_mutex_t lock;    /* guards the fields below */
+    pthread_cond_t cond;     /* the slot thread's sleep: a reader left */
     _Atomic int state;       /* read without the lock when picking */
     _Atomic int outstanding;
     _Atomic int soon;        /* a connection is expected at once: worth waiting */
@@ -94,11 +106,15 @@ struct slot {
     uint64_t goaway_last;    /* with goaway_seen: ids above it never ran */
     int goaway_seen;
     pending *table[TABLE_SIZE];
+    pending *oldest, *newest; /* the same calls, in id order */
+    int reading;             /* a thread holds the read role */
+    int broken;              /* a reader saw the connection end: why (-errno) */
     unsigned failures_seen;  /* consecutive failed attempts (for fail-fast) */
     int64_t ping_sent_ms;    /* 0 when no PING is outstanding */
 
+    _Atomic int64_t last_rx; /* rpc_now_ms when bytes last arrived */
     rpc_backoff bo;          /* the slot's own thread only */
-    rpc_buf rbuf;            /* the slot's own thread only */
+    rpc_buf rbuf;            /* the read role's holder only */
 };
 
 struct rpc_channel {
@@ -160,6 +176,26 @@ static void table_put(slot *sl, pending *p)
     pending **b = &sl->table[p->id & (TABLE_SIZE - 1)];
     p->next = *b;
     *b = p;
+    p->newer = NULL;
+    p->older = sl->newest;
+    if (sl->newest != NULL)
+        sl->newest->newer = p;
+    else
+        sl->oldest = p;
+    sl->newest = p;
+}
+
+static void unlink_call(slot *sl, pending *p)
+{
+    if (p->older != NULL)
+        p->older->newer = p->newer;
+    else
+        sl->oldest = p->newer;
+    if (p->newer != NULL)
+        p->newer->older = p->older;
+    else
+        sl->newest = p->older;
+    p->older = p->newer = NULL;
 }
 
 static pending *table_take(slot *sl, uint64_t id)
@@ -168,6 +204,7 @@ static pending *table_take(slot *sl, uint64_t id)
         if ((*pp)->id == id) {
             pending *p = *pp;
             *pp = p->next;
+            unlink_call(sl, p);
             return p;
         }
     }
@@ -183,6 +220,7 @@ static pending *table_detach(slot *sl, uint64_t above)
             pending *p = *pp;
             if (p->id > above) {
                 *pp = p->next;
+                unlink_call(sl, p);
                 p->next = list;
                 list = p;
             } else {
@@ -212,6 +250,113 @@ static void complete_list(pending *list, int how, int err)
         complete(list, how, err, NULL);
         list = next;
     }
+}
+
+/* ---- the read role ---- */
+
+static int on_frame(slot *sl, rpc_frame *f);
+
+/* Gives up the read role and passes it to the oldest call still waiting, so
+ * its caller reads next. Caller holds sl->lock; the thread made reader is
+ * woken here (its p->lock nests inside sl->lock). */
+static void leave_reading_locked(slot *sl)
+{
+    sl->reading = 0;
+    if (sl->broken == 0 && sl->fd >= 0) {
+        for (pending *q = sl->oldest; q != NULL; q = q->newer) {
+            if (q->lead)
+                continue;
+            sl->reading = 1;
+            pthread_mutex_lock(&q->lock);
+            q->lead = 1;
+            pthread_cond_signal(&q->cond);
+            pthread_mutex_unlock(&q->lock);
+            break;
+        }
+    }
+    /* The slot thread waits for this when the connection ends or drains;
+     * otherwise it is left asleep, so the next caller finds the role free. */
+    if (!sl->reading && (sl->broken != 0 || atomic_load(&sl->state) != S_READY))
+        pthread_cond_signal(&sl->cond);
+}
+
+/* Sets p->lead (both locks: it is read under either). Caller holds sl->lock. */
+static void set_lead_locked(pending *p, int lead)
+{
+    pthread_mutex_lock(&p->lock);
+    p->lead = lead;
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* Reads and handles what the connection sends, waiting up to wait_ms for
+ * the first bytes. Only the read role's holder calls it. Returns the frames
+ * handled (0 when none came), or a negative errno when the connection is
+ * finished. */
+static int read_frames(slot *sl, int wait_ms)
+{
+    rpc_channel *ch = sl->ch;
+    size_t limit = ch->cfg.max_frame + RPC_FRAME_HEADER + READ_CHUNK;
+    struct pollfd pf = {.fd = sl->fd, .events = POLLIN};
+    int n = poll(&pf, 1, wait_ms);
+    if (n < 0)
+        return errno == EINTR ? 0 : -errno;
+    if (n == 0)
+        return 0;
+    int frames = 0;
+    for (;;) {
+        if (rpc_buf_reserve(&sl->rbuf, READ_CHUNK, limit) < 0)
+            return -ENOMEM;
+        size_t room = sl->rbuf.cap - sl->rbuf.len;
+        ssize_t r = recv(sl->fd, sl->rbuf.data + sl->rbuf.len, room, 0);
+        if (r == 0)
+            return -ECONNRESET;
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                break;
+            return -errno;
+        }
+        sl->rbuf.len += (size_t)r;
+        atomic_store(&sl->last_rx, rpc_now_ms());
+        for (;;) {
+            const uint8_t *payload = NULL;
+            size_t plen = 0;
+            int c = rpc_frame_decode(rpc_buf_head(&sl->rbuf), rpc_buf_used(&sl->rbuf),
+                                     ch->cfg.max_frame, &payload, &plen);
+            if (c < 0) {
+                rpc_stats_add(ch->cfg.stats, RPC_C_OVERSIZE_FRAMES, 1);
+                rpc_stats_add(ch->cfg.stats, RPC_C_PROTOCOL_ERRORS, 1);
+                return c;
+            }
+            if (c == 0)
+                break;
+            rpc_frame *f = NULL;
+            if (rpc_frame_unpack(payload, plen, &f) < 0) {
+                rpc_stats_add(ch->cfg.stats, RPC_C_PROTOCOL_ERRORS, 1);
+                return -EPROTO;
+            }
+            rpc_buf_consume(&sl->rbuf, (size_t)c);
+            int rc = on_frame(sl, f);
+            if (rc < 0)
+                return rc;
+            frames++;
+        }
+        if ((size_t)r < room)
+            break; /* the socket had less than we asked for: drained */
+    }
+    rpc_buf_shrink(&sl->rbuf, 65536);
+    return frames;
+}
+
+/* After a read: records a connection that ended and passes the role on. */
+static void done_reading(slot *sl, int rc)
+{
+    pthread_mutex_lock(&sl->lock);
+    if (rc < 0 && sl->broken == 0)
+        sl->broken = rc;
+    leave_reading_locked(sl);
+    pthread_mutex_unlock(&sl->lock);
 }
 
 /* ---- connection thread ---- */
@@ -299,13 +444,13 @@ static int stopping(rpc_channel *ch)
     return s;
 }
 
-/* Reads frames until the connection ends. Returns why (a negative errno), or
- * 0 when it ended cleanly after a GOAWAY drained. */
+/* Looks after a connection until it ends: keepalive, and reading whenever
+ * no caller does (an idle connection's GOAWAY, close or PONG). Returns why
+ * it ended (a negative errno), or 0 when it ended cleanly after a GOAWAY
+ * drained. */
 static int serve_conn(slot *sl)
 {
     rpc_channel *ch = sl->ch;
-    int64_t last_rx = rpc_now_ms();
-    size_t limit = ch->cfg.max_frame + RPC_FRAME_HEADER + READ_CHUNK;
 
     for (;;) {
         if (stopping(ch))
@@ -319,10 +464,13 @@ static int serve_conn(slot *sl)
 
         pthread_mutex_lock(&sl->lock);
         int64_t ping_sent = sl->ping_sent_ms;
+        int broken = sl->broken;
         pthread_mutex_unlock(&sl->lock);
+        if (broken != 0)
+            return broken;
         if (ping_sent != 0 && now - ping_sent >= ch->cfg.keepalive_timeout_ms)
             return -ETIMEDOUT;
-        if (ping_sent == 0 && now - last_rx >= ch->cfg.keepalive_idle_ms) {
+        if (ping_sent == 0 && now - atomic_load(&sl->last_rx) >= ch->cfg.keepalive_idle_ms) {
             pthread_mutex_lock(&sl->lock);
             sl->ping_sent_ms = now;
             pthread_mutex_unlock(&sl->lock);
@@ -331,58 +479,22 @@ static int serve_conn(slot *sl)
                 return rc;
         }
 
-        /* Wake at least every 100 ms: to notice stop, a drained GOAWAY, and
-         * keepalive deadlines. */
-        struct pollfd pf = {.fd = sl->fd, .events = POLLIN};
-        int n = poll(&pf, 1, 100);
-        if (n < 0 && errno != EINTR)
-            return -errno;
-        if (n <= 0)
-            continue;
-
-        for (;;) {
-            if (rpc_buf_reserve(&sl->rbuf, READ_CHUNK, limit) < 0)
-                return -ENOMEM;
-            size_t room = sl->rbuf.cap - sl->rbuf.len;
-            ssize_t r = recv(sl->fd, sl->rbuf.data + sl->rbuf.len,
-                             sl->rbuf.cap - sl->rbuf.len, 0);
-            if (r == 0)
-                return -ECONNRESET;
-            if (r < 0) {
-                if (errno == EINTR)
-                    continue;
-                if (errno == EAGAIN || errno == EWOULDBLOCK)
-                    break;
-                return -errno;
-            }
-            sl->rbuf.len += (size_t)r;
-            last_rx = rpc_now_ms();
-            for (;;) {
-                const uint8_t *payload = NULL;
-                size_t plen = 0;
-                int c = rpc_frame_decode(rpc_buf_head(&sl->rbuf), rpc_buf_used(&sl->rbuf),
-                                         ch->cfg.max_frame, &payload, &plen);
-                if (c < 0) {
-                    rpc_stats_add(ch->cfg.stats, RPC_C_OVERSIZE_FRAMES, 1);
-                    rpc_stats_add(ch->cfg.stats, RPC_C_PROTOCOL_ERRORS, 1);
-                    return c;
-                }
-                if (c == 0)
-                    break;
-                rpc_frame *f = NULL;
-                if (rpc_frame_unpack(payload, plen, &f) < 0) {
-                    rpc_stats_add(ch->cfg.stats, RPC_C_PROTOCOL_ERRORS, 1);
-                    return -EPROTO;
-                }
-                rpc_buf_consume(&sl->rbuf, (size_t)c);
-                int rc = on_frame(sl, f);
-                if (rc < 0)
-                    return rc;
-            }
-            if ((size_t)r < room)
-                break; /* the socket had less than we asked for: drained */
-        }
-        rpc_buf_shrink(&sl->rbuf, 65536);
+        /* A ready connection is looked at every 100 ms: to notice stop,
+         * keepalive deadlines and anything that came while nobody read. The
+         * wait comes first, so a caller finds the role free between its
+         * calls. One that ended or drains is woken by its last reader. */
+        struct timespec ts;
+        rpc_ms_to_timespec(now + 100, &ts);
+        pthread_mutex_lock(&sl->lock);
+        if (sl->broken == 0 && (atomic_load(&sl->state) == S_READY || sl->reading))
+            pthread_cond_timedwait(&sl->cond, &sl->lock, &ts);
+        int drained = atomic_load(&sl->state) == S_DRAINING && atomic_load(&sl->outstanding) == 0;
+        int take = !sl->reading && sl->broken == 0 && !drained;
+        if (take)
+            sl->reading = 1;
+        pthread_mutex_unlock(&sl->lock);
+        if (take)
+            done_reading(sl, read_frames(sl, 100));
     }
 }
 
@@ -439,6 +551,9 @@ static void *slot_main(void *arg)
         sl->goaway_seen = 0;
         sl->ping_sent_ms = 0;
         sl->failures_seen = 0;
+        sl->broken = 0;
+        sl->reading = 0;
+        atomic_store(&sl->last_rx, rpc_now_ms());
         atomic_store(&sl->outstanding, 0);
         atomic_store(&sl->state, S_READY); /* before soon drops: see rpc_channel_call */
         atomic_store(&sl->soon, 0);
@@ -459,6 +574,13 @@ static void *slot_main(void *arg)
          * for it to leave before the descriptor goes away. */
         atomic_store(&sl->state, S_DOWN);
         shutdown(fd, SHUT_RDWR);
+        /* No new reader from here; one reading now sees the shutdown. */
+        pthread_mutex_lock(&sl->lock);
+        if (sl->broken == 0)
+            sl->broken = why != 0 ? why : -ECONNRESET;
+        while (sl->reading)
+            pthread_cond_wait(&sl->cond, &sl->lock);
+        pthread_mutex_unlock(&sl->lock);
         pthread_mutex_lock(&sl->wlock);
         pthread_mutex_lock(&sl->lock);
         sl->fd = -1;
@@ -613,6 +735,24 @@ static void wait_for_change(rpc_channel *ch, int64_t until_ms)
     pthread_mutex_unlock(&ch->lock);
 }
 
+/* Takes p back out of sl's calls (deadline, or a send that failed). When
+ * it was just made reader, the role goes on to the next call. Returns
+ * whether p was still there: if not, whoever took it completes it. */
+static int take_back(slot *sl, pending *p)
+{
+    pthread_mutex_lock(&sl->lock);
+    pending *mine = table_take(sl, p->id);
+    if (mine != NULL) {
+        atomic_fetch_sub(&sl->outstanding, 1);
+        if (p->lead) {
+            set_lead_locked(p, 0);
+            leave_reading_locked(sl);
+        }
+    }
+    pthread_mutex_unlock(&sl->lock);
+    return mine != NULL;
+}
+
 /* Sends call on sl with p registered. Returns 0 when the frame went out,
  * -EAGAIN when it provably did not (the slot was not ready: safe to send
  * elsewhere), or -ECONNRESET when it may have partly gone (the connection is
@@ -630,6 +770,17 @@ static int send_call(slot *sl, rpc_call *call, pending *p, int64_t deadline)
     f.deadline_ms = left > 0 ? (uint32_t)left : 1;
     f.id = UINT64_MAX; /* sizes the frame for the largest id */
 
+    /* Nobody reads this connection now: first take in what it has, so a
+     * GOAWAY or a close that came while it was idle is seen before the call
+     * goes out on it rather than after. */
+    pthread_mutex_lock(&sl->lock);
+    int peek = !sl->reading && sl->broken == 0 && sl->fd >= 0;
+    if (peek)
+        sl->reading = 1;
+    pthread_mutex_unlock(&sl->lock);
+    if (peek)
+        done_reading(sl, read_frames(sl, 0));
+
     uint8_t stackbuf[1024];
     size_t cap = rpc_frame_size(&f);
     uint8_t *buf = cap <= sizeof(stackbuf) ? stackbuf : malloc(cap);
@@ -645,7 +796,7 @@ static int send_call(slot *sl, rpc_call *call, pending *p, int64_t deadline)
         goto out_unlocked;
     }
     pthread_mutex_lock(&sl->lock);
-    if (atomic_load(&sl->state) != S_READY || sl->fd < 0 ||
+    if (atomic_load(&sl->state) != S_READY || sl->fd < 0 || sl->broken != 0 ||
         atomic_load(&sl->outstanding) >= ch->cfg.max_inflight) {
         pthread_mutex_unlock(&sl->lock);
         rc = -EAGAIN;
@@ -661,17 +812,13 @@ static int send_call(slot *sl, rpc_call *call, pending *p, int64_t deadline)
     size_t written = 0;
     rc = rpc_sock_write_all(fd, buf, n, deadline, &written);
     if (rc < 0) {
-        pthread_mutex_lock(&sl->lock);
-        pending *mine = table_take(sl, p->id);
-        if (mine != NULL)
-            atomic_fetch_sub(&sl->outstanding, 1);
-        pthread_mutex_unlock(&sl->lock);
-        if (written == 0 && mine != NULL) {
+        int mine = take_back(sl, p);
+        if (written == 0 && mine) {
             rc = -EAGAIN; /* nothing left us: the server never saw it */
         } else {
             /* A torn frame poisons the stream: end the connection. */
             shutdown(fd, SHUT_RDWR);
-            if (mine != NULL)
+            if (mine)
                 complete(p, END_LOST, rc, NULL);
             rc = -ECONNRESET;
         }
@@ -684,28 +831,80 @@ out_unlocked:
     return rc;
 }
 
-/* Waits for p until deadline. Returns 1 when it completed, 0 on deadline (p
- * is then out of every table and will never be touched again). */
+/* Calls in flight in this process, over all channels. */
+static _Atomic int calls_in_process;
+
+/* Reads the connection as its reader until p is answered, the deadline
+ * passes or the connection ends, then passes the role on. */
+static void read_for(slot *sl, pending *p, int64_t deadline)
+{
+    int rc = 0;
+    /* The only call in flight in the process: the machine has a core to
+     * spare, so look for the answer for up to spin_us before sleeping in
+     * poll (waking a sleeping CPU costs more than the wait, on a VM). */
+    int spin_us = sl->ch->cfg.spin_us;
+    if (spin_us > 0 && atomic_load_explicit(&calls_in_process, memory_order_relaxed) == 1) {
+        int64_t until = rpc_now_us() + spin_us;
+        for (;;) {
+            pthread_mutex_lock(&p->lock);
+            int done = p->done;
+            pthread_mutex_unlock(&p->lock);
+            if (done || rc != 0 || rpc_now_us() >= until)
+                break;
+            rc = read_frames(sl, 0);
+            if (rc > 0)
+                rc = 0;
+        }
+    }
+    for (;;) {
+        pthread_mutex_lock(&p->lock);
+        int done = p->done;
+        pthread_mutex_unlock(&p->lock);
+        int64_t left = deadline - rpc_now_ms();
+        if (done || left <= 0 || rc < 0)
+            break;
+        rc = read_frames(sl, left < 100 ? (int)left : 100);
+    }
+    pthread_mutex_lock(&sl->lock);
+    set_lead_locked(p, 0);
+    if (rc < 0 && sl->broken == 0)
+        sl->broken = rc;
+    leave_reading_locked(sl);
+    pthread_mutex_unlock(&sl->lock);
+}
+
+/* Waits for p until deadline, reading the connection itself whenever the
+ * read role is free or handed to it. Returns 1 when p completed, 0 on
+ * deadline (p is then out of every table and will never be touched again). */
 static int wait_pending(slot *sl, pending *p, int64_t deadline)
 {
     struct timespec ts;
     rpc_ms_to_timespec(deadline, &ts);
-    pthread_mutex_lock(&p->lock);
-    while (!p->done) {
-        if (pthread_cond_timedwait(&p->cond, &p->lock, &ts) == ETIMEDOUT)
+    for (;;) {
+        pthread_mutex_lock(&sl->lock);
+        pthread_mutex_lock(&p->lock);
+        if (!p->done && !p->lead && !sl->reading && sl->broken == 0 && sl->fd >= 0) {
+            sl->reading = 1;
+            p->lead = 1;
+        }
+        int lead = p->lead;
+        pthread_mutex_unlock(&p->lock);
+        pthread_mutex_unlock(&sl->lock);
+        if (lead)
+            read_for(sl, p, deadline);
+
+        pthread_mutex_lock(&p->lock);
+        int timed_out = 0;
+        while (!p->done && !p->lead && !timed_out)
+            timed_out = pthread_cond_timedwait(&p->cond, &p->lock, &ts) == ETIMEDOUT;
+        int done = p->done;
+        pthread_mutex_unlock(&p->lock);
+        if (done)
+            return 1;
+        if (timed_out || rpc_now_ms() >= deadline)
             break;
     }
-    int done = p->done;
-    pthread_mutex_unlock(&p->lock);
-    if (done)
-        return 1;
-
-    pthread_mutex_lock(&sl->lock);
-    pending *mine = table_take(sl, p->id);
-    if (mine != NULL)
-        atomic_fetch_sub(&sl->outstanding, 1);
-    pthread_mutex_unlock(&sl->lock);
-    if (mine != NULL)
+    if (take_back(sl, p))
         return 0;
     /* Someone took it from the table to complete it: wait for that. */
     pthread_mutex_lock(&p->lock);
@@ -729,6 +928,7 @@ static void set_error(rpc_call *call, int status, const char *fmt, ...)
 
 int rpc_channel_call(rpc_channel *ch, rpc_call *call)
 {
+    atomic_fetch_add_explicit(&calls_in_process, 1, memory_order_relaxed);
     int64_t now = rpc_now_ms();
     int dl = call->deadline_ms > 0 ? call->deadline_ms : ch->cfg.deadline_ms;
     if (dl > ch->cfg.max_deadline_ms)
@@ -837,6 +1037,7 @@ int rpc_channel_call(rpc_channel *ch, rpc_call *call)
         break;
     }
     rpc_stats_call(ch->cfg.stats, call->method, call->status);
+    atomic_fetch_sub_explicit(&calls_in_process, 1, memory_order_relaxed);
     return call->status;
 }
 
@@ -912,6 +1113,7 @@ static endpoint *endpoint_new(rpc_channel *ch, const char *addr, char *err)
         sl->fd = -1;
         pthread_mutex_init(&sl->wlock, NULL);
         pthread_mutex_init(&sl->lock, NULL);
+        rpc_cond_init(&sl->cond);
         atomic_init(&sl->state, S_DOWN);
         atomic_init(&sl->soon, 1); /* the first attempt is immediate */
         rpc_backoff_init(&sl->bo, &ch->cfg.backoff, ch->cfg.rand, ch->cfg.rand_user);
@@ -942,6 +1144,7 @@ static void endpoint_free(endpoint *ep)
     for (int i = 0; i < n; i++) {
         pthread_mutex_destroy(&ep->slots[i].wlock);
         pthread_mutex_destroy(&ep->slots[i].lock);
+        pthread_cond_destroy(&ep->slots[i].cond);
         rpc_buf_fini(&ep->slots[i].rbuf);
     }
     free(ep->slots);

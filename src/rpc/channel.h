@@ -54,6 +54,9 @@ typedef struct rpc_channel_cfg {
     int max_deadline_ms;         /* a call may ask for at most this, 10000 */
     int keepalive_idle_ms;       /* PING after this long without a frame, 5000 */
     int keepalive_timeout_ms;    /* dead after this long without a PONG, 2000 */
+    int spin_us;                 /* the only call in flight in the process looks
+                                  * for its answer this long before sleeping in
+                                  * poll; default 0 = never */
     rpc_backoff_cfg backoff;     /* zeroed: the defaults */
     rpc_rand_fn rand;            /* NULL: rpc_rand01 */
     void *rand_user;
