@@ -69,37 +69,54 @@ service_figures() {
   done
 }
 
+# ms VALUE: a wrk latency (850.00us, 5.79ms, 1.02s) in milliseconds.
+ms() { echo "$1" | awk '/us$/ {print $0 / 1000; next} /ms$/ {print $0 + 0; next} /s$/ {print $0 * 1000}'; }
+
 gateway_figures() {
-  echo "== HTTP: wrk -t2 -c64, ${secs}s each =="
+  echo "== HTTP: wrk -t2 -c64, ${secs}s each (-c1 and -c1000 where it says) =="
+  local paced; paced="$(dirname "$0")/paced.lua"
   local bp; bp=$(free_port)
   "$bin/tcpops-bench-bare" --listen "127.0.0.1:$bp" --threads 1100 &
   pids+=($!)
   wait_port "$bp"
-  local bare; bare=$(wrk_line bare-civetweb "http://127.0.0.1:$bp/")
-  echo "$bare"
-  local bare1; bare1=$(wrk_line bare-civetweb-c1 "http://127.0.0.1:$bp/" -t1 -c1)
-  echo "$bare1"
+  local bare bare1 bare1k bare1kp
+  bare=$(wrk_line bare-civetweb "http://127.0.0.1:$bp/"); echo "$bare"
+  bare1=$(wrk_line bare-civetweb-c1 "http://127.0.0.1:$bp/" -t1 -c1); echo "$bare1"
+  bare1k=$(wrk_line bare-civetweb-c1000 "http://127.0.0.1:$bp/" -t2 -c1000); echo "$bare1k"
+  bare1kp=$(wrk_line bare-civetweb-c1000-paced "http://127.0.0.1:$bp/" -t2 -c1000 -s "$paced")
+  echo "$bare1kp"
   stop_all
 
   start_system
-  local pets; pets=$(wrk_line people-pets "http://127.0.0.1:$gp/people/pets?owner=bob")
-  echo "$pets"
-  local list; list=$(wrk_line people-list "http://127.0.0.1:$gp/people")
-  echo "$list"
-  wrk_line people-pets-c1 "http://127.0.0.1:$gp/people/pets?owner=bob" -t1 -c1
-  wrk_line people-pets-c1000 "http://127.0.0.1:$gp/people/pets?owner=bob" -t2 -c1000
-  echo "      gateway RSS after 1000 connections: $(awk '/VmRSS/ {print $2, $3}' /proc/$gpid/status)"
-  local post; post=$(wrk_line post-unique "http://127.0.0.1:$gp" -s "$(dirname "$0")/post_unique.lua")
+  local url="http://127.0.0.1:$gp/people/pets?owner=bob"
+  local pets list pets1 pets1k pets1kp rss post
+  pets=$(wrk_line people-pets "$url"); echo "$pets"
+  list=$(wrk_line people-list "http://127.0.0.1:$gp/people"); echo "$list"
+  pets1=$(wrk_line people-pets-c1 "$url" -t1 -c1); echo "$pets1"
+  pets1k=$(wrk_line people-pets-c1000 "$url" -t2 -c1000); echo "$pets1k"
+  pets1kp=$(wrk_line people-pets-c1000-paced "$url" -t2 -c1000 -s "$paced"); echo "$pets1kp"
+  rss=$(awk '/VmRSS/ {print $2}' /proc/"$gpid"/status)
+  echo "      gateway RSS after 1000 connections: $rss kB"
+  post=$(wrk_line post-unique "http://127.0.0.1:$gp" -s "$(dirname "$0")/post_unique.lua")
   echo "$post"
   stop_all
   local rows; rows=$(sqlite3 "$tmp/data/people.db" "SELECT count(*) FROM people WHERE name LIKE 'w%'")
-  echo "      creates on disk after the POST run: $rows (every 201 must be there)"
-  local b p l
-  b=$(echo "$bare" | field req_per_s); p=$(echo "$pets" | field req_per_s)
-  l=$(echo "$list" | field req_per_s)
-  awk -v b="$b" -v p="$p" -v l="$l" 'BEGIN {
-    printf "ratio /people/pets / bare = %.0f / %.0f = %.2f (target >= 0.5)\n", p, b, p / b
-    printf "ratio /people / bare = %.0f / %.0f = %.2f (target >= 0.6)\n", l, b, l / b }'
+  local posted; posted=$(echo "$post" | field requests)
+  echo "      creates on disk after the POST run: $rows, answered by wrk: $posted (every 201 must be there)"
+
+  echo "== issue 7 figures: ours, reference in this run, ratio, target =="
+  printf '%s\n' \
+    "/people/pets req/s|$(echo "$pets" | field req_per_s)|$(echo "$bare" | field req_per_s)|>= 0.5x bare" \
+    "/people req/s|$(echo "$list" | field req_per_s)|$(echo "$bare" | field req_per_s)|>= 0.6x bare" \
+    "/people/pets p99 ms at -c64|$(ms "$(echo "$pets" | field p99)")|$(ms "$(echo "$bare" | field p99)")|<= 5 ms" \
+    "/people/pets non-2xx at -c64|$(echo "$pets" | field non2xx)|0|0" \
+    "POST /people creates/s|$(echo "$post" | field req_per_s)|10000|>= 10000, all on disk" \
+    "-c1000 p99 ms, closed loop|$(ms "$(echo "$pets1k" | field p99)")|$(ms "$(echo "$bare1k" | field p99)")|<= 20 ms" \
+    "-c1000 p99 ms, paced ~10k req/s|$(ms "$(echo "$pets1kp" | field p99)")|$(ms "$(echo "$bare1kp" | field p99)")|<= 20 ms" \
+    "gateway RSS MiB at -c1000|$((rss / 1024))|64|<= 64 MiB" \
+    "-c1 p50 ms|$(ms "$(echo "$pets1" | field p50)")|$(ms "$(echo "$bare1" | field p50)")|<= 0.150 ms" |
+  awk -F'|' '{ r = ($3 + 0 != 0) ? sprintf("%.2f", $2 / $3) : "-";
+               printf "%-34s ours %-10s ref %-10s ratio %-6s target %s\n", $1, $2, $3, r, $4 }'
 }
 
 case "$what" in
