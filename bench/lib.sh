@@ -2,11 +2,13 @@
 # starting and stopping what is measured, one wrk run on one line. The caller
 # sets bin (the binaries), tmp (a scratch directory), secs and pids=().
 
-# free_port: a loopback port nothing listens on now.
+# free_port: a loopback port nothing listens on now, below the kernel's
+# ephemeral range (32768 and up), so no connection's source port takes it
+# before the program binds it.
 free_port() {
   local p
   for _ in $(seq 1 100); do
-    p=$((20000 + RANDOM % 20000))
+    p=$((10000 + RANDOM % 22000))
     if ! (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null; then echo "$p"; return; fi
   done
   echo "bench: no free port found" >&2; exit 1
