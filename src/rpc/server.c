@@ -2,8 +2,9 @@
  * RPC server. Ownership of a connection:
  *
  *   I/O thread: accepts, reads, decodes, answers PING, queues jobs (or runs
- *               a quick one itself when it came alone and nothing waits),
- *               flushes what a worker could not write, closes.
+ *               a quick one itself when no job waits), sends a batch's
+ *               answers together, flushes what a worker could not write,
+ *               closes.
  *   workers:    run one job each; write the answer straight to the socket
  *               while the write buffer is empty, else append to it.
  *
@@ -65,6 +66,7 @@ typedef struct conn {
     pthread_mutex_t lock;     /* guards everything below */
     rpc_buf wbuf;
     int out_armed;            /* EPOLLOUT registered */
+    int corked;               /* the I/O thread is handling a batch: write at its end */
     int closed;               /* no more writes */
     int inflight;             /* queued or running jobs */
     int text_busy;            /* a text line is with a worker */
@@ -230,6 +232,8 @@ static void send_locked(rpc_server *s, conn *c, const uint8_t *p, size_t n)
     }
     if (was_empty)
         unflushed_add(s, 1);
+    if (c->corked)
+        return; /* the I/O thread sends the whole batch's answers at once */
     if (flush_locked(s, c) < 0) {
         c->closed = 1;
         shutdown(c->fd, SHUT_RDWR);
@@ -465,11 +469,14 @@ static void conn_close(rpc_server *s, conn *c)
     conn_unref(c);
 }
 
+static void cork(rpc_server *s, conn *c, int on);
+
 /* Tells the peer why it is being cut off, where the socket still takes it. */
 static void protocol_error(rpc_server *s, conn *c, uint64_t id, const char *why)
 {
     rpc_stats_add(s->cfg.stats, RPC_C_PROTOCOL_ERRORS, 1);
     send_status(s, c, id, TCPOPS__STATUS__INVALID_ARGUMENT, why);
+    cork(s, c, 0); /* what the batch answered, and why it ends, go out first */
     conn_close(s, c);
 }
 
@@ -494,9 +501,8 @@ static const rpc_method *find_method(const rpc_server *s, const char *name)
     return NULL;
 }
 
-/* Handles one decoded frame; alone says no other bytes follow it yet.
- * Returns 0, or -1 when c was closed. */
-static int on_frame(rpc_server *s, conn *c, const uint8_t *payload, size_t len, int alone)
+/* Handles one decoded frame. Returns 0, or -1 when c was closed. */
+static int on_frame(rpc_server *s, conn *c, const uint8_t *payload, size_t len)
 {
     rpc_frame *f = NULL;
     if (rpc_frame_unpack(payload, len, &f) < 0) {
@@ -567,9 +573,9 @@ static int on_frame(rpc_server *s, conn *c, const uint8_t *payload, size_t len, 
     j->m = m;
     j->deadline_ms = f->deadline_ms > 0 ? rpc_now_ms() + f->deadline_ms : 0;
     inflight_add(s, c, 1);
-    if (m->quick && alone && s->io_state_ok && s->cfg.delay_ms == 0 && queue_idle(s)) {
-        /* Nothing else to read or hand out: run it here rather than wake a
-         * worker for it. */
+    if (m->quick && s->io_state_ok && s->cfg.delay_ms == 0 && queue_idle(s)) {
+        /* No job waits for a worker: run it here rather than wake one for
+         * it. Its answer goes out with the rest of the batch's. */
         run_binary(s, j, s->io_state);
         inflight_add(s, c, -1);
         job_free(j);
@@ -594,6 +600,7 @@ static void text_error(rpc_server *s, conn *c, const char *why)
     pthread_mutex_lock(&c->lock);
     send_locked(s, c, (const uint8_t *)line, (size_t)n);
     pthread_mutex_unlock(&c->lock);
+    cork(s, c, 0);
     conn_close(s, c);
 }
 
@@ -679,12 +686,25 @@ static int process_input(rpc_server *s, conn *c)
         }
         if (n == 0)
             break;
-        if (on_frame(s, c, payload, plen, (size_t)n == rpc_buf_used(&c->rbuf)) < 0)
+        if (on_frame(s, c, payload, plen) < 0)
             return -1;
         rpc_buf_consume(&c->rbuf, (size_t)n);
         frames++;
     }
     return frames;
+}
+
+/* While corked, answers written to c wait in its buffer; uncorking sends
+ * them in one go: one send for a batch of quick calls instead of one each. */
+static void cork(rpc_server *s, conn *c, int on)
+{
+    pthread_mutex_lock(&c->lock);
+    c->corked = on;
+    if (!on && !c->closed && flush_locked(s, c) < 0) {
+        c->closed = 1;
+        shutdown(c->fd, SHUT_RDWR);
+    }
+    pthread_mutex_unlock(&c->lock);
 }
 
 static void on_readable(rpc_server *s, conn *c)
@@ -702,9 +722,11 @@ static void on_readable(rpc_server *s, conn *c)
         if (r > 0) {
             c->rbuf.len += (size_t)r;
             c->last_rx = rpc_now_ms();
+            cork(s, c, 1);
             int frames = process_input(s, c);
             if (frames < 0)
-                return;
+                return; /* closed, and its answers with it */
+            cork(s, c, 0);
             /* The clock of a stalled frame starts with its first byte. */
             if (rpc_buf_used(&c->rbuf) == 0)
                 rpc_buf_shrink(&c->rbuf, 65536);

@@ -8,10 +8,9 @@
  *   peer --frame--> I/O thread --job--> worker: handler(ctx, body) -> reply
  *   peer <--frame-- (worker writes, or I/O thread flushes what did not fit)
  *
- * A quick method (rpc_method.quick) that arrives alone, with no job waiting
- * for a worker, runs on the I/O thread instead: one wake-up per call instead
- * of two when the server is not busy. Under load frames arrive in batches
- * and go to the workers as before.
+ * A quick method (rpc_method.quick) runs on the I/O thread instead when no
+ * job waits for a worker: no hand-off and no wake-up of a worker, and the
+ * answers to a batch of frames read at once leave in one send.
  */
 #ifndef TCPOPS_RPC_SERVER_H
 #define TCPOPS_RPC_SERVER_H
@@ -50,8 +49,8 @@ typedef struct rpc_method {
     const char *name;      /* "people.List" */
     rpc_handler_fn fn;
     /* Never waits on anything but its own short work (a bounded read): the
-     * I/O thread may run it itself when it is the only frame that arrived,
-     * which saves handing it to a worker and waking that worker. */
+     * I/O thread may run it itself, which saves handing it to a worker and
+     * waking that worker. */
     int quick;
 } rpc_method;
 
