@@ -12,11 +12,16 @@
 
 static char app_name[32] = "tcpops";
 
-/* Buffered mode: lines wait here until the flusher thread writes them. */
-#define LOG_BUF (64 * 1024)
+/* Buffered mode: lines wait in `pending` until the flusher thread swaps it
+ * for the other buffer and writes it, so loggers never wait for a write.
+ * write_lock (taken before buf_lock) keeps the writes in order. */
+#define LOG_BUF (1024 * 1024)
 static pthread_mutex_t buf_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t write_lock = PTHREAD_MUTEX_INITIALIZER;
 static char *pending;     /* LOG_BUF bytes when buffered, else NULL */
 static size_t npending;
+static char *spare;       /* under write_lock: the buffer being written */
+static int pid;           /* getpid() is a system call; this process's is fixed */
 
 static void write_all(const char *p, size_t n)
 {
@@ -29,19 +34,21 @@ static void write_all(const char *p, size_t n)
     }
 }
 
-/* Writes what is pending. Caller holds buf_lock. */
-static void flush_locked(void)
-{
-    write_all(pending, npending);
-    npending = 0;
-}
-
 void util_log_flush(void)
 {
+    pthread_mutex_lock(&write_lock);
     pthread_mutex_lock(&buf_lock);
-    if (pending != NULL)
-        flush_locked();
+    char *full = pending;
+    size_t n = npending;
+    if (full != NULL) {
+        pending = spare;
+        npending = 0;
+        spare = full;
+    }
     pthread_mutex_unlock(&buf_lock);
+    if (full != NULL)
+        write_all(full, n);
+    pthread_mutex_unlock(&write_lock);
 }
 
 static void *flusher(void *arg)
@@ -67,9 +74,16 @@ void util_block_stop_signals(sigset_t *stopset)
 void util_log_buffered(void)
 {
     pthread_t th;
-    pending = malloc(LOG_BUF);
-    if (pending == NULL)
+    char *a = malloc(LOG_BUF), *b = malloc(LOG_BUF);
+    if (a == NULL || b == NULL) {
+        free(a);
+        free(b);
         return;
+    }
+    spare = b;
+    pthread_mutex_lock(&buf_lock);
+    pending = a;
+    pthread_mutex_unlock(&buf_lock);
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old); /* signals stay with the program's threads */
@@ -84,6 +98,7 @@ static const char *const level_names[] = {"debug", "info", "warn", "error"};
 void util_log_init(const char *app)
 {
     snprintf(app_name, sizeof(app_name), "%s", app);
+    pid = (int)getpid();
 }
 
 const char *util_logq(char *buf, size_t len, const char *s)
@@ -135,7 +150,7 @@ void util_log(int level, const char *msg, const char *kvfmt, ...)
                      tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
                      tm.tm_sec, (long)(tv.tv_usec / 1000),
                      level_names[level < 0 || level > UTIL_ERROR ? UTIL_INFO : level], app_name,
-                     (int)getpid(), util_logq(q, sizeof(q), msg));
+                     pid != 0 ? pid : (int)getpid(), util_logq(q, sizeof(q), msg));
     if (n < 0)
         return;
     if ((size_t)n < sizeof(line) - 2 && kvfmt != NULL && kvfmt[0] != '\0') {
@@ -151,13 +166,17 @@ void util_log(int level, const char *msg, const char *kvfmt, ...)
         n = (int)sizeof(line) - 2;
     line[n++] = '\n';
     pthread_mutex_lock(&buf_lock);
+    while (pending != NULL && npending + (size_t)n > LOG_BUF) {
+        /* Full before the flusher came by: write it now (in order). */
+        pthread_mutex_unlock(&buf_lock);
+        util_log_flush();
+        pthread_mutex_lock(&buf_lock);
+    }
     if (pending == NULL) {
         pthread_mutex_unlock(&buf_lock);
         write_all(line, (size_t)n);
         return;
     }
-    if (npending + (size_t)n > LOG_BUF)
-        flush_locked();
     memcpy(pending + npending, line, (size_t)n);
     npending += (size_t)n;
     pthread_mutex_unlock(&buf_lock);
