@@ -11,8 +11,11 @@ static const char SQL_LIST[] =
     "SELECT name FROM people WHERE id > ?1 ORDER BY id LIMIT ?2";
 static const char SQL_ID_OF[] = "SELECT id FROM people WHERE name = ?1";
 static const char SQL_CREATE[] = "INSERT INTO people (name, created_ms) VALUES (?1, ?2)";
+/* One statement (one read transaction, one snapshot): no row means no such
+ * person, a NULL pet_id a person without pets. */
 static const char SQL_PET_IDS[] =
-    "SELECT pet_id FROM ownership WHERE person_id = ?1 ORDER BY pet_id";
+    "SELECT p.id, o.pet_id FROM people p LEFT JOIN ownership o ON o.person_id = p.id "
+    "WHERE p.name = ?1 ORDER BY o.pet_id";
 static const char SQL_ADD_PET[] =
     "INSERT OR IGNORE INTO ownership (person_id, pet_id) VALUES (?1, ?2)";
 
@@ -102,22 +105,17 @@ int people_store_create(svc_db *db, const char *name, char *err, size_t errlen)
 int people_store_pet_ids(svc_db *db, const char *owner, uint64_t **ids, size_t *n, char *err,
                          size_t errlen)
 {
-    int64_t pid;
-    int found = id_of(db, owner, &pid);
-    if (found < 0)
-        return svc_db_fail(db, "pet ids", err, errlen);
-    if (found == 0) {
-        snprintf(err, errlen, "no person named \"%s\"", owner);
-        return TCPOPS__STATUS__NOT_FOUND;
-    }
     sqlite3_stmt *st = svc_db_stmt(db, SQL_PET_IDS);
     if (st == NULL)
         return svc_db_fail(db, "pet ids", err, errlen);
-    sqlite3_bind_int64(st, 1, pid);
+    sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
     uint64_t *out = NULL;
     size_t k = 0, cap = 0;
-    int rc;
+    int rc, found = 0;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        found = 1;
+        if (sqlite3_column_type(st, 1) == SQLITE_NULL)
+            continue; /* the person, without pets */
         if (k == cap) {
             cap = cap ? cap * 2 : 8;
             uint64_t *g = realloc(out, cap * sizeof(*g));
@@ -129,12 +127,16 @@ int people_store_pet_ids(svc_db *db, const char *owner, uint64_t **ids, size_t *
             }
             out = g;
         }
-        out[k++] = (uint64_t)sqlite3_column_int64(st, 0);
+        out[k++] = (uint64_t)sqlite3_column_int64(st, 1);
     }
     sqlite3_reset(st);
     if (rc != SQLITE_DONE) {
         free(out);
         return svc_db_fail(db, "pet ids", err, errlen);
+    }
+    if (!found) {
+        snprintf(err, errlen, "no person named \"%s\"", owner);
+        return TCPOPS__STATUS__NOT_FOUND;
     }
     *ids = out;
     *n = k;

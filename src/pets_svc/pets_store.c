@@ -25,7 +25,7 @@ int pets_store_get_by_ids(svc_db *db, const uint64_t *ids, size_t n, char **name
     }
     memset(names, 0, n * sizeof(*names));
     sqlite3_stmt *st = svc_db_stmt(db, SQL_GET);
-    if (st == NULL)
+    if (st == NULL || (n > 1 && svc_db_begin_read(db) != 0))
         return svc_db_fail(db, "get", err, errlen);
     for (size_t i = 0; i < n; i++) {
         if (ids[i] == 0 || ids[i] > INT64_MAX)
@@ -39,10 +39,15 @@ int pets_store_get_by_ids(svc_db *db, const uint64_t *ids, size_t n, char **name
         }
         sqlite3_reset(st);
         if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+            int status = svc_db_fail(db, "get", err, errlen);
             pets_store_free_names(names, i + 1);
-            return svc_db_fail(db, "get", err, errlen);
+            if (n > 1)
+                svc_db_end_read(db);
+            return status;
         }
     }
+    if (n > 1)
+        svc_db_end_read(db);
     return TCPOPS__STATUS__OK;
 }
 

@@ -111,6 +111,30 @@ int svc_db_insert_named(svc_db *db, const char *sql, const char *name)
     return rc;
 }
 
+static const char SQL_BEGIN[] = "BEGIN";
+static const char SQL_COMMIT[] = "COMMIT";
+
+int svc_db_begin_read(svc_db *db)
+{
+    sqlite3_stmt *st = svc_db_stmt(db, SQL_BEGIN);
+    if (st == NULL)
+        return sqlite3_errcode(db->h);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : rc;
+}
+
+void svc_db_end_read(svc_db *db)
+{
+    sqlite3_stmt *st = svc_db_stmt(db, SQL_COMMIT);
+    if (st != NULL) {
+        sqlite3_step(st);
+        sqlite3_reset(st);
+    }
+    if (!sqlite3_get_autocommit(db->h))
+        sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL); /* never left open */
+}
+
 int svc_db_exec(svc_db *db, const char *sql, char *err, size_t errlen)
 {
     char *msg = NULL;

@@ -41,6 +41,12 @@ int svc_db_fail(svc_db *db, const char *what, char *err, size_t errlen);
  * Returns SQLite's result code (SQLITE_DONE on success). */
 int svc_db_insert_named(svc_db *db, const char *sql, const char *name);
 
+/* Several reads on one snapshot: one read transaction, so one round of
+ * WAL locking instead of one per statement. begin returns 0 or SQLite's
+ * error code; end (always after a successful begin) ends it. */
+int svc_db_begin_read(svc_db *db);
+void svc_db_end_read(svc_db *db);
+
 /* Runs statements without results. 0, or -EIO with err filled. */
 int svc_db_exec(svc_db *db, const char *sql, char *err, size_t errlen);
 
