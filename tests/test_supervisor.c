@@ -75,7 +75,9 @@ static void up(fixture *fx, ...)
     argv[n++] = "--pets";
     argv[n++] = pets;
     argv[n++] = "--gateway-args";
-    argv[n++] = "--access-log=false";
+    /* civetweb starts every thread up front: the default 1024 is more than
+     * these loaders need, and tests run side by side. */
+    argv[n++] = "--access-log=false --threads=128";
     va_start(ap, fx);
     for (char *a; n < 31 && (a = va_arg(ap, char *)) != NULL;)
         argv[n++] = a;
