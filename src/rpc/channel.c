@@ -58,6 +58,7 @@ typedef struct pending {
     struct pending *older, *newer; /* the slot's calls in flight, by id */
     uint64_t id;
     int lead;                /* under slot->lock (set also under lock): holds the read role */
+    int waiting;             /* under slot->lock: its caller is in wait_pending */
     pthread_mutex_t lock;
     pthread_cond_t cond;
     int done;                /* under lock */
@@ -256,15 +257,15 @@ static void complete_list(pending *list, int how, int err)
 
 static int on_frame(slot *sl, rpc_frame *f);
 
-/* Gives up the read role and passes it to the oldest call still waiting, so
- * its caller reads next. Caller holds sl->lock; the thread made reader is
+/* Gives up the read role and passes it to the oldest call whose caller
+ * waits (not one still writing its request), so that caller reads next. Caller holds sl->lock; the thread made reader is
  * woken here (its p->lock nests inside sl->lock). */
 static void leave_reading_locked(slot *sl)
 {
     sl->reading = 0;
     if (sl->broken == 0 && sl->fd >= 0) {
         for (pending *q = sl->oldest; q != NULL; q = q->newer) {
-            if (q->lead)
+            if (q->lead || !q->waiting)
                 continue;
             sl->reading = 1;
             pthread_mutex_lock(&q->lock);
@@ -882,6 +883,7 @@ static int wait_pending(slot *sl, pending *p, int64_t deadline)
     rpc_ms_to_timespec(deadline, &ts);
     for (;;) {
         pthread_mutex_lock(&sl->lock);
+        p->waiting = 1;
         pthread_mutex_lock(&p->lock);
         if (!p->done && !p->lead && !sl->reading && sl->broken == 0 && sl->fd >= 0) {
             sl->reading = 1;
