@@ -167,6 +167,21 @@ void proc_stop(proc *p)
     }
 }
 
+/* Whether a TCP socket can bind (listening: 0) or connect (1) to
+ * 127.0.0.1:port right now. */
+static int loopback_ok(int port, int connecting)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    int ok = (connecting ? connect(fd, (struct sockaddr *)&sa, sizeof(sa))
+                         : bind(fd, (struct sockaddr *)&sa, sizeof(sa))) == 0;
+    close(fd);
+    return ok;
+}
+
 /* A loopback port nothing is bound to, below the kernel's ephemeral range
  * (32768 and up by default): a port from that range can be taken as the
  * source port of some connection before the program under test binds it. */
@@ -177,33 +192,20 @@ int free_port(void)
     for (int tries = 0; tries < 200; tries++) {
         seed = seed * 1103515245u + 12345u;
         int port = 10000 + (int)((seed >> 8) % 22000u);
-        struct sockaddr_in sa = {.sin_family = AF_INET,
-                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
-                                 .sin_port = htons((uint16_t)port)};
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-            return -1;
-        int ok = bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
-        close(fd);
-        if (ok)
-            return port;
+        int ok = loopback_ok(port, 0);
+        if (ok != 0)
+            return ok > 0 ? port : -1;
     }
     return -1;
 }
 
 int wait_port(int port, int timeout_ms)
 {
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     int64_t deadline = now_ms() + timeout_ms;
     while (now_ms() < deadline) {
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-            return -1;
-        int ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
-        close(fd);
-        if (ok)
-            return 0;
+        int ok = loopback_ok(port, 1);
+        if (ok != 0)
+            return ok > 0 ? 0 : -1;
         usleep(10000);
     }
     return -1;
