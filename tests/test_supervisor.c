@@ -166,7 +166,8 @@ typedef struct loader {
     int port, index;
     int posts;                /* also create people */
     _Atomic int *stop;
-    int ok, non2xx, wrong, transport;
+    _Atomic int ok;           /* read while the load runs */
+    int non2xx, wrong, transport;
     int only_503_504;         /* every failure was a JSON 503/504 */
     char problem[512];
     char (*created)[32];
