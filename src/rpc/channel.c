@@ -21,9 +21,9 @@
  * reads them.
  *
  * Locks: slot->wlock (one frame written whole, ids in wire order) is taken
- * before slot->lock (state, pending table, read role); a pending's p->lock
- * may be taken under slot->lock, never the other way round. ch->lock guards
- * the slot list's waiters (ch->cond).
+ * before slot->lock (state, pending table, read role). A waiting caller
+ * sleeps on its pending's futex word (answered, or made reader), which is
+ * set without any lock. ch->lock guards the slot list's waiters (ch->cond).
  */
 #include "channel.h"
 
@@ -35,7 +35,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/futex.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "buf.h"
@@ -53,19 +56,47 @@ enum { S_DOWN, S_CONNECTING, S_READY, S_DRAINING };
 /* How a pending call ended before a server answered it. */
 enum { END_NONE, END_ANSWER, END_LOST, END_UNSENT };
 
+/* A pending's word: what its caller sleeps on (a futex). */
+#define P_DONE 1u            /* completed: how, err, answer are set */
+#define P_LEAD 2u            /* holds the read role (set and cleared under slot->lock) */
+
 typedef struct pending {
     struct pending *next;    /* bucket chain, or detached list */
     struct pending *older, *newer; /* the slot's calls in flight, by id */
     uint64_t id;
-    int lead;                /* under slot->lock (set also under lock): holds the read role */
     int waiting;             /* under slot->lock: its caller is in wait_pending */
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    int done;                /* under lock */
+    _Atomic uint32_t word;   /* P_DONE | P_LEAD */
     int how;                 /* END_* */
     int err;                 /* END_LOST: the reason */
     rpc_frame *answer;       /* END_ANSWER */
 } pending;
+
+static void word_wake(pending *p)
+{
+    syscall(SYS_futex, &p->word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+/* Sleeps while p's word is still w, for at most until_ms (0: no limit).
+ * Returns 0, or ETIMEDOUT once until_ms has passed. Wakes may be spurious. */
+static int word_wait(pending *p, uint32_t w, int64_t until_ms)
+{
+    struct timespec rel, *t = NULL;
+    if (until_ms > 0) {
+        int64_t left = until_ms - rpc_now_ms();
+        if (left <= 0)
+            return ETIMEDOUT;
+        rel.tv_sec = left / 1000;
+        rel.tv_nsec = (left % 1000) * 1000000L;
+        t = &rel;
+    }
+    long r = syscall(SYS_futex, &p->word, FUTEX_WAIT_PRIVATE, w, t, NULL, 0);
+    return r < 0 && errno == ETIMEDOUT ? ETIMEDOUT : 0;
+}
+
+static int is_done(pending *p)
+{
+    return (atomic_load_explicit(&p->word, memory_order_acquire) & P_DONE) != 0;
+}
 
 typedef struct slot slot;
 
@@ -232,16 +263,16 @@ static pending *table_detach(slot *sl, uint64_t above)
     return list;
 }
 
-/* Wakes a waiter. No slot lock may be held: p may vanish right after. */
+/* Wakes a waiter. p may be gone once P_DONE is set (its caller returns):
+ * the wake that follows then finds no sleeper, or wakes a later wait on the
+ * same stack address spuriously, which every wait tolerates. */
 static void complete(pending *p, int how, int err, rpc_frame *answer)
 {
-    pthread_mutex_lock(&p->lock);
     p->how = how;
     p->err = err;
     p->answer = answer;
-    p->done = 1;
-    pthread_cond_signal(&p->cond);
-    pthread_mutex_unlock(&p->lock);
+    atomic_fetch_or_explicit(&p->word, P_DONE, memory_order_release);
+    word_wake(p);
 }
 
 static void complete_list(pending *list, int how, int err)
@@ -258,20 +289,19 @@ static void complete_list(pending *list, int how, int err)
 static int on_frame(slot *sl, rpc_frame *f);
 
 /* Gives up the read role and passes it to the oldest call whose caller
- * waits (not one still writing its request), so that caller reads next. Caller holds sl->lock; the thread made reader is
- * woken here (its p->lock nests inside sl->lock). */
+ * waits (not one still writing its request), so that caller reads next.
+ * Caller holds sl->lock, which keeps that call in the table (and alive)
+ * while it is woken. */
 static void leave_reading_locked(slot *sl)
 {
     sl->reading = 0;
     if (sl->broken == 0 && sl->fd >= 0) {
         for (pending *q = sl->oldest; q != NULL; q = q->newer) {
-            if (q->lead || !q->waiting)
+            if ((atomic_load(&q->word) & P_LEAD) || !q->waiting)
                 continue;
             sl->reading = 1;
-            pthread_mutex_lock(&q->lock);
-            q->lead = 1;
-            pthread_cond_signal(&q->cond);
-            pthread_mutex_unlock(&q->lock);
+            atomic_fetch_or(&q->word, P_LEAD);
+            word_wake(q);
             break;
         }
     }
@@ -279,14 +309,6 @@ static void leave_reading_locked(slot *sl)
      * otherwise it is left asleep, so the next caller finds the role free. */
     if (!sl->reading && (sl->broken != 0 || atomic_load(&sl->state) != S_READY))
         pthread_cond_signal(&sl->cond);
-}
-
-/* Sets p->lead (both locks: it is read under either). Caller holds sl->lock. */
-static void set_lead_locked(pending *p, int lead)
-{
-    pthread_mutex_lock(&p->lock);
-    p->lead = lead;
-    pthread_mutex_unlock(&p->lock);
 }
 
 /* Reads and handles what the connection sends, waiting up to wait_ms for
@@ -745,10 +767,8 @@ static int take_back(slot *sl, pending *p)
     pending *mine = table_take(sl, p->id);
     if (mine != NULL) {
         atomic_fetch_sub(&sl->outstanding, 1);
-        if (p->lead) {
-            set_lead_locked(p, 0);
+        if (atomic_fetch_and(&p->word, ~P_LEAD) & P_LEAD)
             leave_reading_locked(sl);
-        }
     }
     pthread_mutex_unlock(&sl->lock);
     return mine != NULL;
@@ -847,10 +867,7 @@ static void read_for(slot *sl, pending *p, int64_t deadline)
     if (spin_us > 0 && atomic_load_explicit(&calls_in_process, memory_order_relaxed) == 1) {
         int64_t until = rpc_now_us() + spin_us;
         for (;;) {
-            pthread_mutex_lock(&p->lock);
-            int done = p->done;
-            pthread_mutex_unlock(&p->lock);
-            if (done || rc != 0 || rpc_now_us() >= until)
+            if (is_done(p) || rc != 0 || rpc_now_us() >= until)
                 break;
             rc = read_frames(sl, 0);
             if (rc > 0)
@@ -858,16 +875,13 @@ static void read_for(slot *sl, pending *p, int64_t deadline)
         }
     }
     for (;;) {
-        pthread_mutex_lock(&p->lock);
-        int done = p->done;
-        pthread_mutex_unlock(&p->lock);
         int64_t left = deadline - rpc_now_ms();
-        if (done || left <= 0 || rc < 0)
+        if (is_done(p) || left <= 0 || rc < 0)
             break;
         rc = read_frames(sl, left < 100 ? (int)left : 100);
     }
     pthread_mutex_lock(&sl->lock);
-    set_lead_locked(p, 0);
+    atomic_fetch_and(&p->word, ~P_LEAD);
     if (rc < 0 && sl->broken == 0)
         sl->broken = rc;
     leave_reading_locked(sl);
@@ -879,29 +893,22 @@ static void read_for(slot *sl, pending *p, int64_t deadline)
  * deadline (p is then out of every table and will never be touched again). */
 static int wait_pending(slot *sl, pending *p, int64_t deadline)
 {
-    struct timespec ts;
-    rpc_ms_to_timespec(deadline, &ts);
     for (;;) {
         pthread_mutex_lock(&sl->lock);
         p->waiting = 1;
-        pthread_mutex_lock(&p->lock);
-        if (!p->done && !p->lead && !sl->reading && sl->broken == 0 && sl->fd >= 0) {
+        uint32_t w = atomic_load(&p->word);
+        if (w == 0 && !sl->reading && sl->broken == 0 && sl->fd >= 0) {
             sl->reading = 1;
-            p->lead = 1;
+            w = atomic_fetch_or(&p->word, P_LEAD) | P_LEAD;
         }
-        int lead = p->lead;
-        pthread_mutex_unlock(&p->lock);
         pthread_mutex_unlock(&sl->lock);
-        if (lead)
+        if ((w & P_LEAD) && !(w & P_DONE))
             read_for(sl, p, deadline);
 
-        pthread_mutex_lock(&p->lock);
         int timed_out = 0;
-        while (!p->done && !p->lead && !timed_out)
-            timed_out = pthread_cond_timedwait(&p->cond, &p->lock, &ts) == ETIMEDOUT;
-        int done = p->done;
-        pthread_mutex_unlock(&p->lock);
-        if (done)
+        while ((w = atomic_load_explicit(&p->word, memory_order_acquire)) == 0 && !timed_out)
+            timed_out = word_wait(p, 0, deadline) == ETIMEDOUT;
+        if (w & P_DONE)
             return 1;
         if (timed_out || rpc_now_ms() >= deadline)
             break;
@@ -909,10 +916,9 @@ static int wait_pending(slot *sl, pending *p, int64_t deadline)
     if (take_back(sl, p))
         return 0;
     /* Someone took it from the table to complete it: wait for that. */
-    pthread_mutex_lock(&p->lock);
-    while (!p->done)
-        pthread_cond_wait(&p->cond, &p->lock);
-    pthread_mutex_unlock(&p->lock);
+    uint32_t w;
+    while (!((w = atomic_load_explicit(&p->word, memory_order_acquire)) & P_DONE))
+        word_wait(p, w, 0);
     return 1;
 }
 
@@ -981,9 +987,7 @@ int rpc_channel_call(rpc_channel *ch, rpc_call *call)
             break;
         }
 
-        pending p = {.done = 0};
-        pthread_mutex_init(&p.lock, NULL);
-        rpc_cond_init(&p.cond);
+        pending p = {.how = END_NONE};
         if (attempt > 0)
             rpc_stats_add(ch->cfg.stats, RPC_C_RETRIES, 1);
         int rc = send_call(sl, call, &p, deadline);
@@ -997,8 +1001,6 @@ int rpc_channel_call(rpc_channel *ch, rpc_call *call)
             call->attempts++;
             done = wait_pending(sl, &p, deadline);
         }
-        pthread_mutex_destroy(&p.lock);
-        pthread_cond_destroy(&p.cond);
 
         snprintf(call->endpoint, sizeof(call->endpoint), "%s", sl->ep->addr);
         if (!done || p.how == END_ANSWER || p.how == END_LOST)
