@@ -1,7 +1,8 @@
 /* The RPC client: a channel to one service. It holds one or more endpoints,
  * a pool of persistent connections to each, and spreads calls over the healthy
  * ones (least outstanding calls first). Many calls are in flight on one
- * connection at once; answers are matched by request id. Connections are made
+ * connection at once; answers are matched by request id, and read by a
+ * waiting caller itself when no other is reading. Connections are made
  * and remade in the background with exponential backoff and jitter; a call
  * never waits for a connection that is backing off: it fails fast with
  * UNAVAILABLE. A server's GOAWAY moves new calls to other connections, and
@@ -39,7 +40,9 @@ typedef struct rpc_event {
     int64_t delay_ms;      /* RPC_EV_CONNECT_FAILED: wait before the next */
 } rpc_event;
 
-/* Called on a connection's own thread with no lock held. Must not block. */
+/* Called with no lock held, on a connection's own thread or on a calling
+ * thread (one reading the connection sees GOAWAY; a failing call ejects).
+ * Must not block. */
 typedef void (*rpc_event_fn)(void *user, const rpc_event *ev);
 
 typedef struct rpc_channel_cfg {
