@@ -401,6 +401,44 @@ static void test_set_endpoints_loses_no_call(void **state)
     assert_true(b_end > b_mid);
 }
 
+/* ---- GOAWAY on idle connections of several endpoints ---- */
+
+/* Three of four servers say GOAWAY while the channel is idle. Nobody reads
+ * an idle connection at once, so the next call may pick several of those
+ * connections before a live one: each is found gone before anything is sent
+ * on it, and must not count as one of the call's attempts. */
+static void test_idle_goaways_cost_no_call(void **state)
+{
+    fixture *fx = *state;
+    rpc_stats *stats[3];
+    rpc_server *srv[3];
+    char addrs[3][64], err[RPC_ERRLEN], out[320];
+    const char *eps[4] = {fx->addr, addrs[0], addrs[1], addrs[2]};
+    for (int i = 0; i < 3; i++) {
+        rpc_stats_new(&stats[i]);
+        srv[i] = start_server(stats[i], addrs[i], sizeof(addrs[i]));
+    }
+    assert_int_equal(rpc_channel_set_endpoints(fx->ch, eps, 4, err), 0);
+    int failed = 0;
+    for (int round = 0; round < 30; round++) {
+        for (int i = 0; i < 200 && rpc_channel_ready(fx->ch) < 8; i++)
+            usleep(5 * 1000);
+        for (int i = 0; i < 3; i++)
+            rpc_server_goaway(srv[i]);
+        usleep(20 * 1000); /* the GOAWAYs arrive; nobody reads them yet */
+        int st = call(fx->ch, "test.Echo", "x", 2000, out, sizeof(out));
+        if (st != TCPOPS__STATUS__OK && failed++ == 0)
+            print_message("round %d: status %d: %s\n", round, st, out);
+    }
+    for (int i = 0; i < 3; i++) {
+        rpc_server_drain(srv[i], 1000);
+        rpc_server_free(srv[i]);
+        rpc_stats_free(stats[i]);
+    }
+    if (failed != 0)
+        fail_msg("expected every call after idle GOAWAYs answered; %d of 30 failed", failed);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -414,6 +452,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_goaway_loses_no_call, setup_pool2, teardown),
         cmocka_unit_test_setup_teardown(test_set_endpoints_loses_no_call, setup_pool2, teardown),
+        cmocka_unit_test_setup_teardown(test_idle_goaways_cost_no_call, setup_pool2, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -47,6 +47,7 @@
 #define TABLE_SIZE 512 /* buckets; a power of two */
 #define READ_CHUNK 65536
 #define MAX_ATTEMPTS 4
+#define MAX_STALE_PICKS 64        /* slots found gone before sending: not attempts */
 #define EJECT_AFTER 5             /* failures in a row */
 #define EJECT_BASE_MS 1000        /* x times ejected ... */
 #define EJECT_MAX_MS 30000        /* ... up to this */
@@ -372,12 +373,24 @@ static int read_frames(slot *sl, int wait_ms)
     return frames;
 }
 
+/* Records that the connection has failed (why: a negative errno): no call
+ * is picked for it or sent on it from now, and its slot thread, woken here,
+ * tears it down. Caller holds sl->lock. */
+static void mark_broken_locked(slot *sl, int why)
+{
+    if (sl->broken == 0) {
+        sl->broken = why;
+        atomic_store(&sl->state, S_DOWN);
+    }
+    pthread_cond_signal(&sl->cond);
+}
+
 /* After a read: records a connection that ended and passes the role on. */
 static void done_reading(slot *sl, int rc)
 {
     pthread_mutex_lock(&sl->lock);
-    if (rc < 0 && sl->broken == 0)
-        sl->broken = rc;
+    if (rc < 0)
+        mark_broken_locked(sl, rc);
     leave_reading_locked(sl);
     pthread_mutex_unlock(&sl->lock);
 }
@@ -834,6 +847,11 @@ static int send_call(slot *sl, rpc_call *call, pending *p, int64_t deadline)
     rc = rpc_sock_write_all(fd, buf, n, deadline, &written);
     if (rc < 0) {
         int mine = take_back(sl, p);
+        if (rc != -ETIMEDOUT) {
+            pthread_mutex_lock(&sl->lock);
+            mark_broken_locked(sl, rc);
+            pthread_mutex_unlock(&sl->lock);
+        }
         if (written == 0 && mine) {
             rc = -EAGAIN; /* nothing left us: the server never saw it */
         } else {
@@ -882,8 +900,8 @@ static void read_for(slot *sl, pending *p, int64_t deadline)
     }
     pthread_mutex_lock(&sl->lock);
     atomic_fetch_and(&p->word, ~P_LEAD);
-    if (rc < 0 && sl->broken == 0)
-        sl->broken = rc;
+    if (rc < 0)
+        mark_broken_locked(sl, rc);
     leave_reading_locked(sl);
     pthread_mutex_unlock(&sl->lock);
 }
@@ -943,7 +961,7 @@ int rpc_channel_call(rpc_channel *ch, rpc_call *call)
         dl = ch->cfg.max_deadline_ms;
     int64_t deadline = now + dl;
     const endpoint *avoid = NULL;
-    int read_retried = 0;
+    int read_retried = 0, stale = 0;
 
     set_error(call, TCPOPS__STATUS__UNAVAILABLE, "%s: no connection took the call",
               ch->name);
@@ -994,6 +1012,11 @@ int rpc_channel_call(rpc_channel *ch, rpc_call *call)
         int done = 1;
         if (rc == -EAGAIN) {
             p.how = END_UNSENT;
+            /* The slot turned out not ready (a GOAWAY or close that came
+             * while it was idle, read just now): that slot is out of the
+             * picking from here, so trying another is not an attempt. */
+            if (stale++ < MAX_STALE_PICKS)
+                attempt--;
         } else if (rc == -ENOMEM) {
             p.how = END_NONE;
             set_error(call, TCPOPS__STATUS__INTERNAL, "%s: out of memory", ch->name);
