@@ -141,7 +141,7 @@ struct slot {
     pending *table[TABLE_SIZE];
     pending *oldest, *newest; /* the same calls, in id order */
     int reading;             /* a thread holds the read role */
-    int broken;              /* a reader saw the connection end: why (-errno) */
+    int broken;              /* the connection failed (read, write, teardown): why (-errno) */
     unsigned failures_seen;  /* consecutive failed attempts (for fail-fast) */
     int64_t ping_sent_ms;    /* 0 when no PING is outstanding */
 
