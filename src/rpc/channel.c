@@ -46,8 +46,8 @@
 
 #define TABLE_SIZE 512 /* buckets; a power of two */
 #define READ_CHUNK 65536
-#define MAX_ATTEMPTS 4
-#define MAX_STALE_PICKS 64        /* slots found gone before sending: not attempts */
+#define MAX_ATTEMPTS 4            /* sends of one call; a slot found gone before
+                                   * anything was sent is not one */
 #define EJECT_AFTER 5             /* failures in a row */
 #define EJECT_BASE_MS 1000        /* x times ejected ... */
 #define EJECT_MAX_MS 30000        /* ... up to this */
@@ -882,21 +882,16 @@ static void read_for(slot *sl, pending *p, int64_t deadline)
      * spare, so look for the answer for up to spin_us before sleeping in
      * poll (waking a sleeping CPU costs more than the wait, on a VM). */
     int spin_us = sl->ch->cfg.spin_us;
-    if (spin_us > 0 && atomic_load_explicit(&calls_in_process, memory_order_relaxed) == 1) {
-        int64_t until = rpc_now_us() + spin_us;
-        for (;;) {
-            if (is_done(p) || rc != 0 || rpc_now_us() >= until)
-                break;
-            rc = read_frames(sl, 0);
-            if (rc > 0)
-                rc = 0;
-        }
-    }
+    int64_t spin_until =
+        spin_us > 0 && atomic_load_explicit(&calls_in_process, memory_order_relaxed) == 1
+            ? rpc_now_us() + spin_us
+            : 0;
     for (;;) {
         int64_t left = deadline - rpc_now_ms();
         if (is_done(p) || left <= 0 || rc < 0)
             break;
-        rc = read_frames(sl, left < 100 ? (int)left : 100);
+        int wait_ms = left < 100 ? (int)left : 100;
+        rc = read_frames(sl, spin_until != 0 && rpc_now_us() < spin_until ? 0 : wait_ms);
     }
     pthread_mutex_lock(&sl->lock);
     atomic_fetch_and(&p->word, ~P_LEAD);
@@ -961,7 +956,7 @@ int rpc_channel_call(rpc_channel *ch, rpc_call *call)
         dl = ch->cfg.max_deadline_ms;
     int64_t deadline = now + dl;
     const endpoint *avoid = NULL;
-    int read_retried = 0, stale = 0;
+    int read_retried = 0;
 
     set_error(call, TCPOPS__STATUS__UNAVAILABLE, "%s: no connection took the call",
               ch->name);
@@ -971,7 +966,10 @@ int rpc_channel_call(rpc_channel *ch, rpc_call *call)
     call->attempts = 0;
     call->frame_ = NULL;
 
-    for (int attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+    /* Ends by an answer, an error, MAX_ATTEMPTS sends, or the deadline:
+     * every pick that sends nothing takes its slot out of the picking (it
+     * is no longer ready, or is full), so picks cannot repeat forever. */
+    while (call->attempts < MAX_ATTEMPTS) {
         int full = 0;
         slot *sl = pick(ch, avoid, &full);
         while (sl == NULL && !full && !stopping(ch) && rpc_now_ms() < deadline) {
@@ -1006,17 +1004,12 @@ int rpc_channel_call(rpc_channel *ch, rpc_call *call)
         }
 
         pending p = {.how = END_NONE};
-        if (attempt > 0)
+        if (call->attempts > 0)
             rpc_stats_add(ch->cfg.stats, RPC_C_RETRIES, 1);
         int rc = send_call(sl, call, &p, deadline);
         int done = 1;
         if (rc == -EAGAIN) {
-            p.how = END_UNSENT;
-            /* The slot turned out not ready (a GOAWAY or close that came
-             * while it was idle, read just now): that slot is out of the
-             * picking from here, so trying another is not an attempt. */
-            if (stale++ < MAX_STALE_PICKS)
-                attempt--;
+            p.how = END_UNSENT; /* e.g. an idle GOAWAY or close, read just now */
         } else if (rc == -ENOMEM) {
             p.how = END_NONE;
             set_error(call, TCPOPS__STATUS__INTERNAL, "%s: out of memory", ch->name);
