@@ -11,11 +11,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "spawn.h"
 
 #define MAX_CHILDREN 64
 
@@ -69,37 +70,17 @@ int proc_start_logged(proc *p, char *const argv[], const char *log_path)
 
 int proc_start(proc *p, char *const argv[], int want_port)
 {
-    int fds[2];
     if (!registered) {
         atexit(kill_all);
         registered = 1;
     }
-    if (pipe2(fds, O_CLOEXEC) < 0)
+    util_spawn_cfg sc = {.deathsig = SIGKILL, .stderr_path = child_log};
+    int out = -1;
+    pid_t pid = util_spawn(argv, &sc, &out, NULL);
+    if (pid < 0)
         return -1;
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid < 0) {
-        close(fds[0]);
-        close(fds[1]);
-        return -1;
-    }
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        dup2(fds[1], STDOUT_FILENO);
-        if (child_log != NULL) {
-            int lfd = open(child_log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-            if (lfd >= 0)
-                dup2(lfd, STDERR_FILENO);
-        }
-        execv(argv[0], argv);
-        fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
-        _exit(127);
-    }
-    close(fds[1]);
     p->pid = pid;
-    p->out_fd = fds[0];
+    p->out_fd = out;
     p->port = -1;
     remember(pid, 0);
     if (!want_port)
@@ -255,45 +236,27 @@ static void drain_fd(int fd, char *buf, size_t len, size_t *n, int *open_)
 int proc_run(char *const argv[], char *out, size_t outlen, char *err, size_t errlen,
              int timeout_ms)
 {
-    int o[2], e[2];
+    int o = -1, e = -1;
     out[0] = err[0] = '\0';
-    if (pipe2(o, O_CLOEXEC) < 0)
+    util_spawn_cfg sc = {.deathsig = SIGKILL};
+    pid_t pid = util_spawn(argv, &sc, &o, &e);
+    if (pid < 0)
         return -1;
-    if (pipe2(e, O_CLOEXEC) < 0) {
-        close(o[0]);
-        close(o[1]);
-        return -1;
-    }
-    pid_t pid = fork();
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        dup2(o[1], STDOUT_FILENO);
-        dup2(e[1], STDERR_FILENO);
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    close(o[1]);
-    close(e[1]);
-    if (pid < 0) {
-        close(o[0]);
-        close(e[0]);
-        return -1;
-    }
     size_t on = 0, en = 0;
     int oopen = 1, eopen = 1;
     int64_t deadline = now_ms() + timeout_ms;
     while ((oopen || eopen) && now_ms() < deadline) {
-        struct pollfd pf[2] = {{.fd = oopen ? o[0] : -1, .events = POLLIN},
-                               {.fd = eopen ? e[0] : -1, .events = POLLIN}};
+        struct pollfd pf[2] = {{.fd = oopen ? o : -1, .events = POLLIN},
+                               {.fd = eopen ? e : -1, .events = POLLIN}};
         if (poll(pf, 2, 50) <= 0)
             continue;
         if (pf[0].revents)
-            drain_fd(o[0], out, outlen, &on, &oopen);
+            drain_fd(o, out, outlen, &on, &oopen);
         if (pf[1].revents)
-            drain_fd(e[0], err, errlen, &en, &eopen);
+            drain_fd(e, err, errlen, &en, &eopen);
     }
-    close(o[0]);
-    close(e[0]);
+    close(o);
+    close(e);
     int st = 0;
     if (oopen || eopen) {
         kill(pid, SIGKILL);

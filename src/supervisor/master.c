@@ -26,7 +26,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -37,6 +36,7 @@
 #include "backoff.h"
 #include "clock.h"
 #include "log.h"
+#include "spawn.h"
 
 #define MAX_PROCS 256
 #define MAX_CLIENTS 32
@@ -193,37 +193,15 @@ static int spawn(master *m, worker *w)
     split_args(extra, argv, &argc, 62);
     argv[argc] = NULL;
 
-    int fds[2];
-    if (pipe2(fds, O_CLOEXEC) < 0)
+    /* If the master dies, its workers drain and leave too. */
+    util_spawn_cfg sc = {.deathsig = SIGTERM, .stderr_to_pipe = 1};
+    int out = -1;
+    pid_t pid = util_spawn(argv, &sc, &out, NULL);
+    if (pid < 0)
         return -1;
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid < 0) {
-        close(fds[0]);
-        close(fds[1]);
-        return -1;
-    }
-    if (pid == 0) {
-        /* If the master dies, its workers drain and leave too. */
-        prctl(PR_SET_PDEATHSIG, SIGTERM);
-        if (getppid() != parent)
-            _exit(0);
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        dup2(fds[1], STDOUT_FILENO);
-        dup2(fds[1], STDERR_FILENO);
-        int devnull = open("/dev/null", O_RDONLY);
-        if (devnull >= 0)
-            dup2(devnull, STDIN_FILENO);
-        execv(bin, argv);
-        fprintf(stderr, "cannot run %s: %s\n", bin, strerror(errno));
-        _exit(127);
-    }
-    close(fds[1]);
-    fcntl(fds[0], F_SETFL, O_NONBLOCK);
+    fcntl(out, F_SETFL, O_NONBLOCK);
     w->pid = pid;
-    w->out_fd = fds[0];
+    w->out_fd = out;
     w->state = W_STARTING;
     w->started_ms = rpc_now_ms();
     w->ready_ms = 0;
