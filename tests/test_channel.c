@@ -27,25 +27,34 @@ typedef struct fixture {
     char addr[64];
 } fixture;
 
+/* A test server (tests/testsvc.c methods) on a free port; addr gets it. */
+static rpc_server *start_server(rpc_stats *stats, int threads, char *addr, size_t len)
+{
+    char err[RPC_ERRLEN];
+    rpc_server_cfg cfg;
+    rpc_server *srv = NULL;
+    rpc_server_cfg_default(&cfg);
+    cfg.listen = "127.0.0.1:0";
+    cfg.threads = threads;
+    cfg.methods = testsvc_methods;
+    cfg.nmethods = testsvc_nmethods;
+    cfg.stats = stats;
+    if (rpc_server_new(&srv, &cfg, err) < 0)
+        fail_msg("server: %s", err);
+    assert_int_equal(rpc_server_start(srv), 0);
+    snprintf(addr, len, "127.0.0.1:%d", rpc_server_port(srv, 0));
+    return srv;
+}
+
 static int setup_pool(void **state, int pool)
 {
     fixture *fx = calloc(1, sizeof(*fx));
     char err[RPC_ERRLEN];
-    rpc_server_cfg scfg;
     rpc_channel_cfg ccfg;
 
     rpc_stats_new(&fx->srv_stats);
     rpc_stats_new(&fx->ch_stats);
-    rpc_server_cfg_default(&scfg);
-    scfg.listen = "127.0.0.1:0";
-    scfg.threads = 4;
-    scfg.methods = testsvc_methods;
-    scfg.nmethods = testsvc_nmethods;
-    scfg.stats = fx->srv_stats;
-    if (rpc_server_new(&fx->srv, &scfg, err) < 0)
-        fail_msg("server: %s", err);
-    assert_int_equal(rpc_server_start(fx->srv), 0);
-    snprintf(fx->addr, sizeof(fx->addr), "127.0.0.1:%d", rpc_server_port(fx->srv, 0));
+    fx->srv = start_server(fx->srv_stats, 4, fx->addr, sizeof(fx->addr));
 
     const char *eps[] = {fx->addr};
     rpc_channel_cfg_default(&ccfg);
@@ -342,31 +351,13 @@ static void test_goaway_loses_no_call(void **state)
 
 /* ---- endpoints replaced while calls flow ---- */
 
-static rpc_server *start_server(rpc_stats *stats, char *addr, size_t len)
-{
-    char err[RPC_ERRLEN];
-    rpc_server_cfg cfg;
-    rpc_server *srv = NULL;
-    rpc_server_cfg_default(&cfg);
-    cfg.listen = "127.0.0.1:0";
-    cfg.threads = 2;
-    cfg.methods = testsvc_methods;
-    cfg.nmethods = testsvc_nmethods;
-    cfg.stats = stats;
-    if (rpc_server_new(&srv, &cfg, err) < 0)
-        fail_msg("server: %s", err);
-    assert_int_equal(rpc_server_start(srv), 0);
-    snprintf(addr, len, "127.0.0.1:%d", rpc_server_port(srv, 0));
-    return srv;
-}
-
 static void test_set_endpoints_loses_no_call(void **state)
 {
     fixture *fx = *state;
     rpc_stats *bstats = NULL;
     char baddr[64], err[RPC_ERRLEN];
     rpc_stats_new(&bstats);
-    rpc_server *b = start_server(bstats, baddr, sizeof(baddr));
+    rpc_server *b = start_server(bstats, 2, baddr, sizeof(baddr));
 
     streamers st;
     streamers_start(&st, fx->ch);
@@ -416,7 +407,7 @@ static void test_idle_goaways_cost_no_call(void **state)
     const char *eps[4] = {fx->addr, addrs[0], addrs[1], addrs[2]};
     for (int i = 0; i < 3; i++) {
         rpc_stats_new(&stats[i]);
-        srv[i] = start_server(stats[i], addrs[i], sizeof(addrs[i]));
+        srv[i] = start_server(stats[i], 2, addrs[i], sizeof(addrs[i]));
     }
     assert_int_equal(rpc_channel_set_endpoints(fx->ch, eps, 4, err), 0);
     int failed = 0;
