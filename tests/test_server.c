@@ -4,6 +4,7 @@
  * getting every answer. */
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -31,7 +32,7 @@ typedef struct fixture {
 } fixture;
 
 static int setup_with(void **state, int max_conns, size_t max_write_buf, int partial_ms,
-                      int idle_ms)
+                      int idle_ms, int max_inflight)
 {
     fixture *fx = calloc(1, sizeof(*fx));
     char err[RPC_ERRLEN];
@@ -49,6 +50,7 @@ static int setup_with(void **state, int max_conns, size_t max_write_buf, int par
     cfg.max_write_buf = max_write_buf;
     cfg.partial_timeout_ms = partial_ms;
     cfg.idle_timeout_ms = idle_ms;
+    cfg.max_inflight = max_inflight;
     if (rpc_server_new(&fx->srv, &cfg, err) < 0)
         fail_msg("server: %s", err);
     assert_int_equal(rpc_server_start(fx->srv), 0);
@@ -69,8 +71,12 @@ static int setup_with(void **state, int max_conns, size_t max_write_buf, int par
     return 0;
 }
 
-static int setup(void **state) { return setup_with(state, 64, 0, 10000, 60000); }
-static int setup_limits(void **state) { return setup_with(state, 4, 65536, 300, 600); }
+static int setup(void **state) { return setup_with(state, 64, 0, 10000, 60000, 256); }
+static int setup_limits(void **state) { return setup_with(state, 4, 65536, 300, 600, 256); }
+/* Two calls in flight per connection, so a short pipeline passes the cap. */
+static int setup_inflight2(void **state) { return setup_with(state, 64, 0, 10000, 60000, 2); }
+/* Four connections and an idle timeout far beyond the test. */
+static int setup_conns4(void **state) { return setup_with(state, 4, 0, 10000, 60000, 256); }
 
 static int teardown(void **state)
 {
@@ -318,44 +324,48 @@ static void test_text_mode_lines_in_order(void **state)
     close(fd);
 }
 
+/* Over the limit with every connection busy, a new one is refused; once
+ * the calls are answered, a new client gets in again. */
 static void test_connection_limit(void **state)
 {
     fixture *fx = *state;
-    /* The good client holds one of the 4 slots already. */
-    assert_good_client_served(fx, "warm");
-    int fds[3];
-    for (int i = 0; i < 3; i++) {
+    /* Four raw connections take the four slots: the good client leaves. */
+    rpc_channel_free(fx->good);
+    fx->good = NULL;
+    for (int i = 0; i < 250 && rpc_stats_get(fx->stats, RPC_C_CONNS_OPEN) > 0; i++)
+        usleep(20000);
+    assert_int_equal(rpc_stats_get(fx->stats, RPC_C_CONNS_OPEN), 0);
+    int fds[4];
+    for (int i = 0; i < 4; i++) {
         fds[i] = raw_connect(fx);
-        send_request(fds[i], 1, "test.Echo", "held");
-        rpc_frame *f = read_frame(fds[i]);
-        assert_non_null(f);
-        rpc_frame_free(f);
+        send_request(fds[i], 1, "test.Sleep", "800");
     }
+    for (int i = 0; i < 250 && rpc_stats_get(fx->stats, RPC_C_CONNS_OPEN) < 4; i++)
+        usleep(20000);
     int extra = raw_connect(fx);
     if (!closed_by_peer(extra))
-        fail_msg("expected the 5th connection over a limit of 4 to be closed");
+        fail_msg("expected the 5th connection over a limit of 4, all busy, to be closed");
     close(extra);
     assert_true(rpc_stats_get(fx->stats, RPC_C_CONNS_REFUSED) >= 1);
-    assert_good_client_served(fx, "inside-the-limit");
-    close(fds[0]);
-    /* The freed slot is usable again once the server notices the close. */
-    int again = -1;
-    for (int i = 0; i < 50; i++) {
-        usleep(20000);
-        again = raw_connect(fx);
-        send_request(again, 1, "test.Echo", "x");
-        rpc_frame *f = read_frame(again);
-        if (f != NULL) {
-            rpc_frame_free(f);
-            break;
-        }
-        close(again);
-        again = -1;
+    assert_int_equal(rpc_stats_get(fx->stats, RPC_C_CONNS_EVICTED), 0);
+    for (int i = 0; i < 4; i++) {
+        rpc_frame *f = read_frame(fds[i]);
+        if (f == NULL || f->status != TCPOPS__STATUS__OK)
+            fail_msg("a call inside the limit: expected OK, got %s",
+                     f == NULL ? "a closed connection" : rpc_status_name(f->status));
+        rpc_frame_free(f);
     }
-    assert_true(again >= 0);
+    /* Nothing in flight any more: a new client is let in. */
+    int again = raw_connect(fx);
+    send_request(again, 1, "test.Echo", "x");
+    rpc_frame *f = read_frame(again);
+    if (f == NULL || f->status != TCPOPS__STATUS__OK)
+        fail_msg("a new client once the calls were answered: expected OK, got %s",
+                 f == NULL ? "a closed connection" : rpc_status_name(f->status));
+    rpc_frame_free(f);
     close(again);
-    close(fds[1]);
-    close(fds[2]);
+    for (int i = 0; i < 4; i++)
+        close(fds[i]);
 }
 
 static void test_stalled_frame_is_cut_off(void **state)
@@ -418,6 +428,236 @@ static void test_silent_peer_is_cut_off(void **state)
     assert_good_client_served(fx, "after-idle");
 }
 
+/* Reads until the server closes fd, within 5 s, into buf (NUL-terminated,
+ * at most len - 1 bytes kept). Returns the bytes kept, or -1 when the
+ * connection was still open at the deadline. */
+static ssize_t read_until_closed(int fd, char *buf, size_t len)
+{
+    size_t got = 0;
+    int64_t deadline = rpc_now_ms() + 5000;
+    buf[0] = '\0';
+    for (;;) {
+        struct pollfd pf = {.fd = fd, .events = POLLIN};
+        int64_t left = deadline - rpc_now_ms();
+        if (left <= 0 || poll(&pf, 1, (int)left) <= 0)
+            return -1;
+        char tmp[4096];
+        ssize_t r = recv(fd, tmp, sizeof(tmp), 0);
+        if (r == 0 || (r < 0 && errno == ECONNRESET))
+            return (ssize_t)got;
+        if (r < 0)
+            continue;
+        size_t take = (size_t)r < len - 1 - got ? (size_t)r : len - 1 - got;
+        memcpy(buf + got, tmp, take);
+        got += take;
+        buf[got] = '\0';
+    }
+}
+
+/* Sends PING id on fd and expects its PONG. */
+static void assert_pong(int fd, uint64_t id, const char *who)
+{
+    rpc_frame ping = TCPOPS__FRAME__INIT;
+    ping.kind = TCPOPS__KIND__PING;
+    ping.id = id;
+    raw_send_frame(fd, &ping);
+    rpc_frame *f = read_frame(fd);
+    if (f == NULL || f->kind != TCPOPS__KIND__PONG || f->id != id)
+        fail_msg("%s: expected PONG %llu, got %s", who, (unsigned long long)id,
+                 f == NULL ? "a closed connection" : "another frame");
+    rpc_frame_free(f);
+}
+
+/* A peer that sends its requests and then half-closes (SHUT_WR, as
+ * `printf ... | nc -q1` does) gets every answer, from the workers (Sleep)
+ * and from the I/O thread (Echo, Fail) alike, and only then the end of the
+ * stream. */
+static void test_half_close_binary_answers_every_call(void **state)
+{
+    fixture *fx = *state;
+    int fd = raw_connect(fx);
+    send_request(fd, 1, "test.Sleep", "200");
+    send_request(fd, 2, "test.Echo", "two");
+    send_request(fd, 3, "test.Sleep", "100");
+    send_request(fd, 4, "test.Fail", "four");
+    send_request(fd, 5, "test.Sleep", "50");
+    assert_int_equal(shutdown(fd, SHUT_WR), 0);
+    int seen[6] = {0};
+    for (int i = 0; i < 5; i++) {
+        rpc_frame *f = read_frame(fd);
+        if (f == NULL)
+            fail_msg("half-close: expected 5 answers, the connection ended after %d", i);
+        if (f->kind != TCPOPS__KIND__RESPONSE || f->id < 1 || f->id > 5 || seen[f->id]++)
+            fail_msg("half-close: expected one RESPONSE for each id 1-5, got kind %d id %llu",
+                     f->kind, (unsigned long long)f->id);
+        int want = f->id == 4 ? TCPOPS__STATUS__INVALID_ARGUMENT : TCPOPS__STATUS__OK;
+        if ((int)f->status != want)
+            fail_msg("half-close: call %llu expected %s, got %s (%s)",
+                     (unsigned long long)f->id, rpc_status_name(want),
+                     rpc_status_name(f->status), f->error);
+        rpc_frame_free(f);
+    }
+    if (!closed_by_peer(fd))
+        fail_msg("half-close: expected the server to close after the last answer; it stayed open");
+    close(fd);
+    assert_good_client_served(fx, "after-half-close");
+}
+
+/* The same in text mode, where every line runs on a worker; a last line
+ * without its newline is ended by the end of the stream. */
+static void test_half_close_text_answers_every_line(void **state)
+{
+    fixture *fx = *state;
+    int fd = raw_connect(fx);
+    const char *lines = "{\"cmd\":\"a\"}\n{\"cmd\":\"b\"}\r\n{\"cmd\":\"c\"}";
+    raw_send(fd, lines, strlen(lines));
+    assert_int_equal(shutdown(fd, SHUT_WR), 0);
+    const char *want = "echo: {\"cmd\":\"a\"}\necho: {\"cmd\":\"b\"}\necho: {\"cmd\":\"c\"}\n";
+    char got[512];
+    ssize_t n = read_until_closed(fd, got, sizeof(got));
+    if (n < 0)
+        fail_msg("half-close text: expected the server to close after the last answer; "
+                 "got \"%s\" and it stayed open", got);
+    if (strcmp(got, want) != 0)
+        fail_msg("half-close text: expected \"%s\" then the end, got \"%s\"", want, got);
+    close(fd);
+}
+
+/* Requests past a connection's in-flight cap wait for a free slot (the
+ * server stops reading from that peer) rather than being refused: twelve
+ * pipelined calls on a connection capped at two all succeed, and the
+ * connection goes on. */
+static void test_pipeline_past_inflight_cap_waits(void **state)
+{
+    fixture *fx = *state;
+    enum { N = 12 };
+    int fd = raw_connect(fx);
+    for (uint64_t id = 1; id <= N; id++)
+        send_request(fd, id, "test.Sleep", "20");
+    for (int i = 0; i < N; i++) {
+        rpc_frame *f = read_frame(fd);
+        if (f == NULL)
+            fail_msg("pipeline past the cap: expected %d answers, the connection ended after %d",
+                     N, i);
+        if (f->status != TCPOPS__STATUS__OK)
+            fail_msg("pipeline past a cap of 2: call %llu expected OK, got %s (%s)",
+                     (unsigned long long)f->id, rpc_status_name(f->status), f->error);
+        rpc_frame_free(f);
+    }
+    assert_int_equal(rpc_stats_get(fx->stats, RPC_C_INFLIGHT_LIMIT), 0);
+    assert_pong(fd, 99, "after the pipeline");
+    close(fd);
+}
+
+typedef struct line_writer {
+    int fd;
+    int n;
+    int rc;
+} line_writer;
+
+static void *write_lines(void *arg)
+{
+    line_writer *lw = arg;
+    size_t cap = (size_t)lw->n * 24, len = 0;
+    char *buf = malloc(cap);
+    for (int i = 0; i < lw->n; i++)
+        len += (size_t)snprintf(buf + len, cap - len, "{\"n\":%d}\n", i);
+    size_t w = 0;
+    lw->rc = rpc_sock_write_all(lw->fd, buf, len, rpc_now_ms() + 60000, &w);
+    free(buf);
+    return NULL;
+}
+
+/* Many more pipelined lines than the read buffer holds (frames of 64 KiB
+ * here): the server stops reading while lines wait and answers every one,
+ * in order, on a connection that stays open. */
+static void test_text_pipeline_is_back_pressured(void **state)
+{
+    fixture *fx = *state;
+    enum { N = 20000 };
+    int fd = raw_connect(fx);
+    line_writer lw = {.fd = fd, .n = N};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, write_lines, &lw), 0);
+    char buf[65536], want[64];
+    size_t have = 0;
+    int answered = 0;
+    int64_t deadline = rpc_now_ms() + 60000;
+    while (answered < N) {
+        struct pollfd pf = {.fd = fd, .events = POLLIN};
+        int64_t left = deadline - rpc_now_ms();
+        if (left <= 0 || poll(&pf, 1, (int)(left < 5000 ? left : 5000)) <= 0)
+            break;
+        ssize_t r = recv(fd, buf + have, sizeof(buf) - have, 0);
+        if (r <= 0)
+            break;
+        have += (size_t)r;
+        char *p = buf, *nl;
+        while (answered < N && (nl = memchr(p, '\n', have - (size_t)(p - buf))) != NULL) {
+            int wl = snprintf(want, sizeof(want), "echo: {\"n\":%d}", answered);
+            if (nl - p != wl || memcmp(p, want, (size_t)wl) != 0)
+                fail_msg("text pipeline: answer %d expected \"%s\", got \"%.*s\"", answered,
+                         want, (int)(nl - p), p);
+            answered++;
+            p = nl + 1;
+        }
+        have -= (size_t)(p - buf);
+        memmove(buf, p, have);
+    }
+    pthread_join(th, NULL);
+    if (answered < N)
+        fail_msg("text pipeline: expected %d answers in order, got %d (then \"%.*s\")", N,
+                 answered, (int)(have < 200 ? have : 200), buf);
+    assert_int_equal(lw.rc, 0);
+    raw_send(fd, "{}\n", 3);
+    char got[16] = {0};
+    size_t n = read_n(fd, (uint8_t *)got, 9);
+    if (n != 9 || memcmp(got, "echo: {}\n", 9) != 0)
+        fail_msg("text pipeline: expected the connection to stay open and answer, got \"%.*s\"",
+                 (int)n, got);
+    close(fd);
+}
+
+/* At the connection limit a new client is let in by closing the connection
+ * that has been idle longest with nothing in flight: that one gets GOAWAY
+ * and the end of the stream, the newcomer is served, the others are left
+ * alone, and the eviction is counted. */
+static void test_limit_evicts_longest_idle(void **state)
+{
+    fixture *fx = *state; /* at most 4 connections */
+    int a = raw_connect(fx);
+    assert_pong(a, 1, "a");
+    assert_good_client_served(fx, "warm"); /* after a: a is idle longest */
+    int b = raw_connect(fx);
+    assert_pong(b, 1, "b");
+    int c = raw_connect(fx);
+    assert_pong(c, 1, "c");
+
+    int d = raw_connect(fx);
+    send_request(d, 1, "test.Echo", "newcomer");
+    rpc_frame *f = read_frame(d);
+    if (f == NULL || f->status != TCPOPS__STATUS__OK)
+        fail_msg("a new client at the limit: expected its call answered OK, got %s",
+                 f == NULL ? "a closed connection" : rpc_status_name(f->status));
+    rpc_frame_free(f);
+    f = read_frame(a);
+    if (f == NULL || f->kind != TCPOPS__KIND__GOAWAY)
+        fail_msg("the longest-idle connection: expected GOAWAY, got %s",
+                 f == NULL ? "a close without it" : "another frame");
+    rpc_frame_free(f);
+    if (!closed_by_peer(a))
+        fail_msg("the longest-idle connection: expected it closed after GOAWAY; it stayed open");
+    assert_int_equal(rpc_stats_get(fx->stats, RPC_C_CONNS_EVICTED), 1);
+    assert_int_equal(rpc_stats_get(fx->stats, RPC_C_CONNS_REFUSED), 0);
+    assert_pong(b, 2, "b after the eviction");
+    assert_pong(c, 2, "c after the eviction");
+    assert_good_client_served(fx, "after-eviction");
+    close(a);
+    close(b);
+    close(c);
+    close(d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -432,6 +672,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_peer_that_never_reads_is_cut_off, setup_limits,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_silent_peer_is_cut_off, setup_limits, teardown),
+        cmocka_unit_test_setup_teardown(test_half_close_binary_answers_every_call, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_half_close_text_answers_every_line, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_pipeline_past_inflight_cap_waits, setup_inflight2,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_text_pipeline_is_back_pressured, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_limit_evicts_longest_idle, setup_conns4, teardown),
     };
     signal(SIGPIPE, SIG_IGN);
     return cmocka_run_group_tests(tests, NULL, NULL);

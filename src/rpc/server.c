@@ -9,10 +9,20 @@
  *               while the write buffer is empty, else append to it.
  *
  * A connection is reference counted (the I/O thread's reference plus one per
- * queued job), and its fd is closed only when the last reference goes, so a
- * worker finishing late never writes to a reused descriptor. A worker that
- * needs a connection closed shuts the socket down; the I/O thread then sees
- * the hang-up and does the rest.
+ * queued job or pending notice), and its fd is closed only when the last
+ * reference goes, so a worker finishing late never writes to a reused
+ * descriptor. A worker that needs a connection closed shuts the socket down;
+ * the I/O thread then sees the hang-up and does the rest.
+ *
+ * The I/O thread reads from a peer only while it can take what comes:
+ *
+ *   read ──> rbuf ──decode──> job ──> worker ──answer──> wbuf/socket
+ *    ^ off while: rbuf is full of text lines waiting for the one on a worker,
+ *    |            a binary request waits for one of max_inflight slots,
+ *    |            or the peer has sent its last byte (EOF)
+ *    └── a worker that ends a job tells the I/O thread (a notice), which
+ *        decodes what waits, turns reading back on, or, after EOF, closes
+ *        once every answer owed has been sent.
  */
 #include "server.h"
 
@@ -57,19 +67,29 @@ typedef struct conn {
     struct conn *prev, *next; /* I/O thread's list */
     int mode;                 /* I/O thread only */
     rpc_buf rbuf;             /* I/O thread only */
-    int64_t partial_since;    /* I/O thread only: when unread bytes began */
+    int64_t partial_since;    /* I/O thread only: when unread bytes began; 0 none */
     uint64_t last_id;         /* I/O thread only: highest request id accepted */
     int goaway;               /* I/O thread only: GOAWAY sent */
     int64_t goaway_at;        /* I/O thread only */
     int64_t last_rx;          /* I/O thread only: when bytes last arrived */
+    uint64_t rx_seq;          /* I/O thread only: order of last activity, for eviction */
+    int rd_eof;               /* I/O thread only: the peer sent its last byte */
+    int rfull;                /* I/O thread only: rbuf has no room for another read */
+    int at_cap;               /* I/O thread only: a request waits for an in-flight slot */
+    int gone;                 /* I/O thread only: conn_close ran */
 
     pthread_mutex_t lock;     /* guards everything below */
     rpc_buf wbuf;
-    int out_armed;            /* EPOLLOUT registered */
+    uint32_t events;          /* epoll interest registered now */
+    int want_in;              /* read interest (set by the I/O thread) */
+    int notify;               /* a worker ending a job tells the I/O thread */
     int corked;               /* the I/O thread is handling a batch: write at its end */
     int closed;               /* no more writes */
     int inflight;             /* queued or running jobs */
     int text_busy;            /* a text line is with a worker */
+
+    struct conn *nnext;       /* under the server's nlock: notice list */
+    int noticed;              /* under the server's nlock: on the notice list */
 } conn;
 
 typedef struct job {
@@ -111,7 +131,11 @@ struct rpc_server {
     _Atomic int io_stop;
     _Atomic int want_goaway;  /* rpc_server_goaway asked */
     _Atomic int draining;     /* rpc_server_drain asked */
-    _Atomic int text_ready;   /* a text line finished: look for the next */
+    uint64_t rx_seq;          /* I/O thread only: last conn->rx_seq handed out */
+
+    /* connections whose jobs ended while the I/O thread waits on them */
+    pthread_mutex_t nlock;
+    conn *notices;
 
     /* drain accounting */
     pthread_mutex_t dlock;
@@ -186,6 +210,19 @@ static void unflushed_add(rpc_server *s, int delta)
     pthread_mutex_unlock(&s->dlock);
 }
 
+/* Registers the epoll interest c needs now: reading while want_in, writing
+ * while answers wait in wbuf. Caller holds c->lock. */
+static void set_events_locked(rpc_server *s, conn *c)
+{
+    uint32_t want = (c->want_in ? EPOLLIN | EPOLLRDHUP : 0) |
+                    (rpc_buf_used(&c->wbuf) > 0 ? EPOLLOUT : 0);
+    if (want == c->events)
+        return;
+    struct epoll_event ev = {.events = want, .data.ptr = c};
+    epoll_ctl(s->epfd, EPOLL_CTL_MOD, c->fd, &ev);
+    c->events = want;
+}
+
 /* Sends what the write buffer holds. Caller holds c->lock. Returns 0 or a
  * negative errno when the connection is finished. */
 static int flush_locked(rpc_server *s, conn *c)
@@ -205,13 +242,7 @@ static int flush_locked(rpc_server *s, conn *c)
             break;
         return w < 0 ? -errno : -ECONNRESET;
     }
-    int want = rpc_buf_used(&c->wbuf) > 0;
-    if (want != c->out_armed) {
-        struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | (want ? EPOLLOUT : 0),
-                                 .data.ptr = c};
-        epoll_ctl(s->epfd, EPOLL_CTL_MOD, c->fd, &ev);
-        c->out_armed = want;
-    }
+    set_events_locked(s, c);
     rpc_buf_shrink(&c->wbuf, 65536);
     return 0;
 }
@@ -268,16 +299,35 @@ static void send_status(rpc_server *s, conn *c, uint64_t id, int status,
 
 /* ---- job queue ---- */
 
-static void inflight_add(rpc_server *s, conn *c, int delta)
+/* Counts jobs of c. Returns c->notify as it was when the count changed:
+ * whether the I/O thread waits to hear that a job of c ended. */
+static int inflight_add(rpc_server *s, conn *c, int delta)
 {
     pthread_mutex_lock(&c->lock);
     c->inflight += delta;
+    int notify = c->notify;
     pthread_mutex_unlock(&c->lock);
     pthread_mutex_lock(&s->dlock);
     s->inflight += delta;
     if (s->inflight == 0)
         pthread_cond_broadcast(&s->dcond);
     pthread_mutex_unlock(&s->dlock);
+    return notify;
+}
+
+/* Puts c on the notice list (once) and wakes the I/O thread, which then
+ * looks at c again. Any thread; takes nlock. */
+static void notice(rpc_server *s, conn *c)
+{
+    pthread_mutex_lock(&s->nlock);
+    if (!c->noticed) {
+        c->noticed = 1;
+        atomic_fetch_add(&c->refs, 1);
+        c->nnext = s->notices;
+        s->notices = c;
+    }
+    pthread_mutex_unlock(&s->nlock);
+    wake_io(s);
 }
 
 /* Hands j to the workers. Returns 0, or -EAGAIN when the queue is full (the
@@ -399,11 +449,9 @@ static void run_text(rpc_server *s, job *j, void *state)
         c->closed = 1;
         shutdown(c->fd, SHUT_RDWR);
     }
-    c->text_busy = 0;
+    c->text_busy = 0; /* the job's end is a notice: the I/O thread hands on the next line */
     pthread_mutex_unlock(&c->lock);
     free(out);
-    atomic_store(&s->text_ready, 1);
-    wake_io(s);
 }
 
 typedef struct worker_arg {
@@ -436,7 +484,8 @@ static void *worker_main(void *arg)
         else
             run_text(s, j, state);
         conn *c = j->c;
-        inflight_add(s, c, -1);
+        if (inflight_add(s, c, -1))
+            notice(s, c);
         job_free(j);
         conn_unref(c);
     }
@@ -465,6 +514,7 @@ static void conn_close(rpc_server *s, conn *c)
     if (c->next != NULL)
         c->next->prev = c->prev;
     s->nconns--;
+    c->gone = 1;
     rpc_stats_add(s->cfg.stats, RPC_C_CONNS_OPEN, -1);
     conn_unref(c);
 }
@@ -501,7 +551,9 @@ static const rpc_method *find_method(const rpc_server *s, const char *name)
     return NULL;
 }
 
-/* Handles one decoded frame. Returns 0, or -1 when c was closed. */
+/* Handles one decoded frame. Returns 0; 1 when it is a request that must
+ * wait for one of the connection's in-flight slots (nothing was done: it
+ * stays in rbuf and c->at_cap is set); or -1 when c was closed. */
 static int on_frame(rpc_server *s, conn *c, const uint8_t *payload, size_t len)
 {
     rpc_frame *f = NULL;
@@ -544,10 +596,10 @@ static int on_frame(rpc_server *s, conn *c, const uint8_t *payload, size_t len)
         send_status(s, c, id, TCPOPS__STATUS__UNAVAILABLE, "server is going away");
         return 0;
     }
-    c->last_id = id;
 
     const rpc_method *m = find_method(s, f->method);
     if (m == NULL) {
+        c->last_id = id;
         char why[160];
         snprintf(why, sizeof(why), "unknown method \"%.100s\"", f->method);
         rpc_stats_call(s->cfg.stats, "unknown", TCPOPS__STATUS__UNIMPLEMENTED);
@@ -556,16 +608,26 @@ static int on_frame(rpc_server *s, conn *c, const uint8_t *payload, size_t len)
         return 0;
     }
 
+    /* Past the cap the request waits (the peer is not read meanwhile)
+     * rather than being refused: a client a frame ahead of the answers it
+     * has read, or one that pipelines, loses nothing. notify is set with the
+     * count seen, so the job that frees a slot tells the I/O thread. */
     pthread_mutex_lock(&c->lock);
-    int busy = c->inflight >= s->cfg.max_inflight;
+    int full = c->inflight >= s->cfg.max_inflight;
+    if (full)
+        c->notify = 1;
     pthread_mutex_unlock(&c->lock);
-    job *j = busy ? NULL : calloc(1, sizeof(*j));
+    if (full) {
+        rpc_frame_free(f);
+        c->at_cap = 1;
+        return 1;
+    }
+    c->last_id = id;
+    job *j = calloc(1, sizeof(*j));
     if (j == NULL) {
-        rpc_stats_add(s->cfg.stats, RPC_C_INFLIGHT_LIMIT, 1);
         rpc_stats_call(s->cfg.stats, f->method, TCPOPS__STATUS__RESOURCE_EXHAUSTED);
         rpc_frame_free(f);
-        send_status(s, c, id, TCPOPS__STATUS__RESOURCE_EXHAUSTED,
-                    "too many calls in flight on this connection");
+        send_status(s, c, id, TCPOPS__STATUS__RESOURCE_EXHAUSTED, "out of memory");
         return 0;
     }
     j->c = c;
@@ -604,25 +666,27 @@ static void text_error(rpc_server *s, conn *c, const char *why)
     conn_close(s, c);
 }
 
-/* Hands the next complete text line to a worker, if none is running. */
+/* Hands the next complete text line to a worker, if none is running. After
+ * EOF the end of the stream also ends a last line without its newline. */
 static int next_text_line(rpc_server *s, conn *c)
 {
     pthread_mutex_lock(&c->lock);
     int busy = c->text_busy;
     pthread_mutex_unlock(&c->lock);
-    if (busy)
-        return 0;
-    uint8_t *head = rpc_buf_head(&c->rbuf);
     size_t used = rpc_buf_used(&c->rbuf);
+    if (busy || used == 0)
+        return 0; /* (an empty buffer may have no memory at all) */
+    uint8_t *head = rpc_buf_head(&c->rbuf);
     uint8_t *nl = memchr(head, '\n', used);
+    size_t n = nl != NULL ? (size_t)(nl - head) : used;
     if (nl == NULL) {
         if (used > s->cfg.max_frame) {
             text_error(s, c, "line too long");
             return -1;
         }
-        return 0;
+        if (!c->rd_eof || used == 0)
+            return 0;
     }
-    size_t n = (size_t)(nl - head);
     size_t take = n;
     if (take > 0 && head[take - 1] == '\r')
         take--;
@@ -650,7 +714,7 @@ static int next_text_line(rpc_server *s, conn *c)
         job_free(j);
         return 0;
     }
-    rpc_buf_consume(&c->rbuf, n + 1);
+    rpc_buf_consume(&c->rbuf, nl != NULL ? n + 1 : n);
     return 0;
 }
 
@@ -664,6 +728,10 @@ static int process_input(rpc_server *s, conn *c)
         uint8_t first = rpc_buf_head(&c->rbuf)[0];
         if (first == '{' && s->cfg.text != NULL) {
             c->mode = MODE_TEXT;
+            /* Before the first line goes out: its end must be heard of. */
+            pthread_mutex_lock(&c->lock);
+            c->notify = 1;
+            pthread_mutex_unlock(&c->lock);
         } else if (first == 0) {
             c->mode = MODE_BINARY;
         } else {
@@ -674,6 +742,7 @@ static int process_input(rpc_server *s, conn *c)
     if (c->mode == MODE_TEXT)
         return next_text_line(s, c);
 
+    c->at_cap = 0;
     for (;;) {
         const uint8_t *payload = NULL;
         size_t plen = 0;
@@ -686,8 +755,11 @@ static int process_input(rpc_server *s, conn *c)
         }
         if (n == 0)
             break;
-        if (on_frame(s, c, payload, plen) < 0)
+        int rc = on_frame(s, c, payload, plen);
+        if (rc < 0)
             return -1;
+        if (rc > 0)
+            break; /* a request waits for a slot; so does everything behind it */
         rpc_buf_consume(&c->rbuf, (size_t)n);
         frames++;
     }
@@ -707,31 +779,75 @@ static void cork(rpc_server *s, conn *c, int on)
     pthread_mutex_unlock(&c->lock);
 }
 
+/* What a connection's read buffer may hold: one whole frame (or line) plus
+ * one read. */
+static size_t rbuf_limit(const rpc_server *s)
+{
+    return s->cfg.max_frame + RPC_FRAME_HEADER + READ_CHUNK;
+}
+
+/* Moves c on after anything happened to it (bytes read, a job ended, answers
+ * flushed): decodes what waits in rbuf, turns reading on or off to match,
+ * and once the peer has sent its last byte and every answer it is owed is
+ * out, closes c. I/O thread. Returns -1 when c was closed. */
+static int conn_pump(rpc_server *s, conn *c)
+{
+    cork(s, c, 1);
+    int frames = process_input(s, c);
+    if (frames < 0)
+        return -1; /* closed, and its answers with it */
+    cork(s, c, 0);
+
+    size_t used = rpc_buf_used(&c->rbuf);
+    if (used == 0) {
+        rpc_buf_shrink(&c->rbuf, 65536);
+        c->partial_since = 0;
+    } else if (frames > 0 || c->partial_since == 0) {
+        c->partial_since = rpc_now_ms(); /* a stalled frame's clock starts at its first byte */
+    }
+    /* Text lines wait in rbuf behind the one on a worker: stop reading when
+     * no read fits, and read again once half the buffer is free rather than
+     * at every line. */
+    size_t limit = rbuf_limit(s);
+    if (used + READ_CHUNK > limit)
+        c->rfull = 1;
+    else if (used <= limit / 2)
+        c->rfull = 0;
+
+    pthread_mutex_lock(&c->lock);
+    c->want_in = !c->rd_eof && !c->at_cap && !c->rfull;
+    c->notify = c->mode == MODE_TEXT || c->at_cap || c->rd_eof;
+    set_events_locked(s, c);
+    int owed = c->inflight > 0 || rpc_buf_used(&c->wbuf) > 0;
+    pthread_mutex_unlock(&c->lock);
+    /* After EOF, done when nothing runs, nothing waits to be sent and no
+     * whole request or line is left; a frame the peer never finished is
+     * dropped with the connection. */
+    if (c->rd_eof && !owed && !c->at_cap && (c->mode != MODE_TEXT || used == 0)) {
+        conn_close(s, c);
+        return -1;
+    }
+    return 0;
+}
+
 static void on_readable(rpc_server *s, conn *c)
 {
-    for (;;) {
-        /* Room for one chunk, but never more than one whole frame could need. */
-        size_t limit = s->cfg.max_frame + RPC_FRAME_HEADER + READ_CHUNK;
-        if (rpc_buf_reserve(&c->rbuf, READ_CHUNK, limit) < 0) {
-            /* Only text mode gets here: lines queue up behind a busy one. */
-            text_error(s, c, "too many lines waiting");
+    /* Only the I/O thread sets want_in, so it reads it without the lock. */
+    while (c->want_in) {
+        /* conn_pump leaves room for a read whenever reading is on, so only
+         * a failed allocation ends up here. */
+        if (rpc_buf_reserve(&c->rbuf, READ_CHUNK, rbuf_limit(s)) < 0) {
+            rpc_stats_add(s->cfg.stats, RPC_C_CONNS_LOST, 1);
+            conn_close(s, c);
             return;
         }
-        size_t before = rpc_buf_used(&c->rbuf);
         ssize_t r = recv(c->fd, c->rbuf.data + c->rbuf.len, c->rbuf.cap - c->rbuf.len, 0);
         if (r > 0) {
             c->rbuf.len += (size_t)r;
             c->last_rx = rpc_now_ms();
-            cork(s, c, 1);
-            int frames = process_input(s, c);
-            if (frames < 0)
-                return; /* closed, and its answers with it */
-            cork(s, c, 0);
-            /* The clock of a stalled frame starts with its first byte. */
-            if (rpc_buf_used(&c->rbuf) == 0)
-                rpc_buf_shrink(&c->rbuf, 65536);
-            else if (before == 0 || frames > 0)
-                c->partial_since = rpc_now_ms();
+            c->rx_seq = ++s->rx_seq;
+            if (conn_pump(s, c) < 0)
+                return;
             if ((size_t)r < READ_CHUNK)
                 return;
             continue;
@@ -740,11 +856,74 @@ static void on_readable(rpc_server *s, conn *c)
             continue;
         if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             return;
-        if (r < 0)
+        if (r < 0) {
             rpc_stats_add(s->cfg.stats, RPC_C_CONNS_LOST, 1);
-        conn_close(s, c);
+            conn_close(s, c);
+            return;
+        }
+        /* The peer sent its last byte (a half-close, or a close): what it
+         * asked for is still run and answered, then the connection closes. */
+        c->rd_eof = 1;
+        conn_pump(s, c);
         return;
     }
+}
+
+/* The socket is shut both ways (the peer reset it, or a worker shut it
+ * down): nothing more can be read or sent. */
+static void on_hangup(rpc_server *s, conn *c)
+{
+    int err = 0;
+    socklen_t len = sizeof(err);
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err != 0)
+        rpc_stats_add(s->cfg.stats, RPC_C_CONNS_LOST, 1);
+    conn_close(s, c);
+}
+
+/* Looks again at every connection a worker told about (its job ended). */
+static void take_notices(rpc_server *s)
+{
+    pthread_mutex_lock(&s->nlock);
+    conn *c = s->notices;
+    s->notices = NULL;
+    pthread_mutex_unlock(&s->nlock);
+    while (c != NULL) {
+        /* Once noticed is clear a worker may list c again, through nnext. */
+        pthread_mutex_lock(&s->nlock);
+        conn *next = c->nnext;
+        c->noticed = 0;
+        pthread_mutex_unlock(&s->nlock);
+        if (!c->gone)
+            conn_pump(s, c);
+        conn_unref(c);
+        c = next;
+    }
+}
+
+/* At the connection limit: closes the connection idle longest with nothing
+ * owed either way, so a new client gets in instead of waiting out the idle
+ * timeout. A binary peer gets GOAWAY first: it knows no call of its was cut
+ * and reconnects at once. Returns 0, or -1 when every connection is busy. */
+static int evict_idlest(rpc_server *s)
+{
+    conn *victim = NULL;
+    for (conn *c = s->conns; c != NULL; c = c->next) {
+        if (c->rd_eof || rpc_buf_used(&c->rbuf) > 0 ||
+            (victim != NULL && c->rx_seq >= victim->rx_seq))
+            continue;
+        pthread_mutex_lock(&c->lock);
+        int busy = c->inflight > 0 || rpc_buf_used(&c->wbuf) > 0;
+        pthread_mutex_unlock(&c->lock);
+        if (!busy)
+            victim = c;
+    }
+    if (victim == NULL)
+        return -1;
+    if (victim->mode == MODE_BINARY)
+        send_goaway(s, victim);
+    rpc_stats_add(s->cfg.stats, RPC_C_CONNS_EVICTED, 1);
+    conn_close(s, victim);
+    return 0;
 }
 
 static void on_accept(rpc_server *s, listener *l)
@@ -753,6 +932,8 @@ static void on_accept(rpc_server *s, listener *l)
         int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0)
             return; /* EAGAIN, or a transient error; epoll tells us again */
+        if (s->nconns >= s->cfg.max_conns && !atomic_load(&s->draining))
+            evict_idlest(s);
         if (s->nconns >= s->cfg.max_conns || atomic_load(&s->draining)) {
             rpc_stats_add(s->cfg.stats, RPC_C_CONNS_REFUSED, 1);
             close(fd);
@@ -767,9 +948,12 @@ static void on_accept(rpc_server *s, listener *l)
         c->tag.type = EP_CONN;
         c->fd = fd;
         c->last_rx = rpc_now_ms();
+        c->rx_seq = ++s->rx_seq;
+        c->want_in = 1;
+        c->events = EPOLLIN | EPOLLRDHUP;
         atomic_init(&c->refs, 1);
         pthread_mutex_init(&c->lock, NULL);
-        struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = c};
+        struct epoll_event ev = {.events = c->events, .data.ptr = c};
         if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
             pthread_mutex_destroy(&c->lock);
             free(c);
@@ -796,23 +980,23 @@ static void close_listeners(rpc_server *s)
     }
 }
 
-/* Periodic work: stalled frames, idle GOAWAY'd connections, text lines. */
+/* Periodic work: GOAWAY when asked, stalled frames, idle connections, text
+ * lines the full job queue turned away. */
 static void housekeeping(rpc_server *s)
 {
     int64_t now = rpc_now_ms();
     int goaway = atomic_exchange(&s->want_goaway, 0);
-    int text = atomic_exchange(&s->text_ready, 0);
     conn *next;
 
     for (conn *c = s->conns; c != NULL; c = next) {
         next = c->next;
         if (goaway)
             send_goaway(s, c);
-        if (text && c->mode == MODE_TEXT && rpc_buf_used(&c->rbuf) > 0) {
-            next_text_line(s, c);
+        if (c->mode == MODE_TEXT && rpc_buf_used(&c->rbuf) > 0 && conn_pump(s, c) < 0)
             continue;
-        }
-        if (c->mode != MODE_TEXT && rpc_buf_used(&c->rbuf) > 0 &&
+        /* Whole requests that wait for a slot, or the leftovers of a peer
+         * that has ended, are not a stalled frame. */
+        if (c->mode != MODE_TEXT && !c->at_cap && !c->rd_eof && rpc_buf_used(&c->rbuf) > 0 &&
             now - c->partial_since > s->cfg.partial_timeout_ms) {
             rpc_stats_add(s->cfg.stats, RPC_C_PARTIAL_TIMEOUT, 1);
             conn_close(s, c);
@@ -869,15 +1053,23 @@ static void *io_main(void *arg)
             if (evs[i].events & EPOLLOUT) {
                 pthread_mutex_lock(&c->lock);
                 int rc = flush_locked(s, c);
+                int flushed = rpc_buf_used(&c->wbuf) == 0;
                 pthread_mutex_unlock(&c->lock);
                 if (rc < 0) {
                     conn_close(s, c); /* epoll lists a descriptor once per batch */
                     continue;
                 }
+                /* After EOF the last answer out is the cue to close. */
+                if (flushed && c->rd_eof && conn_pump(s, c) < 0)
+                    continue;
             }
-            if (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+            if (evs[i].events & (EPOLLHUP | EPOLLERR))
+                on_hangup(s, c);
+            else if (evs[i].events & (EPOLLIN | EPOLLRDHUP))
                 on_readable(s, c);
         }
+        if (woke)
+            take_notices(s);
         if (atomic_load(&s->draining) && s->nlisteners > 0 && s->listeners[0].fd >= 0) {
             /* Stop accepting and tell every client at once, before anyone
              * waits for the calls in flight: a client must see GOAWAY before
@@ -891,7 +1083,7 @@ static void *io_main(void *arg)
             pthread_mutex_unlock(&s->dlock);
         }
         int64_t now = rpc_now_ms();
-        if (woke || now - last_tick >= TICK_MS) {
+        if (atomic_load(&s->want_goaway) || now - last_tick >= TICK_MS) {
             last_tick = now;
             housekeeping(s);
         }
@@ -899,6 +1091,7 @@ static void *io_main(void *arg)
     /* Stopping: cut every connection that is left. */
     while (s->conns != NULL)
         conn_close(s, s->conns);
+    take_notices(s);
     return NULL;
 }
 
@@ -946,6 +1139,7 @@ int rpc_server_new(rpc_server **out, const rpc_server_cfg *cfg, char *err)
     pthread_cond_init(&s->qcond, NULL);
     pthread_mutex_init(&s->dlock, NULL);
     rpc_cond_init(&s->dcond);
+    pthread_mutex_init(&s->nlock, NULL);
 
     s->epfd = epoll_create1(EPOLL_CLOEXEC);
     s->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -1094,7 +1288,8 @@ void rpc_server_free(rpc_server *s)
             abandoned = 1;
         }
     }
-    /* Jobs never started still hold connection references. */
+    /* Jobs never started, and notices of jobs that ended after the I/O
+     * thread did, still hold connection references. */
     job *j;
     while ((j = s->qhead) != NULL) {
         s->qhead = j->next;
@@ -1102,6 +1297,8 @@ void rpc_server_free(rpc_server *s)
         job_free(j);
         conn_unref(c);
     }
+    if (!abandoned)
+        take_notices(s);
     close_listeners(s);
     if (s->epfd >= 0)
         close(s->epfd);
@@ -1115,5 +1312,6 @@ void rpc_server_free(rpc_server *s)
     pthread_cond_destroy(&s->qcond);
     pthread_mutex_destroy(&s->dlock);
     pthread_cond_destroy(&s->dcond);
+    pthread_mutex_destroy(&s->nlock);
     free(s);
 }

@@ -11,6 +11,14 @@
  * A quick method (rpc_method.quick) runs on the I/O thread instead when no
  * job waits for a worker: no hand-off and no wake-up of a worker, and the
  * answers to a batch of frames read at once leave in one send.
+ *
+ * Flow control, in both modes: a connection is not read while a request
+ * waits for one of its max_inflight slots or while its read buffer is full of
+ * text lines waiting their turn (TCP then holds the peer back); nothing is
+ * refused or cut for sending ahead. When the peer half-closes (EOF), the
+ * connection stops reading, runs and answers everything it has read, then
+ * closes. At max_conns, a new connection is let in by closing the one idle
+ * longest with nothing owed either way (GOAWAY first when it speaks frames).
  */
 #ifndef TCPOPS_RPC_SERVER_H
 #define TCPOPS_RPC_SERVER_H
@@ -57,7 +65,7 @@ typedef struct rpc_method {
 /* Text mode: one line (without its newline, not NUL-terminated) in; a malloc'd
  * NUL-terminated reply line (without newline) out, or NULL to close the
  * connection. Runs on a worker thread; lines of one connection run one at a
- * time, in order. */
+ * time, in order; after EOF a last line without its newline runs too. */
 typedef char *(*rpc_text_fn)(void *thread_state, void *user,
                              const char *line, size_t len);
 
@@ -66,9 +74,14 @@ typedef struct rpc_server_cfg {
     int reuseport;             /* share the port with sibling processes */
     int threads;               /* worker threads (default 4) */
     size_t max_frame;          /* default RPC_FRAME_MAX_DEFAULT */
-    int max_conns;             /* default 1024 */
-    size_t max_write_buf;      /* per connection, default 4 * max_frame */
-    int max_inflight;          /* per connection, default 256 */
+    int max_conns;             /* default 1024; past it the longest-idle
+                                * connection makes room (counted as
+                                * RPC_C_CONNS_EVICTED), or, all busy, the new
+                                * one is refused (RPC_C_CONNS_REFUSED) */
+    size_t max_write_buf;      /* per connection, default 4 * max_frame; a peer
+                                * that lets more answers pile up is cut off */
+    int max_inflight;          /* per connection, default 256; a request past
+                                * it waits, and the peer is not read meanwhile */
     int partial_timeout_ms;    /* a started frame must complete within; 10000 */
     int idle_timeout_ms;       /* close a connection silent this long; 60000
                                 * (clients PING after 5 s idle) */

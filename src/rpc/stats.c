@@ -46,6 +46,8 @@ static const struct {
     [RPC_C_PARTIAL_TIMEOUT] = {"partial_frame_timeout",
                            "Peers cut off for stalling inside a frame."},
     [RPC_C_IDLE_CLOSED] = {"idle_closed", "Connections closed after the idle timeout."},
+    [RPC_C_CONNS_EVICTED] = {"connections_evicted",
+                           "Idle connections closed to admit a new one at the connection limit."},
     [RPC_C_OVERSIZE_FRAMES] = {"oversize_frames", "Frames refused by their length header."},
     [RPC_C_INFLIGHT_LIMIT] = {"inflight_limit",
                            "Calls refused: every connection at its in-flight limit."},

@@ -23,6 +23,7 @@ typedef enum rpc_counter {
     RPC_C_WRITE_BUF_FULL,   /* server: closed a peer that does not read its answers */
     RPC_C_PARTIAL_TIMEOUT,  /* server: closed a peer that stalled inside a frame */
     RPC_C_IDLE_CLOSED,      /* server: closed a connection silent past the idle timeout */
+    RPC_C_CONNS_EVICTED,    /* server: closed the longest-idle one to admit a new one */
     RPC_C_OVERSIZE_FRAMES,  /* frames refused by their length header */
     RPC_C_INFLIGHT_LIMIT,   /* calls refused for too many in flight */
     RPC_C_EJECTIONS,        /* client: endpoints set aside after failing in a row */
