@@ -20,6 +20,7 @@
 
 #include "channel.h"
 #include "clock.h"
+#include "rawpeer.h"
 #include "server.h"
 #include "testsvc.h"
 
@@ -133,68 +134,17 @@ static void send_request(int fd, uint64_t id, const char *method, const char *bo
     raw_send_frame(fd, &f);
 }
 
-/* Reads bytes until n are there or the peer closes, within 5 s. Returns the
- * count read. */
-static size_t read_n(int fd, uint8_t *buf, size_t n)
-{
-    size_t got = 0;
-    int64_t deadline = rpc_now_ms() + 5000;
-    while (got < n) {
-        struct pollfd pf = {.fd = fd, .events = POLLIN};
-        int64_t left = deadline - rpc_now_ms();
-        if (left <= 0 || poll(&pf, 1, (int)left) <= 0)
-            break;
-        ssize_t r = recv(fd, buf + got, n - got, 0);
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-    }
-    return got;
-}
-
-/* The next frame from fd, or NULL when the peer closed first. */
-static rpc_frame *read_frame(int fd)
-{
-    uint8_t h[4];
-    if (read_n(fd, h, 4) != 4)
-        return NULL;
-    uint32_t n = rpc_frame_get_len(h);
-    assert_true(n < 70000);
-    uint8_t *p = malloc(n ? n : 1);
-    rpc_frame *f = NULL;
-    if (read_n(fd, p, n) == n)
-        assert_int_equal(rpc_frame_unpack(p, n, &f), 0);
-    free(p);
-    return f;
-}
-
-/* 1 when the server closed fd (EOF or reset) within 5 s. Discards data. */
-static int closed_by_peer(int fd)
-{
-    uint8_t buf[4096];
-    int64_t deadline = rpc_now_ms() + 5000;
-    for (;;) {
-        struct pollfd pf = {.fd = fd, .events = POLLIN};
-        int64_t left = deadline - rpc_now_ms();
-        if (left <= 0 || poll(&pf, 1, (int)left) <= 0)
-            return 0;
-        ssize_t r = recv(fd, buf, sizeof(buf), 0);
-        if (r == 0 || (r < 0 && errno == ECONNRESET))
-            return 1;
-    }
-}
-
 /* Expects an error RESPONSE then a close. */
 static void assert_error_then_closed(int fd, const char *what)
 {
-    rpc_frame *f = read_frame(fd);
+    rpc_frame *f = rawpeer_read_frame(fd, 70000, 5000);
     if (f == NULL)
         fail_msg("%s: expected an error frame before the close, got none", what);
     if (f->kind != TCPOPS__KIND__RESPONSE || f->status != TCPOPS__STATUS__INVALID_ARGUMENT)
         fail_msg("%s: expected RESPONSE INVALID_ARGUMENT, got kind %d status %s", what,
                  f->kind, rpc_status_name(f->status));
     rpc_frame_free(f);
-    if (!closed_by_peer(fd))
+    if (!rawpeer_closed(fd, 5000))
         fail_msg("%s: expected the server to close the connection; it stayed open", what);
 }
 
@@ -206,7 +156,7 @@ static void test_ping_pong(void **state)
     ping.kind = TCPOPS__KIND__PING;
     ping.id = 77;
     raw_send_frame(fd, &ping);
-    rpc_frame *f = read_frame(fd);
+    rpc_frame *f = rawpeer_read_frame(fd, 70000, 5000);
     assert_non_null(f);
     assert_int_equal(f->kind, TCPOPS__KIND__PONG);
     assert_int_equal(f->id, 77);
@@ -222,7 +172,9 @@ static void test_requests_answered_by_id(void **state)
     send_request(fd, 2, "test.Echo", "quick");
     send_request(fd, 3, "no.Such", "");
     /* The quick ones overtake the sleeping one. */
-    rpc_frame *a = read_frame(fd), *b = read_frame(fd), *c = read_frame(fd);
+    rpc_frame *a = rawpeer_read_frame(fd, 70000, 5000);
+    rpc_frame *b = rawpeer_read_frame(fd, 70000, 5000);
+    rpc_frame *c = rawpeer_read_frame(fd, 70000, 5000);
     assert_non_null(a);
     assert_non_null(b);
     assert_non_null(c);
@@ -290,7 +242,7 @@ static void test_garbage_and_wrong_kinds_are_cut_off(void **state)
 
     fd = raw_connect(fx);
     send_request(fd, 5, "test.Echo", "first");
-    rpc_frame *f = read_frame(fd);
+    rpc_frame *f = rawpeer_read_frame(fd, 70000, 5000);
     assert_non_null(f);
     assert_int_equal(f->status, TCPOPS__STATUS__OK);
     rpc_frame_free(f);
@@ -313,12 +265,12 @@ static void test_text_mode_lines_in_order(void **state)
     raw_send(fd, lines, strlen(lines));
     const char *want = "echo: {\"cmd\":\"a\"}\necho: {\"cmd\":\"b\"}\n";
     char got[128] = {0};
-    size_t n = read_n(fd, (uint8_t *)got, strlen(want));
+    size_t n = rawpeer_read_n(fd, (uint8_t *)got, strlen(want), 5000);
     if (n != strlen(want) || memcmp(got, want, n) != 0)
         fail_msg("text mode: expected \"%s\", got \"%.*s\"", want, (int)n, got);
     /* One more line later, on the same connection. */
     raw_send(fd, "{}\n", 3);
-    n = read_n(fd, (uint8_t *)got, 9);
+    n = rawpeer_read_n(fd, (uint8_t *)got, 9, 5000);
     assert_int_equal(n, 9);
     assert_memory_equal(got, "echo: {}\n", 9);
     close(fd);
@@ -343,13 +295,13 @@ static void test_connection_limit(void **state)
     for (int i = 0; i < 250 && rpc_stats_get(fx->stats, RPC_C_CONNS_OPEN) < 4; i++)
         usleep(20000);
     int extra = raw_connect(fx);
-    if (!closed_by_peer(extra))
+    if (!rawpeer_closed(extra, 5000))
         fail_msg("expected the 5th connection over a limit of 4, all busy, to be closed");
     close(extra);
     assert_true(rpc_stats_get(fx->stats, RPC_C_CONNS_REFUSED) >= 1);
     assert_int_equal(rpc_stats_get(fx->stats, RPC_C_CONNS_EVICTED), 0);
     for (int i = 0; i < 4; i++) {
-        rpc_frame *f = read_frame(fds[i]);
+        rpc_frame *f = rawpeer_read_frame(fds[i], 70000, 5000);
         if (f == NULL || f->status != TCPOPS__STATUS__OK)
             fail_msg("a call inside the limit: expected OK, got %s",
                      f == NULL ? "a closed connection" : rpc_status_name(f->status));
@@ -358,7 +310,7 @@ static void test_connection_limit(void **state)
     /* Nothing in flight any more: a new client is let in. */
     int again = raw_connect(fx);
     send_request(again, 1, "test.Echo", "x");
-    rpc_frame *f = read_frame(again);
+    rpc_frame *f = rawpeer_read_frame(again, 70000, 5000);
     if (f == NULL || f->status != TCPOPS__STATUS__OK)
         fail_msg("a new client once the calls were answered: expected OK, got %s",
                  f == NULL ? "a closed connection" : rpc_status_name(f->status));
@@ -374,7 +326,7 @@ static void test_stalled_frame_is_cut_off(void **state)
     int fd = raw_connect(fx);
     /* A header promising 100 bytes, then only 3 of them. */
     raw_send(fd, "\x00\x00\x00\x64\x08\x01\x10", 7);
-    if (!closed_by_peer(fd))
+    if (!rawpeer_closed(fd, 5000))
         fail_msg("expected a frame stalled past the partial-frame timeout to be closed");
     close(fd);
     assert_true(rpc_stats_get(fx->stats, RPC_C_PARTIAL_TIMEOUT) >= 1);
@@ -421,37 +373,11 @@ static void test_silent_peer_is_cut_off(void **state)
     fixture *fx = *state;
     assert_good_client_served(fx, "before");
     int fd = raw_connect(fx);
-    if (!closed_by_peer(fd))
+    if (!rawpeer_closed(fd, 5000))
         fail_msg("expected a silent connection to be closed after the idle timeout");
     close(fd);
     assert_true(rpc_stats_get(fx->stats, RPC_C_IDLE_CLOSED) >= 1);
     assert_good_client_served(fx, "after-idle");
-}
-
-/* Reads until the server closes fd, within 5 s, into buf (NUL-terminated,
- * at most len - 1 bytes kept). Returns the bytes kept, or -1 when the
- * connection was still open at the deadline. */
-static ssize_t read_until_closed(int fd, char *buf, size_t len)
-{
-    size_t got = 0;
-    int64_t deadline = rpc_now_ms() + 5000;
-    buf[0] = '\0';
-    for (;;) {
-        struct pollfd pf = {.fd = fd, .events = POLLIN};
-        int64_t left = deadline - rpc_now_ms();
-        if (left <= 0 || poll(&pf, 1, (int)left) <= 0)
-            return -1;
-        char tmp[4096];
-        ssize_t r = recv(fd, tmp, sizeof(tmp), 0);
-        if (r == 0 || (r < 0 && errno == ECONNRESET))
-            return (ssize_t)got;
-        if (r < 0)
-            continue;
-        size_t take = (size_t)r < len - 1 - got ? (size_t)r : len - 1 - got;
-        memcpy(buf + got, tmp, take);
-        got += take;
-        buf[got] = '\0';
-    }
 }
 
 /* Sends PING id on fd and expects its PONG. */
@@ -461,7 +387,7 @@ static void assert_pong(int fd, uint64_t id, const char *who)
     ping.kind = TCPOPS__KIND__PING;
     ping.id = id;
     raw_send_frame(fd, &ping);
-    rpc_frame *f = read_frame(fd);
+    rpc_frame *f = rawpeer_read_frame(fd, 70000, 5000);
     if (f == NULL || f->kind != TCPOPS__KIND__PONG || f->id != id)
         fail_msg("%s: expected PONG %llu, got %s", who, (unsigned long long)id,
                  f == NULL ? "a closed connection" : "another frame");
@@ -484,7 +410,7 @@ static void test_half_close_binary_answers_every_call(void **state)
     assert_int_equal(shutdown(fd, SHUT_WR), 0);
     int seen[6] = {0};
     for (int i = 0; i < 5; i++) {
-        rpc_frame *f = read_frame(fd);
+        rpc_frame *f = rawpeer_read_frame(fd, 70000, 5000);
         if (f == NULL)
             fail_msg("half-close: expected 5 answers, the connection ended after %d", i);
         if (f->kind != TCPOPS__KIND__RESPONSE || f->id < 1 || f->id > 5 || seen[f->id]++)
@@ -497,7 +423,7 @@ static void test_half_close_binary_answers_every_call(void **state)
                      rpc_status_name(f->status), f->error);
         rpc_frame_free(f);
     }
-    if (!closed_by_peer(fd))
+    if (!rawpeer_closed(fd, 5000))
         fail_msg("half-close: expected the server to close after the last answer; it stayed open");
     close(fd);
     assert_good_client_served(fx, "after-half-close");
@@ -514,7 +440,7 @@ static void test_half_close_text_answers_every_line(void **state)
     assert_int_equal(shutdown(fd, SHUT_WR), 0);
     const char *want = "echo: {\"cmd\":\"a\"}\necho: {\"cmd\":\"b\"}\necho: {\"cmd\":\"c\"}\n";
     char got[512];
-    ssize_t n = read_until_closed(fd, got, sizeof(got));
+    ssize_t n = rawpeer_read_until_closed(fd, got, sizeof(got), 5000);
     if (n < 0)
         fail_msg("half-close text: expected the server to close after the last answer; "
                  "got \"%s\" and it stayed open", got);
@@ -535,7 +461,7 @@ static void test_pipeline_past_inflight_cap_waits(void **state)
     for (uint64_t id = 1; id <= N; id++)
         send_request(fd, id, "test.Sleep", "20");
     for (int i = 0; i < N; i++) {
-        rpc_frame *f = read_frame(fd);
+        rpc_frame *f = rawpeer_read_frame(fd, 70000, 5000);
         if (f == NULL)
             fail_msg("pipeline past the cap: expected %d answers, the connection ended after %d",
                      N, i);
@@ -611,7 +537,7 @@ static void test_text_pipeline_is_back_pressured(void **state)
     assert_int_equal(lw.rc, 0);
     raw_send(fd, "{}\n", 3);
     char got[16] = {0};
-    size_t n = read_n(fd, (uint8_t *)got, 9);
+    size_t n = rawpeer_read_n(fd, (uint8_t *)got, 9, 5000);
     if (n != 9 || memcmp(got, "echo: {}\n", 9) != 0)
         fail_msg("text pipeline: expected the connection to stay open and answer, got \"%.*s\"",
                  (int)n, got);
@@ -635,17 +561,17 @@ static void test_limit_evicts_longest_idle(void **state)
 
     int d = raw_connect(fx);
     send_request(d, 1, "test.Echo", "newcomer");
-    rpc_frame *f = read_frame(d);
+    rpc_frame *f = rawpeer_read_frame(d, 70000, 5000);
     if (f == NULL || f->status != TCPOPS__STATUS__OK)
         fail_msg("a new client at the limit: expected its call answered OK, got %s",
                  f == NULL ? "a closed connection" : rpc_status_name(f->status));
     rpc_frame_free(f);
-    f = read_frame(a);
+    f = rawpeer_read_frame(a, 70000, 5000);
     if (f == NULL || f->kind != TCPOPS__KIND__GOAWAY)
         fail_msg("the longest-idle connection: expected GOAWAY, got %s",
                  f == NULL ? "a close without it" : "another frame");
     rpc_frame_free(f);
-    if (!closed_by_peer(a))
+    if (!rawpeer_closed(a, 5000))
         fail_msg("the longest-idle connection: expected it closed after GOAWAY; it stayed open");
     assert_int_equal(rpc_stats_get(fx->stats, RPC_C_CONNS_EVICTED), 1);
     assert_int_equal(rpc_stats_get(fx->stats, RPC_C_CONNS_REFUSED), 0);

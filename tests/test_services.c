@@ -21,6 +21,7 @@
 #include "channel.h"
 #include "clock.h"
 #include "proc.h"
+#include "rawpeer.h"
 
 typedef struct fixture {
     char dir[256];
@@ -208,6 +209,200 @@ static void test_text_mode(void **state)
     say(fd, "{\"cmd\":\"pets.GetByIds\",\"ids\":[2]}\n", "\"name\":\"kitty\"");
     say(fd, "{\"cmd\":\"ping\"}\n", "\"pong\":true");
     close(fd);
+}
+
+/* ---- a service's connections: half-close, pipelining, the limit ---- */
+
+/* printf '...' | nc -q1: lines with a people.Create among them, then
+ * SHUT_WR. Every line is answered, in order, and only then does the service
+ * close; the create is committed and the caller heard so. */
+static void test_text_half_close_answers_every_line(void **state)
+{
+    fixture *fx = *state;
+    int fd = raw_connect(fx->people_port);
+    const char *lines = "{\"cmd\":\"people.List\"}\n"
+                        "{\"cmd\":\"people.Create\",\"name\":\"halfy\"}\n"
+                        "{\"cmd\":\"ping\"}\n"
+                        "{\"cmd\":\"people.PetIds\",\"owner\":\"bob\"}\n";
+    size_t w = 0;
+    assert_int_equal(rpc_sock_write_all(fd, lines, strlen(lines), rpc_now_ms() + 2000, &w), 0);
+    assert_int_equal(shutdown(fd, SHUT_WR), 0);
+    char got[4096];
+    ssize_t n = rawpeer_read_until_closed(fd, got, sizeof(got), 5000);
+    close(fd);
+    const char *want = "{\"names\":[\"bob\",\"jane\"]}\n{\"name\":\"halfy\"}\n{\"pong\":true}\n"
+                       "{\"ids\":[1,3]}\n";
+    if (n < 0)
+        fail_msg("text mode after SHUT_WR: expected every answer then the end; got \"%s\" "
+                 "and the connection stayed open",
+                 got);
+    if (strcmp(got, want) != 0)
+        fail_msg("text mode after SHUT_WR: expected \"%s\", got \"%s\"", want, got);
+    cli(fx->people_addr, 0, "{\"names\":[\"bob\",\"jane\",\"halfy\"]}", NULL, "people", "list",
+        NULL);
+}
+
+/* A binary client that sends its requests and half-closes: creates (on the
+ * workers) and lists (on the I/O thread) are all answered, then the end. */
+static void test_binary_half_close_answers_every_call(void **state)
+{
+    fixture *fx = *state;
+    enum { N = 16 };
+    int fd = raw_connect(fx->people_port);
+    for (int i = 0; i < N; i++) {
+        rpc_frame f = TCPOPS__FRAME__INIT;
+        Tcpops__CreatePersonRequest req = TCPOPS__CREATE_PERSON_REQUEST__INIT;
+        char name[16];
+        uint8_t body[64], buf[256];
+        f.id = (uint64_t)i + 1;
+        f.kind = TCPOPS__KIND__REQUEST;
+        f.method = i % 2 == 0 ? "people.Create" : "people.List";
+        if (i % 2 == 0) {
+            snprintf(name, sizeof(name), "hc%d", i);
+            req.name = name;
+            f.body.len = tcpops__create_person_request__pack(&req, body);
+            f.body.data = body;
+        }
+        assert_true(rpc_frame_size(&f) <= sizeof(buf));
+        size_t len = rpc_frame_write(&f, buf), w = 0;
+        assert_int_equal(rpc_sock_write_all(fd, buf, len, rpc_now_ms() + 2000, &w), 0);
+    }
+    assert_int_equal(shutdown(fd, SHUT_WR), 0);
+    int seen[N + 1] = {0};
+    for (int i = 0; i < N; i++) {
+        rpc_frame *f = rawpeer_read_frame(fd, 1 << 20, 5000);
+        if (f == NULL)
+            fail_msg("binary after SHUT_WR: expected %d answers, the connection ended after %d",
+                     N, i);
+        if (f->kind != TCPOPS__KIND__RESPONSE || f->id < 1 || f->id > N || seen[f->id]++)
+            fail_msg("binary after SHUT_WR: expected one RESPONSE per id 1-%d, got kind %d id "
+                     "%llu",
+                     N, f->kind, (unsigned long long)f->id);
+        if (f->status != TCPOPS__STATUS__OK)
+            fail_msg("binary after SHUT_WR: call %llu expected OK, got %s (%s)",
+                     (unsigned long long)f->id, rpc_status_name(f->status), f->error);
+        rpc_frame_free(f);
+    }
+    if (!rawpeer_closed(fd, 5000))
+        fail_msg("binary after SHUT_WR: expected the service to close after the last answer");
+    close(fd);
+    fd = raw_connect(fx->people_port);
+    char got[4096];
+    const char *list = "{\"cmd\":\"people.List\"}\n";
+    size_t w = 0;
+    assert_int_equal(rpc_sock_write_all(fd, list, strlen(list), rpc_now_ms() + 2000, &w), 0);
+    read_line(fd, got, sizeof(got));
+    close(fd);
+    for (int i = 0; i < N; i += 2) {
+        char want[32];
+        snprintf(want, sizeof(want), "\"hc%d\"", i);
+        if (strstr(got, want) == NULL)
+            fail_msg("binary after SHUT_WR: expected %s created, people.List says %s", want, got);
+    }
+}
+
+typedef struct bulk_writer {
+    int fd;
+    const char *buf;
+    size_t len;
+    int rc;
+} bulk_writer;
+
+static void *bulk_write(void *arg)
+{
+    bulk_writer *bw = arg;
+    size_t w = 0;
+    bw->rc = rpc_sock_write_all(bw->fd, bw->buf, bw->len, rpc_now_ms() + 120000, &w);
+    return NULL;
+}
+
+/* 80,000 pipelined lines, far more than the service reads ahead: it stops
+ * reading while lines wait, and answers every one, in order, on a
+ * connection that stays open. Each line names itself (an unknown command
+ * is echoed in its error), and every 100th is a real people.List. */
+static void test_text_80000_pipelined_lines(void **state)
+{
+    fixture *fx = *state;
+    enum { N = 80000 };
+    size_t cap = (size_t)N * 40, len = 0;
+    char *lines = malloc(cap);
+    assert_non_null(lines);
+    for (int i = 0; i < N; i++)
+        len += (size_t)snprintf(lines + len, cap - len,
+                                i % 100 == 0 ? "{\"cmd\":\"people.List\",\"limit\":1}\n"
+                                             : "{\"cmd\":\"n%d\"}\n",
+                                i);
+    int fd = raw_connect(fx->people_port);
+    bulk_writer bw = {.fd = fd, .buf = lines, .len = len};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, bulk_write, &bw), 0);
+
+    static char buf[1 << 16];
+    size_t have = 0;
+    int answered = 0;
+    int64_t deadline = rpc_now_ms() + 120000;
+    while (answered < N) {
+        struct pollfd pf = {.fd = fd, .events = POLLIN};
+        int64_t left = deadline - rpc_now_ms();
+        if (left <= 0 || poll(&pf, 1, (int)(left < 10000 ? left : 10000)) <= 0)
+            break;
+        ssize_t r = recv(fd, buf + have, sizeof(buf) - have, 0);
+        if (r <= 0)
+            break;
+        have += (size_t)r;
+        char *p = buf, *nl;
+        while (answered < N && (nl = memchr(p, '\n', have - (size_t)(p - buf))) != NULL) {
+            *nl = '\0';
+            char want[64];
+            if (answered % 100 == 0)
+                snprintf(want, sizeof(want), "{\"names\":[\"bob\"]}");
+            else
+                snprintf(want, sizeof(want), "unknown command \\\"n%d\\\"", answered);
+            if (strstr(p, want) == NULL)
+                fail_msg("80,000 lines: answer %d expected to contain %s, got %s", answered,
+                         want, p);
+            answered++;
+            p = nl + 1;
+        }
+        have -= (size_t)(p - buf);
+        memmove(buf, p, have);
+    }
+    pthread_join(th, NULL);
+    free(lines);
+    if (answered < N)
+        fail_msg("80,000 lines: expected every line answered in order, got %d answers (then "
+                 "\"%.*s\")",
+                 answered, (int)(have < 200 ? have : 200), buf);
+    assert_int_equal(bw.rc, 0);
+    say(fd, "{\"cmd\":\"ping\"}\n", "\"pong\":true"); /* still open */
+    close(fd);
+}
+
+/* At --max-conns a new client gets in: the connection idle longest is
+ * closed for it, the others are left alone, and the service counts it. */
+static void test_conn_limit_evicts_longest_idle(void **state)
+{
+    fixture *fx = *state;
+    proc p = {0};
+    int port = free_port();
+    const char *const extra[] = {"--max-conns", "4", NULL};
+    assert_int_equal(proc_start_service(&p, "tcpops-people", port, fx->dir, extra), 0);
+    int fds[4];
+    for (int i = 0; i < 4; i++) {
+        fds[i] = raw_connect(port);
+        say(fds[i], "{\"cmd\":\"ping\"}\n", "\"pong\":true");
+    }
+    int late = raw_connect(port);
+    say(late, "{\"cmd\":\"status\"}\n", "\"connections_evicted\":1");
+    if (!rawpeer_closed(fds[0], 5000))
+        fail_msg("at --max-conns 4: expected the longest-idle connection closed for a new one");
+    for (int i = 1; i < 4; i++)
+        say(fds[i], "{\"cmd\":\"ping\"}\n", "\"pong\":true");
+    say(late, "{\"cmd\":\"status\"}\n", "\"connections_refused\":0");
+    for (int i = 0; i < 4; i++)
+        close(fds[i]);
+    close(late);
+    proc_stop(&p);
 }
 
 /* ---- hostile frames (RELIABILITY.md scenario 6) ---- */
@@ -400,6 +595,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_invalid_inputs_change_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unreachable_is_exit_3, setup, teardown),
         cmocka_unit_test_setup_teardown(test_text_mode, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_text_half_close_answers_every_line, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_binary_half_close_answers_every_call, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_text_80000_pipelined_lines, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_conn_limit_evicts_longest_idle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hostile_frames_cost_a_good_client_nothing, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_stalled_frames_memory_bounded, setup, teardown),
