@@ -134,6 +134,20 @@ static void send_request(int fd, uint64_t id, const char *method, const char *bo
     raw_send_frame(fd, &f);
 }
 
+/* Sends PING id on fd and expects its PONG. */
+static void assert_pong(int fd, uint64_t id, const char *who)
+{
+    rpc_frame ping = TCPOPS__FRAME__INIT;
+    ping.kind = TCPOPS__KIND__PING;
+    ping.id = id;
+    raw_send_frame(fd, &ping);
+    rpc_frame *f = rawpeer_read_frame(fd, 70000, 5000);
+    if (f == NULL || f->kind != TCPOPS__KIND__PONG || f->id != id)
+        fail_msg("%s: expected PONG %llu, got %s", who, (unsigned long long)id,
+                 f == NULL ? "a closed connection" : "another frame");
+    rpc_frame_free(f);
+}
+
 /* Expects an error RESPONSE then a close. */
 static void assert_error_then_closed(int fd, const char *what)
 {
@@ -291,9 +305,9 @@ static void test_connection_limit(void **state)
     for (int i = 0; i < 4; i++) {
         fds[i] = raw_connect(fx);
         send_request(fds[i], 1, "test.Sleep", "800");
+        /* Its PONG comes once the server has read the request before it. */
+        assert_pong(fds[i], 2, "a busy connection");
     }
-    for (int i = 0; i < 250 && rpc_stats_get(fx->stats, RPC_C_CONNS_OPEN) < 4; i++)
-        usleep(20000);
     int extra = raw_connect(fx);
     if (!rawpeer_closed(extra, 5000))
         fail_msg("expected the 5th connection over a limit of 4, all busy, to be closed");
@@ -378,20 +392,6 @@ static void test_silent_peer_is_cut_off(void **state)
     close(fd);
     assert_true(rpc_stats_get(fx->stats, RPC_C_IDLE_CLOSED) >= 1);
     assert_good_client_served(fx, "after-idle");
-}
-
-/* Sends PING id on fd and expects its PONG. */
-static void assert_pong(int fd, uint64_t id, const char *who)
-{
-    rpc_frame ping = TCPOPS__FRAME__INIT;
-    ping.kind = TCPOPS__KIND__PING;
-    ping.id = id;
-    raw_send_frame(fd, &ping);
-    rpc_frame *f = rawpeer_read_frame(fd, 70000, 5000);
-    if (f == NULL || f->kind != TCPOPS__KIND__PONG || f->id != id)
-        fail_msg("%s: expected PONG %llu, got %s", who, (unsigned long long)id,
-                 f == NULL ? "a closed connection" : "another frame");
-    rpc_frame_free(f);
 }
 
 /* A peer that sends its requests and then half-closes (SHUT_WR, as
