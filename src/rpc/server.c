@@ -271,19 +271,41 @@ static void send_locked(rpc_server *s, conn *c, const uint8_t *p, size_t n)
     }
 }
 
-static void send_frame(rpc_server *s, conn *c, const rpc_frame *f)
+/* Ends one job of c. Caller holds c->lock, in the same critical section
+ * that hands the job's answer to the socket: whoever sees the answer go out
+ * (the peer, which may send its next request at once, or the I/O thread
+ * looking for an idle connection) sees the job gone too. Returns whether the
+ * I/O thread waits to hear of it (then the caller calls notice). */
+static int job_end_locked(conn *c)
+{
+    c->inflight--;
+    return c->notify;
+}
+
+/* Sends f; when end_job, also ends the job it answers (job_end_locked) and
+ * returns whether to notice the I/O thread, else returns 0. */
+static int send_frame_ex(rpc_server *s, conn *c, const rpc_frame *f, int end_job)
 {
     uint8_t stackbuf[1024];
     size_t n = rpc_frame_size(f);
     uint8_t *p = n <= sizeof(stackbuf) ? stackbuf : malloc(n);
-    if (p == NULL)
-        return;
-    rpc_frame_write(f, p);
+    int notify = 0;
+    if (p != NULL)
+        rpc_frame_write(f, p);
     pthread_mutex_lock(&c->lock);
-    send_locked(s, c, p, n);
+    if (p != NULL)
+        send_locked(s, c, p, n);
+    if (end_job)
+        notify = job_end_locked(c);
     pthread_mutex_unlock(&c->lock);
     if (p != stackbuf)
         free(p);
+    return notify;
+}
+
+static void send_frame(rpc_server *s, conn *c, const rpc_frame *f)
+{
+    send_frame_ex(s, c, f, 0);
 }
 
 static void send_status(rpc_server *s, conn *c, uint64_t id, int status,
@@ -299,20 +321,24 @@ static void send_status(rpc_server *s, conn *c, uint64_t id, int status,
 
 /* ---- job queue ---- */
 
-/* Counts jobs of c. Returns c->notify as it was when the count changed:
- * whether the I/O thread waits to hear that a job of c ended. */
-static int inflight_add(rpc_server *s, conn *c, int delta)
+/* Counts jobs in all connections, for rpc_server_drain. */
+static void server_jobs_add(rpc_server *s, int delta)
 {
-    pthread_mutex_lock(&c->lock);
-    c->inflight += delta;
-    int notify = c->notify;
-    pthread_mutex_unlock(&c->lock);
     pthread_mutex_lock(&s->dlock);
     s->inflight += delta;
     if (s->inflight == 0)
         pthread_cond_broadcast(&s->dcond);
     pthread_mutex_unlock(&s->dlock);
-    return notify;
+}
+
+/* Counts a job of c, or (delta -1) takes back one that never ran; a job that
+ * ran ends with its answer (job_end_locked) and server_jobs_add. */
+static void inflight_add(rpc_server *s, conn *c, int delta)
+{
+    pthread_mutex_lock(&c->lock);
+    c->inflight += delta;
+    pthread_mutex_unlock(&c->lock);
+    server_jobs_add(s, delta);
 }
 
 /* Puts c on the notice list (once) and wakes the I/O thread, which then
@@ -385,7 +411,9 @@ static void job_free(job *j)
 
 /* ---- workers ---- */
 
-static void run_binary(rpc_server *s, job *j, void *state)
+/* Runs a binary job and sends its answer, which ends the job (see
+ * job_end_locked). Returns whether to notice the I/O thread. */
+static int run_binary(rpc_server *s, job *j, void *state)
 {
     rpc_frame *req = j->req;
     rpc_reply rep;
@@ -431,11 +459,14 @@ static void run_binary(rpc_server *s, job *j, void *state)
         f.body.data = NULL;
         f.body.len = 0;
     }
-    send_frame(s, j->c, &f);
+    int notify = send_frame_ex(s, j->c, &f, 1);
     free(rep.body);
+    return notify;
 }
 
-static void run_text(rpc_server *s, job *j, void *state)
+/* Runs a text line and sends its answer line (or closes), which ends the
+ * job. Returns whether to notice the I/O thread. */
+static int run_text(rpc_server *s, job *j, void *state)
 {
     char *out = s->cfg.text(state, s->cfg.user, j->line, j->line_len);
     conn *c = j->c;
@@ -449,9 +480,11 @@ static void run_text(rpc_server *s, job *j, void *state)
         c->closed = 1;
         shutdown(c->fd, SHUT_RDWR);
     }
-    c->text_busy = 0; /* the job's end is a notice: the I/O thread hands on the next line */
+    c->text_busy = 0; /* the notice that follows hands on the next line */
+    int notify = job_end_locked(c);
     pthread_mutex_unlock(&c->lock);
     free(out);
+    return notify;
 }
 
 typedef struct worker_arg {
@@ -479,12 +512,10 @@ static void *worker_main(void *arg)
 
     job *j;
     while ((j = queue_pop(s)) != NULL) {
-        if (j->req != NULL)
-            run_binary(s, j, state);
-        else
-            run_text(s, j, state);
         conn *c = j->c;
-        if (inflight_add(s, c, -1))
+        int notify = j->req != NULL ? run_binary(s, j, state) : run_text(s, j, state);
+        server_jobs_add(s, -1);
+        if (notify)
             notice(s, c);
         job_free(j);
         conn_unref(c);
@@ -638,8 +669,8 @@ static int on_frame(rpc_server *s, conn *c, const uint8_t *payload, size_t len)
     if (m->quick && s->io_state_ok && s->cfg.delay_ms == 0 && queue_idle(s)) {
         /* No job waits for a worker: run it here rather than wake one for
          * it. Its answer goes out with the rest of the batch's. */
-        run_binary(s, j, s->io_state);
-        inflight_add(s, c, -1);
+        run_binary(s, j, s->io_state); /* the I/O thread needs no notice of it */
+        server_jobs_add(s, -1);
         job_free(j);
         return 0;
     }
