@@ -641,6 +641,72 @@ static void test_correct_under_concurrency(void **state)
     assert_int_equal(metric(fx->gw_port, people_post) - post0, creates);
 }
 
+/* ---- a burst bigger than the pool, from a cold start (issue 13 item 9) ---- */
+
+#define BURST_CLIENTS 64
+#define BURST_EACH 25
+
+typedef struct burst_client {
+    int port;
+    int ok, bad, failed;
+    char problem[512];
+} burst_client;
+
+static void *burst(void *arg)
+{
+    burst_client *b = arg;
+    http_conn conn = {.fd = -1, .port = b->port};
+    for (int i = 0; i < BURST_EACH; i++) {
+        http_resp r;
+        if (http_do(&conn, "GET", "/people/pets?owner=bob", NULL, NULL, 0, &r, 10000) < 0) {
+            if (b->failed++ == 0)
+                snprintf(b->problem, sizeof(b->problem), "request %d: no answer", i);
+            continue;
+        }
+        if (r.status == 200 && strcmp(r.body, "[\"bixa\",\"rex\"]") == 0)
+            b->ok++;
+        else if (b->bad++ == 0)
+            snprintf(b->problem, sizeof(b->problem), "request %d: got %d %.400s", i, r.status,
+                     r.body);
+        http_resp_free(&r);
+    }
+    http_close(&conn);
+    return NULL;
+}
+
+/* 64 clients at once on a gateway whose pool takes 2 calls per connection,
+ * the moment it listens: calls wait for a slot instead of being refused, so
+ * every request is a 200. */
+static void test_burst_waits_for_pool_slots(void **state)
+{
+    fixture *fx = *state;
+    const char *const tiny[] = {"--pool", "1", "--max-inflight", "2", NULL};
+    start_people(fx, &fx->people, NULL);
+    start_pets(fx);
+    start_gateway(fx, tiny);
+
+    pthread_t th[BURST_CLIENTS];
+    burst_client b[BURST_CLIENTS];
+    for (int i = 0; i < BURST_CLIENTS; i++) {
+        b[i] = (burst_client){.port = fx->gw_port};
+        pthread_create(&th[i], NULL, burst, &b[i]);
+    }
+    int ok = 0, bad = 0, failed = 0;
+    for (int i = 0; i < BURST_CLIENTS; i++) {
+        pthread_join(th[i], NULL);
+        ok += b[i].ok;
+        bad += b[i].bad;
+        failed += b[i].failed;
+        if (b[i].problem[0] && bad + failed <= 5)
+            print_message("client %d: %s\n", i, b[i].problem);
+    }
+    if (ok != BURST_CLIENTS * BURST_EACH)
+        fail_msg("expected %d answers 200; got %d 200, %d other, %d unanswered",
+                 BURST_CLIENTS * BURST_EACH, ok, bad, failed);
+    assert_int_equal(metric(fx->gw_port, "tcpops_rpc_inflight_limit_total{service=\"people\"}"),
+                     0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -651,6 +717,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_two_workers_both_serve, setup, teardown),
         cmocka_unit_test_setup_teardown(test_correct_under_concurrency, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_burst_waits_for_pool_slots, setup, teardown),
     };
     signal(SIGPIPE, SIG_IGN);
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -222,6 +222,7 @@ int gw_backend_new(gw_backend **out, const gw_backend_cfg *cfg, char *err, size_
     ccfg.pool_size = cfg->pool_size > 0 ? cfg->pool_size : 2;
     ccfg.max_frame = cfg->max_frame;
     ccfg.max_inflight = cfg->max_inflight;
+    ccfg.max_waiting = cfg->max_waiting;
     ccfg.spin_us = cfg->spin_us;
     ccfg.stats = b->stats;
     ccfg.on_event = on_event;
@@ -287,6 +288,7 @@ json_t *gw_backend_status(gw_backend *b, int deadline_ms, int *up)
     }
     json_object_set_new(o, "endpoints", eps);
     json_object_set_new(o, "connections_ready", json_integer(ready));
+    json_object_set_new(o, "calls_waiting", json_integer(rpc_channel_waiting(b->data)));
 
     int64_t t0 = rpc_now_us();
     rpc_call c = {.method = "svc.Status", .deadline_ms = deadline_ms, .idempotent = 1};

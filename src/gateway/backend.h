@@ -20,6 +20,7 @@ typedef struct gw_backend_cfg {
     int refresh_ms;          /* membership refresh period, 1000 */
     size_t max_frame;        /* largest frame accepted from the service */
     int max_inflight;        /* calls in flight per connection */
+    int max_waiting;         /* calls that may wait for a slot when all are full */
     int spin_us;             /* see rpc_channel_cfg.spin_us */
 } gw_backend_cfg;
 
