@@ -707,6 +707,33 @@ static void test_burst_waits_for_pool_slots(void **state)
                      0);
 }
 
+/* ---- tcpops-cli pointed at the HTTP port (issue 13 item 19) ---- */
+
+static void test_cli_at_http_port_says_not_tcpops(void **state)
+{
+    fixture *fx = *state;
+    start_gateway(fx, NULL); /* no services needed: the CLI talks to the HTTP port */
+    char addr[64], bin[512], want[128];
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", fx->gw_port);
+    snprintf(want, sizeof(want), "tcpops-cli: not a tcpops service at %s\n", addr);
+    static const char *const cmds[][3] = {
+        {"status", NULL, NULL}, {"people", "list", NULL}, {"ping", NULL, NULL}};
+    for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+        char *argv[8] = {(char *)proc_bin("tcpops-cli", bin, sizeof(bin)), "--addr", addr};
+        int n = 3;
+        for (int k = 0; k < 3 && cmds[i][k] != NULL; k++)
+            argv[n++] = (char *)cmds[i][k];
+        argv[n] = NULL;
+        char out[1024], err[1024];
+        int code = proc_run(argv, out, sizeof(out), err, sizeof(err), 10000);
+        if (code != 3 || strcmp(err, want) != 0)
+            fail_msg("tcpops-cli --addr %s %s: expected exit 3 and \"%s\", got exit %d and "
+                     "\"%s\"", addr, cmds[i][0], want, code, err);
+    }
+    /* The gateway is unharmed. */
+    expect(fx, "GET", "/healthz", NULL, NULL, 200, "{\"status\":\"ok\"}");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -718,6 +745,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_two_workers_both_serve, setup, teardown),
         cmocka_unit_test_setup_teardown(test_correct_under_concurrency, setup, teardown),
         cmocka_unit_test_setup_teardown(test_burst_waits_for_pool_slots, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cli_at_http_port_says_not_tcpops, setup, teardown),
     };
     signal(SIGPIPE, SIG_IGN);
     return cmocka_run_group_tests(tests, NULL, NULL);
