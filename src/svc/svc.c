@@ -202,6 +202,26 @@ static void status_handler(const rpc_call_ctx *ctx, const uint8_t *body, size_t 
     }
     if (rc != SQLITE_DONE)
         goto dberr;
+    /* The worker answering is alive even when its heartbeat is not in the
+     * table yet (it serves before its first one) or cannot be written (a
+     * full disk); one that is stopping left the list on purpose. */
+    pthread_mutex_lock(&s->lock);
+    int listed = s->stopping;
+    pthread_mutex_unlock(&s->lock);
+    for (size_t i = 0; i < n && !listed; i++)
+        listed = members[i].address != NULL && strcmp(members[i].address, s->self) == 0;
+    if (!listed) {
+        Tcpops__Member *nm = realloc(members, (n + 1) * sizeof(*nm));
+        if (nm == NULL)
+            goto nomem;
+        members = nm;
+        Tcpops__Member m = TCPOPS__MEMBER__INIT;
+        m.address = strdup(s->self);
+        m.pid = (uint32_t)getpid();
+        if (m.address == NULL)
+            goto nomem;
+        members[n++] = m;
+    }
     ptrs = calloc(n ? n : 1, sizeof(*ptrs));
     if (ptrs == NULL)
         goto nomem;
