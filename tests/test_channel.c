@@ -46,7 +46,9 @@ static rpc_server *start_server(rpc_stats *stats, int threads, char *addr, size_
     return srv;
 }
 
-static int setup_pool(void **state, int pool)
+/* A channel of pool connections of max_inflight calls each, max_waiting
+ * calls may wait for a slot (a negative value: the defaults). */
+static int setup_channel(void **state, int pool, int max_inflight, int max_waiting)
 {
     fixture *fx = calloc(1, sizeof(*fx));
     char err[RPC_ERRLEN];
@@ -62,6 +64,10 @@ static int setup_pool(void **state, int pool)
     ccfg.endpoints = eps;
     ccfg.nendpoints = 1;
     ccfg.pool_size = pool;
+    if (max_inflight > 0)
+        ccfg.max_inflight = max_inflight;
+    if (max_waiting >= 0)
+        ccfg.max_waiting = max_waiting;
     ccfg.stats = fx->ch_stats;
     if (rpc_channel_new(&fx->ch, &ccfg, err) < 0)
         fail_msg("channel: %s", err);
@@ -69,8 +75,15 @@ static int setup_pool(void **state, int pool)
     return 0;
 }
 
-static int setup_pool2(void **state) { return setup_pool(state, 2); }
-static int setup_pool1(void **state) { return setup_pool(state, 1); }
+static int setup_pool2(void **state) { return setup_channel(state, 2, -1, -1); }
+static int setup_pool1(void **state) { return setup_channel(state, 1, -1, -1); }
+/* One connection of 2 calls in flight, 8 more may wait. */
+#define TINY_INFLIGHT 2
+#define TINY_WAITING 8
+static int setup_tiny(void **state)
+{
+    return setup_channel(state, 1, TINY_INFLIGHT, TINY_WAITING);
+}
 
 static int teardown(void **state)
 {
@@ -264,6 +277,138 @@ static void test_statuses_reach_the_caller(void **state)
     assert_int_equal(rpc_stats_get(fx->ch_stats, RPC_C_RECONNECTS), 0);
 }
 
+/* ---- a full pool: calls wait for a slot; a full wait queue refuses ---- */
+
+typedef struct queued_caller {
+    rpc_channel *ch;
+    const char *method;
+    const char *body;
+    int calls;                /* calls to make, one after another */
+    int ok, exhausted, other;
+    char problem[320];
+} queued_caller;
+
+static void *queued_calls(void *arg)
+{
+    queued_caller *q = arg;
+    char got[256];
+    for (int i = 0; i < q->calls; i++) {
+        int st = call(q->ch, q->method, q->body, 5000, got, sizeof(got));
+        if (st == TCPOPS__STATUS__OK && strcmp(got, q->body) == 0) {
+            q->ok++;
+        } else {
+            if (st == TCPOPS__STATUS__RESOURCE_EXHAUSTED)
+                q->exhausted++;
+            else
+                q->other++;
+            if (q->problem[0] == '\0')
+                snprintf(q->problem, sizeof(q->problem), "%s: %s", rpc_status_name(st), got);
+        }
+    }
+    return NULL;
+}
+
+/* As many callers as slots plus wait queue: each call waits its turn and
+ * none is refused (the pool of one connection takes 2 at a time). */
+static void test_full_pool_calls_wait_for_a_slot(void **state)
+{
+    fixture *fx = *state;
+    enum { CALLERS = TINY_INFLIGHT + TINY_WAITING, EACH = 20 };
+    pthread_t th[CALLERS];
+    queued_caller q[CALLERS];
+    for (int i = 0; i < CALLERS; i++) {
+        q[i] = (queued_caller){.ch = fx->ch, .method = "test.Sleep", .body = "5", .calls = EACH};
+        pthread_create(&th[i], NULL, queued_calls, &q[i]);
+    }
+    int ok = 0, exhausted = 0, other = 0;
+    for (int i = 0; i < CALLERS; i++) {
+        pthread_join(th[i], NULL);
+        ok += q[i].ok;
+        exhausted += q[i].exhausted;
+        other += q[i].other;
+        if (q[i].problem[0])
+            print_message("caller %d: %s\n", i, q[i].problem);
+    }
+    if (ok != CALLERS * EACH)
+        fail_msg("expected all %d calls answered OK (at most %d in flight, %d waiting); "
+                 "got %d OK, %d RESOURCE_EXHAUSTED, %d other",
+                 CALLERS * EACH, TINY_INFLIGHT, TINY_WAITING, ok, exhausted, other);
+    assert_int_equal(rpc_stats_get(fx->ch_stats, RPC_C_INFLIGHT_LIMIT), 0);
+    assert_int_equal(rpc_stats_calls(fx->srv_stats, "test.Sleep", TCPOPS__STATUS__OK),
+                     CALLERS * EACH);
+    assert_int_equal(rpc_channel_waiting(fx->ch), 0);
+}
+
+/* Waits (up to 5 s) until fn(ch) == want. */
+static int until_equal(int (*fn)(rpc_channel *), rpc_channel *ch, int want)
+{
+    int64_t until = rpc_now_ms() + 5000;
+    while (fn(ch) != want && rpc_now_ms() < until)
+        usleep(1000);
+    return fn(ch);
+}
+
+static int in_flight(rpc_channel *ch)
+{
+    rpc_endpoint_info info;
+    return rpc_channel_endpoints(ch, &info, 1) == 1 ? info.outstanding : -1;
+}
+
+/* Both slots held by slow calls and the wait queue full: each further call
+ * is refused at once with RESOURCE_EXHAUSTED; every queued one is answered. */
+static void test_full_wait_queue_refuses_the_excess(void **state)
+{
+    fixture *fx = *state;
+    enum { EXCESS = 5 };
+    char got[256];
+    pthread_t slow_th[TINY_INFLIGHT], wait_th[TINY_WAITING];
+    queued_caller slow[TINY_INFLIGHT], waiter[TINY_WAITING];
+
+    /* A first call brings the connection up. */
+    assert_int_equal(call(fx->ch, "test.Echo", "up", 2000, got, sizeof(got)),
+                     TCPOPS__STATUS__OK);
+    for (int i = 0; i < TINY_INFLIGHT; i++) {
+        slow[i] = (queued_caller){.ch = fx->ch, .method = "test.Sleep", .body = "1500",
+                                  .calls = 1};
+        pthread_create(&slow_th[i], NULL, queued_calls, &slow[i]);
+    }
+    assert_int_equal(until_equal(in_flight, fx->ch, TINY_INFLIGHT), TINY_INFLIGHT);
+    for (int i = 0; i < TINY_WAITING; i++) {
+        waiter[i] = (queued_caller){.ch = fx->ch, .method = "test.Echo", .body = "waited",
+                                    .calls = 1};
+        pthread_create(&wait_th[i], NULL, queued_calls, &waiter[i]);
+    }
+    assert_int_equal(until_equal(rpc_channel_waiting, fx->ch, TINY_WAITING), TINY_WAITING);
+
+    int refused = 0;
+    for (int i = 0; i < EXCESS; i++) {
+        int st = call(fx->ch, "test.Echo", "excess", 5000, got, sizeof(got));
+        if (st == TCPOPS__STATUS__RESOURCE_EXHAUSTED)
+            refused++;
+        else
+            print_message("excess call %d: expected RESOURCE_EXHAUSTED, got %s (%s)\n", i,
+                          rpc_status_name(st), got);
+    }
+    int ok = 0;
+    for (int i = 0; i < TINY_INFLIGHT; i++) {
+        pthread_join(slow_th[i], NULL);
+        ok += slow[i].ok;
+    }
+    for (int i = 0; i < TINY_WAITING; i++) {
+        pthread_join(wait_th[i], NULL);
+        ok += waiter[i].ok;
+        if (waiter[i].problem[0])
+            print_message("waiter %d: %s\n", i, waiter[i].problem);
+    }
+    if (refused != EXCESS || ok != TINY_INFLIGHT + TINY_WAITING)
+        fail_msg("expected %d calls refused and %d answered OK; got %d refused, %d OK", EXCESS,
+                 TINY_INFLIGHT + TINY_WAITING, refused, ok);
+    assert_int_equal(rpc_stats_get(fx->ch_stats, RPC_C_INFLIGHT_LIMIT), EXCESS);
+    assert_int_equal(rpc_stats_calls(fx->srv_stats, "test.Echo", TCPOPS__STATUS__OK),
+                     1 + TINY_WAITING);
+    assert_int_equal(rpc_channel_waiting(fx->ch), 0);
+}
+
 /* ---- GOAWAY during a stream of calls ---- */
 
 typedef struct streamer {
@@ -444,6 +589,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_goaway_loses_no_call, setup_pool2, teardown),
         cmocka_unit_test_setup_teardown(test_set_endpoints_loses_no_call, setup_pool2, teardown),
         cmocka_unit_test_setup_teardown(test_idle_goaways_cost_no_call, setup_pool2, teardown),
+        cmocka_unit_test_setup_teardown(test_full_pool_calls_wait_for_a_slot, setup_tiny,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_full_wait_queue_refuses_the_excess, setup_tiny,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

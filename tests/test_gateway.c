@@ -11,9 +11,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "clock.h"
 
 #include "http_client.h"
 #include "proc.h"
@@ -641,6 +647,242 @@ static void test_correct_under_concurrency(void **state)
     assert_int_equal(metric(fx->gw_port, people_post) - post0, creates);
 }
 
+/* ---- a burst bigger than the pool, from a cold start (issue 13 item 9) ---- */
+
+#define BURST_CLIENTS 64
+#define BURST_EACH 25
+
+typedef struct burst_client {
+    int port;
+    int ok, bad, failed;
+    char problem[512];
+} burst_client;
+
+static void *burst(void *arg)
+{
+    burst_client *b = arg;
+    http_conn conn = {.fd = -1, .port = b->port};
+    for (int i = 0; i < BURST_EACH; i++) {
+        http_resp r;
+        if (http_do(&conn, "GET", "/people/pets?owner=bob", NULL, NULL, 0, &r, 10000) < 0) {
+            if (b->failed++ == 0)
+                snprintf(b->problem, sizeof(b->problem), "request %d: no answer", i);
+            continue;
+        }
+        if (r.status == 200 && strcmp(r.body, "[\"bixa\",\"rex\"]") == 0)
+            b->ok++;
+        else if (b->bad++ == 0)
+            snprintf(b->problem, sizeof(b->problem), "request %d: got %d %.400s", i, r.status,
+                     r.body);
+        http_resp_free(&r);
+    }
+    http_close(&conn);
+    return NULL;
+}
+
+/* 64 clients at once on a gateway whose pool takes 2 calls per connection,
+ * the moment it listens: calls wait for a slot instead of being refused, so
+ * every request is a 200. */
+static void test_burst_waits_for_pool_slots(void **state)
+{
+    fixture *fx = *state;
+    const char *const tiny[] = {"--pool", "1", "--max-inflight", "2", NULL};
+    start_people(fx, &fx->people, NULL);
+    start_pets(fx);
+    start_gateway(fx, tiny);
+
+    pthread_t th[BURST_CLIENTS];
+    burst_client b[BURST_CLIENTS];
+    for (int i = 0; i < BURST_CLIENTS; i++) {
+        b[i] = (burst_client){.port = fx->gw_port};
+        pthread_create(&th[i], NULL, burst, &b[i]);
+    }
+    int ok = 0, bad = 0, failed = 0;
+    for (int i = 0; i < BURST_CLIENTS; i++) {
+        pthread_join(th[i], NULL);
+        ok += b[i].ok;
+        bad += b[i].bad;
+        failed += b[i].failed;
+        if (b[i].problem[0] && bad + failed <= 5)
+            print_message("client %d: %s\n", i, b[i].problem);
+    }
+    if (ok != BURST_CLIENTS * BURST_EACH)
+        fail_msg("expected %d answers 200; got %d 200, %d other, %d unanswered",
+                 BURST_CLIENTS * BURST_EACH, ok, bad, failed);
+    assert_int_equal(metric(fx->gw_port, "tcpops_rpc_inflight_limit_total{service=\"people\"}"),
+                     0);
+}
+
+/* ---- readiness means answers, not connections (issue 13 item 6) ---- */
+
+/* Polls /readyz until it answers want (at most within_ms); returns the last
+ * status and copies its body into body. */
+static int readyz_until(fixture *fx, int want, int within_ms, char *body, size_t len)
+{
+    int64_t until = rpc_now_ms() + within_ms;
+    int got = -1;
+    body[0] = '\0';
+    do {
+        http_resp r;
+        if (http_once(fx->gw_port, "GET", "/readyz", NULL, NULL, &r) == 0) {
+            got = r.status;
+            snprintf(body, len, "%s", r.body);
+            http_resp_free(&r);
+            if (got == want)
+                break;
+        }
+        usleep(20 * 1000);
+    } while (rpc_now_ms() < until);
+    return got;
+}
+
+/* The keepalive would take 5 s + 2 s to notice; readiness must be faster. */
+#define READY_WITHIN_MS 5000
+
+static void test_readyz_follows_answers_not_connections(void **state)
+{
+    fixture *fx = *state;
+    char body[1024];
+    start_all(fx);
+    eventually(fx, "/readyz", 200, "{\"status\":\"ready\"}");
+    expect(fx, "GET", "/people", NULL, NULL, 200, NULL);
+
+    /* The only people worker stops: its connections stay up, nothing answers. */
+    proc_signal(&fx->people, SIGSTOP);
+    int st = readyz_until(fx, 503, READY_WITHIN_MS, body, sizeof(body));
+    if (st != 503 || strstr(body, "people") == NULL) {
+        proc_signal(&fx->people, SIGCONT);
+        fail_msg("people stopped: expected /readyz 503 naming people within %d ms, got %d %s",
+                 READY_WITHIN_MS, st, body);
+    }
+    expect(fx, "GET", "/people", NULL, NULL, 504, NULL); /* nothing can be served */
+    proc_signal(&fx->people, SIGCONT);
+    st = readyz_until(fx, 200, 10000, body, sizeof(body));
+    if (st != 200)
+        fail_msg("people continued: expected /readyz 200, got %d %s", st, body);
+
+    /* Something listens on the people port and never answers. */
+    proc_stop(&fx->gw);
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t salen = sizeof(sa);
+    assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(lfd, 64), 0);
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&sa, &salen), 0);
+    int real_port = fx->people_port;
+    fx->people_port = ntohs(sa.sin_port);
+    start_gateway(fx, NULL);
+    fx->people_port = real_port;
+    st = readyz_until(fx, 503, READY_WITHIN_MS, body, sizeof(body));
+    close(lfd);
+    if (st != 503 || strstr(body, "people") == NULL)
+        fail_msg("a silent listener as people: expected /readyz 503 naming people within %d "
+                 "ms, got %d %s", READY_WITHIN_MS, st, body);
+}
+
+/* ---- a full disk: 507, counted, shown; reads work (issue 13 item 5) ---- */
+
+static void set_file_limit(const proc *p, rlim_t bytes)
+{
+    struct rlimit rl = {.rlim_cur = bytes, .rlim_max = RLIM_INFINITY};
+    if (prlimit(p->pid, RLIMIT_FSIZE, &rl, NULL) != 0)
+        fail_msg("prlimit(RLIMIT_FSIZE) on pid %d failed", (int)p->pid);
+}
+
+/* Polls /status until its body holds want (at most 10 s). */
+static void status_until(fixture *fx, const char *want)
+{
+    http_resp r = {0};
+    char last[2048] = "";
+    for (int64_t until = rpc_now_ms() + 10000; rpc_now_ms() < until;) {
+        if (http_once(fx->gw_port, "GET", "/status", NULL, NULL, &r) == 0) {
+            int ok = strstr(r.body, want) != NULL;
+            snprintf(last, sizeof(last), "%d %s", r.status, r.body);
+            http_resp_free(&r);
+            if (ok)
+                return;
+        }
+        usleep(20 * 1000);
+    }
+    fail_msg("GET /status: expected %s within 10 s; last answer %s", want, last);
+}
+
+static void test_disk_full_is_507_and_reads_work(void **state)
+{
+    fixture *fx = *state;
+    char body[1024];
+    start_all(fx);
+    eventually(fx, "/readyz", 200, "{\"status\":\"ready\"}");
+    expect(fx, "POST", "/people?name=before", NULL, NULL, 201, NULL);
+
+    /* No write of the people worker may reach past 4 KiB into a file: its
+     * WAL already does, so every write transaction fails with EFBIG, as
+     * on a full disk (no root needed). */
+    set_file_limit(&fx->people, 4096);
+    http_resp r;
+    assert_int_equal(http_once(fx->gw_port, "POST", "/people?name=full", NULL, NULL, &r), 0);
+    const char *want = "{\"error\":\"people service cannot store it: its disk is full";
+    if (r.status != 507 || strncmp(r.body, want, strlen(want)) != 0)
+        fail_msg("POST with the disk full: expected 507 %s...\"}, got %d %s", want, r.status,
+                 r.body);
+    http_resp_free(&r);
+
+    /* Reads keep working; nothing was half-created. */
+    expect(fx, "GET", "/people", NULL, NULL, 200, "[\"bob\",\"jane\",\"before\"]");
+    expect(fx, "GET", "/people/pets?owner=bob", NULL, NULL, 200, "[\"bixa\",\"rex\"]");
+    /* Shown in /status (the heartbeat fails too) and /readyz, and counted. */
+    status_until(fx, "\"status\":\"degraded\"");
+    status_until(fx, "\"writes\":\"failing\",\"write_code\":\"STORAGE_FULL\"");
+    assert_int_equal(readyz_until(fx, 200, 5000, body, sizeof(body)), 200);
+    if (strstr(body, "\"writes_failing\":{\"people\":\"STORAGE_FULL: ") == NULL)
+        fail_msg("/readyz with people's disk full: expected writes_failing naming people, "
+                 "got %s", body);
+    assert_int_equal(metric(fx->gw_port, "tcpops_service_writes_failing{service=\"people\"}"),
+                     1);
+    assert_int_equal(metric(fx->gw_port, "tcpops_rpc_calls_total{service=\"people\",method="
+                                         "\"people.Create\",status=\"STORAGE_FULL\"}"),
+                     1);
+    assert_int_equal(metric(fx->gw_port, "tcpops_http_requests_total{route=\"/people\","
+                                         "method=\"POST\",code=\"507\"}"),
+                     1);
+
+    /* Space again: writes work, and the state clears. */
+    set_file_limit(&fx->people, RLIM_INFINITY);
+    expect(fx, "POST", "/people?name=after", NULL, NULL, 201, "{\"name\":\"after\"}");
+    status_until(fx, "\"status\":\"ok\"");
+    expect(fx, "GET", "/people", NULL, NULL, 200, "[\"bob\",\"jane\",\"before\",\"after\"]");
+    expect(fx, "GET", "/readyz", NULL, NULL, 200, "{\"status\":\"ready\"}");
+    assert_int_equal(metric(fx->gw_port, "tcpops_service_writes_failing{service=\"people\"}"),
+                     0);
+}
+
+/* ---- tcpops-cli pointed at the HTTP port (issue 13 item 19) ---- */
+
+static void test_cli_at_http_port_says_not_tcpops(void **state)
+{
+    fixture *fx = *state;
+    start_gateway(fx, NULL); /* no services needed: the CLI talks to the HTTP port */
+    char addr[64], bin[512], want[128];
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", fx->gw_port);
+    snprintf(want, sizeof(want), "tcpops-cli: not a tcpops service at %s\n", addr);
+    static const char *const cmds[][3] = {
+        {"status", NULL, NULL}, {"people", "list", NULL}, {"ping", NULL, NULL}};
+    for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+        char *argv[8] = {(char *)proc_bin("tcpops-cli", bin, sizeof(bin)), "--addr", addr};
+        int n = 3;
+        for (int k = 0; k < 3 && cmds[i][k] != NULL; k++)
+            argv[n++] = (char *)cmds[i][k];
+        argv[n] = NULL;
+        char out[1024], err[1024];
+        int code = proc_run(argv, out, sizeof(out), err, sizeof(err), 10000);
+        if (code != 3 || strcmp(err, want) != 0)
+            fail_msg("tcpops-cli --addr %s %s: expected exit 3 and \"%s\", got exit %d and "
+                     "\"%s\"", addr, cmds[i][0], want, code, err);
+    }
+    /* The gateway is unharmed. */
+    expect(fx, "GET", "/healthz", NULL, NULL, 200, "{\"status\":\"ok\"}");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -651,6 +893,11 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_two_workers_both_serve, setup, teardown),
         cmocka_unit_test_setup_teardown(test_correct_under_concurrency, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_burst_waits_for_pool_slots, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cli_at_http_port_says_not_tcpops, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_readyz_follows_answers_not_connections, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_disk_full_is_507_and_reads_work, setup, teardown),
     };
     signal(SIGPIPE, SIG_IGN);
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -240,6 +240,132 @@ static void test_group_commit(void **state)
         fail_msg("expected fewer commits than the %d writes, got %lu", ok, commits);
 }
 
+/* ---- a full database: STORAGE_FULL, never INTERNAL (issue 13 item 5) ---- */
+
+/* Caps db at the pages it has now: SQLite's own SQLITE_FULL, no root needed. */
+static void cap_pages(svc_db *db)
+{
+    char err[256];
+    if (svc_db_exec(db, "PRAGMA max_page_count = 1", err, sizeof(err)) < 0)
+        fail_msg("max_page_count: %s", err);
+}
+
+static void test_full_database_is_storage_full(void **state)
+{
+    fixture *fx = *state;
+    char name[80], err[256];
+    uint64_t id;
+    cap_pages(fx->people);
+    cap_pages(fx->pets);
+    int st = TCPOPS__STATUS__OK, i;
+    for (i = 0; i < 5000 && st == TCPOPS__STATUS__OK; i++) {
+        snprintf(name, sizeof(name), "person-%05d-%054d", i, 0);
+        st = people_store_create(fx->people, name, err, sizeof(err));
+    }
+    if (st != TCPOPS__STATUS__STORAGE_FULL || strstr(err, "full") == NULL)
+        fail_msg("people create %d on a full database: expected STORAGE_FULL \"...full\", "
+                 "got %s \"%s\"", i, rpc_status_name(st), err);
+    st = TCPOPS__STATUS__OK;
+    for (i = 0; i < 5000 && st == TCPOPS__STATUS__OK; i++) {
+        snprintf(name, sizeof(name), "pet-%05d-%054d", i, 0);
+        st = pets_store_create(fx->pets, name, &id, err, sizeof(err));
+    }
+    if (st != TCPOPS__STATUS__STORAGE_FULL)
+        fail_msg("pets create %d on a full database: expected STORAGE_FULL, got %s \"%s\"", i,
+                 rpc_status_name(st), err);
+    /* Reads still work. */
+    expect_names(fx->people, 2, NULL, "bob,jane");
+}
+
+static int write_cap(svc_db *db, void *arg, char *err, size_t errlen)
+{
+    (void)arg;
+    (void)err;
+    (void)errlen;
+    cap_pages(db);
+    return TCPOPS__STATUS__OK;
+}
+
+typedef struct full_writer {
+    svc_writer *w;
+    int index;
+    int ok, full, other;
+    char oks[50][40], fulls[50][40];
+} full_writer;
+
+static void *create_until_full(void *p)
+{
+    full_writer *a = p;
+    char name[40], err[256];
+    for (int i = 0; i < 50; i++) {
+        snprintf(name, sizeof(name), "f%02d-%02d-%030d", a->index, i, 0);
+        int st = svc_writer_run(a->w, write_create, name, err, sizeof(err));
+        if (st == TCPOPS__STATUS__OK)
+            snprintf(a->oks[a->ok++], 40, "%s", name);
+        else if (st == TCPOPS__STATUS__STORAGE_FULL)
+            snprintf(a->fulls[a->full++], 40, "%s", name);
+        else
+            a->other++;
+    }
+    return NULL;
+}
+
+static int name_count(svc_db *db, const char *name)
+{
+    sqlite3_stmt *st = NULL;
+    int n = -1;
+    if (sqlite3_prepare_v2(svc_db_handle(db), "SELECT count(*) FROM people WHERE name = ?1", -1,
+                           &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) == SQLITE_ROW)
+            n = sqlite3_column_int(st, 0);
+    }
+    sqlite3_finalize(st);
+    return n;
+}
+
+/* Group commit on a database that fills up: each write is answered OK (and
+ * is in the file) or STORAGE_FULL (and is not), and the writer says why it
+ * fails. */
+static void test_group_commit_when_full(void **state)
+{
+    fixture *fx = *state;
+    char err[256];
+    svc_writer *w = NULL;
+    enum { T = 8 };
+    assert_int_equal(svc_writer_new(&w, fx->people_path, 0, err, sizeof(err)), 0);
+    assert_int_equal(svc_writer_run(w, write_cap, NULL, err, sizeof(err)), TCPOPS__STATUS__OK);
+    pthread_t th[T];
+    full_writer *a = calloc(T, sizeof(*a));
+    for (int i = 0; i < T; i++) {
+        a[i].w = w;
+        a[i].index = i;
+        pthread_create(&th[i], NULL, create_until_full, &a[i]);
+    }
+    int ok = 0, full = 0, other = 0;
+    for (int i = 0; i < T; i++) {
+        pthread_join(th[i], NULL);
+        ok += a[i].ok;
+        full += a[i].full;
+        other += a[i].other;
+    }
+    int health = svc_writer_health(w, err, sizeof(err));
+    svc_writer_free(w);
+    if (other != 0 || full == 0 || ok + full != T * 50)
+        fail_msg("expected %d writes each OK or STORAGE_FULL, some full; got %d OK, %d "
+                 "STORAGE_FULL, %d other", T * 50, ok, full, other);
+    assert_int_equal(health, TCPOPS__STATUS__STORAGE_FULL);
+    for (int i = 0; i < T; i++) {
+        for (int k = 0; k < a[i].ok; k++)
+            if (name_count(fx->people, a[i].oks[k]) != 1)
+                fail_msg("%s was answered OK but is not in the file", a[i].oks[k]);
+        for (int k = 0; k < a[i].full; k++)
+            if (name_count(fx->people, a[i].fulls[k]) != 0)
+                fail_msg("%s was answered STORAGE_FULL but is in the file", a[i].fulls[k]);
+    }
+    free(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -249,6 +375,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_people_pets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pets_get_and_create, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_full_database_is_storage_full, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_group_commit_when_full, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

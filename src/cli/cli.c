@@ -1,6 +1,7 @@
 /* tcpops-cli: talks RPC to one service directly, the `nc` of the original.
  * Prints the answer as JSON on stdout. Exit codes: 0 OK, 1 an RPC error
- * status (printed on stderr with its code), 2 usage, 3 service unreachable. */
+ * status (printed on stderr with its code), 2 usage, 3 service unreachable
+ * (or something else, such as an HTTP server, answers on that port). */
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -111,6 +112,9 @@ static int rpc(const cli *c, const char *method, const ProtobufCMessage *req,
             rc = print_message(m);
             protobuf_c_message_free_unpacked(m, NULL);
         }
+    } else if (call.err == -EPROTONOSUPPORT) {
+        fprintf(stderr, "tcpops-cli: not a tcpops service at %s\n", c->addr);
+        rc = EXIT_UNREACHABLE;
     } else if (call.attempts == 0 && (st == TCPOPS__STATUS__UNAVAILABLE ||
                                       st == TCPOPS__STATUS__DEADLINE_EXCEEDED)) {
         fprintf(stderr, "tcpops-cli: cannot reach %s: %s\n", c->addr,
@@ -150,15 +154,17 @@ static int ping(const cli *c)
     while (rc == 0) {
         const uint8_t *pl;
         size_t pn;
+        /* The first bytes back must be a PONG frame: anything else (an
+         * HTTP server's "HTTP/1.1 400") is not a tcpops service. */
         int k = rpc_frame_decode(buf, got, sizeof(buf) - 4, &pl, &pn);
         if (k < 0) {
-            rc = k;
+            rc = -EPROTONOSUPPORT;
             break;
         }
         if (k > 0) {
             rpc_frame *pong = NULL;
             if (rpc_frame_unpack(pl, pn, &pong) < 0 || pong->kind != TCPOPS__KIND__PONG)
-                rc = -EPROTO;
+                rc = -EPROTONOSUPPORT;
             rpc_frame_free(pong);
             break;
         }
@@ -177,6 +183,10 @@ static int ping(const cli *c)
     }
     int64_t rtt = rpc_now_us() - t0;
     close(fd);
+    if (rc == -EPROTONOSUPPORT) {
+        fprintf(stderr, "tcpops-cli: not a tcpops service at %s\n", c->addr);
+        return EXIT_UNREACHABLE;
+    }
     if (rc < 0) {
         fprintf(stderr, "tcpops-cli: ping %s: %s\n", c->addr, strerror(-rc));
         return rc == -ETIMEDOUT ? EXIT_UNREACHABLE : EXIT_RPC;

@@ -14,6 +14,8 @@
 
 #define MAX_BOOT 16
 #define MAX_MEMBERS 64
+#define READY_FRESH_MS 1000 /* an answer this recent makes a service ready */
+#define READY_PROBE_MS 1000 /* else a svc.Status call must answer within this */
 
 struct gw_backend {
     char name[32];
@@ -33,6 +35,8 @@ struct gw_backend {
     int kick;                  /* refresh now: a connection was lost or GOAWAY'd */
     char members[MAX_MEMBERS][64];
     size_t nmembers;           /* 0: using the bootstrap addresses */
+    int write_status;          /* the service's last write: OK, STORAGE_FULL, ... */
+    char write_error[256];     /* why, when not OK */
 };
 
 const char *gw_backend_name(const gw_backend *b)
@@ -40,9 +44,68 @@ const char *gw_backend_name(const gw_backend *b)
     return b->name;
 }
 
+/* Records how the service's writes go: from a Status answer (which says how
+ * its last write transaction ended) or from a call that failed for a full
+ * disk. Takes b->lock. */
+static void note_writes(gw_backend *b, int status, const char *error)
+{
+    pthread_mutex_lock(&b->lock);
+    b->write_status = status;
+    snprintf(b->write_error, sizeof(b->write_error), "%s", status != 0 ? error : "");
+    pthread_mutex_unlock(&b->lock);
+}
+
 int gw_backend_call(gw_backend *b, rpc_call *call)
 {
-    return rpc_channel_call(b->data, call);
+    int st = rpc_channel_call(b->data, call);
+    if (st == TCPOPS__STATUS__STORAGE_FULL)
+        note_writes(b, st, call->error); /* at once; the next Status clears it */
+    return st;
+}
+
+int gw_backend_writes(gw_backend *b, char *error, size_t len)
+{
+    pthread_mutex_lock(&b->lock);
+    int st = b->write_status;
+    if (error != NULL && len > 0)
+        snprintf(error, len, "%s", b->write_error);
+    pthread_mutex_unlock(&b->lock);
+    return st;
+}
+
+/* Notes what a svc.Status answer says of the service's writes. */
+static void note_status(gw_backend *b, const Tcpops__StatusResponse *st)
+{
+    note_writes(b, st->write_status, st->write_error != NULL ? st->write_error : "");
+}
+
+int gw_backend_check_ready(gw_backend *b, int deadline_ms, char *why, size_t len)
+{
+    if (rpc_channel_ready(b->data) == 0) {
+        snprintf(why, len, "no healthy connection to %s", b->name);
+        return 0;
+    }
+    /* Connections up prove nothing (a stopped worker's kernel still holds
+     * them): an answer must have come lately, or come now. */
+    int64_t last = rpc_channel_last_answer_ms(b->data);
+    if (last != 0 && rpc_now_ms() - last <= READY_FRESH_MS)
+        return 1;
+    int dl = deadline_ms < READY_PROBE_MS ? deadline_ms : READY_PROBE_MS;
+    rpc_call c = {.method = "svc.Status", .deadline_ms = dl > 0 ? dl : 1, .idempotent = 1};
+    int st = rpc_channel_call(b->data, &c);
+    if (st == TCPOPS__STATUS__OK) {
+        Tcpops__StatusResponse *r = tcpops__status_response__unpack(NULL, c.resp_len, c.resp);
+        if (r != NULL) {
+            note_status(b, r);
+            tcpops__status_response__free_unpacked(r, NULL);
+        }
+    } else if (st == TCPOPS__STATUS__DEADLINE_EXCEEDED) {
+        snprintf(why, len, "%s did not answer within %d ms", b->name, dl);
+    } else {
+        snprintf(why, len, "%s: %s: %s", b->name, rpc_status_name(st), c.error);
+    }
+    rpc_call_fini(&c);
+    return st == TCPOPS__STATUS__OK;
 }
 
 int gw_backend_ready(gw_backend *b)
@@ -100,6 +163,7 @@ static int fetch_members(gw_backend *b, char out[][64], size_t max)
     Tcpops__StatusResponse *st = tcpops__status_response__unpack(NULL, c.resp_len, c.resp);
     int n = -1;
     if (st != NULL) {
+        note_status(b, st);
         n = 0;
         for (size_t i = 0; i < st->n_members && (size_t)n < max; i++)
             snprintf(out[n++], 64, "%s", st->members[i]->address);
@@ -222,6 +286,7 @@ int gw_backend_new(gw_backend **out, const gw_backend_cfg *cfg, char *err, size_
     ccfg.pool_size = cfg->pool_size > 0 ? cfg->pool_size : 2;
     ccfg.max_frame = cfg->max_frame;
     ccfg.max_inflight = cfg->max_inflight;
+    ccfg.max_waiting = cfg->max_waiting;
     ccfg.spin_us = cfg->spin_us;
     ccfg.stats = b->stats;
     ccfg.on_event = on_event;
@@ -279,7 +344,10 @@ json_t *gw_backend_status(gw_backend *b, int deadline_ms, int *up)
                               info[i].conns, "ready", info[i].ready, "in_flight",
                               info[i].outstanding);
         if (info[i].last_err != 0)
-            json_object_set_new(e, "last_error", json_string(strerror(-info[i].last_err)));
+            json_object_set_new(e, "last_error",
+                                json_string(info[i].last_err == -EPROTONOSUPPORT
+                                                ? "not a tcpops service"
+                                                : strerror(-info[i].last_err)));
         if (info[i].ejected)
             json_object_set_new(e, "ejected", json_true());
         json_array_append_new(eps, e);
@@ -287,6 +355,7 @@ json_t *gw_backend_status(gw_backend *b, int deadline_ms, int *up)
     }
     json_object_set_new(o, "endpoints", eps);
     json_object_set_new(o, "connections_ready", json_integer(ready));
+    json_object_set_new(o, "calls_waiting", json_integer(rpc_channel_waiting(b->data)));
 
     int64_t t0 = rpc_now_us();
     rpc_call c = {.method = "svc.Status", .deadline_ms = deadline_ms, .idempotent = 1};
@@ -298,6 +367,7 @@ json_t *gw_backend_status(gw_backend *b, int deadline_ms, int *up)
         json_object_set_new(o, "latency_ms", json_real(ms));
         Tcpops__StatusResponse *r = tcpops__status_response__unpack(NULL, c.resp_len, c.resp);
         if (r != NULL) {
+            note_status(b, r);
             json_t *members = json_array();
             for (size_t i = 0; i < r->n_members; i++)
                 json_array_append_new(members,
@@ -313,6 +383,13 @@ json_t *gw_backend_status(gw_backend *b, int deadline_ms, int *up)
         json_object_set_new(o, "code", json_string(rpc_status_name(st)));
     }
     rpc_call_fini(&c);
+    char werr[256];
+    int ws = gw_backend_writes(b, werr, sizeof(werr));
+    json_object_set_new(o, "writes", json_string(ws == TCPOPS__STATUS__OK ? "ok" : "failing"));
+    if (ws != TCPOPS__STATUS__OK) {
+        json_object_set_new(o, "write_code", json_string(rpc_status_name(ws)));
+        json_object_set_new(o, "write_error", json_string(werr));
+    }
     return o;
 }
 
@@ -361,6 +438,14 @@ int gw_backends_metrics(gw_backend *const *bs, size_t nb, char **buf, size_t *le
             rc = gw_buf_printf(buf, len, cap, "%s{service=\"%s\"} %lld\n", name, bs[i]->name,
                                (long long)rpc_stats_get(bs[i]->stats, c));
     }
+    if (rc == 0)
+        rc = gw_buf_printf(buf, len, cap,
+                           "# HELP tcpops_service_writes_failing 1 while a service's last "
+                           "write failed (a full disk: STORAGE_FULL).\n"
+                           "# TYPE tcpops_service_writes_failing gauge\n");
+    for (size_t i = 0; i < nb && rc == 0; i++)
+        rc = gw_buf_printf(buf, len, cap, "tcpops_service_writes_failing{service=\"%s\"} %d\n",
+                           bs[i]->name, gw_backend_writes(bs[i], NULL, 0) != TCPOPS__STATUS__OK);
     if (rc == 0)
         rc = gw_buf_printf(buf, len, cap,
                            "# HELP tcpops_rpc_members Live workers known per service.\n"

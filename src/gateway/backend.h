@@ -20,6 +20,7 @@ typedef struct gw_backend_cfg {
     int refresh_ms;          /* membership refresh period, 1000 */
     size_t max_frame;        /* largest frame accepted from the service */
     int max_inflight;        /* calls in flight per connection */
+    int max_waiting;         /* calls that may wait for a slot when all are full */
     int spin_us;             /* see rpc_channel_cfg.spin_us */
 } gw_backend_cfg;
 
@@ -38,10 +39,22 @@ int gw_backend_call(gw_backend *b, rpc_call *call);
 /* Connections up now, over all members. */
 int gw_backend_ready(gw_backend *b);
 
+/* Whether the service can serve now: a connection is up and an answer (or
+ * PONG) came within the last second, or a svc.Status call answers within
+ * min(deadline_ms, 1 s). 1 ready; 0 not, with a sentence naming the service
+ * in why. Blocks up to that deadline. */
+int gw_backend_check_ready(gw_backend *b, int deadline_ms, char *why, size_t len);
+
+/* How the service's writes go, as of its last Status answer or failed call:
+ * OK, or STORAGE_FULL (disk full), INTERNAL, UNAVAILABLE with error (len
+ * bytes; may be NULL) saying why. */
+int gw_backend_writes(gw_backend *b, char *error, size_t len);
+
 /* A JSON object describing the backend for /status: bootstrap, members,
- * each endpoint's connections, and the answer of a svc.Status call made now
- * with deadline_ms (state "up" with latency_ms, or "down" with the error).
- * Sets *up. Caller json_decref's. */
+ * each endpoint's connections, calls waiting for a slot, the answer of a
+ * svc.Status call made now with deadline_ms (state "up" with latency_ms, or
+ * "down" with the error), and "writes": "ok" or "failing" (with write_code
+ * and write_error). Sets *up. Caller json_decref's. */
 json_t *gw_backend_status(gw_backend *b, int deadline_ms, int *up);
 
 /* Appends the RPC metrics of every backend in bs, family by family, in

@@ -51,7 +51,7 @@ int main(int argc, char **argv)
     const char *pets = "127.0.0.1:5003";
     long threads = 1024, pool = 2, deadline_ms = 2000, keepalive_ms = 10000, drain_ms = 5000;
     long max_body = 64 * 1024, max_header = 16 * 1024, max_frame = RPC_FRAME_MAX_DEFAULT;
-    long max_inflight = 256, spin_us = 80;
+    long max_inflight = 256, max_waiting = 1024, spin_us = 80;
     int access_log = 1;
     gw g;
     memset(&g, 0, sizeof(g));
@@ -78,7 +78,9 @@ int main(int argc, char **argv)
         {"max-frame", UTIL_FLAG_INT, &max_frame, "BYTES", "largest RPC frame accepted", 64,
          16L * 1024 * 1024 - 1},
         {"max-inflight", UTIL_FLAG_INT, &max_inflight, "N",
-         "RPC calls in flight per connection (more: 503)", 1, 65536},
+         "RPC calls in flight per connection (more wait for a free one)", 1, 65536},
+        {"max-waiting", UTIL_FLAG_INT, &max_waiting, "N",
+         "RPC calls per service that may wait for a free slot (more: 503)", 0, 1 << 20},
         {"spin-us", UTIL_FLAG_INT, &spin_us, "US",
          "when one RPC call is all that is in flight, look for its answer this long before "
          "sleeping (lower latency on an idle machine; 0 = never)",
@@ -113,6 +115,7 @@ int main(int argc, char **argv)
     struct mg_context *ctx = NULL;
     gw_backend_cfg pc = {.name = "people", .bootstrap = people, .pool_size = (int)pool,
                          .max_frame = (size_t)max_frame, .max_inflight = (int)max_inflight,
+                         .max_waiting = (int)max_waiting,
                          .spin_us = (int)spin_us};
     gw_backend_cfg tc = pc;
     tc.name = "pets";

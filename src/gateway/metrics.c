@@ -9,7 +9,7 @@
 
 enum { M_GET, M_POST, M_OTHER, M_COUNT };
 
-static const int codes[] = {200, 201, 400, 404, 405, 409, 413, 500, 501, 503, 504};
+static const int codes[] = {200, 201, 400, 404, 405, 409, 413, 500, 501, 503, 504, 507};
 #define NCODES (sizeof(codes) / sizeof(codes[0]))
 #define CODE_OTHER NCODES
 

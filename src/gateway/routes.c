@@ -5,6 +5,7 @@
  *
  *   OK 200/201   INVALID_ARGUMENT 400   NOT_FOUND 404   ALREADY_EXISTS 409
  *   UNAVAILABLE, RESOURCE_EXHAUSTED 503 + Retry-After   DEADLINE_EXCEEDED 504
+ *   STORAGE_FULL 507 (the service's disk is full; reads still work)
  *   anything else 500
  */
 #include "routes.h"
@@ -90,6 +91,11 @@ static void reply_rpc_error(gw_req *r, gw_backend *b, const rpc_call *c)
     case TCPOPS__STATUS__UNAVAILABLE:
     case TCPOPS__STATUS__RESOURCE_EXHAUSTED:
         gw_reply_error(r, 503, NULL, "%s service unavailable: %s", svc, c->error);
+        break;
+    case TCPOPS__STATUS__STORAGE_FULL:
+        /* Not worth a retry soon: space must be freed first. */
+        gw_reply_error(r, 507, NULL, "%s service cannot store it: its disk is full (%s)", svc,
+                       c->error);
         break;
     default:
         gw_reply_error(r, 500, NULL, "%s service error %s: %s", svc, rpc_status_name(c->status),
@@ -275,10 +281,15 @@ static void status(gw *g, gw_req *r)
     else
         status_thread(&jobs[1]);
     int up = jobs[0].up && jobs[1].up;
+    /* A service whose writes fail (a full disk) is up, and serves reads. */
+    int writes_ok = 1;
+    for (int i = 0; i < 2; i++)
+        writes_ok &= gw_backend_writes(jobs[i].b, NULL, 0) == TCPOPS__STATUS__OK;
     json_t *services = json_object();
     for (int i = 0; i < 2; i++)
         json_object_set_new(services, gw_backend_name(jobs[i].b), jobs[i].out);
-    json_t *body = json_pack("{s:s,s:{s:i,s:I},s:o}", "status", up ? "ok" : "degraded",
+    json_t *body = json_pack("{s:s,s:{s:i,s:I},s:o}", "status",
+                             up && writes_ok ? "ok" : "degraded",
                              "gateway", "pid", (int)getpid(), "uptime_ms",
                              (json_int_t)(rpc_now_ms() - g->started_ms), "services", services);
     if (up)
@@ -294,14 +305,39 @@ static void readyz(gw *g, gw_req *r)
         return;
     }
     gw_backend *bs[2] = {g->people, g->pets};
+    char why[2][400];
+    int ok[2];
+    /* Ready: each service answered lately, or answers now (see
+     * gw_backend_check_ready); the second asked on a helper thread would save
+     * at most the probe's 1 s, and both are fresh under any traffic. */
     for (int i = 0; i < 2; i++) {
-        if (gw_backend_ready(bs[i]) == 0) {
-            gw_reply_error(r, 503, NULL, "not ready: no healthy connection to %s",
-                           gw_backend_name(bs[i]));
-            return;
-        }
+        int64_t left = r->deadline_ms - rpc_now_ms();
+        why[i][0] = '\0';
+        ok[i] = gw_backend_check_ready(bs[i], left > 0 ? (int)left : 1, why[i],
+                                       sizeof(why[i]));
     }
-    gw_reply_json(r, 200, json_pack("{s:s}", "status", "ready"), NULL, NULL);
+    if (!ok[0] || !ok[1]) {
+        gw_reply_error(r, 503, NULL, "not ready: %s%s%s", ok[0] ? "" : why[0],
+                       !ok[0] && !ok[1] ? "; " : "", ok[1] ? "" : why[1]);
+        return;
+    }
+    /* A full disk leaves a service ready (reads work); the detail says so. */
+    json_t *body = json_pack("{s:s}", "status", "ready");
+    for (int i = 0; i < 2; i++) {
+        char werr[256];
+        int ws = gw_backend_writes(bs[i], werr, sizeof(werr));
+        if (ws == TCPOPS__STATUS__OK)
+            continue;
+        json_t *failing = json_object_get(body, "writes_failing");
+        if (failing == NULL) {
+            failing = json_object();
+            json_object_set_new(body, "writes_failing", failing);
+        }
+        char detail[320];
+        snprintf(detail, sizeof(detail), "%s: %s", rpc_status_name(ws), werr);
+        json_object_set_new(failing, gw_backend_name(bs[i]), json_string(detail));
+    }
+    gw_reply_json(r, 200, body, NULL, NULL);
 }
 
 static void metrics(gw *g, gw_req *r)

@@ -4,6 +4,11 @@
  *   caller thread                         connection thread (one per slot)
  *   -------------                         --------------------------------
  *   pick slot (least outstanding)         connect, with backoff
+ *   every slot full? join the wait queue    (up: wake the queue)
+ *     (at most max_waiting, else
+ *     RESOURCE_EXHAUSTED), sleep on
+ *     ch->slot_seq until a slot frees or
+ *     a connection comes up; pick again
  *   wlock: id = ++next_id,                every 100 ms: keepalive PING; when
  *          pending[id] = &p, write frame    nobody reads, read what came
  *   read role free? take it: poll, recv,    (GOAWAY, close, PONG)
@@ -24,10 +29,17 @@
  * before slot->lock (state, pending table, read role). A waiting caller
  * sleeps on its pending's futex word (answered, or made reader), which is
  * set without any lock. ch->lock guards the slot list's waiters (ch->cond).
+ *
+ * The wait queue is a count (ch->waiting) and a futex word (ch->slot_seq).
+ * A caller counts itself in, reads the word, then picks; whoever frees a slot
+ * lowers outstanding, then bumps the word and wakes one sleeper if anyone is
+ * counted in. Either the pick sees the freed slot or the word has moved and
+ * the sleep returns at once: no wake is lost, and nothing polls.
  */
 #include "channel.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -51,6 +63,10 @@
 #define EJECT_AFTER 5             /* failures in a row */
 #define EJECT_BASE_MS 1000        /* x times ejected ... */
 #define EJECT_MAX_MS 30000        /* ... up to this */
+/* A first frame header claiming this much or more is not a tcpops frame from
+ * any configuration (every --max-frame is below 16 MiB): text such as
+ * "HTTP/1.1 400" reads as a length of about 1.2 GB. */
+#define FOREIGN_LEN (1u << 24)
 
 enum { S_DOWN, S_CONNECTING, S_READY, S_DRAINING };
 
@@ -144,8 +160,10 @@ struct slot {
     int broken;              /* the connection failed (read, write, teardown): why (-errno) */
     unsigned failures_seen;  /* consecutive failed attempts (for fail-fast) */
     int64_t ping_sent_ms;    /* 0 when no PING is outstanding */
+    int frames_seen;         /* the read role's holder: valid frames on this connection */
 
     _Atomic int64_t last_rx; /* rpc_now_ms when bytes last arrived */
+    _Atomic int64_t last_frame; /* rpc_now_ms when an answer or PONG last arrived */
     rpc_backoff bo;          /* the slot's own thread only */
     rpc_buf rbuf;            /* the read role's holder only */
 };
@@ -162,6 +180,9 @@ struct rpc_channel {
     pthread_mutex_t lock;
     pthread_cond_t cond;     /* a slot changed state; also wakes sleepers */
     int stopping;            /* under lock */
+
+    _Atomic int waiting;     /* calls in the wait queue (see the top) */
+    _Atomic uint32_t slot_seq; /* futex word: bumped when a slot frees or comes up */
 };
 
 void rpc_channel_cfg_default(rpc_channel_cfg *cfg)
@@ -169,6 +190,7 @@ void rpc_channel_cfg_default(rpc_channel_cfg *cfg)
     memset(cfg, 0, sizeof(*cfg));
     cfg->pool_size = 2;
     cfg->max_inflight = 256;
+    cfg->max_waiting = 1024;
     cfg->max_frame = RPC_FRAME_MAX_DEFAULT;
     cfg->connect_timeout_ms = 1000;
     cfg->deadline_ms = 2000;
@@ -195,11 +217,33 @@ static void emit(slot *sl, rpc_event_type type, int err, int64_t delay_ms)
     ch->cfg.on_event(ch->cfg.event_user, &ev);
 }
 
+/* n call slots were freed (INT_MAX: connections changed state): wakes up to
+ * n calls of the wait queue. Any thread, no lock needed. The caller lowered
+ * `outstanding` (or changed a state) first: see the top of the file. */
+static void wake_waiters(rpc_channel *ch, int n)
+{
+    if (atomic_load(&ch->waiting) == 0)
+        return;
+    atomic_fetch_add(&ch->slot_seq, 1);
+    syscall(SYS_futex, &ch->slot_seq, FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
+}
+
+/* Sleeps while ch->slot_seq is still seq, at most until until_ms. */
+static void wait_for_slot(rpc_channel *ch, uint32_t seq, int64_t until_ms)
+{
+    int64_t left = until_ms - rpc_now_ms();
+    if (left <= 0)
+        return;
+    struct timespec rel = {.tv_sec = left / 1000, .tv_nsec = (left % 1000) * 1000000L};
+    syscall(SYS_futex, &ch->slot_seq, FUTEX_WAIT_PRIVATE, seq, &rel, NULL, 0);
+}
+
 static void notify_channel(rpc_channel *ch)
 {
     pthread_mutex_lock(&ch->lock);
     pthread_cond_broadcast(&ch->cond);
     pthread_mutex_unlock(&ch->lock);
+    wake_waiters(ch, INT_MAX); /* the queue picks again: a slot may be up, or none left */
 }
 
 /* ---- pending table (slot->lock held) ---- */
@@ -312,10 +356,19 @@ static void leave_reading_locked(slot *sl)
         pthread_cond_signal(&sl->cond);
 }
 
+/* Whether bytes that do not decode are the first the peer sent: then it is
+ * not a tcpops server at all (an HTTP port answers "HTTP/1.1 400 ..."). */
+static int foreign_peer(slot *sl, int decode_rc)
+{
+    if (sl->frames_seen != 0)
+        return 0;
+    return decode_rc != -EMSGSIZE || rpc_frame_get_len(rpc_buf_head(&sl->rbuf)) >= FOREIGN_LEN;
+}
+
 /* Reads and handles what the connection sends, waiting up to wait_ms for
  * the first bytes. Only the read role's holder calls it. Returns the frames
  * handled (0 when none came), or a negative errno when the connection is
- * finished. */
+ * finished: -EPROTONOSUPPORT when the peer's first bytes are not a frame. */
 static int read_frames(slot *sl, int wait_ms)
 {
     rpc_channel *ch = sl->ch;
@@ -349,21 +402,24 @@ static int read_frames(slot *sl, int wait_ms)
             int c = rpc_frame_decode(rpc_buf_head(&sl->rbuf), rpc_buf_used(&sl->rbuf),
                                      ch->cfg.max_frame, &payload, &plen);
             if (c < 0) {
-                rpc_stats_add(ch->cfg.stats, RPC_C_OVERSIZE_FRAMES, 1);
+                int foreign = foreign_peer(sl, c);
+                if (!foreign)
+                    rpc_stats_add(ch->cfg.stats, RPC_C_OVERSIZE_FRAMES, 1);
                 rpc_stats_add(ch->cfg.stats, RPC_C_PROTOCOL_ERRORS, 1);
-                return c;
+                return foreign ? -EPROTONOSUPPORT : c;
             }
             if (c == 0)
                 break;
             rpc_frame *f = NULL;
             if (rpc_frame_unpack(payload, plen, &f) < 0) {
                 rpc_stats_add(ch->cfg.stats, RPC_C_PROTOCOL_ERRORS, 1);
-                return -EPROTO;
+                return foreign_peer(sl, -EPROTO) ? -EPROTONOSUPPORT : -EPROTO;
             }
             rpc_buf_consume(&sl->rbuf, (size_t)c);
             int rc = on_frame(sl, f);
             if (rc < 0)
                 return rc;
+            sl->frames_seen++;
             frames++;
         }
         if ((size_t)r < room)
@@ -419,6 +475,7 @@ static int on_frame(slot *sl, rpc_frame *f)
     rpc_channel *ch = sl->ch;
     switch (f->kind) {
     case TCPOPS__KIND__RESPONSE: {
+        atomic_store(&sl->last_frame, atomic_load(&sl->last_rx));
         pthread_mutex_lock(&sl->lock);
         pending *p = table_take(sl, f->id);
         if (p != NULL)
@@ -427,6 +484,8 @@ static int on_frame(slot *sl, rpc_frame *f)
         int unsent = sl->goaway_seen && f->id > sl->goaway_last &&
                      f->status == TCPOPS__STATUS__UNAVAILABLE;
         pthread_mutex_unlock(&sl->lock);
+        if (p != NULL)
+            wake_waiters(ch, 1);
         if (p == NULL) {
             /* The caller gave up (deadline) or the id is not ours: drop it. */
             rpc_stats_add(ch->cfg.stats, RPC_C_LATE_ANSWERS, 1);
@@ -442,6 +501,7 @@ static int on_frame(slot *sl, rpc_frame *f)
         return 0;
     }
     case TCPOPS__KIND__PONG:
+        atomic_store(&sl->last_frame, atomic_load(&sl->last_rx));
         pthread_mutex_lock(&sl->lock);
         sl->ping_sent_ms = 0;
         pthread_mutex_unlock(&sl->lock);
@@ -587,6 +647,7 @@ static void *slot_main(void *arg)
         sl->goaway_seen = 0;
         sl->ping_sent_ms = 0;
         sl->failures_seen = 0;
+        sl->frames_seen = 0;
         sl->broken = 0;
         sl->reading = 0;
         atomic_store(&sl->last_rx, rpc_now_ms());
@@ -784,6 +845,8 @@ static int take_back(slot *sl, pending *p)
             leave_reading_locked(sl);
     }
     pthread_mutex_unlock(&sl->lock);
+    if (mine != NULL)
+        wake_waiters(sl->ch, 1);
     return mine != NULL;
 }
 
@@ -957,6 +1020,7 @@ int rpc_channel_call(rpc_channel *ch, rpc_call *call)
     int64_t deadline = now + dl;
     const endpoint *avoid = NULL;
     int read_retried = 0;
+    int queued = 0; /* counted in ch->waiting */
 
     set_error(call, TCPOPS__STATUS__UNAVAILABLE, "%s: no connection took the call",
               ch->name);
@@ -964,13 +1028,16 @@ int rpc_channel_call(rpc_channel *ch, rpc_call *call)
     call->resp_len = 0;
     call->endpoint[0] = '\0';
     call->attempts = 0;
+    call->err = 0;
     call->frame_ = NULL;
 
     /* Ends by an answer, an error, MAX_ATTEMPTS sends, or the deadline:
      * every pick that sends nothing takes its slot out of the picking (it
-     * is no longer ready, or is full), so picks cannot repeat forever. */
+     * is no longer ready, or is full), so picks cannot repeat forever; a
+     * call that finds every slot full waits for one until its deadline. */
     while (call->attempts < MAX_ATTEMPTS) {
         int full = 0;
+        uint32_t seq = atomic_load(&ch->slot_seq); /* before the pick: see the top */
         slot *sl = pick(ch, avoid, &full);
         while (sl == NULL && !full && !stopping(ch) && rpc_now_ms() < deadline) {
             if (!coming_up(ch)) {
@@ -983,18 +1050,33 @@ int rpc_channel_call(rpc_channel *ch, rpc_call *call)
             wait_for_change(ch, until < deadline ? until : deadline);
             sl = pick(ch, avoid, &full);
         }
+        if (sl == NULL && full && !stopping(ch) && rpc_now_ms() < deadline) {
+            if (queued) {
+                wait_for_slot(ch, seq, deadline);
+                continue;
+            }
+            if (atomic_fetch_add(&ch->waiting, 1) < ch->cfg.max_waiting) {
+                queued = 1;
+                continue; /* counted in: pick again before sleeping */
+            }
+            atomic_fetch_sub(&ch->waiting, 1);
+            rpc_stats_add(ch->cfg.stats, RPC_C_INFLIGHT_LIMIT, 1);
+            set_error(call, TCPOPS__STATUS__RESOURCE_EXHAUSTED,
+                      "%s: every connection has its maximum of calls in flight and %d "
+                      "calls already wait", ch->name, ch->cfg.max_waiting);
+            break;
+        }
         if (sl == NULL) {
             if (rpc_now_ms() >= deadline) {
                 set_error(call, TCPOPS__STATUS__DEADLINE_EXCEEDED,
-                          "%s: deadline passed waiting for a connection", ch->name);
+                          "%s: deadline passed waiting for %s", ch->name,
+                          full ? "a free call slot" : "a connection");
             } else if (full) {
-                rpc_stats_add(ch->cfg.stats, RPC_C_INFLIGHT_LIMIT, 1);
-                set_error(call, TCPOPS__STATUS__RESOURCE_EXHAUSTED,
-                          "%s: every connection has its maximum of calls in flight",
-                          ch->name);
+                set_error(call, TCPOPS__STATUS__UNAVAILABLE, "%s: channel stopping", ch->name);
             } else {
                 rpc_stats_add(ch->cfg.stats, RPC_C_FAIL_FAST, 1);
                 int e = last_error(ch);
+                call->err = e;
                 set_error(call, TCPOPS__STATUS__UNAVAILABLE,
                           "%s: no healthy connection%s%s%s", ch->name,
                           e != 0 ? " (last attempt: " : "", e != 0 ? strerror(-e) : "",
@@ -1003,6 +1085,12 @@ int rpc_channel_call(rpc_channel *ch, rpc_call *call)
             break;
         }
 
+        if (queued) {
+            /* Out of the queue before sending: counted there, it would
+             * refuse a caller while it is itself in flight. */
+            atomic_fetch_sub(&ch->waiting, 1);
+            queued = 0;
+        }
         pending p = {.how = END_NONE};
         if (call->attempts > 0)
             rpc_stats_add(ch->cfg.stats, RPC_C_RETRIES, 1);
@@ -1048,13 +1136,24 @@ int rpc_channel_call(rpc_channel *ch, rpc_call *call)
             read_retried = 1;
             continue;
         }
-        set_error(call, TCPOPS__STATUS__UNAVAILABLE,
-                  p.how == END_LOST ? "%s (%s): connection lost during the call"
-                                    : "%s (%s): could not send the call",
-                  ch->name, call->endpoint);
+        call->err = p.how == END_LOST ? p.err : 0;
+        if (p.err == -EPROTONOSUPPORT)
+            set_error(call, TCPOPS__STATUS__UNAVAILABLE,
+                      "%s (%s): not a tcpops service (its answer is not a frame)", ch->name,
+                      call->endpoint);
+        else
+            set_error(call, TCPOPS__STATUS__UNAVAILABLE,
+                      p.how == END_LOST ? "%s (%s): connection lost during the call"
+                                        : "%s (%s): could not send the call",
+                      ch->name, call->endpoint);
         if (p.how == END_LOST && rpc_now_ms() >= deadline)
             call->status = TCPOPS__STATUS__DEADLINE_EXCEEDED;
         break;
+    }
+    if (queued) {
+        /* Left the queue without a slot: a wake meant for it goes on. */
+        atomic_fetch_sub(&ch->waiting, 1);
+        wake_waiters(ch, 1);
     }
     rpc_stats_call(ch->cfg.stats, call->method, call->status);
     atomic_fetch_sub_explicit(&calls_in_process, 1, memory_order_relaxed);
@@ -1078,6 +1177,26 @@ int rpc_channel_ready(rpc_channel *ch)
             n += atomic_load(&ch->eps[e]->slots[i].state) == S_READY;
     pthread_rwlock_unlock(&ch->eplock);
     return n;
+}
+
+int rpc_channel_waiting(rpc_channel *ch)
+{
+    return atomic_load(&ch->waiting);
+}
+
+int64_t rpc_channel_last_answer_ms(rpc_channel *ch)
+{
+    int64_t last = 0;
+    pthread_rwlock_rdlock(&ch->eplock);
+    for (size_t e = 0; e < ch->neps; e++) {
+        for (int i = 0; i < ch->cfg.pool_size; i++) {
+            int64_t t = atomic_load(&ch->eps[e]->slots[i].last_frame);
+            if (t > last)
+                last = t;
+        }
+    }
+    pthread_rwlock_unlock(&ch->eplock);
+    return last;
 }
 
 size_t rpc_channel_endpoints(rpc_channel *ch, rpc_endpoint_info *out, size_t max)
@@ -1298,6 +1417,8 @@ int rpc_channel_new(rpc_channel **out, const rpc_channel_cfg *cfg, char *err)
         ch->cfg.pool_size = 2;
     if (ch->cfg.max_inflight <= 0)
         ch->cfg.max_inflight = 256;
+    if (ch->cfg.max_waiting < 0)
+        ch->cfg.max_waiting = 0;
     if (ch->cfg.max_frame == 0)
         ch->cfg.max_frame = RPC_FRAME_MAX_DEFAULT;
     if (ch->cfg.connect_timeout_ms <= 0)
@@ -1333,6 +1454,7 @@ void rpc_channel_free(rpc_channel *ch)
     ch->stopping = 1;
     pthread_cond_broadcast(&ch->cond);
     pthread_mutex_unlock(&ch->lock);
+    wake_waiters(ch, INT_MAX);
     pthread_rwlock_wrlock(&ch->eplock);
     for (size_t e = 0; e < ch->neps; e++)
         endpoint_free(ch->eps[e]);

@@ -5,7 +5,10 @@
  * waiting caller itself when no other is reading. Connections are made
  * and remade in the background with exponential backoff and jitter; a call
  * never waits for a connection that is backing off: it fails fast with
- * UNAVAILABLE. A server's GOAWAY moves new calls to other connections, and
+ * UNAVAILABLE. A call that finds every connection at max_inflight waits for
+ * a free slot (or a new connection) until its deadline, as one of at most
+ * max_waiting such calls; past that it fails at once with RESOURCE_EXHAUSTED
+ * (like gRPC's queueing on a connection's stream limit). A server's GOAWAY moves new calls to other connections, and
  * calls it never accepted are sent again elsewhere.
  *
  * Every function here may be called from any thread, concurrently. */
@@ -51,6 +54,9 @@ typedef struct rpc_channel_cfg {
     size_t nendpoints;
     int pool_size;               /* connections per endpoint, default 2 */
     int max_inflight;            /* calls in flight per connection, default 256 */
+    int max_waiting;             /* calls that may wait for a slot when every
+                                  * connection has max_inflight, default 1024;
+                                  * 0: none wait (RESOURCE_EXHAUSTED at once) */
     size_t max_frame;            /* default RPC_FRAME_MAX_DEFAULT */
     int connect_timeout_ms;      /* default 1000 */
     int deadline_ms;             /* default call deadline, 2000 */
@@ -88,6 +94,10 @@ typedef struct rpc_call {
     size_t resp_len;
     char endpoint[64];           /* the endpoint that answered, if any */
     int attempts;                /* times the call was sent */
+    int err;                     /* the transport failure behind an UNAVAILABLE or
+                                  * DEADLINE_EXCEEDED the channel made up (negative
+                                  * errno; -EPROTONOSUPPORT: the peer's answer was
+                                  * not a frame, it is no tcpops service); 0 if none */
     rpc_frame *frame_;           /* private: owns resp */
 } rpc_call;
 
@@ -103,8 +113,9 @@ void rpc_channel_free(rpc_channel *ch);
 /* Makes one call and waits for its answer, at most its deadline. Returns the
  * status (also in call->status): the server's, or UNAVAILABLE when no
  * connection was healthy or one was lost with the call on it,
- * DEADLINE_EXCEEDED when the deadline passed, RESOURCE_EXHAUSTED when every
- * connection has max_inflight calls. Call rpc_call_fini afterwards. */
+ * DEADLINE_EXCEEDED when the deadline passed (also while waiting for a slot),
+ * RESOURCE_EXHAUSTED when every connection has max_inflight calls and
+ * max_waiting calls already wait. Call rpc_call_fini afterwards. */
 int rpc_channel_call(rpc_channel *ch, rpc_call *call);
 
 /* Frees what a call's answer holds; the inputs are the caller's. */
@@ -112,6 +123,13 @@ void rpc_call_fini(rpc_call *call);
 
 /* Connections that are up and taking calls now. */
 int rpc_channel_ready(rpc_channel *ch);
+
+/* Calls waiting now for a free slot (see max_waiting). */
+int rpc_channel_waiting(rpc_channel *ch);
+
+/* rpc_now_ms when the last answer or PONG arrived from any endpoint on the
+ * list, 0 when none has: how recently the service was seen alive. */
+int64_t rpc_channel_last_answer_ms(rpc_channel *ch);
 
 /* Replaces the endpoints (membership changed). Endpoints in both the old and
  * the new list keep their connections; new ones start connecting; the others

@@ -9,7 +9,7 @@
 #include "frame.h"
 
 #define MAX_METHODS 64
-#define MAX_STATUS 16 /* Tcpops__Status values are < 16; the rest share a slot */
+#define MAX_STATUS RPC_STATS_STATUSES
 
 typedef struct method_row {
     char name[64];

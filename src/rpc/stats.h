@@ -32,6 +32,11 @@ typedef enum rpc_counter {
 
 typedef struct rpc_stats rpc_stats;
 
+/* Call statuses 0 .. RPC_STATS_STATUSES-1 are counted each on their own (every
+ * Tcpops__Status is below it); any other value is counted in one more row,
+ * RPC_STATS_STATUSES. */
+#define RPC_STATS_STATUSES 32
+
 /* A zeroed set of counters. 0 or -ENOMEM; *out untouched on failure. */
 int rpc_stats_new(rpc_stats **out);
 

@@ -93,10 +93,62 @@ sqlite3_stmt *svc_db_stmt(svc_db *db, const char *sql)
     return st;
 }
 
+static int is_full_errno(int e)
+{
+    return e == ENOSPC || e == EDQUOT || e == EFBIG;
+}
+
+/* The errno behind the last I/O error: the unix VFS keeps it per file (the
+ * database's and the WAL's), which is more faithful than
+ * sqlite3_system_errno (errno read after SQLite's own clean-up ran). A
+ * full-disk errno wins; 0 when none is known. */
+static int io_errno(svc_db *db)
+{
+    int e[3] = {0, 0, 0};
+    sqlite3_file *journal = NULL;
+    sqlite3_file_control(db->h, "main", SQLITE_FCNTL_LAST_ERRNO, &e[0]);
+    if (sqlite3_file_control(db->h, "main", SQLITE_FCNTL_JOURNAL_POINTER, &journal) ==
+            SQLITE_OK &&
+        journal != NULL && journal->pMethods != NULL)
+        journal->pMethods->xFileControl(journal, SQLITE_FCNTL_LAST_ERRNO, &e[1]);
+    e[2] = sqlite3_system_errno(db->h);
+    for (int i = 0; i < 3; i++)
+        if (is_full_errno(e[i]))
+            return e[i];
+    return e[1] != 0 ? e[1] : e[0] != 0 ? e[0] : e[2];
+}
+
+int svc_db_status(svc_db *db)
+{
+    int rc = sqlite3_extended_errcode(db->h);
+    switch (rc & 0xff) {
+    case SQLITE_FULL:
+        return TCPOPS__STATUS__STORAGE_FULL;
+    case SQLITE_IOERR:
+        /* A write past a quota's or RLIMIT_FSIZE's end is an I/O error to
+         * SQLite (only ENOSPC is SQLITE_FULL): the errno tells. */
+        return is_full_errno(io_errno(db)) ? TCPOPS__STATUS__STORAGE_FULL
+                                           : TCPOPS__STATUS__INTERNAL;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return TCPOPS__STATUS__UNAVAILABLE;
+    default:
+        return TCPOPS__STATUS__INTERNAL;
+    }
+}
+
 int svc_db_fail(svc_db *db, const char *what, char *err, size_t errlen)
 {
-    snprintf(err, errlen, "%s: %s", what, sqlite3_errmsg(db->h));
-    return TCPOPS__STATUS__INTERNAL;
+    char msg[200];
+    int io = (sqlite3_extended_errcode(db->h) & 0xff) == SQLITE_IOERR;
+    snprintf(msg, sizeof(msg), "%s", sqlite3_errmsg(db->h));
+    int status = svc_db_status(db); /* before io_errno's file controls */
+    int e = io ? io_errno(db) : 0;
+    if (e != 0)
+        snprintf(err, errlen, "%s: %s (%s)", what, msg, strerror(e));
+    else
+        snprintf(err, errlen, "%s: %s", what, msg);
+    return status;
 }
 
 int svc_db_insert_named(svc_db *db, const char *sql, const char *name)

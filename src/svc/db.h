@@ -33,8 +33,14 @@ sqlite3 *svc_db_handle(svc_db *db);
  * prepare (sqlite3_errmsg says why). Owned by db. */
 sqlite3_stmt *svc_db_stmt(svc_db *db, const char *sql);
 
-/* For store functions: fills err with what failed and SQLite's reason, and
- * returns TCPOPS__STATUS__INTERNAL. */
+/* The status for the last error on db: STORAGE_FULL when the disk, a quota
+ * or the file size limit is full (SQLITE_FULL, or an I/O error behind which
+ * is ENOSPC, EDQUOT or EFBIG), UNAVAILABLE when the database stayed locked
+ * past the busy timeout, INTERNAL for anything else. */
+int svc_db_status(svc_db *db);
+
+/* For store functions: fills err with what failed and SQLite's reason (and
+ * the system's, for an I/O error), and returns svc_db_status(db). */
 int svc_db_fail(svc_db *db, const char *what, char *err, size_t errlen);
 
 /* Runs the cached INSERT sql with ?1 = name and ?2 = the wall clock in ms.

@@ -124,8 +124,7 @@ static int write_member(svc_db *db, void *arg, char *err, size_t errlen)
         goto fail;
     return TCPOPS__STATUS__OK;
 fail:
-    snprintf(err, errlen, "membership: %s", sqlite3_errmsg(svc_db_handle(db)));
-    return TCPOPS__STATUS__INTERNAL;
+    return svc_db_fail(db, "membership", err, errlen); /* a full disk: STORAGE_FULL */
 }
 
 static void *heartbeat_main(void *arg)
@@ -176,6 +175,7 @@ static void status_handler(const rpc_call_ctx *ctx, const uint8_t *body, size_t 
     Tcpops__StatusResponse__CountersEntry centries[RPC_C_COUNT];
     Tcpops__StatusResponse__CountersEntry *cptrs[RPC_C_COUNT];
     size_t n = 0, cap = 0;
+    char write_error[256];
     (void)body;
     (void)len;
 
@@ -202,6 +202,26 @@ static void status_handler(const rpc_call_ctx *ctx, const uint8_t *body, size_t 
     }
     if (rc != SQLITE_DONE)
         goto dberr;
+    /* The worker answering is alive even when its heartbeat is not in the
+     * table yet (it serves before its first one) or cannot be written (a
+     * full disk); one that is stopping left the list on purpose. */
+    pthread_mutex_lock(&s->lock);
+    int listed = s->stopping;
+    pthread_mutex_unlock(&s->lock);
+    for (size_t i = 0; i < n && !listed; i++)
+        listed = members[i].address != NULL && strcmp(members[i].address, s->self) == 0;
+    if (!listed) {
+        Tcpops__Member *nm = realloc(members, (n + 1) * sizeof(*nm));
+        if (nm == NULL)
+            goto nomem;
+        members = nm;
+        Tcpops__Member m = TCPOPS__MEMBER__INIT;
+        m.address = strdup(s->self);
+        m.pid = (uint32_t)getpid();
+        if (m.address == NULL)
+            goto nomem;
+        members[n++] = m;
+    }
     ptrs = calloc(n ? n : 1, sizeof(*ptrs));
     if (ptrs == NULL)
         goto nomem;
@@ -215,7 +235,7 @@ static void status_handler(const rpc_call_ctx *ctx, const uint8_t *body, size_t 
     resp.n_members = n;
     resp.members = ptrs;
     resp.connections = (uint64_t)rpc_stats_get(s->stats, RPC_C_CONNS_OPEN);
-    for (int code = 0; code <= 16; code++)
+    for (int code = 0; code <= RPC_STATS_STATUSES; code++)
         resp.calls += rpc_stats_calls(s->stats, NULL, code);
     /* Every server counter: limits hit, protocol errors, connections. */
     for (int c = 0; c < RPC_C_COUNT; c++) {
@@ -226,6 +246,9 @@ static void status_handler(const rpc_call_ctx *ctx, const uint8_t *body, size_t 
     }
     resp.n_counters = RPC_C_COUNT;
     resp.counters = cptrs;
+    /* A failing heartbeat or create (a full disk) shows here, for /status. */
+    resp.write_status = svc_writer_health(s->writer, write_error, sizeof(write_error));
+    resp.write_error = write_error;
     rpc_reply_pack(out, &resp.base);
     goto out;
 nomem:
@@ -602,6 +625,9 @@ int svc_main(const svc_desc *desc, int argc, char **argv)
     }
     s.sync_full = strcmp(sync, "full") == 0;
 
+    /* A write past the file size limit (RLIMIT_FSIZE) must fail with EFBIG,
+     * a full disk like any other (STORAGE_FULL), not kill the worker. */
+    signal(SIGXFSZ, SIG_IGN);
     /* Block the stop signals in every thread; main waits for them below. */
     sigset_t stopset;
     util_block_stop_signals(&stopset);

@@ -29,45 +29,82 @@ struct svc_writer {
     op *head, *tail;
     int stopping;
     unsigned long commits;
+    int health;            /* how the last group ended: see svc_writer_health */
+    char health_err[256];
 };
 
-/* Runs one group: everything in list, in one transaction. */
-static void run_group(svc_writer *w, op *list)
+/* Whether status says the store failed (rather than the write's own
+ * outcome, such as ALREADY_EXISTS). */
+static int store_failure(int status)
 {
-    char why[256];
-    sqlite3 *h = svc_db_handle(w->db);
-    int rc = sqlite3_exec(h, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-    if (rc != SQLITE_OK) {
-        int busy = rc == SQLITE_BUSY || rc == SQLITE_LOCKED;
-        for (op *o = list; o != NULL; o = o->next) {
-            o->status = busy ? TCPOPS__STATUS__UNAVAILABLE : TCPOPS__STATUS__INTERNAL;
-            snprintf(o->err, o->errlen, "database %s: %s", busy ? "busy" : "error",
-                     sqlite3_errmsg(h));
+    return status == TCPOPS__STATUS__STORAGE_FULL || status == TCPOPS__STATUS__INTERNAL ||
+           status == TCPOPS__STATUS__UNAVAILABLE;
+}
+
+/* Fails every op of list that has not failed yet with status and why. */
+static void fail_rest(op *list, int status, const char *why)
+{
+    for (op *o = list; o != NULL; o = o->next) {
+        if (o->status == TCPOPS__STATUS__OK) {
+            o->status = status;
+            snprintf(o->err, o->errlen, "%s", why);
         }
-        return;
+    }
+}
+
+/* Runs one group: everything in list, in one transaction. Returns how the
+ * transaction ended (OK, or the store's failure) and fills why. */
+static int run_group(svc_writer *w, op *list, char *why, size_t whylen)
+{
+    sqlite3 *h = svc_db_handle(w->db);
+    int health = TCPOPS__STATUS__OK;
+    why[0] = '\0';
+    for (op *o = list; o != NULL; o = o->next)
+        o->status = TCPOPS__STATUS__OK;
+    if (sqlite3_exec(h, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+        health = svc_db_fail(w->db, "begin", why, whylen);
+        fail_rest(list, health, why);
+        return health;
     }
     for (op *o = list; o != NULL; o = o->next) {
-        sqlite3_exec(h, "SAVEPOINT w", NULL, NULL, NULL);
+        int saved = sqlite3_exec(h, "SAVEPOINT w", NULL, NULL, NULL) == SQLITE_OK;
         o->err[0] = '\0';
-        o->status = o->fn(w->db, o->arg, o->err, o->errlen);
-        if (o->status != TCPOPS__STATUS__OK)
-            sqlite3_exec(h, "ROLLBACK TO w", NULL, NULL, NULL);
-        sqlite3_exec(h, "RELEASE w", NULL, NULL, NULL);
-    }
-    rc = sqlite3_exec(h, "COMMIT", NULL, NULL, NULL);
-    if (rc != SQLITE_OK) {
-        snprintf(why, sizeof(why), "commit failed: %s", sqlite3_errmsg(h));
-        sqlite3_exec(h, "ROLLBACK", NULL, NULL, NULL);
-        for (op *o = list; o != NULL; o = o->next) {
-            if (o->status == TCPOPS__STATUS__OK) {
-                o->status = rc == SQLITE_BUSY ? TCPOPS__STATUS__UNAVAILABLE
-                                              : TCPOPS__STATUS__INTERNAL;
-                snprintf(o->err, o->errlen, "%s", why);
-            }
+        o->status = saved ? o->fn(w->db, o->arg, o->err, o->errlen)
+                          : svc_db_fail(w->db, "savepoint", o->err, o->errlen);
+        if (store_failure(o->status) && health == TCPOPS__STATUS__OK) {
+            health = o->status;
+            snprintf(why, whylen, "%s", o->err);
         }
-        return;
+        if (saved && o->status != TCPOPS__STATUS__OK)
+            sqlite3_exec(h, "ROLLBACK TO w", NULL, NULL, NULL);
+        if (saved)
+            sqlite3_exec(h, "RELEASE w", NULL, NULL, NULL);
+        if (sqlite3_get_autocommit(h)) {
+            /* SQLite rolled the whole transaction back (a full disk can):
+             * the writes before this one are gone too, and the ones after
+             * must not run outside a transaction. */
+            int st = store_failure(o->status) ? o->status : TCPOPS__STATUS__INTERNAL;
+            char lost[256];
+            snprintf(lost, sizeof(lost), "rolled back: %s",
+                     o->err[0] ? o->err : "the transaction ended early");
+            fail_rest(list, st, lost); /* the ones that succeeded, and the rest */
+            if (health == TCPOPS__STATUS__OK) {
+                health = st;
+                snprintf(why, whylen, "%s", lost);
+            }
+            return health;
+        }
+    }
+    if (sqlite3_exec(h, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        char what[256];
+        int st = svc_db_fail(w->db, "commit failed", what, sizeof(what));
+        sqlite3_exec(h, "ROLLBACK", NULL, NULL, NULL);
+        fail_rest(list, st, what);
+        snprintf(why, whylen, "%.*s", (int)(whylen > 0 ? whylen - 1 : 0), what);
+        return st;
     }
     w->commits++;
+    return health;
 }
 
 static void *writer_main(void *arg)
@@ -89,9 +126,12 @@ static void *writer_main(void *arg)
         last->next = NULL;
         pthread_mutex_unlock(&w->lock);
 
-        run_group(w, list);
+        char why[256];
+        int health = run_group(w, list, why, sizeof(why));
 
         pthread_mutex_lock(&w->lock);
+        w->health = health;
+        snprintf(w->health_err, sizeof(w->health_err), "%s", why);
         for (op *o = list; o != NULL;) {
             op *next = o->next; /* o belongs to its waiter once done is set */
             o->done = 1;
@@ -160,6 +200,15 @@ int svc_writer_run(svc_writer *w, svc_write_fn fn, void *arg, char *err, size_t 
         pthread_cond_wait(&w->done, &w->lock);
     pthread_mutex_unlock(&w->lock);
     return o.status;
+}
+
+int svc_writer_health(svc_writer *w, char *err, size_t errlen)
+{
+    pthread_mutex_lock(&w->lock);
+    int st = w->health;
+    snprintf(err, errlen, "%s", w->health_err);
+    pthread_mutex_unlock(&w->lock);
+    return st;
 }
 
 unsigned long svc_writer_commits(svc_writer *w)

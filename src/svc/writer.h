@@ -27,10 +27,16 @@ int svc_writer_new(svc_writer **out, const char *path, int sync_full, char *err,
 void svc_writer_free(svc_writer *w);
 
 /* Queues fn(arg) and waits until its transaction has committed (or failed).
- * Returns fn's status when the commit succeeded; UNAVAILABLE when the
- * database stayed locked past the busy timeout; INTERNAL on other failures.
- * err is filled for anything but OK. Any thread except the writer's. */
+ * Returns fn's status when the commit succeeded; STORAGE_FULL when the disk
+ * (quota, file size limit) is full; UNAVAILABLE when the database stayed
+ * locked past the busy timeout; INTERNAL on other failures. err is filled
+ * for anything but OK. Any thread except the writer's. */
 int svc_writer_run(svc_writer *w, svc_write_fn fn, void *arg, char *err, size_t errlen);
+
+/* How the last transaction ended: OK, or the store's failure (STORAGE_FULL,
+ * UNAVAILABLE, INTERNAL) with err (errlen bytes) saying why. A write's own
+ * outcome (ALREADY_EXISTS, ...) is not a failure. Any thread. */
+int svc_writer_health(svc_writer *w, char *err, size_t errlen);
 
 /* Transactions committed so far (each may carry many writes). */
 unsigned long svc_writer_commits(svc_writer *w);
