@@ -172,3 +172,75 @@ int http_once(int port, const char *method, const char *path, const char *extra_
     http_close(&c);
     return rc;
 }
+
+int http_connect(int port)
+{
+    return connect_port(port);
+}
+
+int http_send(int fd, const void *p, size_t n)
+{
+    return send_all(fd, p, n);
+}
+
+int http_read_all(int fd, char **out, size_t *n, int timeout_ms)
+{
+    long long deadline = now_ms() + timeout_ms;
+    size_t cap = 8192;
+    int closed = 0;
+    *n = 0;
+    *out = malloc(cap + 1);
+    for (;;) {
+        if (*n == cap) {
+            cap *= 2;
+            *out = realloc(*out, cap + 1);
+        }
+        struct pollfd pf = {.fd = fd, .events = POLLIN};
+        long long left = deadline - now_ms();
+        if (left <= 0 || poll(&pf, 1, (int)left) <= 0)
+            break;
+        ssize_t r = recv(fd, *out + *n, cap - *n, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            closed = 1; /* EOF, or a reset after the answer */
+            break;
+        }
+        *n += (size_t)r;
+    }
+    (*out)[*n] = '\0';
+    return closed;
+}
+
+int http_read_until(int fd, char *buf, size_t cap, size_t *n, const char *want, int timeout_ms)
+{
+    long long deadline = now_ms() + timeout_ms;
+    buf[*n] = '\0';
+    while (strstr(buf, want) == NULL) {
+        if (*n + 1 >= cap || read_some(fd, buf, cap - 1, n, deadline) <= 0)
+            return -1;
+        buf[*n] = '\0';
+    }
+    return 0;
+}
+
+long http_parse(const char *buf, size_t n, http_resp *out)
+{
+    memset(out, 0, sizeof(*out));
+    const char *end = memmem(buf, n, "\r\n\r\n", 4);
+    if (end == NULL)
+        return -1;
+    size_t hlen = (size_t)(end - buf) + 4;
+    snprintf(out->headers, sizeof(out->headers), "%.*s", (int)hlen, buf);
+    if (sscanf(buf, "HTTP/1.%*d %d", &out->status) != 1)
+        return -1;
+    char v[64];
+    long clen = http_header(out, "Content-Length", v, sizeof(v)) != NULL ? atol(v) : 0;
+    if (clen < 0 || hlen + (size_t)clen > n)
+        return -1;
+    out->body_len = (size_t)clen;
+    out->body = malloc(out->body_len + 1);
+    memcpy(out->body, buf + hlen, out->body_len);
+    out->body[out->body_len] = '\0';
+    return (long)(hlen + (size_t)clen);
+}

@@ -33,4 +33,26 @@ void http_resp_free(http_resp *r);
 /* The value of header name (case-insensitive) into buf, or NULL. */
 const char *http_header(const http_resp *r, const char *name, char *buf, size_t len);
 
+/* Raw-socket helpers for requests http_do would not send. */
+
+/* A connected TCP socket to 127.0.0.1:port, or -1. */
+int http_connect(int port);
+
+/* Sends all n bytes of p. 0, or -1. */
+int http_send(int fd, const void *p, size_t n);
+
+/* Reads until the peer closes the connection (or resets it) or timeout_ms
+ * passes, into *out (malloc'd, NUL-terminated, *n bytes). Returns 1 when
+ * the peer closed, 0 when the connection was still open at the deadline. */
+int http_read_all(int fd, char **out, size_t *n, int timeout_ms);
+
+/* Reads until buf (cap bytes, NUL-terminated) holds the string want or
+ * timeout_ms passes. Returns 0 when it does, -1 otherwise. *n counts the
+ * bytes in buf across calls. */
+int http_read_until(int fd, char *buf, size_t cap, size_t *n, const char *want, int timeout_ms);
+
+/* Parses the first response in buf[0..n) into out (its body by
+ * Content-Length). Returns the bytes it took, or -1. */
+long http_parse(const char *buf, size_t n, http_resp *out);
+
 #endif

@@ -3,7 +3,9 @@
  * background, answers 503 + Retry-After for what it cannot reach, and heals
  * when the service appears. SIGTERM stops accepting, finishes the requests in
  * flight and exits 0. */
+#include <ctype.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,18 +24,112 @@ static int begin_request(struct mg_connection *conn)
     return gw_handle(conn, mg_get_request_info(conn)->user_data);
 }
 
-/* Errors civetweb finds before a handler runs (a request line or headers
- * over --max-header-bytes, a malformed request): answered as JSON like every
- * other error, and counted. */
+/* Marks a connection whose last request http_error answered. */
+static int answered_by_http_error;
+
+/* The methods civetweb 1.15 parses (http_methods[] in civetweb.c); any
+ * other method makes it refuse the request line with a 400. */
+static int civetweb_knows(const char *m)
+{
+    static const char *const known[] = {"GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS",
+                                        "CONNECT", "PATCH", "PROPFIND", "MKCOL", "LOCK",
+                                        "UNLOCK", "PROPPATCH", "REPORT"};
+    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+        if (strcmp(known[i], m) == 0)
+            return 1;
+    return 0;
+}
+
+/* An RFC 9110 token: what a method name is made of. */
+static int is_token(const char *s)
+{
+    if (*s == '\0')
+        return 0;
+    for (; *s; s++)
+        if (!(isalnum((unsigned char)*s) || strchr("!#$%&'*+-.^_`|~", *s) != NULL))
+            return 0;
+    return 1;
+}
+
+/* Errors civetweb finds before a handler runs (a malformed or unfinished
+ * request head, one over its buffer, a method it does not know, a bad
+ * Content-Length): answered as JSON like every other error, with our own
+ * rules' status and reason where they apply, and counted. civetweb closes
+ * the connection after each of them. */
 static int http_error(struct mg_connection *conn, int status, const char *errmsg)
 {
     gw *g = mg_get_request_info(conn)->user_data;
     gw_req r;
+    char why[256];
+    const char *allow = NULL;
     gw_req_init(&r, conn, g->deadline_ms);
-    gw_reply_error(&r, status, NULL, "%s", errmsg != NULL && errmsg[0] ? errmsg
-                                                     : mg_get_response_code_text(conn, status));
-    gw_metrics_request(g->metrics, GW_R_OTHER, "other", status, rpc_now_us() - r.start_us);
+    gw_req_close(&r);
+    mg_set_user_connection_data(conn, &answered_by_http_error);
+    const char *method = r.ri->request_method;
+    int st = gw_req_check_head(&r, g->max_header, why, sizeof(why));
+    if (st == 0 && status == 400 && method != NULL && is_token(method) &&
+        !civetweb_knows(method) && r.ri->request_uri != NULL) {
+        /* TRACE and the like: a well-formed method no route takes. */
+        char target[200];
+        snprintf(target, sizeof(target), "%s", r.ri->request_uri);
+        target[strcspn(target, "?")] = '\0';
+        gw_route route = gw_route_of(target);
+        st = route == GW_R_OTHER ? 404 : 405;
+        allow = gw_route_allow(route);
+        if (route == GW_R_OTHER)
+            snprintf(why, sizeof(why), "no route %s", target);
+        else
+            snprintf(why, sizeof(why), "%s is not allowed on %s", method, target);
+    } else if (st == 0 && status == 400 && method == NULL) {
+        /* civetweb's "Malformed message": it could not find the end of the
+         * head. Its buffer is twice --max-header-bytes at least. */
+        st = 400;
+        snprintf(why, sizeof(why), "request head malformed (control characters), not finished "
+                 "in time, or over %zu bytes", 2 * g->max_header);
+    } else if (st == 0) {
+        st = status;
+        snprintf(why, sizeof(why), "%s", errmsg != NULL && errmsg[0]
+                                         ? errmsg : mg_get_response_code_text(conn, status));
+    }
+    gw_reply_error(&r, st, allow, "%s", why);
+    gw_metrics_request(g->metrics, GW_R_OTHER, "other", st, rpc_now_us() - r.start_us);
     return 0;
+}
+
+/* civetweb 1.15 parses "OPTIONS *" and an absolute-form target that names
+ * another host or port (GET http://example.com/people), then closes the
+ * connection without a word (process_new_connection: "TODO: Deal with
+ * '*'", "TODO: handle non-local request"). It calls no handler for them,
+ * so they are answered here, on the way out, while the socket is still
+ * open: the request was parsed, no local path was found, and http_error did
+ * not answer it. */
+static void connection_close(const struct mg_connection *cconn)
+{
+    const struct mg_request_info *ri = mg_get_request_info(cconn);
+    if (ri->request_method == NULL || ri->request_uri == NULL || ri->local_uri != NULL ||
+        mg_get_user_connection_data(cconn) == &answered_by_http_error)
+        return;
+    /* The callback's connection is const, but its socket is still ours to
+     * write the answer to. */
+    struct mg_connection *conn = (struct mg_connection *)(uintptr_t)cconn;
+    gw *g = ri->user_data;
+    gw_req r;
+    gw_req_init(&r, conn, g->deadline_ms);
+    r.close = 1;
+    int st;
+    if (strcmp(ri->request_uri, "*") == 0 && strcmp(ri->request_method, "OPTIONS") == 0) {
+        st = 200;
+        gw_reply_json(&r, st, json_pack("{s:s}", "allow", "GET, HEAD, POST"), "Allow",
+                      "GET, HEAD, POST");
+    } else if (strcmp(ri->request_uri, "*") == 0) {
+        st = 400;
+        gw_reply_error(&r, st, NULL, "request target * is for OPTIONS only");
+    } else {
+        st = 421;
+        gw_reply_error(&r, st, NULL, "%.200s is not served here: send the path (GET /people)",
+                       ri->request_uri);
+    }
+    gw_metrics_request(g->metrics, GW_R_OTHER, "other", st, rpc_now_us() - r.start_us);
 }
 
 static int log_civetweb(const struct mg_connection *conn, const char *message)
@@ -50,6 +146,7 @@ int main(int argc, char **argv)
     const char *people = "127.0.0.1:5002";
     const char *pets = "127.0.0.1:5003";
     long threads = 1024, pool = 2, deadline_ms = 2000, keepalive_ms = 10000, drain_ms = 5000;
+    long request_timeout_ms = 10000;
     long max_body = 64 * 1024, max_header = 16 * 1024, max_frame = RPC_FRAME_MAX_DEFAULT;
     long max_inflight = 256, max_waiting = 1024, spin_us = 80;
     int access_log = 1;
@@ -68,6 +165,8 @@ int main(int argc, char **argv)
          "time budget of one HTTP request (504 past it)", 1, 10000},
         {"keepalive-ms", UTIL_FLAG_INT, &keepalive_ms, "MS",
          "how long an idle HTTP keep-alive connection stays open", 0, 600000},
+        {"request-timeout-ms", UTIL_FLAG_INT, &request_timeout_ms, "MS",
+         "how long a request's head or body may stall before 400/408", 100, 600000},
         {"access-log", UTIL_FLAG_BOOL, &access_log, NULL, "one log line per request", 0, 0},
         {"drain-ms", UTIL_FLAG_INT, &drain_ms, "MS",
          "on SIGTERM, how long requests in flight may take", 0, 600000},
@@ -106,6 +205,7 @@ int main(int argc, char **argv)
     g.deadline_ms = (int)deadline_ms;
     g.access_log = access_log;
     g.max_body = (size_t)max_body;
+    g.max_header = (size_t)max_header;
     g.started_ms = rpc_now_ms();
 
     sigset_t stopset;
@@ -128,19 +228,30 @@ int main(int argc, char **argv)
         goto out;
     }
 
-    char nthreads[16], ka[16], hdr[16];
+    char nthreads[24], ka[24], hdr[24], rt[24];
     snprintf(nthreads, sizeof(nthreads), "%ld", threads);
     snprintf(ka, sizeof(ka), "%ld", keepalive_ms);
-    snprintf(hdr, sizeof(hdr), "%ld", max_header);
+    snprintf(rt, sizeof(rt), "%ld", request_timeout_ms);
+    /* civetweb's per-thread request buffer (allocated once per worker; the
+     * pages a request does not reach are never touched) is larger than our
+     * limit, so a head over --max-header-bytes still gets parsed and then
+     * 414/431 with a reason rather than civetweb's bare "Malformed". */
+    snprintf(hdr, sizeof(hdr), "%ld", max_header * 2 > 128 * 1024 ? max_header * 2 : 128 * 1024);
     const char *options[] = {
         "listening_ports", listen,
         "num_threads", nthreads,
         "enable_keep_alive", "yes",
         "keep_alive_timeout_ms", ka,
-        "request_timeout_ms", "10000",
+        "request_timeout_ms", rt,
         "tcp_nodelay", "1",
         "listen_backlog", "1024",
         "max_request_size", hdr,
+        /* We route on the path as sent (local_uri_raw), decoding it
+         * ourselves: /people%2Fpets must not become /people/pets. */
+        "decode_url", "no",
+        /* An absolute-form target (GET http://HOST:PORT/people) names this
+         * server by its port; any host name is accepted, as in Host. */
+        "enable_auth_domain_check", "no",
         NULL, NULL,
     };
     struct mg_callbacks cb;
@@ -148,6 +259,7 @@ int main(int argc, char **argv)
     cb.log_message = log_civetweb;
     cb.begin_request = begin_request;
     cb.http_error = http_error;
+    cb.connection_close = connection_close;
     struct mg_init_data init = {.callbacks = &cb, .user_data = &g, .configuration_options = options};
     char mgerr[256] = "";
     struct mg_error_data ed = {.text = mgerr, .text_buffer_size = sizeof(mgerr)};

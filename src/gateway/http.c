@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "backoff.h"
 #include "clock.h"
@@ -36,18 +37,47 @@ void gw_req_init(gw_req *r, struct mg_connection *conn, int deadline_ms)
     }
 }
 
+void gw_req_close(gw_req *r)
+{
+    /* civetweb decides after the handler returns whether to read the next
+     * request: this makes it close instead, and skips the read of an unread
+     * body it would otherwise do first (for up to request_timeout_ms). */
+    mg_disable_connection_keep_alive(r->conn);
+    r->close = 1;
+}
+
+int gw_req_has_body(const gw_req *r)
+{
+    return r->ri->content_length > 0 || mg_get_header(r->conn, "Transfer-Encoding") != NULL;
+}
+
+int gw_req_check_head(const gw_req *r, size_t max_bytes, char *why, size_t whylen)
+{
+    const struct mg_request_info *ri = r->ri;
+    if (ri->request_method == NULL || ri->http_version == NULL || ri->num_headers < 0)
+        return 0; /* not parsed: civetweb has refused it already */
+    gw_head h = {.method = ri->request_method, .version = ri->http_version,
+                 .fields = ri->http_headers, .nfields = ri->num_headers};
+    return gw_check_head(&h, max_bytes, why, whylen);
+}
+
 void gw_reply_raw(gw_req *r, int status, const char *content_type, const char *body,
                   size_t len, const char *extra_name, const char *extra_value)
 {
+    /* An unread body would be read and thrown away by civetweb before the
+     * next request, however long it is: close instead. */
+    if (!r->body_done && r->ri->request_method != NULL && gw_req_has_body(r))
+        gw_req_close(r);
     /* Status line, headers and body in one write: one send, one packet. */
     char stackbuf[4096];
     int head = snprintf(stackbuf, sizeof(stackbuf),
                         "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                        "X-Request-Id: %s\r\n%s%s%s%s\r\n",
+                        "X-Request-Id: %s\r\n%s%s%s%s%s\r\n",
                         status, mg_get_response_code_text(r->conn, status), content_type, len,
                         r->id, extra_name != NULL ? extra_name : "",
                         extra_name != NULL ? ": " : "", extra_name != NULL ? extra_value : "",
-                        extra_name != NULL ? "\r\n" : "");
+                        extra_name != NULL ? "\r\n" : "",
+                        r->close ? "Connection: close\r\n" : "");
     /* request_method is NULL when civetweb could not parse the request. */
     const char *method = r->ri->request_method;
     int with_body = len > 0 && (method == NULL || strcmp(method, "HEAD") != 0);
@@ -99,17 +129,24 @@ void gw_reply_error(gw_req *r, int status, const char *allow, const char *fmt, .
         gw_reply_json(r, status, body, NULL, NULL);
 }
 
-int gw_query(const gw_req *r, const char *name, char *buf, size_t cap)
+int gw_req_query(const gw_req *r, gw_param *p, size_t np, char *why, size_t whylen)
 {
     const char *qs = r->ri->query_string;
-    if (qs == NULL)
-        return -1;
-    int n = mg_get_var(qs, strlen(qs), name, buf, cap);
-    if (n == -1)
-        return -1;
-    if (n < 0)
-        return -2;
-    return n;
+    return gw_parse_query(qs != NULL ? qs : "", qs != NULL ? strlen(qs) : 0, p, np, why, whylen);
+}
+
+/* Answers "Expect: 100-continue" (HTTP/1.1 only; a 1.0 client's is
+ * ignored, RFC 9110 10.1.1) so the client sends its body now instead of
+ * after its own timeout (curl waits 1 s). */
+static void continue_if_expected(gw_req *r)
+{
+    const char *expect = mg_get_header(r->conn, "Expect");
+    const char *v = r->ri->http_version;
+    if (expect != NULL && strcasecmp(expect, "100-continue") == 0 && v != NULL &&
+        strcmp(v, "1.1") == 0) {
+        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        mg_write(r->conn, cont, sizeof(cont) - 1);
+    }
 }
 
 long gw_read_body(gw_req *r, char *buf, size_t cap)
@@ -117,6 +154,7 @@ long gw_read_body(gw_req *r, char *buf, size_t cap)
     long long declared = r->ri->content_length;
     if (declared > (long long)cap)
         return -EMSGSIZE;
+    continue_if_expected(r);
     size_t got = 0;
     for (;;) {
         if (got == cap) {
@@ -125,13 +163,22 @@ long gw_read_body(gw_req *r, char *buf, size_t cap)
             int n = mg_read(r->conn, &extra, 1);
             if (n > 0)
                 return -EMSGSIZE;
-            return n == 0 ? (long)got : -EIO;
+            if (n < 0)
+                return -EIO;
+            break;
         }
         int n = mg_read(r->conn, buf + got, cap - got);
         if (n == 0)
-            return (long)got;
+            break;
         if (n < 0)
             return -EIO;
         got += (size_t)n;
     }
+    /* mg_read also returns 0 when the client stalled past civetweb's
+     * request timeout or went away: a body shorter than its Content-Length
+     * is not the body the client meant. */
+    if (declared >= 0 && (long long)got < declared)
+        return -ETIMEDOUT;
+    r->body_done = 1;
+    return (long)got;
 }

@@ -3,6 +3,7 @@
 #include <jansson.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "name.h"
 
@@ -22,12 +23,39 @@ int gw_parse_limit(const char *s, size_t n, long *out)
     return 0;
 }
 
+int gw_json_depth_ok(const char *s, size_t n, int max_depth)
+{
+    int depth = 0, in_string = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (in_string) {
+            if (c == '\\')
+                i++; /* the escaped byte cannot end the string */
+            else if (c == '"')
+                in_string = 0;
+        } else if (c == '"') {
+            in_string = 1;
+        } else if (c == '[' || c == '{') {
+            if (++depth > max_depth)
+                return 0;
+        } else if ((c == ']' || c == '}') && depth > 0) {
+            depth--;
+        }
+    }
+    return 1;
+}
+
 int gw_parse_create_body(const char *body, size_t len, char *name, size_t cap, char *why,
                          size_t whylen)
 {
     char reason[128];
     if (len == 0) {
         snprintf(why, whylen, "missing name: use ?name=NAME or a JSON body {\"name\":...}");
+        return -1;
+    }
+    /* Before jansson sees it: its parser recurses once per level. */
+    if (!gw_json_depth_ok(body, len, GW_JSON_MAX_DEPTH)) {
+        snprintf(why, whylen, "body nests deeper than %d levels", GW_JSON_MAX_DEPTH);
         return -1;
     }
     json_error_t je;
@@ -49,4 +77,208 @@ int gw_parse_create_body(const char *body, size_t len, char *name, size_t cap, c
     }
     json_decref(doc);
     return rc;
+}
+
+/* ---- the request head ---- */
+
+/* v without trailing spaces and tabs (civetweb keeps them): its length. */
+static size_t trimmed_len(const char *v)
+{
+    size_t n = strlen(v);
+    while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+        n--;
+    return n;
+}
+
+int gw_check_head(const gw_head *h, size_t max_bytes, char *why, size_t whylen)
+{
+    if (h->nfields >= MG_MAX_HEADERS) {
+        snprintf(why, whylen, "more than %d header fields", GW_MAX_FIELDS);
+        return 431;
+    }
+    size_t line = (size_t)(h->version + strlen(h->version) - h->method);
+    if (line > max_bytes) {
+        snprintf(why, whylen, "request line over %zu bytes", max_bytes);
+        return 414;
+    }
+    if (h->nfields > 0) {
+        const char *last = h->fields[h->nfields - 1].value;
+        if ((size_t)(last + strlen(last) - h->method) > max_bytes) {
+            snprintf(why, whylen, "request head over %zu bytes", max_bytes);
+            return 431;
+        }
+    }
+    int ncl = 0, nte = 0;
+    const char *te = NULL;
+    for (int i = 0; i < h->nfields; i++) {
+        const char *name = h->fields[i].name;
+        const char *value = h->fields[i].value;
+        size_t nl = strlen(name);
+        /* The colon is the NUL at name[nl]; a second NUL right after it was
+         * a space before the colon (the spaces after it stay spaces). */
+        if (value > name + nl + 1 && name[nl + 1] == '\0') {
+            snprintf(why, whylen, "space between header field name %.64s and its colon", name);
+            return 400;
+        }
+        if (strcasecmp(name, "Content-Length") == 0) {
+            size_t vl = trimmed_len(value);
+            ncl++;
+            int digits = vl > 0;
+            for (size_t k = 0; k < vl && digits; k++)
+                digits = value[k] >= '0' && value[k] <= '9';
+            if (!digits) {
+                snprintf(why, whylen, "Content-Length must be a whole number of bytes, not "
+                         "\"%.32s\"", value);
+                return 400;
+            }
+        } else if (strcasecmp(name, "Transfer-Encoding") == 0) {
+            nte++;
+            te = value;
+        }
+    }
+    if (ncl > 1) {
+        snprintf(why, whylen, "Content-Length given %d times", ncl);
+        return 400;
+    }
+    if (nte > 1) {
+        snprintf(why, whylen, "Transfer-Encoding given %d times", nte);
+        return 400;
+    }
+    if (nte == 1 && ncl == 1) {
+        snprintf(why, whylen, "both Content-Length and Transfer-Encoding");
+        return 400;
+    }
+    if (te != NULL && (trimmed_len(te) != 7 || strncasecmp(te, "chunked", 7) != 0)) {
+        snprintf(why, whylen, "transfer coding \"%.32s\" is not supported (only chunked)", te);
+        return 501;
+    }
+    return 0;
+}
+
+/* ---- path and query ---- */
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* The byte the %-escape at s[i] stands for, or -1 when it is not one. */
+static int escape_at(const char *s, size_t n, size_t i)
+{
+    if (i + 2 >= n)
+        return -1;
+    int hi = hexval(s[i + 1]), lo = hexval(s[i + 2]);
+    return hi < 0 || lo < 0 ? -1 : hi * 16 + lo;
+}
+
+int gw_parse_path(const char *raw, char *out, size_t cap, char *why, size_t whylen)
+{
+    size_t n = strlen(raw), o = 0;
+    int too_long = 0;
+    for (size_t i = 0; i < n; i++) {
+        int c = (unsigned char)raw[i];
+        if (c == '%') {
+            c = escape_at(raw, n, i);
+            if (c < 0) {
+                snprintf(why, whylen, "bad %%-escape in the path");
+                return -1;
+            }
+            if (c == '/' || c == 0) {
+                snprintf(why, whylen, "the path encodes %s", c == '/' ? "a '/' (%2F)"
+                                                                       : "a NUL (%00)");
+                return -1;
+            }
+            i += 2;
+        }
+        if (o + 1 < cap)
+            out[o++] = (char)c;
+        else
+            too_long = 1;
+    }
+    if (cap > 0)
+        out[o] = '\0';
+    return too_long ? -2 : (int)o;
+}
+
+/* Decodes s[0..n) (form encoding: '+' is a space) into out (cap bytes,
+ * NUL-terminated when cap > 0). Returns the decoded length, which may be
+ * more than was stored, or -1 for a bad %-escape. */
+static long form_decode(const char *s, size_t n, char *out, size_t cap)
+{
+    long len = 0;
+    for (size_t i = 0; i < n; i++) {
+        int c = (unsigned char)s[i];
+        if (c == '%') {
+            if ((c = escape_at(s, n, i)) < 0)
+                return -1;
+            i += 2;
+        } else if (c == '+') {
+            c = ' ';
+        }
+        if ((size_t)len + 1 < cap)
+            out[len] = (char)c;
+        len++;
+    }
+    if (cap > 0)
+        out[(size_t)len < cap ? (size_t)len : cap - 1] = '\0';
+    return len;
+}
+
+int gw_parse_query(const char *qs, size_t n, gw_param *p, size_t np, char *why, size_t whylen)
+{
+    for (size_t k = 0; k < np; k++)
+        p[k].len = -1;
+    size_t i = 0;
+    while (i <= n) {
+        const char *seg = qs + i;
+        const char *amp = memchr(seg, '&', n - i);
+        size_t sl = amp != NULL ? (size_t)(amp - seg) : n - i;
+        i += sl + 1;
+        if (sl == 0)
+            continue; /* "a=1&&b=2", a trailing '&' */
+        const char *eq = memchr(seg, '=', sl);
+        size_t kl = eq != NULL ? (size_t)(eq - seg) : sl;
+        char key[64];
+        long kn = form_decode(seg, kl, key, sizeof(key));
+        if (kn < 0) {
+            snprintf(why, whylen, "bad %%-escape in the query parameter name %.*s",
+                     (int)(kl > 32 ? 32 : kl), seg);
+            return -1;
+        }
+        gw_param *hit = NULL, *other_case = NULL;
+        for (size_t k = 0; k < np; k++) {
+            if ((size_t)kn == strlen(p[k].name) && memcmp(key, p[k].name, (size_t)kn) == 0)
+                hit = &p[k];
+            else if ((size_t)kn == strlen(p[k].name) && strcasecmp(key, p[k].name) == 0)
+                other_case = &p[k];
+        }
+        if (hit == NULL && other_case != NULL) {
+            snprintf(why, whylen, "unknown query parameter %s (did you mean %s?)", key,
+                     other_case->name);
+            return -1;
+        }
+        if (hit == NULL) {
+            snprintf(why, whylen, "unknown query parameter %.*s%s", (int)strnlen(key, 32), key,
+                     np == 0 ? " (this route takes none)" : "");
+            return -1;
+        }
+        if (hit->len != -1) {
+            snprintf(why, whylen, "query parameter %s given twice", hit->name);
+            return -1;
+        }
+        const char *val = eq != NULL ? eq + 1 : seg + sl;
+        long vn = form_decode(val, (size_t)(seg + sl - val), hit->buf, hit->cap);
+        if (vn < 0) {
+            snprintf(why, whylen, "bad %%-escape in query parameter %s", hit->name);
+            return -1;
+        }
+        hit->len = (size_t)vn + 1 > hit->cap ? -2 : vn;
+    }
+    return 0;
 }

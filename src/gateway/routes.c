@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "clock.h"
@@ -104,37 +105,51 @@ static void reply_rpc_error(gw_req *r, gw_backend *b, const rpc_call *c)
     }
 }
 
-/* Reads a name from query parameter `param` into buf (65 bytes at least).
- * Returns 1 when present and valid, 0 when absent, -1 when it answered 400. */
-static int query_name(gw_req *r, const char *param, char *buf, size_t cap)
+/* Checks the value of name parameter p as a name. Returns 1 when present and
+ * valid, 0 when absent, -1 when it answered 400. */
+static int query_name(gw_req *r, const gw_param *p)
 {
-    int n = gw_query(r, param, buf, cap);
     char why[128];
-    if (n == -1)
+    if (p->len == -1)
         return 0;
-    if (n == -2) {
-        gw_reply_error(r, 400, NULL, "%s: longer than %d bytes", param, UTIL_NAME_MAX);
+    if (p->len == -2) {
+        gw_reply_error(r, 400, NULL, "%s: longer than %d bytes", p->name, UTIL_NAME_MAX);
         return -1;
     }
-    if (util_name_check(buf, (size_t)n, why, sizeof(why)) < 0) {
-        gw_reply_error(r, 400, NULL, "%s: %s", param, why);
+    if (util_name_check(p->buf, (size_t)p->len, why, sizeof(why)) < 0) {
+        gw_reply_error(r, 400, NULL, "%s: %s", p->name, why);
         return -1;
     }
     return 1;
+}
+
+/* Parses r's query against the parameters p of its route; -1 when it
+ * answered 400. */
+static int query(gw_req *r, gw_param *p, size_t np)
+{
+    char why[256];
+    if (gw_req_query(r, p, np, why, sizeof(why)) < 0) {
+        gw_reply_error(r, 400, NULL, "%s", why);
+        return -1;
+    }
+    return 0;
 }
 
 /* ---- routes ---- */
 
 static void people_list(gw *g, gw_req *r)
 {
-    char num[32], after[UTIL_NAME_MAX + 2] = "";
+    char num[8], after[UTIL_NAME_MAX + 1] = "";
     long limit = 0;
-    int n = gw_query(r, "limit", num, sizeof(num));
-    if (n != -1 && (n < 0 || gw_parse_limit(num, (size_t)n, &limit) < 0)) {
+    gw_param p[2] = {{.name = "limit", .buf = num, .cap = sizeof(num)},
+                     {.name = "after", .buf = after, .cap = sizeof(after)}};
+    if (query(r, p, 2) < 0)
+        return;
+    if (p[0].len != -1 && (p[0].len < 0 || gw_parse_limit(num, (size_t)p[0].len, &limit) < 0)) {
         gw_reply_error(r, 400, NULL, "limit must be a whole number from 1 to 1000");
         return;
     }
-    if (query_name(r, "after", after, sizeof(after)) < 0)
+    if (query_name(r, &p[1]) < 0)
         return;
 
     Tcpops__ListPeopleRequest req = TCPOPS__LIST_PEOPLE_REQUEST__INIT;
@@ -162,30 +177,44 @@ static void people_list(gw *g, gw_req *r)
 
 static void people_create(gw *g, gw_req *r)
 {
-    char name[UTIL_NAME_MAX + 2];
+    char name[UTIL_NAME_MAX + 1], body_name[UTIL_NAME_MAX + 2];
     char why[256];
-    int have = query_name(r, "name", name, sizeof(name));
+    gw_param p = {.name = "name", .buf = name, .cap = sizeof(name)};
+    if (query(r, &p, 1) < 0)
+        return;
+    int have = query_name(r, &p);
     if (have < 0)
         return;
-    if (have == 0) {
-        /* No ?name=: the body must be {"name": "..."}. */
+    /* A body is read whenever there is one, even beside ?name=: a second
+     * name that is ignored would be ambiguous. */
+    if (have == 0 || gw_req_has_body(r)) {
         char *body = malloc(g->max_body);
         if (body == NULL) {
             gw_reply_error(r, 500, NULL, "out of memory");
             return;
         }
         long len = gw_read_body(r, body, g->max_body);
-        int bad = len < 0 || gw_parse_create_body(body, (size_t)len, name, sizeof(name), why,
-                                                  sizeof(why)) < 0;
+        int bad = len < 0 || gw_parse_create_body(body, (size_t)len, body_name,
+                                                  sizeof(body_name), why, sizeof(why)) < 0;
         free(body);
         if (len == -EMSGSIZE)
             gw_reply_error(r, 413, NULL, "request body over %zu bytes", g->max_body);
+        else if (len == -ETIMEDOUT)
+            gw_reply_error(r, 408, NULL, "request body incomplete: fewer than its Content-Length "
+                           "of %lld bytes arrived", r->ri->content_length);
         else if (len < 0)
-            gw_reply_error(r, 400, NULL, "could not read the request body");
+            gw_reply_error(r, 400, NULL, "request body incomplete or malformed (the connection "
+                           "ended, or a bad chunk)");
         else if (bad)
             gw_reply_error(r, 400, NULL, "%s", why);
         if (bad)
             return;
+        if (have && strcmp(name, body_name) != 0) {
+            gw_reply_error(r, 400, NULL, "two names: \"%s\" in the query and \"%s\" in the body",
+                           name, body_name);
+            return;
+        }
+        memcpy(name, body_name, strlen(body_name) + 1);
     }
 
     Tcpops__CreatePersonRequest req = TCPOPS__CREATE_PERSON_REQUEST__INIT;
@@ -200,8 +229,11 @@ static void people_create(gw *g, gw_req *r)
 
 static void people_pets(gw *g, gw_req *r)
 {
-    char owner[UTIL_NAME_MAX + 2];
-    int have = query_name(r, "owner", owner, sizeof(owner));
+    char owner[UTIL_NAME_MAX + 1];
+    gw_param p = {.name = "owner", .buf = owner, .cap = sizeof(owner)};
+    if (query(r, &p, 1) < 0)
+        return;
+    int have = query_name(r, &p);
     if (have < 0)
         return;
     if (have == 0) {
@@ -355,6 +387,45 @@ static void metrics(gw *g, gw_req *r)
     free(buf);
 }
 
+const char *gw_route_allow(gw_route route)
+{
+    switch (route) {
+    case GW_R_PEOPLE:
+        return "GET, HEAD, POST";
+    case GW_R_OTHER:
+        return NULL;
+    default:
+        return "GET, HEAD";
+    }
+}
+
+gw_route gw_route_of(const char *raw_path)
+{
+    char path[64], why[128];
+    return gw_parse_path(raw_path, path, sizeof(path), why, sizeof(why)) < 0 ? GW_R_OTHER
+                                                                            : match(path);
+}
+
+/* Answers r when its head breaks a rule the routes rely on; 1 if it did. */
+static int refuse_head(gw *g, gw_req *r)
+{
+    char why[256];
+    int st = gw_req_check_head(r, g->max_header, why, sizeof(why));
+    if (st != 0) {
+        /* Where this request ends is in doubt: nothing after it on this
+         * connection is read. */
+        gw_req_close(r);
+        gw_reply_error(r, st, NULL, "%s", why);
+        return 1;
+    }
+    const char *expect = mg_get_header(r->conn, "Expect");
+    if (expect != NULL && strcasecmp(expect, "100-continue") != 0) {
+        gw_reply_error(r, 417, NULL, "only \"Expect: 100-continue\" is supported");
+        return 1;
+    }
+    return 0;
+}
+
 int gw_handle(struct mg_connection *conn, void *cbdata)
 {
     gw *g = cbdata;
@@ -362,32 +433,34 @@ int gw_handle(struct mg_connection *conn, void *cbdata)
     atomic_fetch_add(&g->inflight, 1);
     gw_req_init(&r, conn, g->deadline_ms);
     const char *method = r.ri->request_method;
-    const char *path = r.ri->local_uri != NULL ? r.ri->local_uri : "";
-    gw_route route = match(path);
+    /* The path as sent: civetweb's decoded local_uri would route
+     * /people%2Fpets to /people/pets (decode_url is off, see gateway.c). */
+    const char *raw = r.ri->local_uri_raw != NULL ? r.ri->local_uri_raw : "";
+    char path[256], why[128];
+    int plen = gw_parse_path(raw, path, sizeof(path), why, sizeof(why));
+    gw_route route = plen >= 0 ? match(path) : GW_R_OTHER;
     /* HEAD is GET without the body (gw_reply_raw leaves it out). */
     int get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
     int post = strcmp(method, "POST") == 0;
 
-    switch (route) {
-    case GW_R_PEOPLE:
+    if (refuse_head(g, &r)) {
+        /* answered */
+    } else if (plen == -1) {
+        gw_reply_error(&r, 400, NULL, "%s", why);
+    } else if (route == GW_R_OTHER) {
+        gw_reply_error(&r, 404, NULL, "no route %s", raw);
+    } else if (!(get || (post && route == GW_R_PEOPLE))) {
+        gw_reply_error(&r, 405, gw_route_allow(route), "%s is not allowed on %s", method, path);
+    } else if (route == GW_R_PEOPLE) {
         if (get)
             people_list(g, &r);
-        else if (post)
-            people_create(g, &r);
         else
-            gw_reply_error(&r, 405, "GET, HEAD, POST", "%s is not allowed on %s", method, path);
-        break;
-    case GW_R_OTHER:
-        gw_reply_error(&r, 404, NULL, "no route %s", path);
-        break;
-    default:
-        if (!get) {
-            gw_reply_error(&r, 405, "GET, HEAD", "%s is not allowed on %s", method, path);
-            break;
-        }
-        if (route == GW_R_PEOPLE_PETS)
-            people_pets(g, &r);
-        else if (route == GW_R_STATUS)
+            people_create(g, &r);
+    } else if (route == GW_R_PEOPLE_PETS) {
+        people_pets(g, &r);
+    } else if (query(&r, NULL, 0) == 0) {
+        /* The routes that take no parameters refuse any. */
+        if (route == GW_R_STATUS)
             status(g, &r);
         else if (route == GW_R_HEALTHZ)
             gw_reply_json(&r, 200, json_pack("{s:s}", "status", "ok"), NULL, NULL);
@@ -395,7 +468,6 @@ int gw_handle(struct mg_connection *conn, void *cbdata)
             readyz(g, &r);
         else
             metrics(g, &r);
-        break;
     }
 
     int64_t dur = rpc_now_us() - r.start_us;
@@ -404,7 +476,7 @@ int gw_handle(struct mg_connection *conn, void *cbdata)
         char qp[300], qm[40];
         util_log(UTIL_INFO, "request", "method=%s path=%s status=%d bytes=%zu dur_us=%lld "
                  "req_id=%s",
-                 util_logq(qm, sizeof(qm), method), util_logq(qp, sizeof(qp), path), r.status,
+                 util_logq(qm, sizeof(qm), method), util_logq(qp, sizeof(qp), raw), r.status,
                  r.bytes, (long long)dur, r.id);
     }
     atomic_fetch_sub(&g->inflight, 1);

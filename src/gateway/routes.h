@@ -19,10 +19,17 @@ typedef struct gw {
     int deadline_ms;       /* budget of one HTTP request, all its RPCs included */
     int access_log;        /* one logfmt line per request */
     size_t max_body;       /* request bodies over this get 413 */
+    size_t max_header;     /* request line and header fields: 414/431 past it */
     int64_t started_ms;
     _Atomic int draining;  /* SIGTERM received: /readyz says 503 */
     _Atomic int inflight;  /* requests being handled now */
 } gw;
+
+/* The Allow list of route (NULL for GW_R_OTHER). */
+const char *gw_route_allow(gw_route route);
+
+/* The route of a path as sent (still %-encoded), GW_R_OTHER when none. */
+gw_route gw_route_of(const char *raw_path);
 
 /* The civetweb request handler for every path (cbdata is the gw). Returns
  * the HTTP status sent. */
