@@ -1,0 +1,304 @@
+/* The gateway's input rules (src/gateway/input.c) as pure functions: JSON
+ * nesting, the request head as civetweb leaves it, paths and queries. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "input.h"
+
+/* ---- JSON nesting ---- */
+
+static void nest(char *buf, int depth, const char *open, const char *inner, const char *close)
+{
+    buf[0] = '\0';
+    for (int i = 0; i < depth; i++)
+        strcat(buf, open);
+    strcat(buf, inner);
+    for (int i = 0; i < depth; i++)
+        strcat(buf, close);
+}
+
+static void test_json_depth(void **state)
+{
+    (void)state;
+    char *buf = malloc(16 * 1024);
+    nest(buf, GW_JSON_MAX_DEPTH, "[", "1", "]");
+    assert_int_equal(gw_json_depth_ok(buf, strlen(buf), GW_JSON_MAX_DEPTH), 1);
+    nest(buf, GW_JSON_MAX_DEPTH + 1, "[", "1", "]");
+    assert_int_equal(gw_json_depth_ok(buf, strlen(buf), GW_JSON_MAX_DEPTH), 0);
+    nest(buf, 1000, "{\"a\":", "1", "}");
+    assert_int_equal(gw_json_depth_ok(buf, strlen(buf), GW_JSON_MAX_DEPTH), 0);
+    /* Unclosed: depth counts all the same. */
+    memset(buf, '[', 1000);
+    assert_int_equal(gw_json_depth_ok(buf, 1000, GW_JSON_MAX_DEPTH), 0);
+    /* Brackets in strings, escaped quotes and backslashes are not nesting. */
+    const char *s = "{\"name\":\"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\\\"[[[[\\\\\"}";
+    assert_int_equal(gw_json_depth_ok(s, strlen(s), 2), 1);
+    s = "[\"\\\"\",[[]]]";
+    assert_int_equal(gw_json_depth_ok(s, strlen(s), 3), 1);
+    assert_int_equal(gw_json_depth_ok(s, strlen(s), 2), 0);
+    /* Closers without openers do not go below zero and hide depth. */
+    s = "]]]]][[[";
+    assert_int_equal(gw_json_depth_ok(s, strlen(s), 2), 0);
+
+    char name[66], why[256];
+    nest(buf, 1000, "[", "", "]");
+    assert_int_equal(gw_parse_create_body(buf, strlen(buf), name, sizeof(name), why,
+                                          sizeof(why)), -1);
+    assert_string_equal(why, "body nests deeper than 32 levels");
+    s = "{\"name\":\"ok\",\"x\":[[[[1]]]]}";
+    assert_int_equal(gw_parse_create_body(s, strlen(s), name, sizeof(name), why, sizeof(why)),
+                     0);
+    assert_string_equal(name, "ok");
+    free(buf);
+}
+
+/* ---- the request head, laid out as civetweb 1.15 leaves it ---- */
+
+typedef struct head {
+    char buf[96 * 1024];
+    struct mg_header f[MG_MAX_HEADERS];
+    gw_head h;
+} head;
+
+/* "METHOD TARGET HTTP/1.1" then each of fields[] ("Name<sp>*:<ows>value",
+ * at most MG_MAX_HEADERS of them, as civetweb keeps), NUL-terminated in
+ * place the way parse_http_request does. */
+static void build(head *h, const char *target, const char *const *fields, int n)
+{
+    char *p = h->buf;
+    p += sprintf(p, "GET") + 1;
+    p += sprintf(p, "%s", target) + 1;
+    p += sprintf(p, "HTTP/1.1") + 1;
+    h->h.method = h->buf;
+    h->h.version = p - 1 - strlen("1.1");
+    *p++ = '\0'; /* the \n of the request line */
+    for (int i = 0; i < n; i++) {
+        const char *colon = strchr(fields[i], ':');
+        const char *name_end = colon;
+        while (name_end > fields[i] && name_end[-1] == ' ')
+            name_end--;
+        h->f[i].name = p;
+        memcpy(p, fields[i], (size_t)(name_end - fields[i]));
+        p += name_end - fields[i];
+        for (const char *q = name_end; q <= colon; q++)
+            *p++ = '\0'; /* spaces before the colon, and the colon */
+        const char *v = colon + 1;
+        while (*v == ' ')
+            *p++ = *v++; /* skipped, not NUL'd */
+        h->f[i].value = p;
+        p += sprintf(p, "%s", v);
+        *p++ = '\0'; /* \r */
+        *p++ = '\0'; /* \n */
+    }
+    h->h.fields = h->f;
+    h->h.nfields = n;
+}
+
+static int check(head *h, char *why, size_t whylen)
+{
+    return gw_check_head(&h->h, 16384, why, whylen);
+}
+
+static void expect_head(const char *const *fields, int n, int want, const char *reason)
+{
+    head *h = calloc(1, sizeof(*h));
+    char why[256] = "";
+    build(h, "/people", fields, n);
+    int st = check(h, why, sizeof(why));
+    if (st != want || (reason != NULL && strstr(why, reason) == NULL))
+        fail_msg("%s...: expected %d %s, got %d %s", n > 0 ? fields[0] : "(no fields)", want,
+                 reason ? reason : "", st, why);
+    free(h);
+}
+
+static void test_head_framing(void **state)
+{
+    (void)state;
+    const char *ok[] = {"Host: x", "Content-Length: 5", "X-Empty:", "X-Spaces:    v"};
+    expect_head(ok, 4, 0, NULL);
+    expect_head(NULL, 0, 0, NULL);
+    const char *trailing[] = {"Content-Length: 5  "};
+    expect_head(trailing, 1, 0, NULL);
+    const char *space[] = {"Host: x", "Content-Length : 5"};
+    expect_head(space, 2, 400, "space between header field name Content-Length and its colon");
+    const char *spaces[] = {"X-A   : 1"};
+    expect_head(spaces, 1, 400, "X-A");
+    const char *two_cl[] = {"Content-Length: 0", "Content-Length: 40"};
+    expect_head(two_cl, 2, 400, "Content-Length given 2 times");
+    const char *same_cl[] = {"content-length: 4", "Content-Length: 4"};
+    expect_head(same_cl, 2, 400, "given 2 times");
+    const char *neg[] = {"Content-Length: -5"};
+    expect_head(neg, 1, 400, "whole number of bytes");
+    const char *plus[] = {"Content-Length: +5"};
+    expect_head(plus, 1, 400, "whole number");
+    const char *list[] = {"Content-Length: 5, 5"};
+    expect_head(list, 1, 400, "whole number");
+    const char *empty[] = {"Content-Length:"};
+    expect_head(empty, 1, 400, "whole number");
+    const char *both[] = {"Transfer-Encoding: chunked", "Content-Length: 5"};
+    expect_head(both, 2, 400, "both Content-Length and Transfer-Encoding");
+    const char *two_te[] = {"Transfer-Encoding: chunked", "transfer-encoding: chunked"};
+    expect_head(two_te, 2, 400, "Transfer-Encoding given 2 times");
+    const char *gzip[] = {"Transfer-Encoding: gzip, chunked"};
+    expect_head(gzip, 1, 501, "not supported");
+    const char *identity[] = {"Transfer-Encoding: identity"};
+    expect_head(identity, 1, 501, "not supported");
+    const char *chunked[] = {"Transfer-Encoding: Chunked"};
+    expect_head(chunked, 1, 0, NULL);
+}
+
+static void test_head_limits(void **state)
+{
+    (void)state;
+    static char names[MG_MAX_HEADERS][32];
+    const char *fields[MG_MAX_HEADERS];
+    for (int i = 0; i < MG_MAX_HEADERS; i++) {
+        snprintf(names[i], sizeof(names[i]), "X-%d: v", i);
+        fields[i] = names[i];
+    }
+    expect_head(fields, GW_MAX_FIELDS, 0, NULL);
+    /* A full table: civetweb may have dropped more. */
+    expect_head(fields, MG_MAX_HEADERS, 431, "more than 63 header fields");
+
+    head *h = calloc(1, sizeof(*h));
+    char why[256], *target = malloc(20 * 1024);
+    target[0] = '/';
+    memset(target + 1, 'a', 20 * 1024 - 2);
+    target[20 * 1024 - 1] = '\0';
+    build(h, target, NULL, 0);
+    assert_int_equal(check(h, why, sizeof(why)), 414);
+    assert_string_equal(why, "request line over 16384 bytes");
+    /* Exactly at the limit: "GET " + target + " HTTP/1.1" is 16384. */
+    target[16384 - 13] = '\0';
+    build(h, target, NULL, 0);
+    assert_int_equal(check(h, why, sizeof(why)), 0);
+    target[16384 - 13] = 'a'; /* one byte more */
+    target[16384 - 12] = '\0';
+    build(h, target, NULL, 0);
+    assert_int_equal(check(h, why, sizeof(why)), 414);
+
+    char *big = malloc(20 * 1024);
+    strcpy(big, "X-Big: ");
+    memset(big + 7, 'b', 17 * 1024);
+    big[7 + 17 * 1024] = '\0';
+    const char *one[] = {big};
+    build(h, "/", one, 1);
+    assert_int_equal(check(h, why, sizeof(why)), 431);
+    assert_string_equal(why, "request head over 16384 bytes");
+    free(big);
+    free(target);
+    free(h);
+}
+
+/* ---- path ---- */
+
+static void expect_path(const char *raw, int want, const char *decoded, const char *reason)
+{
+    char out[64], why[128] = "";
+    int n = gw_parse_path(raw, out, sizeof(out), why, sizeof(why));
+    if (n != want || (want >= 0 && strcmp(out, decoded) != 0) ||
+        (reason != NULL && strstr(why, reason) == NULL))
+        fail_msg("path %s: expected %d %s%s, got %d %s%s", raw, want, decoded ? decoded : "",
+                 reason ? reason : "", n, n >= 0 ? out : "", why);
+}
+
+static void test_path(void **state)
+{
+    (void)state;
+    expect_path("/people", 7, "/people", NULL);
+    expect_path("/people/p%65ts", 12, "/people/pets", NULL);
+    expect_path("/people%2Fpets", -1, NULL, "encodes a '/'");
+    expect_path("/people%2fpets", -1, NULL, "encodes a '/'");
+    expect_path("/people%00", -1, NULL, "NUL");
+    expect_path("/people%zz", -1, NULL, "bad %-escape");
+    expect_path("/people%4", -1, NULL, "bad %-escape");
+    expect_path("/people%", -1, NULL, "bad %-escape");
+    expect_path("", 0, "", NULL);
+    char long_path[200];
+    memset(long_path, 'a', sizeof(long_path) - 1);
+    long_path[sizeof(long_path) - 1] = '\0';
+    expect_path(long_path, -2, NULL, NULL);
+}
+
+/* ---- query ---- */
+
+typedef struct q {
+    char name[65], limit[8];
+    gw_param p[2];
+} q;
+
+static int parse(q *x, const char *qs, char *why, size_t whylen)
+{
+    memset(x, 0, sizeof(*x));
+    x->p[0] = (gw_param){.name = "name", .buf = x->name, .cap = sizeof(x->name)};
+    x->p[1] = (gw_param){.name = "limit", .buf = x->limit, .cap = sizeof(x->limit)};
+    return gw_parse_query(qs, strlen(qs), x->p, 2, why, whylen);
+}
+
+static void expect_query_error(const char *qs, const char *reason)
+{
+    q x;
+    char why[256] = "";
+    if (parse(&x, qs, why, sizeof(why)) != -1 || strstr(why, reason) == NULL)
+        fail_msg("?%s: expected a 400 saying %s, got \"%s\"", qs, reason, why);
+}
+
+static void test_query(void **state)
+{
+    (void)state;
+    q x;
+    char why[256];
+    assert_int_equal(parse(&x, "", why, sizeof(why)), 0);
+    assert_int_equal(x.p[0].len, -1);
+    assert_int_equal(x.p[1].len, -1);
+    assert_int_equal(parse(&x, "name=z%C3%B6e+x&limit=5&", why, sizeof(why)), 0);
+    assert_int_equal(x.p[0].len, 6);
+    assert_string_equal(x.name, "z\xC3\xB6" "e x");
+    assert_int_equal(x.p[1].len, 1);
+    assert_string_equal(x.limit, "5");
+    assert_int_equal(parse(&x, "&&name=&", why, sizeof(why)), 0);
+    assert_int_equal(x.p[0].len, 0);
+    assert_int_equal(parse(&x, "name", why, sizeof(why)), 0);
+    assert_int_equal(x.p[0].len, 0);
+    assert_int_equal(parse(&x, "name=a%00b", why, sizeof(why)), 0);
+    assert_int_equal(x.p[0].len, 3);
+    assert_memory_equal(x.name, "a\0b", 3);
+    assert_int_equal(parse(&x, "limit=123456789", why, sizeof(why)), 0);
+    assert_int_equal(x.p[1].len, -2);
+    assert_string_equal(x.limit, "1234567");
+    /* %-encoded parameter names are names all the same. */
+    assert_int_equal(parse(&x, "n%61me=bo", why, sizeof(why)), 0);
+    assert_string_equal(x.name, "bo");
+
+    expect_query_error("name=a&name=b", "query parameter name given twice");
+    expect_query_error("name=a&n%61me=a", "given twice");
+    expect_query_error("NAME=x", "unknown query parameter NAME (did you mean name?)");
+    expect_query_error("Limit=1", "did you mean limit?");
+    expect_query_error("owner=x", "unknown query parameter owner");
+    expect_query_error("name=bad%zzpct", "bad %-escape in query parameter name");
+    expect_query_error("name=bad%4", "bad %-escape");
+    expect_query_error("name=ok&x%zz=1", "bad %-escape in the query parameter name");
+    gw_param none[1];
+    assert_int_equal(gw_parse_query("a=1", 3, none, 0, why, sizeof(why)), -1);
+    assert_string_equal(why, "unknown query parameter a (this route takes none)");
+    assert_int_equal(gw_parse_query("", 0, none, 0, why, sizeof(why)), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_json_depth),
+        cmocka_unit_test(test_head_framing),
+        cmocka_unit_test(test_head_limits),
+        cmocka_unit_test(test_path),
+        cmocka_unit_test(test_query),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
