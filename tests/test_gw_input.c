@@ -67,18 +67,26 @@ typedef struct head {
     gw_head h;
 } head;
 
-/* "METHOD TARGET HTTP/1.1" then each of fields[] ("Name<sp>*:<ows>value",
+/* "GET TARGET HTTP/1.1" then each of fields[] ("Name<sp>*:<ows>value",
  * at most MG_MAX_HEADERS of them, as civetweb keeps), NUL-terminated in
- * place the way parse_http_request does. */
-static void build(head *h, const char *target, const char *const *fields, int n)
+ * place the way parse_http_request does, with CRLF line endings (LF when
+ * lf), indent NULs more after the request line (the spaces of an indented
+ * first line, which civetweb eats), then rest as civetweb leaves what it
+ * did not parse ("\r" for the end of a CRLF head, "" for LF) and the
+ * head's last byte, NUL. */
+static void build_ex(head *h, const char *target, const char *const *fields, int n, int lf,
+                     int indent, const char *rest)
 {
     char *p = h->buf;
     p += sprintf(p, "GET") + 1;
     p += sprintf(p, "%s", target) + 1;
-    p += sprintf(p, "HTTP/1.1") + 1;
+    p += sprintf(p, "HTTP/1.1") + 1; /* the NUL is the CR (or LF) */
     h->h.method = h->buf;
     h->h.version = p - 1 - strlen("1.1");
-    *p++ = '\0'; /* the \n of the request line */
+    if (!lf)
+        *p++ = '\0'; /* the LF of the request line */
+    for (int i = 0; i < indent; i++)
+        *p++ = '\0';
     for (int i = 0; i < n; i++) {
         const char *colon = strchr(fields[i], ':');
         const char *name_end = colon;
@@ -94,11 +102,19 @@ static void build(head *h, const char *target, const char *const *fields, int n)
             *p++ = *v++; /* skipped, not NUL'd */
         h->f[i].value = p;
         p += sprintf(p, "%s", v);
-        *p++ = '\0'; /* \r */
-        *p++ = '\0'; /* \n */
+        *p++ = '\0'; /* CR, or LF */
+        if (!lf)
+            *p++ = '\0'; /* LF */
     }
+    p += sprintf(p, "%s", rest != NULL ? rest : lf ? "" : "\r");
+    *p = '\0';
     h->h.fields = h->f;
     h->h.nfields = n;
+}
+
+static void build(head *h, const char *target, const char *const *fields, int n)
+{
+    build_ex(h, target, fields, n, 0, 0, NULL);
 }
 
 static int check(head *h, char *why, size_t whylen)
@@ -123,35 +139,66 @@ static void test_head_framing(void **state)
     (void)state;
     const char *ok[] = {"Host: x", "Content-Length: 5", "X-Empty:", "X-Spaces:    v"};
     expect_head(ok, 4, 0, NULL);
-    expect_head(NULL, 0, 0, NULL);
-    const char *trailing[] = {"Content-Length: 5  "};
-    expect_head(trailing, 1, 0, NULL);
+    expect_head(NULL, 0, 400, "an HTTP/1.1 request needs a Host header field");
+    const char *two_hosts[] = {"Host: a", "host: b"};
+    expect_head(two_hosts, 2, 400, "Host given 2 times");
+    const char *trailing[] = {"Host: x", "Content-Length: 5  "};
+    expect_head(trailing, 2, 0, NULL);
     const char *space[] = {"Host: x", "Content-Length : 5"};
     expect_head(space, 2, 400, "space between header field name Content-Length and its colon");
-    const char *spaces[] = {"X-A   : 1"};
-    expect_head(spaces, 1, 400, "X-A");
-    const char *two_cl[] = {"Content-Length: 0", "Content-Length: 40"};
-    expect_head(two_cl, 2, 400, "Content-Length given 2 times");
-    const char *same_cl[] = {"content-length: 4", "Content-Length: 4"};
-    expect_head(same_cl, 2, 400, "given 2 times");
-    const char *neg[] = {"Content-Length: -5"};
-    expect_head(neg, 1, 400, "whole number of bytes");
-    const char *plus[] = {"Content-Length: +5"};
-    expect_head(plus, 1, 400, "whole number");
-    const char *list[] = {"Content-Length: 5, 5"};
-    expect_head(list, 1, 400, "whole number");
-    const char *empty[] = {"Content-Length:"};
-    expect_head(empty, 1, 400, "whole number");
-    const char *both[] = {"Transfer-Encoding: chunked", "Content-Length: 5"};
-    expect_head(both, 2, 400, "both Content-Length and Transfer-Encoding");
-    const char *two_te[] = {"Transfer-Encoding: chunked", "transfer-encoding: chunked"};
-    expect_head(two_te, 2, 400, "Transfer-Encoding given 2 times");
-    const char *gzip[] = {"Transfer-Encoding: gzip, chunked"};
-    expect_head(gzip, 1, 501, "not supported");
-    const char *identity[] = {"Transfer-Encoding: identity"};
-    expect_head(identity, 1, 501, "not supported");
-    const char *chunked[] = {"Transfer-Encoding: Chunked"};
-    expect_head(chunked, 1, 0, NULL);
+    const char *spaces[] = {"Host: x", "X-A   : 1"};
+    expect_head(spaces, 2, 400, "X-A");
+    const char *two_cl[] = {"Host: x", "Content-Length: 0", "Content-Length: 40"};
+    expect_head(two_cl, 3, 400, "Content-Length given 2 times");
+    const char *same_cl[] = {"Host: x", "content-length: 4", "Content-Length: 4"};
+    expect_head(same_cl, 3, 400, "given 2 times");
+    const char *neg[] = {"Host: x", "Content-Length: -5"};
+    expect_head(neg, 2, 400, "whole number of bytes");
+    const char *plus[] = {"Host: x", "Content-Length: +5"};
+    expect_head(plus, 2, 400, "whole number");
+    const char *list[] = {"Host: x", "Content-Length: 5, 5"};
+    expect_head(list, 2, 400, "whole number");
+    const char *empty[] = {"Host: x", "Content-Length:"};
+    expect_head(empty, 2, 400, "whole number");
+    const char *both[] = {"Host: x", "Transfer-Encoding: chunked", "Content-Length: 5"};
+    expect_head(both, 3, 400, "both Content-Length and Transfer-Encoding");
+    const char *two_te[] = {"Host: x", "Transfer-Encoding: chunked", "transfer-encoding: chunked"};
+    expect_head(two_te, 3, 400, "Transfer-Encoding given 2 times");
+    const char *gzip[] = {"Host: x", "Transfer-Encoding: gzip, chunked"};
+    expect_head(gzip, 2, 501, "not supported");
+    const char *identity[] = {"Host: x", "Transfer-Encoding: identity"};
+    expect_head(identity, 2, 501, "not supported");
+    const char *chunked[] = {"Host: x", "Transfer-Encoding: Chunked"};
+    expect_head(chunked, 2, 0, NULL);
+}
+
+static void expect_lines(const char *what, const char *const *fields, int n, int lf,
+                         int indent, const char *rest, int want)
+{
+    head *h = calloc(1, sizeof(*h));
+    char why[256] = "";
+    build_ex(h, "/", fields, n, lf, indent, rest);
+    int st = check(h, why, sizeof(why));
+    if (st != want || (want == 400 && strstr(why, "not a field") == NULL))
+        fail_msg("%s: expected %d, got %d %s", what, want, st, why);
+    free(h);
+}
+
+static void test_head_lines(void **state)
+{
+    (void)state;
+    const char *f[] = {"Host: x", "X-A: 1"};
+    expect_lines("CRLF", f, 2, 0, 0, NULL, 0);
+    expect_lines("LF", f, 2, 1, 0, NULL, 0);
+    expect_lines("CRLF then a bare LF", f, 2, 0, 0, "", 0);
+    /* Lines civetweb stops at, and every line after them ignored. */
+    expect_lines("obs-fold", f, 2, 0, 0, " folded\r\nContent-Length: 5\r\n\r", 400);
+    expect_lines("obs-fold, LF", f, 2, 1, 0, " folded\nContent-Length: 5\n", 400);
+    expect_lines("line starting with ':'", f, 2, 0, 0, ":x\r\nContent-Length: 5\r\n\r", 400);
+    expect_lines("line starting with 0x80", f, 2, 0, 0, "\x80X: 1\r\n\r", 400);
+    expect_lines("LF, then CRLF before more lines", f, 2, 1, 0, "\r\nContent-Length: 5\n", 400);
+    /* An indented first line (civetweb eats its spaces and parses it). */
+    expect_lines("indented first field", f, 2, 0, 2, NULL, 400);
 }
 
 static void test_head_limits(void **state)
@@ -160,7 +207,7 @@ static void test_head_limits(void **state)
     static char names[MG_MAX_HEADERS][32];
     const char *fields[MG_MAX_HEADERS];
     for (int i = 0; i < MG_MAX_HEADERS; i++) {
-        snprintf(names[i], sizeof(names[i]), "X-%d: v", i);
+        snprintf(names[i], sizeof(names[i]), i == 0 ? "Host: %d" : "X-%d: v", i);
         fields[i] = names[i];
     }
     expect_head(fields, GW_MAX_FIELDS, 0, NULL);
@@ -178,7 +225,7 @@ static void test_head_limits(void **state)
     /* Exactly at the limit: "GET " + target + " HTTP/1.1" is 16384. */
     target[16384 - 13] = '\0';
     build(h, target, NULL, 0);
-    assert_int_equal(check(h, why, sizeof(why)), 0);
+    assert_int_equal(check(h, why, sizeof(why)), 400); /* no Host, but not 414 */
     target[16384 - 13] = 'a'; /* one byte more */
     target[16384 - 12] = '\0';
     build(h, target, NULL, 0);
@@ -188,8 +235,8 @@ static void test_head_limits(void **state)
     strcpy(big, "X-Big: ");
     memset(big + 7, 'b', 17 * 1024);
     big[7 + 17 * 1024] = '\0';
-    const char *one[] = {big};
-    build(h, "/", one, 1);
+    const char *one[] = {"Host: x", big};
+    build(h, "/", one, 2);
     assert_int_equal(check(h, why, sizeof(why)), 431);
     assert_string_equal(why, "request head over 16384 bytes");
     free(big);
@@ -296,6 +343,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_json_depth),
         cmocka_unit_test(test_head_framing),
+        cmocka_unit_test(test_head_lines),
         cmocka_unit_test(test_head_limits),
         cmocka_unit_test(test_path),
         cmocka_unit_test(test_query),

@@ -66,7 +66,9 @@ static int http_error(struct mg_connection *conn, int status, const char *errmsg
     gw_req_close(&r);
     mg_set_user_connection_data(conn, &answered_by_http_error);
     const char *method = r.ri->request_method;
-    int st = gw_req_check_head(&r, g->max_header, why, sizeof(why));
+    /* civetweb reads the fields only after it has accepted the method. */
+    int st = method != NULL && civetweb_knows(method)
+                 ? gw_req_check_head(&r, g->max_header, why, sizeof(why)) : 0;
     if (st == 0 && status == 400 && method != NULL && is_token(method) &&
         !civetweb_knows(method) && r.ri->request_uri != NULL) {
         /* TRACE and the like: a well-formed method no route takes. */

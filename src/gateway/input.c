@@ -1,6 +1,7 @@
 #include "input.h"
 
 #include <jansson.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -90,6 +91,46 @@ static size_t trimmed_len(const char *v)
     return n;
 }
 
+/* 1 when civetweb parsed every line of the head as a field. Its
+ * parse_http_headers stops without a word at a line that starts with a
+ * space (obs-fold), a ':', a byte over 126, or a lone CR or LF, and then
+ * ignores every line after it, a Content-Length included: the smuggling
+ * that RFC 9112 5.2 forbids. What it parsed has NULs where the line breaks
+ * were (two for CRLF, one for LF); what it did not parse is untouched up to
+ * the head's last byte, which it set to NUL. So: every line break between
+ * the request line and the fields, and between fields, must be the same
+ * one (no indented first field, no mixed endings), and right after the
+ * last field's comes the end of the head. */
+static int lines_ok(const gw_head *h)
+{
+    const char *prev_end = h->version + strlen(h->version);
+    ptrdiff_t style = 0;
+    for (int i = 0; i < h->nfields; i++) {
+        ptrdiff_t gap = h->fields[i].name - prev_end;
+        if (gap != 1 && gap != 2)
+            return 0;
+        if (style != 0 && gap != style)
+            return 0;
+        style = gap;
+        prev_end = h->fields[i].value + strlen(h->fields[i].value);
+    }
+    if (h->nfields == 0)
+        return 1; /* without fields HTTP/1.1 is refused (Host), and 1.0 closes */
+    /* prev_end is the NUL of the last field's CR (CRLF) or LF. With LF
+     * endings the next byte is the head's last; with CRLF ones the LF's NUL
+     * follows, then the final "\r\0" (or "\0" after a bare LF). */
+    if (style == 1)
+        return prev_end[1] == '\0';
+    /* (A last line that alone ends in a bare LF makes p the first byte after
+     * the head: such a head is refused unless the body starts with CR NUL
+     * or NUL. civetweb's buffer is twice the head limit, so p[1] is inside
+     * it unless leading empty lines filled it.) */
+    if (prev_end[1] != '\0')
+        return 0;
+    const char *p = prev_end + 2;
+    return p[0] == '\0' || (p[0] == '\r' && p[1] == '\0');
+}
+
 int gw_check_head(const gw_head *h, size_t max_bytes, char *why, size_t whylen)
 {
     if (h->nfields >= MG_MAX_HEADERS) {
@@ -108,12 +149,18 @@ int gw_check_head(const gw_head *h, size_t max_bytes, char *why, size_t whylen)
             return 431;
         }
     }
-    int ncl = 0, nte = 0;
+    if (!lines_ok(h)) {
+        snprintf(why, whylen, "a header line is not a field (folded, starting with ':' or a "
+                 "byte outside ASCII, indented, or with mixed line endings)");
+        return 400;
+    }
+    int ncl = 0, nte = 0, nhost = 0;
     const char *te = NULL;
     for (int i = 0; i < h->nfields; i++) {
         const char *name = h->fields[i].name;
         const char *value = h->fields[i].value;
         size_t nl = strlen(name);
+        nhost += strcasecmp(name, "Host") == 0;
         /* The colon is the NUL at name[nl]; a second NUL right after it was
          * a space before the colon (the spaces after it stay spaces). */
         if (value > name + nl + 1 && name[nl + 1] == '\0') {
@@ -135,6 +182,11 @@ int gw_check_head(const gw_head *h, size_t max_bytes, char *why, size_t whylen)
             nte++;
             te = value;
         }
+    }
+    if (nhost > 1 || (nhost == 0 && strcmp(h->version, "1.1") == 0)) {
+        snprintf(why, whylen, nhost ? "Host given %d times" : "an HTTP/1.1 request needs a Host "
+                 "header field", nhost);
+        return 400;
     }
     if (ncl > 1) {
         snprintf(why, whylen, "Content-Length given %d times", ncl);

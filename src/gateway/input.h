@@ -44,10 +44,11 @@ typedef struct gw_head {
 
 /* Checks the framing rules of RFC 9112 that civetweb does not: at most
  * GW_MAX_FIELDS fields and max_bytes for the whole head (431), the request
- * line alone at most max_bytes (414), no space between a field name and
- * its colon, Content-Length once and all digits, Transfer-Encoding at most
- * once and never with Content-Length (400), "chunked" the only transfer
- * coding (501). Returns 0, or the status with a sentence in why. A request
+ * line alone at most max_bytes (414), every line a field (no obs-fold, no
+ * line civetweb stopped at), no space between a field name and its colon,
+ * one Host (required in HTTP/1.1), Content-Length once and all digits,
+ * Transfer-Encoding at most once and never with Content-Length (400),
+ * "chunked" the only transfer coding (501). Returns 0, or the status with a sentence in why. A request
  * that fails must be answered with the connection closed: its framing
  * cannot be trusted, so nothing after it on the connection can be. */
 int gw_check_head(const gw_head *h, size_t max_bytes, char *why, size_t whylen);

@@ -68,16 +68,17 @@ static void query_rules(const char *qs, size_t qlen)
  * it. Lines without a colon end the fields, as in civetweb. */
 static void head_rules(const char *text, size_t n)
 {
-    size_t cap = 64 + 2 * n;
+    size_t cap = 64 + 3 * n;
     char *buf = malloc(cap);
     struct mg_header f[MG_MAX_HEADERS];
     int nf = 0;
     if (buf == NULL)
         return;
     char *p = buf;
-    memcpy(p, "POST\0/people\0HTTP/1.1\0", 22);
+    /* CRLF line endings: the request line's CR and LF are NULs. */
+    memcpy(p, "POST\0/people\0HTTP/1.1\0\0", 23);
     gw_head h = {.method = buf, .version = buf + 18, .fields = f};
-    p += 22;
+    p += 23;
     const char *line = text, *end = text + n;
     while (line < end && nf < MG_MAX_HEADERS) {
         const char *nl = memchr(line, '\n', (size_t)(end - line));
@@ -106,18 +107,35 @@ static void head_rules(const char *text, size_t n)
         nf++;
         line = le + 1;
     }
+    /* What civetweb did not parse stays as sent, then the head's end. A
+     * head with a NUL in it never gets this far in civetweb. */
+    if (line < end && memchr(line, '\0', (size_t)(end - line)) != NULL) {
+        free(buf);
+        return;
+    }
+    if (line < end) {
+        memcpy(p, line, (size_t)(end - line));
+        p += end - line;
+    } else {
+        *p++ = '\r';
+    }
+    *p = '\0';
     h.nfields = nf;
     char why[256];
     int st = gw_check_head(&h, 4096, why, sizeof(why));
     if (st != 0 && st != 400 && st != 414 && st != 431 && st != 501)
         abort();
     if (st == 0) {
-        int ncl = 0, nte = 0;
+        int ncl = 0, nte = 0, nhost = 0;
         for (int i = 0; i < nf; i++) {
             ncl += strcasecmp(f[i].name, "Content-Length") == 0;
             nte += strcasecmp(f[i].name, "Transfer-Encoding") == 0;
+            nhost += strcasecmp(f[i].name, "Host") == 0;
         }
-        if (nf >= MG_MAX_HEADERS || ncl > 1 || nte > 1 || (ncl && nte))
+        if (nf >= MG_MAX_HEADERS || ncl > 1 || nte > 1 || (ncl && nte) || nhost != 1)
+            abort();
+        /* Every line was a field: nothing but the end was left unparsed. */
+        if (line < end && !(end - line == 1 && *line == '\r'))
             abort();
     }
     free(buf);
