@@ -24,6 +24,15 @@ static int begin_request(struct mg_connection *conn)
     return gw_handle(conn, mg_get_request_info(conn)->user_data);
 }
 
+/* civetweb's per-thread request buffer (max_request_size, allocated once
+ * per worker; the pages a request does not reach are never touched): larger
+ * than our limit, so a head over --max-header-bytes still gets parsed and
+ * then a 414/431 with a reason rather than civetweb's bare "Malformed". */
+static size_t request_buffer(size_t max_header)
+{
+    return max_header * 2 > 128 * 1024 ? max_header * 2 : 128 * 1024;
+}
+
 /* Marks a connection whose last request http_error answered. */
 static int answered_by_http_error;
 
@@ -84,10 +93,10 @@ static int http_error(struct mg_connection *conn, int status, const char *errmsg
             snprintf(why, sizeof(why), "%s is not allowed on %s", method, target);
     } else if (st == 0 && status == 400 && method == NULL) {
         /* civetweb's "Malformed message": it could not find the end of the
-         * head. Its buffer is twice --max-header-bytes at least. */
+         * head. */
         st = 400;
         snprintf(why, sizeof(why), "request head malformed (control characters), not finished "
-                 "in time, or over %zu bytes", 2 * g->max_header);
+                 "in time, or over %zu bytes", request_buffer(g->max_header));
     } else if (st == 0) {
         st = status;
         snprintf(why, sizeof(why), "%s", errmsg != NULL && errmsg[0]
@@ -234,11 +243,7 @@ int main(int argc, char **argv)
     snprintf(nthreads, sizeof(nthreads), "%ld", threads);
     snprintf(ka, sizeof(ka), "%ld", keepalive_ms);
     snprintf(rt, sizeof(rt), "%ld", request_timeout_ms);
-    /* civetweb's per-thread request buffer (allocated once per worker; the
-     * pages a request does not reach are never touched) is larger than our
-     * limit, so a head over --max-header-bytes still gets parsed and then
-     * 414/431 with a reason rather than civetweb's bare "Malformed". */
-    snprintf(hdr, sizeof(hdr), "%ld", max_header * 2 > 128 * 1024 ? max_header * 2 : 128 * 1024);
+    snprintf(hdr, sizeof(hdr), "%zu", request_buffer((size_t)max_header));
     const char *options[] = {
         "listening_ports", listen,
         "num_threads", nthreads,
