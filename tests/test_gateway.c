@@ -243,8 +243,19 @@ static void test_routes_and_errors(void **state)
                                    "code=\"413\"} 1\n"));
     assert_non_null(strstr(r.body, "tcpops_rpc_calls_total{service=\"people\",method=\"people."
                                    "Create\",status=\"OK\"} 3\n"));
-    assert_non_null(strstr(r.body, "tcpops_rpc_members{service=\"people\"} 1\n"));
     http_resp_free(&r);
+    /* Membership is learned in the background, after the first connection
+     * made /readyz 200: wait for it rather than race it. */
+    int member = 0;
+    for (int i = 0; i < 500 && !member; i++) {
+        assert_int_equal(http_once(fx->gw_port, "GET", "/metrics", NULL, NULL, &r), 0);
+        member = strstr(r.body, "tcpops_rpc_members{service=\"people\"} 1\n") != NULL;
+        http_resp_free(&r);
+        if (!member)
+            usleep(20 * 1000);
+    }
+    if (!member)
+        fail_msg("expected tcpops_rpc_members{service=\"people\"} 1 within 10 s");
 
     /* SIGTERM: exit 0. */
     proc_signal(&fx->gw, SIGTERM);
