@@ -398,11 +398,14 @@ static void *slow_list(void *arg)
 static void test_deadline_and_no_head_of_line_blocking(void **state)
 {
     fixture *fx = *state;
-    /* people.List takes 1.5 s on the service; everything else is fast. */
-    const char *const slow[] = {"--delay-ms", "1500", "--delay-method", "people.List", NULL};
+    /* people.List takes 6 s on the service; everything else is fast. The
+     * slow call is long so that the 1000 fast ones finish inside it even on
+     * a loaded machine under ASan (1.5 s was not always enough). */
+    const char *const slow[] = {"--delay-ms", "6000", "--delay-method", "people.List", NULL};
+    const char *const patient[] = {"--deadline-ms", "10000", NULL};
     start_people(fx, &fx->people, slow);
     start_pets(fx);
-    start_gateway(fx, NULL); /* 2 s deadline: the slow call makes it */
+    start_gateway(fx, patient); /* 10 s deadline: the slow call makes it */
     eventually(fx, "/people/pets?owner=bob", 200, NULL);
 
     slow_req s = {.port = fx->gw_port};
@@ -436,7 +439,8 @@ static void test_deadline_and_no_head_of_line_blocking(void **state)
            "{\"error\":\"people service did not answer in time\"}");
     expect(fx, "GET", "/people/pets?owner=bob", NULL, NULL, 200, "[\"bixa\",\"rex\"]");
     int counted = 0;
-    for (int i = 0; i < 300 && !counted; i++) {
+    /* The late answer comes 6 s after the call. */
+    for (int i = 0; i < 1000 && !counted; i++) {
         http_resp r;
         assert_int_equal(http_once(fx->gw_port, "GET", "/metrics", NULL, NULL, &r), 0);
         counted = strstr(r.body, "tcpops_rpc_late_answers_total{service=\"people\"} 1\n") != NULL;
