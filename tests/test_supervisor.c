@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -54,35 +56,47 @@ static int teardown(void **state)
     return 0;
 }
 
+/* argv of `tcpops up` with the fixture's ports and the extra flags of ap
+ * (NULL-terminated); the strings live in u. */
+typedef struct up_cmd {
+    char bin[512], gw[64], people[64], pets[64];
+    char *argv[32];
+} up_cmd;
+
+static void up_argv(fixture *fx, up_cmd *u, va_list ap)
+{
+    int n = 0;
+    snprintf(u->gw, sizeof(u->gw), "127.0.0.1:%d", fx->gw_port);
+    snprintf(u->people, sizeof(u->people), "127.0.0.1:%d", fx->people_port);
+    snprintf(u->pets, sizeof(u->pets), "127.0.0.1:%d", fx->pets_port);
+    u->argv[n++] = (char *)proc_bin("tcpops", u->bin, sizeof(u->bin));
+    u->argv[n++] = "up";
+    u->argv[n++] = "--data-dir";
+    u->argv[n++] = fx->dir;
+    u->argv[n++] = "--gateway";
+    u->argv[n++] = u->gw;
+    u->argv[n++] = "--people";
+    u->argv[n++] = u->people;
+    u->argv[n++] = "--pets";
+    u->argv[n++] = u->pets;
+    u->argv[n++] = "--gateway-args";
+    /* civetweb starts every thread up front: the default 1024 is more than
+     * these loaders need, and tests run side by side. */
+    u->argv[n++] = "--access-log=false --threads=128";
+    for (char *a; n < 31 && (a = va_arg(ap, char *)) != NULL;)
+        u->argv[n++] = a;
+    u->argv[n] = NULL;
+}
+
 /* Runs `tcpops up` with the fixture's ports and the extra flags given. */
 static void up(fixture *fx, ...)
 {
-    char bin[512], gw[64], people[64], pets[64];
-    char *argv[32];
-    int n = 0;
+    up_cmd u;
+    char **argv = u.argv;
     va_list ap;
-    snprintf(gw, sizeof(gw), "127.0.0.1:%d", fx->gw_port);
-    snprintf(people, sizeof(people), "127.0.0.1:%d", fx->people_port);
-    snprintf(pets, sizeof(pets), "127.0.0.1:%d", fx->pets_port);
-    argv[n++] = (char *)proc_bin("tcpops", bin, sizeof(bin));
-    argv[n++] = "up";
-    argv[n++] = "--data-dir";
-    argv[n++] = fx->dir;
-    argv[n++] = "--gateway";
-    argv[n++] = gw;
-    argv[n++] = "--people";
-    argv[n++] = people;
-    argv[n++] = "--pets";
-    argv[n++] = pets;
-    argv[n++] = "--gateway-args";
-    /* civetweb starts every thread up front: the default 1024 is more than
-     * these loaders need, and tests run side by side. */
-    argv[n++] = "--access-log=false --threads=128";
     va_start(ap, fx);
-    for (char *a; n < 31 && (a = va_arg(ap, char *)) != NULL;)
-        argv[n++] = a;
+    up_argv(fx, &u, ap);
     va_end(ap);
-    argv[n] = NULL;
     assert_int_equal(proc_start_logged(&fx->master, argv, fx->log), 0);
     /* Ready when the gateway says every service is reachable. */
     for (int i = 0; i < 1000; i++) {
@@ -598,6 +612,101 @@ static void test_memory_limit_replaces_worker(void **state)
     assert_int_equal(restarts, 0);
 }
 
+/* ---- issue 13 item 12: numbers ---- */
+
+static void test_scale_rejects_counts_out_of_range(void **state)
+{
+    fixture *fx = *state;
+    up(fx, NULL);
+    /* 4294967298 was cast to int on the way: 2 workers. */
+    const char *bad[] = {"4294967298", "65", "-1", "2k", " 2", "+2", "banana"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        int code = tcpops(fx, NULL, 0, "scale", "people", bad[i], NULL);
+        if (code != 2)
+            fail_msg("tcpops scale people \"%s\": expected exit 2 (usage), got %d", bad[i],
+                     code);
+    }
+    int pids[8], running;
+    int n = workers(fx, "people", pids, 8, &running, NULL);
+    if (n != 1 || running != 1)
+        fail_msg("expected 1 running people worker after the refused scales, got %d (%d "
+                 "running)",
+                 n, running);
+}
+
+/* ---- issue 13 item 11: what cannot run is refused before anything starts ---- */
+
+/* Runs `tcpops up` with the extra flags given; expects exit 2 with want in
+ * its stderr, and nothing started: no control socket, no gateway port. */
+static void up_refused(fixture *fx, const char *want, ...)
+{
+    up_cmd u;
+    char out[4096], err[4096];
+    va_list ap;
+    va_start(ap, want);
+    up_argv(fx, &u, ap);
+    va_end(ap);
+    /* Not refused, it would run: the timeout stops it. */
+    int code = proc_run(u.argv, out, sizeof(out), err, sizeof(err), 8000);
+    if (code != 2 || strstr(err, want) == NULL)
+        fail_msg("tcpops up %s %s: expected exit 2 saying \"%s\"; got exit %d: %s",
+                 u.argv[12] ? u.argv[12] : "", u.argv[12] && u.argv[13] ? u.argv[13] : "",
+                 want, code, err);
+    char sock[400];
+    struct stat st;
+    snprintf(sock, sizeof(sock), "%s/tcpops.sock", fx->dir);
+    assert_int_not_equal(stat(sock, &st), 0);
+    assert_int_not_equal(wait_port(fx->gw_port, 100), 0);
+}
+
+static void test_up_refuses_what_cannot_run(void **state)
+{
+    fixture *fx = *state;
+    char ini[400], busy[64];
+    snprintf(ini, sizeof(ini), "%s/tcpops.ini", fx->dir);
+
+    /* A port held by anything, even a listener sharing with SO_REUSEPORT. */
+    int one = 1, holder = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)fx->pets_port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(setsockopt(holder, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)), 0);
+    assert_int_equal(bind(holder, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(holder, 8), 0);
+    snprintf(busy, sizeof(busy), "pets cannot listen on 127.0.0.1:%d", fx->pets_port);
+    up_refused(fx, busy, NULL);
+    close(holder);
+
+    up_refused(fx, "people listen: address \"127.0.0.1:nope\"", "--people", "127.0.0.1:nope",
+               NULL);
+    up_refused(fx, "needs a fixed port", "--people", "127.0.0.1:0", NULL);
+    up_refused(fx, "people args \"--threads banana\": tcpops-people: --threads: \"banana\"",
+               "--people-args", "--threads banana", NULL);
+    up_refused(fx, "pets args \"--no-such-flag\": tcpops-pets: unknown flag --no-such-flag",
+               "--pets-args", "--no-such-flag", NULL);
+    up_refused(fx, "tcpops-pets: --sync: \"sometimes\" is not one of normal|full",
+               "--pets-args", "--sync sometimes", NULL);
+    /* Milliseconds take no size suffix (item 12): this was 5120 ms. */
+    up_refused(fx, "--deadline-ms: \"18014398509481989k\" is not a whole number",
+               "--gateway-args", "--deadline-ms 18014398509481989k", NULL);
+
+    /* INI numbers are parsed like flags. */
+    const char *inis[][2] = {
+        {"[tcpops]\ndrain_ms = banana\n", "drain_ms: \"banana\" is not a whole number"},
+        {"[tcpops]\ndrain_ms = -5000\n", "drain_ms: \"-5000\" is out of range: 0 to 600000"},
+        {"[tcpops]\ndrain_ms = 5k\n", "drain_ms: \"5k\" is not a whole number"},
+        {"[people]\nworkers = 4294967298\n", "workers: \"4294967298\" is out of range"},
+        {"[people]\nmax_memory = 18014398509481989k\n", "is out of range"},
+        {"[people]\nargs = --max-frame 1T\n", "--max-frame: \"1T\" is not a size"},
+    };
+    for (size_t i = 0; i < sizeof(inis) / sizeof(inis[0]); i++) {
+        FILE *f = fopen(ini, "w");
+        assert_non_null(f);
+        fputs(inis[i][0], f);
+        fclose(f);
+        up_refused(fx, inis[i][1], "--config", ini, NULL);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -608,6 +717,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sigterm_with_idle_busy_and_stuck, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_loop_then_recovery, setup, teardown),
         cmocka_unit_test_setup_teardown(test_memory_limit_replaces_worker, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_scale_rejects_counts_out_of_range, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_up_refuses_what_cannot_run, setup, teardown),
     };
     signal(SIGPIPE, SIG_IGN);
     /* TCPOPS_TEST_FILTER=test_memory* runs one scenario (e.g. to repeat it). */

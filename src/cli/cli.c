@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -195,16 +196,14 @@ static int ping(const cli *c)
     return EXIT_OK;
 }
 
-static int parse_u64(const char *s, uint64_t *out)
+/* A pet id: SQLite row ids are 1 to INT64_MAX. */
+static int parse_id(const char *s, uint64_t *out)
 {
-    char *end = NULL;
-    if (s[0] == '-' || s[0] == '\0')
+    char err[128];
+    long v;
+    if (util_parse_num(s, UTIL_NUM_PLAIN, 0, LONG_MAX, &v, "id", err, sizeof(err)) < 0)
         return -1;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno != 0 || *end != '\0')
-        return -1;
-    *out = v;
+    *out = (uint64_t)v;
     return 0;
 }
 
@@ -261,7 +260,7 @@ static int people_cmd(cli *c, int argc, char **argv)
     }
     if (strcmp(argv[0], "add-pet") == 0) {
         Tcpops__AddPetRequest req = TCPOPS__ADD_PET_REQUEST__INIT;
-        if (argc != 3 || parse_u64(argv[2], &req.pet_id) < 0)
+        if (argc != 3 || parse_id(argv[2], &req.pet_id) < 0)
             return usage_error("people add-pet takes OWNER and a numeric PET_ID");
         req.owner = argv[1];
         return rpc(c, "people.AddPet", &req.base, &tcpops__add_pet_response__descriptor);
@@ -284,7 +283,7 @@ static int pets_cmd(cli *c, int argc, char **argv)
         if (ids == NULL)
             return EXIT_RPC;
         for (int i = 1; i < argc; i++) {
-            if (parse_u64(argv[i], &ids[i - 1]) < 0) {
+            if (parse_id(argv[i], &ids[i - 1]) < 0) {
                 free(ids);
                 return usage_error("pets get: \"%s\" is not a pet id", argv[i]);
             }

@@ -47,34 +47,75 @@ void sup_config_default(sup_config *c)
     }
 }
 
+int sup_app_argv(const sup_config *c, int app, sup_argv *out, char *err, size_t errlen)
+{
+    const sup_app *a = &c->apps[app];
+    int n = 0;
+    char *p = out->buf, *end = out->buf + sizeof(out->buf);
+    p += snprintf(p, (size_t)(end - p), "%s/%s", c->bin_dir, a->binary) + 1;
+    out->argv[n++] = out->buf;
+    out->argv[n++] = "--listen";
+    out->argv[n++] = (char *)a->listen;
+    if (app == SUP_GATEWAY) {
+        out->argv[n++] = "--people";
+        out->argv[n++] = (char *)c->apps[SUP_PEOPLE].listen;
+        out->argv[n++] = "--pets";
+        out->argv[n++] = (char *)c->apps[SUP_PETS].listen;
+    } else {
+        out->argv[n++] = "--data-dir";
+        out->argv[n++] = (char *)c->data_dir;
+    }
+    /* buf has room for args: it is larger than bin_dir + binary + args. */
+    char *extra = p;
+    snprintf(extra, (size_t)(end - extra), "%s", a->args);
+    for (char *save = NULL, *tok = strtok_r(extra, " \t", &save); tok != NULL;
+         tok = strtok_r(NULL, " \t", &save)) {
+        if (n >= SUP_MAX_ARGV) {
+            snprintf(err, errlen, "%s args: more than %d words", a->name, SUP_MAX_ARGV - 8);
+            return -1;
+        }
+        out->argv[n++] = tok;
+    }
+    out->argv[n] = NULL;
+    return 0;
+}
+
 typedef struct load_ctx {
     sup_config *c;
     char *err;
     size_t errlen;
 } load_ctx;
 
-static int set_workers(sup_app *a, const char *v, char *err, size_t errlen)
+static int set_workers(sup_app *a, const char *v, const char *what, char *err, size_t errlen)
 {
-    char *end = NULL;
-    long n = strtol(v, &end, 10);
-    if (end == v || *end != '\0' || n < 0 || n > SUP_MAX_WORKERS ||
-        (a->workers == 1 && strcmp(a->name, "gateway") == 0 && n != 1)) {
-        snprintf(err, errlen, "%s workers: \"%s\" must be 0-%d%s", a->name, v, SUP_MAX_WORKERS,
-                 strcmp(a->name, "gateway") == 0 ? " (the gateway runs exactly 1)" : "");
+    long n;
+    int gateway = strcmp(a->name, "gateway") == 0;
+    if (util_parse_num(v, UTIL_NUM_PLAIN, gateway ? 1 : 0, gateway ? 1 : SUP_MAX_WORKERS, &n,
+                       what, err, errlen) < 0) {
+        if (gateway)
+            snprintf(err, errlen, "%s: \"%s\": the gateway runs exactly 1", what, v);
         return -1;
     }
     a->workers = (int)n;
     return 0;
 }
 
-static int set_memory(sup_app *a, const char *v, char *err, size_t errlen)
+static int set_memory(sup_app *a, const char *v, const char *what, char *err, size_t errlen)
 {
-    long bytes;
-    if (util_parse_size(v, &bytes) < 0 || bytes < 0) {
-        snprintf(err, errlen, "%s max_memory: \"%s\" is not a size like 64M", a->name, v);
+    return util_parse_num(v, UTIL_NUM_SIZE, 0, SUP_MAX_MEMORY, &a->max_memory, what, err,
+                          errlen) < 0 ? -1 : 0;
+}
+
+int sup_app_set(sup_app *a, const char *key, const char *value, char *err, size_t errlen)
+{
+    int listen = strcmp(key, "listen") == 0;
+    char *dst = listen ? a->listen : a->args;
+    size_t cap = listen ? sizeof(a->listen) : sizeof(a->args);
+    if (strlen(value) >= cap) {
+        snprintf(err, errlen, "%s %s: longer than %zu bytes", a->name, key, cap - 1);
         return -1;
     }
-    a->max_memory = bytes;
+    memcpy(dst, value, strlen(value) + 1);
     return 0;
 }
 
@@ -86,26 +127,23 @@ static int on_ini(void *user, const char *section, const char *key, const char *
             snprintf(l->c->data_dir, sizeof(l->c->data_dir), "%s", value);
             return 1;
         }
-        if (strcmp(key, "drain_ms") == 0) {
-            l->c->drain_ms = atol(value);
-            return 1;
-        }
+        if (strcmp(key, "drain_ms") == 0)
+            return util_parse_num(value, UTIL_NUM_PLAIN, 0, SUP_DRAIN_MS_MAX, &l->c->drain_ms,
+                                  "[tcpops] drain_ms", l->err, l->errlen) == 0;
     }
     int a = sup_app_index(section);
     if (a >= 0) {
         sup_app *app = &l->c->apps[a];
-        if (strcmp(key, "listen") == 0) {
-            snprintf(app->listen, sizeof(app->listen), "%s", value);
-            return 1;
-        }
+        if (strcmp(key, "listen") == 0)
+            return sup_app_set(app, "listen", value, l->err, l->errlen) == 0;
+        char what[64];
+        snprintf(what, sizeof(what), "[%s] %s", app->name, key);
         if (strcmp(key, "workers") == 0)
-            return set_workers(app, value, l->err, l->errlen) == 0;
+            return set_workers(app, value, what, l->err, l->errlen) == 0;
         if (strcmp(key, "max_memory") == 0)
-            return set_memory(app, value, l->err, l->errlen) == 0;
-        if (strcmp(key, "args") == 0) {
-            snprintf(app->args, sizeof(app->args), "%s", value);
-            return 1;
-        }
+            return set_memory(app, value, what, l->err, l->errlen) == 0;
+        if (strcmp(key, "args") == 0)
+            return sup_app_set(app, "args", value, l->err, l->errlen) == 0;
     }
     snprintf(l->err, l->errlen, "unknown setting [%s] %s", section, key);
     return 0;
@@ -147,8 +185,11 @@ int sup_config_pairs(sup_config *c, const char *spec, const char *what, char *er
             snprintf(err, errlen, "--%s: unknown app \"%s\" (gateway, people, pets)", what, tok);
             return -1;
         }
-        int rc = strcmp(what, "workers") == 0 ? set_workers(&c->apps[a], eq + 1, err, errlen)
-                                               : set_memory(&c->apps[a], eq + 1, err, errlen);
+        char where[64];
+        snprintf(where, sizeof(where), "--%s %s", what, tok);
+        int rc = strcmp(what, "workers") == 0
+                     ? set_workers(&c->apps[a], eq + 1, where, err, errlen)
+                     : set_memory(&c->apps[a], eq + 1, where, err, errlen);
         if (rc < 0)
             return -1;
     }

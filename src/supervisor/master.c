@@ -160,38 +160,18 @@ static json_t *error_json(const char *fmt, const char *arg)
 
 /* ---- children ---- */
 
-static void split_args(char *s, char **argv, int *argc, int max)
-{
-    for (char *save = NULL, *tok = strtok_r(s, " \t", &save); tok != NULL && *argc < max;
-         tok = strtok_r(NULL, " \t", &save))
-        argv[(*argc)++] = tok;
-}
-
 /* Starts the process of w. 0, or -1 (then w waits to retry). */
 static int spawn(master *m, worker *w)
 {
     sup_app *a = app_of(m, w);
-    char bin[PATH_MAX + 64], extra[512], people[64], pets[64];
-    char *argv[64];
-    int argc = 0;
-    snprintf(bin, sizeof(bin), "%s/%s", m->cfg.bin_dir, a->binary);
-    snprintf(extra, sizeof(extra), "%s", a->args);
-    argv[argc++] = bin;
-    argv[argc++] = "--listen";
-    argv[argc++] = a->listen;
-    if (w->app == SUP_GATEWAY) {
-        snprintf(people, sizeof(people), "%s", m->cfg.apps[SUP_PEOPLE].listen);
-        snprintf(pets, sizeof(pets), "%s", m->cfg.apps[SUP_PETS].listen);
-        argv[argc++] = "--people";
-        argv[argc++] = people;
-        argv[argc++] = "--pets";
-        argv[argc++] = pets;
-    } else {
-        argv[argc++] = "--data-dir";
-        argv[argc++] = m->cfg.data_dir;
+    sup_argv av;
+    char err[256], q[300];
+    if (sup_app_argv(&m->cfg, w->app, &av, err, sizeof(err)) < 0) {
+        util_log(UTIL_ERROR, "cannot start", "app=%s err=%s", a->name,
+                 util_logq(q, sizeof(q), err));
+        return -1;
     }
-    split_args(extra, argv, &argc, 62);
-    argv[argc] = NULL;
+    char **argv = av.argv;
 
     /* If the master dies, its workers drain and leave too. */
     util_spawn_cfg sc = {.deathsig = SIGTERM, .stderr_to_pipe = 1};
@@ -657,29 +637,44 @@ static void on_accept(master *m)
     close(fd); /* too many at once */
 }
 
+static int control_addr(const char *data_dir, struct sockaddr_un *sa, char *path, size_t len)
+{
+    sup_socket_path(data_dir, path, len);
+    memset(sa, 0, sizeof(*sa));
+    sa->sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof(sa->sun_path))
+        return -1;
+    strcpy(sa->sun_path, path);
+    return 0;
+}
+
+int sup_master_alive(const char *data_dir)
+{
+    struct sockaddr_un sa;
+    char path[1200];
+    if (control_addr(data_dir, &sa, path, sizeof(path)) < 0)
+        return 0;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int alive = fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+    if (fd >= 0)
+        close(fd);
+    return alive;
+}
+
 static int open_control(master *m, char *err, size_t errlen)
 {
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    sup_socket_path(m->cfg.data_dir, m->sock_path, sizeof(m->sock_path));
-    if (strlen(m->sock_path) >= sizeof(sa.sun_path)) {
+    struct sockaddr_un sa;
+    if (control_addr(m->cfg.data_dir, &sa, m->sock_path, sizeof(m->sock_path)) < 0) {
         snprintf(err, errlen, "control socket path too long: %s", m->sock_path);
         return -1;
     }
-    strcpy(sa.sun_path, m->sock_path);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0) {
-        snprintf(err, errlen, "socket: %s", strerror(errno));
-        return -1;
-    }
     /* A socket file left by a master that died is removed; a live one wins. */
-    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
-        close(fd);
+    if (sup_master_alive(m->cfg.data_dir)) {
         snprintf(err, errlen, "a tcpops master already runs on %s", m->cfg.data_dir);
         return -1;
     }
-    close(fd);
     unlink(m->sock_path);
-    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 16) < 0) {
         snprintf(err, errlen, "control socket %s: %s", m->sock_path, strerror(errno));
         if (fd >= 0)

@@ -12,6 +12,10 @@
 /* Path of the control socket for a data dir into buf. */
 void sup_socket_path(const char *data_dir, char *buf, size_t len);
 
+/* 1 when a master answers on data_dir's control socket, else 0 (none, or a
+ * socket file left by one that died). */
+int sup_master_alive(const char *data_dir);
+
 /* Runs until SIGTERM/SIGINT or `tcpops down`. Returns the exit code. */
 int sup_master_run(const sup_config *cfg);
 

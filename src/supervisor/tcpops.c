@@ -12,6 +12,7 @@
 #include "flags.h"
 #include "log.h"
 #include "master.h"
+#include "preflight.h"
 
 static const char usage[] =
     "usage: tcpops [--data-dir DIR] COMMAND\n"
@@ -71,12 +72,12 @@ static int up(sup_config *cfg, int argc, char **argv, int first)
          0},
         {"pets-args", UTIL_FLAG_STR, &pets_args, "ARGS", "extra flags for pets workers", 0, 0},
         {"drain-ms", UTIL_FLAG_INT, &drain_ms, "MS", "stop: SIGKILL after this plus 1 s", 0,
-         600000},
+         SUP_DRAIN_MS_MAX},
         {"detach", UTIL_FLAG_BOOL, &cfg->detach, NULL,
          "run in the background, logging to DIR/tcpops.log", 0, 0},
     };
     const size_t nflags = sizeof(flags) / sizeof(flags[0]);
-    char err[512];
+    char err[1024];
     int pos = util_flags_parse(flags, nflags, argc, argv, first, err, sizeof(err));
     if (pos == 0) {
         printf("usage: tcpops up [FLAGS]\n\n");
@@ -103,10 +104,13 @@ static int up(sup_config *cfg, int argc, char **argv, int first)
     const char *addrs[SUP_NAPPS] = {gw, people, pets};
     const char *args[SUP_NAPPS] = {gw_args, people_args, pets_args};
     for (int a = 0; a < SUP_NAPPS; a++) {
-        if (addrs[a] != NULL)
-            snprintf(cfg->apps[a].listen, sizeof(cfg->apps[a].listen), "%s", addrs[a]);
-        if (args[a] != NULL)
-            snprintf(cfg->apps[a].args, sizeof(cfg->apps[a].args), "%s", args[a]);
+        if ((addrs[a] != NULL && sup_app_set(&cfg->apps[a], "listen", addrs[a], err,
+                                             sizeof(err)) < 0) ||
+            (args[a] != NULL && sup_app_set(&cfg->apps[a], "args", args[a], err,
+                                            sizeof(err)) < 0)) {
+            fprintf(stderr, "tcpops up: %s\n", err);
+            return 2;
+        }
     }
     for (int a = 0; a < SUP_NAPPS; a++) {
         char bin[PATH_MAX + 64];
@@ -115,6 +119,15 @@ static int up(sup_config *cfg, int argc, char **argv, int first)
             fprintf(stderr, "tcpops up: %s is missing; build it with `make`\n", bin);
             return 2;
         }
+    }
+    /* Everything that can be checked before starting is (exit 2 with why). */
+    if (sup_master_alive(cfg->data_dir)) {
+        fprintf(stderr, "tcpops up: a tcpops master already runs on %s\n", cfg->data_dir);
+        return 2;
+    }
+    if (sup_preflight(cfg, err, sizeof(err)) < 0) {
+        fprintf(stderr, "tcpops up: %s\n", err);
+        return 2;
     }
     if (cfg->detach) {
         mkdir(cfg->data_dir, 0755);
@@ -188,10 +201,15 @@ int main(int argc, char **argv)
         return ctl(cfg.data_dir, json_pack("{s:s}", "cmd", "ps"), 5000, !as_json);
     }
     if (strcmp(cmd, "scale") == 0) {
-        char *end = NULL;
-        long n = a2 != NULL ? strtol(a2, &end, 10) : -1;
-        if (nargs != 2 || end == a2 || *end != '\0' || n < 0) {
+        long n = 0;
+        char err[256];
+        if (nargs != 2) {
             fprintf(stderr, "usage: tcpops scale APP N   (APP is people or pets)\n");
+            return 2;
+        }
+        if (util_parse_num(a2, UTIL_NUM_PLAIN, 0, SUP_MAX_WORKERS, &n, "tcpops scale: N", err,
+                           sizeof(err)) < 0) {
+            fprintf(stderr, "%s\n", err);
             return 2;
         }
         return ctl(cfg.data_dir, json_pack("{s:s,s:s,s:i}", "cmd", "scale", "app", a1, "workers",

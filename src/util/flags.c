@@ -2,6 +2,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,26 +14,63 @@ static void env_name(const char *flag, char *out, size_t len)
     out[o] = '\0';
 }
 
-int util_parse_size(const char *s, long *out)
+static int range_error(const char *s, long min, long max, util_unit unit, const char *what,
+                       char *err, size_t errlen)
 {
-    char *end = NULL;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno != 0 || end == s)
-        return -1;
-    long mult = 1;
-    if (*end == 'k' || *end == 'K')
-        mult = 1024, end++;
-    else if (*end == 'm' || *end == 'M')
-        mult = 1024L * 1024, end++;
-    else if (*end == 'g' || *end == 'G')
-        mult = 1024L * 1024 * 1024, end++;
-    if (*end == 'i' || *end == 'b' || *end == 'B')
-        end++;
-    if (*end != '\0')
-        return -1;
-    *out = v * mult;
+    snprintf(err, errlen, "%s: \"%s\" is out of range: %ld to %ld%s", what, s, min, max,
+             unit == UTIL_NUM_SIZE ? " bytes" : "");
+    return -ERANGE;
+}
+
+int util_parse_num(const char *s, util_unit unit, long min, long max, long *out,
+                   const char *what, char *err, size_t errlen)
+{
+    const char *p = s;
+    int neg = *p == '-';
+    unsigned long mag = 0; /* the magnitude, checked against LONG_MAX + 1 */
+    int overflow = 0;
+    if (neg)
+        p++;
+    if (!isdigit((unsigned char)*p))
+        goto syntax;
+    for (; isdigit((unsigned char)*p); p++) {
+        unsigned d = (unsigned)(*p - '0');
+        if (mag > ((unsigned long)LONG_MAX + 1 - d) / 10)
+            overflow = 1; /* keep going: the rest must still be well formed */
+        else
+            mag = mag * 10 + d;
+    }
+    unsigned long mult = 1;
+    if (unit == UTIL_NUM_SIZE) {
+        switch (*p) {
+        case 'k': case 'K': mult = 1UL << 10, p++; break;
+        case 'm': case 'M': mult = 1UL << 20, p++; break;
+        case 'g': case 'G': mult = 1UL << 30, p++; break;
+        default: break;
+        }
+        if (mult > 1 && *p == 'i')
+            p++;
+        if (*p == 'B' || *p == 'b')
+            p++;
+    }
+    if (*p != '\0')
+        goto syntax;
+    if (overflow || __builtin_mul_overflow(mag, mult, &mag) ||
+        mag > (unsigned long)LONG_MAX + (neg ? 1 : 0))
+        return range_error(s, min, max, unit, what, err, errlen);
+    long v = neg ? (long)(0 - mag) : (long)mag; /* 0 - mag wraps to LONG_MIN exactly */
+    if (v < min || v > max)
+        return range_error(s, min, max, unit, what, err, errlen);
+    *out = v;
     return 0;
+syntax:
+    if (unit == UTIL_NUM_SIZE)
+        snprintf(err, errlen, "%s: \"%s\" is not a size in bytes like 4096, 512k, 64M or 1G",
+                 what, s);
+    else
+        snprintf(err, errlen, "%s: \"%s\" is not a whole number (digits only, no unit)", what,
+                 s);
+    return -EINVAL;
 }
 
 static int set_value(const util_flag *f, const char *value, const char *source, char *err,
@@ -42,6 +80,22 @@ static int set_value(const util_flag *f, const char *value, const char *source, 
     case UTIL_FLAG_STR:
         *(const char **)f->dest = value;
         return 0;
+    case UTIL_FLAG_CHOICE: {
+        size_t vl = strlen(value);
+        for (const char *p = f->arg;;) {
+            const char *bar = strchr(p, '|');
+            size_t wl = bar != NULL ? (size_t)(bar - p) : strlen(p);
+            if (wl == vl && strncmp(p, value, vl) == 0) {
+                *(const char **)f->dest = value;
+                return 0;
+            }
+            if (bar == NULL)
+                break;
+            p = bar + 1;
+        }
+        snprintf(err, errlen, "%s: \"%s\" is not one of %s", source, value, f->arg);
+        return -1;
+    }
     case UTIL_FLAG_BOOL:
         if (strcmp(value, "1") == 0 || strcmp(value, "true") == 0 ||
             strcmp(value, "yes") == 0) {
@@ -55,16 +109,12 @@ static int set_value(const util_flag *f, const char *value, const char *source, 
         }
         snprintf(err, errlen, "%s: \"%s\" is not true or false", source, value);
         return -1;
-    case UTIL_FLAG_INT: {
-        long v;
-        if (util_parse_size(value, &v) < 0 || v < f->min || v > f->max) {
-            snprintf(err, errlen, "%s: \"%s\" must be a number from %ld to %ld", source,
-                     value, f->min, f->max);
+    case UTIL_FLAG_INT:
+    case UTIL_FLAG_SIZE:
+        if (util_parse_num(value, f->type == UTIL_FLAG_SIZE ? UTIL_NUM_SIZE : UTIL_NUM_PLAIN,
+                           f->min, f->max, (long *)f->dest, source, err, errlen) < 0)
             return -1;
-        }
-        *(long *)f->dest = v;
         return 0;
-    }
     }
     return -1;
 }
@@ -112,6 +162,14 @@ int util_flags_parse(const util_flag *flags, size_t n, int argc, char **argv, in
         if (set_value(f, value, name, err, errlen) < 0)
             return -1;
     }
+    const char *check = getenv("TCPOPS_CHECK_FLAGS");
+    if (check != NULL && strcmp(check, "1") == 0) {
+        if (i < argc) {
+            snprintf(err, errlen, "unexpected argument \"%s\"", argv[i]);
+            return -1;
+        }
+        return 0;
+    }
     return i;
 }
 
@@ -126,11 +184,15 @@ void util_flags_usage(FILE *out, const util_flag *flags, size_t n)
         fprintf(out, "  %-26s %s", left, f->help);
         switch (f->type) {
         case UTIL_FLAG_STR:
+        case UTIL_FLAG_CHOICE:
             if (*(const char **)f->dest != NULL)
                 fprintf(out, " (default %s)", *(const char **)f->dest);
             break;
         case UTIL_FLAG_INT:
-            fprintf(out, " (default %ld)", *(long *)f->dest);
+            fprintf(out, " (default %ld; %ld-%ld)", *(long *)f->dest, f->min, f->max);
+            break;
+        case UTIL_FLAG_SIZE:
+            fprintf(out, " (default %ld; k/M/G allowed)", *(long *)f->dest);
             break;
         case UTIL_FLAG_BOOL:
             break;

@@ -1,0 +1,155 @@
+#include "preflight.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "sock.h"
+#include "spawn.h"
+
+#define CHECK_TIMEOUT_MS 5000
+
+/* Which apps listen at all: a service scaled to 0 workers binds nothing
+ * (its address is still what the gateway dials, so it must parse). */
+static int listens(const sup_config *c, int a)
+{
+    return a == SUP_GATEWAY || c->apps[a].workers > 0;
+}
+
+static int check_addresses(const sup_config *c, char *err, size_t errlen)
+{
+    struct sockaddr_in sa[SUP_NAPPS];
+    char why[RPC_ERRLEN];
+    for (int a = 0; a < SUP_NAPPS; a++) {
+        const sup_app *app = &c->apps[a];
+        if (rpc_addr_parse(app->listen, &sa[a], why) < 0) {
+            snprintf(err, errlen, "%s listen: %s", app->name, why);
+            return -1;
+        }
+        if (sa[a].sin_port == 0) {
+            snprintf(err, errlen, "%s listen \"%s\": needs a fixed port (workers share it and "
+                     "the gateway dials it)", app->name, app->listen);
+            return -1;
+        }
+        for (int b = 0; b < a; b++) {
+            if (sa[b].sin_port == sa[a].sin_port) {
+                snprintf(err, errlen, "%s and %s both listen on port %u", c->apps[b].name,
+                         app->name, (unsigned)ntohs(sa[a].sin_port));
+                return -1;
+            }
+        }
+    }
+    for (int a = 0; a < SUP_NAPPS; a++) {
+        if (!listens(c, a))
+            continue;
+        /* SO_REUSEADDR so that connections of an earlier run still in
+         * TIME_WAIT do not count; a listener does. */
+        int one = 1, fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            snprintf(err, errlen, "socket: %s", strerror(errno));
+            return -1;
+        }
+        int rc = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (rc == 0)
+            rc = bind(fd, (struct sockaddr *)&sa[a], sizeof(sa[a]));
+        int e = errno;
+        close(fd);
+        if (rc < 0) {
+            snprintf(err, errlen, "%s cannot listen on %s: %s%s", c->apps[a].name,
+                     c->apps[a].listen, strerror(e),
+                     e == EADDRINUSE ? " (another program, or another tcpops, holds the port;"
+                                       " `ss -ltnp` shows which)"
+                                     : "");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Runs argv with TCPOPS_CHECK_FLAGS=1 and waits for it. 0 when it exited 0;
+ * else -1 with why filled from the first line of its stderr. */
+static int run_check(char *const argv[], char *why, size_t whylen)
+{
+    util_spawn_cfg sc = {.deathsig = SIGKILL};
+    int out = -1, errfd = -1, rc = -1, status = 0;
+    char text[2048];
+    size_t got = 0;
+    setenv("TCPOPS_CHECK_FLAGS", "1", 1);
+    pid_t pid = util_spawn(argv, &sc, &out, &errfd);
+    unsetenv("TCPOPS_CHECK_FLAGS");
+    if (pid < 0) {
+        snprintf(why, whylen, "cannot run %s: %s", argv[0], strerror(errno));
+        return -1;
+    }
+    /* Read both pipes to their end so a chatty child never blocks. */
+    int64_t deadline = rpc_now_ms() + CHECK_TIMEOUT_MS;
+    struct pollfd pf[2] = {{.fd = out, .events = POLLIN}, {.fd = errfd, .events = POLLIN}};
+    while ((pf[0].fd >= 0 || pf[1].fd >= 0) && rpc_now_ms() < deadline) {
+        if (poll(pf, 2, (int)(deadline - rpc_now_ms())) < 0 && errno != EINTR)
+            break;
+        for (int i = 0; i < 2; i++) {
+            if (pf[i].fd < 0 || pf[i].revents == 0)
+                continue;
+            char sink[4096];
+            char *dst = i == 1 && got < sizeof(text) - 1 ? text + got : sink;
+            size_t cap = i == 1 && got < sizeof(text) - 1 ? sizeof(text) - 1 - got : sizeof(sink);
+            ssize_t r = read(pf[i].fd, dst, cap);
+            if (r > 0 && dst != sink)
+                got += (size_t)r;
+            if (r == 0 || (r < 0 && errno != EINTR && errno != EAGAIN)) {
+                close(pf[i].fd);
+                pf[i].fd = -1;
+            }
+        }
+    }
+    int finished = pf[0].fd < 0 && pf[1].fd < 0;
+    for (int i = 0; i < 2; i++)
+        if (pf[i].fd >= 0)
+            close(pf[i].fd);
+    if (!finished)
+        kill(pid, SIGKILL); /* it did not stop after parsing: it must not serve */
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    text[got] = '\0';
+    if (!finished) {
+        snprintf(why, whylen, "%s did not exit after checking its flags", argv[0]);
+    } else if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+        rc = 0;
+    } else {
+        char *nl = strchr(text, '\n');
+        if (nl != NULL)
+            *nl = '\0';
+        snprintf(why, whylen, "%.400s", text[0] ? text : "its flags do not parse");
+    }
+    return rc;
+}
+
+static int check_args(const sup_config *c, char *err, size_t errlen)
+{
+    for (int a = 0; a < SUP_NAPPS; a++) {
+        sup_argv av;
+        char why[512];
+        if (sup_app_argv(c, a, &av, err, errlen) < 0)
+            return -1;
+        if (run_check(av.argv, why, sizeof(why)) < 0) {
+            snprintf(err, errlen, "%s args \"%.200s\": %s", c->apps[a].name, c->apps[a].args, why);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int sup_preflight(const sup_config *c, char *err, size_t errlen)
+{
+    if (check_addresses(c, err, errlen) < 0 || check_args(c, err, errlen) < 0)
+        return -1;
+    return 0;
+}

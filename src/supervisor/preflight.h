@@ -1,0 +1,20 @@
+/* What `tcpops up` checks before it starts anything, so that a mistake is
+ * one clear error and exit 2 instead of a crash-looping worker. */
+#ifndef TCPOPS_SUP_PREFLIGHT_H
+#define TCPOPS_SUP_PREFLIGHT_H
+
+#include <stddef.h>
+
+#include "config.h"
+
+/* Checks c: every app's listen address parses as HOST:PORT with a fixed
+ * port, no two apps share a port, each port that will be listened on can
+ * be bound now (by a plain bind, which fails against any listener there,
+ * SO_REUSEPORT or not), and each app's command line parses: its program is
+ * run with TCPOPS_CHECK_FLAGS=1, which parses its flags as a worker would
+ * and exits without serving. Returns 0, or -1 with a sentence in err.
+ * Call from the main thread before any other thread exists (it sets an
+ * environment variable for the children it runs). */
+int sup_preflight(const sup_config *c, char *err, size_t errlen);
+
+#endif
