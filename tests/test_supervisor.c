@@ -2,6 +2,7 @@
  * steady load, while workers are killed, scaled, restarted, starved of a
  * database or grow past their memory limit (RELIABILITY.md scenarios 2, 3,
  * 12-17). */
+#include <dirent.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -16,6 +17,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -707,6 +709,163 @@ static void test_up_refuses_what_cannot_run(void **state)
     }
 }
 
+/* ---- issue 13 items 8 and 10: the master's own resources and signals ---- */
+
+/* Lines of the master's log that contain needle. */
+static int log_count(fixture *fx, const char *needle)
+{
+    FILE *f = fopen(fx->log, "r");
+    char line[4096];
+    int n = 0;
+    while (f != NULL && fgets(line, sizeof(line), f) != NULL)
+        n += strstr(line, needle) != NULL;
+    if (f != NULL)
+        fclose(f);
+    return n;
+}
+
+/* Waits up to timeout_ms for needle in the master's log; 1 when it came. */
+static int wait_log(fixture *fx, const char *needle, int timeout_ms)
+{
+    for (int waited = 0; waited <= timeout_ms; waited += 10) {
+        if (log_count(fx, needle) > 0)
+            return 1;
+        usleep(10 * 1000);
+    }
+    return 0;
+}
+
+/* CPU time pid has used, in clock ticks (utime + stime of /proc/PID/stat). */
+static long cpu_ticks(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* After the ")" that ends the name: state is field 3, utime 14, stime 15. */
+    const char *p = strrchr(buf, ')');
+    assert_non_null(p);
+    unsigned long utime = 0, stime = 0;
+    assert_int_equal(sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime,
+                            &stime),
+                     2);
+    return (long)(utime + stime);
+}
+
+/* Sockets pid holds open (the master: its control socket and its clients). */
+static int open_sockets(pid_t pid)
+{
+    char dir[64], link[384], target[128];
+    snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int n = 0;
+    assert_non_null(d);
+    while ((e = readdir(d)) != NULL) {
+        snprintf(link, sizeof(link), "%s/%s", dir, e->d_name);
+        ssize_t r = readlink(link, target, sizeof(target) - 1);
+        if (r > 0) {
+            target[r] = '\0';
+            n += strncmp(target, "socket:", 7) == 0;
+        }
+    }
+    closedir(d);
+    return n;
+}
+
+/* A `tcpops restart` client that leaves at once: the master must drop the
+ * connection (a peer that hung up polls as POLLHUP for ever; kept in the
+ * poll set, it made the master spin at 100% CPU for the rest of the roll)
+ * and finish the restart. Two observations, neither a time: the master's
+ * socket count falls back while the restart still runs, and the CPU the
+ * master used over the whole roll stays under 1 s. The roll of 3 workers
+ * lasts several seconds of wall time, which a spin fills with CPU (several
+ * hundred ticks); a master that sleeps in poll uses a few. */
+static void test_restart_client_leaves_early(void **state)
+{
+    fixture *fx = *state;
+    up(fx, "--workers", "people=3", NULL);
+    int pids[8], running = 0;
+    for (int i = 0; i < 200 && running < 3; i++) {
+        workers(fx, "people", pids, 8, &running, NULL);
+        usleep(50 * 1000);
+    }
+    assert_int_equal(running, 3);
+    int base = open_sockets(fx->master.pid);
+    long ticks0 = cpu_ticks(fx->master.pid);
+
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    char path[300];
+    snprintf(path, sizeof(path), "%s/tcpops.sock", fx->dir);
+    assert_true(strlen(path) < sizeof(sa.sun_path));
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    int c = socket(AF_UNIX, SOCK_STREAM, 0);
+    assert_int_equal(connect(c, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    const char req[] = "{\"cmd\":\"restart\",\"app\":\"people\"}\n";
+    assert_int_equal(send(c, req, sizeof(req) - 1, MSG_NOSIGNAL), (ssize_t)sizeof(req) - 1);
+    assert_true(wait_log(fx, "msg=restart app=people", 5000));
+    close(c);
+
+    int dropped = 0, done = 0;
+    const char *done_line = "msg=\"restart done\" app=people";
+    for (int i = 0; i < 12000 && !done; i++) {
+        /* Sockets first: the old master closed it only after logging done. */
+        int n = open_sockets(fx->master.pid);
+        done = log_count(fx, done_line) > 0;
+        dropped |= n == base && !done;
+        usleep(5 * 1000);
+    }
+    long used = cpu_ticks(fx->master.pid) - ticks0;
+    long hz = sysconf(_SC_CLK_TCK);
+    print_message("restart with its client gone: master used %ld ticks (%ld per s)\n", used, hz);
+    assert_true(done);
+    if (!dropped)
+        fail_msg("expected the master to close the control connection of a client that left "
+                 "while the restart still ran; it kept it until the end");
+    if (used >= hz)
+        fail_msg("expected the master to use under %ld ticks (1 s of CPU) over a 3-worker "
+                 "restart; it used %ld",
+                 hz, used);
+    /* The restart itself completed: 3 new workers serve. */
+    int after[8];
+    assert_int_equal(workers(fx, "people", after, 8, &running, NULL), 3);
+    assert_int_equal(running, 3);
+    for (int i = 0; i < 3; i++)
+        for (int k = 0; k < 3; k++)
+            assert_int_not_equal(after[i], pids[k]);
+}
+
+/* SIGHUP (and the other signals whose default is to die) no longer kill the
+ * master: one log line each, and it serves on; SIGTERM then stops it and
+ * removes its control socket. */
+static void test_sighup_keeps_master_serving(void **state)
+{
+    fixture *fx = *state;
+    up(fx, NULL);
+    proc_signal(&fx->master, SIGHUP);
+    if (!wait_log(fx, "msg=signal signal=HUP action=ignore", 5000))
+        fail_msg("expected one log line for SIGHUP; log in %s", fx->log);
+    proc_signal(&fx->master, SIGUSR1);
+    assert_true(wait_log(fx, "msg=signal signal=USR1 action=ignore", 5000));
+    assert_int_equal(proc_wait(&fx->master, 0), -1); /* still running */
+    char out[16384];
+    assert_int_equal(tcpops(fx, out, sizeof(out), "ps", NULL), 0);
+    assert_non_null(strstr(out, "gateway"));
+    assert_int_equal(log_count(fx, "signal=HUP"), 1);
+
+    proc_signal(&fx->master, SIGTERM);
+    assert_int_equal(proc_wait(&fx->master, 15000), 0);
+    char sock[400];
+    struct stat st;
+    snprintf(sock, sizeof(sock), "%s/tcpops.sock", fx->dir);
+    if (stat(sock, &st) == 0)
+        fail_msg("expected no control socket after the master stopped; %s is still there",
+                 sock);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -720,6 +879,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_scale_rejects_counts_out_of_range, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_up_refuses_what_cannot_run, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restart_client_leaves_early, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sighup_keeps_master_serving, setup, teardown),
     };
     signal(SIGPIPE, SIG_IGN);
     /* TCPOPS_TEST_FILTER=test_memory* runs one scenario (e.g. to repeat it). */

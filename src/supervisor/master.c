@@ -603,12 +603,37 @@ static void handle_request(master *m, client *c, const char *line)
     json_decref(req);
 }
 
+/* A client hung up (or its socket failed). One owed an answer is forgotten
+ * by whatever it waited for, which goes on without it: a poll on a closed
+ * peer reports POLLHUP forever, so its fd must leave the poll set now. */
+static void client_gone(master *m, client *c)
+{
+    const char *waited = NULL;
+    for (int a = 0; a < SUP_NAPPS; a++) {
+        if (m->rolls[a].client_fd == c->fd)
+            m->rolls[a].client_fd = -1, waited = "restart";
+        if (m->scale_fd[a] == c->fd)
+            m->scale_fd[a] = -1, waited = "scale";
+    }
+    if (m->down_fd == c->fd)
+        m->down_fd = -1, waited = "down";
+    if (waited != NULL)
+        util_log(UTIL_INFO, "control client left", "waiting_for=%s", waited);
+    client_close(m, c->fd);
+}
+
 static void on_client(master *m, client *c)
 {
+    if (c->waiting) {
+        /* Not read while owed an answer: only a hang-up or error wakes it. */
+        client_gone(m, c);
+        return;
+    }
     ssize_t r = recv(c->fd, c->buf + c->len, sizeof(c->buf) - 1 - c->len, 0);
+    if (r < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
     if (r <= 0) {
-        if (!c->waiting)
-            client_close(m, c->fd);
+        client_gone(m, c);
         return;
     }
     c->len += (size_t)r;
@@ -727,6 +752,63 @@ static void step_shutdown(master *m)
     }
 }
 
+/* After logrotate moved DIR/tcpops.log away: our stdout and stderr (and so
+ * every worker's lines, which we copy there) go to a new file of that name. */
+static void reopen_log(master *m)
+{
+    char path[1100];
+    snprintf(path, sizeof(path), "%s/tcpops.log", m->cfg.data_dir);
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        util_log(UTIL_ERROR, "cannot reopen log", "signal=HUP file=%s err=\"%s\"", path,
+                 strerror(errno));
+        return;
+    }
+    dup2(fd, STDOUT_FILENO);
+    dup2(fd, STDERR_FILENO);
+    close(fd);
+    util_log(UTIL_INFO, "reopened log", "signal=HUP file=%s", path);
+}
+
+static const char *sig_name(int sig)
+{
+    switch (sig) {
+    case SIGTERM: return "TERM";
+    case SIGINT: return "INT";
+    case SIGQUIT: return "QUIT";
+    case SIGHUP: return "HUP";
+    case SIGUSR1: return "USR1";
+    case SIGUSR2: return "USR2";
+    case SIGALRM: return "ALRM";
+    default: return "other";
+    }
+}
+
+static void on_signal(master *m, int sig)
+{
+    switch (sig) {
+    case SIGCHLD:
+        reap(m);
+        return;
+    case SIGTERM:
+    case SIGINT:
+    case SIGQUIT:
+        util_log(UTIL_INFO, "signal", "signal=%s action=stop", sig_name(sig));
+        begin_shutdown(m);
+        return;
+    case SIGHUP:
+        if (m->cfg.detach)
+            reopen_log(m);
+        else
+            util_log(UTIL_INFO, "signal", "signal=HUP action=ignore why=\"logging to stderr: "
+                     "no log file to reopen\"");
+        return;
+    default:
+        util_log(UTIL_INFO, "signal", "signal=%s action=ignore", sig_name(sig));
+        return;
+    }
+}
+
 int sup_master_run(const sup_config *cfg)
 {
     master *m = calloc(1, sizeof(*m));
@@ -749,19 +831,32 @@ int sup_master_run(const sup_config *cfg)
                  strerror(errno));
         goto out;
     }
-    if (open_control(m, err, sizeof(err)) < 0) {
-        char q[1500];
-        util_log(UTIL_ERROR, "cannot start", "err=%s", util_logq(q, sizeof(q), err));
-        goto out;
-    }
+    /* Every signal whose default would kill the master is taken before the
+     * control socket exists, so that no exit leaves the socket file behind:
+     * TERM, INT and QUIT stop gracefully; HUP reopens the log (or is
+     * logged and ignored); USR1, USR2 and ALRM are logged and ignored. */
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGCHLD);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGQUIT);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGUSR1);
+    sigaddset(&set, SIGUSR2);
+    sigaddset(&set, SIGALRM);
     sigprocmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
     m->sig_fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (m->sig_fd < 0) {
+        util_log(UTIL_ERROR, "cannot start", "err=\"signalfd: %s\"", strerror(errno));
+        goto out;
+    }
+    if (open_control(m, err, sizeof(err)) < 0) {
+        char q[1500];
+        util_log(UTIL_ERROR, "cannot start", "err=%s", util_logq(q, sizeof(q), err));
+        goto out;
+    }
 
     util_log(UTIL_INFO, "up", "data_dir=%s gateway=%s people=%s/%d pets=%s/%d control=%s",
              m->cfg.data_dir, m->cfg.apps[SUP_GATEWAY].listen, m->cfg.apps[SUP_PEOPLE].listen,
@@ -792,10 +887,7 @@ int sup_master_run(const sup_config *cfg)
         if (pf[0].revents) {
             struct signalfd_siginfo si;
             while (read(m->sig_fd, &si, sizeof(si)) == sizeof(si)) {
-                if (si.ssi_signo == SIGCHLD)
-                    reap(m);
-                else
-                    begin_shutdown(m);
+                on_signal(m, (int)si.ssi_signo);
             }
         }
         if (pf[1].revents)

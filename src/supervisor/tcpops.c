@@ -148,6 +148,7 @@ static int up(sup_config *cfg, int argc, char **argv, int first)
             return 0;
         }
         setsid();
+        util_log_init("tcpops"); /* log lines carry the master's pid, not the parent's */
         dup2(logfd, STDOUT_FILENO);
         dup2(logfd, STDERR_FILENO);
         int devnull = open("/dev/null", O_RDONLY);
