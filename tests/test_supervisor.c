@@ -866,6 +866,64 @@ static void test_sighup_keeps_master_serving(void **state)
                  sock);
 }
 
+/* ---- issue 13 item 7: rolling restart of the gateway ---- */
+
+/* The gateway rolls like a service: the new one serves on the same socket
+ * (tcpops holds it) before the old one drains, under keep-alive load, with
+ * no failed request and one gateway row at the end. */
+static void test_restart_gateway_under_load(void **state)
+{
+    fixture *fx = *state;
+    up(fx, NULL);
+    int before[4], after[4], running;
+    assert_int_equal(workers(fx, "gateway", before, 4, &running, NULL), 1);
+    load_run lr;
+    load_start(&lr, fx, 0);
+    usleep(300 * 1000);
+    for (int round = 0; round < 2; round++) {
+        int code = tcpops(fx, NULL, 0, "restart", "gateway", NULL);
+        if (code != 0)
+            fail_msg("tcpops restart gateway (round %d): expected exit 0, got %d (log in %s)",
+                     round + 1, code, fx->log);
+    }
+    usleep(300 * 1000);
+    loader s;
+    load_stop(&lr, &s);
+    load_free(&lr);
+    expect_clean(&s, "restart gateway twice under keep-alive load");
+    int n = workers(fx, "gateway", after, 4, &running, NULL);
+    if (n != 1 || running != 1)
+        fail_msg("expected exactly one running gateway row after the restarts; got %d rows "
+                 "(%d running)",
+                 n, running);
+    assert_int_not_equal(after[0], before[0]);
+}
+
+/* A replacement that cannot start fails the restart, keeps the old worker,
+ * and leaves no row behind (it used to stay as "replaced", pid 0). */
+static void test_failed_restart_leaves_no_ghost(void **state)
+{
+    fixture *fx = *state;
+    up(fx, NULL);
+    int before[4], after[4], running;
+    assert_int_equal(workers(fx, "people", before, 4, &running, NULL), 1);
+    /* The running worker keeps its open database; a new one cannot open
+     * people.db, now a directory. */
+    char db[400], side[400];
+    snprintf(db, sizeof(db), "%s/people.db", fx->dir);
+    snprintf(side, sizeof(side), "%s/people.db.saved", fx->dir);
+    assert_int_equal(rename(db, side), 0);
+    assert_int_equal(mkdir(db, 0755), 0);
+    assert_int_equal(tcpops(fx, NULL, 0, "restart", "people", NULL), 1);
+    int n = workers(fx, "people", after, 4, &running, NULL);
+    if (n != 1 || running != 1 || after[0] != before[0])
+        fail_msg("expected the old people worker (pid %d) as the only row after a failed "
+                 "restart; got %d rows, %d running, first pid %d",
+                 before[0], n, running, after[0]);
+    assert_int_equal(rmdir(db), 0);
+    assert_int_equal(rename(side, db), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -881,6 +939,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_up_refuses_what_cannot_run, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_client_leaves_early, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sighup_keeps_master_serving, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restart_gateway_under_load, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_restart_leaves_no_ghost, setup, teardown),
     };
     signal(SIGPIPE, SIG_IGN);
     /* TCPOPS_TEST_FILTER=test_memory* runs one scenario (e.g. to repeat it). */

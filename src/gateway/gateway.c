@@ -13,8 +13,14 @@
 
 #include "clock.h"
 #include "flags.h"
+#include "listener.h"
 #include "log.h"
 #include "routes.h"
+
+/* While draining on a shared socket: how long keep-alive clients get to
+ * send one more request (answered with Connection: close) and move to the
+ * next gateway. */
+#define HANDOVER_MS 2000
 
 /* Every request goes to gw_handle from the first one on: a handler set with
  * mg_set_request_handler after mg_start would leave a moment in which
@@ -143,6 +149,20 @@ static void connection_close(const struct mg_connection *cconn)
     gw_metrics_request(g->metrics, GW_R_OTHER, "other", st, rpc_now_us() - r.start_us);
 }
 
+static int conn_opened(const struct mg_connection *conn, void **conn_data)
+{
+    gw *g = mg_get_user_data(mg_get_context(conn));
+    atomic_fetch_add(&g->conns, 1);
+    *conn_data = NULL;
+    return 0;
+}
+
+static void conn_closed(const struct mg_connection *conn)
+{
+    gw *g = mg_get_user_data(mg_get_context(conn));
+    atomic_fetch_sub(&g->conns, 1);
+}
+
 static int log_civetweb(const struct mg_connection *conn, const char *message)
 {
     char q[600];
@@ -159,12 +179,15 @@ int main(int argc, char **argv)
     long threads = 1024, pool = 2, deadline_ms = 2000, keepalive_ms = 10000, drain_ms = 5000;
     long request_timeout_ms = 10000;
     long max_body = 64 * 1024, max_header = 16 * 1024, max_frame = RPC_FRAME_MAX_DEFAULT;
-    long max_inflight = 256, max_waiting = 1024, spin_us = 80;
+    long max_inflight = 256, max_waiting = 1024, spin_us = 80, listen_fd = -1;
     int access_log = 1;
     gw g;
     memset(&g, 0, sizeof(g));
     const util_flag flags[] = {
         {"listen", UTIL_FLAG_STR, &listen, "HOST:PORT", "HTTP address", 0, 0},
+        {"listen-fd", UTIL_FLAG_INT, &listen_fd, "FD",
+         "serve on this inherited listening socket (from tcpops) instead of binding --listen",
+         -1, 65535},
         {"people", UTIL_FLAG_STR, &people, "ADDR[,ADDR...]",
          "people service bootstrap addresses", 0, 0},
         {"pets", UTIL_FLAG_STR, &pets, "ADDR[,ADDR...]", "pets service bootstrap addresses", 0,
@@ -245,7 +268,9 @@ int main(int argc, char **argv)
     snprintf(rt, sizeof(rt), "%ld", request_timeout_ms);
     snprintf(hdr, sizeof(hdr), "%zu", request_buffer((size_t)max_header));
     const char *options[] = {
-        "listening_ports", listen,
+        /* With a socket from the supervisor, civetweb's own listener is a
+         * placeholder that gw_listener_adopt replaces. */
+        "listening_ports", listen_fd >= 0 ? "127.0.0.1:0" : listen,
         "num_threads", nthreads,
         "enable_keep_alive", "yes",
         "keep_alive_timeout_ms", ka,
@@ -267,6 +292,8 @@ int main(int argc, char **argv)
     cb.begin_request = begin_request;
     cb.http_error = http_error;
     cb.connection_close = connection_close;
+    cb.init_connection = conn_opened;
+    cb.connection_closed = conn_closed;
     struct mg_init_data init = {.callbacks = &cb, .user_data = &g, .configuration_options = options};
     char mgerr[256] = "";
     struct mg_error_data ed = {.text = mgerr, .text_buffer_size = sizeof(mgerr)};
@@ -277,6 +304,12 @@ int main(int argc, char **argv)
                  util_logq(q, sizeof(q), mgerr));
         goto out;
     }
+    int slot = -1;
+    if (listen_fd >= 0 && gw_listener_adopt(ctx, (int)listen_fd, &slot, err, sizeof(err)) < 0) {
+        util_log(UTIL_ERROR, "cannot serve on the inherited socket", "fd=%ld err=%s", listen_fd,
+                 util_logq(q, sizeof(q), err));
+        goto out;
+    }
     util_log(UTIL_INFO, "listening", "addr=%s people=%s pets=%s threads=%ld deadline_ms=%ld",
              listen, people, pets, threads, deadline_ms);
 
@@ -285,10 +318,23 @@ int main(int argc, char **argv)
     atomic_store(&g.draining, 1);
     util_log(UTIL_INFO, "draining", "signal=%s drain_ms=%ld", sig == SIGINT ? "INT" : "TERM",
              drain_ms);
+    /* On a shared socket, the next gateway takes the new connections, and
+     * each answer from now on says Connection: close, so that keep-alive
+     * clients move over between requests instead of seeing their
+     * connection cut by mg_stop. */
+    if (slot >= 0 && gw_listener_release(slot, err, sizeof(err)) < 0)
+        util_log(UTIL_WARN, "still accepting while draining", "err=%s",
+                 util_logq(q, sizeof(q), err));
     /* civetweb's mg_stop drops answers not yet written, so the requests in
-     * flight are waited for first (readyz already says 503). */
-    int64_t until = rpc_now_ms() + drain_ms;
-    while (atomic_load(&g.inflight) > 0 && rpc_now_ms() < until) {
+     * flight are waited for first (readyz already says 503), and, on a
+     * shared socket, for up to HANDOVER_MS the connections still open: a
+     * client that sends within that time gets its answer and moves; one
+     * idle longer is closed by mg_stop. */
+    int64_t now = rpc_now_ms(), until = now + drain_ms;
+    int64_t handover = now + (drain_ms < HANDOVER_MS ? drain_ms : HANDOVER_MS);
+    while ((atomic_load(&g.inflight) > 0 ||
+            (slot >= 0 && atomic_load(&g.conns) > 0 && rpc_now_ms() < handover)) &&
+           rpc_now_ms() < until) {
         struct timespec tick = {0, 5 * 1000000L};
         nanosleep(&tick, NULL);
     }

@@ -432,6 +432,8 @@ int gw_handle(struct mg_connection *conn, void *cbdata)
     gw_req r;
     atomic_fetch_add(&g->inflight, 1);
     gw_req_init(&r, conn, g->deadline_ms);
+    if (atomic_load(&g->draining))
+        gw_req_close(&r); /* keep-alive clients move to the next gateway */
     const char *method = r.ri->request_method;
     /* The path as sent: civetweb's decoded local_uri would route
      * /people%2Fpets to /people/pets (decode_url is off, see gateway.c). */

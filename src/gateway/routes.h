@@ -23,6 +23,7 @@ typedef struct gw {
     int64_t started_ms;
     _Atomic int draining;  /* SIGTERM received: /readyz says 503 */
     _Atomic int inflight;  /* requests being handled now */
+    _Atomic int conns;     /* HTTP connections open now */
 } gw;
 
 /* The Allow list of route (NULL for GW_R_OTHER). */

@@ -28,6 +28,7 @@ void sup_config_default(sup_config *c)
     memset(c, 0, sizeof(*c));
     snprintf(c->data_dir, sizeof(c->data_dir), "./var");
     c->drain_ms = 5000;
+    c->http_fd = -1;
     char self[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
     if (n > 0) {
@@ -61,6 +62,11 @@ int sup_app_argv(const sup_config *c, int app, sup_argv *out, char *err, size_t 
         out->argv[n++] = (char *)c->apps[SUP_PEOPLE].listen;
         out->argv[n++] = "--pets";
         out->argv[n++] = (char *)c->apps[SUP_PETS].listen;
+        if (c->http_fd >= 0) {
+            snprintf(out->fd, sizeof(out->fd), "%d", c->http_fd);
+            out->argv[n++] = "--listen-fd";
+            out->argv[n++] = out->fd;
+        }
     } else {
         out->argv[n++] = "--data-dir";
         out->argv[n++] = (char *)c->data_dir;

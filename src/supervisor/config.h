@@ -28,6 +28,8 @@ typedef struct sup_config {
     sup_app apps[SUP_NAPPS];
     long drain_ms;           /* SIGTERM, then SIGKILL after drain_ms + 1 s */
     int detach;
+    int http_fd;             /* the gateway's listening socket, bound once by
+                              * tcpops up and passed to every gateway; -1 none */
 } sup_config;
 
 /* The defaults: ports 5001-5003, one worker each, data in ./var, programs
@@ -49,12 +51,13 @@ int sup_config_pairs(sup_config *c, const char *spec, const char *what, char *er
 int sup_app_set(sup_app *a, const char *key, const char *value, char *err, size_t errlen);
 
 /* The command line of a worker of app: the program, its --listen (and the
- * gateway's --people/--pets, or a service's --data-dir), then the app's
- * args split at spaces and tabs. */
+ * gateway's --people/--pets and, when c->http_fd is set, --listen-fd; or a
+ * service's --data-dir), then the app's args split at spaces and tabs. */
 #define SUP_MAX_ARGV 64
 typedef struct sup_argv {
     char *argv[SUP_MAX_ARGV + 1]; /* NULL-terminated; points into buf and c */
     char buf[PATH_MAX + 1024];
+    char fd[16];
 } sup_argv;
 
 /* Fills out for app. 0, or -1 with err filled when args has more words than

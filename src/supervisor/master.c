@@ -174,7 +174,8 @@ static int spawn(master *m, worker *w)
     char **argv = av.argv;
 
     /* If the master dies, its workers drain and leave too. */
-    util_spawn_cfg sc = {.deathsig = SIGTERM, .stderr_to_pipe = 1};
+    util_spawn_cfg sc = {.deathsig = SIGTERM, .stderr_to_pipe = 1,
+                         .pass_fd = w->app == SUP_GATEWAY ? m->cfg.http_fd : -1};
     int out = -1;
     pid_t pid = util_spawn(argv, &sc, &out, NULL);
     if (pid < 0)
@@ -225,6 +226,18 @@ static void remove_worker(master *m, worker *w)
     if (w->out_fd >= 0)
         close(w->out_fd);
     free(w);
+}
+
+/* Forgets w in any roll, and w itself. */
+static void forget_worker(master *m, worker *w)
+{
+    for (int i = 0; i < SUP_NAPPS; i++) {
+        if (m->rolls[i].fresh == w)
+            m->rolls[i].fresh = NULL;
+        if (m->rolls[i].old == w)
+            m->rolls[i].old = NULL;
+    }
+    remove_worker(m, w);
 }
 
 static void stop_worker(worker *w)
@@ -288,13 +301,7 @@ static void on_exit_status(master *m, worker *w, int status)
     }
     if (w->retire || m->shutting_down) {
         util_log(UTIL_INFO, "stopped", "app=%s worker=%d exit=%d", a->name, w->index, code);
-        for (int i = 0; i < SUP_NAPPS; i++) {
-            if (m->rolls[i].fresh == w)
-                m->rolls[i].fresh = NULL;
-            if (m->rolls[i].old == w)
-                m->rolls[i].old = NULL;
-        }
-        remove_worker(m, w);
+        forget_worker(m, w);
         return;
     }
     rpc_backoff_down(&w->bo, now);
@@ -422,9 +429,13 @@ static void step_roll(master *m, int app)
     case 1:
         if (r->fresh == NULL || r->fresh->state == W_BACKOFF ||
             now - r->phase_ms > READY_TIMEOUT_MS) {
-            /* The replacement did not come up: keep the old one. */
-            if (r->fresh != NULL)
+            /* The replacement did not come up: keep the old one. A
+             * replacement waiting to restart has no process to stop: it
+             * goes now (else it stays listed as "replaced" for ever). */
+            if (r->fresh != NULL && r->fresh->pid > 0)
                 stop_worker(r->fresh);
+            else if (r->fresh != NULL)
+                forget_worker(m, r->fresh);
             if (r->old != NULL)
                 r->old->retire = 0;
             r->failed = 1;
@@ -718,6 +729,11 @@ static void begin_shutdown(master *m)
         return;
     util_log(UTIL_INFO, "shutting down", "workers=%d", m->nw);
     m->shutting_down = 1;
+    /* Once the gateway has gone, the port refuses instead of queueing. */
+    if (m->cfg.http_fd >= 0) {
+        close(m->cfg.http_fd);
+        m->cfg.http_fd = -1;
+    }
     m->shutdown_ms = rpc_now_ms();
     /* The gateway first, so no request arrives for a service that left. */
     for (int i = 0; i < m->nw; i++)
@@ -928,6 +944,8 @@ out:
     }
     if (m->sig_fd >= 0)
         close(m->sig_fd);
+    if (m->cfg.http_fd >= 0)
+        close(m->cfg.http_fd);
     while (m->nw > 0)
         remove_worker(m, m->w[0]);
     free(m);

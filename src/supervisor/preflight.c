@@ -153,3 +153,22 @@ int sup_preflight(const sup_config *c, char *err, size_t errlen)
         return -1;
     return 0;
 }
+
+int sup_http_listen(sup_config *c, char *err, size_t errlen)
+{
+    struct sockaddr_in sa;
+    char why[RPC_ERRLEN];
+    const sup_app *gw = &c->apps[SUP_GATEWAY];
+    if (rpc_addr_parse(gw->listen, &sa, why) < 0) {
+        snprintf(err, errlen, "gateway listen: %s", why);
+        return -1;
+    }
+    /* The backlog civetweb would use (listen_backlog). */
+    int fd = rpc_sock_listen(&sa, 0, 1024, why);
+    if (fd < 0) {
+        snprintf(err, errlen, "gateway cannot listen on %s: %s", gw->listen, why);
+        return -1;
+    }
+    c->http_fd = fd;
+    return 0;
+}

@@ -17,4 +17,8 @@
  * environment variable for the children it runs). */
 int sup_preflight(const sup_config *c, char *err, size_t errlen);
 
+/* Binds the gateway's listen address (non-blocking, close-on-exec, no
+ * SO_REUSEPORT) into c->http_fd. 0, or -1 with err filled. */
+int sup_http_listen(sup_config *c, char *err, size_t errlen);
+
 #endif

@@ -129,6 +129,12 @@ static int up(sup_config *cfg, int argc, char **argv, int first)
         fprintf(stderr, "tcpops up: %s\n", err);
         return 2;
     }
+    /* The gateway's port is bound here, once, and each gateway serves on
+     * it: a new one accepts while the old one drains (rolling restart). */
+    if (sup_http_listen(cfg, err, sizeof(err)) < 0) {
+        fprintf(stderr, "tcpops up: %s\n", err);
+        return 2;
+    }
     if (cfg->detach) {
         mkdir(cfg->data_dir, 0755);
         char logpath[1100];
