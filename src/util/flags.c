@@ -31,9 +31,10 @@ int util_parse_num(const char *s, util_unit unit, long min, long max, long *out,
     int overflow = 0;
     if (neg)
         p++;
-    if (!isdigit((unsigned char)*p))
+    /* ASCII digits whatever the locale says. */
+    if (*p < '0' || *p > '9')
         goto syntax;
-    for (; isdigit((unsigned char)*p); p++) {
+    for (; *p >= '0' && *p <= '9'; p++) {
         unsigned d = (unsigned)(*p - '0');
         if (mag > ((unsigned long)LONG_MAX + 1 - d) / 10)
             overflow = 1; /* keep going: the rest must still be well formed */
@@ -58,7 +59,7 @@ int util_parse_num(const char *s, util_unit unit, long min, long max, long *out,
     if (overflow || __builtin_mul_overflow(mag, mult, &mag) ||
         mag > (unsigned long)LONG_MAX + (neg ? 1 : 0))
         return range_error(s, min, max, unit, what, err, errlen);
-    long v = neg ? (long)(0 - mag) : (long)mag; /* 0 - mag wraps to LONG_MIN exactly */
+    long v = !neg ? (long)mag : mag == (unsigned long)LONG_MAX + 1 ? LONG_MIN : -(long)mag;
     if (v < min || v > max)
         return range_error(s, min, max, unit, what, err, errlen);
     *out = v;
