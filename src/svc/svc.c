@@ -618,11 +618,6 @@ int svc_main(const svc_desc *desc, int argc, char **argv)
                 pos < 0 ? err : "unexpected argument (see --help)");
         return 2;
     }
-    if (strcmp(sync, "normal") != 0 && strcmp(sync, "full") != 0) {
-        fprintf(stderr, "tcpops-%s: --sync must be normal or full, not \"%s\"\n", desc->name,
-                sync);
-        return 2;
-    }
     s.sync_full = strcmp(sync, "full") == 0;
 
     /* A write past the file size limit (RLIMIT_FSIZE) must fail with EFBIG,
