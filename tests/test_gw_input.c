@@ -59,6 +59,28 @@ static void test_json_depth(void **state)
     free(buf);
 }
 
+/* A body that names twice (or repeats any key) is refused, not taken by
+ * its last (or first) value, and the reason says so. */
+static void test_body_repeated_key(void **state)
+{
+    (void)state;
+    char name[66], why[256];
+    const char *s = "{\"name\":\"a\",\"name\":\"b\"}";
+    int rc = gw_parse_create_body(s, strlen(s), name, sizeof(name), why, sizeof(why));
+    if (rc != -1 || strstr(why, "duplicate object key") == NULL)
+        fail_msg("%s: expected -1 and a reason naming the duplicate key, got %d (%s)", s, rc,
+                 rc == 0 ? name : why);
+    s = "{\"name\":\"a\",\"x\":{\"k\":1,\"k\":2}}";
+    rc = gw_parse_create_body(s, strlen(s), name, sizeof(name), why, sizeof(why));
+    if (rc != -1 || strstr(why, "duplicate object key") == NULL)
+        fail_msg("%s: expected -1 and a reason naming the duplicate key, got %d (%s)", s, rc,
+                 rc == 0 ? name : why);
+    s = "{\"name\":\"a\",\"x\":{\"name\":1}}"; /* the same key in two objects is fine */
+    assert_int_equal(gw_parse_create_body(s, strlen(s), name, sizeof(name), why, sizeof(why)),
+                     0);
+    assert_string_equal(name, "a");
+}
+
 /* ---- the request head, laid out as civetweb 1.15 leaves it ---- */
 
 typedef struct head {
@@ -342,6 +364,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_json_depth),
+        cmocka_unit_test(test_body_repeated_key),
         cmocka_unit_test(test_head_framing),
         cmocka_unit_test(test_head_lines),
         cmocka_unit_test(test_head_limits),

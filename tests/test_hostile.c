@@ -27,7 +27,7 @@
 #include "server.h"
 #include "testsvc.h"
 
-enum evil_mode { UNKNOWN_IDS, OVERSIZE, GARBAGE, GOAWAY_STORM, BLACKHOLE, LATE };
+enum evil_mode { UNKNOWN_IDS, OVERSIZE, GARBAGE, GOAWAY_STORM, BLACKHOLE, LATE, ECHO };
 
 typedef struct evil {
     int mode;
@@ -69,6 +69,11 @@ static void serve(evil *e, int fd)
         if (r <= 0)
             break;
         rb.len += (size_t)r;
+        if (e->mode == ECHO) { /* an echo server: every byte back as it came */
+            send(fd, rpc_buf_head(&rb), rpc_buf_used(&rb), MSG_NOSIGNAL);
+            rpc_buf_consume(&rb, rpc_buf_used(&rb));
+            continue;
+        }
         for (;;) {
             const uint8_t *pl;
             size_t pn;
@@ -273,6 +278,7 @@ MODE_SETUP(setup_garbage, GARBAGE)
 MODE_SETUP(setup_goaway_storm, GOAWAY_STORM)
 MODE_SETUP(setup_blackhole, BLACKHOLE)
 MODE_SETUP(setup_late, LATE)
+MODE_SETUP(setup_echo, ECHO)
 
 /* Unknown and duplicate answers are dropped and counted; every call gets its
  * own answer. */
@@ -380,6 +386,34 @@ static void test_answers_after_the_deadline(void **state)
     expect_ejected(*state, "late");
 }
 
+/* An echo server sends our own REQUEST back, a frame no tcpops server
+ * sends: a call to it alone ends as "not a tcpops service" (what
+ * tcpops-cli reports with exit 3), not as a lost connection. */
+static void test_echo_server_is_not_a_service(void **state)
+{
+    fixture *fx = *state;
+    char err[RPC_ERRLEN];
+    rpc_channel *ch;
+    rpc_channel_cfg cfg;
+    const char *eps[] = {fx->bad_addr};
+    rpc_channel_cfg_default(&cfg);
+    cfg.name = "echo";
+    cfg.endpoints = eps;
+    cfg.nendpoints = 1;
+    cfg.pool_size = 1;
+    if (rpc_channel_new(&ch, &cfg, err) < 0)
+        fail_msg("channel: %s", err);
+    rpc_call c = {.method = "test.Echo", .body = (const uint8_t *)"x", .body_len = 1,
+                  .deadline_ms = 2000};
+    int st = rpc_channel_call(ch, &c);
+    if (st != TCPOPS__STATUS__UNAVAILABLE || c.err != -EPROTONOSUPPORT ||
+        strstr(c.error, "not a tcpops service") == NULL)
+        fail_msg("a call to an echo server: expected UNAVAILABLE, -EPROTONOSUPPORT and \"not a "
+                 "tcpops service\", got %s, %d, \"%s\"", rpc_status_name(st), c.err, c.error);
+    rpc_call_fini(&c);
+    rpc_channel_free(ch);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -392,6 +426,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_backend_that_never_answers, setup_blackhole,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_answers_after_the_deadline, setup_late, teardown),
+        cmocka_unit_test_setup_teardown(test_echo_server_is_not_a_service, setup_echo, teardown),
     };
     signal(SIGPIPE, SIG_IGN);
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -427,7 +427,10 @@ static void test_ambiguous_input(void **state)
     expect_status("GET", "/people%2fpets?owner=bob", NULL, NULL, 400, "encodes a '/'");
     expect_status("GET", "/people%zz", NULL, NULL, 400, "bad %-escape in the path");
     expect_status("GET", "/healthz?verbose=1", NULL, NULL, 400, "takes none");
-    for (int i = 1; i <= 6; i++) {
+    /* A JSON body that names twice is as ambiguous as a query that does. */
+    expect_status("POST", "/people", NULL, "{\"name\":\"amb7\",\"name\":\"amb8\"}", 400,
+                  "duplicate object key");
+    for (int i = 1; i <= 8; i++) {
         char name[16];
         snprintf(name, sizeof(name), "amb%d", i);
         nobody_named(name);

@@ -584,6 +584,66 @@ static void test_limit_evicts_longest_idle(void **state)
     close(d);
 }
 
+/* Eviction under churn: a new client arrives at the limit while the
+ * connection idle longest closes, so the accept that evicts it and the
+ * victim's own end of stream come in one batch of events. The server must
+ * not look at the evicted connection again (it once read it after freeing
+ * it, which AddressSanitizer reports and which otherwise hands the victim's
+ * events to whatever the memory holds next). Every newcomer is served. */
+static void test_eviction_under_churn(void **state)
+{
+    fixture *fx = *state; /* at most 4 connections */
+    enum { ROUNDS = 300 };
+    /* Only this test's connections, so the one closing is the idlest. */
+    rpc_channel_free(fx->good);
+    fx->good = NULL;
+    for (int i = 0; i < 250 && rpc_stats_get(fx->stats, RPC_C_CONNS_OPEN) > 0; i++)
+        usleep(20000);
+    assert_int_equal(rpc_stats_get(fx->stats, RPC_C_CONNS_OPEN), 0);
+    int q[4];
+    for (int i = 0; i < 4; i++) {
+        q[i] = raw_connect(fx);
+        assert_pong(q[i], 1, "warm-up");
+    }
+    /* A burst of PINGs keeps the I/O thread busy, so what happens next
+     * (the idlest closes, a newcomer arrives) reaches it in one batch. */
+    enum { BURST = 2000 };
+    rpc_frame ping = TCPOPS__FRAME__INIT, pong = TCPOPS__FRAME__INIT;
+    ping.kind = TCPOPS__KIND__PING;
+    pong.kind = TCPOPS__KIND__PONG;
+    ping.id = pong.id = 7;
+    size_t ping_len = rpc_frame_size(&ping), pong_len = rpc_frame_size(&pong);
+    uint8_t *burst = malloc(ping_len * BURST), *pongs = malloc(pong_len * BURST);
+    for (int i = 0; i < BURST; i++)
+        rpc_frame_write(&ping, burst + (size_t)i * ping_len);
+    for (int r = 0; r < ROUNDS; r++) {
+        raw_send(q[1], burst, ping_len * BURST);
+        close(q[0]); /* the idlest closes just as the newcomer arrives */
+        int fresh = raw_connect(fx);
+        char who[48];
+        size_t got = rawpeer_read_n(q[1], pongs, pong_len * BURST, 5000);
+        if (got != pong_len * BURST)
+            fail_msg("round %d: expected %d PONGs to the burst, got %zu bytes of %zu", r,
+                     BURST, got, pong_len * BURST);
+        snprintf(who, sizeof(who), "newcomer %d", r);
+        assert_pong(fresh, 1, who);
+        memmove(q, q + 1, 3 * sizeof(q[0]));
+        q[3] = fresh;
+        /* Oldest first, so q[0] is again the idlest. */
+        for (int i = 0; i < 4; i++) {
+            snprintf(who, sizeof(who), "round %d, connection %d", r, i);
+            assert_pong(q[i], 2, who);
+        }
+    }
+    free(burst);
+    free(pongs);
+    for (int i = 0; i < 4; i++)
+        close(q[i]);
+    int last = raw_connect(fx);
+    assert_pong(last, 1, "after the churn");
+    close(last);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -606,6 +666,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_text_pipeline_is_back_pressured, setup, teardown),
         cmocka_unit_test_setup_teardown(test_limit_evicts_longest_idle, setup_conns4, teardown),
+        cmocka_unit_test_setup_teardown(test_eviction_under_churn, setup_conns4, teardown),
     };
     signal(SIGPIPE, SIG_IGN);
     return cmocka_run_group_tests(tests, NULL, NULL);

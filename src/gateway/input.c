@@ -60,11 +60,13 @@ int gw_parse_create_body(const char *body, size_t len, char *name, size_t cap, c
         return -1;
     }
     json_error_t je;
-    json_t *doc = json_loadb(body, len, JSON_ALLOW_NUL, &je);
+    /* A key given twice would be taken by its last value: ambiguous, like
+     * a repeated query parameter. */
+    json_t *doc = json_loadb(body, len, JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES, &je);
     json_t *jn = json_object_get(doc, "name");
     int rc = -1;
     if (doc == NULL) {
-        snprintf(why, whylen, "body is not valid JSON");
+        snprintf(why, whylen, "body is not valid JSON: %.100s", je.text);
     } else if (!json_is_object(doc) || !json_is_string(jn)) {
         snprintf(why, whylen, "body must be a JSON object with a string \"name\"");
     } else if (util_name_check(json_string_value(jn), json_string_length(jn), reason,

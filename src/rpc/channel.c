@@ -368,7 +368,8 @@ static int foreign_peer(slot *sl, int decode_rc)
 /* Reads and handles what the connection sends, waiting up to wait_ms for
  * the first bytes. Only the read role's holder calls it. Returns the frames
  * handled (0 when none came), or a negative errno when the connection is
- * finished: -EPROTONOSUPPORT when the peer's first bytes are not a frame. */
+ * finished: -EPROTONOSUPPORT when the peer's first bytes are not a frame, or
+ * its first frame is one a server never sends. */
 static int read_frames(slot *sl, int wait_ms)
 {
     rpc_channel *ch = sl->ch;
@@ -417,6 +418,11 @@ static int read_frames(slot *sl, int wait_ms)
             }
             rpc_buf_consume(&sl->rbuf, (size_t)c);
             int rc = on_frame(sl, f);
+            /* A first frame no server sends (our own REQUEST, from an echo
+             * server) is no more a tcpops server than bytes that do not
+             * decode. */
+            if (rc == -EPROTO && sl->frames_seen == 0)
+                return -EPROTONOSUPPORT;
             if (rc < 0)
                 return rc;
             sl->frames_seen++;

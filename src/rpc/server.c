@@ -1064,21 +1064,17 @@ static void *io_main(void *arg)
     while (!atomic_load(&s->io_stop)) {
         int n = epoll_wait(s->epfd, evs, 64, TICK_MS);
         int woke = 0;
+        int type[64];
+        /* What each event is for, read before anything is closed. */
+        for (int i = 0; i < n; i++)
+            type[i] = ((ep_tag *)evs[i].data.ptr)->type;
+        /* Connections first: each event closes at most its own connection,
+         * so none still listed is ever freed. Accepting may close another
+         * one (evict_idlest), so it waits until every event of the batch
+         * has been handled. */
         for (int i = 0; i < n; i++) {
             ep_tag *t = evs[i].data.ptr;
-            if (t->type == EP_LISTENER) {
-                on_accept(s, (listener *)t);
-            } else if (t->type == EP_WAKE) {
-                uint64_t v;
-                ssize_t r = read(s->wakefd, &v, sizeof(v));
-                (void)r;
-                woke = 1;
-            }
-        }
-        /* Connections second, so a close above never frees one still listed. */
-        for (int i = 0; i < n; i++) {
-            ep_tag *t = evs[i].data.ptr;
-            if (t->type != EP_CONN)
+            if (type[i] != EP_CONN)
                 continue;
             conn *c = (conn *)t;
             if (evs[i].events & EPOLLOUT) {
@@ -1098,6 +1094,16 @@ static void *io_main(void *arg)
                 on_hangup(s, c);
             else if (evs[i].events & (EPOLLIN | EPOLLRDHUP))
                 on_readable(s, c);
+        }
+        for (int i = 0; i < n; i++) {
+            if (type[i] == EP_LISTENER) {
+                on_accept(s, (listener *)evs[i].data.ptr);
+            } else if (type[i] == EP_WAKE) {
+                uint64_t v;
+                ssize_t r = read(s->wakefd, &v, sizeof(v));
+                (void)r;
+                woke = 1;
+            }
         }
         if (woke)
             take_notices(s);
