@@ -22,6 +22,7 @@
 
 #include <cmocka.h>
 
+#include "clock.h"
 #include "http_client.h"
 #include "proc.h"
 
@@ -161,6 +162,21 @@ static int workers(fixture *fx, const char *app, int *pids, int max, int *runnin
     }
     json_decref(doc);
     return n;
+}
+
+/* Waits (up to a deadline) until n workers of app run; fills pids. Fails the
+ * test with what it saw otherwise. */
+static void wait_running(fixture *fx, const char *app, int n, int *pids, int max)
+{
+    int running = 0;
+    int64_t deadline = rpc_now_ms() + 10000;
+    while (rpc_now_ms() < deadline) {
+        workers(fx, app, pids, max, &running, NULL);
+        if (running >= n)
+            return;
+        usleep(50 * 1000);
+    }
+    fail_msg("expected %d %s workers running, saw %d", n, app, running);
 }
 
 static int state_of(fixture *fx, const char *app, const char *want)
@@ -332,12 +348,8 @@ static void test_kill9_one_of_four_people_workers(void **state)
 {
     fixture *fx = *state;
     up(fx, "--workers", "people=4", NULL);
-    int pids[8], running = 0;
-    for (int i = 0; i < 100 && running < 4; i++) {
-        workers(fx, "people", pids, 8, &running, NULL);
-        usleep(50 * 1000);
-    }
-    assert_int_equal(running, 4);
+    int pids[8];
+    wait_running(fx, "people", 4, pids, 8);
     usleep(1500 * 1000); /* the gateway knows all four members */
     load_run lr;
     load_start(&lr, fx, 1);
@@ -789,11 +801,7 @@ static void test_restart_client_leaves_early(void **state)
     fixture *fx = *state;
     up(fx, "--workers", "people=3", NULL);
     int pids[8], running = 0;
-    for (int i = 0; i < 200 && running < 3; i++) {
-        workers(fx, "people", pids, 8, &running, NULL);
-        usleep(50 * 1000);
-    }
-    assert_int_equal(running, 3);
+    wait_running(fx, "people", 3, pids, 8);
     /* The sockets it holds when no client is connected (the last `ps` may
      * still be closing on its side: wait until the count holds still). */
     int base = open_sockets(fx->master.pid);
