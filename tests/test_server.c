@@ -207,6 +207,68 @@ static void test_requests_answered_by_id(void **state)
     close(fd);
 }
 
+/* A REQUEST frame whose method and trace id are exactly the given bytes, NULs
+ * included (protobuf-c would stop at the first NUL packing a C string).
+ * Returns the frame's size in out. Every length must fit in one varint byte. */
+static size_t raw_request(uint8_t *out, uint8_t id, const char *method, size_t mlen,
+                          const char *trace, size_t tlen, const char *body)
+{
+    size_t blen = strlen(body), n = RPC_FRAME_HEADER;
+    assert_true(id < 128 && mlen < 128 && tlen < 128 && blen < 128);
+    out[n++] = 0x08, out[n++] = id;   /* id */
+    out[n++] = 0x10, out[n++] = 1;    /* kind REQUEST */
+    out[n++] = 0x1a, out[n++] = (uint8_t)mlen;
+    memcpy(out + n, method, mlen), n += mlen;
+    if (tlen > 0) {
+        out[n++] = 0x3a, out[n++] = (uint8_t)tlen;
+        memcpy(out + n, trace, tlen), n += tlen;
+    }
+    out[n++] = 0x42, out[n++] = (uint8_t)blen;
+    memcpy(out + n, body, blen), n += blen;
+    rpc_frame_put_len(out, (uint32_t)(n - RPC_FRAME_HEADER));
+    return n;
+}
+
+/* Expects the answer to request id to be INVALID_ARGUMENT mentioning word. */
+static void expect_invalid(int fd, uint64_t id, const char *word, const char *what)
+{
+    rpc_frame *f = rawpeer_read_frame(fd, 70000, 5000);
+    if (f == NULL)
+        fail_msg("%s: expected an INVALID_ARGUMENT answer, the server closed instead", what);
+    if (f->id != id || f->status != TCPOPS__STATUS__INVALID_ARGUMENT ||
+        strstr(f->error, word) == NULL)
+        fail_msg("%s: expected id %llu INVALID_ARGUMENT mentioning \"%s\"; got id %llu %s "
+                 "\"%s\"",
+                 what, (unsigned long long)id, word, (unsigned long long)f->id,
+                 rpc_status_name(f->status), f->error);
+    rpc_frame_free(f);
+}
+
+/* protobuf-c hands strings out cut at their first NUL: "test.Echo\0junk"
+ * must not run test.Echo, and a trace id must be what was sent. An answer,
+ * not a disconnect: the connection keeps serving. */
+static void test_nul_in_frame_strings_is_invalid(void **state)
+{
+    fixture *fx = *state;
+    uint8_t buf[256];
+    int fd = raw_connect(fx);
+    raw_send(fd, buf, raw_request(buf, 1, "test.Echo\0junk", 14, "", 0, "hi"));
+    expect_invalid(fd, 1, "method", "method \"test.Echo\\0junk\"");
+    raw_send(fd, buf, raw_request(buf, 2, "test.Echo\0", 10, "", 0, "hi"));
+    expect_invalid(fd, 2, "method", "method \"test.Echo\\0\"");
+    raw_send(fd, buf, raw_request(buf, 3, "test.Echo", 9, "tr\0ace", 6, "hi"));
+    expect_invalid(fd, 3, "trace_id", "trace id \"tr\\0ace\"");
+    raw_send(fd, buf, raw_request(buf, 4, "test.Echo", 9, "trace", 5, "still here"));
+    rpc_frame *f = rawpeer_read_frame(fd, 70000, 5000);
+    assert_non_null(f);
+    assert_int_equal(f->id, 4);
+    assert_int_equal(f->status, TCPOPS__STATUS__OK);
+    assert_int_equal(f->body.len, 10);
+    assert_memory_equal(f->body.data, "still here", 10);
+    rpc_frame_free(f);
+    close(fd);
+}
+
 static void test_oversize_claim_is_cut_off(void **state)
 {
     fixture *fx = *state;
@@ -649,6 +711,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_ping_pong, setup, teardown),
         cmocka_unit_test_setup_teardown(test_requests_answered_by_id, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nul_in_frame_strings_is_invalid, setup, teardown),
         cmocka_unit_test_setup_teardown(test_oversize_claim_is_cut_off, setup, teardown),
         cmocka_unit_test_setup_teardown(test_garbage_and_wrong_kinds_are_cut_off, setup,
                                         teardown),

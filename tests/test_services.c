@@ -133,6 +133,62 @@ static void test_invalid_inputs_change_nothing(void **state)
     cli(Q, 0, "{\"pets\":[],\"missing\":[4]}", NULL, "pets", "get", "4", NULL);
 }
 
+/* Calls method on addr over a channel with body exactly as given; returns the
+ * status and fills err with the error text. */
+static int call_body(const char *addr, const char *method, const void *body, size_t len,
+                     char *err, size_t errlen)
+{
+    char cerr[RPC_ERRLEN];
+    rpc_channel *ch = NULL;
+    rpc_channel_cfg cfg;
+    const char *eps[] = {addr};
+    rpc_channel_cfg_default(&cfg);
+    cfg.name = "raw";
+    cfg.endpoints = eps;
+    cfg.nendpoints = 1;
+    assert_int_equal(rpc_channel_new(&ch, &cfg, cerr), 0);
+    rpc_call c = {.method = method, .body = body, .body_len = len, .deadline_ms = 5000};
+    int st = rpc_channel_call(ch, &c);
+    snprintf(err, errlen, "%s", c.error);
+    rpc_call_fini(&c);
+    rpc_channel_free(ch);
+    return st;
+}
+
+/* protobuf-c hands strings out cut at their first NUL: "nulA\0evil" must not
+ * create "nulA", nor "bob\0x" read bob's pets. Every string field of every
+ * request is refused with INVALID_ARGUMENT, and nothing changes. */
+static void test_nul_in_request_strings_is_invalid(void **state)
+{
+    fixture *fx = *state;
+    static const struct {
+        int people;
+        const char *method;
+        const char *body;
+        size_t len;
+    } bad[] = {
+        {1, "people.Create", "\x0a\x09" "nulA\0evil", 11},       /* name */
+        {1, "people.Create", "\x0a\x04" "nulB\x0a\x02" "x\0", 10}, /* name, a second time */
+        {1, "people.PetIds", "\x0a\x05" "bob\0x", 7},            /* owner */
+        {1, "people.AddPet", "\x0a\x05" "jane\0\x10\x01", 9},   /* owner */
+        {1, "people.List", "\x12\x05" "bob\0x", 7},              /* after */
+        {0, "pets.Create", "\x0a\x04" "rex\0", 6},               /* name */
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char err[256];
+        int st = call_body(bad[i].people ? fx->people_addr : fx->pets_addr, bad[i].method,
+                           bad[i].body, bad[i].len, err, sizeof(err));
+        if (st != TCPOPS__STATUS__INVALID_ARGUMENT || strstr(err, "NUL") == NULL)
+            fail_msg("%s with a NUL in a string (case %zu): expected INVALID_ARGUMENT saying "
+                     "NUL, got %s \"%s\"",
+                     bad[i].method, i, rpc_status_name(st), err);
+    }
+    const char *P = fx->people_addr, *Q = fx->pets_addr;
+    cli(P, 0, "{\"names\":[\"bob\",\"jane\"]}", NULL, "people", "list", NULL);
+    cli(P, 0, "{\"ids\":[]}", NULL, "people", "pets", "jane", NULL);
+    cli(Q, 0, "{\"pets\":[],\"missing\":[4]}", NULL, "pets", "get", "4", NULL);
+}
+
 static void test_unreachable_is_exit_3(void **state)
 {
     (void)state;
@@ -593,6 +649,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_every_method_through_the_cli, setup, teardown),
         cmocka_unit_test_setup_teardown(test_invalid_inputs_change_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nul_in_request_strings_is_invalid, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_unreachable_is_exit_3, setup, teardown),
         cmocka_unit_test_setup_teardown(test_text_mode, setup, teardown),
         cmocka_unit_test_setup_teardown(test_text_half_close_answers_every_line, setup,

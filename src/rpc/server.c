@@ -42,6 +42,7 @@
 #include "buf.h"
 #include "clock.h"
 #include "frame.h"
+#include "pbcheck.h"
 
 #define MAX_LISTENERS 4
 #define TICK_MS 200
@@ -628,6 +629,16 @@ static int on_frame(rpc_server *s, conn *c, const uint8_t *payload, size_t len)
         return 0;
     }
 
+    /* protobuf-c cut each string at its first NUL: "people.List\0junk"
+     * must not run people.List. */
+    char bad[160];
+    if (rpc_pb_check(&tcpops__frame__descriptor, payload, len, bad, sizeof(bad)) < 0) {
+        c->last_id = id;
+        rpc_stats_call(s->cfg.stats, "invalid", TCPOPS__STATUS__INVALID_ARGUMENT);
+        rpc_frame_free(f);
+        send_status(s, c, id, TCPOPS__STATUS__INVALID_ARGUMENT, bad);
+        return 0;
+    }
     const rpc_method *m = find_method(s, f->method);
     if (m == NULL) {
         c->last_id = id;

@@ -16,6 +16,7 @@
 #include "flags.h"
 #include "log.h"
 #include "name.h"
+#include "pbcheck.h"
 #include "pbjson.h"
 
 #define HEARTBEAT_MS 1000
@@ -69,10 +70,18 @@ int svc_ctx_write(const rpc_call_ctx *ctx, svc_write_fn fn, void *arg, rpc_reply
 ProtobufCMessage *svc_unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *body,
                              size_t len, rpc_reply *out)
 {
+    char why[160];
     ProtobufCMessage *m = protobuf_c_message_unpack(desc, NULL, len, body);
-    if (m == NULL)
+    if (m == NULL) {
         rpc_reply_error(out, TCPOPS__STATUS__INVALID_ARGUMENT,
                         "request body does not decode as %s", desc->short_name);
+    } else if (rpc_pb_check(desc, body, len, why, sizeof(why)) < 0) {
+        /* Its strings were cut at a NUL: what the handler would see is not
+         * what was sent. */
+        rpc_reply_error(out, TCPOPS__STATUS__INVALID_ARGUMENT, "%s", why);
+        protobuf_c_message_free_unpacked(m, NULL);
+        m = NULL;
+    }
     return m;
 }
 

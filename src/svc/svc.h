@@ -44,7 +44,8 @@ int svc_ctx_write(const rpc_call_ctx *ctx, svc_write_fn fn, void *arg, rpc_reply
 
 /* For handlers: unpacks body as desc. Returns the message (free with
  * protobuf_c_message_free_unpacked(m, NULL)), or NULL with out set to
- * INVALID_ARGUMENT. */
+ * INVALID_ARGUMENT when it does not decode or a string field holds a NUL
+ * byte (rpc_pb_check), so every string a handler sees is whole. */
 ProtobufCMessage *svc_unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *body,
                              size_t len, rpc_reply *out);
 
