@@ -1,4 +1,5 @@
 /* protobuf <-> JSON through descriptors: shapes, round trips, refusals. */
+#include <errno.h>
 #include <jansson.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -119,6 +120,70 @@ static void test_refusals(void **state)
     }
 }
 
+/* A string with a NUL inside (a parser given JSON_ALLOW_NUL keeps it) would
+ * be cut at the NUL as a C string: refused. */
+static void test_nul_in_a_string(void **state)
+{
+    (void)state;
+    json_error_t je;
+    json_t *in = json_loads("{\"name\":\"nulA\\u0000evil\"}", JSON_ALLOW_NUL, &je);
+    assert_non_null(in);
+    ProtobufCMessage *m = NULL;
+    char err[128] = "";
+    assert_int_equal(pbjson_to_message(&tcpops__create_person_request__descriptor, in, &m, err,
+                                       sizeof(err)),
+                     -EINVAL);
+    assert_null(m);
+    assert_non_null(strstr(err, "NUL"));
+    json_decref(in);
+}
+
+/* value nested n levels deep: {"a":{"a":...value...}} or [[...value...]] */
+static json_t *nest(json_t *value, int n, int arrays)
+{
+    for (int i = 0; i < n; i++) {
+        json_t *outer = arrays ? json_array() : json_object();
+        if (arrays)
+            json_array_append_new(outer, value);
+        else
+            json_object_set_new(outer, "a", value);
+        value = outer;
+    }
+    return value;
+}
+
+/* 1,000 levels of JSON wherever a request or a nested message could take
+ * them: an error answer each time (pbjson's recursion follows the message
+ * types, not the JSON). */
+static void test_deep_json_is_an_error(void **state)
+{
+    (void)state;
+    struct {
+        json_t *in;
+        const ProtobufCMessageDescriptor *d;
+        const char *want;
+    } cases[] = {
+        {nest(json_integer(1), 1000, 0), &tcpops__create_person_request__descriptor,
+         "unknown field"},
+        {json_pack("{s:o}", "name", nest(json_string("x"), 1000, 1)),
+         &tcpops__create_person_request__descriptor, "wrong type"},
+        {json_pack("{s:[o]}", "members", nest(json_string("x"), 1000, 0)),
+         &tcpops__status_response__descriptor, "unknown field"},
+        {json_pack("{s:[{s:o}]}", "pets", "id", nest(json_integer(1), 1000, 1)),
+         &tcpops__get_pets_by_ids_response__descriptor, "wrong type"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        assert_non_null(cases[i].in);
+        ProtobufCMessage *m = NULL;
+        char err[128] = "";
+        int rc = pbjson_to_message(cases[i].d, cases[i].in, &m, err, sizeof(err));
+        if (rc == 0 || strstr(err, cases[i].want) == NULL)
+            fail_msg("case %zu: expected an error mentioning \"%s\", got rc %d \"%s\"", i,
+                     cases[i].want, rc, err);
+        json_decref(cases[i].in);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -126,6 +191,8 @@ int main(void)
         cmocka_unit_test(test_map_as_object),
         cmocka_unit_test(test_json_to_message_and_back),
         cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_nul_in_a_string),
+        cmocka_unit_test(test_deep_json_is_an_error),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -237,8 +237,8 @@ static void say(int fd, const char *line, const char *want_substring)
     assert_int_equal(rpc_sock_write_all(fd, line, strlen(line), rpc_now_ms() + 2000, &w), 0);
     read_line(fd, got, sizeof(got));
     if (strstr(got, want_substring) == NULL)
-        fail_msg("text mode %s: expected a line containing %s, got \"%s\"", line,
-                 want_substring, got);
+        fail_msg("text mode %.80s%s: expected a line containing %s, got \"%s\"", line,
+                 strlen(line) > 80 ? "..." : "", want_substring, got);
 }
 
 static void test_text_mode(void **state)
@@ -461,6 +461,73 @@ static void test_conn_limit_evicts_longest_idle(void **state)
     proc_stop(&p);
 }
 
+/* A malloc'd text-mode line: head, open repeated n times, close repeated n
+ * times, tail, newline. */
+static char *nested_line(const char *head, const char *open, const char *close_, int n,
+                         const char *tail)
+{
+    size_t cap = strlen(head) + (strlen(open) + strlen(close_)) * (size_t)n + strlen(tail) + 2;
+    char *line = malloc(cap), *p = line;
+    assert_non_null(line);
+    p += sprintf(p, "%s", head);
+    for (int i = 0; i < n; i++)
+        p += sprintf(p, "%s", open);
+    for (int i = 0; i < n; i++)
+        p += sprintf(p, "%s", close_);
+    sprintf(p, "%s\n", tail);
+    return line;
+}
+
+/* Text mode runs on a server worker thread, whose stack is RLIMIT_STACK's
+ * size, and jansson recurses once per level of nesting (up to 2048). On a
+ * worker with a 128 KiB stack, deep nesting is an error answer, never a
+ * crash; the limit leaves every real command alone. */
+static void test_text_mode_deep_nesting(void **state)
+{
+    fixture *fx = *state;
+#ifdef __SANITIZE_ADDRESS__ /* sanitizer frames are larger: normal work needs more */
+    const char *sh = "ulimit -s 512 && exec \"$0\" \"$@\"";
+#else
+    const char *sh = "ulimit -s 128 && exec \"$0\" \"$@\"";
+#endif
+    char bin[512], listen[64];
+    proc p = {0};
+    int port = free_port();
+    snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
+    char *const argv[] = {"/bin/sh", "-c", (char *)sh,
+                          (char *)proc_bin("tcpops-people", bin, sizeof(bin)), "--listen", listen,
+                          "--data-dir", fx->dir, NULL};
+    assert_int_equal(proc_start(&p, argv, 0), 0);
+    assert_int_equal(wait_port(port, 10000), 0);
+
+    char *lines[] = {
+        /* A text-mode line starts with '{'; a '[' would be a binary frame. */
+        nested_line("{\"cmd\":\"people.List\",\"after\":", "{\"a\":", "}", 2000, "}"),
+        nested_line("{\"x\":", "[", "]", 2000, "}"),
+        nested_line("{\"cmd\":\"people.List\",\"x\":", "[", "", 1000, ""),
+        nested_line("", "{\"a\":", "", 1000, ""),
+        nested_line("{\"cmd\":\"people.List\",\"x\":", "[", "]", 33, "}"),
+    };
+    for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
+        int fd = raw_connect(port);
+        say(fd, lines[i], "nested more than 32 levels");
+        close(fd);
+        free(lines[i]);
+    }
+    /* Brackets inside strings are not nesting; 32 levels still parse. */
+    int fd = raw_connect(port);
+    char *deep32 = nested_line("{\"cmd\":\"people.List\",\"x\":", "[", "]", 31, "}");
+    say(fd, deep32, "unknown field \\\"x\\\"");
+    free(deep32);
+    say(fd, "{\"cmd\":\"people.Create\",\"name\":\"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\"}\n",
+        "{\"name\":\"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\"}");
+    say(fd, "{\"cmd\":\"people.List\"}\n", "\"bob\"");
+    close(fd);
+    if (proc_wait(&p, 0) != -1)
+        fail_msg("expected tcpops-people with a 128 KiB stack to survive deep nesting; it exited");
+    proc_stop(&p);
+}
+
 /* ---- hostile frames (RELIABILITY.md scenario 6) ---- */
 
 typedef struct good_client {
@@ -659,6 +726,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_text_80000_pipelined_lines, setup, teardown),
         cmocka_unit_test_setup_teardown(test_conn_limit_evicts_longest_idle, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_text_mode_deep_nesting, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hostile_frames_cost_a_good_client_nothing, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_stalled_frames_memory_bounded, setup, teardown),

@@ -14,6 +14,7 @@
 
 #include "clock.h"
 #include "flags.h"
+#include "jsondepth.h"
 #include "log.h"
 #include "name.h"
 #include "pbcheck.h"
@@ -313,13 +314,21 @@ static char *text_line(void *thread_state, void *user, const char *line, size_t 
 {
     svc *s = user;
     json_error_t jerr;
-    json_t *in = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *in = NULL;
     char *answer = NULL;
     ProtobufCMessage *req = NULL, *resp = NULL;
     uint8_t *body = NULL;
     rpc_reply rep;
     memset(&rep, 0, sizeof(rep));
 
+    /* A server worker runs this, on a thread stack of RLIMIT_STACK's size;
+     * jansson would recurse once per level, up to 2048 of them. */
+    if (!util_json_depth_ok(line, len, UTIL_JSON_MAX_DEPTH)) {
+        answer = text_error("INVALID_ARGUMENT", "JSON nested more than %d levels deep",
+                            UTIL_JSON_MAX_DEPTH);
+        goto out;
+    }
+    in = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
     if (in == NULL || !json_is_object(in)) {
         answer = in == NULL ? text_error("INVALID_ARGUMENT", "invalid JSON: %s", jerr.text)
                             : text_error("INVALID_ARGUMENT", "expected a JSON object");

@@ -126,6 +126,11 @@ static int json_to_value(const ProtobufCFieldDescriptor *f, json_t *j, void *p, 
     case PROTOBUF_C_TYPE_STRING: {
         if (!json_is_string(j))
             goto type;
+        if (strlen(json_string_value(j)) != json_string_length(j)) {
+            /* (JSON_ALLOW_NUL) a C string would end at the NUL */
+            snprintf(err, errlen, "field \"%s\" contains a NUL byte", f->name);
+            return -EINVAL;
+        }
         char *s = malloc(json_string_length(j) + 1);
         if (s == NULL)
             goto nomem;

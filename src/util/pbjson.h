@@ -13,7 +13,9 @@
 json_t *pbjson_from_message(const ProtobufCMessage *msg);
 
 /* Builds a message of type desc from obj; keys not in the message, wrong
- * types and out-of-range numbers are errors. Returns 0 and *out (free with
+ * types, out-of-range numbers and strings holding a NUL byte are errors. The
+ * recursion follows the message types (nested messages), never the depth of
+ * obj, so deep JSON cannot deepen it. Returns 0 and *out (free with
  * protobuf_c_message_free_unpacked(*out, NULL)), or -EINVAL with err filled. */
 int pbjson_to_message(const ProtobufCMessageDescriptor *desc, json_t *obj,
                       ProtobufCMessage **out, char *err, size_t errlen);
