@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -528,6 +529,117 @@ static void test_text_mode_deep_nesting(void **state)
     proc_stop(&p);
 }
 
+/* ---- who may share a port ---- */
+
+/* Runs build/bin/NAME --listen 127.0.0.1:PORT --data-dir DIR, expecting it to
+ * refuse to start: exit 1 within 5 s with "address in use" and hint (when
+ * not NULL) on stderr. */
+static void expect_refused(const char *name, int port, const char *dir, const char *hint,
+                           const char *what)
+{
+    char bin[512], listen[64], out[1024], err[4096];
+    snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
+    char *const argv[] = {(char *)proc_bin(name, bin, sizeof(bin)), "--listen", listen,
+                          "--data-dir", (char *)dir, NULL};
+    int code = proc_run(argv, out, sizeof(out), err, sizeof(err), 5000);
+    if (code != 1 || strstr(err, "address in use") == NULL ||
+        (hint != NULL && strstr(err, hint) == NULL))
+        fail_msg("%s: expected %s to exit 1 with \"address in use\"%s%s on stderr; got exit %d "
+                 "(-1: still running after 5 s), stderr \"%s\"",
+                 what, name, hint ? " and " : "", hint ? hint : "", code, err);
+}
+
+/* The pid of the worker that answers a text-mode status on a new
+ * connection to port. */
+static long status_pid(int port)
+{
+    char got[4096];
+    int fd = raw_connect(port);
+    size_t w = 0;
+    const char *line = "{\"cmd\":\"status\"}\n";
+    assert_int_equal(rpc_sock_write_all(fd, line, strlen(line), rpc_now_ms() + 2000, &w), 0);
+    read_line(fd, got, sizeof(got));
+    close(fd);
+    const char *p = strstr(got, "\"pid\":");
+    if (p == NULL)
+        fail_msg("status on port %d: expected a pid, got \"%s\"", port, got);
+    return strtol(p + 6, NULL, 10);
+}
+
+/* Waits until connections to port reach both pids (SO_REUSEPORT spreads
+ * them by a hash of the client's port). */
+static void expect_both_serve(int port, long a, long b)
+{
+    int seen_a = 0, seen_b = 0;
+    for (int i = 0; i < 200 && !(seen_a && seen_b); i++) {
+        long pid = status_pid(port);
+        seen_a |= pid == a;
+        seen_b |= pid == b;
+    }
+    if (!(seen_a && seen_b))
+        fail_msg("expected workers %ld and %ld both to answer on port %d; %s did not in 200 "
+                 "connections",
+                 a, b, port, seen_a ? "the second" : "the first");
+}
+
+/* SO_REUSEPORT lets any process of this user bind beside a worker: only
+ * workers of the same service and the same store may share a port. Another
+ * --data-dir, or another service, is refused with "address in use"; the same
+ * store joins (scale-up, rolling restart), and the claim passes on with
+ * whichever worker stays. */
+static void test_port_shared_only_by_the_same_service_and_store(void **state)
+{
+    fixture *fx = *state;
+    char other[300], same[300];
+    snprintf(other, sizeof(other), "%s/other", fx->dir);
+    snprintf(same, sizeof(same), "%s/./", fx->dir); /* the same store, spelt differently */
+    int port = free_port();
+    proc a = {0}, b = {0};
+    assert_int_equal(proc_start_service(&a, "tcpops-people", port, fx->dir, NULL), 0);
+
+    expect_refused("tcpops-people", port, other, "--data-dir", "people with another store");
+    expect_refused("tcpops-pets", port, fx->dir, NULL, "pets on people's port");
+    /* Nothing of the refused store was created. */
+    char db[400];
+    snprintf(db, sizeof(db), "%s/people.db", other);
+    if (access(db, F_OK) == 0)
+        fail_msg("expected the refused worker to leave %s alone; it created it", db);
+
+    /* The same store joins and serves beside the first. */
+    assert_int_equal(proc_start_service(&b, "tcpops-people", port, same, NULL), 0);
+    expect_both_serve(port, a.pid, b.pid);
+
+    /* The first leaves (a rolling restart's old worker): the claim stays
+     * with the second. */
+    proc_signal(&a, SIGTERM);
+    assert_int_equal(proc_wait(&a, 10000), 0);
+    expect_refused("tcpops-people", port, other, NULL, "another store after the first left");
+    assert_int_equal(status_pid(port), b.pid);
+
+    /* Once nobody serves the port, another store may have it. */
+    proc_signal(&b, SIGTERM);
+    assert_int_equal(proc_wait(&b, 10000), 0);
+    assert_int_equal(proc_start_service(&a, "tcpops-people", port, other, NULL), 0);
+    assert_int_equal(status_pid(port), a.pid);
+    proc_stop(&a);
+}
+
+/* A port held by a program that is not a tcpops worker (no SO_REUSEPORT):
+ * "address in use" with a hint, exit 1. */
+static void test_port_held_by_another_program(void **state)
+{
+    fixture *fx = *state;
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(fd, 1), 0);
+    int port = rpc_sock_port(fd);
+    expect_refused("tcpops-people", port, fx->dir, "not a tcpops-people worker",
+                   "a port another program listens on");
+    close(fd);
+}
+
 /* ---- hostile frames (RELIABILITY.md scenario 6) ---- */
 
 typedef struct good_client {
@@ -719,6 +831,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_nul_in_request_strings_is_invalid, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_unreachable_is_exit_3, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_port_shared_only_by_the_same_service_and_store,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_port_held_by_another_program, setup, teardown),
         cmocka_unit_test_setup_teardown(test_text_mode, setup, teardown),
         cmocka_unit_test_setup_teardown(test_text_half_close_answers_every_line, setup,
                                         teardown),

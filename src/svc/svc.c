@@ -2,6 +2,8 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <limits.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -19,6 +21,7 @@
 #include "name.h"
 #include "pbcheck.h"
 #include "pbjson.h"
+#include "portlock.h"
 
 #define HEARTBEAT_MS 1000
 #define MEMBER_TTL_MS 3000 /* a member silent this long is gone */
@@ -502,6 +505,35 @@ static int svc_prepare(svc *s, const svc_desc *desc, const char *data_dir, char 
     return 0;
 }
 
+/* Claims the port of listen for this service and store (portlock.h): the
+ * identity is the service's name and the real path of its database. Port 0
+ * (any free port) is never shared and needs no claim. 0, or a negative
+ * errno with err filled. */
+static int claim_port(const svc_desc *desc, const char *listen, const char *data_dir,
+                      svc_portlock **out, char *err, size_t errlen)
+{
+    struct sockaddr_in sa;
+    char rerr[RPC_ERRLEN], abs[PATH_MAX], identity[PATH_MAX + 128];
+    int rc = rpc_addr_parse(listen, &sa, rerr);
+    if (rc < 0) {
+        snprintf(err, errlen, "%s", rerr);
+        return rc;
+    }
+    if (ntohs(sa.sin_port) == 0)
+        return 0;
+    if ((rc = mkdir_p(data_dir)) < 0) {
+        snprintf(err, errlen, "cannot create data dir %s: %s", data_dir, strerror(-rc));
+        return rc;
+    }
+    if (realpath(data_dir, abs) == NULL) {
+        rc = -errno;
+        snprintf(err, errlen, "data dir %s: %s", data_dir, strerror(errno));
+        return rc;
+    }
+    snprintf(identity, sizeof(identity), "%s sqlite:%s/%s.db", desc->name, abs, desc->name);
+    return svc_portlock_new(out, ntohs(sa.sin_port), identity, err, errlen);
+}
+
 /* ---- in process, without a server ---- */
 
 struct svc_local {
@@ -613,9 +645,10 @@ int svc_main(const svc_desc *desc, int argc, char **argv)
          "fault injection: allocate and keep this many MiB every second", 0, 1024},
     };
     const size_t nflags = sizeof(flags) / sizeof(flags[0]);
-    char err[512], q[600];
+    char err[1024], q[1200];
     int rc = 1;
     rpc_method *rm = NULL;
+    svc_portlock *plock = NULL;
     s.desc = desc;
     s.started_ms = rpc_now_ms();
     pthread_mutex_init(&s.lock, NULL);
@@ -645,6 +678,13 @@ int svc_main(const svc_desc *desc, int argc, char **argv)
     sigset_t stopset;
     util_block_stop_signals(&stopset);
 
+    /* Claim the shared port for this service and store before the store is
+     * touched or the port bound (see portlock.h). */
+    if (claim_port(desc, listen, data_dir, &plock, err, sizeof(err)) < 0) {
+        util_log(UTIL_ERROR, "cannot listen", "addr=%s err=%s", listen,
+                 util_logq(q, sizeof(q), err));
+        goto out;
+    }
     if (svc_prepare(&s, desc, data_dir, err, sizeof(err)) < 0) {
         util_log(UTIL_ERROR, "cannot start", "err=%s", util_logq(q, sizeof(q), err));
         goto out;
@@ -678,7 +718,16 @@ int svc_main(const svc_desc *desc, int argc, char **argv)
     cfg.delay_ms = (int)delay_ms;
     cfg.delay_method = delay_method;
     char rerr[RPC_ERRLEN];
-    if (rpc_server_new(&s.srv, &cfg, rerr) < 0) {
+    int lrc = rpc_server_new(&s.srv, &cfg, rerr);
+    if (lrc == -EADDRINUSE) {
+        /* The claim was ours, so the holder is not a worker of this store. */
+        snprintf(err, sizeof(err), "address in use: %s (by a program that is not a tcpops-%s "
+                 "worker of this store); stop it or choose another --listen port", rerr,
+                 desc->name);
+        util_log(UTIL_ERROR, "cannot listen", "addr=%s err=%s", listen,
+                 util_logq(q, sizeof(q), err));
+        goto out;
+    } else if (lrc < 0) {
         util_log(UTIL_ERROR, "cannot listen", "err=%s", util_logq(q, sizeof(q), rerr));
         goto out;
     }
@@ -724,6 +773,7 @@ int svc_main(const svc_desc *desc, int argc, char **argv)
     rc = 0;
 out:
     rpc_server_free(s.srv);
+    svc_portlock_free(plock);
     svc_writer_free(s.writer);
     rpc_stats_free(s.stats);
     free(rm);
