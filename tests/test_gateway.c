@@ -274,6 +274,34 @@ typedef struct prober {
 /* Probes /people/pets?owner=bob and /healthz while processes come up: every
  * answer must be 200 with the right body, or 503 with Retry-After and a JSON
  * error; /healthz is 200 whenever the gateway answers. */
+/* A name's identity is its NFC form, at the gateway as in the service:
+ * "e" + U+0301 is the "é" created before (409), either spelling finds it, and
+ * the 201 shows the stored form. Invisible and separator characters are 400. */
+static void test_name_identity_over_http(void **state)
+{
+    fixture *fx = *state;
+    start_all(fx);
+    eventually(fx, "/readyz", 200, "{\"status\":\"ready\"}");
+    expect(fx, "POST", "/people?name=Am%C3%A9lie", NULL, NULL, 201,
+           "{\"name\":\"Am\xC3\xA9lie\"}");
+    expect(fx, "POST", "/people?name=Ame%CC%81lie", NULL, NULL, 409, NULL);
+    expect(fx, "POST", "/people", NULL, "{\"name\":\"Ame\\u0301lie\"}", 409, NULL);
+    expect(fx, "POST", "/people", NULL, "{\"name\":\"Zoe\\u0308\"}", 201,
+           "{\"name\":\"Zo\xC3\xAB\"}");
+    expect(fx, "GET", "/people/pets?owner=Ame%CC%81lie", NULL, NULL, 200, "[]");
+    expect(fx, "GET", "/people?after=Ame%CC%81lie", NULL, NULL, 200, "[\"Zo\xC3\xAB\"]");
+    static const char *const invisible[] = {"a%E2%80%8Bb", "a%E2%80%AEb", "%EF%BB%BFab",
+                                            "a%E2%80%A8b", "a%C2%A0b",    "%20ab"};
+    for (size_t i = 0; i < sizeof(invisible) / sizeof(invisible[0]); i++) {
+        char path[64];
+        snprintf(path, sizeof(path), "/people?name=%s", invisible[i]);
+        expect(fx, "POST", path, NULL, NULL, 400, NULL);
+    }
+    expect(fx, "POST", "/people", NULL, "{\"name\":\"a\\u200bb\"}", 400, NULL);
+    expect(fx, "GET", "/people", NULL, NULL, 200,
+           "[\"bob\",\"jane\",\"Am\xC3\xA9lie\",\"Zo\xC3\xAB\"]");
+}
+
 static void *probe(void *arg)
 {
     prober *p = arg;
@@ -898,6 +926,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_routes_and_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_name_identity_over_http, setup, teardown),
         cmocka_unit_test_setup_teardown(test_every_start_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_service_then_restarts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deadline_and_no_head_of_line_blocking, setup,

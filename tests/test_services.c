@@ -190,6 +190,44 @@ static void test_nul_in_request_strings_is_invalid(void **state)
     cli(Q, 0, "{\"pets\":[],\"missing\":[4]}", NULL, "pets", "get", "4", NULL);
 }
 
+/* A name's identity is its NFC form: precomposed "é" and "e" + U+0301 are
+ * one person, found by either spelling and stored once. Invisible, bidi and
+ * separator characters are INVALID_ARGUMENT, and nothing is created. */
+static void test_name_identity(void **state)
+{
+    fixture *fx = *state;
+    const char *P = fx->people_addr, *Q = fx->pets_addr;
+    cli(P, 0, "{\"name\":\"\xC3\xA9\"}", NULL, "people", "create", "\xC3\xA9", NULL);
+    cli(P, 1, "", "ALREADY_EXISTS", "people", "create", "e\xCC\x81", NULL);
+    /* The answer carries the stored (NFC) form. */
+    cli(P, 0, "{\"name\":\"Zo\xC3\xAB\"}", NULL, "people", "create", "Zoe\xCC\x88", NULL);
+    cli(P, 1, "", "ALREADY_EXISTS", "people", "create", "Zo\xC3\xAB", NULL);
+    /* Either spelling finds the person. */
+    cli(P, 0, "{}", NULL, "people", "add-pet", "e\xCC\x81", "2", NULL);
+    cli(P, 0, "{\"ids\":[2]}", NULL, "people", "pets", "\xC3\xA9", NULL);
+    cli(P, 0, "{\"names\":[\"Zo\xC3\xAB\"]}", NULL, "people", "list", "--after",
+        "e\xCC\x81", NULL);
+    cli(Q, 0, "{\"id\":4}", NULL, "pets", "create", "Re\xCC\x81x", NULL);
+    cli(Q, 0, "{\"pets\":[{\"id\":4,\"name\":\"R\xC3\xA9x\"}],\"missing\":[]}", NULL, "pets",
+        "get", "4", NULL);
+
+    static const char *const bad[] = {
+        "a\xE2\x80\x8B" "b", /* U+200B zero-width space */
+        "a\xE2\x80\xAE" "b", /* U+202E right-to-left override */
+        "\xEF\xBB\xBF" "ab", /* U+FEFF zero-width no-break space */
+        "a\xE2\x80\xA8" "b", /* U+2028 line separator */
+        "a\xC2\xA0" "b",      /* U+00A0 no-break space */
+        " ab",                /* a space at either end */
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        cli(P, 1, "", "INVALID_ARGUMENT", "people", "create", bad[i], NULL);
+        cli(Q, 1, "", "INVALID_ARGUMENT", "pets", "create", bad[i], NULL);
+    }
+    cli(P, 0, "{\"names\":[\"bob\",\"jane\",\"\xC3\xA9\",\"Zo\xC3\xAB\"]}", NULL, "people",
+        "list", NULL);
+    cli(Q, 0, "{\"pets\":[],\"missing\":[5]}", NULL, "pets", "get", "5", NULL);
+}
+
 static void test_unreachable_is_exit_3(void **state)
 {
     (void)state;
@@ -830,6 +868,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_invalid_inputs_change_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nul_in_request_strings_is_invalid, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_name_identity, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unreachable_is_exit_3, setup, teardown),
         cmocka_unit_test_setup_teardown(test_port_shared_only_by_the_same_service_and_store,
                                         setup, teardown),

@@ -69,14 +69,11 @@ int gw_parse_create_body(const char *body, size_t len, char *name, size_t cap, c
         snprintf(why, whylen, "body is not valid JSON: %.100s", je.text);
     } else if (!json_is_object(doc) || !json_is_string(jn)) {
         snprintf(why, whylen, "body must be a JSON object with a string \"name\"");
-    } else if (util_name_check(json_string_value(jn), json_string_length(jn), reason,
-                               sizeof(reason)) < 0) {
+    } else if (util_name_normalize(json_string_value(jn), json_string_length(jn), name, cap,
+                                   NULL, reason, sizeof(reason)) < 0) {
         snprintf(why, whylen, "name: %s", reason);
-    } else if (json_string_length(jn) + 1 > cap) {
-        snprintf(why, whylen, "name too long");
     } else {
-        memcpy(name, json_string_value(jn), json_string_length(jn) + 1);
-        rc = 0;
+        rc = 0; /* name holds its NFC form */
     }
     json_decref(doc);
     return rc;

@@ -26,9 +26,9 @@ int gw_parse_limit(const char *s, size_t n, long *out);
 int gw_json_depth_ok(const char *s, size_t n, int max_depth);
 
 /* Parses a POST /people body: a JSON object whose "name" is a string that is
- * a valid name, nested at most GW_JSON_MAX_DEPTH deep. 0 with the name
- * copied into name (cap >= 66 bytes), or -1 with a sentence for the 400 in
- * why. */
+ * a valid name, nested at most GW_JSON_MAX_DEPTH deep. 0 with the name in
+ * its NFC form in name (cap >= 66 bytes), or -1 with a sentence for the 400
+ * in why. */
 int gw_parse_create_body(const char *body, size_t len, char *name, size_t cap, char *why,
                          size_t whylen);
 

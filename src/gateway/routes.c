@@ -105,8 +105,9 @@ static void reply_rpc_error(gw_req *r, gw_backend *b, const rpc_call *c)
     }
 }
 
-/* Checks the value of name parameter p as a name. Returns 1 when present and
- * valid, 0 when absent, -1 when it answered 400. */
+/* Checks the value of name parameter p as a name and leaves its NFC form
+ * (name.h) in p->buf, as the service will store and compare it. Returns 1
+ * when present and valid, 0 when absent, -1 when it answered 400. */
 static int query_name(gw_req *r, const gw_param *p)
 {
     char why[128];
@@ -116,7 +117,8 @@ static int query_name(gw_req *r, const gw_param *p)
         gw_reply_error(r, 400, NULL, "%s: longer than %d bytes", p->name, UTIL_NAME_MAX);
         return -1;
     }
-    if (util_name_check(p->buf, (size_t)p->len, why, sizeof(why)) < 0) {
+    if (util_name_normalize(p->buf, (size_t)p->len, p->buf, p->cap, NULL, why,
+                            sizeof(why)) < 0) {
         gw_reply_error(r, 400, NULL, "%s: %s", p->name, why);
         return -1;
     }

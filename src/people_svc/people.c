@@ -21,8 +21,14 @@ static void list_handler(const rpc_call_ctx *ctx, const uint8_t *body, size_t le
         return;
     char **names = NULL;
     size_t n = 0;
-    int st = people_store_list(svc_ctx_db(ctx), req->limit, req->after, &names, &n,
-                               out->error, sizeof(out->error));
+    char after[UTIL_NAME_MAX + 1] = "";
+    /* A page starts after a name: the name in its stored (NFC) form. */
+    if (req->after[0] != '\0' && svc_check_name("after", req->after, after, out) < 0) {
+        protobuf_c_message_free_unpacked(&req->base, NULL);
+        return;
+    }
+    int st = people_store_list(svc_ctx_db(ctx), req->limit, after, &names, &n, out->error,
+                               sizeof(out->error));
     out->status = st;
     if (st == TCPOPS__STATUS__OK) {
         Tcpops__ListPeopleResponse resp = TCPOPS__LIST_PEOPLE_RESPONSE__INIT;
@@ -46,10 +52,11 @@ static void create_handler(const rpc_call_ctx *ctx, const uint8_t *body, size_t 
         UNPACK(Tcpops__CreatePersonRequest, tcpops__create_person_request, body, len, out);
     if (req == NULL)
         return;
-    if (svc_check_name("name", req->name, out) == 0 &&
-        svc_ctx_write(ctx, write_create, req->name, out) == TCPOPS__STATUS__OK) {
+    char name[UTIL_NAME_MAX + 1];
+    if (svc_check_name("name", req->name, name, out) == 0 &&
+        svc_ctx_write(ctx, write_create, name, out) == TCPOPS__STATUS__OK) {
         Tcpops__CreatePersonResponse resp = TCPOPS__CREATE_PERSON_RESPONSE__INIT;
-        resp.name = req->name;
+        resp.name = name;
         rpc_reply_pack(out, &resp.base);
     }
     protobuf_c_message_free_unpacked(&req->base, NULL);
@@ -64,8 +71,9 @@ static void pet_ids_handler(const rpc_call_ctx *ctx, const uint8_t *body, size_t
         return;
     uint64_t *ids = NULL;
     size_t n = 0;
-    if (svc_check_name("owner", req->owner, out) == 0) {
-        out->status = people_store_pet_ids(svc_ctx_db(ctx), req->owner, &ids, &n, out->error,
+    char owner[UTIL_NAME_MAX + 1];
+    if (svc_check_name("owner", req->owner, owner, out) == 0) {
+        out->status = people_store_pet_ids(svc_ctx_db(ctx), owner, &ids, &n, out->error,
                                            sizeof(out->error));
         if (out->status == TCPOPS__STATUS__OK) {
             Tcpops__PetIdsResponse resp = TCPOPS__PET_IDS_RESPONSE__INIT;
@@ -78,10 +86,15 @@ static void pet_ids_handler(const rpc_call_ctx *ctx, const uint8_t *body, size_t
     protobuf_c_message_free_unpacked(&req->base, NULL);
 }
 
+typedef struct add_pet_args {
+    const char *owner; /* NFC */
+    uint64_t pet_id;
+} add_pet_args;
+
 static int write_add_pet(svc_db *db, void *arg, char *err, size_t errlen)
 {
-    Tcpops__AddPetRequest *req = arg;
-    return people_store_add_pet(db, req->owner, req->pet_id, err, errlen);
+    add_pet_args *a = arg;
+    return people_store_add_pet(db, a->owner, a->pet_id, err, errlen);
 }
 
 static void add_pet_handler(const rpc_call_ctx *ctx, const uint8_t *body, size_t len,
@@ -91,8 +104,10 @@ static void add_pet_handler(const rpc_call_ctx *ctx, const uint8_t *body, size_t
         UNPACK(Tcpops__AddPetRequest, tcpops__add_pet_request, body, len, out);
     if (req == NULL)
         return;
-    if (svc_check_name("owner", req->owner, out) == 0 &&
-        svc_ctx_write(ctx, write_add_pet, req, out) == TCPOPS__STATUS__OK) {
+    char owner[UTIL_NAME_MAX + 1];
+    add_pet_args a = {.owner = owner, .pet_id = req->pet_id};
+    if (svc_check_name("owner", req->owner, owner, out) == 0 &&
+        svc_ctx_write(ctx, write_add_pet, &a, out) == TCPOPS__STATUS__OK) {
         Tcpops__AddPetResponse resp = TCPOPS__ADD_PET_RESPONSE__INIT;
         rpc_reply_pack(out, &resp.base);
     }

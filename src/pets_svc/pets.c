@@ -69,8 +69,9 @@ static void create_handler(const rpc_call_ctx *ctx, const uint8_t *body, size_t 
         &tcpops__create_pet_request__descriptor, body, len, out);
     if (req == NULL)
         return;
-    create_args a = {.name = req->name};
-    if (svc_check_name("name", req->name, out) == 0 &&
+    char name[UTIL_NAME_MAX + 1];
+    create_args a = {.name = name};
+    if (svc_check_name("name", req->name, name, out) == 0 &&
         svc_ctx_write(ctx, write_create, &a, out) == TCPOPS__STATUS__OK) {
         Tcpops__CreatePetResponse resp = TCPOPS__CREATE_PET_RESPONSE__INIT;
         resp.id = a.id;

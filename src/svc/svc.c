@@ -89,10 +89,12 @@ ProtobufCMessage *svc_unpack(const ProtobufCMessageDescriptor *desc, const uint8
     return m;
 }
 
-int svc_check_name(const char *what, const char *name, rpc_reply *out)
+int svc_check_name(const char *what, const char *name, char norm[UTIL_NAME_MAX + 1],
+                   rpc_reply *out)
 {
     char why[128];
-    if (util_name_check(name, strlen(name), why, sizeof(why)) < 0) {
+    if (util_name_normalize(name, strlen(name), norm, UTIL_NAME_MAX + 1, NULL, why,
+                            sizeof(why)) < 0) {
         rpc_reply_error(out, TCPOPS__STATUS__INVALID_ARGUMENT, "%s: %s", what, why);
         return -EINVAL;
     }

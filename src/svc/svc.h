@@ -10,6 +10,7 @@
 #include <stddef.h>
 
 #include "db.h"
+#include "name.h"
 #include "server.h"
 #include "writer.h"
 
@@ -49,9 +50,12 @@ int svc_ctx_write(const rpc_call_ctx *ctx, svc_write_fn fn, void *arg, rpc_reply
 ProtobufCMessage *svc_unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *body,
                              size_t len, rpc_reply *out);
 
-/* For handlers: checks a name (1-64 bytes of UTF-8, no control characters),
- * setting out to INVALID_ARGUMENT when it is not one. Returns 0 or -EINVAL. */
-int svc_check_name(const char *what, const char *name, rpc_reply *out);
+/* For handlers: checks a name (name.h: UTF-8, 1-64 bytes, no control,
+ * format or separator characters) and writes its NFC form, the name's
+ * identity, to norm: what the service stores and compares. Sets out to
+ * INVALID_ARGUMENT when it is not a name. Returns 0 or -EINVAL. */
+int svc_check_name(const char *what, const char *name, char norm[UTIL_NAME_MAX + 1],
+                   rpc_reply *out);
 
 /* A service's handlers in this process, without a server: the database,
  * migrations and group-commit writer as svc_main has them, one "worker

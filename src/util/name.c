@@ -3,55 +3,40 @@
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
-
-/* Decodes one code point at s (n bytes left). Returns its length, or 0 when
- * the bytes are not valid UTF-8. */
-static size_t utf8_next(const unsigned char *s, size_t n, uint32_t *cp)
-{
-    if (s[0] < 0x80) {
-        *cp = s[0];
-        return 1;
-    }
-    size_t len;
-    uint32_t min;
-    if ((s[0] & 0xE0) == 0xC0) {
-        len = 2, min = 0x80, *cp = s[0] & 0x1F;
-    } else if ((s[0] & 0xF0) == 0xE0) {
-        len = 3, min = 0x800, *cp = s[0] & 0x0F;
-    } else if ((s[0] & 0xF8) == 0xF0) {
-        len = 4, min = 0x10000, *cp = s[0] & 0x07;
-    } else {
-        return 0;
-    }
-    if (n < len)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-        *cp = (*cp << 6) | (s[i] & 0x3F);
-    }
-    if (*cp < min || *cp > 0x10FFFF || (*cp >= 0xD800 && *cp <= 0xDFFF))
-        return 0;
-    return len;
-}
+#include <stdlib.h>
+#include <string.h>
+#include <unictype.h>
+#include <uninorm.h>
+#include <unistr.h>
 
 int util_utf8_valid(const char *s, size_t len)
 {
-    const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0;
-    while (i < len) {
-        uint32_t cp;
-        size_t n = utf8_next(p + i, len - i, &cp);
-        if (n == 0)
-            return 0;
-        i += n;
-    }
-    return 1;
+    return u8_check((const uint8_t *)s, len) == NULL;
 }
 
-int util_name_check(const char *s, size_t len, char *why, size_t whylen)
+/* Why code point cp cannot be in a name, or NULL when it can. Normalisation
+ * neither adds nor removes characters of these categories, so the input is
+ * checked, and the byte offsets in messages are the sender's. */
+static const char *refused(ucs4_t cp)
 {
-    const unsigned char *p = (const unsigned char *)s;
+    if (uc_is_general_category(cp, UC_CATEGORY_Cc))
+        return "a control character";
+    if (uc_is_general_category(cp, UC_CATEGORY_Cf))
+        return "an invisible format character";
+    if (uc_is_general_category(cp, UC_CATEGORY_Zl) || uc_is_general_category(cp, UC_CATEGORY_Zp))
+        return "a line or paragraph separator";
+    if (cp != 0x20 && uc_is_general_category(cp, UC_CATEGORY_Zs))
+        return "a space other than U+0020";
+    return NULL;
+}
+
+int util_name_normalize(const char *s, size_t len, char *out, size_t outcap, size_t *outlen,
+                        char *why, size_t whylen)
+{
+    const uint8_t *p = (const uint8_t *)s;
+    /* NFC grows a string at most threefold. */
+    uint8_t nfc[UTIL_NAME_MAX * 3 + 1];
+    size_t n = sizeof(nfc);
     if (len == 0) {
         snprintf(why, whylen, "name is empty");
         return -EINVAL;
@@ -60,20 +45,52 @@ int util_name_check(const char *s, size_t len, char *why, size_t whylen)
         snprintf(why, whylen, "name is %zu bytes; the maximum is %d", len, UTIL_NAME_MAX);
         return -EINVAL;
     }
-    size_t i = 0;
-    while (i < len) {
-        uint32_t cp;
-        size_t n = utf8_next(p + i, len - i, &cp);
-        if (n == 0) {
-            snprintf(why, whylen, "name is not valid UTF-8 (byte %zu)", i);
-            return -EINVAL;
-        }
-        if (cp < 0x20 || cp == 0x7F || (cp >= 0x80 && cp <= 0x9F)) {
-            snprintf(why, whylen, "name contains a control character (U+%04X at byte %zu)",
-                     (unsigned)cp, i);
-            return -EINVAL;
-        }
-        i += n;
+    const uint8_t *bad = u8_check(p, len);
+    if (bad != NULL) {
+        snprintf(why, whylen, "name is not valid UTF-8 (byte %zu)", (size_t)(bad - p));
+        return -EINVAL;
     }
+    for (size_t i = 0; i < len;) {
+        ucs4_t cp;
+        int k = u8_mbtouc(&cp, p + i, len - i);
+        const char *what = refused(cp);
+        if (what != NULL) {
+            snprintf(why, whylen, "name contains %s (U+%04X at byte %zu)", what, (unsigned)cp,
+                     i);
+            return -EINVAL;
+        }
+        i += (size_t)k;
+    }
+    if (p[0] == ' ' || p[len - 1] == ' ') {
+        snprintf(why, whylen, "name %s with a space", p[0] == ' ' ? "begins" : "ends");
+        return -EINVAL;
+    }
+    uint8_t *r = u8_normalize(UNINORM_NFC, p, len, nfc, &n);
+    if (r == NULL) {
+        snprintf(why, whylen, "name cannot be normalised: %s", strerror(errno));
+        return -EINVAL;
+    }
+    int spilled = r != nfc; /* not within 64 bytes, but costs nothing to handle */
+    if (spilled)
+        free(r);
+    if (spilled || n > UTIL_NAME_MAX) {
+        snprintf(why, whylen, "name is %zu bytes in NFC form; the maximum is %d", n,
+                 UTIL_NAME_MAX);
+        return -EINVAL;
+    }
+    if (n + 1 > outcap) {
+        snprintf(why, whylen, "name is %zu bytes; only %zu fit here", n, outcap - 1);
+        return -EINVAL;
+    }
+    memcpy(out, nfc, n);
+    out[n] = '\0';
+    if (outlen != NULL)
+        *outlen = n;
     return 0;
+}
+
+int util_name_check(const char *s, size_t len, char *why, size_t whylen)
+{
+    char norm[UTIL_NAME_MAX + 1];
+    return util_name_normalize(s, len, norm, sizeof(norm), NULL, why, whylen);
 }
