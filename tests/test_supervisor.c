@@ -577,6 +577,88 @@ static void test_crash_loop_then_recovery(void **state)
     assert_true(state_of(fx, "pets", "\"running\""));
 }
 
+/* 1 when a line of the file at path contains both a and b. */
+static int log_has(const char *path, const char *a, const char *b)
+{
+    FILE *f = fopen(path, "r");
+    char line[4096];
+    int found = 0;
+    while (f != NULL && !found && fgets(line, sizeof(line), f) != NULL)
+        found = strstr(line, a) != NULL && strstr(line, b) != NULL;
+    if (f != NULL)
+        fclose(f);
+    return found;
+}
+
+/* A second `tcpops up --data-dir other` on the same ports is refused ("in
+ * use") rather than its workers serving beside the first deployment's
+ * (SO_REUSEPORT), so every create lands in the first store and every list
+ * sees it. */
+static void test_second_deployment_on_the_same_ports(void **state)
+{
+    fixture *fx = *state;
+    up(fx, NULL);
+    char bin[512], gw[64], people[64], pets[64], other[300], olog[320];
+    snprintf(gw, sizeof(gw), "127.0.0.1:%d", fx->gw_port);
+    snprintf(people, sizeof(people), "127.0.0.1:%d", fx->people_port);
+    snprintf(pets, sizeof(pets), "127.0.0.1:%d", fx->pets_port);
+    snprintf(other, sizeof(other), "%s/other", fx->dir);
+    snprintf(olog, sizeof(olog), "%s/other.log", fx->dir);
+    char *const argv[] = {(char *)proc_bin("tcpops", bin, sizeof(bin)), "up", "--data-dir",
+                          other, "--gateway", gw, "--people", people, "--pets", pets,
+                          "--gateway-args", "--access-log=false --threads=16", NULL};
+    proc second = {0};
+    assert_int_equal(proc_start_logged(&second, argv, olog), 0);
+    /* Refused either before anything starts (tcpops up's preflight binds
+     * each port without SO_REUSEPORT) or by the workers' own claim. */
+    int refused = 0, code = -1;
+    for (int i = 0; i < 500 && !refused; i++) {
+        usleep(20 * 1000);
+        if (code < 0 && (code = proc_wait(&second, 0)) >= 0)
+            refused = code != 0 && log_has(olog, "cannot listen", "in use");
+        else
+            refused = log_has(olog, "app=people", "address in use") &&
+                      log_has(olog, "app=pets", "address in use");
+    }
+    /* Creates and lists while the second deployment keeps trying. */
+    int created = 0;
+    for (int i = 0; i < 20; i++) {
+        char path[64];
+        http_resp r;
+        snprintf(path, sizeof(path), "/people?name=split%d", i);
+        if (http_once(fx->gw_port, "POST", path, NULL, NULL, &r) == 0) {
+            created += r.status == 201;
+            http_resp_free(&r);
+        }
+    }
+    int complete = 0;
+    for (int i = 0; i < 10; i++) {
+        http_resp r;
+        if (http_once(fx->gw_port, "GET", "/people?limit=1000", NULL, NULL, &r) == 0) {
+            complete += r.status == 200 && strstr(r.body, "\"split0\"") != NULL &&
+                        strstr(r.body, "\"split19\"") != NULL;
+            http_resp_free(&r);
+        }
+    }
+    if (code < 0) {
+        proc_signal(&second, SIGTERM);
+        if (proc_wait(&second, 15000) < 0)
+            proc_stop(&second);
+    }
+    if (!refused)
+        fail_msg("expected the second deployment to be refused with \"in use\" (tcpops up "
+                 "exiting non-zero, or its people and pets workers) within 10 s; exit %d (log "
+                 "in %s)",
+                 code, olog);
+    assert_int_equal(created, 20);
+    if (complete != 10)
+        fail_msg("expected all 20 new people in each of 10 lists; %d lists had them", complete);
+    char db[400];
+    snprintf(db, sizeof(db), "%s/people.db", other);
+    if (access(db, F_OK) == 0)
+        fail_msg("expected the second deployment to leave %s uncreated; it exists", db);
+}
+
 /* ---- scenario 17 ---- */
 
 static void test_memory_limit_replaces_worker(void **state)
@@ -948,6 +1030,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rolling_restart_under_load, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigterm_with_idle_busy_and_stuck, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_loop_then_recovery, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_second_deployment_on_the_same_ports, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_memory_limit_replaces_worker, setup, teardown),
         cmocka_unit_test_setup_teardown(test_scale_rejects_counts_out_of_range, setup,
                                         teardown),
