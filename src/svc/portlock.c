@@ -1,5 +1,6 @@
 #include "portlock.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -52,9 +53,37 @@ static int mutex_lock(int fd)
     }
 }
 
-void svc_portlock_dir(char *buf, size_t len)
+/* Removes the file at path when nobody serves its port (its workers were
+ * killed): under the file's mutex, so a newcomer that opened it starts
+ * again with a new file, as after a graceful last leave. Never waits. */
+static void remove_if_stale(const char *path)
 {
-    snprintf(buf, len, "/tmp/tcpops-%u", (unsigned)getuid());
+    struct stat a, b;
+    int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return;
+    if (lock_byte(fd, F_WRLCK, 0) == 0 && fstat(fd, &a) == 0 && stat(path, &b) == 0 &&
+        a.st_ino == b.st_ino && a.st_dev == b.st_dev && byte_free(fd, 1) == 1)
+        unlink(path);
+    close(fd);
+}
+
+/* Files of ports whose workers all died stay behind; each newcomer clears
+ * them, so they never pile up. */
+static void sweep(const char *dir, const char *mine)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char path[PATH_MAX];
+    while (d != NULL && (e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, "port-", 5) != 0)
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        if (strcmp(path, mine) != 0)
+            remove_if_stale(path);
+    }
+    if (d != NULL)
+        closedir(d);
 }
 
 /* Creates the runtime directory, or checks that the one there is a
@@ -98,10 +127,11 @@ int svc_portlock_new(svc_portlock **out, int port, const char *identity, char *e
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
-    svc_portlock_dir(dir, sizeof(dir));
+    snprintf(dir, sizeof(dir), "/tmp/tcpops-%u", (unsigned)getuid());
     if ((rc = make_dir(dir, err, errlen)) < 0)
         goto fail;
     snprintf(l->path, sizeof(l->path), "%s/port-%d.lock", dir, port);
+    sweep(dir, l->path);
     /* The last worker to leave unlinks the file under the mutex: whoever
      * locked an unlinked file starts again with the new one. */
     for (;;) {

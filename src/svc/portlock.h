@@ -15,7 +15,8 @@
  * worker left or died) it writes its own. The locks are open file
  * description locks (F_OFD_SETLK): the kernel drops them when the process
  * dies, so a crash leaves nothing stale that counts. The last worker to
- * leave gracefully removes the file. */
+ * leave gracefully removes the file; a newcomer removes the files of ports
+ * whose workers all died. */
 #ifndef TCPOPS_SVC_PORTLOCK_H
 #define TCPOPS_SVC_PORTLOCK_H
 
@@ -35,8 +36,5 @@ int svc_portlock_new(svc_portlock **out, int port, const char *identity, char *e
 /* Gives the claim up (removing the file when no worker is left); NULL does
  * nothing. */
 void svc_portlock_free(svc_portlock *l);
-
-/* The lock file's directory for this user: /tmp/tcpops-UID. */
-void svc_portlock_dir(char *buf, size_t len);
 
 #endif
