@@ -6,6 +6,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "jsondepth.h"
 #include "name.h"
 
 int gw_parse_limit(const char *s, size_t n, long *out)
@@ -24,28 +25,6 @@ int gw_parse_limit(const char *s, size_t n, long *out)
     return 0;
 }
 
-int gw_json_depth_ok(const char *s, size_t n, int max_depth)
-{
-    int depth = 0, in_string = 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (in_string) {
-            if (c == '\\')
-                i++; /* the escaped byte cannot end the string */
-            else if (c == '"')
-                in_string = 0;
-        } else if (c == '"') {
-            in_string = 1;
-        } else if (c == '[' || c == '{') {
-            if (++depth > max_depth)
-                return 0;
-        } else if ((c == ']' || c == '}') && depth > 0) {
-            depth--;
-        }
-    }
-    return 1;
-}
-
 int gw_parse_create_body(const char *body, size_t len, char *name, size_t cap, char *why,
                          size_t whylen)
 {
@@ -55,8 +34,8 @@ int gw_parse_create_body(const char *body, size_t len, char *name, size_t cap, c
         return -1;
     }
     /* Before jansson sees it: its parser recurses once per level. */
-    if (!gw_json_depth_ok(body, len, GW_JSON_MAX_DEPTH)) {
-        snprintf(why, whylen, "body nests deeper than %d levels", GW_JSON_MAX_DEPTH);
+    if (!util_json_depth_ok(body, len, UTIL_JSON_MAX_DEPTH)) {
+        snprintf(why, whylen, "body nests deeper than %d levels", UTIL_JSON_MAX_DEPTH);
         return -1;
     }
     json_error_t je;

@@ -7,10 +7,6 @@
 #include <civetweb.h>
 #include <stddef.h>
 
-/* JSON bodies may nest this deep at most. jansson recurses once per level
- * (up to 2048 levels) and civetweb's worker threads have small stacks. */
-#define GW_JSON_MAX_DEPTH 32
-
 /* A request head may carry at most this many fields: civetweb keeps
  * MG_MAX_HEADERS and drops the rest without a word, so a full table means
  * "maybe more were dropped" and is refused. */
@@ -20,13 +16,9 @@
  * only. 0 and *out, or -1. */
 int gw_parse_limit(const char *s, size_t n, long *out);
 
-/* 1 when the JSON text s (n bytes) nests at most max_depth arrays and
- * objects deep, else 0. A linear scan that skips strings (with their
- * escapes); it does not validate anything else, and never recurses. */
-int gw_json_depth_ok(const char *s, size_t n, int max_depth);
-
 /* Parses a POST /people body: a JSON object whose "name" is a string that is
- * a valid name, nested at most GW_JSON_MAX_DEPTH deep. 0 with the name in
+ * a valid name, nested at most UTIL_JSON_MAX_DEPTH deep (civetweb's worker
+ * threads have small stacks and jansson recurses once per level). 0 with the name in
  * its NFC form in name (cap >= 66 bytes), or -1 with a sentence for the 400
  * in why. */
 int gw_parse_create_body(const char *body, size_t len, char *name, size_t cap, char *why,

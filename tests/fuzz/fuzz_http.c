@@ -13,6 +13,7 @@
 #include <strings.h>
 
 #include "input.h"
+#include "jsondepth.h"
 #include "name.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -163,7 +164,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         char name[66];
         const char *body = nl + 1;
         size_t blen = size - qlen - 1;
-        gw_json_depth_ok(body, blen, GW_JSON_MAX_DEPTH);
+        util_json_depth_ok(body, blen, UTIL_JSON_MAX_DEPTH);
         if (gw_parse_create_body(body, blen, name, sizeof(name), why, sizeof(why)) == 0 &&
             util_name_check(name, strlen(name), why, sizeof(why)) != 0)
             abort();
