@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -418,7 +419,9 @@ static void test_peer_that_never_reads_is_cut_off(void **state)
     char body[16001];
     memset(body, 'z', sizeof(body) - 1);
     body[sizeof(body) - 1] = '\0';
-    /* Echo answers pile up unread until the 64 KiB write buffer is full. */
+    /* Echo answers pile up unread: the server stops reading this peer once
+     * half its 64 KiB write buffer waits, and cuts it off when it has read
+     * nothing for the partial-frame timeout (300 ms here). */
     int sent = 0;
     for (uint64_t id = 1; id <= 400; id++) {
         rpc_frame f = TCPOPS__FRAME__INIT;
@@ -438,6 +441,8 @@ static void test_peer_that_never_reads_is_cut_off(void **state)
         usleep(20000);
     if (rpc_stats_get(fx->stats, RPC_C_WRITE_BUF_FULL) == 0)
         fail_msg("expected a peer that never reads to be cut off (sent %d frames)", sent);
+    if (!rawpeer_closed(fd, 5000))
+        fail_msg("expected the server to close a peer that never reads; it stayed open");
     close(fd);
     assert_good_client_served(fx, "after-slow-reader");
 }
@@ -606,6 +611,163 @@ static void test_text_pipeline_is_back_pressured(void **state)
     close(fd);
 }
 
+typedef struct bytes_writer {
+    int fd;
+    const char *p;
+    size_t n;
+    int rc;
+} bytes_writer;
+
+static void *write_bytes(void *arg)
+{
+    bytes_writer *bw = arg;
+    size_t w = 0;
+    bw->rc = rpc_sock_write_all(bw->fd, bw->p, bw->n, rpc_now_ms() + 60000, &w);
+    return NULL;
+}
+
+/* A peer that reads its answers slowly: at most 8 KiB a read, a millisecond
+ * apart (some MB/s, far below what the server answers at). Appends to buf (cap bytes, *have used)
+ * and returns the count read, or 0 when the connection ended or went silent
+ * past the deadline. */
+static size_t read_slowly(int fd, char *buf, size_t cap, size_t *have, int64_t deadline)
+{
+    struct pollfd pf = {.fd = fd, .events = POLLIN};
+    int64_t left = deadline - rpc_now_ms();
+    if (left <= 0 || poll(&pf, 1, (int)(left < 5000 ? left : 5000)) <= 0)
+        return 0;
+    size_t room = cap - *have;
+    ssize_t r = recv(fd, buf + *have, room < 8192 ? room : 8192, 0);
+    if (r <= 0)
+        return 0;
+    *have += (size_t)r;
+    struct timespec ts = {0, 1000000L};
+    nanosleep(&ts, NULL);
+    return (size_t)r;
+}
+
+/* Pipelined lines with large answers, read slowly: the server stops handing
+ * out lines while answers wait (and is not cut off for it), so every answer
+ * arrives, in order, and the connection stays open. */
+static void test_text_slow_reader_is_back_pressured(void **state)
+{
+    fixture *fx = *state;
+    enum { N = 3000, PAD = 4000 }; /* 12 MB of answers */
+    int fd = raw_connect(fx);
+    char pad[PAD + 1];
+    memset(pad, 'p', PAD);
+    pad[PAD] = '\0';
+    size_t cap = (size_t)N * (PAD + 32), len = 0;
+    char *lines = malloc(cap);
+    for (int i = 0; i < N; i++)
+        len += (size_t)snprintf(lines + len, cap - len, "{\"n\":%d,\"pad\":\"%s\"}\n", i, pad);
+    bytes_writer bw = {.fd = fd, .p = lines, .n = len};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, write_bytes, &bw), 0);
+    static char buf[65536], want[PAD + 64];
+    size_t have = 0;
+    int answered = 0;
+    int64_t deadline = rpc_now_ms() + 60000;
+    while (answered < N && read_slowly(fd, buf, sizeof(buf), &have, deadline) > 0) {
+        char *p = buf, *nl;
+        while (answered < N && (nl = memchr(p, '\n', have - (size_t)(p - buf))) != NULL) {
+            int wl = snprintf(want, sizeof(want), "echo: {\"n\":%d,\"pad\":\"%s\"}", answered,
+                              pad);
+            if (nl - p != wl || memcmp(p, want, (size_t)wl) != 0)
+                fail_msg("slow text reader: answer %d expected \"echo: {\\\"n\\\":%d,...}\" "
+                         "(%d bytes), got \"%.40s...\" (%d bytes)",
+                         answered, answered, wl, p, (int)(nl - p));
+            answered++;
+            p = nl + 1;
+        }
+        have -= (size_t)(p - buf);
+        memmove(buf, p, have);
+    }
+    pthread_join(th, NULL);
+    free(lines);
+    if (answered < N)
+        fail_msg("slow text reader: expected %d answers in order, got %d, then the "
+                 "connection %s (write_buffer_full %lld)",
+                 N, answered, rawpeer_closed(fd, 1000) ? "closed" : "went silent",
+                 (long long)rpc_stats_get(fx->stats, RPC_C_WRITE_BUF_FULL));
+    assert_int_equal(bw.rc, 0);
+    raw_send(fd, "{}\n", 3);
+    char got[16] = {0};
+    size_t n = rawpeer_read_n(fd, (uint8_t *)got, 9, 5000);
+    if (n != 9 || memcmp(got, "echo: {}\n", 9) != 0)
+        fail_msg("slow text reader: expected the connection to stay open and answer, "
+                 "got \"%.*s\"", (int)n, got);
+    close(fd);
+}
+
+/* The same in binary mode: pipelined calls with 16 KB answers, read slowly,
+ * are each answered once and intact, and the connection goes on. */
+static void test_binary_slow_reader_is_back_pressured(void **state)
+{
+    fixture *fx = *state;
+    enum { N = 750, BODY = 16000 }; /* 12 MB of answers */
+    int fd = raw_connect(fx);
+    char body[BODY];
+    size_t fsize = 0;
+    char *frames = malloc((size_t)N * (BODY + 64));
+    for (uint64_t id = 1; id <= N; id++) {
+        memset(body, 'a' + (int)(id % 26), BODY);
+        rpc_frame f = TCPOPS__FRAME__INIT;
+        f.id = id;
+        f.kind = TCPOPS__KIND__REQUEST;
+        f.method = "test.Echo";
+        f.body.data = (uint8_t *)body;
+        f.body.len = BODY;
+        rpc_frame_write(&f, (uint8_t *)frames + fsize);
+        fsize += rpc_frame_size(&f);
+    }
+    bytes_writer bw = {.fd = fd, .p = frames, .n = fsize};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, write_bytes, &bw), 0);
+    static char buf[4 * 65536];
+    size_t have = 0;
+    int answered = 0;
+    char seen[N + 1] = {0};
+    int64_t deadline = rpc_now_ms() + 60000;
+    while (answered < N && read_slowly(fd, buf, sizeof(buf), &have, deadline) > 0) {
+        size_t off = 0;
+        for (;;) {
+            const uint8_t *payload = NULL;
+            size_t plen = 0;
+            int n = rpc_frame_decode((uint8_t *)buf + off, have - off, 65536, &payload, &plen);
+            if (n <= 0)
+                break;
+            rpc_frame *f = NULL;
+            if (rpc_frame_unpack(payload, plen, &f) < 0)
+                fail_msg("slow binary reader: answer %d does not decode", answered);
+            if (f->kind != TCPOPS__KIND__RESPONSE || f->id < 1 || f->id > N || seen[f->id]++)
+                fail_msg("slow binary reader: expected one RESPONSE for each id 1-%d, got "
+                         "kind %d id %llu", N, f->kind, (unsigned long long)f->id);
+            memset(body, 'a' + (int)(f->id % 26), BODY);
+            if (f->status != TCPOPS__STATUS__OK || f->body.len != BODY ||
+                memcmp(f->body.data, body, BODY) != 0)
+                fail_msg("slow binary reader: call %llu expected OK with its %d bytes back, "
+                         "got %s with %zu bytes (%s)", (unsigned long long)f->id, BODY,
+                         rpc_status_name(f->status), f->body.len, f->error);
+            rpc_frame_free(f);
+            answered++;
+            off += (size_t)n;
+        }
+        have -= off;
+        memmove(buf, buf + off, have);
+    }
+    pthread_join(th, NULL);
+    free(frames);
+    if (answered < N)
+        fail_msg("slow binary reader: expected %d answers, got %d, then the connection %s "
+                 "(write_buffer_full %lld)",
+                 N, answered, rawpeer_closed(fd, 1000) ? "closed" : "went silent",
+                 (long long)rpc_stats_get(fx->stats, RPC_C_WRITE_BUF_FULL));
+    assert_int_equal(bw.rc, 0);
+    assert_pong(fd, N + 1, "after the slow reader");
+    close(fd);
+}
+
 /* At the connection limit a new client is let in by closing the connection
  * that has been idle longest with nothing in flight: that one gets GOAWAY
  * and the end of the stream, the newcomer is served, the others are left
@@ -728,6 +890,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pipeline_past_inflight_cap_waits, setup_inflight2,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_text_pipeline_is_back_pressured, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_text_slow_reader_is_back_pressured, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_binary_slow_reader_is_back_pressured, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_limit_evicts_longest_idle, setup_conns4, teardown),
         cmocka_unit_test_setup_teardown(test_eviction_under_churn, setup_conns4, teardown),
     };

@@ -19,10 +19,18 @@
  *   read ──> rbuf ──decode──> job ──> worker ──answer──> wbuf/socket
  *    ^ off while: rbuf is full of text lines waiting for the one on a worker,
  *    |            a binary request waits for one of max_inflight slots,
+ *    |            answers fill wbuf past half of max_write_buf (the peer
+ *    |            reads slowly: no more lines or requests are handed out
+ *    |            either, until wbuf drains to a quarter, seen on EPOLLOUT),
  *    |            or the peer has sent its last byte (EOF)
  *    └── a worker that ends a job tells the I/O thread (a notice), which
  *        decodes what waits, turns reading back on, or, after EOF, closes
  *        once every answer owed has been sent.
+ *
+ * Calls already running when wbuf passes the high-water mark may overshoot
+ * it; max_write_buf stays the hard cap. A peer whose waiting answers see no
+ * byte leave for partial_timeout_ms is cut off (write_buffer_full), else
+ * one that never reads would be held open forever.
  */
 #include "server.h"
 
@@ -77,10 +85,12 @@ typedef struct conn {
     int rd_eof;               /* I/O thread only: the peer sent its last byte */
     int rfull;                /* I/O thread only: rbuf has no room for another read */
     int at_cap;               /* I/O thread only: a request waits for an in-flight slot */
+    int wfull;                /* I/O thread only: answers wait past the high-water mark */
     int gone;                 /* I/O thread only: conn_close ran */
 
     pthread_mutex_t lock;     /* guards everything below */
     rpc_buf wbuf;
+    int64_t wprogress;        /* when wbuf last began to hold bytes or sent some */
     uint32_t events;          /* epoll interest registered now */
     int want_in;              /* read interest (set by the I/O thread) */
     int notify;               /* a worker ending a job tells the I/O thread */
@@ -233,6 +243,7 @@ static int flush_locked(rpc_server *s, conn *c)
                          MSG_NOSIGNAL);
         if (w > 0) {
             rpc_buf_consume(&c->wbuf, (size_t)w);
+            c->wprogress = rpc_now_ms();
             if (rpc_buf_used(&c->wbuf) == 0)
                 unflushed_add(s, -1);
             continue;
@@ -248,9 +259,10 @@ static int flush_locked(rpc_server *s, conn *c)
     return 0;
 }
 
-/* Queues bytes for the peer and writes what the socket takes now. A peer
- * that lets its buffer fill past max_write_buf is cut off. Caller holds
- * c->lock. */
+/* Queues bytes for the peer and writes what the socket takes now. The I/O
+ * thread stops handing out work past the high-water mark (answers_held), but
+ * calls already running may overshoot it: a peer whose buffer would fill
+ * past max_write_buf even so is cut off. Caller holds c->lock. */
 static void send_locked(rpc_server *s, conn *c, const uint8_t *p, size_t n)
 {
     if (c->closed)
@@ -262,8 +274,10 @@ static void send_locked(rpc_server *s, conn *c, const uint8_t *p, size_t n)
         shutdown(c->fd, SHUT_RDWR);
         return;
     }
-    if (was_empty)
+    if (was_empty) {
+        c->wprogress = rpc_now_ms();
         unflushed_add(s, 1);
+    }
     if (c->corked)
         return; /* the I/O thread sends the whole batch's answers at once */
     if (flush_locked(s, c) < 0) {
@@ -575,6 +589,27 @@ static void send_goaway(rpc_server *s, conn *c)
     rpc_stats_add(s->cfg.stats, RPC_C_GOAWAYS, 1);
 }
 
+/* Answers waiting for a slow reader hold its connection back: once they
+ * reach the high-water mark (half of max_write_buf) the I/O thread hands
+ * out no more of its lines or requests and stops reading it, until they
+ * drain to the low-water mark (a quarter). */
+static size_t wbuf_high(const rpc_server *s) { return s->cfg.max_write_buf / 2; }
+static size_t wbuf_low(const rpc_server *s) { return s->cfg.max_write_buf / 4; }
+
+/* Updates c->wfull from what c's write buffer holds now and returns it.
+ * I/O thread; takes c->lock. */
+static int answers_held(rpc_server *s, conn *c)
+{
+    pthread_mutex_lock(&c->lock);
+    size_t used = rpc_buf_used(&c->wbuf);
+    pthread_mutex_unlock(&c->lock);
+    if (used >= wbuf_high(s))
+        c->wfull = 1;
+    else if (used <= wbuf_low(s))
+        c->wfull = 0;
+    return c->wfull;
+}
+
 static const rpc_method *find_method(const rpc_server *s, const char *name)
 {
     for (size_t i = 0; i < s->cfg.nmethods; i++)
@@ -708,15 +743,16 @@ static void text_error(rpc_server *s, conn *c, const char *why)
     conn_close(s, c);
 }
 
-/* Hands the next complete text line to a worker, if none is running. After
- * EOF the end of the stream also ends a last line without its newline. */
+/* Hands the next complete text line to a worker, if none is running and the
+ * answers before it have drained (answers_held). After EOF the end of the
+ * stream also ends a last line without its newline. */
 static int next_text_line(rpc_server *s, conn *c)
 {
     pthread_mutex_lock(&c->lock);
     int busy = c->text_busy;
     pthread_mutex_unlock(&c->lock);
     size_t used = rpc_buf_used(&c->rbuf);
-    if (busy || used == 0)
+    if (busy || used == 0 || answers_held(s, c))
         return 0; /* (an empty buffer may have no memory at all) */
     uint8_t *head = rpc_buf_head(&c->rbuf);
     uint8_t *nl = memchr(head, '\n', used);
@@ -760,8 +796,9 @@ static int next_text_line(rpc_server *s, conn *c)
     return 0;
 }
 
-/* Decodes whatever the read buffer holds. Returns the frames consumed, or -1
- * when c was closed. */
+/* Decodes what the read buffer holds, up to a request that waits for a slot
+ * or until answers are held (answers_held). Returns the frames consumed, or
+ * -1 when c was closed. */
 static int process_input(rpc_server *s, conn *c)
 {
     int frames = 0;
@@ -788,6 +825,8 @@ static int process_input(rpc_server *s, conn *c)
     for (;;) {
         const uint8_t *payload = NULL;
         size_t plen = 0;
+        if (answers_held(s, c))
+            break; /* what waits is decoded once the peer has read its answers */
         int n = rpc_frame_decode(rpc_buf_head(&c->rbuf), rpc_buf_used(&c->rbuf),
                                  s->cfg.max_frame, &payload, &plen);
         if (n == -EMSGSIZE) {
@@ -834,42 +873,57 @@ static size_t rbuf_limit(const rpc_server *s)
  * out, closes c. I/O thread. Returns -1 when c was closed. */
 static int conn_pump(rpc_server *s, conn *c)
 {
-    cork(s, c, 1);
-    int frames = process_input(s, c);
-    if (frames < 0)
-        return -1; /* closed, and its answers with it */
-    cork(s, c, 0);
+    int frames = 0;
+    for (;;) {
+        cork(s, c, 1);
+        int n = process_input(s, c);
+        if (n < 0)
+            return -1; /* closed, and its answers with it */
+        cork(s, c, 0);
+        frames += n;
 
-    size_t used = rpc_buf_used(&c->rbuf);
-    if (used == 0) {
-        rpc_buf_shrink(&c->rbuf, 65536);
-        c->partial_since = 0;
-    } else if (frames > 0 || c->partial_since == 0) {
-        c->partial_since = rpc_now_ms(); /* a stalled frame's clock starts at its first byte */
-    }
-    /* Text lines wait in rbuf behind the one on a worker: stop reading when
-     * no read fits, and read again once half the buffer is free rather than
-     * at every line. */
-    size_t limit = rbuf_limit(s);
-    if (used + READ_CHUNK > limit)
-        c->rfull = 1;
-    else if (used <= limit / 2)
-        c->rfull = 0;
+        size_t used = rpc_buf_used(&c->rbuf);
+        if (used == 0) {
+            rpc_buf_shrink(&c->rbuf, 65536);
+            c->partial_since = 0;
+        } else if (frames > 0 || c->partial_since == 0 || c->at_cap || c->wfull) {
+            /* A stalled frame's clock starts at its first byte, or when the
+             * server stops holding the peer back. */
+            c->partial_since = rpc_now_ms();
+        }
+        /* Text lines wait in rbuf behind the one on a worker: stop reading
+         * when no read fits, and read again once half the buffer is free
+         * rather than at every line. */
+        size_t limit = rbuf_limit(s);
+        if (used + READ_CHUNK > limit)
+            c->rfull = 1;
+        else if (used <= limit / 2)
+            c->rfull = 0;
 
-    pthread_mutex_lock(&c->lock);
-    c->want_in = !c->rd_eof && !c->at_cap && !c->rfull;
-    c->notify = c->mode == MODE_TEXT || c->at_cap || c->rd_eof;
-    set_events_locked(s, c);
-    int owed = c->inflight > 0 || rpc_buf_used(&c->wbuf) > 0;
-    pthread_mutex_unlock(&c->lock);
-    /* After EOF, done when nothing runs, nothing waits to be sent and no
-     * whole request or line is left; a frame the peer never finished is
-     * dropped with the connection. */
-    if (c->rd_eof && !owed && !c->at_cap && (c->mode != MODE_TEXT || used == 0)) {
-        conn_close(s, c);
-        return -1;
+        pthread_mutex_lock(&c->lock);
+        if (c->wfull && rpc_buf_used(&c->wbuf) <= wbuf_low(s)) {
+            /* The batch's own answers, or a worker's send, drained what held
+             * c back: go on with what waits. */
+            c->wfull = 0;
+            pthread_mutex_unlock(&c->lock);
+            continue;
+        }
+        c->want_in = !c->rd_eof && !c->at_cap && !c->rfull && !c->wfull;
+        /* While answers are held, a job's end may be the send that drains
+         * them, so the I/O thread hears of it. */
+        c->notify = c->mode == MODE_TEXT || c->at_cap || c->rd_eof || c->wfull;
+        set_events_locked(s, c);
+        int owed = c->inflight > 0 || rpc_buf_used(&c->wbuf) > 0;
+        pthread_mutex_unlock(&c->lock);
+        /* After EOF, done when nothing runs, nothing waits to be sent and no
+         * whole request or line is left; a frame the peer never finished is
+         * dropped with the connection. */
+        if (c->rd_eof && !owed && !c->at_cap && (c->mode != MODE_TEXT || used == 0)) {
+            conn_close(s, c);
+            return -1;
+        }
+        return 0;
     }
-    return 0;
 }
 
 static void on_readable(rpc_server *s, conn *c)
@@ -1022,8 +1076,8 @@ static void close_listeners(rpc_server *s)
     }
 }
 
-/* Periodic work: GOAWAY when asked, stalled frames, idle connections, text
- * lines the full job queue turned away. */
+/* Periodic work: GOAWAY when asked, stalled frames, peers that read no
+ * answers, idle connections, text lines the full job queue turned away. */
 static void housekeeping(rpc_server *s)
 {
     int64_t now = rpc_now_ms();
@@ -1036,11 +1090,22 @@ static void housekeeping(rpc_server *s)
             send_goaway(s, c);
         if (c->mode == MODE_TEXT && rpc_buf_used(&c->rbuf) > 0 && conn_pump(s, c) < 0)
             continue;
-        /* Whole requests that wait for a slot, or the leftovers of a peer
-         * that has ended, are not a stalled frame. */
-        if (c->mode != MODE_TEXT && !c->at_cap && !c->rd_eof && rpc_buf_used(&c->rbuf) > 0 &&
-            now - c->partial_since > s->cfg.partial_timeout_ms) {
+        /* Whole requests that wait for a slot or for answers to drain, or
+         * the leftovers of a peer that has ended, are not a stalled frame. */
+        if (c->mode != MODE_TEXT && !c->at_cap && !c->wfull && !c->rd_eof &&
+            rpc_buf_used(&c->rbuf) > 0 && now - c->partial_since > s->cfg.partial_timeout_ms) {
             rpc_stats_add(s->cfg.stats, RPC_C_PARTIAL_TIMEOUT, 1);
+            conn_close(s, c);
+            continue;
+        }
+        /* A peer that has read none of its answers for as long is not coming
+         * back for them: holding it back would keep it open forever. */
+        pthread_mutex_lock(&c->lock);
+        int unread = rpc_buf_used(&c->wbuf) > 0 &&
+                     now - c->wprogress > s->cfg.partial_timeout_ms;
+        pthread_mutex_unlock(&c->lock);
+        if (unread) {
+            rpc_stats_add(s->cfg.stats, RPC_C_WRITE_BUF_FULL, 1);
             conn_close(s, c);
             continue;
         }
@@ -1091,14 +1156,16 @@ static void *io_main(void *arg)
             if (evs[i].events & EPOLLOUT) {
                 pthread_mutex_lock(&c->lock);
                 int rc = flush_locked(s, c);
-                int flushed = rpc_buf_used(&c->wbuf) == 0;
+                size_t left = rpc_buf_used(&c->wbuf);
                 pthread_mutex_unlock(&c->lock);
                 if (rc < 0) {
                     conn_close(s, c); /* epoll lists a descriptor once per batch */
                     continue;
                 }
-                /* After EOF the last answer out is the cue to close. */
-                if (flushed && c->rd_eof && conn_pump(s, c) < 0)
+                /* After EOF the last answer out is the cue to close; a peer
+                 * held back for its unread answers goes on once they drain. */
+                if (((left == 0 && c->rd_eof) || (c->wfull && left <= wbuf_low(s))) &&
+                    conn_pump(s, c) < 0)
                     continue;
             }
             if (evs[i].events & (EPOLLHUP | EPOLLERR))

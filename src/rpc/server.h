@@ -13,9 +13,12 @@
  * answers to a batch of frames read at once leave in one send.
  *
  * Flow control, in both modes: a connection is not read while a request
- * waits for one of its max_inflight slots or while its read buffer is full of
- * text lines waiting their turn (TCP then holds the peer back); nothing is
- * refused or cut for sending ahead. When the peer half-closes (EOF), the
+ * waits for one of its max_inflight slots, while its read buffer is full of
+ * text lines waiting their turn, or while the answers it has not read yet
+ * fill half of max_write_buf (then no more of its lines or requests run
+ * either, until they drain to a quarter); TCP then holds the peer back, and
+ * nothing is refused or cut for sending ahead or reading slowly. A peer
+ * whose answers wait with no byte taken for partial_timeout_ms is cut off. When the peer half-closes (EOF), the
  * connection stops reading, runs and answers everything it has read, then
  * closes. At max_conns, a new connection is let in by closing the one idle
  * longest with nothing owed either way (GOAWAY first when it speaks frames).
@@ -78,11 +81,15 @@ typedef struct rpc_server_cfg {
                                 * connection makes room (counted as
                                 * RPC_C_CONNS_EVICTED), or, all busy, the new
                                 * one is refused (RPC_C_CONNS_REFUSED) */
-    size_t max_write_buf;      /* per connection, default 4 * max_frame; a peer
-                                * that lets more answers pile up is cut off */
+    size_t max_write_buf;      /* per connection, default 4 * max_frame. Past
+                                * half of it the peer is held back (see above);
+                                * calls already running that overshoot the
+                                * whole of it cut the peer off */
     int max_inflight;          /* per connection, default 256; a request past
                                 * it waits, and the peer is not read meanwhile */
-    int partial_timeout_ms;    /* a started frame must complete within; 10000 */
+    int partial_timeout_ms;    /* a started frame must complete within, and
+                                * waiting answers must make progress within
+                                * (else RPC_C_WRITE_BUF_FULL); 10000 */
     int idle_timeout_ms;       /* close a connection silent this long; 60000
                                 * (clients PING after 5 s idle) */
     int queue_max;             /* jobs waiting for a worker, default 4096 */
