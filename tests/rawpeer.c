@@ -6,8 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "clock.h"
+#include "sock.h"
 
 /* Waits for fd to be readable until deadline. 1 readable, 0 not in time. */
 static int wait_readable(int fd, int64_t deadline)
@@ -89,4 +91,71 @@ int rawpeer_closed(int fd, int timeout_ms)
             return 1;
     }
     return 0;
+}
+
+static void *writer_main(void *arg)
+{
+    rawpeer_writer *w = arg;
+    size_t done = 0;
+    w->rc = rpc_sock_write_all(w->fd, w->p, w->n, rpc_now_ms() + w->timeout_ms, &done);
+    return NULL;
+}
+
+int rawpeer_writer_start(rawpeer_writer *w, int fd, const void *p, size_t n, int timeout_ms)
+{
+    *w = (rawpeer_writer){.fd = fd, .p = p, .n = n, .timeout_ms = timeout_ms};
+    int rc = pthread_create(&w->thread, NULL, writer_main, w);
+    return rc == 0 ? 0 : -rc;
+}
+
+int rawpeer_writer_join(rawpeer_writer *w)
+{
+    pthread_join(w->thread, NULL);
+    return w->rc;
+}
+
+size_t rawpeer_read_some(int fd, char *buf, size_t cap, size_t *have, int64_t deadline,
+                         int slow)
+{
+    int64_t soon = rpc_now_ms() + 5000;
+    if (!wait_readable(fd, soon < deadline ? soon : deadline))
+        return 0;
+    size_t room = cap - *have;
+    if (slow && room > 8192)
+        room = 8192;
+    ssize_t r = recv(fd, buf + *have, room, 0);
+    if (r <= 0)
+        return 0;
+    *have += (size_t)r;
+    if (slow) {
+        struct timespec ts = {0, 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return (size_t)r;
+}
+
+int rawpeer_read_lines(int fd, int n, int slow, int timeout_ms, rawpeer_line_fn check,
+                       void *arg)
+{
+    enum { CAP = 65536 };
+    char *buf = malloc(CAP);
+    size_t have = 0;
+    int count = 0, stop = 0;
+    int64_t deadline = rpc_now_ms() + timeout_ms;
+    while (buf != NULL && !stop && count < n &&
+           rawpeer_read_some(fd, buf, CAP, &have, deadline, slow) > 0) {
+        char *p = buf, *nl;
+        while (!stop && count < n && (nl = memchr(p, '\n', have - (size_t)(p - buf))) != NULL) {
+            stop = check(arg, count, p, (size_t)(nl - p));
+            if (!stop)
+                count++;
+            p = nl + 1;
+        }
+        have -= (size_t)(p - buf);
+        memmove(buf, p, have);
+        if (have == CAP)
+            break; /* a line longer than the buffer */
+    }
+    free(buf);
+    return count;
 }

@@ -542,23 +542,49 @@ static void test_pipeline_past_inflight_cap_waits(void **state)
     close(fd);
 }
 
-typedef struct line_writer {
-    int fd;
-    int n;
-    int rc;
-} line_writer;
+/* Checks that text answer i echoes line i ({"n":i}, padded with pad when
+ * pad is set); keeps the first that does not, for the failure message. */
+typedef struct echo_check {
+    const char *pad;
+    char got[64];
+} echo_check;
 
-static void *write_lines(void *arg)
+static int check_echo(void *arg, int i, const char *line, size_t len)
 {
-    line_writer *lw = arg;
-    size_t cap = (size_t)lw->n * 24, len = 0;
+    echo_check *ec = arg;
+    char want[8192];
+    int wl = ec->pad != NULL
+                 ? snprintf(want, sizeof(want), "echo: {\"n\":%d,\"pad\":\"%s\"}", i, ec->pad)
+                 : snprintf(want, sizeof(want), "echo: {\"n\":%d}", i);
+    if (len == (size_t)wl && memcmp(line, want, len) == 0)
+        return 0;
+    snprintf(ec->got, sizeof(ec->got), "%.*s", (int)(len < 60 ? len : 60), line);
+    return 1;
+}
+
+/* Builds n lines {"n":i} (padded with pad when set), malloc'd, into *len. */
+static char *echo_lines(int n, const char *pad, size_t *len)
+{
+    size_t cap = (size_t)n * (32 + (pad != NULL ? strlen(pad) + 10 : 0));
     char *buf = malloc(cap);
-    for (int i = 0; i < lw->n; i++)
-        len += (size_t)snprintf(buf + len, cap - len, "{\"n\":%d}\n", i);
-    size_t w = 0;
-    lw->rc = rpc_sock_write_all(lw->fd, buf, len, rpc_now_ms() + 60000, &w);
-    free(buf);
-    return NULL;
+    assert_non_null(buf);
+    *len = 0;
+    for (int i = 0; i < n; i++)
+        *len += (size_t)(pad != NULL
+                             ? snprintf(buf + *len, cap - *len, "{\"n\":%d,\"pad\":\"%s\"}\n", i, pad)
+                             : snprintf(buf + *len, cap - *len, "{\"n\":%d}\n", i));
+    return buf;
+}
+
+/* After a pipeline: the connection still answers a line. */
+static void assert_text_open(int fd, const char *what)
+{
+    raw_send(fd, "{}\n", 3);
+    char got[16] = {0};
+    size_t n = rawpeer_read_n(fd, (uint8_t *)got, 9, 5000);
+    if (n != 9 || memcmp(got, "echo: {}\n", 9) != 0)
+        fail_msg("%s: expected the connection to stay open and answer, got \"%.*s\"", what,
+                 (int)n, got);
 }
 
 /* Many more pipelined lines than the read buffer holds (frames of 64 KiB
@@ -569,81 +595,20 @@ static void test_text_pipeline_is_back_pressured(void **state)
     fixture *fx = *state;
     enum { N = 20000 };
     int fd = raw_connect(fx);
-    line_writer lw = {.fd = fd, .n = N};
-    pthread_t th;
-    assert_int_equal(pthread_create(&th, NULL, write_lines, &lw), 0);
-    char buf[65536], want[64];
-    size_t have = 0;
-    int answered = 0;
-    int64_t deadline = rpc_now_ms() + 60000;
-    while (answered < N) {
-        struct pollfd pf = {.fd = fd, .events = POLLIN};
-        int64_t left = deadline - rpc_now_ms();
-        if (left <= 0 || poll(&pf, 1, (int)(left < 5000 ? left : 5000)) <= 0)
-            break;
-        ssize_t r = recv(fd, buf + have, sizeof(buf) - have, 0);
-        if (r <= 0)
-            break;
-        have += (size_t)r;
-        char *p = buf, *nl;
-        while (answered < N && (nl = memchr(p, '\n', have - (size_t)(p - buf))) != NULL) {
-            int wl = snprintf(want, sizeof(want), "echo: {\"n\":%d}", answered);
-            if (nl - p != wl || memcmp(p, want, (size_t)wl) != 0)
-                fail_msg("text pipeline: answer %d expected \"%s\", got \"%.*s\"", answered,
-                         want, (int)(nl - p), p);
-            answered++;
-            p = nl + 1;
-        }
-        have -= (size_t)(p - buf);
-        memmove(buf, p, have);
-    }
-    pthread_join(th, NULL);
+    size_t len = 0;
+    char *lines = echo_lines(N, NULL, &len);
+    rawpeer_writer w;
+    assert_int_equal(rawpeer_writer_start(&w, fd, lines, len, 60000), 0);
+    echo_check ec = {.pad = NULL};
+    int answered = rawpeer_read_lines(fd, N, 0, 60000, check_echo, &ec);
+    int wrc = rawpeer_writer_join(&w);
+    free(lines);
     if (answered < N)
-        fail_msg("text pipeline: expected %d answers in order, got %d (then \"%.*s\")", N,
-                 answered, (int)(have < 200 ? have : 200), buf);
-    assert_int_equal(lw.rc, 0);
-    raw_send(fd, "{}\n", 3);
-    char got[16] = {0};
-    size_t n = rawpeer_read_n(fd, (uint8_t *)got, 9, 5000);
-    if (n != 9 || memcmp(got, "echo: {}\n", 9) != 0)
-        fail_msg("text pipeline: expected the connection to stay open and answer, got \"%.*s\"",
-                 (int)n, got);
+        fail_msg("text pipeline: expected %d answers in order, got %d (then \"%s\")", N,
+                 answered, ec.got);
+    assert_int_equal(wrc, 0);
+    assert_text_open(fd, "text pipeline");
     close(fd);
-}
-
-typedef struct bytes_writer {
-    int fd;
-    const char *p;
-    size_t n;
-    int rc;
-} bytes_writer;
-
-static void *write_bytes(void *arg)
-{
-    bytes_writer *bw = arg;
-    size_t w = 0;
-    bw->rc = rpc_sock_write_all(bw->fd, bw->p, bw->n, rpc_now_ms() + 60000, &w);
-    return NULL;
-}
-
-/* A peer that reads its answers slowly: at most 8 KiB a read, a millisecond
- * apart (some MB/s, far below what the server answers at). Appends to buf (cap bytes, *have used)
- * and returns the count read, or 0 when the connection ended or went silent
- * past the deadline. */
-static size_t read_slowly(int fd, char *buf, size_t cap, size_t *have, int64_t deadline)
-{
-    struct pollfd pf = {.fd = fd, .events = POLLIN};
-    int64_t left = deadline - rpc_now_ms();
-    if (left <= 0 || poll(&pf, 1, (int)(left < 5000 ? left : 5000)) <= 0)
-        return 0;
-    size_t room = cap - *have;
-    ssize_t r = recv(fd, buf + *have, room < 8192 ? room : 8192, 0);
-    if (r <= 0)
-        return 0;
-    *have += (size_t)r;
-    struct timespec ts = {0, 1000000L};
-    nanosleep(&ts, NULL);
-    return (size_t)r;
 }
 
 /* Pipelined lines with large answers, read slowly: the server stops handing
@@ -657,46 +622,21 @@ static void test_text_slow_reader_is_back_pressured(void **state)
     char pad[PAD + 1];
     memset(pad, 'p', PAD);
     pad[PAD] = '\0';
-    size_t cap = (size_t)N * (PAD + 32), len = 0;
-    char *lines = malloc(cap);
-    for (int i = 0; i < N; i++)
-        len += (size_t)snprintf(lines + len, cap - len, "{\"n\":%d,\"pad\":\"%s\"}\n", i, pad);
-    bytes_writer bw = {.fd = fd, .p = lines, .n = len};
-    pthread_t th;
-    assert_int_equal(pthread_create(&th, NULL, write_bytes, &bw), 0);
-    static char buf[65536], want[PAD + 64];
-    size_t have = 0;
-    int answered = 0;
-    int64_t deadline = rpc_now_ms() + 60000;
-    while (answered < N && read_slowly(fd, buf, sizeof(buf), &have, deadline) > 0) {
-        char *p = buf, *nl;
-        while (answered < N && (nl = memchr(p, '\n', have - (size_t)(p - buf))) != NULL) {
-            int wl = snprintf(want, sizeof(want), "echo: {\"n\":%d,\"pad\":\"%s\"}", answered,
-                              pad);
-            if (nl - p != wl || memcmp(p, want, (size_t)wl) != 0)
-                fail_msg("slow text reader: answer %d expected \"echo: {\\\"n\\\":%d,...}\" "
-                         "(%d bytes), got \"%.40s...\" (%d bytes)",
-                         answered, answered, wl, p, (int)(nl - p));
-            answered++;
-            p = nl + 1;
-        }
-        have -= (size_t)(p - buf);
-        memmove(buf, p, have);
-    }
-    pthread_join(th, NULL);
+    size_t len = 0;
+    char *lines = echo_lines(N, pad, &len);
+    rawpeer_writer w;
+    assert_int_equal(rawpeer_writer_start(&w, fd, lines, len, 60000), 0);
+    echo_check ec = {.pad = pad};
+    int answered = rawpeer_read_lines(fd, N, 1, 60000, check_echo, &ec);
+    int wrc = rawpeer_writer_join(&w);
     free(lines);
     if (answered < N)
-        fail_msg("slow text reader: expected %d answers in order, got %d, then the "
-                 "connection %s (write_buffer_full %lld)",
-                 N, answered, rawpeer_closed(fd, 1000) ? "closed" : "went silent",
+        fail_msg("slow text reader: expected %d answers in order, got %d (then \"%s\"), then "
+                 "the connection %s (write_buffer_full %lld)",
+                 N, answered, ec.got, rawpeer_closed(fd, 1000) ? "closed" : "went silent",
                  (long long)rpc_stats_get(fx->stats, RPC_C_WRITE_BUF_FULL));
-    assert_int_equal(bw.rc, 0);
-    raw_send(fd, "{}\n", 3);
-    char got[16] = {0};
-    size_t n = rawpeer_read_n(fd, (uint8_t *)got, 9, 5000);
-    if (n != 9 || memcmp(got, "echo: {}\n", 9) != 0)
-        fail_msg("slow text reader: expected the connection to stay open and answer, "
-                 "got \"%.*s\"", (int)n, got);
+    assert_int_equal(wrc, 0);
+    assert_text_open(fd, "slow text reader");
     close(fd);
 }
 
@@ -721,15 +661,14 @@ static void test_binary_slow_reader_is_back_pressured(void **state)
         rpc_frame_write(&f, (uint8_t *)frames + fsize);
         fsize += rpc_frame_size(&f);
     }
-    bytes_writer bw = {.fd = fd, .p = frames, .n = fsize};
-    pthread_t th;
-    assert_int_equal(pthread_create(&th, NULL, write_bytes, &bw), 0);
+    rawpeer_writer w;
+    assert_int_equal(rawpeer_writer_start(&w, fd, frames, fsize, 60000), 0);
     static char buf[4 * 65536];
     size_t have = 0;
     int answered = 0;
     char seen[N + 1] = {0};
     int64_t deadline = rpc_now_ms() + 60000;
-    while (answered < N && read_slowly(fd, buf, sizeof(buf), &have, deadline) > 0) {
+    while (answered < N && rawpeer_read_some(fd, buf, sizeof(buf), &have, deadline, 1) > 0) {
         size_t off = 0;
         for (;;) {
             const uint8_t *payload = NULL;
@@ -756,14 +695,14 @@ static void test_binary_slow_reader_is_back_pressured(void **state)
         have -= off;
         memmove(buf, buf + off, have);
     }
-    pthread_join(th, NULL);
+    int wrc = rawpeer_writer_join(&w);
     free(frames);
     if (answered < N)
         fail_msg("slow binary reader: expected %d answers, got %d, then the connection %s "
                  "(write_buffer_full %lld)",
                  N, answered, rawpeer_closed(fd, 1000) ? "closed" : "went silent",
                  (long long)rpc_stats_get(fx->stats, RPC_C_WRITE_BUF_FULL));
-    assert_int_equal(bw.rc, 0);
+    assert_int_equal(wrc, 0);
     assert_pong(fd, N + 1, "after the slow reader");
     close(fd);
 }
