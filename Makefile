@@ -46,6 +46,7 @@ bench: build
 	@scripts/deps.sh bench
 	bench/run.sh $(BUILD) all
 	bench/faults.sh $(BUILD)
+	bench/cold.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD) $(SAN_BUILD) $(FUZZ_BUILD)
