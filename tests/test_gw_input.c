@@ -173,6 +173,21 @@ static void test_head_framing(void **state)
     expect_head(identity, 2, 501, "not supported");
     const char *chunked[] = {"Host: x", "Transfer-Encoding: Chunked"};
     expect_head(chunked, 2, 0, NULL);
+
+    /* HTTP/1.0 with Transfer-Encoding: faulty framing (RFC 9112 6.1). */
+    head *h = calloc(1, sizeof(*h));
+    char why[256] = "";
+    build(h, "/people", chunked, 2);
+    h->buf[h->h.version - h->buf + 2] = '0'; /* HTTP/1.1 -> HTTP/1.0 */
+    int st = check(h, why, sizeof(why));
+    if (st != 400 || strstr(why, "HTTP/1.0") == NULL)
+        fail_msg("HTTP/1.0 with Transfer-Encoding: expected 400 naming HTTP/1.0, got %d %s", st,
+                 why);
+    const char *cl[] = {"Content-Length: 5"};
+    build(h, "/people", cl, 1);
+    h->buf[h->h.version - h->buf + 2] = '0';
+    assert_int_equal(check(h, why, sizeof(why)), 0); /* 1.0 needs no Host */
+    free(h);
 }
 
 static void expect_lines(const char *what, const char *const *fields, int n, int lf,

@@ -178,6 +178,12 @@ int gw_check_head(const gw_head *h, size_t max_bytes, char *why, size_t whylen)
         snprintf(why, whylen, "both Content-Length and Transfer-Encoding");
         return 400;
     }
+    /* RFC 9112 6.1: an HTTP/1.0 message with Transfer-Encoding has faulty
+     * framing (a 1.0 intermediary may have passed it on unchunked). */
+    if (nte == 1 && strcmp(h->version, "1.0") == 0) {
+        snprintf(why, whylen, "Transfer-Encoding in an HTTP/1.0 request");
+        return 400;
+    }
     if (te != NULL && (trimmed_len(te) != 7 || strncasecmp(te, "chunked", 7) != 0)) {
         snprintf(why, whylen, "transfer coding \"%.32s\" is not supported (only chunked)", te);
         return 501;

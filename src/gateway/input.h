@@ -39,7 +39,8 @@ typedef struct gw_head {
  * line alone at most max_bytes (414), every line a field (no obs-fold, no
  * line civetweb stopped at), no space between a field name and its colon,
  * one Host (required in HTTP/1.1), Content-Length once and all digits,
- * Transfer-Encoding at most once and never with Content-Length (400),
+ * Transfer-Encoding at most once, never with Content-Length and never in
+ * HTTP/1.0 (400),
  * "chunked" the only transfer coding (501). Returns 0, or the status with a sentence in why. A request
  * that fails must be answered with the connection closed: its framing
  * cannot be trusted, so nothing after it on the connection can be. */
