@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A burst at a cold start (issue 13 item 9): people, pets and a gateway with
+# A burst at a cold start: people, pets and a gateway with
 # its defaults start, and the moment the gateway listens (not when it is
 # ready) wrk -t2 -c1000 loads /people/pets for 5 s. Prints the non-2xx count
 # of each round; it must be 0.

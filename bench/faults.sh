@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fault figures (issue 5): the gateway benchmark's load (wrk -t2 -c64 on
+# Fault figures: the gateway benchmark's load (wrk -t2 -c64 on
 # /people/pets?owner=bob) while the supervisor's workers are killed, scaled
 # and restarted. Prints the errors during each event, the time from a killed
 # worker listening again to its first served call, and each worker's share

@@ -104,7 +104,7 @@ gateway_figures() {
   local posted; posted=$(echo "$post" | field requests)
   echo "      creates on disk after the POST run: $rows, answered by wrk: $posted (every 201 must be there)"
 
-  echo "== issue 7 figures: ours, reference in this run, ratio, target =="
+  echo "== performance figures: ours, reference in this run, ratio, target =="
   printf '%s\n' \
     "/people/pets req/s|$(echo "$pets" | field req_per_s)|$(echo "$bare" | field req_per_s)|>= 0.5x bare" \
     "/people req/s|$(echo "$list" | field req_per_s)|$(echo "$bare" | field req_per_s)|>= 0.6x bare" \

@@ -686,7 +686,7 @@ static void test_correct_under_concurrency(void **state)
     assert_int_equal(metric(fx->gw_port, people_post) - post0, creates);
 }
 
-/* ---- a burst bigger than the pool, from a cold start (issue 13 item 9) ---- */
+/* ---- a burst bigger than the pool, from a cold start ---- */
 
 #define BURST_CLIENTS 64
 #define BURST_EACH 25
@@ -752,7 +752,7 @@ static void test_burst_waits_for_pool_slots(void **state)
                      0);
 }
 
-/* ---- readiness means answers, not connections (issue 13 item 6) ---- */
+/* ---- readiness means answers, not connections ---- */
 
 /* Polls /readyz until it answers want (at most within_ms); returns the last
  * status and copies its body into body. */
@@ -819,7 +819,7 @@ static void test_readyz_follows_answers_not_connections(void **state)
                  "ms, got %d %s", READY_WITHIN_MS, st, body);
 }
 
-/* ---- a full disk: 507, counted, shown; reads work (issue 13 item 5) ---- */
+/* ---- a full disk: 507, counted, shown; reads work ---- */
 
 static void set_file_limit(const proc *p, rlim_t bytes)
 {
@@ -895,7 +895,7 @@ static void test_disk_full_is_507_and_reads_work(void **state)
                      0);
 }
 
-/* ---- tcpops-cli pointed at the HTTP port (issue 13 item 19) ---- */
+/* ---- tcpops-cli pointed at the HTTP port ---- */
 
 static void test_cli_at_http_port_says_not_tcpops(void **state)
 {

@@ -240,7 +240,7 @@ static void test_group_commit(void **state)
         fail_msg("expected fewer commits than the %d writes, got %lu", ok, commits);
 }
 
-/* ---- a full database: STORAGE_FULL, never INTERNAL (issue 13 item 5) ---- */
+/* ---- a full database: STORAGE_FULL, never INTERNAL ---- */
 
 /* Caps db at the pages it has now: SQLite's own SQLITE_FULL, no root needed. */
 static void cap_pages(svc_db *db)

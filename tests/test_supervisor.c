@@ -708,7 +708,7 @@ static void test_memory_limit_replaces_worker(void **state)
     assert_int_equal(restarts, 0);
 }
 
-/* ---- issue 13 item 12: numbers ---- */
+/* ---- numbers ---- */
 
 static void test_scale_rejects_counts_out_of_range(void **state)
 {
@@ -730,7 +730,7 @@ static void test_scale_rejects_counts_out_of_range(void **state)
                  n, running);
 }
 
-/* ---- issue 13 item 11: what cannot run is refused before anything starts ---- */
+/* ---- what cannot run is refused before anything starts ---- */
 
 /* Runs `tcpops up` with the extra flags given; expects exit 2 with want in
  * its stderr, and nothing started: no control socket, no gateway port. */
@@ -803,7 +803,7 @@ static void test_up_refuses_what_cannot_run(void **state)
     }
 }
 
-/* ---- issue 13 items 8 and 10: the master's own resources and signals ---- */
+/* ---- the master's own resources and signals ---- */
 
 /* Lines of the master's log that contain needle. */
 static int log_count(fixture *fx, const char *needle)
@@ -963,7 +963,7 @@ static void test_sighup_keeps_master_serving(void **state)
                  sock);
 }
 
-/* ---- issue 13 item 7: rolling restart of the gateway ---- */
+/* ---- rolling restart of the gateway ---- */
 
 /* The gateway rolls like a service: the new one serves on the same socket
  * (tcpops holds it) before the old one drains, under keep-alive load, with
