@@ -12,8 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "channel.h"
-#include "clock.h"
+#include "rpc/channel.h"
+#include "rpc/clock.h"
 #include "tcpops.pb-c.h"
 
 #define MAX_SAMPLES 4000000

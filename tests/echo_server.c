@@ -8,7 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "server.h"
+#include "rpc/server.h"
 #include "testsvc.h"
 
 static volatile sig_atomic_t stop;

@@ -16,7 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "spawn.h"
+#include "util/spawn.h"
 
 #define MAX_CHILDREN 64
 

@@ -8,8 +8,8 @@
 #include <sys/socket.h>
 #include <time.h>
 
-#include "clock.h"
-#include "sock.h"
+#include "rpc/clock.h"
+#include "rpc/sock.h"
 
 /* Waits for fd to be readable until deadline. 1 readable, 0 not in time. */
 static int wait_readable(int fd, int64_t deadline)

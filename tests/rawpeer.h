@@ -9,7 +9,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "frame.h"
+#include "rpc/frame.h"
 
 /* Reads until n bytes are in buf, the peer closes or timeout_ms passes.
  * Returns the count read. */

@@ -6,7 +6,7 @@
 
 #include <cmocka.h>
 
-#include "backoff.h"
+#include "rpc/backoff.h"
 
 static double fixed(void *user)
 {

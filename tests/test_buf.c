@@ -8,7 +8,7 @@
 
 #include <cmocka.h>
 
-#include "buf.h"
+#include "rpc/buf.h"
 
 static void test_append_consume(void **state)
 {

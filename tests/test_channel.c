@@ -14,9 +14,9 @@
 
 #include <cmocka.h>
 
-#include "channel.h"
-#include "clock.h"
-#include "server.h"
+#include "rpc/channel.h"
+#include "rpc/clock.h"
+#include "rpc/server.h"
 #include "testsvc.h"
 
 typedef struct fixture {

@@ -14,8 +14,8 @@
 
 #include <cmocka.h>
 
-#include "channel.h"
-#include "clock.h"
+#include "rpc/channel.h"
+#include "rpc/clock.h"
 #include "proc.h"
 
 typedef struct fixture {

@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "flags.h"
+#include "util/flags.h"
 
 /* Parses s and returns the outcome; *v keeps 777 unless it parsed. */
 static int num(const char *s, util_unit unit, long min, long max, long *v)

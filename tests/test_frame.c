@@ -9,8 +9,8 @@
 
 #include <cmocka.h>
 
-#include "buf.h"
-#include "frame.h"
+#include "rpc/buf.h"
+#include "rpc/frame.h"
 
 #define MAX (1u << 20)
 

@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "input.h"
+#include "gateway/input.h"
 
 /* ---- JSON nesting ---- */
 

@@ -21,10 +21,10 @@
 
 #include <cmocka.h>
 
-#include "buf.h"
-#include "channel.h"
-#include "clock.h"
-#include "server.h"
+#include "rpc/buf.h"
+#include "rpc/channel.h"
+#include "rpc/clock.h"
+#include "rpc/server.h"
 #include "testsvc.h"
 
 enum evil_mode { UNKNOWN_IDS, OVERSIZE, GARBAGE, GOAWAY_STORM, BLACKHOLE, LATE, ECHO };

@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "jsondepth.h"
+#include "util/jsondepth.h"
 
 static int ok(const char *s, int max)
 {

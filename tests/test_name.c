@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "name.h"
+#include "util/name.h"
 
 static int ok(const char *s, size_t n)
 {

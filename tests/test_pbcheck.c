@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "pbcheck.h"
+#include "rpc/pbcheck.h"
 #include "tcpops.pb-c.h"
 
 static int check(const ProtobufCMessageDescriptor *d, const char *bytes, size_t n, char *why)

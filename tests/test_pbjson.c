@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "pbjson.h"
+#include "util/pbjson.h"
 #include "tcpops.pb-c.h"
 
 static char *dump(const ProtobufCMessage *m)

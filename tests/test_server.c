@@ -19,10 +19,10 @@
 
 #include <cmocka.h>
 
-#include "channel.h"
-#include "clock.h"
+#include "rpc/channel.h"
+#include "rpc/clock.h"
 #include "rawpeer.h"
-#include "server.h"
+#include "rpc/server.h"
 #include "testsvc.h"
 
 typedef struct fixture {

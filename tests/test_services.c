@@ -19,8 +19,8 @@
 
 #include <cmocka.h>
 
-#include "channel.h"
-#include "clock.h"
+#include "rpc/channel.h"
+#include "rpc/clock.h"
 #include "proc.h"
 #include "rawpeer.h"
 

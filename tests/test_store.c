@@ -11,13 +11,13 @@
 
 #include <cmocka.h>
 
-#include "db.h"
-#include "frame.h"
-#include "people_store.h"
-#include "pets_store.h"
+#include "svc/db.h"
+#include "rpc/frame.h"
+#include "people_svc/people_store.h"
+#include "pets_svc/pets_store.h"
 #include "proc.h"
 #include "tcpops.pb-c.h"
-#include "writer.h"
+#include "svc/writer.h"
 
 typedef struct fixture {
     char dir[256];

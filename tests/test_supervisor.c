@@ -22,7 +22,7 @@
 
 #include <cmocka.h>
 
-#include "clock.h"
+#include "rpc/clock.h"
 #include "http_client.h"
 #include "proc.h"
 

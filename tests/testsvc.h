@@ -6,7 +6,7 @@
 
 #include <stddef.h>
 
-#include "server.h"
+#include "rpc/server.h"
 
 extern const rpc_method testsvc_methods[];
 extern const size_t testsvc_nmethods;

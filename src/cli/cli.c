@@ -15,10 +15,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "channel.h"
-#include "clock.h"
-#include "flags.h"
-#include "pbjson.h"
+#include "rpc/channel.h"
+#include "rpc/clock.h"
+#include "util/flags.h"
+#include "util/pbjson.h"
 #include "tcpops.pb-c.h"
 
 enum { EXIT_OK = 0, EXIT_RPC = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3 };

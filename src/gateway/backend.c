@@ -1,4 +1,4 @@
-#include "backend.h"
+#include "gateway/backend.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -7,9 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "clock.h"
-#include "log.h"
-#include "metrics.h"
+#include "rpc/clock.h"
+#include "util/log.h"
+#include "gateway/metrics.h"
 #include "tcpops.pb-c.h"
 
 #define MAX_BOOT 16

@@ -9,7 +9,7 @@
 #include <jansson.h>
 #include <stddef.h>
 
-#include "channel.h"
+#include "rpc/channel.h"
 
 typedef struct gw_backend gw_backend;
 

@@ -11,11 +11,11 @@
 #include <string.h>
 #include <time.h>
 
-#include "clock.h"
-#include "flags.h"
-#include "listener.h"
-#include "log.h"
-#include "routes.h"
+#include "rpc/clock.h"
+#include "util/flags.h"
+#include "gateway/listener.h"
+#include "util/log.h"
+#include "gateway/routes.h"
 
 /* While draining on a shared socket: how long keep-alive clients get to
  * send one more request (answered with Connection: close) and move to the

@@ -1,4 +1,4 @@
-#include "http.h"
+#include "gateway/http.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -7,8 +7,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include "backoff.h"
-#include "clock.h"
+#include "rpc/backoff.h"
+#include "rpc/clock.h"
 
 static int id_char_ok(char c)
 {

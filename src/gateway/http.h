@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "input.h"
+#include "gateway/input.h"
 
 #define GW_REQUEST_ID_MAX 64
 

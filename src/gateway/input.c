@@ -1,4 +1,4 @@
-#include "input.h"
+#include "gateway/input.h"
 
 #include <jansson.h>
 #include <stddef.h>
@@ -6,8 +6,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include "jsondepth.h"
-#include "name.h"
+#include "util/jsondepth.h"
+#include "util/name.h"
 
 int gw_parse_limit(const char *s, size_t n, long *out)
 {

@@ -1,4 +1,4 @@
-#include "listener.h"
+#include "gateway/listener.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

@@ -8,7 +8,7 @@
  *   STORAGE_FULL 507 (the service's disk is full; reads still work)
  *   anything else 500
  */
-#include "routes.h"
+#include "gateway/routes.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -19,10 +19,10 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "clock.h"
-#include "input.h"
-#include "log.h"
-#include "name.h"
+#include "rpc/clock.h"
+#include "gateway/input.h"
+#include "util/log.h"
+#include "util/name.h"
 #include "tcpops.pb-c.h"
 
 static const struct {

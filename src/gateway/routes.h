@@ -6,9 +6,9 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-#include "backend.h"
-#include "http.h"
-#include "metrics.h"
+#include "gateway/backend.h"
+#include "gateway/http.h"
+#include "gateway/metrics.h"
 
 /* What every request handler shares; read-only after start apart from the
  * atomics and the objects' own locks. */

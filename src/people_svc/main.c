@@ -1,5 +1,5 @@
 /* tcpops-people: the people service (see people.c, and svc.h for the runtime). */
-#include "people.h"
+#include "people_svc/people.h"
 
 int main(int argc, char **argv)
 {

@@ -4,9 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "people_store.h"
-#include "svc.h"
-#include "people.h"
+#include "people_svc/people_store.h"
+#include "svc/svc.h"
+#include "people_svc/people.h"
 #include "tcpops.pb-c.h"
 
 #define UNPACK(type, lower, body, len, out) \

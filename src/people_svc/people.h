@@ -3,7 +3,7 @@
 #ifndef TCPOPS_PEOPLE_H
 #define TCPOPS_PEOPLE_H
 
-#include "svc.h"
+#include "svc/svc.h"
 
 /* The service's description. Call from one thread at a time. */
 const svc_desc *people_service(void);

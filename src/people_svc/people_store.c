@@ -1,4 +1,4 @@
-#include "people_store.h"
+#include "people_svc/people_store.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "db.h"
+#include "svc/db.h"
 
 #define PEOPLE_LIST_DEFAULT 100
 #define PEOPLE_LIST_MAX 1000

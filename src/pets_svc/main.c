@@ -1,5 +1,5 @@
 /* tcpops-pets: the pets service (see pets.c, and svc.h for the runtime). */
-#include "pets.h"
+#include "pets_svc/pets.h"
 
 int main(int argc, char **argv)
 {

@@ -2,9 +2,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pets_store.h"
-#include "svc.h"
-#include "pets.h"
+#include "pets_svc/pets_store.h"
+#include "svc/svc.h"
+#include "pets_svc/pets.h"
 #include "tcpops.pb-c.h"
 
 static void get_by_ids_handler(const rpc_call_ctx *ctx, const uint8_t *body, size_t len,

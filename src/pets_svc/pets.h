@@ -3,7 +3,7 @@
 #ifndef TCPOPS_PETS_H
 #define TCPOPS_PETS_H
 
-#include "svc.h"
+#include "svc/svc.h"
 
 /* The service's description. Call from one thread at a time. */
 const svc_desc *pets_service(void);

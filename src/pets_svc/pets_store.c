@@ -1,4 +1,4 @@
-#include "pets_store.h"
+#include "pets_svc/pets_store.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "db.h"
+#include "svc/db.h"
 
 #define PETS_GET_MAX 1000
 

@@ -1,10 +1,10 @@
-#include "backoff.h"
+#include "rpc/backoff.h"
 
 #include <math.h>
 #include <stddef.h>
 #include <unistd.h>
 
-#include "clock.h"
+#include "rpc/clock.h"
 
 void rpc_backoff_cfg_default(rpc_backoff_cfg *cfg)
 {

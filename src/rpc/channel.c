@@ -36,7 +36,7 @@
  * counted in. Either the pick sees the freed slot or the word has moved and
  * the sleep returns at once: no wake is lost, and nothing polls.
  */
-#include "channel.h"
+#include "rpc/channel.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -53,8 +53,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "buf.h"
-#include "clock.h"
+#include "rpc/buf.h"
+#include "rpc/clock.h"
 
 #define TABLE_SIZE 512 /* buckets; a power of two */
 #define READ_CHUNK 65536

@@ -18,10 +18,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "backoff.h"
-#include "frame.h"
-#include "sock.h"
-#include "stats.h"
+#include "rpc/backoff.h"
+#include "rpc/frame.h"
+#include "rpc/sock.h"
+#include "rpc/stats.h"
 
 typedef struct rpc_channel rpc_channel;
 

@@ -1,4 +1,4 @@
-#include "clock.h"
+#include "rpc/clock.h"
 
 int64_t rpc_now_ms(void)
 {

@@ -1,4 +1,4 @@
-#include "frame.h"
+#include "rpc/frame.h"
 
 #include <errno.h>
 

@@ -1,4 +1,4 @@
-#include "pbcheck.h"
+#include "rpc/pbcheck.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -32,7 +32,7 @@
  * byte leave for partial_timeout_ms is cut off (write_buffer_full), else
  * one that never reads would be held open forever.
  */
-#include "server.h"
+#include "rpc/server.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -47,10 +47,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "buf.h"
-#include "clock.h"
-#include "frame.h"
-#include "pbcheck.h"
+#include "rpc/buf.h"
+#include "rpc/clock.h"
+#include "rpc/frame.h"
+#include "rpc/pbcheck.h"
 
 #define MAX_LISTENERS 4
 #define TICK_MS 200

@@ -29,9 +29,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "frame.h"
-#include "sock.h"
-#include "stats.h"
+#include "rpc/frame.h"
+#include "rpc/sock.h"
+#include "rpc/stats.h"
 
 typedef struct rpc_server rpc_server;
 

@@ -1,4 +1,4 @@
-#include "sock.h"
+#include "rpc/sock.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -12,7 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "clock.h"
+#include "rpc/clock.h"
 
 int rpc_addr_parse(const char *hostport, struct sockaddr_in *out, char *err)
 {

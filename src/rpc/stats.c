@@ -1,4 +1,4 @@
-#include "stats.h"
+#include "rpc/stats.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "frame.h"
+#include "rpc/frame.h"
 
 #define MAX_METHODS 64
 #define MAX_STATUS RPC_STATS_STATUSES

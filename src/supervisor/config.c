@@ -1,4 +1,4 @@
-#include "config.h"
+#include "supervisor/config.h"
 
 #include <ini.h>
 #include <limits.h>
@@ -7,7 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "flags.h"
+#include "util/flags.h"
 
 static const char *const names[SUP_NAPPS] = {"gateway", "people", "pets"};
 static const char *const binaries[SUP_NAPPS] = {"tcpops-gateway", "tcpops-people",

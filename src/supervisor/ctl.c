@@ -1,4 +1,4 @@
-#include "ctl.h"
+#include "supervisor/ctl.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -9,8 +9,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "clock.h"
-#include "master.h"
+#include "rpc/clock.h"
+#include "supervisor/master.h"
 
 json_t *sup_ctl_request(const char *data_dir, json_t *req, int timeout_ms, char *err,
                         size_t errlen)

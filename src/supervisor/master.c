@@ -16,7 +16,7 @@
  * Readiness is read from the child's own log: every tcpops program logs
  * msg=listening once it serves.
  */
-#include "master.h"
+#include "supervisor/master.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -33,10 +33,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "backoff.h"
-#include "clock.h"
-#include "log.h"
-#include "spawn.h"
+#include "rpc/backoff.h"
+#include "rpc/clock.h"
+#include "util/log.h"
+#include "util/spawn.h"
 
 #define MAX_PROCS 256
 #define MAX_CLIENTS 32

@@ -7,7 +7,7 @@
 #ifndef TCPOPS_SUP_MASTER_H
 #define TCPOPS_SUP_MASTER_H
 
-#include "config.h"
+#include "supervisor/config.h"
 
 /* Path of the control socket for a data dir into buf. */
 void sup_socket_path(const char *data_dir, char *buf, size_t len);

@@ -1,4 +1,4 @@
-#include "preflight.h"
+#include "supervisor/preflight.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -11,9 +11,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "clock.h"
-#include "sock.h"
-#include "spawn.h"
+#include "rpc/clock.h"
+#include "rpc/sock.h"
+#include "util/spawn.h"
 
 #define CHECK_TIMEOUT_MS 5000
 

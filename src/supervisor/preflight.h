@@ -5,7 +5,7 @@
 
 #include <stddef.h>
 
-#include "config.h"
+#include "supervisor/config.h"
 
 /* Checks c: every app's listen address parses as HOST:PORT with a fixed
  * port, no two apps share a port, each port that will be listened on can

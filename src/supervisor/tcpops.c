@@ -7,12 +7,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "config.h"
-#include "ctl.h"
-#include "flags.h"
-#include "log.h"
-#include "master.h"
-#include "preflight.h"
+#include "supervisor/config.h"
+#include "supervisor/ctl.h"
+#include "util/flags.h"
+#include "util/log.h"
+#include "supervisor/master.h"
+#include "supervisor/preflight.h"
 
 static const char usage[] =
     "usage: tcpops [--data-dir DIR] COMMAND\n"

@@ -1,11 +1,11 @@
-#include "db.h"
+#include "svc/db.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "clock.h"
+#include "rpc/clock.h"
 #include "tcpops.pb-c.h"
 
 #define CACHE 32

@@ -1,4 +1,4 @@
-#include "portlock.h"
+#include "svc/portlock.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -11,7 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "clock.h"
+#include "rpc/clock.h"
 
 #define MUTEX_WAIT_MS 5000 /* a check takes microseconds; this is a stuck holder */
 

@@ -1,4 +1,4 @@
-#include "svc.h"
+#include "svc/svc.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -14,14 +14,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "clock.h"
-#include "flags.h"
-#include "jsondepth.h"
-#include "log.h"
-#include "name.h"
-#include "pbcheck.h"
-#include "pbjson.h"
-#include "portlock.h"
+#include "rpc/clock.h"
+#include "util/flags.h"
+#include "util/jsondepth.h"
+#include "util/log.h"
+#include "util/name.h"
+#include "rpc/pbcheck.h"
+#include "util/pbjson.h"
+#include "svc/portlock.h"
 
 #define HEARTBEAT_MS 1000
 #define MEMBER_TTL_MS 3000 /* a member silent this long is gone */

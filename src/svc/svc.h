@@ -9,10 +9,10 @@
 #include <protobuf-c/protobuf-c.h>
 #include <stddef.h>
 
-#include "db.h"
-#include "name.h"
-#include "server.h"
-#include "writer.h"
+#include "svc/db.h"
+#include "util/name.h"
+#include "rpc/server.h"
+#include "svc/writer.h"
 
 typedef struct svc_method {
     const char *name;                          /* "people.List" */

@@ -1,4 +1,4 @@
-#include "writer.h"
+#include "svc/writer.h"
 
 #include <errno.h>
 #include <pthread.h>

@@ -9,7 +9,7 @@
 
 #include <stddef.h>
 
-#include "db.h"
+#include "svc/db.h"
 
 typedef struct svc_writer svc_writer;
 

@@ -1,4 +1,4 @@
-#include "flags.h"
+#include "util/flags.h"
 
 #include <ctype.h>
 #include <errno.h>

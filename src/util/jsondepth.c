@@ -1,4 +1,4 @@
-#include "jsondepth.h"
+#include "util/jsondepth.h"
 
 int util_json_depth_ok(const char *buf, size_t len, int max)
 {

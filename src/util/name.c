@@ -1,4 +1,4 @@
-#include "name.h"
+#include "util/name.h"
 
 #include <errno.h>
 #include <stdint.h>

@@ -1,4 +1,4 @@
-#include "pbjson.h"
+#include "util/pbjson.h"
 
 #include <errno.h>
 #include <stdint.h>

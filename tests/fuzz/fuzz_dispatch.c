@@ -8,11 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "frame.h"
-#include "people.h"
-#include "pets.h"
+#include "rpc/frame.h"
+#include "people_svc/people.h"
+#include "pets_svc/pets.h"
 #include "proc.h"
-#include "svc.h"
+#include "svc/svc.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

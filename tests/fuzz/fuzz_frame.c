@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "buf.h"
-#include "frame.h"
+#include "rpc/buf.h"
+#include "rpc/frame.h"
 
 #define MAX 65536
 

@@ -12,9 +12,9 @@
 #include <string.h>
 #include <strings.h>
 
-#include "input.h"
-#include "jsondepth.h"
-#include "name.h"
+#include "gateway/input.h"
+#include "util/jsondepth.h"
+#include "util/name.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -6,9 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "people.h"
+#include "people_svc/people.h"
 #include "proc.h"
-#include "svc.h"
+#include "svc/svc.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
