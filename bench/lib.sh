@@ -34,14 +34,28 @@ start() {
 stop_all() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
   pids=()
+  cpu_names=""
 }
 
 field() { sed -n "s/.*$1=\([^ ]*\).*/\1/p"; }
 
-# wrk_line LABEL URL [wrk args...]: one wrk run summarised on one line.
+# cpu_ticks PID: user + system CPU the process has used, in clock ticks.
+cpu_ticks() {
+  # Fields 14 and 15 of /proc/PID/stat, counted after the ")" that ends the
+  # command name (which may itself hold spaces).
+  sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'
+}
+
+# cpu_names: "name=pid ..." of the processes whose CPU per request
+# wrk_line reports (set by start_system; empty: none).
+cpu_names=""
+
+# wrk_line LABEL URL [wrk args...]: one wrk run summarised on one line, with
+# the CPU microseconds per request of each process in cpu_names.
 wrk_line() {
   local label=$1 url=$2; shift 2
-  local out
+  local out np before=()
+  for np in $cpu_names; do before+=("$(cpu_ticks "${np#*=}")"); done
   out=$(wrk -t2 -c64 -d"${secs}s" --latency "$@" "$url")
   local rps p50 p99 non2xx
   rps=$(echo "$out" | awk '/^Requests\/sec/ {print $2}')
@@ -50,7 +64,15 @@ wrk_line() {
   non2xx=$(echo "$out" | awk '/Non-2xx/ {print $NF}')
   errs=$(echo "$out" | awk '/Socket errors/ {print $0}')
   total=$(echo "$out" | awk '/requests in/ {print $1}')
-  echo "http  $label req_per_s=$rps p50=$p50 p99=$p99 requests=$total non2xx=${non2xx:-0}${errs:+ $errs}"
+  local cpu="" i=0 hz
+  hz=$(getconf CLK_TCK)
+  for np in $cpu_names; do
+    local d=$(( $(cpu_ticks "${np#*=}") - before[i] ))
+    cpu="$cpu cpu_us_${np%%=*}=$(awk -v d="$d" -v hz="$hz" -v n="$total" \
+      'BEGIN { printf "%.1f", (n > 0 ? d * 1e6 / hz / n : 0) }')"
+    i=$((i + 1))
+  done
+  echo "http  $label req_per_s=$rps p50=$p50 p99=$p99 requests=$total non2xx=${non2xx:-0}${errs:+ $errs}$cpu"
 }
 
 # start_system: one worker of each service (data in $tmp/data, made fresh)
@@ -61,10 +83,12 @@ start_system() {
   pp=$(free_port); qp=$(free_port); gp=$(free_port)
   start tcpops-people "$pp" --data-dir "$tmp/data"
   start tcpops-pets "$qp" --data-dir "$tmp/data"
+  cpu_names="people=${pids[-2]} pets=${pids[-1]}"
   "$bin/tcpops-gateway" --listen "127.0.0.1:$gp" --people "127.0.0.1:$pp" \
     --pets "127.0.0.1:$qp" --pool 4 2>>"$tmp/gateway.log" &
   gpid=$!
   pids+=($gpid)
+  cpu_names="gateway=$gpid $cpu_names"
   wait_port "$gp"
   for _ in $(seq 1 100); do
     [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$gp/readyz")" = 200 ] && return 0
