@@ -6,17 +6,15 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <limits.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include "rpc/channel.h"
 #include "rpc/clock.h"
+#include "rpc/conn.h"
 #include "util/flags.h"
 #include "util/pbjson.h"
 #include "tcpops.pb-c.h"
@@ -131,6 +129,10 @@ static int rpc(const cli *c, const char *method, const ProtobufCMessage *req,
     return rc;
 }
 
+/* The largest PONG payload ping accepts: a PONG is a few bytes, so a first
+ * frame claiming more is no answer to our PING. */
+#define PONG_MAX 252
+
 /* ping: one PING frame on a fresh connection, timed until its PONG. */
 static int ping(const cli *c)
 {
@@ -144,46 +146,26 @@ static int ping(const cli *c)
         fprintf(stderr, "tcpops-cli: cannot reach %s: %s\n", c->addr, strerror(-fd));
         return EXIT_UNREACHABLE;
     }
-    uint8_t buf[256];
+    rpc_conn conn;
+    rpc_conn_init(&conn, fd, PONG_MAX, 0);
     rpc_frame f = TCPOPS__FRAME__INIT;
     f.kind = TCPOPS__KIND__PING;
     f.id = 1;
-    size_t n = rpc_frame_write(&f, buf);
     int64_t t0 = rpc_now_us();
-    int rc = rpc_sock_write_all(fd, buf, n, deadline, NULL);
-    size_t got = 0;
-    while (rc == 0) {
-        const uint8_t *pl;
-        size_t pn;
+    int rc = rpc_conn_send(&conn, &f);
+    if (rc == 0)
+        rc = rpc_conn_flush_wait(&conn, deadline);
+    if (rc == 0) {
         /* The first bytes back must be a PONG frame: anything else (an
          * HTTP server's "HTTP/1.1 400") is not a tcpops service. */
-        int k = rpc_frame_decode(buf, got, sizeof(buf) - 4, &pl, &pn);
-        if (k < 0) {
+        rpc_frame *pong = NULL;
+        rc = rpc_conn_recv_frame(&conn, &pong, deadline);
+        if (rc == -EMSGSIZE || rc == -EPROTO || (rc == 1 && pong->kind != TCPOPS__KIND__PONG))
             rc = -EPROTONOSUPPORT;
-            break;
-        }
-        if (k > 0) {
-            rpc_frame *pong = NULL;
-            if (rpc_frame_unpack(pl, pn, &pong) < 0 || pong->kind != TCPOPS__KIND__PONG)
-                rc = -EPROTONOSUPPORT;
-            rpc_frame_free(pong);
-            break;
-        }
-        struct pollfd pf = {.fd = fd, .events = POLLIN};
-        int64_t left = deadline - rpc_now_ms();
-        if (left <= 0 || poll(&pf, 1, (int)left) <= 0) {
-            rc = -ETIMEDOUT;
-            break;
-        }
-        ssize_t r = recv(fd, buf + got, sizeof(buf) - got, 0);
-        if (r <= 0) {
-            rc = r == 0 ? -ECONNRESET : -errno;
-            break;
-        }
-        got += (size_t)r;
+        rpc_frame_free(pong);
     }
     int64_t rtt = rpc_now_us() - t0;
-    close(fd);
+    rpc_conn_fini(&conn);
     if (rc == -EPROTONOSUPPORT) {
         fprintf(stderr, "tcpops-cli: not a tcpops service at %s\n", c->addr);
         return EXIT_UNREACHABLE;

@@ -203,7 +203,7 @@ static int refresh(gw_backend *b)
     for (int i = 0; i < n; i++)
         addrs[i] = fresh[i];
     char err[RPC_ERRLEN], q[300];
-    if (rpc_channel_set_endpoints2(b->data, addrs, (size_t)n, b->boot, b->nboot, err) < 0) {
+    if (rpc_channel_set_members(b->data, addrs, (size_t)n, b->boot, b->nboot, err) < 0) {
         util_log(UTIL_WARN, "membership update failed", "service=%s err=%s", b->name,
                  util_logq(q, sizeof(q), err));
         return -1;

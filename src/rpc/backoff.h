@@ -4,7 +4,7 @@
  * A connection that stayed healthy for reset_after_ms resets the curve, so a
  * long outage leaves no long delay behind it. Time and randomness are
  * injected, so the curve is testable without sleeping. Not thread-safe: each
- * connection slot owns one. */
+ * connection owns one. */
 #ifndef TCPOPS_RPC_BACKOFF_H
 #define TCPOPS_RPC_BACKOFF_H
 

@@ -6,7 +6,7 @@
  * and remade in the background with exponential backoff and jitter; a call
  * never waits for a connection that is backing off: it fails fast with
  * UNAVAILABLE. A call that finds every connection at max_inflight waits for
- * a free slot (or a new connection) until its deadline, as one of at most
+ * room on one (or a new connection) until its deadline, as one of at most
  * max_waiting such calls; past that it fails at once with RESOURCE_EXHAUSTED
  * (like gRPC's queueing on a connection's stream limit). A server's GOAWAY moves new calls to other connections, and
  * calls it never accepted are sent again elsewhere.
@@ -54,7 +54,7 @@ typedef struct rpc_channel_cfg {
     size_t nendpoints;
     int pool_size;               /* connections per endpoint, default 2 */
     int max_inflight;            /* calls in flight per connection, default 256 */
-    int max_waiting;             /* calls that may wait for a slot when every
+    int max_waiting;             /* calls that may wait for room when every
                                   * connection has max_inflight, default 1024;
                                   * 0: none wait (RESOURCE_EXHAUSTED at once) */
     size_t max_frame;            /* default RPC_FRAME_MAX_DEFAULT */
@@ -79,6 +79,7 @@ void rpc_channel_cfg_default(rpc_channel_cfg *cfg);
 
 /* One call. The caller fills the inputs; rpc_channel_call fills the outputs;
  * rpc_call_fini releases them. */
+struct rpc_answer; /* the channel's own, never defined for callers */
 typedef struct rpc_call {
     /* in */
     const char *method;          /* "people.List" */
@@ -98,7 +99,8 @@ typedef struct rpc_call {
                                   * DEADLINE_EXCEEDED the channel made up (negative
                                   * errno; -EPROTONOSUPPORT: the peer's answer was
                                   * not a frame, it is no tcpops service); 0 if none */
-    rpc_frame *frame_;           /* private: owns resp */
+    struct rpc_answer *answer;   /* opaque: the answer as received, which resp
+                                  * points into; freed by rpc_call_fini */
 } rpc_call;
 
 /* Starts connecting to every endpoint in the background and returns at once.
@@ -113,7 +115,7 @@ void rpc_channel_free(rpc_channel *ch);
 /* Makes one call and waits for its answer, at most its deadline. Returns the
  * status (also in call->status): the server's, or UNAVAILABLE when no
  * connection was healthy or one was lost with the call on it,
- * DEADLINE_EXCEEDED when the deadline passed (also while waiting for a slot),
+ * DEADLINE_EXCEEDED when the deadline passed (also while waiting for room),
  * RESOURCE_EXHAUSTED when every connection has max_inflight calls and
  * max_waiting calls already wait. Call rpc_call_fini afterwards. */
 int rpc_channel_call(rpc_channel *ch, rpc_call *call);
@@ -124,7 +126,7 @@ void rpc_call_fini(rpc_call *call);
 /* Connections that are up and taking calls now. */
 int rpc_channel_ready(rpc_channel *ch);
 
-/* Calls waiting now for a free slot (see max_waiting). */
+/* Calls waiting now for room on a connection (see max_waiting). */
 int rpc_channel_waiting(rpc_channel *ch);
 
 /* rpc_now_ms when the last answer or PONG arrived from any endpoint on the
@@ -137,17 +139,18 @@ int64_t rpc_channel_last_answer_ms(rpc_channel *ch);
  * errno with err filled (then the old list stays). */
 int rpc_channel_set_endpoints(rpc_channel *ch, const char *const *addrs, size_t n, char *err);
 
-/* Like rpc_channel_set_endpoints, plus backup endpoints that keep their own
- * connections but take calls only while no primary one has a connection up
- * (the gateway keeps a service's shared address as backup to its members, so
- * a restarted worker is reachable before membership has caught up). An
- * address in both lists is primary. */
-int rpc_channel_set_endpoints2(rpc_channel *ch, const char *const *primary, size_t np,
-                               const char *const *backup, size_t nb, char *err);
+/* Replaces the members: primary endpoints as rpc_channel_set_endpoints, plus
+ * backup endpoints that keep their own connections but take calls only
+ * while no primary one has a connection up (the gateway keeps a service's
+ * shared address as backup to its members, so a restarted worker is
+ * reachable before membership has caught up). An address in both lists is
+ * primary. 0, or a negative errno with err filled (the old list stays). */
+int rpc_channel_set_members(rpc_channel *ch, const char *const *primary, size_t np,
+                            const char *const *backup, size_t nb, char *err);
 
 typedef struct rpc_endpoint_info {
     char addr[64];
-    int backup;       /* see rpc_channel_set_endpoints2 */
+    int backup;       /* see rpc_channel_set_members */
     int conns;        /* pool size */
     int ready;        /* connections up and taking calls */
     int outstanding;  /* calls in flight */

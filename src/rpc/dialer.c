@@ -1,0 +1,484 @@
+/* One client connection's life, on its own thread: connect with backoff,
+ * keep alive with PING, read while no caller does (an idle connection's
+ * GOAWAY, close or PONG), and tear down, failing every pending call at once.
+ * Also the two things every holder of the connection shares: the read role
+ * (whoever holds it reads and hands each answer to its caller) and the one
+ * write path.
+ *
+ *   dial --fd--> attach: READY --serve: keepalive, idle reads--> ends (why)
+ *     ^                                                            |
+ *     +--- backoff <--- teardown: detach pending, fail each <-----+
+ *
+ * Locks: cn->wlock before cn->lock; ch->lock alone (never with a conn lock).
+ * No lock is held while a call completes or an event is emitted. */
+#include "rpc/client.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "rpc/clock.h"
+#include "rpc/sock.h"
+#include "rpc/waiter.h"
+
+void dialer_complete(pending *p, int how, int err, rpc_frame *answer)
+{
+    /* p may be gone once P_DONE is set (its caller returns): the wake that
+     * follows then finds no sleeper, or wakes a later wait on the same stack
+     * address spuriously, which every wait tolerates. */
+    p->how = how;
+    p->err = err;
+    p->answer = answer;
+    atomic_fetch_or_explicit(&p->word, P_DONE, memory_order_release);
+    rpc_waiter_wake(&p->word, 1);
+}
+
+static void complete_list(rpc_pending *list, int how, int err)
+{
+    while (list != NULL) {
+        rpc_pending *next = list->next;
+        dialer_complete(as_pending(list), how, err, NULL);
+        list = next;
+    }
+}
+
+/* ---- the write path ---- */
+
+int dialer_write(conn *cn, const rpc_frame *f, int64_t deadline_ms, size_t *sent)
+{
+    *sent = 0;
+    if (cn->io.fd < 0)
+        return -ENOTCONN;
+    int rc = rpc_conn_send(&cn->io, f);
+    if (rc == -ENOMEM || rc == -ENOBUFS)
+        return rc; /* nothing queued */
+    if (rc == 0 && rpc_conn_unsent(&cn->io) > 0)
+        rc = rpc_conn_flush_wait(&cn->io, deadline_ms);
+    if (rc < 0) {
+        /* The rest of a frame that failed goes nowhere: wbuf starts empty
+         * for the next writer (who finds the connection broken anyway). */
+        size_t left = rpc_conn_unsent(&cn->io);
+        *sent = rpc_frame_size(f) - left;
+        rpc_buf_consume(&cn->io.wbuf, left);
+    }
+    return rc;
+}
+
+/* ---- the read role ---- */
+
+void dialer_leave_reading_locked(conn *cn)
+{
+    cn->reading = 0;
+    if (cn->broken == 0 && cn->io.fd >= 0) {
+        /* To the oldest call whose caller waits (not one still writing its
+         * request), so that caller reads next; cn->lock keeps it in the
+         * table (and alive) while it is woken. */
+        for (rpc_pending *l = rpc_conn_oldest(&cn->io); l != NULL; l = l->newer) {
+            pending *q = as_pending(l);
+            if ((atomic_load(&q->word) & P_LEAD) || !q->waiting)
+                continue;
+            cn->reading = 1;
+            atomic_fetch_or(&q->word, P_LEAD);
+            rpc_waiter_wake(&q->word, 1);
+            break;
+        }
+    }
+    /* The conn thread waits for this when the connection ends or drains;
+     * otherwise it is left asleep, so the next caller finds the role free. */
+    if (!cn->reading && (cn->broken != 0 || atomic_load(&cn->state) != CONN_READY))
+        pthread_cond_signal(&cn->cond);
+}
+
+void dialer_mark_broken_locked(conn *cn, int why)
+{
+    if (cn->broken == 0) {
+        cn->broken = why;
+        atomic_store(&cn->state, CONN_DOWN);
+    }
+    pthread_cond_signal(&cn->cond);
+}
+
+void dialer_done_reading(conn *cn, int rc)
+{
+    pthread_mutex_lock(&cn->lock);
+    if (rc < 0)
+        dialer_mark_broken_locked(cn, rc);
+    dialer_leave_reading_locked(cn);
+    pthread_mutex_unlock(&cn->lock);
+}
+
+/* An answer: to its caller, who may have given up (then it is dropped). */
+static void on_response(conn *cn, rpc_frame *f)
+{
+    rpc_channel *ch = cn->ch;
+    atomic_store(&cn->last_frame, atomic_load(&cn->last_rx));
+    pthread_mutex_lock(&cn->lock);
+    rpc_pending *l = rpc_conn_take(&cn->io, f->id);
+    if (l != NULL)
+        atomic_fetch_sub(&cn->outstanding, 1);
+    /* A refusal of a call that crossed our GOAWAY: it never ran. */
+    int unsent = cn->goaway_seen && f->id > cn->goaway_last &&
+                 f->status == TCPOPS__STATUS__UNAVAILABLE;
+    pthread_mutex_unlock(&cn->lock);
+    if (l == NULL) {
+        /* The caller gave up (deadline) or the id is not ours: drop it. */
+        rpc_stats_add(ch->cfg.stats, RPC_C_LATE_ANSWERS, 1);
+        rpc_frame_free(f);
+        return;
+    }
+    client_wake_waiters(ch, 1);
+    if (unsent) {
+        rpc_frame_free(f);
+        dialer_complete(as_pending(l), END_UNSENT, 0, NULL);
+        return;
+    }
+    dialer_complete(as_pending(l), END_ANSWER, 0, f);
+}
+
+/* GOAWAY: no new calls here; those above its last id never ran. */
+static void on_goaway(conn *cn, rpc_frame *f)
+{
+    rpc_channel *ch = cn->ch;
+    pthread_mutex_lock(&cn->lock);
+    cn->goaway_last = f->last_id;
+    cn->goaway_seen = 1;
+    atomic_store(&cn->soon, 1);
+    atomic_store(&cn->state, CONN_DRAINING);
+    rpc_pending *unsent = rpc_conn_detach(&cn->io, f->last_id);
+    for (rpc_pending *l = unsent; l != NULL; l = l->next)
+        atomic_fetch_sub(&cn->outstanding, 1);
+    pthread_mutex_unlock(&cn->lock);
+    rpc_frame_free(f);
+    rpc_stats_add(ch->cfg.stats, RPC_C_GOAWAYS, 1);
+    complete_list(unsent, END_UNSENT, 0);
+    client_emit(cn, RPC_EV_GOAWAY, 0, 0);
+    client_notify(ch);
+}
+
+/* Handles one frame from the server (and frees it). Returns 0, or -EPROTO
+ * when the connection must be dropped. */
+static int on_frame(conn *cn, rpc_frame *f)
+{
+    switch (f->kind) {
+    case TCPOPS__KIND__RESPONSE:
+        on_response(cn, f);
+        return 0;
+    case TCPOPS__KIND__PONG:
+        atomic_store(&cn->last_frame, atomic_load(&cn->last_rx));
+        pthread_mutex_lock(&cn->lock);
+        cn->ping_sent_ms = 0;
+        pthread_mutex_unlock(&cn->lock);
+        rpc_frame_free(f);
+        return 0;
+    case TCPOPS__KIND__GOAWAY:
+        on_goaway(cn, f);
+        return 0;
+    default:
+        /* A server does not send requests or pings to its clients. */
+        rpc_stats_add(cn->ch->cfg.stats, RPC_C_PROTOCOL_ERRORS, 1);
+        rpc_frame_free(f);
+        return -EPROTO;
+    }
+}
+
+/* Handles every whole frame rbuf holds. Returns how many, or a negative
+ * errno when the connection is finished. */
+static int handle_frames(conn *cn)
+{
+    rpc_stats *stats = cn->ch->cfg.stats;
+    int frames = 0;
+    for (;;) {
+        rpc_frame *f = NULL;
+        int rc = rpc_conn_read_frame(&cn->io, &f);
+        if (rc == 0)
+            return frames;
+        if (rc < 0) {
+            if (rc == -EMSGSIZE)
+                rpc_stats_add(stats, RPC_C_OVERSIZE_FRAMES, 1);
+            rpc_stats_add(stats, RPC_C_PROTOCOL_ERRORS, 1);
+            return rc;
+        }
+        rc = on_frame(cn, f);
+        /* A first frame no server sends (our own REQUEST, from an echo
+         * server) is no more a tcpops server than bytes that do not
+         * decode. */
+        if (rc == -EPROTO && cn->io.frames_in == 1)
+            return -EPROTONOSUPPORT;
+        if (rc < 0)
+            return rc;
+        frames++;
+    }
+}
+
+int dialer_read(conn *cn, int wait_ms)
+{
+    struct pollfd pf = {.fd = cn->io.fd, .events = POLLIN};
+    int n = poll(&pf, 1, wait_ms);
+    if (n < 0)
+        return errno == EINTR ? 0 : -errno;
+    if (n == 0)
+        return 0;
+    int frames = 0;
+    for (;;) {
+        int r = rpc_conn_fill(&cn->io);
+        if (r == -EAGAIN)
+            break;
+        if (r == 0)
+            return -ECONNRESET;
+        if (r < 0)
+            return r;
+        atomic_store(&cn->last_rx, cn->io.last_rx);
+        /* Less than asked for (room left): the socket is drained. */
+        int drained = cn->io.rbuf.len < cn->io.rbuf.cap;
+        int k = handle_frames(cn);
+        if (k < 0)
+            return k;
+        frames += k;
+        if (drained)
+            break;
+    }
+    return frames;
+}
+
+/* ---- the connection's thread ---- */
+
+/* Sends a PING when the connection has been quiet for keepalive_idle_ms.
+ * Returns 0, or a negative errno when the connection is finished (no PONG
+ * within keepalive_timeout_ms, or the write failed). */
+static int keepalive(conn *cn, int64_t now)
+{
+    const rpc_channel_cfg *cfg = &cn->ch->cfg;
+    pthread_mutex_lock(&cn->lock);
+    int64_t ping_sent = cn->ping_sent_ms;
+    int due = ping_sent == 0 && now - atomic_load(&cn->last_rx) >= cfg->keepalive_idle_ms;
+    if (due)
+        cn->ping_sent_ms = now;
+    pthread_mutex_unlock(&cn->lock);
+    if (ping_sent != 0 && now - ping_sent >= cfg->keepalive_timeout_ms)
+        return -ETIMEDOUT;
+    if (!due)
+        return 0;
+    rpc_frame f = TCPOPS__FRAME__INIT;
+    f.kind = TCPOPS__KIND__PING;
+    size_t sent = 0;
+    pthread_mutex_lock(&cn->wlock);
+    int rc = dialer_write(cn, &f, now + cfg->keepalive_timeout_ms, &sent);
+    pthread_mutex_unlock(&cn->wlock);
+    return rc;
+}
+
+/* Looks after a connection until it ends: keepalive, and reading whenever
+ * no caller does. Returns why it ended (a negative errno), or 0 when it
+ * ended cleanly after a GOAWAY drained. */
+static int serve(conn *cn)
+{
+    for (;;) {
+        if (client_stopping(cn->ch))
+            return -ECANCELED;
+        int64_t now = rpc_now_ms();
+        if (atomic_load(&cn->ep->removed) && atomic_load(&cn->state) == CONN_READY)
+            atomic_store(&cn->state, CONN_DRAINING); /* no new calls; finish these */
+        if (atomic_load(&cn->state) == CONN_DRAINING && atomic_load(&cn->outstanding) == 0)
+            return 0;
+        pthread_mutex_lock(&cn->lock);
+        int broken = cn->broken;
+        pthread_mutex_unlock(&cn->lock);
+        if (broken != 0)
+            return broken;
+        int rc = keepalive(cn, now);
+        if (rc < 0)
+            return rc;
+
+        /* A ready connection is looked at every 100 ms: to notice stop,
+         * keepalive deadlines and anything that came while nobody read. The
+         * wait comes first, so a caller finds the role free between its
+         * calls. One that ended or drains is woken by its last reader. */
+        struct timespec ts;
+        rpc_ms_to_timespec(now + 100, &ts);
+        pthread_mutex_lock(&cn->lock);
+        if (cn->broken == 0 && (atomic_load(&cn->state) == CONN_READY || cn->reading))
+            pthread_cond_timedwait(&cn->cond, &cn->lock, &ts);
+        int drained = atomic_load(&cn->state) == CONN_DRAINING &&
+                      atomic_load(&cn->outstanding) == 0;
+        int take = !cn->reading && cn->broken == 0 && !drained;
+        if (take)
+            cn->reading = 1;
+        pthread_mutex_unlock(&cn->lock);
+        if (take)
+            dialer_done_reading(cn, dialer_read(cn, 100));
+    }
+}
+
+/* Sleeps for ms unless the channel stops or the conn's endpoint is removed
+ * first. Returns 1 when the conn should end. */
+static int sleep_unless_stopping(conn *cn, int64_t ms)
+{
+    rpc_channel *ch = cn->ch;
+    struct timespec ts;
+    rpc_ms_to_timespec(rpc_now_ms() + ms, &ts);
+    pthread_mutex_lock(&ch->lock);
+    while (!ch->stopping && !atomic_load(&cn->ep->removed) && ms > 0) {
+        if (pthread_cond_timedwait(&ch->cond, &ch->lock, &ts) == ETIMEDOUT)
+            break;
+    }
+    int s = ch->stopping || atomic_load(&cn->ep->removed);
+    pthread_mutex_unlock(&ch->lock);
+    return s;
+}
+
+/* An attempt failed with fd (a negative errno): records it and returns
+ * the delay before the next, the one the event reports. */
+static int64_t connect_failed(conn *cn, int fd)
+{
+    rpc_channel *ch = cn->ch;
+    pthread_mutex_lock(&cn->lock);
+    cn->failures_seen++;
+    atomic_store(&cn->soon, 0);
+    atomic_store(&cn->state, CONN_DOWN);
+    pthread_mutex_unlock(&cn->lock);
+    atomic_store(&cn->last_err, fd);
+    rpc_stats_add(ch->cfg.stats, RPC_C_CONNECT_FAILURES, 1);
+    client_notify(ch); /* waiters for this attempt can stop waiting */
+    int64_t delay = rpc_backoff_next(&cn->bo);
+    client_emit(cn, RPC_EV_CONNECT_FAILED, fd, delay);
+    return delay;
+}
+
+/* The connection is up on fd: a fresh start, and READY. */
+static void conn_up(conn *cn, int fd, int reconnect)
+{
+    rpc_channel *ch = cn->ch;
+    pthread_mutex_lock(&cn->wlock);
+    pthread_mutex_lock(&cn->lock);
+    rpc_conn_attach(&cn->io, fd);
+    cn->goaway_last = 0;
+    cn->goaway_seen = 0;
+    cn->ping_sent_ms = 0;
+    cn->failures_seen = 0;
+    cn->broken = 0;
+    cn->reading = 0;
+    atomic_store(&cn->last_rx, cn->io.last_rx);
+    atomic_store(&cn->outstanding, 0);
+    atomic_store(&cn->state, CONN_READY); /* before soon drops: see rpc_channel_call */
+    atomic_store(&cn->soon, 0);
+    pthread_mutex_unlock(&cn->lock);
+    pthread_mutex_unlock(&cn->wlock);
+    rpc_backoff_up(&cn->bo, rpc_now_ms());
+    rpc_stats_add(ch->cfg.stats, RPC_C_CONNECTS, 1);
+    if (reconnect)
+        rpc_stats_add(ch->cfg.stats, RPC_C_RECONNECTS, 1);
+    rpc_stats_add(ch->cfg.stats, RPC_C_CONNS_OPEN, 1);
+    client_notify(ch);
+    client_emit(cn, RPC_EV_CONNECTED, 0, 0);
+}
+
+/* Ends the connection (why: a negative errno, 0 after a drained GOAWAY):
+ * stops new calls, unblocks a writer stuck on a full socket and waits for
+ * the reader and writer to leave, closes the socket, then fails every call
+ * still pending, at once and with no lock held. */
+static void teardown(conn *cn, int why)
+{
+    int err = why != 0 ? why : -ECONNRESET;
+    atomic_store(&cn->state, CONN_DOWN);
+    shutdown(cn->io.fd, SHUT_RDWR);
+    /* No new reader from here; one reading now sees the shutdown. */
+    pthread_mutex_lock(&cn->lock);
+    if (cn->broken == 0)
+        cn->broken = err;
+    while (cn->reading)
+        pthread_cond_wait(&cn->cond, &cn->lock);
+    pthread_mutex_unlock(&cn->lock);
+    pthread_mutex_lock(&cn->wlock);
+    pthread_mutex_lock(&cn->lock);
+    /* After a GOAWAY, calls above its last id were never run by the
+     * server (they raced with it): those may go elsewhere, even writes. */
+    rpc_pending *unsent = cn->goaway_seen ? rpc_conn_detach(&cn->io, cn->goaway_last) : NULL;
+    rpc_pending *lost = rpc_conn_detach(&cn->io, 0);
+    atomic_store(&cn->outstanding, 0);
+    rpc_conn_close(&cn->io);
+    pthread_mutex_unlock(&cn->lock);
+    pthread_mutex_unlock(&cn->wlock);
+    complete_list(unsent, END_UNSENT, 0);
+    complete_list(lost, END_LOST, err);
+}
+
+/* After teardown: stats, backoff and the event. */
+static void conn_down(conn *cn, int why)
+{
+    rpc_channel *ch = cn->ch;
+    rpc_stats_add(ch->cfg.stats, RPC_C_CONNS_OPEN, -1);
+    if (why != 0)
+        atomic_store(&cn->last_err, why);
+    if (why != 0 && why != -ECANCELED)
+        rpc_stats_add(ch->cfg.stats, RPC_C_CONNS_LOST, 1);
+    rpc_backoff_down(&cn->bo, rpc_now_ms());
+    if (why == 0)
+        cn->bo.failures = 0; /* GOAWAY drained: reconnect at once */
+    client_notify(ch);
+    if (why != -ECANCELED)
+        client_emit(cn, RPC_EV_DISCONNECTED, why, 0);
+}
+
+static void *conn_main(void *arg)
+{
+    conn *cn = arg;
+    int ever_up = 0;
+    int64_t delay = -1; /* drawn after a failed attempt, or at the loop's top */
+
+    for (;;) {
+        if (delay < 0)
+            delay = rpc_backoff_next(&cn->bo);
+        atomic_store(&cn->soon, delay == 0);
+        if (sleep_unless_stopping(cn, delay))
+            break;
+        delay = -1;
+        atomic_store(&cn->state, CONN_CONNECTING);
+        int fd = rpc_sock_connect(&cn->ep->sa, cn->ch->cfg.connect_timeout_ms);
+        if (fd < 0) {
+            delay = connect_failed(cn, fd);
+            continue;
+        }
+        conn_up(cn, fd, ever_up);
+        ever_up = 1;
+        int why = serve(cn);
+        teardown(cn, why);
+        conn_down(cn, why);
+        if (atomic_load(&cn->ep->removed))
+            break;
+    }
+    atomic_store(&cn->soon, 0);
+    atomic_store(&cn->state, CONN_DOWN);
+    atomic_fetch_add(&cn->ep->exited, 1);
+    return NULL;
+}
+
+void dialer_init(conn *cn, rpc_channel *ch, endpoint *ep, int index)
+{
+    cn->ch = ch;
+    cn->ep = ep;
+    cn->index = index;
+    pthread_mutex_init(&cn->wlock, NULL);
+    pthread_mutex_init(&cn->lock, NULL);
+    rpc_cond_init(&cn->cond);
+    atomic_init(&cn->state, CONN_DOWN);
+    atomic_init(&cn->soon, 1); /* the first attempt is immediate */
+    rpc_backoff_init(&cn->bo, &ch->cfg.backoff, ch->cfg.rand, ch->cfg.rand_user);
+    /* No cap on the write buffer: a request is the caller's own, written
+     * whole whatever its size (the server judges it against its max_frame). */
+    rpc_conn_init(&cn->io, -1, ch->cfg.max_frame, SIZE_MAX);
+}
+
+int dialer_start(conn *cn)
+{
+    return -pthread_create(&cn->thread, NULL, conn_main, cn);
+}
+
+void dialer_fini(conn *cn)
+{
+    pthread_mutex_destroy(&cn->wlock);
+    pthread_mutex_destroy(&cn->lock);
+    pthread_cond_destroy(&cn->cond);
+    rpc_conn_fini(&cn->io);
+}
