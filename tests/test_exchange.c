@@ -85,19 +85,27 @@ static void expect_answer(pending *pd, const char *body)
     rpc_frame_free(pd->answer);
 }
 
+/* Opens p and sends two calls, a then b, which the server reads. */
+static void two_calls(pair *p, pending *a, pending *b, uint64_t *ida, uint64_t *idb)
+{
+    pair_open(p);
+    send_ok(p, a, "t.A");
+    send_ok(p, b, "t.B");
+    assert_int_equal(atomic_load(&p->cn->outstanding), 2);
+    *ida = peer_request(p, "t.A");
+    *idb = peer_request(p, "t.B");
+    assert_true(*idb > *ida);
+}
+
 /* The caller reads its own answer off the socket, and an answer for another
  * call that comes first is handed to that call. */
 static void test_answers_in_any_order(void **state)
 {
     (void)state;
     pair p;
-    pair_open(&p);
     pending a = {.how = END_NONE}, b = {.how = END_NONE};
-    send_ok(&p, &a, "t.A");
-    send_ok(&p, &b, "t.B");
-    assert_int_equal(atomic_load(&p.cn->outstanding), 2);
-    uint64_t ida = peer_request(&p, "t.A"), idb = peer_request(&p, "t.B");
-    assert_true(idb > ida);
+    uint64_t ida = 0, idb = 0;
+    two_calls(&p, &a, &b, &ida, &idb);
     peer_send(&p, TCPOPS__KIND__RESPONSE, idb, TCPOPS__STATUS__OK, "bee");
     peer_send(&p, TCPOPS__KIND__RESPONSE, 999, TCPOPS__STATUS__OK, "nobody's");
     peer_send(&p, TCPOPS__KIND__RESPONSE, ida, TCPOPS__STATUS__OK, "ay");
@@ -118,12 +126,9 @@ static void test_goaway_returns_unsent_calls(void **state)
 {
     (void)state;
     pair p;
-    pair_open(&p);
     pending a = {.how = END_NONE}, b = {.how = END_NONE};
-    send_ok(&p, &a, "t.A");
-    send_ok(&p, &b, "t.B");
-    uint64_t ida = peer_request(&p, "t.A");
-    peer_request(&p, "t.B");
+    uint64_t ida = 0, idb = 0;
+    two_calls(&p, &a, &b, &ida, &idb);
     peer_send(&p, TCPOPS__KIND__GOAWAY, ida, 0, NULL);
     peer_send(&p, TCPOPS__KIND__RESPONSE, ida, TCPOPS__STATUS__OK, "ay");
     assert_int_equal(exchange_wait(p.cn, &a, soon()), 1);

@@ -184,9 +184,10 @@ extern _Atomic int exchange_calls_in_process;
 
 /* Sends call on cn with p registered. Returns 0 when the frame went out,
  * -EAGAIN when it provably did not (the conn was not ready: safe to send
- * elsewhere), -ENOMEM (nothing sent), or -ECONNRESET when it may have
- * partly gone (the connection is torn down and p completes as lost). Takes
- * cn->wlock, then cn->lock. */
+ * elsewhere), -ENOMEM (nothing sent, p out of the table), or -ECONNRESET
+ * when it may have partly gone (the connection is torn down) or p was
+ * completed by another thread meanwhile: p completes all the same, so wait
+ * for it with exchange_wait. Takes cn->wlock, then cn->lock. */
 int exchange_send(conn *cn, rpc_call *call, pending *p, int64_t deadline);
 
 /* Waits for p until deadline, reading the connection itself whenever the
