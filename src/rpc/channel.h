@@ -8,8 +8,9 @@
  * UNAVAILABLE. A call that finds every connection at max_inflight waits for
  * room on one (or a new connection) until its deadline, as one of at most
  * max_waiting such calls; past that it fails at once with RESOURCE_EXHAUSTED
- * (like gRPC's queueing on a connection's stream limit). A server's GOAWAY moves new calls to other connections, and
- * calls it never accepted are sent again elsewhere.
+ * (like gRPC's queueing on a connection's stream limit). A server's GOAWAY
+ * moves new calls to other connections, and calls it never accepted are sent
+ * again elsewhere. How it works: the top of src/rpc/channel.c.
  *
  * Every function here may be called from any thread, concurrently. */
 #ifndef TCPOPS_RPC_CHANNEL_H
