@@ -71,8 +71,19 @@ static void test_addr_parse_bad(void **state)
     expect_bad_addr("127.0.0.1:80x", "port must be 0-65535");
     expect_bad_addr("127.0.0.1:80 ", "port must be 0-65535");
     expect_bad_addr("127.0.0.1:8.0", "port must be 0-65535");
+    /* Digits only, as every other number tcpops reads (util/flags.h). */
+    expect_bad_addr("127.0.0.1: 80", "port must be 0-65535");
+    expect_bad_addr("127.0.0.1:+80", "port must be 0-65535");
+    expect_bad_addr("127.0.0.1:-0", "port must be 0-65535");
     /* The sentence names what was given. */
     expect_bad_addr("h:70000", "\"h:70000\"");
+    /* However long the address, the reason still fits after it. */
+    char longhost[300];
+    memset(longhost, 'a', sizeof(longhost));
+    strcpy(longhost + 280, ":80");
+    expect_bad_addr(longhost, "is not HOST:PORT");
+    strcpy(longhost + 200, ":80x");
+    expect_bad_addr(longhost, "port must be 0-65535");
 }
 
 static void test_addr_format(void **state)
