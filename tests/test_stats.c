@@ -161,6 +161,57 @@ static void test_foreach(void **state)
     rpc_stats_free(s);
 }
 
+/* A method with no name, or one too long for a row, counts as "other";
+ * so do the methods past the first 64. Whichever way a call got there,
+ * "other" is one row. */
+static void test_other_is_one_row(void **state)
+{
+    (void)state;
+    rpc_stats *s = fresh();
+    char longname[100];
+    memset(longname, 'x', sizeof(longname) - 1);
+    longname[sizeof(longname) - 1] = '\0';
+    rpc_stats_call(s, NULL, TCPOPS__STATUS__OK);
+    rpc_stats_call(s, longname, TCPOPS__STATUS__OK);
+    for (int i = 0; i < 70; i++) {
+        char m[32];
+        snprintf(m, sizeof(m), "svc.M%d", i);
+        rpc_stats_call(s, m, TCPOPS__STATUS__OK);
+    }
+    rpc_stats_call(s, "other", TCPOPS__STATUS__OK);
+    seen v;
+    report(s, &v);
+    assert_int_equal(rpc_stats_calls(s, NULL, TCPOPS__STATUS__OK), 73);
+    assert_int_equal(rpc_stats_calls(s, longname, TCPOPS__STATUS__OK), 0);
+    uint64_t named = 0;
+    for (int i = 0; i < v.n; i++)
+        if (strcmp(v.rows[i].method, "other") != 0)
+            named += v.rows[i].n;
+    /* 64 rows of their own; the rest is "other". */
+    assert_int_equal(v.n, 65);
+    assert_int_equal(seen_n(&v, "other", "OK"), 73 - named);
+    assert_int_equal(rpc_stats_calls(s, "other", TCPOPS__STATUS__OK), 73 - named);
+    rpc_stats_free(s);
+}
+
+/* Statuses with no name (a peer may answer any number) are reported as one
+ * UNKNOWN per method. */
+static void test_unknown_statuses_are_one_row(void **state)
+{
+    (void)state;
+    rpc_stats *s = fresh();
+    rpc_stats_call(s, "m", 1); /* not a Tcpops__Status */
+    rpc_stats_call(s, "m", 2);
+    rpc_stats_call(s, "m", 40);
+    rpc_stats_call(s, "m", TCPOPS__STATUS__INTERNAL);
+    seen v;
+    report(s, &v);
+    assert_int_equal(v.n, 2);
+    assert_int_equal(seen_n(&v, "m", "UNKNOWN"), 3);
+    assert_int_equal(seen_n(&v, "m", "INTERNAL"), 1);
+    rpc_stats_free(s);
+}
+
 /* Counting from many threads at once loses nothing. */
 #define THREADS 8
 #define PER_THREAD 20000
@@ -203,6 +254,8 @@ int main(void)
         cmocka_unit_test(test_calls_by_method_and_status),
         cmocka_unit_test(test_calls_status_out_of_range),
         cmocka_unit_test(test_foreach),
+        cmocka_unit_test(test_other_is_one_row),
+        cmocka_unit_test(test_unknown_statuses_are_one_row),
         cmocka_unit_test(test_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
