@@ -283,7 +283,8 @@ int gw_backend_new(gw_backend **out, const gw_backend_cfg *cfg, char *err, size_
     ccfg.name = b->name;
     ccfg.endpoints = b->boot;
     ccfg.nendpoints = b->nboot;
-    ccfg.pool_size = cfg->pool_size > 0 ? cfg->pool_size : 2;
+    if (cfg->pool_size > 0)
+        ccfg.pool_size = cfg->pool_size;
     ccfg.max_frame = cfg->max_frame;
     ccfg.max_inflight = cfg->max_inflight;
     ccfg.max_waiting = cfg->max_waiting;
