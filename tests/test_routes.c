@@ -19,6 +19,7 @@
 #include "rpc/clock.h"
 #include "rpc/server.h"
 #include "tcpops.pb-c.h"
+#include "testsvc.h"
 
 /* ---- paths and methods, no server ---- */
 
@@ -63,6 +64,13 @@ static void test_route_allow(void **state)
 
 /* ---- two fake services ---- */
 
+/* Packs resp as the answer and frees the request it answers. */
+static void answer(rpc_reply *out, const ProtobufCMessage *resp, void *req)
+{
+    rpc_reply_pack(out, resp);
+    protobuf_c_message_free_unpacked(req, NULL);
+}
+
 /* people.List answers the names "limit=N" and "after=X" it was asked with. */
 static void people_list(const rpc_call_ctx *ctx, const uint8_t *body, size_t len,
                         rpc_reply *out)
@@ -80,12 +88,11 @@ static void people_list(const rpc_call_ctx *ctx, const uint8_t *body, size_t len
     Tcpops__ListPeopleResponse resp = TCPOPS__LIST_PEOPLE_RESPONSE__INIT;
     resp.n_names = 2;
     resp.names = names;
-    rpc_reply_pack(out, &resp.base);
-    tcpops__list_people_request__free_unpacked(req, NULL);
+    answer(out, &resp.base, req);
 }
 
-/* people.Create: "taken" exists, "full" meets a full disk, "slow" takes
- * longer than any deadline here, anything else is created. */
+/* people.Create: "taken" exists, "full" meets a full disk, "odd" fails
+ * otherwise, anything else is created. */
 static void people_create(const rpc_call_ctx *ctx, const uint8_t *body, size_t len,
                           rpc_reply *out)
 {
@@ -143,8 +150,7 @@ static void pets_get(const rpc_call_ctx *ctx, const uint8_t *body, size_t len, r
     Tcpops__GetPetsByIdsResponse resp = TCPOPS__GET_PETS_BY_IDS_RESPONSE__INIT;
     resp.n_pets = req->n_ids;
     resp.pets = ptrs;
-    rpc_reply_pack(out, &resp.base);
-    tcpops__get_pets_by_ids_request__free_unpacked(req, NULL);
+    answer(out, &resp.base, req);
 }
 
 /* svc.Status: the service is its only member (ctx->user is its address). */
@@ -185,19 +191,11 @@ typedef struct fixture {
 
 static rpc_server *start_service(const rpc_method *m, size_t n, char *addr, size_t addrlen)
 {
-    rpc_server_cfg cfg;
-    rpc_server *s = NULL;
     char err[RPC_ERRLEN];
-    rpc_server_cfg_default(&cfg);
-    cfg.listen = "127.0.0.1:0";
-    cfg.threads = 2;
-    cfg.methods = m;
-    cfg.nmethods = n;
-    cfg.user = addr;
-    if (rpc_server_new(&s, &cfg, err) < 0)
+    /* The service's address is its user: svc.Status names it as a member. */
+    rpc_server *s = testsvc_start(m, n, 2, addr, NULL, addr, addrlen, err);
+    if (s == NULL)
         fail_msg("fake service: %s", err);
-    snprintf(addr, addrlen, "127.0.0.1:%d", rpc_server_port(s, 0));
-    assert_int_equal(rpc_server_start(s), 0);
     return s;
 }
 
@@ -266,62 +264,65 @@ static int teardown(void **state)
     return 0;
 }
 
-/* One request on a fresh connection; fails unless the status is want and
- * the body holds has (when not NULL). The caller frees *r when it keeps it
- * (out != NULL). */
-static void expect_http(fixture *fx, const char *method, const char *path, const char *headers,
-                        const char *body, int want, const char *has, http_resp *out)
-{
-    http_resp r;
-    memset(&r, 0, sizeof(r));
-    if (http_once(fx->port, method, path, headers, body, &r) < 0)
-        fail_msg("%s %s: no answer", method, path);
-    if (r.status != want || (has != NULL && (r.body == NULL || strstr(r.body, has) == NULL)))
-        fail_msg("%s %s: expected %d with %s, got %d %s", method, path, want, has ? has : "",
-                 r.status, r.body ? r.body : "");
-    if (out != NULL)
-        *out = r;
-    else
-        http_resp_free(&r);
-}
+/* Header list for expect_http: name, value, name, value, ..., NULL. */
+#define HDRS(...) ((const char *const[]){__VA_ARGS__, NULL})
 
-static void expect_header(const http_resp *r, const char *name, const char *want)
+/* Fails unless r carries each header of want (see HDRS) with that value. */
+static void expect_headers(const http_resp *r, const char *what, const char *const *want)
 {
     char buf[128];
-    const char *v = http_header(r, name, buf, sizeof(buf));
-    if (v == NULL || strcmp(v, want) != 0)
-        fail_msg("header %s: expected \"%s\", got \"%s\"", name, want, v ? v : "(none)");
+    for (size_t i = 0; want != NULL && want[i] != NULL; i += 2) {
+        const char *v = http_header(r, want[i], buf, sizeof(buf));
+        if (v == NULL || strcmp(v, want[i + 1]) != 0)
+            fail_msg("%s: header %s: expected \"%s\", got \"%s\"", what, want[i],
+                     want[i + 1], v ? v : "(none)");
+    }
+}
+
+/* One request on a fresh connection; fails unless the status is want, the
+ * body holds has (when not NULL) and the headers in hdrs are there (may be
+ * NULL). Returns the length of the body. */
+static size_t expect_http(fixture *fx, const char *method, const char *path,
+                          const char *headers, const char *body, int want, const char *has,
+                          const char *const *hdrs)
+{
+    http_resp r;
+    char what[160];
+    memset(&r, 0, sizeof(r));
+    snprintf(what, sizeof(what), "%s %s", method, path);
+    if (http_once(fx->port, method, path, headers, body, &r) < 0)
+        fail_msg("%s: no answer", what);
+    if (r.status != want || (has != NULL && (r.body == NULL || strstr(r.body, has) == NULL)))
+        fail_msg("%s: expected %d with %s, got %d %s", what, want, has ? has : "", r.status,
+                 r.body ? r.body : "");
+    expect_headers(&r, what, hdrs);
+    size_t n = r.body_len;
+    http_resp_free(&r);
+    return n;
 }
 
 static void test_healthz(void **state)
 {
     fixture *fx = *state;
-    http_resp r;
     expect_http(fx, "GET", "/healthz", "X-Request-Id: t-1\r\n", NULL, 200,
-                "{\"status\":\"ok\"}", &r);
-    expect_header(&r, "Content-Type", "application/json");
-    expect_header(&r, "X-Request-Id", "t-1");
-    http_resp_free(&r);
-    expect_http(fx, "HEAD", "/healthz", NULL, NULL, 200, NULL, &r);
-    assert_int_equal(r.body_len, 0);
-    expect_header(&r, "Content-Length", "15"); /* what GET would send */
-    http_resp_free(&r);
+                "{\"status\":\"ok\"}",
+                HDRS("Content-Type", "application/json", "X-Request-Id", "t-1"));
+    /* HEAD: no body, and the length GET would send. */
+    size_t n = expect_http(fx, "HEAD", "/healthz", NULL, NULL, 200, NULL,
+                           HDRS("Content-Length", "15"));
+    assert_int_equal(n, 0);
 }
 
 static void test_no_route_and_methods(void **state)
 {
     fixture *fx = *state;
-    http_resp r;
     expect_http(fx, "GET", "/nope", NULL, NULL, 404, "no route /nope", NULL);
     expect_http(fx, "GET", "/people/", NULL, NULL, 404, "no route /people/", NULL);
     expect_http(fx, "GET", "/people%2Fpets", NULL, NULL, 400, "encodes a '/'", NULL);
     expect_http(fx, "DELETE", "/people", NULL, NULL, 405, "DELETE is not allowed on /people",
-                &r);
-    expect_header(&r, "Allow", "GET, HEAD, POST");
-    http_resp_free(&r);
-    expect_http(fx, "POST", "/status", NULL, NULL, 405, "POST is not allowed on /status", &r);
-    expect_header(&r, "Allow", "GET, HEAD");
-    http_resp_free(&r);
+                HDRS("Allow", "GET, HEAD, POST"));
+    expect_http(fx, "POST", "/status", NULL, NULL, 405, "POST is not allowed on /status",
+                HDRS("Allow", "GET, HEAD"));
     expect_http(fx, "GET", "/healthz", "Expect: nonsense\r\n", NULL, 417, "100-continue", NULL);
 }
 
@@ -355,7 +356,6 @@ static void test_people_list(void **state)
 static void test_people_create(void **state)
 {
     fixture *fx = *state;
-    http_resp r;
     expect_http(fx, "POST", "/people?name=zoe", NULL, NULL, 201, "{\"name\":\"zoe\"}", NULL);
     expect_http(fx, "POST", "/people", NULL, "{\"name\":\"amy\"}", 201, "{\"name\":\"amy\"}",
                 NULL);
@@ -368,9 +368,9 @@ static void test_people_create(void **state)
     expect_http(fx, "POST", "/people", NULL, "[1]", 400, "a string \\\"name\\\"", NULL);
     char big[400];
     snprintf(big, sizeof(big), "{\"name\":\"%0300d\"}", 0);
-    expect_http(fx, "POST", "/people", NULL, big, 413, "request body over 256 bytes", &r);
-    expect_header(&r, "Connection", "close"); /* the body was left unread */
-    http_resp_free(&r);
+    /* The body is left unread: the connection closes. */
+    expect_http(fx, "POST", "/people", NULL, big, 413, "request body over 256 bytes",
+                HDRS("Connection", "close"));
     /* The service's statuses, as HTTP. */
     expect_http(fx, "POST", "/people?name=taken", NULL, NULL, 409, "taken exists", NULL);
     expect_http(fx, "POST", "/people?name=full", NULL, NULL, 507,
@@ -401,7 +401,7 @@ static void test_metrics_count_requests(void **state)
     http_resp_free(&r);
     assert_int_equal(http_do(&c, "GET", "/metrics", NULL, NULL, 0, &r, 10000), 0);
     assert_int_equal(r.status, 200);
-    expect_header(&r, "Content-Type", "text/plain; version=0.0.4");
+    expect_headers(&r, "GET /metrics", HDRS("Content-Type", "text/plain; version=0.0.4"));
     const char *want = "tcpops_http_requests_total{route=\"/readyz\",method=\"GET\","
                        "code=\"200\"} ";
     if (strstr(r.body, want) == NULL)
@@ -414,16 +414,13 @@ static void test_metrics_count_requests(void **state)
 static void test_readyz_draining(void **state)
 {
     fixture *fx = *state;
-    http_resp r;
     /* Ready and up (test_people_create's full disk may still show in
      * writes_failing and "degraded" until the next svc.Status). */
     expect_http(fx, "GET", "/readyz", NULL, NULL, 200, "{\"status\":\"ready\"", NULL);
     expect_http(fx, "GET", "/status", NULL, NULL, 200, "\"services\":{", NULL);
     atomic_store(&fx->g.draining, 1);
-    expect_http(fx, "GET", "/readyz", NULL, NULL, 503, "not ready: shutting down", &r);
-    expect_header(&r, "Retry-After", "1");
-    expect_header(&r, "Connection", "close");
-    http_resp_free(&r);
+    expect_http(fx, "GET", "/readyz", NULL, NULL, 503, "not ready: shutting down",
+                HDRS("Retry-After", "1", "Connection", "close"));
 }
 
 int main(void)
