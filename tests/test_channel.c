@@ -31,18 +31,9 @@ typedef struct fixture {
 static rpc_server *start_server(rpc_stats *stats, int threads, char *addr, size_t len)
 {
     char err[RPC_ERRLEN];
-    rpc_server_cfg cfg;
-    rpc_server *srv = NULL;
-    rpc_server_cfg_default(&cfg);
-    cfg.listen = "127.0.0.1:0";
-    cfg.threads = threads;
-    cfg.methods = testsvc_methods;
-    cfg.nmethods = testsvc_nmethods;
-    cfg.stats = stats;
-    if (rpc_server_new(&srv, &cfg, err) < 0)
+    rpc_server *srv = testsvc_start(NULL, 0, threads, NULL, stats, addr, len, err);
+    if (srv == NULL)
         fail_msg("server: %s", err);
-    assert_int_equal(rpc_server_start(srv), 0);
-    snprintf(addr, len, "127.0.0.1:%d", rpc_server_port(srv, 0));
     return srv;
 }
 

@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -195,6 +196,34 @@ static void test_flags_check_mode(void **state)
     unsetenv("TCPOPS_CHECK_FLAGS");
 }
 
+/* --help shows each flag's default as it is on entry, booleans included. */
+static void test_usage_defaults(void **state)
+{
+    (void)state;
+    long n = 7;
+    int on = 1, off = 0;
+    const char *s = "x:1";
+    const util_flag f[] = {
+        {"count", UTIL_FLAG_INT, &n, "N", "how many", 1, 9},
+        {"loud", UTIL_FLAG_BOOL, &on, NULL, "log more", 0, 0},
+        {"quiet", UTIL_FLAG_BOOL, &off, NULL, "log less", 0, 0},
+        {"addr", UTIL_FLAG_STR, &s, "A", "where", 0, 0},
+    };
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    assert_non_null(out);
+    util_flags_usage(out, f, 4);
+    fclose(out);
+    const char *want[] = {"how many (default 7; 1-9)", "log more (default true)",
+                          "log less (default false)", "where (default x:1)",
+                          "env TCPOPS_COUNT"};
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+        if (strstr(text, want[i]) == NULL)
+            fail_msg("usage: expected \"%s\" in:\n%s", want[i], text);
+    free(text);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -205,6 +234,7 @@ int main(void)
         cmocka_unit_test(test_flags_choice),
         cmocka_unit_test(test_flags_environment),
         cmocka_unit_test(test_flags_check_mode),
+        cmocka_unit_test(test_usage_defaults),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

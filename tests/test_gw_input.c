@@ -1,5 +1,6 @@
 /* The gateway's input rules (src/gateway/input.c) as pure functions: JSON
- * nesting, the request head as civetweb leaves it, paths and queries. */
+ * nesting, the request head as civetweb leaves it, paths, queries, ?limit=
+ * and the POST /people body. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -356,6 +357,59 @@ static void test_query(void **state)
     assert_int_equal(gw_parse_query("", 0, none, 0, why, sizeof(why)), 0);
 }
 
+/* ---- ?limit= and the POST /people body ---- */
+
+static void expect_limit(const char *s, int want_rc, long want)
+{
+    long v = -7;
+    int rc = gw_parse_limit(s, strlen(s), &v);
+    if (rc != want_rc || (rc == 0 && v != want) || (rc != 0 && v != -7))
+        fail_msg("limit \"%s\": expected %d (%ld), got %d (%ld)", s, want_rc, want, rc, v);
+}
+
+static void test_limit(void **state)
+{
+    (void)state;
+    expect_limit("1", 0, 1);
+    expect_limit("1000", 0, 1000);
+    expect_limit("0042", 0, 42);
+    expect_limit("0", -1, 0);
+    expect_limit("1001", -1, 0);
+    expect_limit("00001", -1, 0); /* more than 4 digits */
+    expect_limit("", -1, 0);
+    expect_limit("-1", -1, 0);
+    expect_limit("+5", -1, 0);
+    expect_limit(" 5", -1, 0);
+    expect_limit("5x", -1, 0);
+    long v = 0;
+    assert_int_equal(gw_parse_limit("12", 1, &v), 0); /* only n bytes count */
+    assert_int_equal(v, 1);
+}
+
+static void expect_body(const char *body, const char *want_name, const char *reason)
+{
+    char name[66] = "", why[256] = "";
+    int rc = gw_parse_create_body(body, strlen(body), name, sizeof(name), why, sizeof(why));
+    if (want_name != NULL && (rc != 0 || strcmp(name, want_name) != 0))
+        fail_msg("body %s: expected name %s, got %d %s%s", body, want_name, rc, name, why);
+    if (want_name == NULL && (rc != -1 || strstr(why, reason) == NULL))
+        fail_msg("body %s: expected -1 saying %s, got %d %s", body, reason, rc, why);
+}
+
+static void test_body_rules(void **state)
+{
+    (void)state;
+    expect_body("{\"name\":\"ann\"}", "ann", NULL);
+    expect_body("{\"name\":\"Jose\u0301\"}", "Jos\xC3\xA9", NULL); /* NFC */
+    expect_body("", NULL, "missing name: use ?name=NAME or a JSON body");
+    expect_body("{\"name\":", NULL, "body is not valid JSON");
+    expect_body("[\"ann\"]", NULL, "body must be a JSON object with a string \"name\"");
+    expect_body("{}", NULL, "with a string \"name\"");
+    expect_body("{\"name\":42}", NULL, "with a string \"name\"");
+    expect_body("{\"name\":\"\"}", NULL, "name: ");
+    expect_body("{\"name\":\"a\\u0000b\"}", NULL, "name: ");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -366,6 +420,8 @@ int main(void)
         cmocka_unit_test(test_head_limits),
         cmocka_unit_test(test_path),
         cmocka_unit_test(test_query),
+        cmocka_unit_test(test_limit),
+        cmocka_unit_test(test_body_rules),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

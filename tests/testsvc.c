@@ -53,3 +53,26 @@ char *testsvc_text(void *thread_state, void *user, const char *line, size_t len)
         snprintf(out, len + 8, "echo: %.*s", (int)len, line);
     return out;
 }
+
+rpc_server *testsvc_start(const rpc_method *m, size_t n, int threads, void *user,
+                          rpc_stats *stats, char *addr, size_t len, char *err)
+{
+    rpc_server_cfg cfg;
+    rpc_server *srv = NULL;
+    rpc_server_cfg_default(&cfg);
+    cfg.listen = "127.0.0.1:0";
+    cfg.threads = threads;
+    cfg.methods = m != NULL ? m : testsvc_methods;
+    cfg.nmethods = m != NULL ? n : testsvc_nmethods;
+    cfg.user = user;
+    cfg.stats = stats;
+    if (rpc_server_new(&srv, &cfg, err) < 0)
+        return NULL;
+    if (rpc_server_start(srv) < 0) {
+        snprintf(err, RPC_ERRLEN, "server did not start");
+        rpc_server_free(srv);
+        return NULL;
+    }
+    snprintf(addr, len, "127.0.0.1:%d", rpc_server_port(srv, 0));
+    return srv;
+}

@@ -14,4 +14,12 @@ extern const size_t testsvc_nmethods;
 /* Text mode for tests: answers "echo: LINE". */
 char *testsvc_text(void *thread_state, void *user, const char *line, size_t len);
 
+/* Starts a server on a free 127.0.0.1 port serving methods m[0..n)
+ * (testsvc_methods when m is NULL) with threads workers, user as its
+ * cfg.user and stats (may be NULL), and writes "127.0.0.1:PORT" into addr
+ * (len bytes). Returns it (rpc_server_free it), or NULL with err filled
+ * (RPC_ERRLEN). */
+rpc_server *testsvc_start(const rpc_method *m, size_t n, int threads, void *user,
+                          rpc_stats *stats, char *addr, size_t len, char *err);
+
 #endif

@@ -190,7 +190,7 @@ static int same_set(char a[][64], size_t na, char b[][64], size_t nb)
 /* Returns 0, or -1 when the members could not be learnt (retry soon). */
 static int refresh(gw_backend *b)
 {
-    static _Thread_local char fresh[MAX_MEMBERS][64];
+    char fresh[MAX_MEMBERS][64]; /* 4 KiB; only the refresher thread runs this */
     int n = fetch_members(b, fresh, MAX_MEMBERS);
     if (n <= 0)
         return -1; /* keep what we have: the members we know, or the bootstrap */
@@ -283,7 +283,8 @@ int gw_backend_new(gw_backend **out, const gw_backend_cfg *cfg, char *err, size_
     ccfg.name = b->name;
     ccfg.endpoints = b->boot;
     ccfg.nendpoints = b->nboot;
-    ccfg.pool_size = cfg->pool_size > 0 ? cfg->pool_size : 2;
+    if (cfg->pool_size > 0)
+        ccfg.pool_size = cfg->pool_size;
     ccfg.max_frame = cfg->max_frame;
     ccfg.max_inflight = cfg->max_inflight;
     ccfg.max_waiting = cfg->max_waiting;

@@ -16,7 +16,7 @@ typedef struct gw_backend gw_backend;
 typedef struct gw_backend_cfg {
     const char *name;        /* "people" */
     const char *bootstrap;   /* "host:port[,host:port...]" */
-    int pool_size;           /* connections per member */
+    int pool_size;           /* connections per member; 0: the channel's default */
     int refresh_ms;          /* membership refresh period, 1000 */
     size_t max_frame;        /* largest frame accepted from the service */
     int max_inflight;        /* calls in flight per connection */

@@ -11,7 +11,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "rpc/channel.h"
 #include "rpc/clock.h"
+#include "rpc/frame.h"
 #include "util/flags.h"
 #include "gateway/listener.h"
 #include "util/log.h"
@@ -176,10 +178,14 @@ int main(int argc, char **argv)
     const char *listen = "127.0.0.1:5001";
     const char *people = "127.0.0.1:5002";
     const char *pets = "127.0.0.1:5003";
-    long threads = 1024, pool = 2, deadline_ms = 2000, keepalive_ms = 10000, drain_ms = 5000;
-    long request_timeout_ms = 10000;
-    long max_body = 64 * 1024, max_header = 16 * 1024, max_frame = RPC_FRAME_MAX_DEFAULT;
-    long max_inflight = 256, max_waiting = 1024, spin_us = 80, listen_fd = -1;
+    /* The RPC side's defaults and limits are the channel's own. */
+    rpc_channel_cfg cd;
+    rpc_channel_cfg_default(&cd);
+    long threads = 1024, pool = cd.pool_size, deadline_ms = cd.deadline_ms;
+    long keepalive_ms = 10000, drain_ms = 5000, request_timeout_ms = 10000;
+    long max_body = 64 * 1024, max_header = 16 * 1024, max_frame = (long)cd.max_frame;
+    long max_inflight = cd.max_inflight, max_waiting = cd.max_waiting;
+    long spin_us = 80, listen_fd = -1; /* spin: the gateway's own choice, see --spin-us */
     int access_log = 1;
     gw g;
     memset(&g, 0, sizeof(g));
@@ -196,7 +202,7 @@ int main(int argc, char **argv)
          2, 4096},
         {"pool", UTIL_FLAG_INT, &pool, "N", "RPC connections per service worker", 1, 64},
         {"deadline-ms", UTIL_FLAG_INT, &deadline_ms, "MS",
-         "time budget of one HTTP request (504 past it)", 1, 10000},
+         "time budget of one HTTP request (504 past it)", 1, cd.max_deadline_ms},
         {"keepalive-ms", UTIL_FLAG_INT, &keepalive_ms, "MS",
          "how long an idle HTTP keep-alive connection stays open", 0, 600000},
         {"request-timeout-ms", UTIL_FLAG_INT, &request_timeout_ms, "MS",
@@ -208,8 +214,8 @@ int main(int argc, char **argv)
          64L << 20},
         {"max-header-bytes", UTIL_FLAG_SIZE, &max_header, "BYTES",
          "request line and headers limit", 1024, 1L << 20},
-        {"max-frame", UTIL_FLAG_SIZE, &max_frame, "BYTES", "largest RPC frame accepted", 64,
-         16L * 1024 * 1024 - 1},
+        {"max-frame", UTIL_FLAG_SIZE, &max_frame, "BYTES", "largest RPC frame accepted",
+         RPC_FRAME_MAX_LOWEST, RPC_FRAME_MAX_HIGHEST},
         {"max-inflight", UTIL_FLAG_INT, &max_inflight, "N",
          "RPC calls in flight per connection (more wait for a free one)", 1, 65536},
         {"max-waiting", UTIL_FLAG_INT, &max_waiting, "N",

@@ -43,11 +43,6 @@ void gw_metrics_free(gw_metrics *m)
     free(m);
 }
 
-const char *gw_route_name(gw_route r)
-{
-    return r >= 0 && r < GW_R_COUNT ? route_names[r] : "other";
-}
-
 static int method_index(const char *method)
 {
     if (strcmp(method, "GET") == 0)

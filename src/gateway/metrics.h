@@ -18,9 +18,6 @@ typedef struct gw_metrics gw_metrics;
 int gw_metrics_new(gw_metrics **out);
 void gw_metrics_free(gw_metrics *m);
 
-/* The label of a route ("/people", ..., "other"). */
-const char *gw_route_name(gw_route r);
-
 /* Counts one finished request. Any thread. */
 void gw_metrics_request(gw_metrics *m, gw_route route, const char *method, int status,
                         int64_t duration_us);

@@ -51,6 +51,10 @@ void rpc_backoff_down(rpc_backoff *b, int64_t now_ms)
 
 double rpc_rand01(void *unused)
 {
+    /* Per thread on purpose: many threads draw at once (every channel
+     * connection thread for its backoff, every gateway worker for request
+     * ids), and a shared state would need a lock or an atomic per draw.
+     * Seeding with &s gives each thread its own sequence. */
     static _Thread_local uint64_t s;
     (void)unused;
     if (s == 0)

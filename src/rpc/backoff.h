@@ -46,7 +46,8 @@ void rpc_backoff_up(rpc_backoff *b, int64_t now_ms);
  * at least reset_after_ms. */
 void rpc_backoff_down(rpc_backoff *b, int64_t now_ms);
 
-/* Uniform [0, 1) from a thread-local generator; usable as an rpc_rand_fn. */
+/* Uniform [0, 1) from a generator each thread has its own of (xorshift,
+ * seeded on first use); any thread, no lock. Usable as an rpc_rand_fn. */
 double rpc_rand01(void *unused);
 
 #endif

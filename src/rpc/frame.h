@@ -11,6 +11,11 @@
 
 #define RPC_FRAME_HEADER 4
 #define RPC_FRAME_MAX_DEFAULT (1u << 20) /* 1 MiB */
+/* The range a program's --max-frame may take: at least room for a small
+ * frame, and below 16 MiB so that every length's first byte is 0x00 and
+ * tells a binary peer from a text-mode one (docs/protocol.md). */
+#define RPC_FRAME_MAX_LOWEST 64
+#define RPC_FRAME_MAX_HIGHEST ((1L << 24) - 1)
 
 typedef Tcpops__Frame rpc_frame;
 

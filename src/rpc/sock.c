@@ -1,6 +1,7 @@
 #include "rpc/sock.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -20,15 +21,19 @@ int rpc_addr_parse(const char *hostport, struct sockaddr_in *out, char *err)
     char host[256];
     char *end = NULL;
 
+    /* The address is quoted cut to 200 bytes, so the reason after it
+     * always fits in RPC_ERRLEN. */
     if (colon == NULL || (size_t)(colon - hostport) >= sizeof(host)) {
-        snprintf(err, RPC_ERRLEN, "address \"%s\" is not HOST:PORT",
+        snprintf(err, RPC_ERRLEN, "address \"%.200s\" is not HOST:PORT",
                  hostport != NULL ? hostport : "");
         return -EINVAL;
     }
+    /* Digits only, as every number tcpops reads: strtol alone would take
+     * leading spaces and a sign. */
     errno = 0;
-    long port = strtol(colon + 1, &end, 10);
-    if (errno != 0 || end == colon + 1 || *end != '\0' || port < 0 || port > 65535) {
-        snprintf(err, RPC_ERRLEN, "address \"%s\": port must be 0-65535", hostport);
+    long port = isdigit((unsigned char)colon[1]) ? strtol(colon + 1, &end, 10) : -1;
+    if (errno != 0 || port < 0 || *end != '\0' || port > 65535) {
+        snprintf(err, RPC_ERRLEN, "address \"%.200s\": port must be 0-65535", hostport);
         return -EINVAL;
     }
     memcpy(host, hostport, (size_t)(colon - hostport));
@@ -48,7 +53,7 @@ int rpc_addr_parse(const char *hostport, struct sockaddr_in *out, char *err)
     struct addrinfo *res = NULL;
     int rc = getaddrinfo(host, NULL, &hints, &res);
     if (rc != 0 || res == NULL) {
-        snprintf(err, RPC_ERRLEN, "address \"%s\": %s", hostport, gai_strerror(rc));
+        snprintf(err, RPC_ERRLEN, "address \"%.200s\": %s", hostport, gai_strerror(rc));
         return -EINVAL;
     }
     out->sin_addr = ((struct sockaddr_in *)res->ai_addr)->sin_addr;

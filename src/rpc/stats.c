@@ -97,9 +97,13 @@ void rpc_stats_call(rpc_stats *s, const char *method, int status)
 {
     if (s == NULL)
         return;
+    method_row *r = NULL;
+    /* Whatever counts as "other" goes to the one "other" row, so that no
+     * second row of that name appears among the first 64. */
     if (method == NULL || strlen(method) >= sizeof(s->rows[0].name))
-        method = "other";
-    method_row *r = find_row(s, method);
+        r = &s->rows[MAX_METHODS];
+    else if ((r = find_row(s, method)) == NULL && strcmp(method, "other") == 0)
+        r = &s->rows[MAX_METHODS];
     if (r == NULL) {
         pthread_mutex_lock(&s->add_lock);
         r = find_row(s, method);
@@ -119,20 +123,32 @@ void rpc_stats_call(rpc_stats *s, const char *method, int status)
     atomic_fetch_add_explicit(&r->by_status[slot], 1, memory_order_relaxed);
 }
 
+/* Reports one row's non-zero statuses. The statuses with no name (a peer
+ * may answer any number) are summed into one UNKNOWN, so that no label
+ * pair is reported twice. */
+static void report_row(method_row *r, rpc_stats_call_fn fn, void *user)
+{
+    const char *unknown = rpc_status_name(-1);
+    uint64_t nunknown = 0;
+    for (int st = 0; st <= MAX_STATUS; st++) {
+        uint64_t v = atomic_load_explicit(&r->by_status[st], memory_order_relaxed);
+        const char *name = st < MAX_STATUS ? rpc_status_name(st) : unknown;
+        if (strcmp(name, unknown) == 0)
+            nunknown += v;
+        else if (v != 0)
+            fn(user, r->name, name, v);
+    }
+    if (nunknown != 0)
+        fn(user, r->name, unknown, nunknown);
+}
+
 void rpc_stats_foreach_call(const rpc_stats *cs, rpc_stats_call_fn fn, void *user)
 {
     rpc_stats *s = (rpc_stats *)cs;
     int n = atomic_load_explicit(&s->nmethods, memory_order_acquire);
-    for (int i = 0; i <= MAX_METHODS; i++) {
-        if (i >= n && i != MAX_METHODS)
-            continue;
-        for (int st = 0; st <= MAX_STATUS; st++) {
-            uint64_t v = atomic_load_explicit(&s->rows[i].by_status[st],
-                                              memory_order_relaxed);
-            if (v != 0)
-                fn(user, s->rows[i].name, rpc_status_name(st), v);
-        }
-    }
+    for (int i = 0; i <= MAX_METHODS; i++)
+        if (i < n || i == MAX_METHODS)
+            report_row(&s->rows[i], fn, user);
 }
 
 uint64_t rpc_stats_calls(const rpc_stats *cs, const char *method, int status)

@@ -50,11 +50,13 @@ void rpc_stats_add(rpc_stats *s, rpc_counter c, int64_t delta);
 int64_t rpc_stats_get(const rpc_stats *s, rpc_counter c);
 
 /* Counts one finished call of method with status (a Tcpops__Status). The
- * first 64 method names get their own row; later ones count as "other". */
+ * first 64 method names get their own row; later ones count as "other", as
+ * do a NULL method and a name of 64 bytes or more. */
 void rpc_stats_call(rpc_stats *s, const char *method, int status);
 
 /* Calls fn once per (method, status) pair with a non-zero count, from the
- * calling thread, with no lock held. */
+ * calling thread, with no lock held. Statuses with no name are summed into
+ * one "UNKNOWN" per method, so no pair comes twice. */
 typedef void (*rpc_stats_call_fn)(void *user, const char *method,
                                   const char *status, uint64_t n);
 void rpc_stats_foreach_call(const rpc_stats *s, rpc_stats_call_fn fn, void *user);

@@ -196,6 +196,7 @@ void util_flags_usage(FILE *out, const util_flag *flags, size_t n)
             fprintf(out, " (default %ld; k/M/G allowed)", *(long *)f->dest);
             break;
         case UTIL_FLAG_BOOL:
+            fprintf(out, " (default %s)", *(const int *)f->dest ? "true" : "false");
             break;
         }
         fprintf(out, "\n  %-26s env %s\n", "", env);

@@ -56,7 +56,8 @@ int util_flags_parse(const util_flag *flags, size_t n, int argc, char **argv, in
 int util_parse_num(const char *s, util_unit unit, long min, long max, long *out,
                    const char *what, char *err, size_t errlen);
 
-/* Prints the flags, their environment names and defaults. */
+/* Prints the flags, their environment names and defaults (a boolean's as
+ * true or false: --NAME=false turns on-by-default off). */
 void util_flags_usage(FILE *out, const util_flag *flags, size_t n);
 
 #endif

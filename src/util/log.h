@@ -14,8 +14,9 @@ enum { UTIL_DEBUG, UTIL_INFO, UTIL_WARN, UTIL_ERROR };
 void util_log_init(const char *app);
 
 /* From now on lines are gathered in memory and written by a background
- * thread every 50 ms (or at once when 64 KiB wait), so a busy program spends
- * one write per batch instead of one per line. Call once from main before
+ * thread every 50 ms (or at once, by the logging thread, when the next line
+ * would overflow the 1 MiB buffer), so a busy program spends one write per
+ * batch instead of one per line. Call once from main before
  * threads; util_log_flush (also run at exit) writes what is waiting. */
 void util_log_buffered(void);
 

@@ -119,44 +119,84 @@ json_t *pbjson_from_message(const ProtobufCMessage *msg)
     return obj;
 }
 
+/* Fills err for field f and returns -EINVAL. */
+static int bad_field(const ProtobufCFieldDescriptor *f, const char *what, char *err,
+                     size_t errlen)
+{
+    snprintf(err, errlen, "field \"%s\" %s", f->name, what);
+    return -EINVAL;
+}
+
+/* An integer field (every type elem_size makes 4 or 8 bytes, bar float,
+ * double and enum) from j, checked against the field's range. */
+static int json_to_int(const ProtobufCFieldDescriptor *f, json_t *j, void *p, char *err,
+                       size_t errlen)
+{
+    if (!json_is_integer(j))
+        return bad_field(f, "has the wrong type", err, errlen);
+    json_int_t v = json_integer_value(j);
+    switch (f->type) {
+    case PROTOBUF_C_TYPE_INT32: case PROTOBUF_C_TYPE_SINT32: case PROTOBUF_C_TYPE_SFIXED32:
+        if (v < INT32_MIN || v > INT32_MAX)
+            return bad_field(f, "is out of range", err, errlen);
+        *(int32_t *)p = (int32_t)v;
+        return 0;
+    case PROTOBUF_C_TYPE_UINT32: case PROTOBUF_C_TYPE_FIXED32:
+        if (v < 0 || v > (json_int_t)UINT32_MAX)
+            return bad_field(f, "is out of range", err, errlen);
+        *(uint32_t *)p = (uint32_t)v;
+        return 0;
+    case PROTOBUF_C_TYPE_UINT64: case PROTOBUF_C_TYPE_FIXED64:
+        if (v < 0)
+            return bad_field(f, "is out of range", err, errlen);
+        *(uint64_t *)p = (uint64_t)v;
+        return 0;
+    default:
+        *(int64_t *)p = (int64_t)v;
+        return 0;
+    }
+}
+
+/* A string or bytes field from j: a malloc'd copy the message owns. */
+static int json_to_text(const ProtobufCFieldDescriptor *f, json_t *j, void *p, char *err,
+                        size_t errlen)
+{
+    if (!json_is_string(j))
+        return bad_field(f, "has the wrong type", err, errlen);
+    size_t n = json_string_length(j);
+    if (f->type == PROTOBUF_C_TYPE_STRING && strlen(json_string_value(j)) != n)
+        /* (JSON_ALLOW_NUL) a C string would end at the NUL */
+        return bad_field(f, "contains a NUL byte", err, errlen);
+    char *s = malloc(n + 1);
+    if (s == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    memcpy(s, json_string_value(j), n + 1);
+    if (f->type == PROTOBUF_C_TYPE_STRING) {
+        *(char **)p = s;
+    } else {
+        ProtobufCBinaryData *b = p;
+        b->len = n;
+        b->data = (uint8_t *)s;
+    }
+    return 0;
+}
+
 static int json_to_value(const ProtobufCFieldDescriptor *f, json_t *j, void *p, char *err,
                          size_t errlen)
 {
     switch (f->type) {
-    case PROTOBUF_C_TYPE_STRING: {
-        if (!json_is_string(j))
-            goto type;
-        if (strlen(json_string_value(j)) != json_string_length(j)) {
-            /* (JSON_ALLOW_NUL) a C string would end at the NUL */
-            snprintf(err, errlen, "field \"%s\" contains a NUL byte", f->name);
-            return -EINVAL;
-        }
-        char *s = malloc(json_string_length(j) + 1);
-        if (s == NULL)
-            goto nomem;
-        memcpy(s, json_string_value(j), json_string_length(j) + 1);
-        *(char **)p = s;
-        return 0;
-    }
-    case PROTOBUF_C_TYPE_BYTES: {
-        if (!json_is_string(j))
-            goto type;
-        ProtobufCBinaryData *b = p;
-        b->len = json_string_length(j);
-        b->data = malloc(b->len ? b->len : 1);
-        if (b->data == NULL)
-            goto nomem;
-        memcpy(b->data, json_string_value(j), b->len);
-        return 0;
-    }
+    case PROTOBUF_C_TYPE_STRING: case PROTOBUF_C_TYPE_BYTES:
+        return json_to_text(f, j, p, err, errlen);
     case PROTOBUF_C_TYPE_BOOL:
         if (!json_is_boolean(j))
-            goto type;
+            break;
         *(protobuf_c_boolean *)p = json_is_true(j);
         return 0;
     case PROTOBUF_C_TYPE_FLOAT: case PROTOBUF_C_TYPE_DOUBLE:
         if (!json_is_number(j))
-            goto type;
+            break;
         if (f->type == PROTOBUF_C_TYPE_FLOAT)
             *(float *)p = (float)json_number_value(j);
         else
@@ -170,7 +210,7 @@ static int json_to_value(const ProtobufCFieldDescriptor *f, json_t *j, void *p, 
         else if (json_is_integer(j))
             v = protobuf_c_enum_descriptor_get_value(f->descriptor, (int)json_integer_value(j));
         if (v == NULL)
-            goto type;
+            break;
         *(int *)p = v->value;
         return 0;
     }
@@ -182,41 +222,9 @@ static int json_to_value(const ProtobufCFieldDescriptor *f, json_t *j, void *p, 
         return 0;
     }
     default:
-        break;
+        return json_to_int(f, j, p, err, errlen);
     }
-    /* integers */
-    if (!json_is_integer(j))
-        goto type;
-    json_int_t v = json_integer_value(j);
-    switch (f->type) {
-    case PROTOBUF_C_TYPE_INT32: case PROTOBUF_C_TYPE_SINT32: case PROTOBUF_C_TYPE_SFIXED32:
-        if (v < INT32_MIN || v > INT32_MAX)
-            goto range;
-        *(int32_t *)p = (int32_t)v;
-        return 0;
-    case PROTOBUF_C_TYPE_UINT32: case PROTOBUF_C_TYPE_FIXED32:
-        if (v < 0 || v > (json_int_t)UINT32_MAX)
-            goto range;
-        *(uint32_t *)p = (uint32_t)v;
-        return 0;
-    case PROTOBUF_C_TYPE_UINT64: case PROTOBUF_C_TYPE_FIXED64:
-        if (v < 0)
-            goto range;
-        *(uint64_t *)p = (uint64_t)v;
-        return 0;
-    default:
-        *(int64_t *)p = (int64_t)v;
-        return 0;
-    }
-type:
-    snprintf(err, errlen, "field \"%s\" has the wrong type", f->name);
-    return -EINVAL;
-range:
-    snprintf(err, errlen, "field \"%s\" is out of range", f->name);
-    return -EINVAL;
-nomem:
-    snprintf(err, errlen, "out of memory");
-    return -ENOMEM;
+    return bad_field(f, "has the wrong type", err, errlen);
 }
 
 int pbjson_to_message(const ProtobufCMessageDescriptor *desc, json_t *obj,

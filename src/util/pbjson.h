@@ -12,7 +12,8 @@
 /* A new JSON object for msg (caller json_decref's it), or NULL on ENOMEM. */
 json_t *pbjson_from_message(const ProtobufCMessage *msg);
 
-/* Builds a message of type desc from obj; keys not in the message, wrong
+/* Builds a message of type desc from obj; keys not in the message (except
+ * "cmd", text mode's command word, which is skipped at every level), wrong
  * types, out-of-range numbers and strings holding a NUL byte are errors. The
  * recursion follows the message types (nested messages), never the depth of
  * obj, so deep JSON cannot deepen it. Returns 0 and *out (free with
