@@ -138,18 +138,29 @@ static void test_invalid_inputs_change_nothing(void **state)
 
 /* Calls method on addr over a channel with body exactly as given; returns the
  * status and fills err with the error text. */
-static int call_body(const char *addr, const char *method, const void *body, size_t len,
-                     char *err, size_t errlen)
+/* A channel named name to addr alone, taking frames up to max_frame (0: the
+ * default). */
+static rpc_channel *channel_to(const char *name, const char *addr, size_t max_frame)
 {
     char cerr[RPC_ERRLEN];
     rpc_channel *ch = NULL;
     rpc_channel_cfg cfg;
     const char *eps[] = {addr};
     rpc_channel_cfg_default(&cfg);
-    cfg.name = "raw";
+    cfg.name = name;
     cfg.endpoints = eps;
     cfg.nendpoints = 1;
-    assert_int_equal(rpc_channel_new(&ch, &cfg, cerr), 0);
+    if (max_frame > 0)
+        cfg.max_frame = max_frame;
+    if (rpc_channel_new(&ch, &cfg, cerr) != 0)
+        fail_msg("expected a channel to %s, got \"%s\"", addr, cerr);
+    return ch;
+}
+
+static int call_body(const char *addr, const char *method, const void *body, size_t len,
+                     char *err, size_t errlen)
+{
+    rpc_channel *ch = channel_to("raw", addr, 0);
     rpc_call c = {.method = method, .body = body, .body_len = len, .deadline_ms = 5000};
     int st = rpc_channel_call(ch, &c);
     snprintf(err, errlen, "%s", c.error);
@@ -861,7 +872,7 @@ static void give_bob_pets(const char *dir, int n)
 static void test_answer_larger_than_4mib_under_max_frame_8m(void **state)
 {
     (void)state;
-    char dir[256], addr[64], cerr[RPC_ERRLEN];
+    char dir[256], addr[64];
     proc p;
     const int extra_pets = 600000; /* 9 bytes each: ~5.4 MB */
     const char *const big[] = {"--max-frame", "8M", NULL};
@@ -871,15 +882,7 @@ static void test_answer_larger_than_4mib_under_max_frame_8m(void **state)
     assert_int_equal(proc_start_service(&p, "tcpops-people", port, dir, big), 0);
     give_bob_pets(dir, extra_pets);
 
-    rpc_channel *ch = NULL;
-    rpc_channel_cfg cfg;
-    const char *eps[] = {addr};
-    rpc_channel_cfg_default(&cfg);
-    cfg.name = "big";
-    cfg.endpoints = eps;
-    cfg.nendpoints = 1;
-    cfg.max_frame = 8u << 20;
-    assert_int_equal(rpc_channel_new(&ch, &cfg, cerr), 0);
+    rpc_channel *ch = channel_to("big", addr, 8u << 20);
     Tcpops__PetIdsRequest req = TCPOPS__PET_IDS_REQUEST__INIT;
     req.owner = (char *)"bob";
     uint8_t body[64];
@@ -939,5 +942,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sigterm_exits_0, setup, teardown),
     };
     signal(SIGPIPE, SIG_IGN);
+    /* TCPOPS_TEST_FILTER=test_text* runs some scenarios (e.g. to repeat them). */
+    if (getenv("TCPOPS_TEST_FILTER") != NULL)
+        cmocka_set_test_filter(getenv("TCPOPS_TEST_FILTER"));
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

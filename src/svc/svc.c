@@ -112,8 +112,10 @@ static int serve(svc *s, const svc_opts *o, rpc_method *rm, svc_fault *f)
     rpc_server_cfg cfg;
     for (size_t i = 0; i < s->nmethods; i++)
         rm[i] = (rpc_method){s->methods[i].name, s->methods[i].fn, s->methods[i].quick};
-    if (svc_fault_arm(f, s, rm, s->nmethods) < 0)
+    if (svc_fault_arm(f, s, rm, s->nmethods) < 0) {
+        util_log(UTIL_ERROR, "cannot start", "err=\"out of memory\"");
         return -1;
+    }
     server_cfg(s, o, rm, &cfg);
     int rc = rpc_server_new(&s->srv, &cfg, rerr);
     if (rc < 0) {
