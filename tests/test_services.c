@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -21,6 +22,7 @@
 
 #include "rpc/channel.h"
 #include "rpc/clock.h"
+#include "tcpops.pb-c.h"
 #include "proc.h"
 #include "rawpeer.h"
 
@@ -136,18 +138,29 @@ static void test_invalid_inputs_change_nothing(void **state)
 
 /* Calls method on addr over a channel with body exactly as given; returns the
  * status and fills err with the error text. */
-static int call_body(const char *addr, const char *method, const void *body, size_t len,
-                     char *err, size_t errlen)
+/* A channel named name to addr alone, taking frames up to max_frame (0: the
+ * default). */
+static rpc_channel *channel_to(const char *name, const char *addr, size_t max_frame)
 {
     char cerr[RPC_ERRLEN];
     rpc_channel *ch = NULL;
     rpc_channel_cfg cfg;
     const char *eps[] = {addr};
     rpc_channel_cfg_default(&cfg);
-    cfg.name = "raw";
+    cfg.name = name;
     cfg.endpoints = eps;
     cfg.nendpoints = 1;
-    assert_int_equal(rpc_channel_new(&ch, &cfg, cerr), 0);
+    if (max_frame > 0)
+        cfg.max_frame = max_frame;
+    if (rpc_channel_new(&ch, &cfg, cerr) != 0)
+        fail_msg("expected a channel to %s, got \"%s\"", addr, cerr);
+    return ch;
+}
+
+static int call_body(const char *addr, const char *method, const void *body, size_t len,
+                     char *err, size_t errlen)
+{
+    rpc_channel *ch = channel_to("raw", addr, 0);
     rpc_call c = {.method = method, .body = body, .body_len = len, .deadline_ms = 5000};
     int st = rpc_channel_call(ch, &c);
     snprintf(err, errlen, "%s", c.error);
@@ -823,6 +836,76 @@ static void test_stalled_frames_memory_bounded(void **state)
     proc_stop(&p);
 }
 
+/* ---- answers as large as --max-frame allows ---- */
+
+/* Gives bob n more pets straight in the store (one transaction), with ids
+ * of nine varint bytes each, so that bob's PetIds answer is about 9n bytes. */
+static void give_bob_pets(const char *dir, int n)
+{
+    char path[512];
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    snprintf(path, sizeof(path), "%s/people.db", dir);
+    if (sqlite3_open(path, &db) != SQLITE_OK)
+        fail_msg("expected to open %s, got \"%s\"", path, sqlite3_errmsg(db));
+    sqlite3_busy_timeout(db, 10000);
+    assert_int_equal(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "INSERT INTO ownership (person_id, pet_id) "
+                                        "SELECT id, ?1 FROM people WHERE name = 'bob'",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    for (int i = 0; i < n; i++) {
+        sqlite3_bind_int64(st, 1, ((int64_t)1 << 62) + i);
+        if (sqlite3_step(st) != SQLITE_DONE)
+            fail_msg("expected pet %d of bob to be stored, got \"%s\"", i, sqlite3_errmsg(db));
+        sqlite3_reset(st);
+    }
+    sqlite3_finalize(st);
+    assert_int_equal(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+}
+
+/* A service started with --max-frame 8M sends an answer of 5 MiB, over the
+ * 4 MiB the write buffer held by default before it followed --max-frame:
+ * the answer arrives whole instead of the connection being cut. */
+static void test_answer_larger_than_4mib_under_max_frame_8m(void **state)
+{
+    (void)state;
+    char dir[256], addr[64];
+    proc p;
+    const int extra_pets = 600000; /* 9 bytes each: ~5.4 MB */
+    const char *const big[] = {"--max-frame", "8M", NULL};
+    assert_int_equal(make_temp_dir(dir, sizeof(dir)), 0);
+    int port = free_port();
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+    assert_int_equal(proc_start_service(&p, "tcpops-people", port, dir, big), 0);
+    give_bob_pets(dir, extra_pets);
+
+    rpc_channel *ch = channel_to("big", addr, 8u << 20);
+    Tcpops__PetIdsRequest req = TCPOPS__PET_IDS_REQUEST__INIT;
+    req.owner = (char *)"bob";
+    uint8_t body[64];
+    size_t len = tcpops__pet_ids_request__pack(&req, body);
+    rpc_call c = {.method = "people.PetIds", .body = body, .body_len = len,
+                  .deadline_ms = 30000};
+    int st = rpc_channel_call(ch, &c);
+    if (st != TCPOPS__STATUS__OK)
+        fail_msg("expected bob's %d pet ids under --max-frame 8M, got status %d (\"%s\")",
+                 extra_pets + 2, st, c.error);
+    if (c.resp_len <= (4u << 20))
+        fail_msg("expected an answer over 4 MiB, got %zu bytes", c.resp_len);
+    Tcpops__PetIdsResponse *resp = tcpops__pet_ids_response__unpack(NULL, c.resp_len, c.resp);
+    assert_non_null(resp);
+    if (resp->n_ids != (size_t)extra_pets + 2)
+        fail_msg("expected %d pet ids, got %zu", extra_pets + 2, resp->n_ids);
+    tcpops__pet_ids_response__free_unpacked(resp, NULL);
+    rpc_call_fini(&c);
+    rpc_channel_free(ch);
+    proc_stop(&p);
+    rm_rf(dir);
+}
+
 static void test_sigterm_exits_0(void **state)
 {
     fixture *fx = *state;
@@ -855,8 +938,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_hostile_frames_cost_a_good_client_nothing, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_stalled_frames_memory_bounded, setup, teardown),
+        cmocka_unit_test(test_answer_larger_than_4mib_under_max_frame_8m),
         cmocka_unit_test_setup_teardown(test_sigterm_exits_0, setup, teardown),
     };
     signal(SIGPIPE, SIG_IGN);
+    /* TCPOPS_TEST_FILTER=test_text* runs some scenarios (e.g. to repeat them). */
+    if (getenv("TCPOPS_TEST_FILTER") != NULL)
+        cmocka_set_test_filter(getenv("TCPOPS_TEST_FILTER"));
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,186 @@
+/* The shared state of a running service and the hooks the RPC server calls
+ * (runtime.h), and the helpers handlers use (svc.h). */
+#include "svc/runtime.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "rpc/clock.h"
+#include "rpc/pbcheck.h"
+#include "util/log.h"
+
+/* ---- helpers for handlers ---- */
+
+svc_db *svc_ctx_db(const rpc_call_ctx *ctx)
+{
+    return ((svc_thread *)ctx->thread_state)->db;
+}
+
+int svc_ctx_write(const rpc_call_ctx *ctx, svc_write_fn fn, void *arg, rpc_reply *out)
+{
+    svc *s = ctx->user;
+    char err[sizeof(out->error)];
+    int st = svc_writer_run(s->writer, fn, arg, err, sizeof(err));
+    if (st != TCPOPS__STATUS__OK)
+        rpc_reply_error(out, st, "%s", err);
+    return st;
+}
+
+ProtobufCMessage *svc_unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *body,
+                             size_t len, rpc_reply *out)
+{
+    char why[160];
+    ProtobufCMessage *m = protobuf_c_message_unpack(desc, NULL, len, body);
+    if (m == NULL) {
+        rpc_reply_error(out, TCPOPS__STATUS__INVALID_ARGUMENT,
+                        "request body does not decode as %s", desc->short_name);
+    } else if (rpc_pb_check(desc, body, len, why, sizeof(why)) < 0) {
+        /* Its strings were cut at a NUL: what the handler would see is not
+         * what was sent. */
+        rpc_reply_error(out, TCPOPS__STATUS__INVALID_ARGUMENT, "%s", why);
+        protobuf_c_message_free_unpacked(m, NULL);
+        m = NULL;
+    }
+    return m;
+}
+
+int svc_check_name(const char *what, const char *name, char norm[UTIL_NAME_MAX + 1],
+                   rpc_reply *out)
+{
+    char why[128];
+    if (util_name_normalize(name, strlen(name), norm, UTIL_NAME_MAX + 1, NULL, why,
+                            sizeof(why)) < 0) {
+        rpc_reply_error(out, TCPOPS__STATUS__INVALID_ARGUMENT, "%s: %s", what, why);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* ---- the shared state ---- */
+
+void svc_rt_init(svc *s, const svc_desc *desc, const char *self)
+{
+    memset(s, 0, sizeof(*s));
+    s->desc = desc;
+    s->started_ms = rpc_now_ms();
+    snprintf(s->self, sizeof(s->self), "%s", self);
+    pthread_mutex_init(&s->lock, NULL);
+    rpc_cond_init(&s->cond);
+}
+
+int svc_mkdir_p(const char *path)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof(tmp), "%s", path);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+                return -errno;
+            *p = '/';
+        }
+    }
+    if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+        return -errno;
+    return 0;
+}
+
+int svc_rt_prepare(svc *s, const char *data_dir, const svc_method *extra, size_t nextra,
+                   char *err, size_t errlen)
+{
+    const svc_desc *desc = s->desc;
+    int rc = svc_mkdir_p(data_dir);
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot create data dir %s: %s", data_dir, strerror(-rc));
+        return -1;
+    }
+    snprintf(s->db_path, sizeof(s->db_path), "%s/%s.db", data_dir, desc->name);
+    svc_db *mdb = NULL;
+    if (svc_db_open(&mdb, s->db_path, s->sync_full, err, errlen) < 0 ||
+        svc_db_migrate(mdb, desc->migrations, desc->nmigrations, err, errlen) < 0) {
+        svc_db_close(mdb);
+        return -1;
+    }
+    svc_db_close(mdb);
+    if (svc_writer_new(&s->writer, s->db_path, s->sync_full, err, errlen) < 0)
+        return -1;
+    s->nmethods = desc->nmethods + nextra;
+    s->methods = calloc(s->nmethods, sizeof(*s->methods));
+    if (s->methods == NULL || rpc_stats_new(&s->stats) < 0) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    memcpy(s->methods, desc->methods, desc->nmethods * sizeof(*s->methods));
+    memcpy(s->methods + desc->nmethods, extra, nextra * sizeof(*s->methods));
+    return 0;
+}
+
+void svc_rt_fini(svc *s)
+{
+    svc_writer_free(s->writer);
+    rpc_stats_free(s->stats);
+    free(s->methods);
+    pthread_mutex_destroy(&s->lock);
+    pthread_cond_destroy(&s->cond);
+}
+
+const svc_method *svc_rt_find(const svc *s, const char *name)
+{
+    for (size_t i = 0; i < s->nmethods; i++)
+        if (strcmp(s->methods[i].name, name) == 0)
+            return &s->methods[i];
+    return NULL;
+}
+
+/* ---- server hooks ---- */
+
+int svc_rt_thread_init(void *user, void **state)
+{
+    svc *s = user;
+    char err[512];
+    svc_thread *t = calloc(1, sizeof(*t));
+    if (t == NULL)
+        return -ENOMEM;
+    t->s = s;
+    if (svc_db_open(&t->db, s->db_path, s->sync_full, err, sizeof(err)) < 0) {
+        char q[600];
+        util_log(UTIL_ERROR, "cannot open database", "err=%s", util_logq(q, sizeof(q), err));
+        free(t);
+        return -EIO;
+    }
+    *state = t;
+    return 0;
+}
+
+void svc_rt_thread_fini(void *user, void *state)
+{
+    svc_thread *t = state;
+    (void)user;
+    if (t != NULL) {
+        svc_db_close(t->db);
+        free(t);
+    }
+}
+
+/* One line per call that did not succeed (and per call with --log-calls),
+ * carrying the caller's trace id so a request can be followed end to end. */
+void svc_rt_on_call(void *user, const rpc_call_ctx *ctx, int status, const char *error,
+                    int64_t duration_us)
+{
+    svc *s = user;
+    int failed = status != TCPOPS__STATUS__OK && status != TCPOPS__STATUS__NOT_FOUND &&
+                 status != TCPOPS__STATUS__ALREADY_EXISTS &&
+                 status != TCPOPS__STATUS__INVALID_ARGUMENT;
+    if (!failed && !s->log_calls)
+        return;
+    char q[300], t[160];
+    util_log(failed ? UTIL_WARN : UTIL_INFO, "call",
+             "method=%s status=%s dur_us=%lld trace_id=%s%s%s", ctx->method,
+             rpc_status_name(status), (long long)duration_us,
+             util_logq(t, sizeof(t), ctx->trace_id[0] ? ctx->trace_id : "-"),
+             status != TCPOPS__STATUS__OK ? " err=" : "",
+             status != TCPOPS__STATUS__OK ? util_logq(q, sizeof(q), error) : "");
+}

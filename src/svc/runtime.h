@@ -1,0 +1,82 @@
+/* The state one running service shares between its parts (private to
+ * src/svc): the description, the method table (the service's, then the
+ * runtime's own such as Status), the database path, the group-commit writer,
+ * the counters and this worker's identity; plus the per-thread database
+ * connection every handler reads with, and the hooks the RPC server calls
+ * (thread_init, thread_fini, on_call).
+ *
+ * Below it: db, writer, rpc server/stats. Above it: members (heartbeat and
+ * Status), fault (handler wrappers), text (the text-mode bridge), local (the
+ * in-process harness) and svc.c (flags and main). */
+#ifndef TCPOPS_SVC_RUNTIME_H
+#define TCPOPS_SVC_RUNTIME_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "svc/svc.h"
+
+typedef struct svc {
+    const svc_desc *desc;
+    int log_calls;            /* log every call, not just the failed ones */
+    svc_method *methods;      /* the service's, then the runtime's (Status) */
+    size_t nmethods;
+    char db_path[4096];
+    int sync_full;
+    char self[64];            /* this worker's own address */
+    char status_name[64];     /* "people.Status" */
+    int64_t started_ms;
+    rpc_server *srv;
+    rpc_stats *stats;
+    svc_writer *writer;
+    struct svc_fault *fault;  /* fault injection (fault.h); NULL when off */
+
+    /* Run by the heartbeat thread after each beat, with no lock held (fault
+     * injection's memory growth); NULL for none. */
+    void (*on_beat)(void *arg);
+    void *on_beat_arg;
+    pthread_t heartbeat;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int stopping;             /* under lock */
+} svc;
+
+/* What each worker thread (and the I/O thread) keeps: its read connection. */
+typedef struct svc_thread {
+    svc *s;
+    svc_db *db;
+} svc_thread;
+
+/* Zeroes s and starts it for desc: its clock, lock and condition, and self
+ * (this worker's address, "local" in process). Pair with svc_rt_fini. */
+void svc_rt_init(svc *s, const svc_desc *desc, const char *self);
+
+/* Creates data_dir, brings the database up to date, starts the writer and
+ * the counters, and builds the method table: desc's methods, then the nextra
+ * of extra (copied). s->sync_full must be set. Returns 0, or -1 with err
+ * filled. What it made is freed by svc_rt_fini, also after a failure. */
+int svc_rt_prepare(svc *s, const char *data_dir, const svc_method *extra, size_t nextra,
+                   char *err, size_t errlen);
+
+/* Frees what svc_rt_init and svc_rt_prepare made (not s itself). No thread
+ * may use s any more. */
+void svc_rt_fini(svc *s);
+
+/* The method called name in s's table, or NULL. The table is read-only once
+ * prepared: any thread, no lock. */
+const svc_method *svc_rt_find(const svc *s, const char *name);
+
+/* Creates path and its missing parents (mode 0755). 0 or a negative errno. */
+int svc_mkdir_p(const char *path);
+
+/* rpc_server_cfg hooks; user is the svc. thread_init opens the thread's read
+ * connection (a malloc'd svc_thread in *state; 0, or -ENOMEM/-EIO after
+ * logging why); thread_fini closes it. on_call logs the calls that failed
+ * (all of them with log_calls) with their trace id. Any thread, no lock. */
+int svc_rt_thread_init(void *user, void **state);
+void svc_rt_thread_fini(void *user, void *state);
+void svc_rt_on_call(void *user, const rpc_call_ctx *ctx, int status, const char *error,
+                    int64_t duration_us);
+
+#endif
