@@ -3,7 +3,8 @@
  * handlers, so calls on one connection run concurrently and are answered in
  * any order. PING is answered by the I/O thread; GOAWAY tells clients to move
  * on when the server drains or recycles connections. A connection whose first
- * byte is '{' is handed to the text-mode callback one line at a time.
+ * byte is cfg.text_first_byte ('{' by default) is in line mode: handed to
+ * the text callback one newline-delimited line at a time.
  *
  *   peer --frame--> I/O thread --job--> worker: handler(ctx, body) -> reply
  *   peer <--frame-- (worker writes, or I/O thread flushes what did not fit)
@@ -12,15 +13,18 @@
  * job waits for a worker: no hand-off and no wake-up of a worker, and the
  * answers to a batch of frames read at once leave in one send.
  *
+ *   peer --frames--> I/O thread: quick handler(ctx, body) -> reply ... --> peer
+ *                    (the batch's answers corked, then sent in one go)
+ *
  * Flow control, in both modes: a connection is not read while a request
  * waits for one of its max_inflight slots, while its read buffer is full of
  * text lines waiting their turn, or while the answers it has not read yet
  * fill half of max_write_buf (then no more of its lines or requests run
  * either, until they drain to a quarter); TCP then holds the peer back, and
  * nothing is refused or cut for sending ahead or reading slowly. A peer
- * whose answers wait with no byte taken for partial_timeout_ms is cut off. When the peer half-closes (EOF), the
- * connection stops reading, runs and answers everything it has read, then
- * closes. At max_conns, a new connection is let in by closing the one idle
+ * whose answers wait with no byte taken for partial_timeout_ms is cut off.
+ * When the peer half-closes (EOF), the connection stops reading, runs and
+ * answers everything it has read, then closes. At max_conns, a new connection is let in by closing the one idle
  * longest with nothing owed either way (GOAWAY first when it speaks frames).
  */
 #ifndef TCPOPS_RPC_SERVER_H
@@ -65,10 +69,12 @@ typedef struct rpc_method {
     int quick;
 } rpc_method;
 
-/* Text mode: one line (without its newline, not NUL-terminated) in; a malloc'd
- * NUL-terminated reply line (without newline) out, or NULL to close the
- * connection. Runs on a worker thread; lines of one connection run one at a
- * time, in order; after EOF a last line without its newline runs too. */
+/* Line mode: one line (without its newline, not NUL-terminated; the NUL
+ * after it is there) in; a malloc'd NUL-terminated reply line (without
+ * newline) out, or NULL to close the connection. Runs on a worker thread;
+ * lines of one connection run one at a time, in order; after EOF a last
+ * line without its newline runs too. The server gives the lines no meaning:
+ * what they say is the callback's business (src/svc speaks JSON). */
 typedef char *(*rpc_text_fn)(void *thread_state, void *user,
                              const char *line, size_t len);
 
@@ -81,7 +87,8 @@ typedef struct rpc_server_cfg {
                                 * connection makes room (counted as
                                 * RPC_C_CONNS_EVICTED), or, all busy, the new
                                 * one is refused (RPC_C_CONNS_REFUSED) */
-    size_t max_write_buf;      /* per connection, default 4 * max_frame. Past
+    size_t max_write_buf;      /* per connection; 0 (the default) means
+                                * rpc_conn_write_buf_default(max_frame). Past
                                 * half of it the peer is held back (see above);
                                 * calls already running that overshoot the
                                 * whole of it cut the peer off */
@@ -95,7 +102,14 @@ typedef struct rpc_server_cfg {
     int queue_max;             /* jobs waiting for a worker, default 4096 */
     const rpc_method *methods; /* copied by rpc_server_new */
     size_t nmethods;
-    rpc_text_fn text;          /* NULL turns text mode off */
+    rpc_text_fn text;          /* NULL turns line mode off */
+    /* Line mode: the reply line (malloc'd, no newline) sent before a
+     * line-mode connection is cut off for breaking a rule (why says which:
+     * "line too long"), or NULL to close without one. NULL: none. Called on
+     * the I/O thread, with no lock held. */
+    char *(*text_error)(void *user, const char *why);
+    int text_first_byte;       /* the first byte that selects line mode;
+                                * 0 means '{' (a JSON object) */
     /* Per thread state (e.g. a database connection), for each worker and
      * for the I/O thread (quick methods). thread_init returns 0 or a
      * negative errno; a failure stops rpc_server_start. */
@@ -107,11 +121,6 @@ typedef struct rpc_server_cfg {
      * worker thread, with no lock held. */
     void (*on_call)(void *user, const rpc_call_ctx *ctx, int status, const char *error,
                     int64_t duration_us);
-    /* Fault injection, for tests and demos: each call of delay_method (NULL:
-     * every method) waits delay_ms on its worker before its deadline is
-     * checked and its handler runs. 0 turns it off. */
-    int delay_ms;
-    const char *delay_method;
 } rpc_server_cfg;
 
 /* Fills cfg with the defaults above (no listen address, no methods). */
