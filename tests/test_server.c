@@ -46,6 +46,7 @@ static int setup_with(void **state, int max_conns, size_t max_write_buf, int par
     cfg.methods = testsvc_methods;
     cfg.nmethods = testsvc_nmethods;
     cfg.text = testsvc_text;
+    cfg.text_error = testsvc_text_error;
     cfg.stats = fx->stats;
     cfg.max_frame = 65536;
     cfg.max_conns = max_conns;
@@ -351,6 +352,71 @@ static void test_text_mode_lines_in_order(void **state)
     assert_int_equal(n, 9);
     assert_memory_equal(got, "echo: {}\n", 9);
     close(fd);
+}
+
+/* A line longer than max_frame (64 KiB here) with no newline: the server
+ * sends the line cfg.text_error makes of the reason, then closes. Exactly
+ * one byte too many, so the server has read everything when it closes. */
+static void test_line_too_long_is_told_then_closed(void **state)
+{
+    fixture *fx = *state;
+    int fd = raw_connect(fx);
+    size_t n = 65536 + 1;
+    char *line = malloc(n);
+    assert_non_null(line);
+    memset(line, 'x', n);
+    line[0] = '{';
+    raw_send(fd, line, n);
+    free(line);
+    char got[128] = {0};
+    ssize_t r = rawpeer_read_until_closed(fd, got, sizeof(got), 5000);
+    const char *want = "error: line too long\n";
+    if (r < 0 || strcmp(got, want) != 0)
+        fail_msg("line too long: expected \"%s\" then the close, got \"%s\" (%s)", want, got,
+                 r < 0 ? "still open" : "closed");
+    close(fd);
+    assert_good_client_served(fx, "after a long line");
+}
+
+/* cfg.text_first_byte picks the byte that starts line mode; '{' then
+ * starts no mode at all and is a protocol error. */
+static void test_line_mode_first_byte(void **state)
+{
+    (void)state;
+    char err[RPC_ERRLEN];
+    rpc_server_cfg cfg;
+    rpc_server *srv = NULL;
+    rpc_server_cfg_default(&cfg);
+    cfg.listen = "127.0.0.1:0";
+    cfg.threads = 1;
+    cfg.methods = testsvc_methods;
+    cfg.nmethods = testsvc_nmethods;
+    cfg.text = testsvc_text;
+    cfg.text_first_byte = '#';
+    if (rpc_server_new(&srv, &cfg, err) < 0)
+        fail_msg("server: %s", err);
+    assert_int_equal(rpc_server_start(srv), 0);
+    struct sockaddr_in sa;
+    char addr[64];
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", rpc_server_port(srv, 0));
+    assert_int_equal(rpc_addr_parse(addr, &sa, err), 0);
+
+    int fd = rpc_sock_connect(&sa, 1000);
+    assert_true(fd >= 0);
+    raw_send(fd, "# hi\n", 5);
+    char got[32] = {0};
+    size_t n = rawpeer_read_n(fd, (uint8_t *)got, 11, 5000);
+    if (n != 11 || memcmp(got, "echo: # hi\n", 11) != 0)
+        fail_msg("first byte '#': expected \"echo: # hi\\n\", got \"%.*s\"", (int)n, got);
+    close(fd);
+
+    fd = rpc_sock_connect(&sa, 1000);
+    assert_true(fd >= 0);
+    raw_send(fd, "{}\n", 3);
+    if (!rawpeer_closed(fd, 5000))
+        fail_msg("first byte '{' on a '#' server: expected the server to close, it stayed open");
+    close(fd);
+    rpc_server_free(srv);
 }
 
 /* Over the limit with every connection busy, a new one is refused; once
@@ -817,6 +883,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_garbage_and_wrong_kinds_are_cut_off, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_text_mode_lines_in_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_line_too_long_is_told_then_closed, setup,
+                                        teardown),
+        cmocka_unit_test(test_line_mode_first_byte),
         cmocka_unit_test_setup_teardown(test_connection_limit, setup_limits, teardown),
         cmocka_unit_test_setup_teardown(test_stalled_frame_is_cut_off, setup_limits, teardown),
         cmocka_unit_test_setup_teardown(test_peer_that_never_reads_is_cut_off, setup_limits,

@@ -76,3 +76,13 @@ rpc_server *testsvc_start(const rpc_method *m, size_t n, int threads, void *user
     snprintf(addr, len, "127.0.0.1:%d", rpc_server_port(srv, 0));
     return srv;
 }
+
+char *testsvc_text_error(void *user, const char *why)
+{
+    (void)user;
+    size_t n = strlen(why) + 8;
+    char *out = malloc(n);
+    if (out != NULL)
+        snprintf(out, n, "error: %s", why);
+    return out;
+}

@@ -22,4 +22,7 @@ char *testsvc_text(void *thread_state, void *user, const char *line, size_t len)
 rpc_server *testsvc_start(const rpc_method *m, size_t n, int threads, void *user,
                           rpc_stats *stats, char *addr, size_t len, char *err);
 
+/* Line mode's farewell for tests: "error: WHY" (malloc'd). */
+char *testsvc_text_error(void *user, const char *why);
+
 #endif
