@@ -33,6 +33,30 @@ typedef struct fixture {
     char addr[64];
 } fixture;
 
+/* The configuration every server here starts from: the test methods and
+ * line mode, on a free port. */
+static void base_cfg(rpc_server_cfg *cfg)
+{
+    rpc_server_cfg_default(cfg);
+    cfg->listen = "127.0.0.1:0";
+    cfg->threads = 2;
+    cfg->methods = testsvc_methods;
+    cfg->nmethods = testsvc_nmethods;
+    cfg->text = testsvc_text;
+    cfg->text_error = testsvc_text_error;
+}
+
+/* Starts fx->srv from cfg and fills fx->addr and fx->sa. */
+static void start_server(fixture *fx, const rpc_server_cfg *cfg)
+{
+    char err[RPC_ERRLEN];
+    if (rpc_server_new(&fx->srv, cfg, err) < 0)
+        fail_msg("server: %s", err);
+    assert_int_equal(rpc_server_start(fx->srv), 0);
+    snprintf(fx->addr, sizeof(fx->addr), "127.0.0.1:%d", rpc_server_port(fx->srv, 0));
+    assert_int_equal(rpc_addr_parse(fx->addr, &fx->sa, err), 0);
+}
+
 static int setup_with(void **state, int max_conns, size_t max_write_buf, int partial_ms,
                       int idle_ms, int max_inflight)
 {
@@ -40,13 +64,7 @@ static int setup_with(void **state, int max_conns, size_t max_write_buf, int par
     char err[RPC_ERRLEN];
     rpc_server_cfg cfg;
     rpc_stats_new(&fx->stats);
-    rpc_server_cfg_default(&cfg);
-    cfg.listen = "127.0.0.1:0";
-    cfg.threads = 2;
-    cfg.methods = testsvc_methods;
-    cfg.nmethods = testsvc_nmethods;
-    cfg.text = testsvc_text;
-    cfg.text_error = testsvc_text_error;
+    base_cfg(&cfg);
     cfg.stats = fx->stats;
     cfg.max_frame = 65536;
     cfg.max_conns = max_conns;
@@ -54,11 +72,7 @@ static int setup_with(void **state, int max_conns, size_t max_write_buf, int par
     cfg.partial_timeout_ms = partial_ms;
     cfg.idle_timeout_ms = idle_ms;
     cfg.max_inflight = max_inflight;
-    if (rpc_server_new(&fx->srv, &cfg, err) < 0)
-        fail_msg("server: %s", err);
-    assert_int_equal(rpc_server_start(fx->srv), 0);
-    snprintf(fx->addr, sizeof(fx->addr), "127.0.0.1:%d", rpc_server_port(fx->srv, 0));
-    assert_int_equal(rpc_addr_parse(fx->addr, &fx->sa, err), 0);
+    start_server(fx, &cfg);
 
     rpc_channel_cfg ccfg;
     const char *eps[] = {fx->addr};
@@ -383,26 +397,13 @@ static void test_line_too_long_is_told_then_closed(void **state)
 static void test_line_mode_first_byte(void **state)
 {
     (void)state;
-    char err[RPC_ERRLEN];
+    fixture fx = {0};
     rpc_server_cfg cfg;
-    rpc_server *srv = NULL;
-    rpc_server_cfg_default(&cfg);
-    cfg.listen = "127.0.0.1:0";
-    cfg.threads = 1;
-    cfg.methods = testsvc_methods;
-    cfg.nmethods = testsvc_nmethods;
-    cfg.text = testsvc_text;
+    base_cfg(&cfg);
     cfg.text_first_byte = '#';
-    if (rpc_server_new(&srv, &cfg, err) < 0)
-        fail_msg("server: %s", err);
-    assert_int_equal(rpc_server_start(srv), 0);
-    struct sockaddr_in sa;
-    char addr[64];
-    snprintf(addr, sizeof(addr), "127.0.0.1:%d", rpc_server_port(srv, 0));
-    assert_int_equal(rpc_addr_parse(addr, &sa, err), 0);
+    start_server(&fx, &cfg);
 
-    int fd = rpc_sock_connect(&sa, 1000);
-    assert_true(fd >= 0);
+    int fd = raw_connect(&fx);
     raw_send(fd, "# hi\n", 5);
     char got[32] = {0};
     size_t n = rawpeer_read_n(fd, (uint8_t *)got, 11, 5000);
@@ -410,13 +411,12 @@ static void test_line_mode_first_byte(void **state)
         fail_msg("first byte '#': expected \"echo: # hi\\n\", got \"%.*s\"", (int)n, got);
     close(fd);
 
-    fd = rpc_sock_connect(&sa, 1000);
-    assert_true(fd >= 0);
+    fd = raw_connect(&fx);
     raw_send(fd, "{}\n", 3);
     if (!rawpeer_closed(fd, 5000))
         fail_msg("first byte '{' on a '#' server: expected the server to close, it stayed open");
     close(fd);
-    rpc_server_free(srv);
+    rpc_server_free(fx.srv);
 }
 
 /* Over the limit with every connection busy, a new one is refused; once

@@ -108,6 +108,27 @@ static void open_gate(world *w)
     pthread_mutex_unlock(&w->lock);
 }
 
+/* One worker, held in a gated task (busy) so that what is pushed next waits
+ * in the queue. */
+static void start_held(world *w, rpc_taskq *q, int queue_max, job *busy)
+{
+    world_init(w, q, 1, queue_max);
+    *busy = (job){.task.fn = run, .w = w, .gated = 1};
+    assert_int_equal(rpc_taskq_start(q), 0);
+    assert_true(rpc_taskq_idle(q));
+    assert_int_equal(rpc_taskq_push(q, &busy->task), 0);
+    wait_for(w, &w->at_gate, 1); /* the one worker holds it: the queue is empty */
+}
+
+/* Pushes n ungated tasks, each expected to fit. */
+static void push_plain(world *w, rpc_taskq *q, job *jobs, int n)
+{
+    for (int i = 0; i < n; i++) {
+        jobs[i] = (job){.task.fn = run, .w = w};
+        assert_int_equal(rpc_taskq_push(q, &jobs[i].task), 0);
+    }
+}
+
 static void test_tasks_run_with_their_worker_state(void **state)
 {
     (void)state;
@@ -140,20 +161,11 @@ static void test_queue_cap_and_idle(void **state)
     (void)state;
     rpc_taskq q;
     world w;
-    job busy = {.task.fn = run, .w = &w, .gated = 1};
-    job waiting[3] = {0};
-    world_init(&w, &q, 1, 2);
-    assert_int_equal(rpc_taskq_start(&q), 0);
-    assert_true(rpc_taskq_idle(&q));
-    assert_int_equal(rpc_taskq_push(&q, &busy.task), 0);
-    wait_for(&w, &w.at_gate, 1); /* the one worker holds it: the queue is empty */
-    for (int i = 0; i < 3; i++) {
-        waiting[i].task.fn = run;
-        waiting[i].w = &w;
-    }
-    assert_int_equal(rpc_taskq_push(&q, &waiting[0].task), 0);
+    job busy, waiting[3];
+    start_held(&w, &q, 2, &busy);
+    push_plain(&w, &q, waiting, 2);
     assert_false(rpc_taskq_idle(&q));
-    assert_int_equal(rpc_taskq_push(&q, &waiting[1].task), 0);
+    waiting[2] = (job){.task.fn = run, .w = &w};
     int rc = rpc_taskq_push(&q, &waiting[2].task);
     if (rc != -EAGAIN)
         fail_msg("third task past queue_max 2: expected -EAGAIN, got %d", rc);
@@ -185,17 +197,9 @@ static void test_stop_runs_what_is_queued(void **state)
     (void)state;
     rpc_taskq q;
     world w;
-    job busy = {.task.fn = run, .w = &w, .gated = 1};
-    job queued[4] = {0};
-    world_init(&w, &q, 1, 8);
-    assert_int_equal(rpc_taskq_start(&q), 0);
-    assert_int_equal(rpc_taskq_push(&q, &busy.task), 0);
-    wait_for(&w, &w.at_gate, 1);
-    for (int i = 0; i < 4; i++) {
-        queued[i].task.fn = run;
-        queued[i].w = &w;
-        assert_int_equal(rpc_taskq_push(&q, &queued[i].task), 0);
-    }
+    job busy, queued[4];
+    start_held(&w, &q, 8, &busy);
+    push_plain(&w, &q, queued, 4);
     open_gate(&w);
     assert_int_equal(rpc_taskq_stop(&q, 10000), 0);
     assert_int_equal(w.ran, 5);
@@ -210,13 +214,8 @@ static void test_stuck_worker_is_abandoned(void **state)
     static rpc_taskq q;
     static world w;
     static job stuck, left;
-    world_init(&w, &q, 1, 8);
-    stuck = (job){.task.fn = run, .w = &w, .gated = 1};
-    left = (job){.task.fn = run, .w = &w};
-    assert_int_equal(rpc_taskq_start(&q), 0);
-    assert_int_equal(rpc_taskq_push(&q, &stuck.task), 0);
-    wait_for(&w, &w.at_gate, 1);
-    assert_int_equal(rpc_taskq_push(&q, &left.task), 0);
+    start_held(&w, &q, 8, &stuck);
+    push_plain(&w, &q, &left, 1);
     int abandoned = rpc_taskq_stop(&q, 0);
     if (abandoned != 1)
         fail_msg("a worker held in its task: expected 1 abandoned, got %d", abandoned);

@@ -13,8 +13,7 @@
 #include "rpc/srv.h"
 #include "rpc/stats.h"
 
-/* The first byte that selects line mode when cfg.text_first_byte is 0: an
- * object of JSON, the one line protocol the programs speak. */
+/* The first byte that selects line mode when cfg.text_first_byte is 0. */
 #define DEFAULT_FIRST_BYTE '{'
 
 int srv_lines_first_byte(const rpc_server *s)

@@ -418,7 +418,7 @@ int rpc_server_listen(rpc_server *s, const char *addr, int reuseport, char *err)
         snprintf(err, RPC_ERRLEN, "cannot add listener %s now", addr);
         return -EINVAL;
     }
-    int fd = rpc_sock_listen(&sa, reuseport, 1024, err);
+    int fd = rpc_sock_listen(&sa, reuseport, SRV_BACKLOG, err);
     if (fd < 0)
         return fd;
     srv_listener *l = &s->listeners[s->nlisteners];
@@ -480,13 +480,13 @@ int rpc_server_drain(rpc_server *s, int timeout_ms)
     return rc == 0 ? 0 : -ETIMEDOUT;
 }
 
-/* Stops the workers: each gets a second to finish its call. Jobs never
+/* Stops the workers: each gets SRV_STUCK_MS to finish its call. Jobs never
  * started, and notices of jobs that ended after the I/O thread did, still
  * hold connection references, dropped here. Returns whether a worker stuck
  * in a handler was abandoned. */
 static int stop_workers(rpc_server *s)
 {
-    int abandoned = rpc_taskq_stop(&s->tq, 1000) > 0;
+    int abandoned = rpc_taskq_stop(&s->tq, SRV_STUCK_MS) > 0;
     rpc_task *t = rpc_taskq_take_all(&s->tq);
     while (t != NULL) {
         srv_job *j = (srv_job *)t;

@@ -18,14 +18,15 @@
  *
  * Flow control, in both modes: a connection is not read while a request
  * waits for one of its max_inflight slots, while its read buffer is full of
- * text lines waiting their turn, or while the answers it has not read yet
+ * lines waiting their turn, or while the answers it has not read yet
  * fill half of max_write_buf (then no more of its lines or requests run
  * either, until they drain to a quarter); TCP then holds the peer back, and
  * nothing is refused or cut for sending ahead or reading slowly. A peer
  * whose answers wait with no byte taken for partial_timeout_ms is cut off.
  * When the peer half-closes (EOF), the connection stops reading, runs and
- * answers everything it has read, then closes. At max_conns, a new connection is let in by closing the one idle
- * longest with nothing owed either way (GOAWAY first when it speaks frames).
+ * answers everything it has read, then closes. At max_conns, a new
+ * connection is let in by closing the one idle longest with nothing owed
+ * either way (GOAWAY first when it speaks frames).
  */
 #ifndef TCPOPS_RPC_SERVER_H
 #define TCPOPS_RPC_SERVER_H
@@ -108,8 +109,9 @@ typedef struct rpc_server_cfg {
      * "line too long"), or NULL to close without one. NULL: none. Called on
      * the I/O thread, with no lock held. */
     char *(*text_error)(void *user, const char *why);
-    int text_first_byte;       /* the first byte that selects line mode;
-                                * 0 means '{' (a JSON object) */
+    int text_first_byte;       /* the first byte that selects line mode
+                                * (never 0, a frame's first byte); 0 means
+                                * '{' */
     /* Per thread state (e.g. a database connection), for each worker and
      * for the I/O thread (quick methods). thread_init returns 0 or a
      * negative errno; a failure stops rpc_server_start. */

@@ -18,7 +18,8 @@
 #define SRV_MAX_LISTENERS 4
 #define SRV_TICK_MS 200
 #define SRV_GOAWAY_GRACE_MS 10000
-#define SRV_BUF_KEEP 65536 /* an empty read buffer keeps no more memory */
+#define SRV_BACKLOG 1024       /* listen() backlog of every listener */
+#define SRV_STUCK_MS 1000      /* rpc_server_free waits this long for a worker */
 
 enum { SRV_EP_LISTENER, SRV_EP_CONN };
 enum { SRV_MODE_UNKNOWN, SRV_MODE_BINARY, SRV_MODE_LINES };

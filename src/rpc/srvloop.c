@@ -101,7 +101,7 @@ static void input_state(srv_conn *c, int frames)
 {
     size_t used = rpc_buf_used(&c->io.rbuf);
     if (used == 0) {
-        rpc_buf_shrink(&c->io.rbuf, SRV_BUF_KEEP);
+        rpc_buf_shrink(&c->io.rbuf, RPC_CONN_READ_CHUNK); /* keeps one read's room */
         c->partial_since = 0;
     } else if (frames > 0 || c->partial_since == 0 || c->at_cap || c->wfull) {
         /* A stalled frame's clock starts at its first byte, or when the
