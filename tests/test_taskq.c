@@ -30,6 +30,7 @@ typedef struct job {
     world *w;
     int gated;            /* wait at the gate before counting */
     int spawn;            /* push one more (ungated) task from inside */
+    int heap;             /* malloc'd: run frees it */
     void *state_seen;
 } job;
 
@@ -76,8 +77,11 @@ static void run(rpc_task *t, void *state)
         job *k = calloc(1, sizeof(*k));
         k->task.fn = run;
         k->w = w;
+        k->heap = 1;
         assert_int_equal(rpc_taskq_push(w->q, &k->task), 0);
     }
+    if (j->heap)
+        free(j);
 }
 
 static void world_init(world *w, rpc_taskq *q, int threads, int queue_max)
