@@ -319,6 +319,30 @@ static void test_text_mode(void **state)
     close(fd);
 }
 
+/* A text line longer than --max-frame (1 MiB by default) with no newline:
+ * the service says why in its own JSON error line, then closes. Exactly one
+ * byte too many, so it has read everything when it closes (no reset). */
+static void test_text_line_too_long_is_told_then_closed(void **state)
+{
+    fixture *fx = *state;
+    int fd = raw_connect(fx->people_port);
+    size_t n = ((size_t)1 << 20) + 1;
+    char *line = malloc(n);
+    assert_non_null(line);
+    memset(line, 'x', n);
+    line[0] = '{';
+    size_t w = 0;
+    assert_int_equal(rpc_sock_write_all(fd, line, n, rpc_now_ms() + 10000, &w), 0);
+    free(line);
+    char got[256] = {0};
+    ssize_t r = rawpeer_read_until_closed(fd, got, sizeof(got), 10000);
+    close(fd);
+    const char *want = "{\"error\":\"line too long\"}\n";
+    if (r < 0 || strcmp(got, want) != 0)
+        fail_msg("a line past --max-frame: expected \"%s\" then the close, got \"%s\" (%s)",
+                 want, got, r < 0 ? "still open" : "closed");
+}
+
 /* ---- a service's connections: half-close, pipelining, the limit ---- */
 
 /* printf '...' | nc -q1: lines with a people.Create among them, then
@@ -928,6 +952,8 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_port_held_by_another_program, setup, teardown),
         cmocka_unit_test_setup_teardown(test_text_mode, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_text_line_too_long_is_told_then_closed, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_text_half_close_answers_every_line, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_binary_half_close_answers_every_call, setup,

@@ -73,13 +73,14 @@ static void server_cfg(svc *s, const svc_opts *o, rpc_method *rm, rpc_server_cfg
     cfg->max_conns = (int)o->max_conns;
     cfg->max_inflight = (int)o->max_inflight;
     cfg->queue_max = (int)o->max_queue;
-    cfg->max_write_buf = o->max_write_buf > 0 ? (size_t)o->max_write_buf
-                                              : rpc_conn_write_buf_default(cfg->max_frame);
+    cfg->max_write_buf = (size_t)o->max_write_buf; /* 0: rpc_server_new's default */
     cfg->partial_timeout_ms = (int)o->partial_ms;
     cfg->idle_timeout_ms = (int)o->idle_ms;
     cfg->methods = rm;
     cfg->nmethods = s->nmethods;
     cfg->text = svc_text_line;
+    cfg->text_error = svc_text_error;
+    cfg->text_first_byte = SVC_TEXT_FIRST_BYTE;
     cfg->thread_init = svc_rt_thread_init;
     cfg->thread_fini = svc_rt_thread_fini;
     cfg->user = s;
