@@ -73,30 +73,31 @@ static void expect_text(const char *got, const char *want, const char *what)
         fail_msg("%s: expected \"%s\", got \"%s\"", what, want, got);
 }
 
+/* Runs sh -c script with cfg and checks its stdout and exit code. */
+static void expect_sh(const char *script, const util_spawn_cfg *cfg, const char *want_out,
+                      int want_code)
+{
+    char out[256];
+    int status;
+    run_sh(script, cfg, out, sizeof(out), &status);
+    expect_text(out, want_out, script);
+    expect_exit(status, want_code, script);
+}
+
 static void test_stdout_and_exit_status(void **state)
 {
     (void)state;
     util_spawn_cfg cfg = {.deathsig = SIGKILL};
-    char out[256];
-    int status;
-    run_sh("echo hello; echo world", &cfg, out, sizeof(out), &status);
-    expect_text(out, "hello\nworld\n", "stdout");
-    expect_exit(status, 0, "echo");
-    run_sh("exit 7", &cfg, out, sizeof(out), &status);
-    expect_text(out, "", "stdout of exit 7");
-    expect_exit(status, 7, "exit 7");
+    expect_sh("echo hello; echo world", &cfg, "hello\nworld\n", 0);
+    expect_sh("exit 7", &cfg, "", 7);
 }
 
 static void test_stdin_is_dev_null(void **state)
 {
     (void)state;
     util_spawn_cfg cfg = {.deathsig = SIGKILL};
-    char out[256];
-    int status;
     /* cat ends at once: its stdin is empty, not the test's terminal. */
-    run_sh("cat; echo end", &cfg, out, sizeof(out), &status);
-    expect_text(out, "end\n", "cat of stdin");
-    expect_exit(status, 0, "cat");
+    expect_sh("cat; echo end", &cfg, "end\n", 0);
 }
 
 static void test_no_signal_blocked_in_child(void **state)
@@ -120,11 +121,7 @@ static void test_stderr_to_pipe(void **state)
 {
     (void)state;
     util_spawn_cfg cfg = {.deathsig = SIGKILL, .stderr_to_pipe = 1};
-    char out[256];
-    int status;
-    run_sh("echo out; echo err >&2", &cfg, out, sizeof(out), &status);
-    expect_text(out, "out\nerr\n", "stdout and stderr in one pipe");
-    expect_exit(status, 0, "stderr_to_pipe");
+    expect_sh("echo out; echo err >&2", &cfg, "out\nerr\n", 0);
 }
 
 static void test_stderr_pipe_of_its_own(void **state)
@@ -155,11 +152,8 @@ static void test_stderr_appended_to_file(void **state)
     assert_int_equal(write(fd, "before\n", 7), 7);
     close(fd);
     util_spawn_cfg cfg = {.deathsig = SIGKILL, .stderr_path = path};
-    char out[256], text[256];
-    int status;
-    run_sh("echo out; echo err >&2", &cfg, out, sizeof(out), &status);
-    expect_text(out, "out\n", "stdout");
-    expect_exit(status, 0, "stderr_path");
+    char text[256];
+    expect_sh("echo out; echo err >&2", &cfg, "out\n", 0);
     fd = open(path, O_RDONLY);
     assert_true(fd >= 0);
     read_all(fd, text, sizeof(text));
@@ -180,11 +174,8 @@ static void test_pass_fd(void **state)
              "echo passed >&%d; if [ -e /proc/self/fd/%d ]; then echo leaked; fi", p[1],
              other[1]);
     util_spawn_cfg cfg = {.deathsig = SIGKILL, .pass_fd = p[1]};
-    char out[256], passed[256];
-    int status;
-    run_sh(script, &cfg, out, sizeof(out), &status);
-    expect_exit(status, 0, "pass_fd");
-    expect_text(out, "", "stdout");
+    char passed[256];
+    expect_sh(script, &cfg, "", 0);
     /* The parent's copy stays close-on-exec. */
     assert_true((fcntl(p[1], F_GETFD) & FD_CLOEXEC) != 0);
     close(p[1]);

@@ -1,5 +1,6 @@
 #include "supervisor/config.h"
 
+#include <fcntl.h>
 #include <ini.h>
 #include <limits.h>
 #include <stdio.h>
@@ -56,6 +57,12 @@ void sup_config_default(sup_config *c)
                  SUP_DEFAULT_PORT + i);
         c->apps[i].workers = 1;
     }
+}
+
+int sup_log_open(const char *data_dir, char *path, size_t len)
+{
+    snprintf(path, len, "%s/tcpops.log", data_dir);
+    return open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 }
 
 int sup_app_argv(const sup_config *c, int app, sup_argv *out, char *err, size_t errlen)

@@ -31,6 +31,7 @@ enum { SUP_GATEWAY, SUP_PEOPLE, SUP_PETS, SUP_NAPPS };
 #define SUP_RETRY_SPAWN_MS 1000L         /* a fork/exec that failed is retried after this */
 #define SUP_MEMORY_CHECK_MS 1000L        /* how often resident sizes are read */
 #define SUP_TICK_MS 100                  /* the master's poll timeout */
+#define SUP_CHECK_TIMEOUT_MS 5000        /* preflight: a worker's flag check exits within */
 /* How long `tcpops ps|scale|restart|down` wait for the master's answer. */
 #define SUP_CTL_PS_TIMEOUT_MS 5000
 #define SUP_CTL_SCALE_TIMEOUT_MS 120000
@@ -103,6 +104,11 @@ typedef struct sup_argv {
 /* Fills out for app. 0, or -1 with err filled when args has more words than
  * fit. out points into c: c must outlive out. */
 int sup_app_argv(const sup_config *c, int app, sup_argv *out, char *err, size_t errlen);
+
+/* Opens DIR/tcpops.log (data_dir's) for appending, close-on-exec, creating
+ * it; path (len bytes) gets its name. Returns the descriptor (caller closes
+ * it), or -1 with errno set. */
+int sup_log_open(const char *data_dir, char *path, size_t len);
 
 /* The app named name, or -1. */
 int sup_app_index(const char *name);

@@ -19,7 +19,6 @@
 #include "supervisor/master.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
 #include <poll.h>
 #include <signal.h>
@@ -275,8 +274,7 @@ static void on_client_gone(void *arg, int fd)
 static void reopen_log(master *m)
 {
     char path[1100];
-    snprintf(path, sizeof(path), "%s/tcpops.log", m->cfg.data_dir);
-    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    int fd = sup_log_open(m->cfg.data_dir, path, sizeof(path));
     if (fd < 0) {
         util_log(UTIL_ERROR, "cannot reopen log", "signal=HUP file=%s err=\"%s\"", path,
                  strerror(errno));

@@ -154,8 +154,7 @@ static int detach(const sup_config *cfg)
 {
     mkdir(cfg->data_dir, 0755);
     char logpath[1100];
-    snprintf(logpath, sizeof(logpath), "%s/tcpops.log", cfg->data_dir);
-    int logfd = open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    int logfd = sup_log_open(cfg->data_dir, logpath, sizeof(logpath));
     if (logfd < 0) {
         fprintf(stderr, "tcpops up: cannot open %s\n", logpath);
         return 1;
