@@ -29,7 +29,8 @@ void sup_config_default(sup_config *c)
     c->drain_ms = SUP_DEFAULT_DRAIN_MS;
     c->http_fd = -1;
     c->policy = (sup_policy){
-        .restart = {.initial_ms = 100, .mult = 1.5, .cap_ms = 15000, .jitter = 0.1,
+        .restart = {.initial_ms = SUP_RESTART_FIRST_MS, .mult = SUP_RESTART_MULT,
+                    .cap_ms = SUP_RESTART_CAP_MS, .jitter = SUP_RESTART_JITTER,
                     .reset_after_ms = SUP_HEALTHY_MS},
         .crashloop_after = SUP_CRASHLOOP_AFTER,
         .healthy_ms = SUP_HEALTHY_MS,

@@ -22,6 +22,12 @@ enum { SUP_GATEWAY, SUP_PEOPLE, SUP_PETS, SUP_NAPPS };
 #define SUP_DEFAULT_PORT 5001            /* the gateway's; people +1, pets +2 */
 #define SUP_DEFAULT_DRAIN_MS 5000L
 #define SUP_KILL_GRACE_MS 1000L          /* SIGKILL drain_ms + this after SIGTERM */
+/* A worker that exited is restarted after FIRST x MULT^n, +- JITTER, at most
+ * CAP; the curve starts over once it has been up SUP_HEALTHY_MS. */
+#define SUP_RESTART_FIRST_MS 100
+#define SUP_RESTART_MULT 1.5
+#define SUP_RESTART_CAP_MS 15000
+#define SUP_RESTART_JITTER 0.1
 #define SUP_CRASHLOOP_AFTER 5            /* quick failures in a row: crash-looping */
 #define SUP_HEALTHY_MS 30000L            /* up this long: an exit is not a quick failure */
 #define SUP_READY_TIMEOUT_MS 20000L      /* a replacement logs "listening" within this */
