@@ -1,5 +1,6 @@
 #include "supervisor/config.h"
 
+#include <fcntl.h>
 #include <ini.h>
 #include <limits.h>
 #include <stdio.h>
@@ -12,8 +13,6 @@
 static const char *const names[SUP_NAPPS] = {"gateway", "people", "pets"};
 static const char *const binaries[SUP_NAPPS] = {"tcpops-gateway", "tcpops-people",
                                                 "tcpops-pets"};
-static const char *const listens[SUP_NAPPS] = {"127.0.0.1:5001", "127.0.0.1:5002",
-                                               "127.0.0.1:5003"};
 
 int sup_app_index(const char *name)
 {
@@ -26,9 +25,21 @@ int sup_app_index(const char *name)
 void sup_config_default(sup_config *c)
 {
     memset(c, 0, sizeof(*c));
-    snprintf(c->data_dir, sizeof(c->data_dir), "./var");
-    c->drain_ms = 5000;
+    snprintf(c->data_dir, sizeof(c->data_dir), "%s", SUP_DEFAULT_DATA_DIR);
+    c->drain_ms = SUP_DEFAULT_DRAIN_MS;
     c->http_fd = -1;
+    c->policy = (sup_policy){
+        .restart = {.initial_ms = SUP_RESTART_FIRST_MS, .mult = SUP_RESTART_MULT,
+                    .cap_ms = SUP_RESTART_CAP_MS, .jitter = SUP_RESTART_JITTER,
+                    .reset_after_ms = SUP_HEALTHY_MS},
+        .crashloop_after = SUP_CRASHLOOP_AFTER,
+        .healthy_ms = SUP_HEALTHY_MS,
+        .ready_timeout_ms = SUP_READY_TIMEOUT_MS,
+        .settle_ms = SUP_SETTLE_MS,
+        .kill_grace_ms = SUP_KILL_GRACE_MS,
+        .retry_spawn_ms = SUP_RETRY_SPAWN_MS,
+        .memory_check_ms = SUP_MEMORY_CHECK_MS,
+    };
     char self[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
     if (n > 0) {
@@ -43,9 +54,16 @@ void sup_config_default(sup_config *c)
     for (int i = 0; i < SUP_NAPPS; i++) {
         c->apps[i].name = names[i];
         c->apps[i].binary = binaries[i];
-        snprintf(c->apps[i].listen, sizeof(c->apps[i].listen), "%s", listens[i]);
+        snprintf(c->apps[i].listen, sizeof(c->apps[i].listen), "%s:%d", SUP_DEFAULT_HOST,
+                 SUP_DEFAULT_PORT + i);
         c->apps[i].workers = 1;
     }
+}
+
+int sup_log_open(const char *data_dir, char *path, size_t len)
+{
+    snprintf(path, len, "%s/tcpops.log", data_dir);
+    return open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 }
 
 int sup_app_argv(const sup_config *c, int app, sup_argv *out, char *err, size_t errlen)

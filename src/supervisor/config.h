@@ -7,11 +7,55 @@
 #include <limits.h>
 #include <stddef.h>
 
+#include "rpc/backoff.h"
+
 enum { SUP_GATEWAY, SUP_PEOPLE, SUP_PETS, SUP_NAPPS };
 
 #define SUP_MAX_WORKERS 64
 #define SUP_DRAIN_MS_MAX 600000L         /* drain_ms, --drain-ms: 0 to 10 minutes */
 #define SUP_MAX_MEMORY (1L << 40)        /* max_memory: 0 (no limit) to 1 TiB */
+
+/* The supervisor's defaults, each written once; sup_config_default copies
+ * them into a sup_config, and the help texts print them from here. */
+#define SUP_DEFAULT_DATA_DIR "./var"
+#define SUP_DEFAULT_HOST "127.0.0.1"
+#define SUP_DEFAULT_PORT 5001            /* the gateway's; people +1, pets +2 */
+#define SUP_DEFAULT_DRAIN_MS 5000L
+#define SUP_KILL_GRACE_MS 1000L          /* SIGKILL drain_ms + this after SIGTERM */
+/* A worker that exited is restarted after FIRST x MULT^n, +- JITTER, at most
+ * CAP; the curve starts over once it has been up SUP_HEALTHY_MS. */
+#define SUP_RESTART_FIRST_MS 100
+#define SUP_RESTART_MULT 1.5
+#define SUP_RESTART_CAP_MS 15000
+#define SUP_RESTART_JITTER 0.1
+#define SUP_CRASHLOOP_AFTER 5            /* quick failures in a row: crash-looping */
+#define SUP_HEALTHY_MS 30000L            /* up this long: an exit is not a quick failure */
+#define SUP_READY_TIMEOUT_MS 20000L      /* a replacement logs "listening" within this */
+/* Time for the gateway's membership refresh (every second) to see a new
+ * worker before the one it replaces leaves. */
+#define SUP_SETTLE_MS 1500L
+#define SUP_RETRY_SPAWN_MS 1000L         /* a fork/exec that failed is retried after this */
+#define SUP_MEMORY_CHECK_MS 1000L        /* how often resident sizes are read */
+#define SUP_TICK_MS 100                  /* the master's poll timeout */
+#define SUP_CHECK_TIMEOUT_MS 5000        /* preflight: a worker's flag check exits within */
+/* How long `tcpops ps|scale|restart|down` wait for the master's answer. */
+#define SUP_CTL_PS_TIMEOUT_MS 5000
+#define SUP_CTL_SCALE_TIMEOUT_MS 120000
+#define SUP_CTL_RESTART_TIMEOUT_MS 600000
+#define SUP_CTL_DOWN_TIMEOUT_MS 120000
+
+/* How the master treats its children: restart delays and the timers of a
+ * rolling restart. */
+typedef struct sup_policy {
+    rpc_backoff_cfg restart;  /* delay before restarting a worker that exited */
+    int crashloop_after;      /* SUP_CRASHLOOP_AFTER */
+    long healthy_ms;          /* SUP_HEALTHY_MS */
+    long ready_timeout_ms;    /* SUP_READY_TIMEOUT_MS */
+    long settle_ms;           /* SUP_SETTLE_MS */
+    long kill_grace_ms;       /* SUP_KILL_GRACE_MS */
+    long retry_spawn_ms;      /* SUP_RETRY_SPAWN_MS */
+    long memory_check_ms;     /* SUP_MEMORY_CHECK_MS */
+} sup_policy;
 
 typedef struct sup_app {
     const char *name;        /* "gateway", "people", "pets" */
@@ -30,10 +74,13 @@ typedef struct sup_config {
     int detach;
     int http_fd;             /* the gateway's listening socket, bound once by
                               * tcpops up and passed to every gateway; -1 none */
+    sup_policy policy;
 } sup_config;
 
-/* The defaults: ports 5001-5003, one worker each, data in ./var, programs
- * beside the running tcpops binary. */
+/* Fills c with the defaults above: ports SUP_DEFAULT_PORT and the two after
+ * it, one worker each, data in SUP_DEFAULT_DATA_DIR, programs beside the
+ * running tcpops binary, and the restart policy. Both `tcpops up` and the
+ * tests start from it. */
 void sup_config_default(sup_config *c);
 
 /* Reads an INI file ([tcpops] data_dir, drain_ms; [gateway|people|pets]
@@ -63,6 +110,11 @@ typedef struct sup_argv {
 /* Fills out for app. 0, or -1 with err filled when args has more words than
  * fit. out points into c: c must outlive out. */
 int sup_app_argv(const sup_config *c, int app, sup_argv *out, char *err, size_t errlen);
+
+/* Opens DIR/tcpops.log (data_dir's) for appending, close-on-exec, creating
+ * it; path (len bytes) gets its name. Returns the descriptor (caller closes
+ * it), or -1 with errno set. */
+int sup_log_open(const char *data_dir, char *path, size_t len);
 
 /* The app named name, or -1. */
 int sup_app_index(const char *name);

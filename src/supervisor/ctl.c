@@ -10,23 +10,49 @@
 #include <unistd.h>
 
 #include "rpc/clock.h"
-#include "supervisor/master.h"
+
+void sup_socket_path(const char *data_dir, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s/tcpops.sock", data_dir);
+}
+
+int sup_ctl_addr(const char *data_dir, struct sockaddr_un *sa, char *path, size_t len)
+{
+    sup_socket_path(data_dir, path, len);
+    memset(sa, 0, sizeof(*sa));
+    sa->sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof(sa->sun_path))
+        return -1;
+    strcpy(sa->sun_path, path);
+    return 0;
+}
+
+int sup_master_alive(const char *data_dir)
+{
+    struct sockaddr_un sa;
+    char path[SUP_CTL_PATH_MAX];
+    if (sup_ctl_addr(data_dir, &sa, path, sizeof(path)) < 0)
+        return 0;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int alive = fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+    if (fd >= 0)
+        close(fd);
+    return alive;
+}
 
 json_t *sup_ctl_request(const char *data_dir, json_t *req, int timeout_ms, char *err,
                         size_t errlen)
 {
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    char path[1200];
+    struct sockaddr_un sa;
+    char path[SUP_CTL_PATH_MAX];
     json_t *answer = NULL;
     int fd = -1;
     char *line = json_dumps(req, JSON_COMPACT);
     json_decref(req);
-    sup_socket_path(data_dir, path, sizeof(path));
-    if (line == NULL || strlen(path) >= sizeof(sa.sun_path)) {
+    if (sup_ctl_addr(data_dir, &sa, path, sizeof(path)) < 0 || line == NULL) {
         snprintf(err, errlen, "control socket path too long: %s", path);
         goto out;
     }
-    strcpy(sa.sun_path, path);
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
         snprintf(err, errlen, "no tcpops master on %s (%s); start one with `tcpops up`", path,

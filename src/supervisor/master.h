@@ -9,14 +9,9 @@
 
 #include "supervisor/config.h"
 
-/* Path of the control socket for a data dir into buf. */
-void sup_socket_path(const char *data_dir, char *buf, size_t len);
-
-/* 1 when a master answers on data_dir's control socket, else 0 (none, or a
- * socket file left by one that died). */
-int sup_master_alive(const char *data_dir);
-
-/* Runs until SIGTERM/SIGINT or `tcpops down`. Returns the exit code. */
+/* Runs the master over a copy of cfg until SIGTERM/SIGINT/SIGQUIT or
+ * `tcpops down`, in the calling (main) thread; blocks the signals it takes.
+ * Returns the exit code: 0 after a clean stop, 1 when it could not start. */
 int sup_master_run(const sup_config *cfg);
 
 #endif

@@ -15,8 +15,6 @@
 #include "rpc/sock.h"
 #include "util/spawn.h"
 
-#define CHECK_TIMEOUT_MS 5000
-
 /* Which apps listen at all: a service scaled to 0 workers binds nothing
  * (its address is still what the gateway dials, so it must parse). */
 static int listens(const sup_config *c, int a)
@@ -90,7 +88,7 @@ static int run_check(char *const argv[], char *why, size_t whylen)
         return -1;
     }
     /* Read both pipes to their end so a chatty child never blocks. */
-    int64_t deadline = rpc_now_ms() + CHECK_TIMEOUT_MS;
+    int64_t deadline = rpc_now_ms() + SUP_CHECK_TIMEOUT_MS;
     struct pollfd pf[2] = {{.fd = out, .events = POLLIN}, {.fd = errfd, .events = POLLIN}};
     while ((pf[0].fd >= 0 || pf[1].fd >= 0) && rpc_now_ms() < deadline) {
         if (poll(pf, 2, (int)(deadline - rpc_now_ms())) < 0 && errno != EINTR)

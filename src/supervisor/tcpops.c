@@ -24,7 +24,8 @@ static const char usage[] =
     "  restart APP         rolling restart: a new worker serves before an old one leaves\n"
     "  down                stop everything gracefully\n"
     "\n"
-    "--data-dir (env TCPOPS_DATA_DIR, default ./var) holds the databases and the\n"
+    "--data-dir (env TCPOPS_DATA_DIR, default " SUP_DEFAULT_DATA_DIR
+    ") holds the databases and the\n"
     "control socket. `tcpops up --help` lists the flags of up.\n";
 
 static int ctl(const char *data_dir, json_t *req, int timeout_ms, int print_ps)
@@ -49,35 +50,48 @@ static int ctl(const char *data_dir, json_t *req, int timeout_ms, int print_ps)
     return ok ? 0 : 1;
 }
 
-static int up(sup_config *cfg, int argc, char **argv, int first)
+/* What `tcpops up` was told on its command line; NULL or -1: not given. */
+typedef struct up_args {
+    const char *config, *data_dir, *workers, *memory;
+    const char *addrs[SUP_NAPPS]; /* --gateway, --people, --pets */
+    const char *args[SUP_NAPPS];  /* --gateway-args, ... */
+    long drain_ms;
+} up_args;
+
+/* Parses up's flags into u (and --detach into cfg). Returns -1 to go on, or
+ * the exit code (0 after --help, 2 after a bad flag). */
+static int parse_up(sup_config *cfg, up_args *u, int argc, char **argv, int first)
 {
-    const char *config = NULL, *workers = NULL, *memory = NULL;
-    const char *gw = NULL, *people = NULL, *pets = NULL;
-    const char *gw_args = NULL, *people_args = NULL, *pets_args = NULL;
-    const char *data_dir = NULL;
-    long drain_ms = -1;
+    char help[SUP_NAPPS][64], drain_help[64], err[1024];
+    static const char *const what[SUP_NAPPS] = {"gateway HTTP", "people", "pets"};
+    for (int a = 0; a < SUP_NAPPS; a++)
+        snprintf(help[a], sizeof(help[a]), "%s address (%s:%d)", what[a], SUP_DEFAULT_HOST,
+                 SUP_DEFAULT_PORT + a);
+    snprintf(drain_help, sizeof(drain_help), "stop: SIGKILL after this plus %ld s",
+             SUP_KILL_GRACE_MS / 1000);
+    *u = (up_args){.drain_ms = -1};
     const util_flag flags[] = {
-        {"config", UTIL_FLAG_STR, &config, "FILE", "INI file (see README); flags override it", 0, 0},
-        {"data-dir", UTIL_FLAG_STR, &data_dir, "DIR", "databases and control socket", 0, 0},
-        {"workers", UTIL_FLAG_STR, &workers, "APP=N,...", "workers per service (people=4,pets=2)",
+        {"config", UTIL_FLAG_STR, &u->config, "FILE", "INI file (see README); flags override it",
          0, 0},
-        {"max-memory", UTIL_FLAG_STR, &memory, "APP=SIZE,...",
+        {"data-dir", UTIL_FLAG_STR, &u->data_dir, "DIR", "databases and control socket", 0, 0},
+        {"workers", UTIL_FLAG_STR, &u->workers, "APP=N,...",
+         "workers per service (people=4,pets=2)", 0, 0},
+        {"max-memory", UTIL_FLAG_STR, &u->memory, "APP=SIZE,...",
          "replace a worker above this resident size (people=256M)", 0, 0},
-        {"gateway", UTIL_FLAG_STR, &gw, "HOST:PORT", "gateway HTTP address (127.0.0.1:5001)", 0,
-         0},
-        {"people", UTIL_FLAG_STR, &people, "HOST:PORT", "people address (127.0.0.1:5002)", 0, 0},
-        {"pets", UTIL_FLAG_STR, &pets, "HOST:PORT", "pets address (127.0.0.1:5003)", 0, 0},
-        {"gateway-args", UTIL_FLAG_STR, &gw_args, "ARGS", "extra flags for the gateway", 0, 0},
-        {"people-args", UTIL_FLAG_STR, &people_args, "ARGS", "extra flags for people workers", 0,
-         0},
-        {"pets-args", UTIL_FLAG_STR, &pets_args, "ARGS", "extra flags for pets workers", 0, 0},
-        {"drain-ms", UTIL_FLAG_INT, &drain_ms, "MS", "stop: SIGKILL after this plus 1 s", 0,
-         SUP_DRAIN_MS_MAX},
+        {"gateway", UTIL_FLAG_STR, &u->addrs[SUP_GATEWAY], "HOST:PORT", help[SUP_GATEWAY], 0, 0},
+        {"people", UTIL_FLAG_STR, &u->addrs[SUP_PEOPLE], "HOST:PORT", help[SUP_PEOPLE], 0, 0},
+        {"pets", UTIL_FLAG_STR, &u->addrs[SUP_PETS], "HOST:PORT", help[SUP_PETS], 0, 0},
+        {"gateway-args", UTIL_FLAG_STR, &u->args[SUP_GATEWAY], "ARGS",
+         "extra flags for the gateway", 0, 0},
+        {"people-args", UTIL_FLAG_STR, &u->args[SUP_PEOPLE], "ARGS",
+         "extra flags for people workers", 0, 0},
+        {"pets-args", UTIL_FLAG_STR, &u->args[SUP_PETS], "ARGS", "extra flags for pets workers",
+         0, 0},
+        {"drain-ms", UTIL_FLAG_INT, &u->drain_ms, "MS", drain_help, 0, SUP_DRAIN_MS_MAX},
         {"detach", UTIL_FLAG_BOOL, &cfg->detach, NULL,
          "run in the background, logging to DIR/tcpops.log", 0, 0},
     };
     const size_t nflags = sizeof(flags) / sizeof(flags[0]);
-    char err[1024];
     int pos = util_flags_parse(flags, nflags, argc, argv, first, err, sizeof(err));
     if (pos == 0) {
         printf("usage: tcpops up [FLAGS]\n\n");
@@ -88,79 +102,95 @@ static int up(sup_config *cfg, int argc, char **argv, int first)
         fprintf(stderr, "tcpops up: %s\n", pos < 0 ? err : "unexpected argument");
         return 2;
     }
-    if (config != NULL && sup_config_load(cfg, config, err, sizeof(err)) < 0) {
-        fprintf(stderr, "tcpops up: %s\n", err);
-        return 2;
-    }
-    if (data_dir != NULL)
-        snprintf(cfg->data_dir, sizeof(cfg->data_dir), "%s", data_dir);
-    if (drain_ms >= 0)
-        cfg->drain_ms = drain_ms;
-    if ((workers != NULL && sup_config_pairs(cfg, workers, "workers", err, sizeof(err)) < 0) ||
-        (memory != NULL && sup_config_pairs(cfg, memory, "max-memory", err, sizeof(err)) < 0)) {
-        fprintf(stderr, "tcpops up: %s\n", err);
-        return 2;
-    }
-    const char *addrs[SUP_NAPPS] = {gw, people, pets};
-    const char *args[SUP_NAPPS] = {gw_args, people_args, pets_args};
+    return -1;
+}
+
+/* The config file, then the flags, over cfg's defaults. 0, or -1 with err. */
+static int apply_up(sup_config *cfg, const up_args *u, char *err, size_t errlen)
+{
+    if (u->config != NULL && sup_config_load(cfg, u->config, err, errlen) < 0)
+        return -1;
+    if (u->data_dir != NULL)
+        snprintf(cfg->data_dir, sizeof(cfg->data_dir), "%s", u->data_dir);
+    if (u->drain_ms >= 0)
+        cfg->drain_ms = u->drain_ms;
+    if ((u->workers != NULL && sup_config_pairs(cfg, u->workers, "workers", err, errlen) < 0) ||
+        (u->memory != NULL && sup_config_pairs(cfg, u->memory, "max-memory", err, errlen) < 0))
+        return -1;
     for (int a = 0; a < SUP_NAPPS; a++) {
-        if ((addrs[a] != NULL && sup_app_set(&cfg->apps[a], "listen", addrs[a], err,
-                                             sizeof(err)) < 0) ||
-            (args[a] != NULL && sup_app_set(&cfg->apps[a], "args", args[a], err,
-                                            sizeof(err)) < 0)) {
-            fprintf(stderr, "tcpops up: %s\n", err);
-            return 2;
-        }
+        if ((u->addrs[a] != NULL &&
+             sup_app_set(&cfg->apps[a], "listen", u->addrs[a], err, errlen) < 0) ||
+            (u->args[a] != NULL && sup_app_set(&cfg->apps[a], "args", u->args[a], err, errlen) < 0))
+            return -1;
     }
+    return 0;
+}
+
+/* Everything that can be checked before starting is; then the gateway's
+ * port is bound here, once, and each gateway serves on it: a new one
+ * accepts while the old one drains (rolling restart). 0, or -1 with err. */
+static int check_up(sup_config *cfg, char *err, size_t errlen)
+{
     for (int a = 0; a < SUP_NAPPS; a++) {
         char bin[PATH_MAX + 64];
         snprintf(bin, sizeof(bin), "%s/%s", cfg->bin_dir, cfg->apps[a].binary);
         if (access(bin, X_OK) < 0) {
-            fprintf(stderr, "tcpops up: %s is missing; build it with `make`\n", bin);
-            return 2;
+            snprintf(err, errlen, "%s is missing; build it with `make`", bin);
+            return -1;
         }
     }
-    /* Everything that can be checked before starting is (exit 2 with why). */
     if (sup_master_alive(cfg->data_dir)) {
-        fprintf(stderr, "tcpops up: a tcpops master already runs on %s\n", cfg->data_dir);
-        return 2;
+        snprintf(err, errlen, "a tcpops master already runs on %s", cfg->data_dir);
+        return -1;
     }
-    if (sup_preflight(cfg, err, sizeof(err)) < 0) {
+    if (sup_preflight(cfg, err, errlen) < 0 || sup_http_listen(cfg, err, errlen) < 0)
+        return -1;
+    return 0;
+}
+
+/* Forks into the background with stdout and stderr on DIR/tcpops.log.
+ * Returns -1 in the child (which goes on), else the parent's exit code. */
+static int detach(const sup_config *cfg)
+{
+    mkdir(cfg->data_dir, 0755);
+    char logpath[1100];
+    int logfd = sup_log_open(cfg->data_dir, logpath, sizeof(logpath));
+    if (logfd < 0) {
+        fprintf(stderr, "tcpops up: cannot open %s\n", logpath);
+        return 1;
+    }
+    pid_t pid = fork();
+    if (pid < 0)
+        return 1;
+    if (pid > 0) {
+        printf("tcpops: running in the background (pid %d); logs in %s; stop with "
+               "`tcpops down`\n",
+               (int)pid, logpath);
+        return 0;
+    }
+    setsid();
+    util_log_init("tcpops"); /* log lines carry the master's pid, not the parent's */
+    dup2(logfd, STDOUT_FILENO);
+    dup2(logfd, STDERR_FILENO);
+    int devnull = open("/dev/null", O_RDONLY);
+    if (devnull >= 0)
+        dup2(devnull, STDIN_FILENO);
+    return -1;
+}
+
+static int up(sup_config *cfg, int argc, char **argv, int first)
+{
+    up_args u;
+    char err[PATH_MAX + 256]; /* room for a program's path and a sentence */
+    int rc = parse_up(cfg, &u, argc, argv, first);
+    if (rc >= 0)
+        return rc;
+    if (apply_up(cfg, &u, err, sizeof(err)) < 0 || check_up(cfg, err, sizeof(err)) < 0) {
         fprintf(stderr, "tcpops up: %s\n", err);
         return 2;
     }
-    /* The gateway's port is bound here, once, and each gateway serves on
-     * it: a new one accepts while the old one drains (rolling restart). */
-    if (sup_http_listen(cfg, err, sizeof(err)) < 0) {
-        fprintf(stderr, "tcpops up: %s\n", err);
-        return 2;
-    }
-    if (cfg->detach) {
-        mkdir(cfg->data_dir, 0755);
-        char logpath[1100];
-        snprintf(logpath, sizeof(logpath), "%s/tcpops.log", cfg->data_dir);
-        int logfd = open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-        if (logfd < 0) {
-            fprintf(stderr, "tcpops up: cannot open %s\n", logpath);
-            return 1;
-        }
-        pid_t pid = fork();
-        if (pid < 0)
-            return 1;
-        if (pid > 0) {
-            printf("tcpops: running in the background (pid %d); logs in %s; stop with "
-                   "`tcpops down`\n",
-                   (int)pid, logpath);
-            return 0;
-        }
-        setsid();
-        util_log_init("tcpops"); /* log lines carry the master's pid, not the parent's */
-        dup2(logfd, STDOUT_FILENO);
-        dup2(logfd, STDERR_FILENO);
-        int devnull = open("/dev/null", O_RDONLY);
-        if (devnull >= 0)
-            dup2(devnull, STDIN_FILENO);
-    }
+    if (cfg->detach && (rc = detach(cfg)) >= 0)
+        return rc;
     return sup_master_run(cfg);
 }
 
@@ -205,7 +235,8 @@ int main(int argc, char **argv)
             fprintf(stderr, "usage: tcpops ps [--json]\n");
             return 2;
         }
-        return ctl(cfg.data_dir, json_pack("{s:s}", "cmd", "ps"), 5000, !as_json);
+        return ctl(cfg.data_dir, json_pack("{s:s}", "cmd", "ps"), SUP_CTL_PS_TIMEOUT_MS,
+                   !as_json);
     }
     if (strcmp(cmd, "scale") == 0) {
         long n = 0;
@@ -221,21 +252,23 @@ int main(int argc, char **argv)
         }
         return ctl(cfg.data_dir, json_pack("{s:s,s:s,s:i}", "cmd", "scale", "app", a1, "workers",
                                            (int)n),
-                   120000, 0);
+                   SUP_CTL_SCALE_TIMEOUT_MS, 0);
     }
     if (strcmp(cmd, "restart") == 0) {
         if (nargs != 1) {
             fprintf(stderr, "usage: tcpops restart APP   (gateway, people or pets)\n");
             return 2;
         }
-        return ctl(cfg.data_dir, json_pack("{s:s,s:s}", "cmd", "restart", "app", a1), 600000, 0);
+        return ctl(cfg.data_dir, json_pack("{s:s,s:s}", "cmd", "restart", "app", a1),
+                   SUP_CTL_RESTART_TIMEOUT_MS, 0);
     }
     if (strcmp(cmd, "down") == 0) {
         if (nargs != 0) {
             fprintf(stderr, "usage: tcpops down\n");
             return 2;
         }
-        return ctl(cfg.data_dir, json_pack("{s:s}", "cmd", "down"), 120000, 0);
+        return ctl(cfg.data_dir, json_pack("{s:s}", "cmd", "down"), SUP_CTL_DOWN_TIMEOUT_MS,
+                   0);
     }
     fprintf(stderr, "tcpops: unknown command \"%s\"\n%s", cmd, usage);
     return 2;

@@ -1,0 +1,73 @@
+/* The master's side of the control socket (DIR/tcpops.sock; the client is
+ * ctl.c): accepts clients, reads one request line from each, hands it to the
+ * master, and sends the one JSON answer, after which the client is closed.
+ * An answer may be owed for a while (a scale, restart or down): such a
+ * client is not read, and its hang-up is reported so that whatever waits to
+ * answer it forgets it. Single threaded: the master's poll loop. */
+#ifndef TCPOPS_SUP_CTLSERVER_H
+#define TCPOPS_SUP_CTLSERVER_H
+
+#include <jansson.h>
+#include <poll.h>
+#include <stddef.h>
+
+#include "supervisor/ctl.h"
+
+#define SUP_CTL_MAX_CLIENTS 32
+#define SUP_CTL_LINE_MAX 1024   /* a request line, newline included */
+
+/* The request line of client fd (NUL-terminated, newline stripped). Returns
+ * 1 when the answer is owed for later (the master sends it with
+ * sup_ctlserver_answer), 0 when it answered already. */
+typedef int (*sup_ctl_request_fn)(void *arg, int fd, const char *line);
+
+/* Client fd hung up (or its socket failed) before its answer; fd is closed
+ * after this returns. */
+typedef void (*sup_ctl_gone_fn)(void *arg, int fd);
+
+typedef struct sup_ctlclient {
+    int fd;
+    char buf[SUP_CTL_LINE_MAX];
+    size_t len;
+    int waiting;              /* an answer is owed when an operation ends */
+} sup_ctlclient;
+
+typedef struct sup_ctlserver {
+    int listen_fd;
+    char path[SUP_CTL_PATH_MAX];
+    sup_ctlclient clients[SUP_CTL_MAX_CLIENTS];
+    sup_ctl_request_fn on_request;
+    sup_ctl_gone_fn on_gone;
+    void *arg;
+} sup_ctlserver;
+
+/* Number of pollfds sup_ctlserver_pollfds fills. */
+#define SUP_CTL_NPOLL (1 + SUP_CTL_MAX_CLIENTS)
+
+/* A server with no socket yet; the callbacks get arg. */
+void sup_ctlserver_init(sup_ctlserver *s, sup_ctl_request_fn on_request,
+                        sup_ctl_gone_fn on_gone, void *arg);
+
+/* Listens on data_dir's control socket. A socket file left by a master that
+ * died is replaced; a live master makes it fail. 0, or -1 with err filled. */
+int sup_ctlserver_open(sup_ctlserver *s, const char *data_dir, char *err, size_t errlen);
+
+/* Closes every client and the socket, and removes the socket file. */
+void sup_ctlserver_close(sup_ctlserver *s);
+
+/* Fills pf[0..SUP_CTL_NPOLL) with what to wait for (a client owed an
+ * answer is only watched for a hang-up). */
+void sup_ctlserver_pollfds(const sup_ctlserver *s, struct pollfd *pf);
+
+/* Handles what poll reported in pf (as filled by sup_ctlserver_pollfds):
+ * accepts, reads request lines, reports hang-ups. */
+void sup_ctlserver_on_poll(sup_ctlserver *s, const struct pollfd *pf);
+
+/* Sends obj (consumed) and a newline to client fd and closes it. fd < 0:
+ * nobody to answer, obj is just freed. */
+void sup_ctlserver_answer(sup_ctlserver *s, int fd, json_t *obj);
+
+/* {"ok":false,"error":fmt with arg}. Caller owns it. */
+json_t *sup_ctl_error(const char *fmt, const char *arg);
+
+#endif

@@ -1,0 +1,309 @@
+/* Restart rule: an exit is restarted after policy.restart's backoff (the
+ * first delay after a healthy run is its initial step); an exit before the
+ * worker had been up healthy_ms counts as a quick failure, and
+ * crashloop_after of them in a row show as crash-looping. Readiness is read
+ * from the child's own log: every tcpops program logs msg=listening once it
+ * serves. */
+#include "supervisor/procs.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "rpc/clock.h"
+#include "util/log.h"
+#include "util/spawn.h"
+
+static const char *const state_names[] = {"starting", "running", "stopping", "backoff"};
+
+static const sup_app *app_of(const sup_procs *p, const sup_worker *w)
+{
+    return &p->cfg->apps[w->app];
+}
+
+void sup_procs_init(sup_procs *p, sup_config *cfg, sup_forget_fn forget, void *arg)
+{
+    memset(p, 0, sizeof(*p));
+    p->cfg = cfg;
+    p->forget = forget;
+    p->forget_arg = arg;
+}
+
+void sup_procs_fini(sup_procs *p)
+{
+    while (p->nw > 0)
+        sup_procs_remove(p, p->w[0]);
+}
+
+/* Starts the process of w. 0, or -1 (then w waits to retry). */
+static int spawn(sup_procs *p, sup_worker *w)
+{
+    const sup_app *a = app_of(p, w);
+    sup_argv av;
+    char err[256], q[300];
+    if (sup_app_argv(p->cfg, w->app, &av, err, sizeof(err)) < 0) {
+        util_log(UTIL_ERROR, "cannot start", "app=%s err=%s", a->name,
+                 util_logq(q, sizeof(q), err));
+        return -1;
+    }
+    /* If the master dies, its workers drain and leave too. */
+    util_spawn_cfg sc = {.deathsig = SIGTERM, .stderr_to_pipe = 1,
+                         .pass_fd = w->app == SUP_GATEWAY ? p->cfg->http_fd : -1};
+    int out = -1;
+    pid_t pid = util_spawn(av.argv, &sc, &out, NULL);
+    if (pid < 0)
+        return -1;
+    fcntl(out, F_SETFL, O_NONBLOCK);
+    w->pid = pid;
+    w->out_fd = out;
+    w->state = SUP_W_STARTING;
+    w->started_ms = rpc_now_ms();
+    w->ready_ms = 0;
+    w->linelen = 0;
+    rpc_backoff_up(&w->bo, w->started_ms);
+    util_log(UTIL_INFO, "started", "app=%s worker=%d pid=%d", a->name, w->index, (int)pid);
+    return 0;
+}
+
+sup_worker *sup_procs_add(sup_procs *p, int app, int index)
+{
+    if (p->nw >= SUP_MAX_PROCS)
+        return NULL;
+    sup_worker *w = calloc(1, sizeof(*w));
+    if (w == NULL)
+        return NULL;
+    w->app = app;
+    w->index = index;
+    w->out_fd = -1;
+    w->last_exit = -1;
+    rpc_backoff_init(&w->bo, &p->cfg->policy.restart, NULL, NULL);
+    rpc_backoff_next(&w->bo); /* the first start is at once */
+    p->w[p->nw++] = w;
+    if (spawn(p, w) < 0) {
+        w->state = SUP_W_BACKOFF;
+        w->next_start_ms = rpc_now_ms() + p->cfg->policy.retry_spawn_ms;
+    }
+    return w;
+}
+
+void sup_procs_remove(sup_procs *p, sup_worker *w)
+{
+    for (int i = 0; i < p->nw; i++) {
+        if (p->w[i] == w) {
+            p->w[i] = p->w[--p->nw];
+            break;
+        }
+    }
+    if (p->forget != NULL)
+        p->forget(p->forget_arg, w);
+    if (w->out_fd >= 0)
+        close(w->out_fd);
+    free(w);
+}
+
+sup_worker *sup_procs_find(sup_procs *p, int app, int index, int retiring)
+{
+    for (int i = 0; i < p->nw; i++)
+        if (p->w[i]->app == app && p->w[i]->index == index && p->w[i]->retire == retiring)
+            return p->w[i];
+    return NULL;
+}
+
+void sup_procs_stop(sup_worker *w)
+{
+    w->retire = 1;
+    if (w->pid > 0 && w->state != SUP_W_STOPPING) {
+        kill(w->pid, SIGTERM);
+        w->state = SUP_W_STOPPING;
+        w->stop_ms = rpc_now_ms();
+    }
+}
+
+/* One complete line of w's output: copied to stderr, and read for readiness. */
+static void on_line(const sup_procs *p, sup_worker *w)
+{
+    char out[2200];
+    w->line[w->linelen] = '\0';
+    int n = snprintf(out, sizeof(out), "%s.%d | %s\n", app_of(p, w)->name, w->index, w->line);
+    ssize_t wr = write(STDERR_FILENO, out,
+                       (size_t)(n < (int)sizeof(out) ? n : (int)sizeof(out) - 1));
+    (void)wr;
+    if (w->state == SUP_W_STARTING && strstr(w->line, "msg=listening") != NULL) {
+        w->state = SUP_W_RUNNING;
+        w->ready_ms = rpc_now_ms();
+    }
+    w->linelen = 0;
+}
+
+void sup_procs_pump(sup_procs *p, sup_worker *w)
+{
+    char buf[4096];
+    for (;;) {
+        ssize_t r = read(w->out_fd, buf, sizeof(buf));
+        if (r <= 0) {
+            if (r == 0 || (errno != EAGAIN && errno != EINTR)) {
+                close(w->out_fd);
+                w->out_fd = -1;
+            }
+            return;
+        }
+        for (ssize_t i = 0; i < r; i++) {
+            if (buf[i] == '\n')
+                on_line(p, w);
+            else if (w->linelen < sizeof(w->line) - 1)
+                w->line[w->linelen++] = buf[i];
+            /* else: an over-long line is cut */
+        }
+    }
+}
+
+static void on_exit_status(sup_procs *p, sup_worker *w, int status)
+{
+    const sup_app *a = app_of(p, w);
+    const sup_policy *pol = &p->cfg->policy;
+    int64_t now = rpc_now_ms();
+    int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    if (w->out_fd >= 0)
+        sup_procs_pump(p, w);
+    w->last_exit = code;
+    w->pid = 0;
+    if (w->out_fd >= 0) {
+        close(w->out_fd);
+        w->out_fd = -1;
+    }
+    if (w->retire || p->stopping) {
+        util_log(UTIL_INFO, "stopped", "app=%s worker=%d exit=%d", a->name, w->index, code);
+        sup_procs_remove(p, w);
+        return;
+    }
+    rpc_backoff_down(&w->bo, now);
+    int healthy = w->ready_ms != 0 && now - w->started_ms >= pol->healthy_ms;
+    w->quick_failures = healthy ? 0 : w->quick_failures + 1;
+    int64_t delay = rpc_backoff_next(&w->bo);
+    if (delay == 0)
+        delay = rpc_backoff_next(&w->bo); /* after a reset: the initial step */
+    w->restarts++;
+    w->state = SUP_W_BACKOFF;
+    w->next_start_ms = now + delay;
+    int looping = w->quick_failures >= (unsigned)pol->crashloop_after;
+    util_log(looping ? UTIL_ERROR : UTIL_WARN, "exited",
+             "app=%s worker=%d exit=%d restart_in_ms=%lld restarts=%u%s", a->name, w->index, code,
+             (long long)delay, w->restarts, looping ? " crash_looping=true" : "");
+}
+
+void sup_procs_reap(sup_procs *p)
+{
+    int status;
+    pid_t pid;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        for (int i = 0; i < p->nw; i++) {
+            if (p->w[i]->pid == pid) {
+                on_exit_status(p, p->w[i], status);
+                break;
+            }
+        }
+    }
+}
+
+void sup_procs_restart_due(sup_procs *p)
+{
+    int64_t now = rpc_now_ms();
+    for (int i = 0; i < p->nw; i++) {
+        sup_worker *w = p->w[i];
+        if (w->state == SUP_W_BACKOFF && !w->retire && now >= w->next_start_ms &&
+            spawn(p, w) < 0)
+            w->next_start_ms = now + p->cfg->policy.retry_spawn_ms;
+    }
+}
+
+void sup_procs_reconcile(sup_procs *p)
+{
+    if (p->stopping)
+        return;
+    for (int a = 0; a < SUP_NAPPS; a++) {
+        int n = p->cfg->apps[a].workers;
+        for (int i = 0; i < p->nw; i++) {
+            sup_worker *w = p->w[i];
+            if (w->app == a && !w->retire && w->index > n) {
+                util_log(UTIL_INFO, "scaling down", "app=%s worker=%d", p->cfg->apps[a].name,
+                         w->index);
+                if (w->pid > 0)
+                    sup_procs_stop(w);
+                else
+                    w->retire = 1, w->state = SUP_W_STOPPING; /* waiting to restart: drop */
+            }
+        }
+        for (int i = p->nw - 1; i >= 0; i--)
+            if (p->w[i]->retire && p->w[i]->pid == 0)
+                sup_procs_remove(p, p->w[i]);
+        for (int idx = 1; idx <= n; idx++)
+            if (sup_procs_find(p, a, idx, 0) == NULL)
+                sup_procs_add(p, a, idx);
+    }
+}
+
+static long rss_of(pid_t pid)
+{
+    char path[64];
+    long pages = 0, resident = 0;
+    snprintf(path, sizeof(path), "/proc/%d/statm", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    if (fscanf(f, "%ld %ld", &pages, &resident) != 2)
+        resident = 0;
+    fclose(f);
+    return resident * sysconf(_SC_PAGESIZE);
+}
+
+void sup_procs_check_memory(sup_procs *p, sup_over_fn over, void *arg)
+{
+    int64_t now = rpc_now_ms();
+    if (now - p->last_memory_ms < p->cfg->policy.memory_check_ms)
+        return;
+    p->last_memory_ms = now;
+    for (int i = 0; i < p->nw; i++) {
+        sup_worker *w = p->w[i];
+        w->rss = w->pid > 0 ? rss_of(w->pid) : 0;
+        const sup_app *a = app_of(p, w);
+        if (a->max_memory > 0 && w->state == SUP_W_RUNNING && !w->retire &&
+            w->rss > a->max_memory)
+            over(arg, w);
+    }
+}
+
+const char *sup_procs_state_name(const sup_procs *p, const sup_worker *w)
+{
+    if (w->state == SUP_W_BACKOFF &&
+        w->quick_failures >= (unsigned)p->cfg->policy.crashloop_after)
+        return "crash-looping";
+    if (w->retire && w->state != SUP_W_STOPPING)
+        return "replaced";
+    return state_names[w->state];
+}
+
+json_t *sup_procs_json(const sup_procs *p)
+{
+    json_t *arr = json_array();
+    int64_t now = rpc_now_ms();
+    for (int a = 0; a < SUP_NAPPS; a++) {
+        for (int i = 0; i < p->nw; i++) {
+            const sup_worker *w = p->w[i];
+            if (w->app != a)
+                continue;
+            json_array_append_new(
+                arr, json_pack("{s:s,s:i,s:i,s:s,s:I,s:i,s:I,s:i}", "app", p->cfg->apps[a].name,
+                               "worker", w->index, "pid", (int)w->pid, "state",
+                               sup_procs_state_name(p, w), "uptime_ms",
+                               (json_int_t)(w->pid > 0 ? now - w->started_ms : 0), "restarts",
+                               (int)w->restarts, "rss_bytes", (json_int_t)w->rss, "last_exit",
+                               w->last_exit));
+        }
+    }
+    return json_pack("{s:b,s:o}", "ok", 1, "workers", arr);
+}

@@ -1,0 +1,107 @@
+/* The master's child processes: the table of workers, starting one (with
+ * its output piped back), reaping one and deciding when it restarts (with
+ * backoff, flagged crash-looping after quick failures in a row), copying
+ * its output lines to our stderr (which also tells when it is ready), and
+ * reading its resident size. Single threaded: called from the master's poll
+ * loop only; no locks. */
+#ifndef TCPOPS_SUP_PROCS_H
+#define TCPOPS_SUP_PROCS_H
+
+#include <jansson.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "rpc/backoff.h"
+#include "supervisor/config.h"
+
+#define SUP_MAX_PROCS 256
+
+typedef enum sup_wstate {
+    SUP_W_STARTING, /* spawned, has not logged msg=listening yet */
+    SUP_W_RUNNING,  /* serving */
+    SUP_W_STOPPING, /* sent SIGTERM (or dropped while waiting to restart) */
+    SUP_W_BACKOFF,  /* exited; waits until next_start_ms to start again */
+} sup_wstate;
+
+typedef struct sup_worker {
+    int app;
+    int index;                /* 1..N */
+    pid_t pid;                /* 0 while waiting to restart */
+    int out_fd;               /* the child's stdout+stderr */
+    sup_wstate state;
+    int retire;               /* do not restart when it exits */
+    int64_t started_ms, ready_ms, stop_ms, next_start_ms;
+    unsigned restarts;        /* times restarted after exiting */
+    unsigned quick_failures;  /* exits in a row before being healthy */
+    int last_exit;            /* exit code, or 128 + signal; -1 none */
+    long rss;                 /* bytes, refreshed every memory_check_ms */
+    rpc_backoff bo;
+    char line[2048];
+    size_t linelen;
+} sup_worker;
+
+/* Called just before a worker leaves the table (its memory is freed after). */
+typedef void (*sup_forget_fn)(void *arg, const sup_worker *w);
+
+typedef struct sup_procs {
+    sup_config *cfg;          /* the apps, the policy and http_fd; not owned */
+    sup_worker *w[SUP_MAX_PROCS];
+    int nw;
+    int stopping;             /* shutting down: exits are never restarted */
+    int64_t last_memory_ms;
+    sup_forget_fn forget;
+    void *forget_arg;
+} sup_procs;
+
+/* Starts an empty table over cfg (which must outlive p); forget (may be
+ * NULL) hears of every worker that leaves the table. */
+void sup_procs_init(sup_procs *p, sup_config *cfg, sup_forget_fn forget, void *arg);
+
+/* Removes every worker left (their processes are not signalled). */
+void sup_procs_fini(sup_procs *p);
+
+/* Adds worker index of app and starts it; a start that fails is retried
+ * after policy.retry_spawn_ms. Returns the worker (owned by p), or NULL when
+ * the table is full or out of memory. */
+sup_worker *sup_procs_add(sup_procs *p, int app, int index);
+
+/* Removes w from the table (after telling forget) and frees it. */
+void sup_procs_remove(sup_procs *p, sup_worker *w);
+
+/* The worker index of app whose retire flag equals retiring, or NULL. */
+sup_worker *sup_procs_find(sup_procs *p, int app, int index, int retiring);
+
+/* Marks w not to be restarted and sends it SIGTERM (once). */
+void sup_procs_stop(sup_worker *w);
+
+/* Reads what w wrote and prints each complete line to stderr as
+ * "app.N | line"; the line msg=listening makes a starting worker running.
+ * Closes w's pipe at its end. */
+void sup_procs_pump(sup_procs *p, sup_worker *w);
+
+/* Collects every child that exited: a retiring one (or any while stopping)
+ * leaves the table; another waits to restart with backoff. */
+void sup_procs_reap(sup_procs *p);
+
+/* Starts the workers whose restart time has come. */
+void sup_procs_restart_due(sup_procs *p);
+
+/* For each app, starts the workers missing from 1..workers and stops those
+ * above (a worker waiting to restart is just dropped). */
+void sup_procs_reconcile(sup_procs *p);
+
+/* Called for a running, non-retiring worker over its app's max_memory. */
+typedef void (*sup_over_fn)(void *arg, sup_worker *w);
+
+/* Every policy.memory_check_ms: refreshes each worker's rss and calls over
+ * for each one over its limit. */
+void sup_procs_check_memory(sup_procs *p, sup_over_fn over, void *arg);
+
+/* The state `tcpops ps` shows: "starting", "running", "stopping",
+ * "backoff", "crash-looping" or "replaced". Static string. */
+const char *sup_procs_state_name(const sup_procs *p, const sup_worker *w);
+
+/* The `ps` answer: {"ok":true,"workers":[...]} by app. Caller owns it. */
+json_t *sup_procs_json(const sup_procs *p);
+
+#endif

@@ -1,0 +1,245 @@
+/* The supervisor's configuration: the defaults, the INI file (values, and
+ * errors that name the file and line), the APP=VALUE flag lists, and the
+ * command line each worker is started with. */
+#include <limits.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "supervisor/config.h"
+
+/* Writes text to a fresh temp file; path gets its name. */
+static void write_ini(char *path, size_t len, const char *text)
+{
+    snprintf(path, len, "/tmp/tcpops-test-config-XXXXXX");
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    size_t n = strlen(text);
+    assert_int_equal(write(fd, text, n), (ssize_t)n);
+    close(fd);
+}
+
+/* Loads text as an INI file over the defaults; returns sup_config_load's
+ * result, with err holding its message (the temp path replaced by "FILE"). */
+static int load(sup_config *c, const char *text, char *err, size_t errlen)
+{
+    char path[64], raw[512];
+    write_ini(path, sizeof(path), text);
+    sup_config_default(c);
+    int rc = sup_config_load(c, path, raw, sizeof(raw));
+    unlink(path);
+    const char *at = strstr(raw, path);
+    if (rc < 0 && at != NULL)
+        snprintf(err, errlen, "%.*sFILE%s", (int)(at - raw), raw, at + strlen(path));
+    else
+        snprintf(err, errlen, "%s", rc < 0 ? raw : "");
+    return rc;
+}
+
+static void expect_load_error(const char *text, const char *want)
+{
+    sup_config c;
+    char err[512];
+    if (load(&c, text, err, sizeof(err)) == 0)
+        fail_msg("expected the error \"%s\", got success for:\n%s", want, text);
+    if (strcmp(err, want) != 0)
+        fail_msg("expected the error \"%s\", got \"%s\"", want, err);
+}
+
+static void test_defaults(void **state)
+{
+    (void)state;
+    sup_config c;
+    sup_config_default(&c);
+    assert_string_equal(c.data_dir, "./var");
+    assert_int_equal(c.drain_ms, 5000);
+    assert_int_equal(c.http_fd, -1);
+    assert_int_equal(c.detach, 0);
+    const char *names[] = {"gateway", "people", "pets"};
+    const char *listens[] = {"127.0.0.1:5001", "127.0.0.1:5002", "127.0.0.1:5003"};
+    const char *binaries[] = {"tcpops-gateway", "tcpops-people", "tcpops-pets"};
+    for (int a = 0; a < SUP_NAPPS; a++) {
+        assert_string_equal(c.apps[a].name, names[a]);
+        assert_string_equal(c.apps[a].listen, listens[a]);
+        assert_string_equal(c.apps[a].binary, binaries[a]);
+        assert_int_equal(c.apps[a].workers, 1);
+        assert_int_equal(c.apps[a].max_memory, 0);
+        assert_string_equal(c.apps[a].args, "");
+        assert_int_equal(sup_app_index(names[a]), a);
+    }
+    assert_int_equal(sup_app_index("gatewayx"), -1);
+    /* The programs are looked for beside the running binary (this test's). */
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    assert_true(n > 0);
+    self[n] = '\0';
+    *strrchr(self, '/') = '\0';
+    assert_string_equal(c.bin_dir, self);
+    /* The restart policy the master follows. */
+    assert_int_equal(c.policy.restart.initial_ms, 100);
+    assert_int_equal(c.policy.restart.cap_ms, 15000);
+    assert_int_equal(c.policy.restart.reset_after_ms, c.policy.healthy_ms);
+    assert_int_equal(c.policy.healthy_ms, 30000);
+    assert_int_equal(c.policy.crashloop_after, 5);
+    assert_int_equal(c.policy.ready_timeout_ms, 20000);
+    assert_int_equal(c.policy.settle_ms, 1500);
+    assert_int_equal(c.policy.kill_grace_ms, 1000);
+}
+
+static void test_ini_values(void **state)
+{
+    (void)state;
+    sup_config c;
+    char err[512];
+    int rc = load(&c,
+                  "; a comment\n"
+                  "[tcpops]\n"
+                  "data_dir = /srv/tcpops\n"
+                  "drain_ms = 250\n"
+                  "[people]\n"
+                  "workers = 4\n"
+                  "max_memory = 64M\n"
+                  "listen = 127.0.0.1:6002\n"
+                  "args = --threads 2  --sync full\n"
+                  "[pets]\n"
+                  "workers = 0\n"
+                  "[gateway]\n"
+                  "workers = 1\n"
+                  "max_memory = 1G\n",
+                  err, sizeof(err));
+    if (rc != 0)
+        fail_msg("expected the file to load, got \"%s\"", err);
+    assert_string_equal(c.data_dir, "/srv/tcpops");
+    assert_int_equal(c.drain_ms, 250);
+    assert_int_equal(c.apps[SUP_PEOPLE].workers, 4);
+    assert_int_equal(c.apps[SUP_PEOPLE].max_memory, 64L << 20);
+    assert_string_equal(c.apps[SUP_PEOPLE].listen, "127.0.0.1:6002");
+    assert_string_equal(c.apps[SUP_PEOPLE].args, "--threads 2  --sync full");
+    assert_int_equal(c.apps[SUP_PETS].workers, 0);
+    assert_string_equal(c.apps[SUP_PETS].listen, "127.0.0.1:5003"); /* default kept */
+    assert_int_equal(c.apps[SUP_GATEWAY].max_memory, 1L << 30);
+}
+
+static void test_ini_errors_name_the_line(void **state)
+{
+    (void)state;
+    expect_load_error("[tcpops]\ndrain_ms = 100\n[people]\ncolour = blue\n",
+                      "FILE line 4: unknown setting [people] colour");
+    expect_load_error("[fish]\nworkers = 2\n", "FILE line 2: unknown setting [fish] workers");
+    expect_load_error("[people]\nworkers = 65\n",
+                      "FILE line 2: [people] workers: \"65\" is out of range: 0 to 64");
+    expect_load_error("[people]\nworkers = many\n",
+                      "FILE line 2: [people] workers: \"many\" is not a whole number (digits only, no unit)");
+    expect_load_error("\n\n[gateway]\nworkers = 2\n",
+                      "FILE line 4: [gateway] workers: \"2\": the gateway runs exactly 1");
+    expect_load_error("[tcpops]\ndrain_ms = 600001\n",
+                      "FILE line 2: [tcpops] drain_ms: \"600001\" is out of range: 0 to 600000");
+    expect_load_error("[people]\nworkers = 2\n[pets\n", "FILE line 3: syntax error");
+    expect_load_error("[people]\nworkers 2\n", "FILE line 2: syntax error");
+}
+
+static void test_ini_missing_file(void **state)
+{
+    (void)state;
+    sup_config c;
+    char err[512];
+    sup_config_default(&c);
+    assert_int_equal(sup_config_load(&c, "/nonexistent/tcpops.ini", err, sizeof(err)), -1);
+    assert_string_equal(err, "cannot open config file /nonexistent/tcpops.ini");
+}
+
+static void test_pairs(void **state)
+{
+    (void)state;
+    sup_config c;
+    char err[512];
+    sup_config_default(&c);
+    assert_int_equal(sup_config_pairs(&c, "people=4,pets=2", "workers", err, sizeof(err)), 0);
+    assert_int_equal(c.apps[SUP_PEOPLE].workers, 4);
+    assert_int_equal(c.apps[SUP_PETS].workers, 2);
+    assert_int_equal(sup_config_pairs(&c, "people=64M,gateway=1G", "max-memory", err,
+                                      sizeof(err)), 0);
+    assert_int_equal(c.apps[SUP_PEOPLE].max_memory, 64L << 20);
+    assert_int_equal(c.apps[SUP_GATEWAY].max_memory, 1L << 30);
+
+    assert_int_equal(sup_config_pairs(&c, "people", "workers", err, sizeof(err)), -1);
+    assert_string_equal(err, "--workers: \"people\" is not APP=VALUE");
+    assert_int_equal(sup_config_pairs(&c, "fish=2", "workers", err, sizeof(err)), -1);
+    assert_string_equal(err, "--workers: unknown app \"fish\" (gateway, people, pets)");
+    assert_int_equal(sup_config_pairs(&c, "gateway=3", "workers", err, sizeof(err)), -1);
+    assert_string_equal(err, "--workers gateway: \"3\": the gateway runs exactly 1");
+}
+
+static void test_app_set_never_cuts(void **state)
+{
+    (void)state;
+    sup_config c;
+    char err[512], long_addr[100];
+    sup_config_default(&c);
+    memset(long_addr, 'a', sizeof(long_addr) - 1);
+    long_addr[sizeof(long_addr) - 1] = '\0';
+    assert_int_equal(sup_app_set(&c.apps[SUP_PETS], "listen", long_addr, err, sizeof(err)), -1);
+    assert_string_equal(err, "pets listen: longer than 63 bytes");
+    assert_string_equal(c.apps[SUP_PETS].listen, "127.0.0.1:5003");
+}
+
+/* argv as one string, words separated by spaces. */
+static void joined(const sup_argv *av, char *out, size_t len)
+{
+    out[0] = '\0';
+    for (int i = 0; av->argv[i] != NULL; i++)
+        snprintf(out + strlen(out), len - strlen(out), "%s%s", i ? " " : "", av->argv[i]);
+}
+
+static void test_worker_command_lines(void **state)
+{
+    (void)state;
+    sup_config c;
+    sup_argv av;
+    char err[512], line[2048];
+    sup_config_default(&c);
+    snprintf(c.bin_dir, sizeof(c.bin_dir), "/opt/tcpops/bin");
+    snprintf(c.data_dir, sizeof(c.data_dir), "/srv/data");
+    snprintf(c.apps[SUP_PEOPLE].args, sizeof(c.apps[SUP_PEOPLE].args), " --threads 2\t--x ");
+    assert_int_equal(sup_app_argv(&c, SUP_PEOPLE, &av, err, sizeof(err)), 0);
+    joined(&av, line, sizeof(line));
+    assert_string_equal(line, "/opt/tcpops/bin/tcpops-people --listen 127.0.0.1:5002 "
+                              "--data-dir /srv/data --threads 2 --x");
+    assert_int_equal(sup_app_argv(&c, SUP_GATEWAY, &av, err, sizeof(err)), 0);
+    joined(&av, line, sizeof(line));
+    assert_string_equal(line, "/opt/tcpops/bin/tcpops-gateway --listen 127.0.0.1:5001 "
+                              "--people 127.0.0.1:5002 --pets 127.0.0.1:5003");
+    c.http_fd = 7;
+    assert_int_equal(sup_app_argv(&c, SUP_GATEWAY, &av, err, sizeof(err)), 0);
+    joined(&av, line, sizeof(line));
+    assert_string_equal(line, "/opt/tcpops/bin/tcpops-gateway --listen 127.0.0.1:5001 "
+                              "--people 127.0.0.1:5002 --pets 127.0.0.1:5003 --listen-fd 7");
+    /* More words than fit: refused, not cut. */
+    char many[512] = "";
+    for (int i = 0; i < 70; i++)
+        strcat(many, "-x ");
+    snprintf(c.apps[SUP_PETS].args, sizeof(c.apps[SUP_PETS].args), "%s", many);
+    assert_int_equal(sup_app_argv(&c, SUP_PETS, &av, err, sizeof(err)), -1);
+    assert_string_equal(err, "pets args: more than 56 words");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_ini_values),
+        cmocka_unit_test(test_ini_errors_name_the_line),
+        cmocka_unit_test(test_ini_missing_file),
+        cmocka_unit_test(test_pairs),
+        cmocka_unit_test(test_app_set_never_cuts),
+        cmocka_unit_test(test_worker_command_lines),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,343 @@
+/* The control protocol over a unix socket in a temp dir: the client
+ * (sup_ctl_request, sup_master_alive, sup_ctl_print_ps) against the master's
+ * server (sup_ctlserver): one JSON line each way, answers owed for later,
+ * clients that leave, and what `tcpops` prints. */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "supervisor/ctl.h"
+#include "supervisor/ctlserver.h"
+
+typedef struct fake_master {
+    sup_ctlserver srv;
+    char dir[64];
+    char last_line[SUP_CTL_LINE_MAX];
+    int requests;
+    int owed_fd;          /* a request with "cmd":"later" is answered on the next pump */
+    int gone_fd;          /* the last client reported gone, -1 none */
+    volatile int stop;
+} fake_master;
+
+/* Answers {"ok":true,"cmd":CMD}; "later" is owed, "silent" never answered. */
+static int on_request(void *arg, int fd, const char *line)
+{
+    fake_master *m = arg;
+    snprintf(m->last_line, sizeof(m->last_line), "%s", line);
+    m->requests++;
+    json_t *req = json_loads(line, 0, NULL);
+    const char *cmd = json_string_value(json_object_get(req, "cmd"));
+    int owed = 0;
+    if (cmd != NULL && strcmp(cmd, "later") == 0) {
+        m->owed_fd = fd;
+        owed = 1;
+    } else if (cmd != NULL && strcmp(cmd, "silent") == 0) {
+        owed = 1;
+    } else {
+        sup_ctlserver_answer(&m->srv, fd, json_pack("{s:b,s:s?}", "ok", 1, "cmd", cmd));
+    }
+    json_decref(req);
+    return owed;
+}
+
+static void on_gone(void *arg, int fd)
+{
+    fake_master *m = arg;
+    m->gone_fd = fd;
+}
+
+/* One turn of the master's loop for the control socket. */
+static void pump(fake_master *m, int timeout_ms)
+{
+    struct pollfd pf[SUP_CTL_NPOLL];
+    sup_ctlserver_pollfds(&m->srv, pf);
+    poll(pf, SUP_CTL_NPOLL, timeout_ms);
+    sup_ctlserver_on_poll(&m->srv, pf);
+    if (m->owed_fd >= 0) {
+        sup_ctlserver_answer(&m->srv, m->owed_fd, json_pack("{s:b,s:s}", "ok", 1, "cmd",
+                                                              "later"));
+        m->owed_fd = -1;
+    }
+}
+
+static void *serve(void *arg)
+{
+    fake_master *m = arg;
+    while (!m->stop)
+        pump(m, 20);
+    return NULL;
+}
+
+static int setup(void **state)
+{
+    fake_master *m = calloc(1, sizeof(*m));
+    char err[256];
+    snprintf(m->dir, sizeof(m->dir), "/tmp/tcpops-test-ctl-XXXXXX");
+    if (mkdtemp(m->dir) == NULL)
+        fail_msg("mkdtemp: %s", strerror(errno));
+    m->owed_fd = -1;
+    m->gone_fd = -1;
+    sup_ctlserver_init(&m->srv, on_request, on_gone, m);
+    if (sup_ctlserver_open(&m->srv, m->dir, err, sizeof(err)) < 0)
+        fail_msg("expected the control socket to open, got \"%s\"", err);
+    *state = m;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fake_master *m = *state;
+    sup_ctlserver_close(&m->srv);
+    rmdir(m->dir);
+    free(m);
+    return 0;
+}
+
+/* A raw client: connected, with line sent (as is). */
+static int raw_client(const fake_master *m, const char *line)
+{
+    struct sockaddr_un sa;
+    char path[SUP_CTL_PATH_MAX];
+    assert_int_equal(sup_ctl_addr(m->dir, &sa, path, sizeof(path)), 0);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    size_t n = strlen(line);
+    assert_int_equal(send(fd, line, n, MSG_NOSIGNAL), (ssize_t)n);
+    return fd;
+}
+
+/* Everything the server sent until it closed. */
+static void read_to_end(int fd, char *buf, size_t cap)
+{
+    size_t got = 0;
+    ssize_t r;
+    while (got < cap - 1 && (r = recv(fd, buf + got, cap - 1 - got, 0)) > 0)
+        got += (size_t)r;
+    buf[got] = '\0';
+    close(fd);
+}
+
+static void test_socket_path_and_alive(void **state)
+{
+    fake_master *m = *state;
+    char path[SUP_CTL_PATH_MAX], want[SUP_CTL_PATH_MAX];
+    sup_socket_path(m->dir, path, sizeof(path));
+    snprintf(want, sizeof(want), "%s/tcpops.sock", m->dir);
+    assert_string_equal(path, want);
+    assert_int_equal(sup_master_alive(m->dir), 1);
+    sup_ctlserver_close(&m->srv);
+    assert_int_equal(access(path, F_OK), -1); /* the socket file goes with it */
+    assert_int_equal(sup_master_alive(m->dir), 0);
+}
+
+static void test_request_and_answer(void **state)
+{
+    fake_master *m = *state;
+    pthread_t t;
+    char err[512];
+    assert_int_equal(pthread_create(&t, NULL, serve, m), 0);
+    json_t *ans = sup_ctl_request(m->dir, json_pack("{s:s,s:s}", "cmd", "ps", "app", "pets"),
+                                  5000, err, sizeof(err));
+    json_t *later = sup_ctl_request(m->dir, json_pack("{s:s}", "cmd", "later"), 5000, err,
+                                    sizeof(err));
+    m->stop = 1;
+    pthread_join(t, NULL);
+    if (ans == NULL || later == NULL)
+        fail_msg("expected two answers, got the error \"%s\"", err);
+    assert_string_equal(m->last_line, "{\"cmd\":\"later\"}");
+    assert_true(json_is_true(json_object_get(ans, "ok")));
+    assert_string_equal(json_string_value(json_object_get(ans, "cmd")), "ps");
+    assert_string_equal(json_string_value(json_object_get(later, "cmd")), "later");
+    json_decref(ans);
+    json_decref(later);
+}
+
+static void test_master_that_does_not_answer(void **state)
+{
+    fake_master *m = *state;
+    pthread_t t;
+    char err[512];
+    assert_int_equal(pthread_create(&t, NULL, serve, m), 0);
+    json_t *ans = sup_ctl_request(m->dir, json_pack("{s:s}", "cmd", "silent"), 50, err,
+                                  sizeof(err));
+    m->stop = 1;
+    pthread_join(t, NULL);
+    assert_null(ans);
+    assert_string_equal(err, "the master did not answer within 50 ms");
+}
+
+static void test_no_master(void **state)
+{
+    fake_master *m = *state;
+    char err[512], want[512];
+    sup_ctlserver_close(&m->srv);
+    json_t *ans = sup_ctl_request(m->dir, json_pack("{s:s}", "cmd", "ps"), 1000, err,
+                                  sizeof(err));
+    assert_null(ans);
+    snprintf(want, sizeof(want),
+             "no tcpops master on %s/tcpops.sock (No such file or directory); start one with "
+             "`tcpops up`", m->dir);
+    assert_string_equal(err, want);
+}
+
+static void test_line_in_pieces(void **state)
+{
+    fake_master *m = *state;
+    char buf[256];
+    int fd = raw_client(m, "{\"cmd\":");
+    pump(m, 1000); /* accepted */
+    pump(m, 1000); /* half a line: nothing to do yet */
+    assert_int_equal(m->requests, 0);
+    assert_int_equal(send(fd, "\"down\"}\n", 8, MSG_NOSIGNAL), 8);
+    pump(m, 1000);
+    assert_int_equal(m->requests, 1);
+    assert_string_equal(m->last_line, "{\"cmd\":\"down\"}");
+    read_to_end(fd, buf, sizeof(buf));
+    assert_string_equal(buf, "{\"ok\":true,\"cmd\":\"down\"}\n");
+}
+
+static void test_request_too_long(void **state)
+{
+    fake_master *m = *state;
+    /* As much as the server holds, and no newline. */
+    char line[SUP_CTL_LINE_MAX], buf[256];
+    memset(line, 'x', sizeof(line) - 1);
+    line[sizeof(line) - 1] = '\0';
+    int fd = raw_client(m, line);
+    pump(m, 1000); /* accepted */
+    for (int i = 0; i < 100 && m->srv.clients[0].fd >= 0; i++)
+        pump(m, 1000); /* reads until the buffer is full */
+    read_to_end(fd, buf, sizeof(buf));
+    assert_string_equal(buf, "{\"ok\":false,\"error\":\"request too long\"}\n");
+    assert_int_equal(m->requests, 0);
+}
+
+static void test_client_leaves_while_owed(void **state)
+{
+    fake_master *m = *state;
+    int fd = raw_client(m, "{\"cmd\":\"silent\"}\n");
+    pump(m, 1000); /* accepted */
+    pump(m, 1000); /* read: the answer is owed */
+    assert_int_equal(m->requests, 1);
+    int server_fd = m->srv.clients[0].fd;
+    assert_int_equal(m->srv.clients[0].waiting, 1);
+    assert_int_equal(m->gone_fd, -1);
+    close(fd);
+    pump(m, 1000);
+    if (m->gone_fd != server_fd)
+        fail_msg("expected client fd %d reported gone, got %d", server_fd, m->gone_fd);
+    assert_int_equal(m->srv.clients[0].fd, -1); /* out of the poll set */
+}
+
+static void test_second_master_refused(void **state)
+{
+    fake_master *m = *state;
+    sup_ctlserver other;
+    char err[512], want[512];
+    sup_ctlserver_init(&other, on_request, on_gone, m);
+    assert_int_equal(sup_ctlserver_open(&other, m->dir, err, sizeof(err)), -1);
+    snprintf(want, sizeof(want), "a tcpops master already runs on %s", m->dir);
+    assert_string_equal(err, want);
+    /* A socket file left by a master that died is replaced. */
+    int fd = m->srv.listen_fd;
+    m->srv.listen_fd = -1; /* forgotten without unlink, as a crash leaves it */
+    close(fd);
+    assert_int_equal(sup_ctlserver_open(&other, m->dir, err, sizeof(err)), 0);
+    assert_int_equal(sup_master_alive(m->dir), 1);
+    sup_ctlserver_close(&other);
+}
+
+static void test_path_too_long(void **state)
+{
+    (void)state;
+    sup_ctlserver s;
+    char dir[200], err[512];
+    memset(dir, 'd', sizeof(dir) - 1);
+    dir[sizeof(dir) - 1] = '\0';
+    sup_ctlserver_init(&s, on_request, on_gone, NULL);
+    assert_int_equal(sup_ctlserver_open(&s, dir, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "control socket path too long: dddd"));
+    json_t *ans = sup_ctl_request(dir, json_pack("{s:s}", "cmd", "ps"), 1000, err, sizeof(err));
+    assert_null(ans);
+    assert_non_null(strstr(err, "control socket path too long: dddd"));
+    assert_int_equal(sup_master_alive(dir), 0);
+}
+
+static void test_error_answer(void **state)
+{
+    (void)state;
+    json_t *e = sup_ctl_error("unknown app \"%s\" (people, pets)", "fish");
+    char *s = json_dumps(e, JSON_COMPACT | JSON_SORT_KEYS);
+    assert_string_equal(s, "{\"error\":\"unknown app \\\"fish\\\" (people, pets)\",\"ok\":false}");
+    free(s);
+    json_decref(e);
+}
+
+static void test_print_ps(void **state)
+{
+    (void)state;
+    json_t *ans = json_loads(
+        "{\"ok\":true,\"workers\":["
+        "{\"app\":\"gateway\",\"worker\":1,\"pid\":4242,\"state\":\"running\","
+        "\"uptime_ms\":1500,\"restarts\":0,\"rss_bytes\":67108864,\"last_exit\":-1},"
+        "{\"app\":\"people\",\"worker\":2,\"pid\":0,\"state\":\"crash-looping\","
+        "\"uptime_ms\":0,\"restarts\":7,\"rss_bytes\":0,\"last_exit\":1},"
+        "{\"app\":\"pets\",\"worker\":1,\"pid\":77,\"state\":\"running\","
+        "\"uptime_ms\":3725000,\"restarts\":1,\"rss_bytes\":2048,\"last_exit\":137}]}",
+        0, NULL);
+    assert_non_null(ans);
+    char path[] = "/tmp/tcpops-test-ps-XXXXXX", text[2048];
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    fflush(stdout);
+    int saved = dup(STDOUT_FILENO);
+    dup2(fd, STDOUT_FILENO);
+    sup_ctl_print_ps(ans);
+    fflush(stdout);
+    dup2(saved, STDOUT_FILENO);
+    close(saved);
+    lseek(fd, 0, SEEK_SET);
+    ssize_t n = read(fd, text, sizeof(text) - 1);
+    close(fd);
+    unlink(path);
+    json_decref(ans);
+    assert_true(n > 0);
+    text[n] = '\0';
+    assert_string_equal(
+        text,
+        "APP      WORKER PID      STATE          UPTIME    RESTARTS MEMORY   LAST EXIT\n"
+        "gateway  1      4242     running        1.5s      0        64.0M    -\n"
+        "people   2      0        crash-looping  -         7        -        1\n"
+        "pets     1      77       running        1h2m      1        2K       137\n");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_socket_path_and_alive, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_request_and_answer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_master_that_does_not_answer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_master, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_line_in_pieces, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_request_too_long, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_client_leaves_while_owed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_second_master_refused, setup, teardown),
+        cmocka_unit_test(test_path_too_long),
+        cmocka_unit_test(test_error_answer),
+        cmocka_unit_test(test_print_ps),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
