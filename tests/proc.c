@@ -309,3 +309,23 @@ void rm_rf(const char *dir)
 {
     nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
+
+int dir_fixture_setup(void **state, const char *file)
+{
+    dir_fixture *fx = calloc(1, sizeof(*fx));
+    if (fx == NULL || make_temp_dir(fx->dir, sizeof(fx->dir)) != 0) {
+        free(fx);
+        return -1;
+    }
+    snprintf(fx->path, sizeof(fx->path), "%s/%s", fx->dir, file);
+    *state = fx;
+    return 0;
+}
+
+int dir_fixture_teardown(void **state)
+{
+    dir_fixture *fx = *state;
+    rm_rf(fx->dir);
+    free(fx);
+    return 0;
+}

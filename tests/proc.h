@@ -67,4 +67,14 @@ int proc_run_tool(const char *name, const char *flag, const char *value, va_list
 int make_temp_dir(char *buf, size_t len);
 void rm_rf(const char *dir);
 
+/* A cmocka fixture: a new temporary directory and the path of a file in it
+ * (not created). dir_fixture_setup(state, "people.db") fills *state;
+ * dir_fixture_teardown removes the directory and frees the fixture. */
+typedef struct dir_fixture {
+    char dir[256];
+    char path[512];
+} dir_fixture;
+int dir_fixture_setup(void **state, const char *file);
+int dir_fixture_teardown(void **state);
+
 #endif

@@ -21,27 +21,16 @@
 #include "svc/db.h"
 #include "tcpops.pb-c.h"
 
-typedef struct fixture {
-    char dir[256];
-    char path[512];
-} fixture;
+typedef dir_fixture fixture;
 
 static int setup(void **state)
 {
-    fixture *fx = calloc(1, sizeof(*fx));
-    assert_non_null(fx);
-    assert_int_equal(make_temp_dir(fx->dir, sizeof(fx->dir)), 0);
-    snprintf(fx->path, sizeof(fx->path), "%s/t.db", fx->dir);
-    *state = fx;
-    return 0;
+    return dir_fixture_setup(state, "t.db");
 }
 
 static int teardown(void **state)
 {
-    fixture *fx = *state;
-    rm_rf(fx->dir);
-    free(fx);
-    return 0;
+    return dir_fixture_teardown(state);
 }
 
 static svc_db *open_db(const char *path)

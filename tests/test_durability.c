@@ -21,26 +21,16 @@
 #include "rpc/clock.h"
 #include "proc.h"
 
-typedef struct fixture {
-    char dir[256];
-    char db[300];
-} fixture;
+typedef dir_fixture fixture;
 
 static int setup(void **state)
 {
-    fixture *fx = calloc(1, sizeof(*fx));
-    assert_int_equal(make_temp_dir(fx->dir, sizeof(fx->dir)), 0);
-    snprintf(fx->db, sizeof(fx->db), "%s/people.db", fx->dir);
-    *state = fx;
-    return 0;
+    return dir_fixture_setup(state, "people.db");
 }
 
 static int teardown(void **state)
 {
-    fixture *fx = *state;
-    rm_rf(fx->dir);
-    free(fx);
-    return 0;
+    return dir_fixture_teardown(state);
 }
 
 static rpc_channel *channel_to(int port)
@@ -167,7 +157,7 @@ static void test_acknowledged_creates_survive_kill9(void **state)
         int round_acked = 0;
         for (int i = 0; i < WRITERS; i++) {
             for (int k = 0; k < w[i].nacked; k++)
-                if (!name_in_db(fx->db, w[i].acked[k]))
+                if (!name_in_db(fx->path, w[i].acked[k]))
                     fail_msg("round %d: \"%s\" was acknowledged but is missing after kill -9",
                              round, w[i].acked[k]);
             round_acked += w[i].nacked;
@@ -180,9 +170,9 @@ static void test_acknowledged_creates_survive_kill9(void **state)
     print_message("%d acknowledged creates over 5 kill -9 rounds, all present\n", total_acked);
     assert_true(total_acked > 0);
     char ok[64];
-    query(fx->db, "PRAGMA integrity_check", ok, sizeof(ok));
+    query(fx->path, "PRAGMA integrity_check", ok, sizeof(ok));
     assert_string_equal(ok, "ok");
-    assert_int_equal(query(fx->db, "SELECT count(*) - count(DISTINCT name) FROM people", NULL, 0),
+    assert_int_equal(query(fx->path, "SELECT count(*) - count(DISTINCT name) FROM people", NULL, 0),
                      0);
 }
 
@@ -281,9 +271,9 @@ static void test_four_workers_one_file(void **state)
         proc_signal(&p[i], SIGTERM);
         assert_int_equal(proc_wait(&p[i], 10000), 0);
     }
-    assert_int_equal(query(fx->db, "SELECT count(*) FROM people", NULL, 0), 2 + 1 + lok);
+    assert_int_equal(query(fx->path, "SELECT count(*) FROM people", NULL, 0), 2 + 1 + lok);
     char okc[64];
-    query(fx->db, "PRAGMA integrity_check", okc, sizeof(okc));
+    query(fx->path, "PRAGMA integrity_check", okc, sizeof(okc));
     assert_string_equal(okc, "ok");
 }
 
