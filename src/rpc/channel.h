@@ -10,7 +10,9 @@
  * max_waiting such calls; past that it fails at once with RESOURCE_EXHAUSTED
  * (like gRPC's queueing on a connection's stream limit). A server's GOAWAY
  * moves new calls to other connections, and calls it never accepted are sent
- * again elsewhere. How it works: the top of src/rpc/channel.c.
+ * again elsewhere. How it works: the top of src/rpc/channel.c; the wire
+ * protocol (deadlines, retries, GOAWAY): docs/protocol.md; the client's
+ * modules and locks: docs/architecture.md.
  *
  * Every function here may be called from any thread, concurrently. */
 #ifndef TCPOPS_RPC_CHANNEL_H

@@ -27,6 +27,9 @@
  * answers everything it has read, then closes. At max_conns, a new
  * connection is let in by closing the one idle longest with nothing owed
  * either way (GOAWAY first when it speaks frames).
+ *
+ * The wire protocol: docs/protocol.md. The server's modules and the path of
+ * one request through them: docs/architecture.md.
  */
 #ifndef TCPOPS_RPC_SERVER_H
 #define TCPOPS_RPC_SERVER_H
