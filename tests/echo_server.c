@@ -30,6 +30,7 @@ int main(int argc, char **argv)
     cfg.methods = testsvc_methods;
     cfg.nmethods = testsvc_nmethods;
     cfg.text = testsvc_text;
+    cfg.text_first_byte = '{';
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--listen") == 0 && i + 1 < argc) {
             cfg.listen = argv[++i];

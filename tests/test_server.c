@@ -43,6 +43,7 @@ static void base_cfg(rpc_server_cfg *cfg)
     cfg->methods = testsvc_methods;
     cfg->nmethods = testsvc_nmethods;
     cfg->text = testsvc_text;
+    cfg->text_first_byte = '{';
     cfg->text_error = testsvc_text_error;
 }
 

@@ -13,14 +13,6 @@
 #include "rpc/srv.h"
 #include "rpc/stats.h"
 
-/* The first byte that selects line mode when cfg.text_first_byte is 0. */
-#define DEFAULT_FIRST_BYTE '{'
-
-int srv_lines_first_byte(const rpc_server *s)
-{
-    return s->cfg.text_first_byte != 0 ? s->cfg.text_first_byte : DEFAULT_FIRST_BYTE;
-}
-
 /* Runs one line on a worker and sends its answer line (or closes when the
  * callback answers NULL), which ends the job. */
 static void run_line(rpc_task *t, void *state)

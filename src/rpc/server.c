@@ -370,6 +370,10 @@ static void cfg_resolve(rpc_server_cfg *cfg)
 int rpc_server_new(rpc_server **out, const rpc_server_cfg *cfg, char *err)
 {
     int rc = -ENOMEM;
+    if (cfg->text != NULL && (cfg->text_first_byte <= 0 || cfg->text_first_byte > 255)) {
+        snprintf(err, RPC_ERRLEN, "line mode needs the byte that starts it (text_first_byte)");
+        return -EINVAL;
+    }
     rpc_server *s = calloc(1, sizeof(*s));
     if (s == NULL) {
         snprintf(err, RPC_ERRLEN, "out of memory");

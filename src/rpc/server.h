@@ -3,7 +3,7 @@
  * handlers, so calls on one connection run concurrently and are answered in
  * any order. PING is answered by the I/O thread; GOAWAY tells clients to move
  * on when the server drains or recycles connections. A connection whose first
- * byte is cfg.text_first_byte ('{' by default) is in line mode: handed to
+ * byte is cfg.text_first_byte is in line mode: handed to
  * the text callback one newline-delimited line at a time.
  *
  *   peer --frame--> I/O thread --job--> worker: handler(ctx, body) -> reply
@@ -112,9 +112,9 @@ typedef struct rpc_server_cfg {
      * "line too long"), or NULL to close without one. NULL: none. Called on
      * the I/O thread, with no lock held. */
     char *(*text_error)(void *user, const char *why);
-    int text_first_byte;       /* the first byte that selects line mode
-                                * (never 0, a frame's first byte); 0 means
-                                * '{' */
+    int text_first_byte;       /* the first byte that selects line mode;
+                                * required with text (never 0, a frame's
+                                * first byte) */
     /* Per thread state (e.g. a database connection), for each worker and
      * for the I/O thread (quick methods). thread_init returns 0 or a
      * negative errno; a failure stops rpc_server_start. */

@@ -210,9 +210,6 @@ void srv_send_goaway(rpc_server *s, srv_conn *c);
 
 /* ---- lines.c: line mode ---- */
 
-/* The byte that starts a line-mode connection (cfg.text_first_byte, or its
- * default). */
-int srv_lines_first_byte(const rpc_server *s);
 
 /* Hands c's next whole line to a worker when none of its lines runs and its
  * answers are not held. Returns 0, or -1 when c was closed (a line past

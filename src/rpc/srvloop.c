@@ -42,7 +42,7 @@ int srv_answers_held(rpc_server *s, srv_conn *c)
 static int choose_mode(rpc_server *s, srv_conn *c)
 {
     uint8_t first = rpc_buf_head(&c->io.rbuf)[0];
-    if (first == srv_lines_first_byte(s) && s->cfg.text != NULL) {
+    if (s->cfg.text != NULL && first == s->cfg.text_first_byte) {
         c->mode = SRV_MODE_LINES;
         /* Before the first line goes out: its end must be heard of. */
         pthread_mutex_lock(&c->lock);

@@ -13,7 +13,6 @@
 #include <string.h>
 
 #include "rpc/clock.h"
-#include "rpc/conn.h"
 #include "svc/fault.h"
 #include "svc/members.h"
 #include "svc/portlock.h"
