@@ -177,6 +177,15 @@ void srv_job_free(srv_job *j);
  * looks at c again. Any thread; takes nlock. */
 void srv_notice(rpc_server *s, srv_conn *c);
 
+/* Whether c's waiting answers hold it back (past half of max_write_buf,
+ * until they drain to a quarter); updates c->wfull. I/O thread; takes
+ * c->lock. */
+int srv_answers_held(rpc_server *s, srv_conn *c);
+
+/* The low-water mark: answers held back from a connection resume once its
+ * write buffer drains to this (a quarter of max_write_buf). */
+size_t srv_wbuf_low(const rpc_server *s);
+
 /* ---- srvloop.c: the I/O thread ---- */
 
 /* The I/O thread's main; arg is the server. */
@@ -186,15 +195,10 @@ void *srv_io_main(void *arg);
  * it ended. */
 void srv_take_notices(rpc_server *s);
 
-/* Whether c's waiting answers hold it back (past half of max_write_buf,
- * until they drain to a quarter); updates c->wfull. I/O thread; takes
- * c->lock. */
-int srv_answers_held(rpc_server *s, srv_conn *c);
-
 /* Closes and unregisters every listener. */
 void srv_close_listeners(rpc_server *s);
 
-/* ---- server.c: dispatch and GOAWAY ---- */
+/* ---- dispatch.c: frames, calls and GOAWAY ---- */
 
 /* Handles one frame of c. Returns 0; 1 when it is a request that must wait
  * for one of the connection's in-flight slots (nothing was done and

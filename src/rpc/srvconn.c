@@ -243,3 +243,23 @@ void srv_notice(rpc_server *s, srv_conn *c)
     pthread_mutex_unlock(&s->nlock);
     rpc_evloop_wake(&s->loop);
 }
+
+/* Answers waiting for a slow reader hold its connection back: once they
+ * reach the high-water mark (half of max_write_buf) the I/O thread hands
+ * out no more of its lines or requests and stops reading it, until they
+ * drain to the low-water mark (a quarter). */
+static size_t wbuf_high(const rpc_server *s) { return s->cfg.max_write_buf / 2; }
+
+size_t srv_wbuf_low(const rpc_server *s) { return s->cfg.max_write_buf / 4; }
+
+int srv_answers_held(rpc_server *s, srv_conn *c)
+{
+    pthread_mutex_lock(&c->lock);
+    size_t used = rpc_conn_unsent(&c->io);
+    pthread_mutex_unlock(&c->lock);
+    if (used >= wbuf_high(s))
+        c->wfull = 1;
+    else if (used <= srv_wbuf_low(s))
+        c->wfull = 0;
+    return c->wfull;
+}

@@ -18,25 +18,6 @@
 
 static int conn_pump(rpc_server *s, srv_conn *c);
 
-/* Answers waiting for a slow reader hold its connection back: once they
- * reach the high-water mark (half of max_write_buf) the I/O thread hands
- * out no more of its lines or requests and stops reading it, until they
- * drain to the low-water mark (a quarter). */
-static size_t wbuf_high(const rpc_server *s) { return s->cfg.max_write_buf / 2; }
-static size_t wbuf_low(const rpc_server *s) { return s->cfg.max_write_buf / 4; }
-
-int srv_answers_held(rpc_server *s, srv_conn *c)
-{
-    pthread_mutex_lock(&c->lock);
-    size_t used = rpc_conn_unsent(&c->io);
-    pthread_mutex_unlock(&c->lock);
-    if (used >= wbuf_high(s))
-        c->wfull = 1;
-    else if (used <= wbuf_low(s))
-        c->wfull = 0;
-    return c->wfull;
-}
-
 /* The first byte decides the mode: a frame (its length starts with 0) or,
  * when the server has line mode, a line. Returns -1 when c was closed. */
 static int choose_mode(rpc_server *s, srv_conn *c)
@@ -135,7 +116,7 @@ static int conn_pump(rpc_server *s, srv_conn *c)
         input_state(c, frames);
 
         pthread_mutex_lock(&c->lock);
-        if (c->wfull && rpc_conn_unsent(&c->io) <= wbuf_low(s)) {
+        if (c->wfull && rpc_conn_unsent(&c->io) <= srv_wbuf_low(s)) {
             /* The batch's own answers, or a worker's send, drained what held
              * c back: go on with what waits. */
             c->wfull = 0;
@@ -213,7 +194,7 @@ static int on_writable(rpc_server *s, srv_conn *c)
         srv_conn_close(s, c); /* epoll lists a descriptor once per batch */
         return -1;
     }
-    if ((left == 0 && c->rd_eof) || (c->wfull && left <= wbuf_low(s)))
+    if ((left == 0 && c->rd_eof) || (c->wfull && left <= srv_wbuf_low(s)))
         return conn_pump(s, c);
     return 0;
 }
