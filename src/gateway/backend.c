@@ -16,6 +16,8 @@
 #define MAX_MEMBERS 64
 #define READY_FRESH_MS 1000 /* an answer this recent makes a service ready */
 #define READY_PROBE_MS 1000 /* else a svc.Status call must answer within this */
+#define STATUS_DEADLINE_MS 1000 /* a membership refresh's svc.Status call */
+#define REFRESH_MS 1000      /* membership refresh period unless cfg says */
 
 struct gw_backend {
     char name[32];
@@ -155,7 +157,7 @@ static void on_event(void *user, const rpc_event *ev)
  * into out, 0 when none are known, -1 when the call failed. */
 static int fetch_members(gw_backend *b, char out[][64], size_t max)
 {
-    rpc_call c = {.method = "svc.Status", .deadline_ms = 1000, .idempotent = 1};
+    rpc_call c = {.method = "svc.Status", .deadline_ms = STATUS_DEADLINE_MS, .idempotent = 1};
     if (rpc_channel_call(b->discovery, &c) != TCPOPS__STATUS__OK) {
         rpc_call_fini(&c);
         return -1;
@@ -264,7 +266,7 @@ int gw_backend_new(gw_backend **out, const gw_backend_cfg *cfg, char *err, size_
         return -ENOMEM;
     }
     snprintf(b->name, sizeof(b->name), "%s", cfg->name);
-    b->refresh_ms = cfg->refresh_ms > 0 ? cfg->refresh_ms : 1000;
+    b->refresh_ms = cfg->refresh_ms > 0 ? cfg->refresh_ms : REFRESH_MS;
     pthread_mutex_init(&b->lock, NULL);
     rpc_cond_init(&b->cond);
     snprintf(b->boot_store, sizeof(b->boot_store), "%s", cfg->bootstrap);

@@ -182,7 +182,7 @@ int main(int argc, char **argv)
     rpc_channel_cfg cd;
     rpc_channel_cfg_default(&cd);
     long threads = 1024, pool = cd.pool_size, deadline_ms = cd.deadline_ms;
-    long keepalive_ms = 10000, drain_ms = 5000, request_timeout_ms = 10000;
+    long keepalive_ms = 10000, drain_ms = UTIL_DRAIN_MS_DEFAULT, request_timeout_ms = 10000;
     long max_body = 64 * 1024, max_header = 16 * 1024, max_frame = (long)cd.max_frame;
     long max_inflight = cd.max_inflight, max_waiting = cd.max_waiting;
     long spin_us = 80, listen_fd = -1; /* spin: the gateway's own choice, see --spin-us */

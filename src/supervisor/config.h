@@ -8,6 +8,7 @@
 #include <stddef.h>
 
 #include "rpc/backoff.h"
+#include "util/flags.h"
 
 enum { SUP_GATEWAY, SUP_PEOPLE, SUP_PETS, SUP_NAPPS };
 
@@ -20,7 +21,7 @@ enum { SUP_GATEWAY, SUP_PEOPLE, SUP_PETS, SUP_NAPPS };
 #define SUP_DEFAULT_DATA_DIR "./var"
 #define SUP_DEFAULT_HOST "127.0.0.1"
 #define SUP_DEFAULT_PORT 5001            /* the gateway's; people +1, pets +2 */
-#define SUP_DEFAULT_DRAIN_MS 5000L
+#define SUP_DEFAULT_DRAIN_MS ((long)UTIL_DRAIN_MS_DEFAULT)
 #define SUP_KILL_GRACE_MS 1000L          /* SIGKILL drain_ms + this after SIGTERM */
 /* A worker that exited is restarted after FIRST x MULT^n, +- JITTER, at most
  * CAP; the curve starts over once it has been up SUP_HEALTHY_MS. */

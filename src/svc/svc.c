@@ -169,7 +169,7 @@ int svc_main(const svc_desc *desc, int argc, char **argv)
         .max_conns = def.max_conns, .max_inflight = def.max_inflight,
         .max_queue = def.queue_max, .max_write_buf = (long)def.max_write_buf,
         .partial_ms = def.partial_timeout_ms, .idle_ms = def.idle_timeout_ms,
-        .drain_ms = 5000,
+        .drain_ms = UTIL_DRAIN_MS_DEFAULT,
     };
     svc s;
     svc_fault fault = {0};

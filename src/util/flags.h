@@ -16,6 +16,10 @@
 #include <stddef.h>
 #include <stdio.h>
 
+/* How long a program stopping gracefully waits for what is in flight unless
+ * told otherwise: --drain-ms of the services, the gateway and tcpops up. */
+#define UTIL_DRAIN_MS_DEFAULT 5000
+
 typedef enum util_unit {
     UTIL_NUM_PLAIN,
     UTIL_NUM_SIZE,
