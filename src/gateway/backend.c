@@ -110,11 +110,6 @@ int gw_backend_check_ready(gw_backend *b, int deadline_ms, char *why, size_t len
     return st == TCPOPS__STATUS__OK;
 }
 
-int gw_backend_ready(gw_backend *b)
-{
-    return rpc_channel_ready(b->data);
-}
-
 /* Channel events, on a connection thread: log them, and refresh membership
  * when something went away. Must not block for long. */
 static void on_event(void *user, const rpc_event *ev)

@@ -36,9 +36,6 @@ const char *gw_backend_name(const gw_backend *b);
 /* Calls through the member channel (see rpc_channel_call). */
 int gw_backend_call(gw_backend *b, rpc_call *call);
 
-/* Connections up now, over all members. */
-int gw_backend_ready(gw_backend *b);
-
 /* Whether the service can serve now: a connection is up and an answer (or
  * PONG) came within the last second, or a svc.Status call answers within
  * min(deadline_ms, 1 s). 1 ready; 0 not, with a sentence naming the service

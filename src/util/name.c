@@ -9,11 +9,6 @@
 #include <uninorm.h>
 #include <unistr.h>
 
-int util_utf8_valid(const char *s, size_t len)
-{
-    return u8_check((const uint8_t *)s, len) == NULL;
-}
-
 /* Why code point cp cannot be in a name, or NULL when it can. Normalisation
  * neither adds nor removes characters of these categories, so the input is
  * checked, and the byte offsets in messages are the sender's. */

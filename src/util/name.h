@@ -13,10 +13,6 @@
 
 #define UTIL_NAME_MAX 64
 
-/* 1 when s[0..len) is valid UTF-8 (shortest form, no surrogates, at most
- * U+10FFFF), else 0. */
-int util_utf8_valid(const char *s, size_t len);
-
 /* Checks s[0..len) as a name and writes its NFC form, NUL-terminated, to
  * out (outcap bytes; UTIL_NAME_MAX + 1 always suffice; out may be s) and
  * its length to *outlen (may be NULL). Returns 0, or -EINVAL with the
