@@ -143,6 +143,24 @@ static void *slow_call(void *arg)
     return NULL;
 }
 
+/* Waits until n calls are in flight on ch (sent, not yet answered), for at
+ * most 10 s: a server killed before its calls went out would see none. */
+static void wait_inflight(rpc_channel *ch, int n)
+{
+    int out = 0;
+    for (int i = 0; i < 10000 && out < n; i++) {
+        rpc_endpoint_info info[2];
+        size_t k = rpc_channel_endpoints(ch, info, 2);
+        out = 0;
+        for (size_t e = 0; e < k && e < 2; e++)
+            out += info[e].outstanding;
+        if (out < n)
+            usleep(1000);
+    }
+    if (out < n)
+        fail_msg("expected %d calls in flight within 10 s, %d were", n, out);
+}
+
 static void test_kill9_fails_inflight_then_heals(void **state)
 {
     fixture *fx = *state;
@@ -158,7 +176,7 @@ static void test_kill9_fails_inflight_then_heals(void **state)
         f[i] = (inflight){.ch = fx->ch, .sleep_ms = "5000", .status = -1};
         pthread_create(&th[i], NULL, slow_call, &f[i]);
     }
-    usleep(300 * 1000); /* they are on the wire, sleeping in the server */
+    wait_inflight(fx->ch, N); /* on the wire, sleeping in the server */
     proc_signal(&fx->srv, SIGKILL);
     assert_int_equal(proc_wait(&fx->srv, 5000), 128 + SIGKILL);
     for (int i = 0; i < N; i++) {
@@ -244,7 +262,7 @@ static void test_reads_retried_elsewhere_writes_not(void **state)
                           .status = -1};
         pthread_create(&th[i], NULL, slow_call, &f[i]);
     }
-    usleep(300 * 1000);
+    wait_inflight(fx->ch, N);
     proc_signal(&fx->srv, SIGKILL);
     int reads_ok = 0, writes_ok = 0, writes_unavailable = 0;
     for (int i = 0; i < N; i++) {
