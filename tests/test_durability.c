@@ -20,6 +20,7 @@
 #include "rpc/channel.h"
 #include "rpc/clock.h"
 #include "proc.h"
+#include "testsvc.h"
 
 typedef dir_fixture fixture;
 
@@ -37,15 +38,11 @@ static rpc_channel *channel_to(int port)
 {
     char addr[64], err[RPC_ERRLEN];
     rpc_channel_cfg cfg;
-    rpc_channel *ch = NULL;
     snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
-    const char *eps[] = {addr};
     rpc_channel_cfg_default(&cfg);
-    cfg.name = "people";
-    cfg.endpoints = eps;
-    cfg.nendpoints = 1;
     cfg.pool_size = 1;
-    if (rpc_channel_new(&ch, &cfg, err) < 0)
+    rpc_channel *ch = testsvc_channel("people", addr, &cfg, err);
+    if (ch == NULL)
         fail_msg("channel: %s", err);
     return ch;
 }

@@ -398,15 +398,11 @@ static void test_echo_server_is_not_a_service(void **state)
 {
     fixture *fx = *state;
     char err[RPC_ERRLEN];
-    rpc_channel *ch;
     rpc_channel_cfg cfg;
-    const char *eps[] = {fx->bad_addr};
     rpc_channel_cfg_default(&cfg);
-    cfg.name = "echo";
-    cfg.endpoints = eps;
-    cfg.nendpoints = 1;
     cfg.pool_size = 1;
-    if (rpc_channel_new(&ch, &cfg, err) < 0)
+    rpc_channel *ch = testsvc_channel("echo", fx->bad_addr, &cfg, err);
+    if (ch == NULL)
         fail_msg("channel: %s", err);
     rpc_call c = {.method = "test.Echo", .body = (const uint8_t *)"x", .body_len = 1,
                   .deadline_ms = 2000};

@@ -76,14 +76,11 @@ static int setup_with(void **state, int max_conns, size_t max_write_buf, int par
     start_server(fx, &cfg);
 
     rpc_channel_cfg ccfg;
-    const char *eps[] = {fx->addr};
     rpc_channel_cfg_default(&ccfg);
-    ccfg.name = "good";
-    ccfg.endpoints = eps;
-    ccfg.nendpoints = 1;
     ccfg.pool_size = 1;
     ccfg.keepalive_idle_ms = idle_ms / 4; /* a good client is never idle for long */
-    if (rpc_channel_new(&fx->good, &ccfg, err) < 0)
+    fx->good = testsvc_channel("good", fx->addr, &ccfg, err);
+    if (fx->good == NULL)
         fail_msg("channel: %s", err);
     *state = fx;
     return 0;

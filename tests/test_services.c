@@ -24,6 +24,7 @@
 #include "rpc/clock.h"
 #include "tcpops.pb-c.h"
 #include "proc.h"
+#include "testsvc.h"
 #include "rawpeer.h"
 
 typedef struct fixture {
@@ -143,16 +144,12 @@ static void test_invalid_inputs_change_nothing(void **state)
 static rpc_channel *channel_to(const char *name, const char *addr, size_t max_frame)
 {
     char cerr[RPC_ERRLEN];
-    rpc_channel *ch = NULL;
     rpc_channel_cfg cfg;
-    const char *eps[] = {addr};
     rpc_channel_cfg_default(&cfg);
-    cfg.name = name;
-    cfg.endpoints = eps;
-    cfg.nendpoints = 1;
     if (max_frame > 0)
         cfg.max_frame = max_frame;
-    if (rpc_channel_new(&ch, &cfg, cerr) != 0)
+    rpc_channel *ch = testsvc_channel(name, addr, &cfg, cerr);
+    if (ch == NULL)
         fail_msg("expected a channel to %s, got \"%s\"", addr, cerr);
     return ch;
 }
@@ -735,15 +732,8 @@ static void send_and_expect_close(int port, const void *bytes, size_t n, const c
 static void test_hostile_frames_cost_a_good_client_nothing(void **state)
 {
     fixture *fx = *state;
-    char err[RPC_ERRLEN];
     good_client g = {0};
-    rpc_channel_cfg cfg;
-    const char *eps[] = {fx->people_addr};
-    rpc_channel_cfg_default(&cfg);
-    cfg.name = "people";
-    cfg.endpoints = eps;
-    cfg.nendpoints = 1;
-    assert_int_equal(rpc_channel_new(&g.ch, &cfg, err), 0);
+    g.ch = channel_to("people", fx->people_addr, 0);
     pthread_t th;
     pthread_create(&th, NULL, good_loop, &g);
 

@@ -86,3 +86,19 @@ char *testsvc_text_error(void *user, const char *why)
         snprintf(out, n, "error: %s", why);
     return out;
 }
+
+rpc_channel *testsvc_channel(const char *name, const char *addr, const rpc_channel_cfg *base,
+                             char *err)
+{
+    rpc_channel_cfg cfg;
+    const char *eps[] = {addr};
+    if (base != NULL)
+        cfg = *base;
+    else
+        rpc_channel_cfg_default(&cfg);
+    cfg.name = name;
+    cfg.endpoints = eps;
+    cfg.nendpoints = 1;
+    rpc_channel *ch = NULL;
+    return rpc_channel_new(&ch, &cfg, err) < 0 ? NULL : ch;
+}

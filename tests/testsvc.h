@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 
+#include "rpc/channel.h"
 #include "rpc/server.h"
 
 extern const rpc_method testsvc_methods[];
@@ -21,6 +22,12 @@ char *testsvc_text(void *thread_state, void *user, const char *line, size_t len)
  * (RPC_ERRLEN). */
 rpc_server *testsvc_start(const rpc_method *m, size_t n, int threads, void *user,
                           rpc_stats *stats, char *addr, size_t len, char *err);
+
+/* A channel named name to addr alone: cfg's other fields from *base (NULL:
+ * rpc_channel_cfg_default). Returns it (rpc_channel_free it), or NULL with
+ * err filled (RPC_ERRLEN). */
+rpc_channel *testsvc_channel(const char *name, const char *addr, const rpc_channel_cfg *base,
+                             char *err);
 
 /* Line mode's farewell for tests: "error: WHY" (malloc'd). */
 char *testsvc_text_error(void *user, const char *why);
