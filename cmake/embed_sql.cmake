@@ -3,7 +3,7 @@
 #   cmake -DOUT=file.c -DSYMBOL=people -DDIR=db/people -P embed_sql.cmake
 file(GLOB files RELATIVE ${DIR} ${DIR}/*.sql)
 list(SORT files)
-set(body "/* Generated from ${DIR} by cmake/embed_sql.cmake. Do not edit. */\n#include \"svc/db.h\"\n\n")
+set(body "/* Generated from ${DIR} by cmake/embed_sql.cmake. Do not edit. */\n#include \"svc/migration.h\"\n\n")
 set(table "")
 set(i 0)
 foreach(f ${files})

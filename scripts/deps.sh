@@ -9,7 +9,8 @@ set -euo pipefail
 pkgs=(gcc make cmake pkg-config libc6-dev
       libcivetweb-dev libprotobuf-c-dev protobuf-c-compiler
       libsqlite3-dev libcmocka-dev libjansson-dev libinih-dev
-      libunistring-dev
+      libunistring-dev libpq-dev
+      postgresql          # a real PostgreSQL server the tests start on their own
       curl netcat-openbsd)   # the README's curl and nc examples
 case "${1:-}" in
   bench) pkgs+=(wrk redis-server redis-tools sqlite3) ;;

@@ -25,6 +25,8 @@ typedef struct fixture {
     char pets_path[300];
     svc_db *people;
     svc_db *pets;
+    svc_conn pc, tc;          /* the store functions' view of people, pets */
+    svc_store people_store;   /* for the writer */
 } fixture;
 
 static int setup(void **state)
@@ -35,9 +37,15 @@ static int setup(void **state)
     snprintf(fx->people_path, sizeof(fx->people_path), "%s/people.db", fx->dir);
     snprintf(fx->pets_path, sizeof(fx->pets_path), "%s/pets.db", fx->dir);
     if (svc_db_open(&fx->people, fx->people_path, 0, err, sizeof(err)) < 0 ||
-        svc_db_migrate(fx->people, people_migrations, people_nmigrations, err, sizeof(err)) < 0 ||
+        svc_db_migrate(fx->people, people_sqlite_migrations, people_sqlite_nmigrations, err, sizeof(err)) < 0 ||
         svc_db_open(&fx->pets, fx->pets_path, 0, err, sizeof(err)) < 0 ||
-        svc_db_migrate(fx->pets, pets_migrations, pets_nmigrations, err, sizeof(err)) < 0)
+        svc_db_migrate(fx->pets, pets_sqlite_migrations, pets_sqlite_nmigrations, err, sizeof(err)) < 0)
+        fail_msg("setup: %s", err);
+    fx->pc = (svc_conn){.backend = SVC_SQLITE, .sqlite = fx->people};
+    fx->tc = (svc_conn){.backend = SVC_SQLITE, .sqlite = fx->pets};
+    char url[320];
+    snprintf(url, sizeof(url), "sqlite:%s", fx->people_path);
+    if (svc_store_parse(&fx->people_store, url, fx->dir, "people", err, sizeof(err)) < 0)
         fail_msg("setup: %s", err);
     *state = fx;
     return 0;
@@ -53,7 +61,7 @@ static int teardown(void **state)
     return 0;
 }
 
-static void expect_names(svc_db *db, uint32_t limit, const char *after, const char *want)
+static void expect_names(svc_conn *db, uint32_t limit, const char *after, const char *want)
 {
     char **names = NULL;
     size_t n = 0;
@@ -75,24 +83,24 @@ static void test_seed_and_migrations_are_idempotent(void **state)
 {
     fixture *fx = *state;
     char err[256];
-    expect_names(fx->people, 0, NULL, "bob,jane");
+    expect_names(&fx->pc, 0, NULL, "bob,jane");
     /* Applying the migrations again changes nothing. */
     assert_int_equal(
-        svc_db_migrate(fx->people, people_migrations, people_nmigrations, err, sizeof(err)), 0);
-    expect_names(fx->people, 0, NULL, "bob,jane");
+        svc_db_migrate(fx->people, people_sqlite_migrations, people_sqlite_nmigrations, err, sizeof(err)), 0);
+    expect_names(&fx->pc, 0, NULL, "bob,jane");
     uint64_t *ids = NULL;
     size_t n = 0;
-    assert_int_equal(people_store_pet_ids(fx->people, "bob", &ids, &n, err, sizeof(err)),
+    assert_int_equal(people_store_pet_ids(&fx->pc, "bob", &ids, &n, err, sizeof(err)),
                      TCPOPS__STATUS__OK);
     assert_int_equal(n, 2);
     char *names[2];
-    assert_int_equal(pets_store_get_by_ids(fx->pets, ids, n, names, err, sizeof(err)),
+    assert_int_equal(pets_store_get_by_ids(&fx->tc, ids, n, names, err, sizeof(err)),
                      TCPOPS__STATUS__OK);
     assert_string_equal(names[0], "bixa");
     assert_string_equal(names[1], "rex");
     pets_store_free_names(names, 2);
     free(ids);
-    assert_int_equal(people_store_pet_ids(fx->people, "jane", &ids, &n, err, sizeof(err)),
+    assert_int_equal(people_store_pet_ids(&fx->pc, "jane", &ids, &n, err, sizeof(err)),
                      TCPOPS__STATUS__OK);
     assert_int_equal(n, 0);
     free(ids);
@@ -102,21 +110,21 @@ static void test_people_create_list_page(void **state)
 {
     fixture *fx = *state;
     char err[256];
-    assert_int_equal(people_store_create(fx->people, "ann", err, sizeof(err)), TCPOPS__STATUS__OK);
-    assert_int_equal(people_store_create(fx->people, "zed", err, sizeof(err)), TCPOPS__STATUS__OK);
-    assert_int_equal(people_store_create(fx->people, "ann", err, sizeof(err)),
+    assert_int_equal(people_store_create(&fx->pc, "ann", err, sizeof(err)), TCPOPS__STATUS__OK);
+    assert_int_equal(people_store_create(&fx->pc, "zed", err, sizeof(err)), TCPOPS__STATUS__OK);
+    assert_int_equal(people_store_create(&fx->pc, "ann", err, sizeof(err)),
                      TCPOPS__STATUS__ALREADY_EXISTS);
     assert_non_null(strstr(err, "ann"));
     /* Oldest first, not alphabetical. */
-    expect_names(fx->people, 0, NULL, "bob,jane,ann,zed");
-    expect_names(fx->people, 2, NULL, "bob,jane");
-    expect_names(fx->people, 2, "jane", "ann,zed");
-    expect_names(fx->people, 2, "zed", "");
+    expect_names(&fx->pc, 0, NULL, "bob,jane,ann,zed");
+    expect_names(&fx->pc, 2, NULL, "bob,jane");
+    expect_names(&fx->pc, 2, "jane", "ann,zed");
+    expect_names(&fx->pc, 2, "zed", "");
     char **names;
     size_t n;
-    assert_int_equal(people_store_list(fx->people, 0, "nobody", &names, &n, err, sizeof(err)),
+    assert_int_equal(people_store_list(&fx->pc, 0, "nobody", &names, &n, err, sizeof(err)),
                      TCPOPS__STATUS__INVALID_ARGUMENT);
-    assert_int_equal(people_store_list(fx->people, 1001, NULL, &names, &n, err, sizeof(err)),
+    assert_int_equal(people_store_list(&fx->pc, 1001, NULL, &names, &n, err, sizeof(err)),
                      TCPOPS__STATUS__INVALID_ARGUMENT);
 }
 
@@ -126,17 +134,17 @@ static void test_people_pets(void **state)
     char err[256];
     uint64_t *ids = NULL;
     size_t n = 0;
-    assert_int_equal(people_store_pet_ids(fx->people, "nobody", &ids, &n, err, sizeof(err)),
+    assert_int_equal(people_store_pet_ids(&fx->pc, "nobody", &ids, &n, err, sizeof(err)),
                      TCPOPS__STATUS__NOT_FOUND);
-    assert_int_equal(people_store_add_pet(fx->people, "jane", 2, err, sizeof(err)),
+    assert_int_equal(people_store_add_pet(&fx->pc, "jane", 2, err, sizeof(err)),
                      TCPOPS__STATUS__OK);
-    assert_int_equal(people_store_add_pet(fx->people, "jane", 2, err, sizeof(err)),
+    assert_int_equal(people_store_add_pet(&fx->pc, "jane", 2, err, sizeof(err)),
                      TCPOPS__STATUS__OK); /* owning it twice is owning it */
-    assert_int_equal(people_store_add_pet(fx->people, "nobody", 2, err, sizeof(err)),
+    assert_int_equal(people_store_add_pet(&fx->pc, "nobody", 2, err, sizeof(err)),
                      TCPOPS__STATUS__NOT_FOUND);
-    assert_int_equal(people_store_add_pet(fx->people, "jane", 0, err, sizeof(err)),
+    assert_int_equal(people_store_add_pet(&fx->pc, "jane", 0, err, sizeof(err)),
                      TCPOPS__STATUS__INVALID_ARGUMENT);
-    assert_int_equal(people_store_pet_ids(fx->people, "jane", &ids, &n, err, sizeof(err)),
+    assert_int_equal(people_store_pet_ids(&fx->pc, "jane", &ids, &n, err, sizeof(err)),
                      TCPOPS__STATUS__OK);
     assert_int_equal(n, 1);
     assert_int_equal(ids[0], 2);
@@ -148,12 +156,12 @@ static void test_pets_get_and_create(void **state)
     fixture *fx = *state;
     char err[256];
     uint64_t id = 0;
-    assert_int_equal(pets_store_create(fx->pets, "kitty", &id, err, sizeof(err)),
+    assert_int_equal(pets_store_create(&fx->tc, "kitty", &id, err, sizeof(err)),
                      TCPOPS__STATUS__OK);
     assert_int_equal(id, 4); /* after the three seeded pets */
     uint64_t ids[] = {4, 99, 2, 0, 1};
     char *names[5];
-    assert_int_equal(pets_store_get_by_ids(fx->pets, ids, 5, names, err, sizeof(err)),
+    assert_int_equal(pets_store_get_by_ids(&fx->tc, ids, 5, names, err, sizeof(err)),
                      TCPOPS__STATUS__OK);
     assert_string_equal(names[0], "kitty");
     assert_null(names[1]);
@@ -163,7 +171,7 @@ static void test_pets_get_and_create(void **state)
     pets_store_free_names(names, 5);
     uint64_t many[PETS_GET_MAX + 1] = {0};
     char *lots[PETS_GET_MAX + 1];
-    assert_int_equal(pets_store_get_by_ids(fx->pets, many, PETS_GET_MAX + 1, lots, err,
+    assert_int_equal(pets_store_get_by_ids(&fx->tc, many, PETS_GET_MAX + 1, lots, err,
                                            sizeof(err)),
                      TCPOPS__STATUS__INVALID_ARGUMENT);
 }
@@ -176,7 +184,7 @@ typedef struct writer_arg {
     int ok, exists, other;
 } writer_arg;
 
-static int write_create(svc_db *db, void *arg, char *err, size_t errlen)
+static int write_create(svc_conn *db, void *arg, char *err, size_t errlen)
 {
     return people_store_create(db, arg, err, errlen);
 }
@@ -208,7 +216,7 @@ static void test_group_commit(void **state)
     char err[256];
     svc_writer *w = NULL;
     enum { T = 16 };
-    assert_int_equal(svc_writer_new(&w, fx->people_path, 0, err, sizeof(err)), 0);
+    assert_int_equal(svc_writer_new(&w, &fx->people_store, err, sizeof(err)), 0);
     pthread_t th[T];
     writer_arg a[T];
     for (int i = 0; i < T; i++) {
@@ -260,7 +268,7 @@ static void test_full_database_is_storage_full(void **state)
     int st = TCPOPS__STATUS__OK, i;
     for (i = 0; i < 5000 && st == TCPOPS__STATUS__OK; i++) {
         snprintf(name, sizeof(name), "person-%05d-%054d", i, 0);
-        st = people_store_create(fx->people, name, err, sizeof(err));
+        st = people_store_create(&fx->pc, name, err, sizeof(err));
     }
     if (st != TCPOPS__STATUS__STORAGE_FULL || strstr(err, "full") == NULL)
         fail_msg("people create %d on a full database: expected STORAGE_FULL \"...full\", "
@@ -268,21 +276,21 @@ static void test_full_database_is_storage_full(void **state)
     st = TCPOPS__STATUS__OK;
     for (i = 0; i < 5000 && st == TCPOPS__STATUS__OK; i++) {
         snprintf(name, sizeof(name), "pet-%05d-%054d", i, 0);
-        st = pets_store_create(fx->pets, name, &id, err, sizeof(err));
+        st = pets_store_create(&fx->tc, name, &id, err, sizeof(err));
     }
     if (st != TCPOPS__STATUS__STORAGE_FULL)
         fail_msg("pets create %d on a full database: expected STORAGE_FULL, got %s \"%s\"", i,
                  rpc_status_name(st), err);
     /* Reads still work. */
-    expect_names(fx->people, 2, NULL, "bob,jane");
+    expect_names(&fx->pc, 2, NULL, "bob,jane");
 }
 
-static int write_cap(svc_db *db, void *arg, char *err, size_t errlen)
+static int write_cap(svc_conn *c, void *arg, char *err, size_t errlen)
 {
     (void)arg;
     (void)err;
     (void)errlen;
-    cap_pages(db);
+    cap_pages(c->sqlite);
     return TCPOPS__STATUS__OK;
 }
 
@@ -333,7 +341,7 @@ static void test_group_commit_when_full(void **state)
     char err[256];
     svc_writer *w = NULL;
     enum { T = 8 };
-    assert_int_equal(svc_writer_new(&w, fx->people_path, 0, err, sizeof(err)), 0);
+    assert_int_equal(svc_writer_new(&w, &fx->people_store, err, sizeof(err)), 0);
     assert_int_equal(svc_writer_run(w, write_cap, NULL, err, sizeof(err)), TCPOPS__STATUS__OK);
     pthread_t th[T];
     full_writer *a = calloc(T, sizeof(*a));

@@ -29,7 +29,7 @@ static int setup(void **state)
     fixture *fx = calloc(1, sizeof(*fx));
     assert_non_null(fx);
     assert_int_equal(make_temp_dir(fx->dir, sizeof(fx->dir)), 0);
-    if (svc_local_new(&fx->l, people_service(), fx->dir, err, sizeof(err)) != 0)
+    if (svc_local_new(&fx->l, people_service(), fx->dir, NULL, err, sizeof(err)) != 0)
         fail_msg("expected the people service in process, got \"%s\"", err);
     *state = fx;
     return 0;

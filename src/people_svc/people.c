@@ -27,7 +27,7 @@ static void list_handler(const rpc_call_ctx *ctx, const uint8_t *body, size_t le
         protobuf_c_message_free_unpacked(&req->base, NULL);
         return;
     }
-    int st = people_store_list(svc_ctx_db(ctx), req->limit, after, &names, &n, out->error,
+    int st = people_store_list(svc_ctx_conn(ctx), req->limit, after, &names, &n, out->error,
                                sizeof(out->error));
     out->status = st;
     if (st == TCPOPS__STATUS__OK) {
@@ -40,9 +40,9 @@ static void list_handler(const rpc_call_ctx *ctx, const uint8_t *body, size_t le
     protobuf_c_message_free_unpacked(&req->base, NULL);
 }
 
-static int write_create(svc_db *db, void *arg, char *err, size_t errlen)
+static int write_create(svc_conn *c, void *arg, char *err, size_t errlen)
 {
-    return people_store_create(db, arg, err, errlen);
+    return people_store_create(c, arg, err, errlen);
 }
 
 static void create_handler(const rpc_call_ctx *ctx, const uint8_t *body, size_t len,
@@ -73,7 +73,7 @@ static void pet_ids_handler(const rpc_call_ctx *ctx, const uint8_t *body, size_t
     size_t n = 0;
     char owner[UTIL_NAME_MAX + 1];
     if (svc_check_name("owner", req->owner, owner, out) == 0) {
-        out->status = people_store_pet_ids(svc_ctx_db(ctx), owner, &ids, &n, out->error,
+        out->status = people_store_pet_ids(svc_ctx_conn(ctx), owner, &ids, &n, out->error,
                                            sizeof(out->error));
         if (out->status == TCPOPS__STATUS__OK) {
             Tcpops__PetIdsResponse resp = TCPOPS__PET_IDS_RESPONSE__INIT;
@@ -91,10 +91,10 @@ typedef struct add_pet_args {
     uint64_t pet_id;
 } add_pet_args;
 
-static int write_add_pet(svc_db *db, void *arg, char *err, size_t errlen)
+static int write_add_pet(svc_conn *c, void *arg, char *err, size_t errlen)
 {
     add_pet_args *a = arg;
-    return people_store_add_pet(db, a->owner, a->pet_id, err, errlen);
+    return people_store_add_pet(c, a->owner, a->pet_id, err, errlen);
 }
 
 static void add_pet_handler(const rpc_call_ctx *ctx, const uint8_t *body, size_t len,
@@ -132,8 +132,10 @@ const svc_desc *people_service(void)
     desc = (svc_desc){
         .name = "people",
         .default_listen = "127.0.0.1:5002",
-        .migrations = people_migrations,
-        .nmigrations = people_nmigrations,
+        .migrations = people_sqlite_migrations,
+        .nmigrations = people_sqlite_nmigrations,
+        .pg_migrations = people_postgresql_migrations,
+        .pg_nmigrations = people_postgresql_nmigrations,
         .methods = methods,
         .nmethods = sizeof(methods) / sizeof(methods[0]),
     };

@@ -1,40 +1,12 @@
-#include "people_svc/people_store.h"
+/* The people store (people_store.h): checks what both backends share, then
+ * hands the call to the connection's backend (people_sqlite.c,
+ * people_pg.c). */
+#include "people_svc/people_backends.h"
 
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <time.h>
 
 #include "tcpops.pb-c.h"
-
-static const char SQL_LIST[] =
-    "SELECT name FROM people WHERE id > ?1 ORDER BY id LIMIT ?2";
-static const char SQL_ID_OF[] = "SELECT id FROM people WHERE name = ?1";
-static const char SQL_CREATE[] = "INSERT INTO people (name, created_ms) VALUES (?1, ?2)";
-/* One statement (one read transaction, one snapshot): no row means no such
- * person, a NULL pet_id a person without pets. */
-static const char SQL_PET_IDS[] =
-    "SELECT p.id, o.pet_id FROM people p LEFT JOIN ownership o ON o.person_id = p.id "
-    "WHERE p.name = ?1 ORDER BY o.pet_id";
-static const char SQL_ADD_PET[] =
-    "INSERT OR IGNORE INTO ownership (person_id, pet_id) VALUES (?1, ?2)";
-
-/* The id of the person named name: 1 found, 0 not, -1 database error. */
-static int id_of(svc_db *db, const char *name, int64_t *id)
-{
-    sqlite3_stmt *st = svc_db_stmt(db, SQL_ID_OF);
-    if (st == NULL)
-        return -1;
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        *id = sqlite3_column_int64(st, 0);
-        sqlite3_reset(st);
-        return 1;
-    }
-    sqlite3_reset(st);
-    return rc == SQLITE_DONE ? 0 : -1;
-}
 
 void people_store_free_names(char **names, size_t n)
 {
@@ -43,127 +15,42 @@ void people_store_free_names(char **names, size_t n)
     free(names);
 }
 
-int people_store_list(svc_db *db, uint32_t limit, const char *after, char ***names,
+int people_store_list(svc_conn *c, uint32_t limit, const char *after, char ***names,
                       size_t *n, char *err, size_t errlen)
 {
-    int64_t after_id = 0;
     if (limit == 0)
         limit = PEOPLE_LIST_DEFAULT;
     if (limit > PEOPLE_LIST_MAX) {
         snprintf(err, errlen, "limit %u is over the maximum of %d", limit, PEOPLE_LIST_MAX);
         return TCPOPS__STATUS__INVALID_ARGUMENT;
     }
-    if (after != NULL && after[0] != '\0') {
-        int found = id_of(db, after, &after_id);
-        if (found < 0)
-            return svc_db_fail(db, "list", err, errlen);
-        if (found == 0) {
-            snprintf(err, errlen, "no person named \"%s\" to list after", after);
-            return TCPOPS__STATUS__INVALID_ARGUMENT;
-        }
-    }
-    sqlite3_stmt *st = svc_db_stmt(db, SQL_LIST);
-    if (st == NULL)
-        return svc_db_fail(db, "list", err, errlen);
-    sqlite3_bind_int64(st, 1, after_id);
-    sqlite3_bind_int64(st, 2, limit);
-    char **out = calloc(limit, sizeof(*out));
-    size_t k = 0;
-    int rc;
-    if (out == NULL) {
-        snprintf(err, errlen, "out of memory");
-        return TCPOPS__STATUS__INTERNAL;
-    }
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW && k < limit) {
-        out[k] = strdup((const char *)sqlite3_column_text(st, 0));
-        if (out[k] == NULL)
-            break;
-        k++;
-    }
-    sqlite3_reset(st);
-    if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
-        people_store_free_names(out, k);
-        return svc_db_fail(db, "list", err, errlen);
-    }
-    *names = out;
-    *n = k;
-    return TCPOPS__STATUS__OK;
+    return c->backend == SVC_POSTGRES
+               ? people_pg_list(c->pg, limit, after, names, n, err, errlen)
+               : people_sqlite_list(c->sqlite, limit, after, names, n, err, errlen);
 }
 
-int people_store_create(svc_db *db, const char *name, char *err, size_t errlen)
+int people_store_create(svc_conn *c, const char *name, char *err, size_t errlen)
 {
-    int rc = svc_db_insert_named(db, SQL_CREATE, name);
-    if (rc == SQLITE_DONE)
-        return TCPOPS__STATUS__OK;
-    if (rc == SQLITE_CONSTRAINT) {
-        snprintf(err, errlen, "a person named \"%s\" already exists", name);
-        return TCPOPS__STATUS__ALREADY_EXISTS;
-    }
-    return svc_db_fail(db, "create", err, errlen);
+    return c->backend == SVC_POSTGRES ? people_pg_create(c->pg, name, err, errlen)
+                                      : people_sqlite_create(c->sqlite, name, err, errlen);
 }
 
-int people_store_pet_ids(svc_db *db, const char *owner, uint64_t **ids, size_t *n, char *err,
+int people_store_pet_ids(svc_conn *c, const char *owner, uint64_t **ids, size_t *n, char *err,
                          size_t errlen)
 {
-    sqlite3_stmt *st = svc_db_stmt(db, SQL_PET_IDS);
-    if (st == NULL)
-        return svc_db_fail(db, "pet ids", err, errlen);
-    sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
-    uint64_t *out = NULL;
-    size_t k = 0, cap = 0;
-    int rc, found = 0;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        found = 1;
-        if (sqlite3_column_type(st, 1) == SQLITE_NULL)
-            continue; /* the person, without pets */
-        if (k == cap) {
-            cap = cap ? cap * 2 : 8;
-            uint64_t *g = realloc(out, cap * sizeof(*g));
-            if (g == NULL) {
-                free(out);
-                sqlite3_reset(st);
-                snprintf(err, errlen, "out of memory");
-                return TCPOPS__STATUS__INTERNAL;
-            }
-            out = g;
-        }
-        out[k++] = (uint64_t)sqlite3_column_int64(st, 1);
-    }
-    sqlite3_reset(st);
-    if (rc != SQLITE_DONE) {
-        free(out);
-        return svc_db_fail(db, "pet ids", err, errlen);
-    }
-    if (!found) {
-        snprintf(err, errlen, "no person named \"%s\"", owner);
-        return TCPOPS__STATUS__NOT_FOUND;
-    }
-    *ids = out;
-    *n = k;
-    return TCPOPS__STATUS__OK;
+    return c->backend == SVC_POSTGRES
+               ? people_pg_pet_ids(c->pg, owner, ids, n, err, errlen)
+               : people_sqlite_pet_ids(c->sqlite, owner, ids, n, err, errlen);
 }
 
-int people_store_add_pet(svc_db *db, const char *owner, uint64_t pet_id, char *err,
+int people_store_add_pet(svc_conn *c, const char *owner, uint64_t pet_id, char *err,
                          size_t errlen)
 {
-    int64_t pid;
     if (pet_id == 0 || pet_id > INT64_MAX) {
         snprintf(err, errlen, "pet id must be from 1 to %lld", (long long)INT64_MAX);
         return TCPOPS__STATUS__INVALID_ARGUMENT;
     }
-    int found = id_of(db, owner, &pid);
-    if (found < 0)
-        return svc_db_fail(db, "add pet", err, errlen);
-    if (found == 0) {
-        snprintf(err, errlen, "no person named \"%s\"", owner);
-        return TCPOPS__STATUS__NOT_FOUND;
-    }
-    sqlite3_stmt *st = svc_db_stmt(db, SQL_ADD_PET);
-    if (st == NULL)
-        return svc_db_fail(db, "add pet", err, errlen);
-    sqlite3_bind_int64(st, 1, pid);
-    sqlite3_bind_int64(st, 2, (int64_t)pet_id);
-    int rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    return rc == SQLITE_DONE ? TCPOPS__STATUS__OK : svc_db_fail(db, "add pet", err, errlen);
+    return c->backend == SVC_POSTGRES
+               ? people_pg_add_pet(c->pg, owner, pet_id, err, errlen)
+               : people_sqlite_add_pet(c->sqlite, owner, pet_id, err, errlen);
 }

@@ -23,7 +23,7 @@ static void get_by_ids_handler(const rpc_call_ctx *ctx, const uint8_t *body, siz
         rpc_reply_error(out, TCPOPS__STATUS__INTERNAL, "out of memory");
         goto out;
     }
-    out->status = pets_store_get_by_ids(svc_ctx_db(ctx), req->ids, n, names, out->error,
+    out->status = pets_store_get_by_ids(svc_ctx_conn(ctx), req->ids, n, names, out->error,
                                         sizeof(out->error));
     if (out->status != TCPOPS__STATUS__OK)
         goto out;
@@ -56,10 +56,10 @@ typedef struct create_args {
     uint64_t id;
 } create_args;
 
-static int write_create(svc_db *db, void *arg, char *err, size_t errlen)
+static int write_create(svc_conn *c, void *arg, char *err, size_t errlen)
 {
     create_args *a = arg;
-    return pets_store_create(db, a->name, &a->id, err, errlen);
+    return pets_store_create(c, a->name, &a->id, err, errlen);
 }
 
 static void create_handler(const rpc_call_ctx *ctx, const uint8_t *body, size_t len,
@@ -94,8 +94,10 @@ const svc_desc *pets_service(void)
     desc = (svc_desc){
         .name = "pets",
         .default_listen = "127.0.0.1:5003",
-        .migrations = pets_migrations,
-        .nmigrations = pets_nmigrations,
+        .migrations = pets_sqlite_migrations,
+        .nmigrations = pets_sqlite_nmigrations,
+        .pg_migrations = pets_postgresql_migrations,
+        .pg_nmigrations = pets_postgresql_nmigrations,
         .methods = methods,
         .nmethods = sizeof(methods) / sizeof(methods[0]),
     };

@@ -1,14 +1,12 @@
-#include "pets_svc/pets_store.h"
+/* The pets store (pets_store.h): checks what both backends share, then
+ * hands the call to the connection's backend (pets_sqlite.c, pets_pg.c). */
+#include "pets_svc/pets_backends.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "tcpops.pb-c.h"
-
-static const char SQL_GET[] = "SELECT name FROM pets WHERE id = ?1";
-static const char SQL_CREATE[] = "INSERT INTO pets (name, created_ms) VALUES (?1, ?2)";
 
 void pets_store_free_names(char **names, size_t n)
 {
@@ -16,7 +14,7 @@ void pets_store_free_names(char **names, size_t n)
         free(names[i]);
 }
 
-int pets_store_get_by_ids(svc_db *db, const uint64_t *ids, size_t n, char **names, char *err,
+int pets_store_get_by_ids(svc_conn *c, const uint64_t *ids, size_t n, char **names, char *err,
                           size_t errlen)
 {
     if (n > PETS_GET_MAX) {
@@ -24,37 +22,13 @@ int pets_store_get_by_ids(svc_db *db, const uint64_t *ids, size_t n, char **name
         return TCPOPS__STATUS__INVALID_ARGUMENT;
     }
     memset(names, 0, n * sizeof(*names));
-    sqlite3_stmt *st = svc_db_stmt(db, SQL_GET);
-    if (st == NULL || (n > 1 && svc_db_begin_read(db) != 0))
-        return svc_db_fail(db, "get", err, errlen);
-    for (size_t i = 0; i < n; i++) {
-        if (ids[i] == 0 || ids[i] > INT64_MAX)
-            continue; /* no such pet */
-        sqlite3_bind_int64(st, 1, (int64_t)ids[i]);
-        int rc = sqlite3_step(st);
-        if (rc == SQLITE_ROW) {
-            names[i] = strdup((const char *)sqlite3_column_text(st, 0));
-            if (names[i] == NULL)
-                rc = SQLITE_NOMEM;
-        }
-        sqlite3_reset(st);
-        if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-            int status = svc_db_fail(db, "get", err, errlen);
-            pets_store_free_names(names, i + 1);
-            if (n > 1)
-                svc_db_end_read(db);
-            return status;
-        }
-    }
-    if (n > 1)
-        svc_db_end_read(db);
-    return TCPOPS__STATUS__OK;
+    return c->backend == SVC_POSTGRES
+               ? pets_pg_get_by_ids(c->pg, ids, n, names, err, errlen)
+               : pets_sqlite_get_by_ids(c->sqlite, ids, n, names, err, errlen);
 }
 
-int pets_store_create(svc_db *db, const char *name, uint64_t *id, char *err, size_t errlen)
+int pets_store_create(svc_conn *c, const char *name, uint64_t *id, char *err, size_t errlen)
 {
-    if (svc_db_insert_named(db, SQL_CREATE, name) != SQLITE_DONE)
-        return svc_db_fail(db, "create", err, errlen);
-    *id = (uint64_t)sqlite3_last_insert_rowid(svc_db_handle(db));
-    return TCPOPS__STATUS__OK;
+    return c->backend == SVC_POSTGRES ? pets_pg_create(c->pg, name, id, err, errlen)
+                                      : pets_sqlite_create(c->sqlite, name, id, err, errlen);
 }

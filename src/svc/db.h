@@ -8,13 +8,9 @@
 #include <sqlite3.h>
 #include <stddef.h>
 
-typedef struct svc_db svc_db;
+#include "svc/migration.h"
 
-typedef struct svc_migration {
-    int version;        /* 1, 2, ...: applied in order, each once */
-    const char *name;   /* "001_schema.sql" */
-    const char *sql;
-} svc_migration;
+typedef struct svc_db svc_db;
 
 #define SVC_BUSY_TIMEOUT_MS 5000
 

@@ -16,8 +16,8 @@ struct svc_local {
     svc_thread t;
 };
 
-int svc_local_new(svc_local **out, const svc_desc *desc, const char *data_dir, char *err,
-                  size_t errlen)
+int svc_local_new(svc_local **out, const svc_desc *desc, const char *data_dir, const char *db,
+                  char *err, size_t errlen)
 {
     svc_local *l = calloc(1, sizeof(*l));
     if (l == NULL) {
@@ -28,8 +28,8 @@ int svc_local_new(svc_local **out, const svc_desc *desc, const char *data_dir, c
     svc_rt_init(&l->s, desc, "local");
     svc_members_methods(&l->s, extra);
     l->t.s = &l->s;
-    if (svc_rt_prepare(&l->s, data_dir, extra, SVC_MEMBERS_NMETHODS, err, errlen) < 0 ||
-        svc_db_open(&l->t.db, l->s.db_path, 0, err, errlen) < 0) {
+    if (svc_rt_prepare(&l->s, data_dir, db, 0, extra, SVC_MEMBERS_NMETHODS, err, errlen) < 0 ||
+        svc_conn_open(&l->t.conn, &l->s.store, "tcpops-local", err, errlen) < 0) {
         svc_local_free(l);
         return -EIO;
     }
@@ -41,7 +41,7 @@ void svc_local_free(svc_local *l)
 {
     if (l == NULL)
         return;
-    svc_db_close(l->t.db);
+    svc_conn_close(l->t.conn);
     svc_rt_fini(&l->s);
     free(l);
 }

@@ -19,15 +19,29 @@ static const char SQL_MEMBER_EXPIRE[] = "DELETE FROM members WHERE heartbeat_ms 
 static const char SQL_MEMBER_LIVE[] =
     "SELECT address, pid, heartbeat_ms FROM members WHERE heartbeat_ms >= ?1 ORDER BY address";
 
+/* PostgreSQL: one table for every service, times on the database's clock. */
+static const char PG_MEMBER_UPSERT[] =
+    "INSERT INTO tcpops_members (service, address, pid, heartbeat) VALUES ($1, $2, $3, now()) "
+    "ON CONFLICT (service, address) DO UPDATE SET pid = excluded.pid, "
+    "heartbeat = excluded.heartbeat";
+static const char PG_MEMBER_DELETE[] =
+    "DELETE FROM tcpops_members WHERE service = $1 AND address = $2";
+static const char PG_MEMBER_EXPIRE[] =
+    "DELETE FROM tcpops_members WHERE service = $1 "
+    "AND heartbeat < now() - $2::bigint * interval '1 millisecond'";
+static const char PG_MEMBER_LIVE[] =
+    "SELECT address, pid, (extract(epoch FROM now() - heartbeat) * 1000)::bigint "
+    "FROM tcpops_members WHERE service = $1 "
+    "AND heartbeat >= now() - $2::bigint * interval '1 millisecond' ORDER BY address";
+
 typedef struct member_write {
     svc *s;
     int leaving;
 } member_write;
 
-/* A svc_write_fn: this worker's row written (or deleted), old rows expired. */
-static int write_member(svc_db *db, void *arg, char *err, size_t errlen)
+/* write_member on SQLite. */
+static int write_member_sqlite(svc_db *db, member_write *mw, char *err, size_t errlen)
 {
-    member_write *mw = arg;
     int64_t now = rpc_wall_ms();
     sqlite3_stmt *st = svc_db_stmt(db, mw->leaving ? SQL_MEMBER_DELETE : SQL_MEMBER_UPSERT);
     if (st == NULL)
@@ -49,6 +63,29 @@ static int write_member(svc_db *db, void *arg, char *err, size_t errlen)
     return TCPOPS__STATUS__OK;
 fail:
     return svc_db_fail(db, "membership", err, errlen); /* a full disk: STORAGE_FULL */
+}
+
+/* write_member on PostgreSQL. */
+static int write_member_pg(svc_pg *pg, member_write *mw, char *err, size_t errlen)
+{
+    char pid[16], old[24];
+    int st;
+    snprintf(pid, sizeof(pid), "%d", (int)getpid());
+    snprintf(old, sizeof(old), "%d", 10 * MEMBER_TTL_MS);
+    const char *row[3] = {mw->s->desc->name, mw->s->self, pid};
+    const char *expire[2] = {mw->s->desc->name, old};
+    PQclear(svc_pg_run(pg, "membership", mw->leaving ? PG_MEMBER_DELETE : PG_MEMBER_UPSERT,
+                       mw->leaving ? 2 : 3, row, &st, err, errlen));
+    if (st == TCPOPS__STATUS__OK)
+        PQclear(svc_pg_run(pg, "membership", PG_MEMBER_EXPIRE, 2, expire, &st, err, errlen));
+    return st;
+}
+
+/* A svc_write_fn: this worker's row written (or deleted), old rows expired. */
+static int write_member(svc_conn *c, void *arg, char *err, size_t errlen)
+{
+    return c->backend == SVC_POSTGRES ? write_member_pg(c->pg, arg, err, errlen)
+                                      : write_member_sqlite(c->sqlite, arg, err, errlen);
 }
 
 static void *heartbeat_main(void *arg)
@@ -131,14 +168,13 @@ static void list_free(member_list *l)
     free(l->m);
 }
 
-/* Reads the live members into l. 0, -EIO (sqlite3_errmsg says why) or
- * -ENOMEM. */
-static int read_live(svc_db *db, member_list *l)
+/* read_live on SQLite. */
+static int read_live_sqlite(svc_db *db, member_list *l, char *err, size_t errlen)
 {
     int64_t now = rpc_wall_ms();
     sqlite3_stmt *st = svc_db_stmt(db, SQL_MEMBER_LIVE);
     if (st == NULL)
-        return -EIO;
+        return svc_db_fail(db, "membership", err, errlen);
     sqlite3_bind_int64(st, 1, now - MEMBER_TTL_MS);
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -146,10 +182,40 @@ static int read_live(svc_db *db, member_list *l)
         if (list_add(l, (const char *)sqlite3_column_text(st, 0),
                      (uint32_t)sqlite3_column_int64(st, 1), age > 0 ? (uint64_t)age : 0) < 0) {
             sqlite3_reset(st);
-            return -ENOMEM;
+            snprintf(err, errlen, "out of memory");
+            return TCPOPS__STATUS__INTERNAL;
         }
     }
-    return rc == SQLITE_DONE ? 0 : -EIO;
+    return rc == SQLITE_DONE ? TCPOPS__STATUS__OK : svc_db_fail(db, "membership", err, errlen);
+}
+
+/* read_live on PostgreSQL. */
+static int read_live_pg(svc_pg *pg, const char *service, member_list *l, char *err,
+                        size_t errlen)
+{
+    char ttl[16];
+    int st;
+    snprintf(ttl, sizeof(ttl), "%d", MEMBER_TTL_MS);
+    const char *params[2] = {service, ttl};
+    PGresult *r = svc_pg_run(pg, "membership", PG_MEMBER_LIVE, 2, params, &st, err, errlen);
+    for (int i = 0; r != NULL && i < PQntuples(r); i++) {
+        long long age = strtoll(PQgetvalue(r, i, 2), NULL, 10);
+        if (list_add(l, PQgetvalue(r, i, 0), (uint32_t)strtoul(PQgetvalue(r, i, 1), NULL, 10),
+                     age > 0 ? (uint64_t)age : 0) < 0) {
+            snprintf(err, errlen, "out of memory");
+            st = TCPOPS__STATUS__INTERNAL;
+            break;
+        }
+    }
+    PQclear(r);
+    return st;
+}
+
+/* Reads the live members of s's service into l. A status, with err. */
+static int read_live(svc *s, svc_conn *c, member_list *l, char *err, size_t errlen)
+{
+    return c->backend == SVC_POSTGRES ? read_live_pg(c->pg, s->desc->name, l, err, errlen)
+                                      : read_live_sqlite(c->sqlite, l, err, errlen);
 }
 
 /* The worker answering is alive even when its heartbeat is not in the table
@@ -203,21 +269,16 @@ static void status_handler(const rpc_call_ctx *ctx, const uint8_t *body, size_t 
                            rpc_reply *out)
 {
     svc *s = ctx->user;
-    svc_db *db = svc_ctx_db(ctx);
     member_list l = {0};
     Tcpops__Member **ptrs = NULL;
+    char err[sizeof(out->error)];
     (void)body;
     (void)len;
 
-    int rc = read_live(db, &l);
-    if (rc == 0)
-        rc = add_self(s, &l);
-    if (rc == 0 && (ptrs = calloc(l.n ? l.n : 1, sizeof(*ptrs))) == NULL)
-        rc = -ENOMEM;
-    if (rc == -EIO)
-        rpc_reply_error(out, TCPOPS__STATUS__INTERNAL, "membership: %s",
-                        sqlite3_errmsg(svc_db_handle(db)));
-    else if (rc < 0)
+    int st = read_live(s, svc_ctx_conn(ctx), &l, err, sizeof(err));
+    if (st != TCPOPS__STATUS__OK)
+        rpc_reply_error(out, st, "%s", err);
+    else if (add_self(s, &l) < 0 || (ptrs = calloc(l.n ? l.n : 1, sizeof(*ptrs))) == NULL)
         rpc_reply_error(out, TCPOPS__STATUS__INTERNAL, "out of memory");
     else
         pack_status(s, &l, ptrs, out);

@@ -14,9 +14,9 @@
 
 /* ---- helpers for handlers ---- */
 
-svc_db *svc_ctx_db(const rpc_call_ctx *ctx)
+svc_conn *svc_ctx_conn(const rpc_call_ctx *ctx)
 {
-    return ((svc_thread *)ctx->thread_state)->db;
+    return ((svc_thread *)ctx->thread_state)->conn;
 }
 
 int svc_ctx_write(const rpc_call_ctx *ctx, svc_write_fn fn, void *arg, rpc_reply *out)
@@ -88,24 +88,21 @@ int svc_mkdir_p(const char *path)
     return 0;
 }
 
-int svc_rt_prepare(svc *s, const char *data_dir, const svc_method *extra, size_t nextra,
-                   char *err, size_t errlen)
+int svc_rt_prepare(svc *s, const char *data_dir, const char *db, int sync_full,
+                   const svc_method *extra, size_t nextra, char *err, size_t errlen)
 {
     const svc_desc *desc = s->desc;
-    int rc = svc_mkdir_p(data_dir);
+    if (svc_store_parse(&s->store, db, data_dir, desc->name, err, errlen) < 0)
+        return -2;
+    s->store.sync_full = sync_full;
+    int rc = s->store.in_data_dir ? svc_mkdir_p(data_dir) : 0;
     if (rc < 0) {
         snprintf(err, errlen, "cannot create data dir %s: %s", data_dir, strerror(-rc));
         return -1;
     }
-    snprintf(s->db_path, sizeof(s->db_path), "%s/%s.db", data_dir, desc->name);
-    svc_db *mdb = NULL;
-    if (svc_db_open(&mdb, s->db_path, s->sync_full, err, errlen) < 0 ||
-        svc_db_migrate(mdb, desc->migrations, desc->nmigrations, err, errlen) < 0) {
-        svc_db_close(mdb);
-        return -1;
-    }
-    svc_db_close(mdb);
-    if (svc_writer_new(&s->writer, s->db_path, s->sync_full, err, errlen) < 0)
+    if (svc_store_prepare(&s->store, desc->name, desc->migrations, desc->nmigrations,
+                          desc->pg_migrations, desc->pg_nmigrations, err, errlen) < 0 ||
+        svc_writer_new(&s->writer, &s->store, err, errlen) < 0)
         return -1;
     s->nmethods = desc->nmethods + nextra;
     s->methods = calloc(s->nmethods, sizeof(*s->methods));
@@ -121,6 +118,7 @@ int svc_rt_prepare(svc *s, const char *data_dir, const svc_method *extra, size_t
 void svc_rt_fini(svc *s)
 {
     svc_writer_free(s->writer);
+    svc_store_fini(&s->store);
     rpc_stats_free(s->stats);
     free(s->methods);
     pthread_mutex_destroy(&s->lock);
@@ -140,12 +138,13 @@ const svc_method *svc_rt_find(const svc *s, const char *name)
 int svc_rt_thread_init(void *user, void **state)
 {
     svc *s = user;
-    char err[512];
+    char err[512], app[64];
     svc_thread *t = calloc(1, sizeof(*t));
     if (t == NULL)
         return -ENOMEM;
     t->s = s;
-    if (svc_db_open(&t->db, s->db_path, s->sync_full, err, sizeof(err)) < 0) {
+    snprintf(app, sizeof(app), "tcpops-%s", s->desc->name);
+    if (svc_conn_open(&t->conn, &s->store, app, err, sizeof(err)) < 0) {
         char q[600];
         util_log(UTIL_ERROR, "cannot open database", "err=%s", util_logq(q, sizeof(q), err));
         free(t);
@@ -160,7 +159,7 @@ void svc_rt_thread_fini(void *user, void *state)
     svc_thread *t = state;
     (void)user;
     if (t != NULL) {
-        svc_db_close(t->db);
+        svc_conn_close(t->conn);
         free(t);
     }
 }

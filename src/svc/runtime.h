@@ -22,8 +22,7 @@ typedef struct svc {
     int log_calls;            /* log every call, not just the failed ones */
     svc_method *methods;      /* the service's, then the runtime's (Status) */
     size_t nmethods;
-    char db_path[4096];
-    int sync_full;
+    svc_store store;          /* where the data lives (--db, --data-dir, --sync) */
     char self[64];            /* this worker's own address */
     char status_name[64];     /* "people.Status" */
     int64_t started_ms;
@@ -45,19 +44,21 @@ typedef struct svc {
 /* What each worker thread (and the I/O thread) keeps: its read connection. */
 typedef struct svc_thread {
     svc *s;
-    svc_db *db;
+    svc_conn *conn;
 } svc_thread;
 
 /* Zeroes s and starts it for desc: its clock, lock and condition, and self
  * (this worker's address, "local" in process). Pair with svc_rt_fini. */
 void svc_rt_init(svc *s, const svc_desc *desc, const char *self);
 
-/* Creates data_dir, brings the database up to date, starts the writer and
+/* Chooses the store from db (--db: NULL or "" is SQLite under data_dir,
+ * which it creates), brings its schema up to date, starts the writer and
  * the counters, and builds the method table: desc's methods, then the nextra
- * of extra (copied). s->sync_full must be set. Returns 0, or -1 with err
- * filled. What it made is freed by svc_rt_fini, also after a failure. */
-int svc_rt_prepare(svc *s, const char *data_dir, const svc_method *extra, size_t nextra,
-                   char *err, size_t errlen);
+ * of extra (copied). sync_full: SQLite's synchronous=FULL. Returns 0, -2
+ * when db is not a store URL (a usage error), or -1; err says why. What it
+ * made is freed by svc_rt_fini, also after a failure. */
+int svc_rt_prepare(svc *s, const char *data_dir, const char *db, int sync_full,
+                   const svc_method *extra, size_t nextra, char *err, size_t errlen);
 
 /* Frees what svc_rt_init and svc_rt_prepare made (not s itself). No thread
  * may use s any more. */

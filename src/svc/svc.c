@@ -27,20 +27,49 @@
 /* The flags svc_main reads that are neither the svc's nor the server's
  * fields (the server's are longs here, for util_flags). */
 typedef struct svc_opts {
-    const char *listen, *member_listen, *data_dir, *sync;
+    const char *listen, *member_listen, *data_dir, *sync, *db, *advertise;
     long threads, max_frame, max_conns, max_inflight, max_queue, max_write_buf;
     long partial_ms, idle_ms, drain_ms;
 } svc_opts;
 
-/* Claims the port of listen for this service and store (portlock.h): the
- * identity is the service's name and the real path of its database. Port 0
- * (any free port) is never shared and needs no claim. 0, or a negative
+/* The identity of the store for the port claim: the service's name and
+ * where its data lives (for SQLite the real path of the file, created
+ * directory and all when it is the default one under data_dir). 0, or a
+ * negative errno with err filled. */
+static int store_identity(const svc_desc *desc, const svc_store *st, const char *data_dir,
+                          char *out, size_t len, char *err, size_t errlen)
+{
+    char abs[PATH_MAX], where[PATH_MAX + 16];
+    int rc;
+    if (st->backend == SVC_POSTGRES) {
+        svc_store_describe(st, where, sizeof(where));
+    } else if (st->in_data_dir) {
+        if ((rc = svc_mkdir_p(data_dir)) < 0) {
+            snprintf(err, errlen, "cannot create data dir %s: %s", data_dir, strerror(-rc));
+            return rc;
+        }
+        if (realpath(data_dir, abs) == NULL) {
+            rc = -errno;
+            snprintf(err, errlen, "data dir %s: %s", data_dir, strerror(errno));
+            return rc;
+        }
+        snprintf(where, sizeof(where), "sqlite:%s/%s.db", abs, desc->name);
+    } else {
+        snprintf(where, sizeof(where), "sqlite:%s",
+                 realpath(st->path, abs) != NULL ? abs : st->path);
+    }
+    snprintf(out, len, "%s %s", desc->name, where);
+    return 0;
+}
+
+/* Claims the port of listen for this service and store (portlock.h). Port
+ * 0 (any free port) is never shared and needs no claim. 0, or a negative
  * errno with err filled. */
-static int claim_port(const svc_desc *desc, const char *listen, const char *data_dir,
-                      svc_portlock **out, char *err, size_t errlen)
+static int claim_port(const char *listen, const char *identity, svc_portlock **out, char *err,
+                      size_t errlen)
 {
     struct sockaddr_in sa;
-    char rerr[RPC_ERRLEN], abs[PATH_MAX], identity[PATH_MAX + 128];
+    char rerr[RPC_ERRLEN];
     int rc = rpc_addr_parse(listen, &sa, rerr);
     if (rc < 0) {
         snprintf(err, errlen, "%s", rerr);
@@ -48,17 +77,25 @@ static int claim_port(const svc_desc *desc, const char *listen, const char *data
     }
     if (ntohs(sa.sin_port) == 0)
         return 0;
-    if ((rc = svc_mkdir_p(data_dir)) < 0) {
-        snprintf(err, errlen, "cannot create data dir %s: %s", data_dir, strerror(-rc));
-        return rc;
-    }
-    if (realpath(data_dir, abs) == NULL) {
-        rc = -errno;
-        snprintf(err, errlen, "data dir %s: %s", data_dir, strerror(errno));
-        return rc;
-    }
-    snprintf(identity, sizeof(identity), "%s sqlite:%s/%s.db", desc->name, abs, desc->name);
     return svc_portlock_new(out, ntohs(sa.sin_port), identity, err, errlen);
+}
+
+/* This worker's address as other hosts reach it: --advertise HOST:PORT as
+ * given, --advertise HOST with the member port, or the member listen
+ * address itself. */
+static void set_self(svc *s, const svc_opts *o, int member_port)
+{
+    const char *host = o->advertise != NULL && o->advertise[0] ? o->advertise : o->member_listen;
+    const char *colon = strrchr(host, ':');
+    if (host == o->advertise && colon != NULL) {
+        snprintf(s->self, sizeof(s->self), "%s", host);
+        return;
+    }
+    int hl = host == o->advertise ? (int)strlen(host)
+             : colon != NULL      ? (int)(colon - host)
+                                  : 0;
+    snprintf(s->self, sizeof(s->self), "%.*s:%d", hl > 0 ? hl : 9,
+             hl > 0 ? host : "127.0.0.1", member_port);
 }
 
 /* The server's configuration from the flags, serving s's methods as rm. */
@@ -127,20 +164,19 @@ static int serve(svc *s, const svc_opts *o, rpc_method *rm, svc_fault *f)
         util_log(UTIL_ERROR, "cannot listen", "err=%s", util_logq(q, sizeof(q), rerr));
         return -1;
     }
-    const char *colon = strrchr(o->member_listen, ':');
-    int hl = colon != NULL ? (int)(colon - o->member_listen) : 0;
-    snprintf(s->self, sizeof(s->self), "%.*s:%d", hl > 0 ? hl : 9,
-             hl > 0 ? o->member_listen : "127.0.0.1", rpc_server_port(s->srv, own));
+    set_self(s, o, rpc_server_port(s->srv, own));
+    char where[4200];
+    svc_store_describe(&s->store, where, sizeof(where));
     if (rpc_server_start(s->srv) < 0) {
         util_log(UTIL_ERROR, "cannot start worker threads", "db=%s",
-                 util_logq(q, sizeof(q), s->db_path));
+                 util_logq(q, sizeof(q), where));
         return -1;
     }
     if (svc_members_start(s) < 0)
         return -1;
     util_log(UTIL_INFO, "listening", "addr=%s port=%d member=%s db=%s threads=%ld sync=%s",
-             o->listen, rpc_server_port(s->srv, 0), s->self,
-             util_logq(q, sizeof(q), s->db_path), o->threads, o->sync);
+             o->listen, rpc_server_port(s->srv, 0), s->self, util_logq(q, sizeof(q), where),
+             o->threads, o->sync);
     return 0;
 }
 
@@ -181,6 +217,14 @@ int svc_main(const svc_desc *desc, int argc, char **argv)
          "this worker's own address (port 0 picks one)", 0, 0},
         {"data-dir", UTIL_FLAG_STR, &o.data_dir, "DIR", "where the SQLite database lives", 0,
          0},
+        {"db", UTIL_FLAG_STR, &o.db, "URL",
+         "the store: sqlite: (DIR/NAME.db, the default), sqlite:PATH, or postgresql://... "
+         "(libpq's URL; PG* variables apply)",
+         0, 0},
+        {"advertise", UTIL_FLAG_STR, &o.advertise, "HOST[:PORT]",
+         "the address other hosts reach this worker at (default: the member address; "
+         "HOST alone takes the member port)",
+         0, 0},
         {"threads", UTIL_FLAG_INT, &o.threads, "N", "worker threads", 1, 256},
         {"sync", UTIL_FLAG_CHOICE, &o.sync, "normal|full",
          "normal survives kill -9; full also survives power loss", 0, 0},
@@ -234,13 +278,22 @@ int svc_main(const svc_desc *desc, int argc, char **argv)
                  MIN_WRITE_BUF, o.max_write_buf);
         pos = -1;
     }
+    svc_store probe;
+    if (pos > 0 && pos == argc &&
+        svc_store_parse(&probe, o.db, o.data_dir, desc->name, err, sizeof(err)) < 0)
+        pos = -1;
+    if (pos > 0 && pos == argc && o.advertise != NULL &&
+        (strlen(o.advertise) >= sizeof(s.self) - 8 || strpbrk(o.advertise, " \t\n") != NULL)) {
+        snprintf(err, sizeof(err), "--advertise: expected HOST or HOST:PORT, got \"%s\"",
+                 o.advertise);
+        pos = -1;
+    }
     if (pos < 0 || pos < argc) {
         fprintf(stderr, "tcpops-%s: %s\n", desc->name,
                 pos < 0 ? err : "unexpected argument (see --help)");
         rc = 2;
         goto out;
     }
-    s.sync_full = strcmp(o.sync, "full") == 0;
 
     /* A write past the file size limit (RLIMIT_FSIZE) must fail with EFBIG,
      * a full disk like any other (STORAGE_FULL), not kill the worker. */
@@ -251,14 +304,18 @@ int svc_main(const svc_desc *desc, int argc, char **argv)
 
     /* Claim the shared port for this service and store before the store is
      * touched or the port bound (see portlock.h). */
-    if (claim_port(desc, o.listen, o.data_dir, &plock, err, sizeof(err)) < 0) {
+    char identity[PATH_MAX + 4200];
+    if (store_identity(desc, &probe, o.data_dir, identity, sizeof(identity), err,
+                       sizeof(err)) < 0 ||
+        claim_port(o.listen, identity, &plock, err, sizeof(err)) < 0) {
         util_log(UTIL_ERROR, "cannot listen", "addr=%s err=%s", o.listen,
                  util_logq(q, sizeof(q), err));
         goto out;
     }
     svc_method status[SVC_MEMBERS_NMETHODS];
     svc_members_methods(&s, status);
-    if (svc_rt_prepare(&s, o.data_dir, status, SVC_MEMBERS_NMETHODS, err, sizeof(err)) < 0) {
+    if (svc_rt_prepare(&s, o.data_dir, o.db, strcmp(o.sync, "full") == 0, status,
+                       SVC_MEMBERS_NMETHODS, err, sizeof(err)) < 0) {
         util_log(UTIL_ERROR, "cannot start", "err=%s", util_logq(q, sizeof(q), err));
         goto out;
     }

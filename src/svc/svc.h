@@ -9,7 +9,7 @@
 #include <protobuf-c/protobuf-c.h>
 #include <stddef.h>
 
-#include "svc/db.h"
+#include "svc/store.h"
 #include "util/name.h"
 #include "rpc/server.h"
 #include "svc/writer.h"
@@ -25,8 +25,10 @@ typedef struct svc_method {
 typedef struct svc_desc {
     const char *name;                          /* "people": logs, people.db */
     const char *default_listen;                /* "127.0.0.1:5002" */
-    const svc_migration *migrations;
+    const svc_migration *migrations;           /* SQLite's: db/NAME/sqlite */
     size_t nmigrations;
+    const svc_migration *pg_migrations;        /* PostgreSQL's: db/NAME/postgresql */
+    size_t pg_nmigrations;
     const svc_method *methods;
     size_t nmethods;
 } svc_desc;
@@ -35,8 +37,8 @@ typedef struct svc_desc {
  * (0 after a graceful stop, 1 when it cannot start, 2 on bad flags). */
 int svc_main(const svc_desc *desc, int argc, char **argv);
 
-/* For handlers: this worker thread's read connection. */
-svc_db *svc_ctx_db(const rpc_call_ctx *ctx);
+/* For handlers: this worker thread's connection to the store, for reads. */
+svc_conn *svc_ctx_conn(const rpc_call_ctx *ctx);
 
 /* For handlers: runs fn(arg) in the process's group-commit writer and waits
  * until it is committed. Returns the status and, when not OK, fills out's
@@ -62,8 +64,9 @@ int svc_check_name(const char *what, const char *name, char norm[UTIL_NAME_MAX +
  * thread" state. For fuzzing and tests. Not thread-safe. */
 typedef struct svc_local svc_local;
 
-int svc_local_new(svc_local **out, const svc_desc *desc, const char *data_dir, char *err,
-                  size_t errlen);
+/* db as --db (NULL: SQLite under data_dir). */
+int svc_local_new(svc_local **out, const svc_desc *desc, const char *data_dir, const char *db,
+                  char *err, size_t errlen);
 void svc_local_free(svc_local *l);
 
 /* Runs method on body as a worker would; out is what the handler answered

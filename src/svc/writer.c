@@ -17,11 +17,12 @@ typedef struct op {
     int status;
     char *err;
     size_t errlen;
+    int final;         /* PostgreSQL: broke the transaction; not run again */
     int done;          /* under the writer's lock */
 } op;
 
 struct svc_writer {
-    svc_db *db;
+    svc_conn *conn;
     pthread_t thread;
     pthread_mutex_t lock;
     pthread_cond_t work;   /* ops queued, or stopping */
@@ -52,25 +53,27 @@ static void fail_rest(op *list, int status, const char *why)
     }
 }
 
-/* Runs one group: everything in list, in one transaction. Returns how the
- * transaction ended (OK, or the store's failure) and fills why. */
-static int run_group(svc_writer *w, op *list, char *why, size_t whylen)
+/* Runs one group on SQLite: everything in list, in one transaction, each
+ * write in its own savepoint. Returns how the transaction ended (OK, or the
+ * store's failure) and fills why. */
+static int run_group_sqlite(svc_writer *w, op *list, char *why, size_t whylen)
 {
-    sqlite3 *h = svc_db_handle(w->db);
+    svc_db *db = w->conn->sqlite;
+    sqlite3 *h = svc_db_handle(db);
     int health = TCPOPS__STATUS__OK;
     why[0] = '\0';
     for (op *o = list; o != NULL; o = o->next)
         o->status = TCPOPS__STATUS__OK;
     if (sqlite3_exec(h, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
-        health = svc_db_fail(w->db, "begin", why, whylen);
+        health = svc_db_fail(db, "begin", why, whylen);
         fail_rest(list, health, why);
         return health;
     }
     for (op *o = list; o != NULL; o = o->next) {
         int saved = sqlite3_exec(h, "SAVEPOINT w", NULL, NULL, NULL) == SQLITE_OK;
         o->err[0] = '\0';
-        o->status = saved ? o->fn(w->db, o->arg, o->err, o->errlen)
-                          : svc_db_fail(w->db, "savepoint", o->err, o->errlen);
+        o->status = saved ? o->fn(w->conn, o->arg, o->err, o->errlen)
+                          : svc_db_fail(db, "savepoint", o->err, o->errlen);
         if (store_failure(o->status) && health == TCPOPS__STATUS__OK) {
             health = o->status;
             snprintf(why, whylen, "%s", o->err);
@@ -97,7 +100,7 @@ static int run_group(svc_writer *w, op *list, char *why, size_t whylen)
     }
     if (sqlite3_exec(h, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
         char what[256];
-        int st = svc_db_fail(w->db, "commit failed", what, sizeof(what));
+        int st = svc_db_fail(db, "commit failed", what, sizeof(what));
         sqlite3_exec(h, "ROLLBACK", NULL, NULL, NULL);
         fail_rest(list, st, what);
         snprintf(why, whylen, "%.*s", (int)(whylen > 0 ? whylen - 1 : 0), what);
@@ -105,6 +108,71 @@ static int run_group(svc_writer *w, op *list, char *why, size_t whylen)
     }
     w->commits++;
     return health;
+}
+
+/* Runs the writes of list not yet final in one PostgreSQL transaction.
+ * Returns OK when every one ran (each with its own status) and the
+ * transaction is still good; -1 when one broke it (that one is final now:
+ * run the rest again); or the store's failure, everything not final failed
+ * with it. */
+static int try_group_pg(svc_writer *w, op *list, char *why, size_t whylen)
+{
+    svc_pg *pg = w->conn->pg;
+    int st = svc_pg_begin(pg, why, whylen);
+    if (st != TCPOPS__STATUS__OK) {
+        fail_rest(list, st, why);
+        return st;
+    }
+    for (op *o = list; o != NULL; o = o->next) {
+        if (o->final)
+            continue;
+        o->err[0] = '\0';
+        o->status = o->fn(w->conn, o->arg, o->err, o->errlen);
+        if (o->status != TCPOPS__STATUS__OK && svc_pg_txn_failed(pg)) {
+            o->final = 1;
+            svc_pg_rollback(pg);
+            if (o->status != TCPOPS__STATUS__UNAVAILABLE)
+                return -1;
+            /* The connection is gone: nothing of the group was committed. */
+            snprintf(why, whylen, "not written: %s", o->err);
+            for (op *p = list; p != NULL; p = p->next)
+                if (p != o && !p->final)
+                    p->status = TCPOPS__STATUS__OK;
+            fail_rest(list, TCPOPS__STATUS__UNAVAILABLE, why);
+            return TCPOPS__STATUS__UNAVAILABLE;
+        }
+    }
+    return TCPOPS__STATUS__OK;
+}
+
+/* Runs one group on PostgreSQL: the writes in one transaction, without a
+ * savepoint each (a round trip each). A write that answers anything but OK
+ * has changed nothing (writer.h); one that broke the transaction is left
+ * out and the others run again in a new one. */
+static int run_group_pg(svc_writer *w, op *list, char *why, size_t whylen)
+{
+    int st;
+    why[0] = '\0';
+    for (op *o = list; o != NULL; o = o->next) {
+        o->status = TCPOPS__STATUS__OK;
+        o->final = 0;
+    }
+    while ((st = try_group_pg(w, list, why, whylen)) == -1)
+        ;
+    if (st != TCPOPS__STATUS__OK)
+        return st;
+    char what[300];
+    st = svc_pg_commit(w->conn->pg, what, sizeof(what));
+    if (st != TCPOPS__STATUS__OK) {
+        fail_rest(list, st, what); /* the writes that succeeded are not known to be there */
+        snprintf(why, whylen, "%.*s", (int)(whylen > 0 ? whylen - 1 : 0), what);
+        return st;
+    }
+    w->commits++;
+    for (op *o = list; o != NULL; o = o->next)
+        if (store_failure(o->status))
+            return o->status;
+    return TCPOPS__STATUS__OK;
 }
 
 static void *writer_main(void *arg)
@@ -127,7 +195,9 @@ static void *writer_main(void *arg)
         pthread_mutex_unlock(&w->lock);
 
         char why[256];
-        int health = run_group(w, list, why, sizeof(why));
+        int health = w->conn->backend == SVC_POSTGRES
+                         ? run_group_pg(w, list, why, sizeof(why))
+                         : run_group_sqlite(w, list, why, sizeof(why));
 
         pthread_mutex_lock(&w->lock);
         w->health = health;
@@ -143,15 +213,14 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
-int svc_writer_new(svc_writer **out, const char *path, int sync_full, char *err,
-                   size_t errlen)
+int svc_writer_new(svc_writer **out, const svc_store *st, char *err, size_t errlen)
 {
     svc_writer *w = calloc(1, sizeof(*w));
     if (w == NULL) {
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
-    int rc = svc_db_open(&w->db, path, sync_full, err, errlen);
+    int rc = svc_conn_open(&w->conn, st, "tcpops-writer", err, errlen);
     if (rc < 0) {
         free(w);
         return rc;
@@ -161,7 +230,7 @@ int svc_writer_new(svc_writer **out, const char *path, int sync_full, char *err,
     pthread_cond_init(&w->done, NULL);
     if ((rc = pthread_create(&w->thread, NULL, writer_main, w)) != 0) {
         snprintf(err, errlen, "pthread_create: %s", strerror(rc));
-        svc_db_close(w->db);
+        svc_conn_close(w->conn);
         free(w);
         return -rc;
     }
@@ -181,7 +250,7 @@ void svc_writer_free(svc_writer *w)
     pthread_mutex_destroy(&w->lock);
     pthread_cond_destroy(&w->work);
     pthread_cond_destroy(&w->done);
-    svc_db_close(w->db);
+    svc_conn_close(w->conn);
     free(w);
 }
 

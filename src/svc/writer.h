@@ -1,27 +1,33 @@
 /* Group commit: one writer thread per process owns the write connection.
  * Handlers hand it a write and wait; it takes every write queued, runs them
- * in one BEGIN IMMEDIATE transaction (each in its own savepoint, so one that
- * fails does not undo the others), commits, and only then answers each. Many
- * concurrent creates cost one commit, not one each, and threads of one
- * process never contend for SQLite's write lock. */
+ * in one transaction, commits, and only then answers each. Many concurrent
+ * creates cost one commit, not one each, and threads of one process never
+ * contend for the store's write lock.
+ *
+ * SQLite: BEGIN IMMEDIATE, each write in its own savepoint, so one that
+ * fails does not undo the others. PostgreSQL: no savepoints (each would be
+ * a round trip); a write that answers anything but OK must have changed
+ * nothing (one statement, such as INSERT ... ON CONFLICT DO NOTHING), and
+ * one that breaks the transaction is left out while the others run again.
+ * When the connection is lost during COMMIT, every write of the group
+ * answers UNAVAILABLE saying the outcome is unknown. */
 #ifndef TCPOPS_SVC_WRITER_H
 #define TCPOPS_SVC_WRITER_H
 
 #include <stddef.h>
 
-#include "svc/db.h"
+#include "svc/store.h"
 
 typedef struct svc_writer svc_writer;
 
 /* One write, run inside the group's transaction on the writer's thread.
  * Returns a Tcpops__Status; anything but OK rolls back this write alone and
  * err (errlen bytes) says why. */
-typedef int (*svc_write_fn)(svc_db *db, void *arg, char *err, size_t errlen);
+typedef int (*svc_write_fn)(svc_conn *c, void *arg, char *err, size_t errlen);
 
-/* Opens the write connection to path and starts the thread. 0, or a
- * negative errno with err filled. */
-int svc_writer_new(svc_writer **out, const char *path, int sync_full, char *err,
-                   size_t errlen);
+/* Opens the write connection to st (PostgreSQL: connected when first used)
+ * and starts the thread. 0, or a negative errno with err filled. */
+int svc_writer_new(svc_writer **out, const svc_store *st, char *err, size_t errlen);
 
 /* Runs the writes still queued, stops the thread, closes. NULL does nothing. */
 void svc_writer_free(svc_writer *w);

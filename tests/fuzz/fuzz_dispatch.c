@@ -48,8 +48,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     char err[256];
     (void)argc;
     (void)argv;
-    if (make_temp_dir(dir, sizeof(dir)) < 0 || svc_local_new(&people, people_service(), dir, err, sizeof(err)) < 0 ||
-        svc_local_new(&pets, pets_service(), dir, err, sizeof(err)) < 0) {
+    if (make_temp_dir(dir, sizeof(dir)) < 0 || svc_local_new(&people, people_service(), dir, NULL, err, sizeof(err)) < 0 ||
+        svc_local_new(&pets, pets_service(), dir, NULL, err, sizeof(err)) < 0) {
         fprintf(stderr, "fuzz_dispatch: %s\n", err);
         abort();
     }

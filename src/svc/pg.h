@@ -1,0 +1,80 @@
+/* A PostgreSQL connection as the services use it (libpq). It connects when
+ * first used and again after it breaks, at most once per backoff delay
+ * (rpc/backoff, capped at SVC_PG_BACKOFF_CAP_MS so a database that comes
+ * back is used within a second); the first connection of a process brings
+ * the schema up to date (svc_pg_schema); statements are prepared once per
+ * connection, keyed by their SQL text, then executed with text parameters.
+ * A server that cannot be reached is UNAVAILABLE, never fatal. Keepalives
+ * and tcp_user_timeout bound how long a vanished server can hold a call.
+ * One svc_pg belongs to one thread at a time. */
+#ifndef TCPOPS_SVC_PG_H
+#define TCPOPS_SVC_PG_H
+
+#include <libpq-fe.h>
+#include <stddef.h>
+
+#include "svc/migration.h"
+
+#define SVC_PG_BACKOFF_CAP_MS 500
+#define SVC_PG_CONNECT_TIMEOUT_S "2"
+#define SVC_PG_USER_TIMEOUT_MS "3000"
+
+typedef struct svc_pg svc_pg;
+typedef struct svc_pg_schema svc_pg_schema;
+
+/* The runtime's own migrations (db/svc/postgresql: the members table). */
+extern const svc_migration svc_postgresql_migrations[];
+extern const size_t svc_postgresql_nmigrations;
+
+/* 0 when url is a connection string libpq accepts ("postgresql://..."),
+ * else -EINVAL with libpq's reason in err. Never connects. */
+int svc_pg_check_url(const char *url, char *err, size_t errlen);
+
+/* What one process applies once, on its first connection: the runtime's
+ * migrations (component "svc"), then service's m[0..n). Each component's
+ * version is recorded in tcpops_schema; all of it runs in one transaction
+ * under pg_advisory_xact_lock, so workers starting at once on many hosts
+ * apply each migration exactly once. Shared by every svc_pg of a process. */
+int svc_pg_schema_new(svc_pg_schema **out, const char *service, const svc_migration *m,
+                      size_t n);
+void svc_pg_schema_free(svc_pg_schema *sc);
+
+/* A connection to url (not made yet); app names it in pg_stat_activity.
+ * 0 or -ENOMEM. */
+int svc_pg_new(svc_pg **out, const char *url, const char *app, svc_pg_schema *schema);
+
+/* Closes (NULL does nothing). */
+void svc_pg_free(svc_pg *pg);
+
+/* Connects (and migrates) when not connected and the backoff allows.
+ * Returns OK, or UNAVAILABLE with the reason in err. */
+int svc_pg_ready(svc_pg *pg, char *err, size_t errlen);
+
+/* Runs the prepared statement for sql (a string literal: its address is the
+ * cache key) with n text parameters ($1..$n, NULL for SQL NULL), connecting
+ * first when needed outside a transaction. Returns the result (PQclear it)
+ * and *status OK; or NULL, *status the failure (svc_pg_sqlstate_status;
+ * UNAVAILABLE when the connection is lost) and err saying what failed. */
+PGresult *svc_pg_run(svc_pg *pg, const char *what, const char *sql, int n,
+                     const char *const *params, int *status, char *err, size_t errlen);
+
+/* The transaction of the group-commit writer: begin connects when needed;
+ * commit says, when the connection is lost during COMMIT, that the outcome
+ * is unknown. Each returns OK or the failure with err filled. rollback
+ * forgets a failed transaction (also after the connection was lost). */
+int svc_pg_begin(svc_pg *pg, char *err, size_t errlen);
+int svc_pg_commit(svc_pg *pg, char *err, size_t errlen);
+void svc_pg_rollback(svc_pg *pg);
+
+/* Whether the current transaction failed (later statements would be
+ * refused until rollback). */
+int svc_pg_txn_failed(svc_pg *pg);
+
+/* The status for a SQLSTATE: 23505 (unique violation) ALREADY_EXISTS;
+ * 53100 (disk full) STORAGE_FULL; connection exceptions (08...),
+ * shutdown and start-up (57P01-57P03), too many connections (53300),
+ * serialization failures and deadlocks (40001, 40P01) UNAVAILABLE; anything
+ * else INTERNAL. NULL (no SQLSTATE: the connection broke) is UNAVAILABLE. */
+int svc_pg_sqlstate_status(const char *sqlstate);
+
+#endif
