@@ -147,8 +147,12 @@ static int serve(svc *s, const svc_opts *o, rpc_method *rm, svc_fault *f)
 {
     char rerr[RPC_ERRLEN], q[1200];
     rpc_server_cfg cfg;
+    /* A quick read on SQLite is a local lookup; on PostgreSQL it is a round
+     * trip that would hold the I/O thread, so worker threads run it. */
+    int local = s->store.backend == SVC_SQLITE;
     for (size_t i = 0; i < s->nmethods; i++)
-        rm[i] = (rpc_method){s->methods[i].name, s->methods[i].fn, s->methods[i].quick};
+        rm[i] = (rpc_method){s->methods[i].name, s->methods[i].fn,
+                             s->methods[i].quick && local};
     if (svc_fault_arm(f, s, rm, s->nmethods) < 0) {
         util_log(UTIL_ERROR, "cannot start", "err=\"out of memory\"");
         return -1;
