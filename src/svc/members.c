@@ -19,16 +19,17 @@ static const char SQL_MEMBER_EXPIRE[] = "DELETE FROM members WHERE heartbeat_ms 
 static const char SQL_MEMBER_LIVE[] =
     "SELECT address, pid, heartbeat_ms FROM members WHERE heartbeat_ms >= ?1 ORDER BY address";
 
-/* PostgreSQL: one table for every service, times on the database's clock. */
-static const char PG_MEMBER_UPSERT[] =
-    "INSERT INTO tcpops_members (service, address, pid, heartbeat) VALUES ($1, $2, $3, now()) "
-    "ON CONFLICT (service, address) DO UPDATE SET pid = excluded.pid, "
-    "heartbeat = excluded.heartbeat";
+/* PostgreSQL: one table for every service, times on the database's clock.
+ * One statement per write (the writer pipelines them: pg.h): the beat, and
+ * the rows of workers that died without leaving, gone after a while. */
+static const char PG_MEMBER_BEAT[] =
+    "WITH beat AS (INSERT INTO tcpops_members (service, address, pid, heartbeat) "
+    "VALUES ($1, $2, $3, now()) ON CONFLICT (service, address) DO UPDATE "
+    "SET pid = excluded.pid, heartbeat = excluded.heartbeat) "
+    "DELETE FROM tcpops_members WHERE service = $1 AND address <> $2 "
+    "AND heartbeat < now() - $4::bigint * interval '1 millisecond'";
 static const char PG_MEMBER_DELETE[] =
     "DELETE FROM tcpops_members WHERE service = $1 AND address = $2";
-static const char PG_MEMBER_EXPIRE[] =
-    "DELETE FROM tcpops_members WHERE service = $1 "
-    "AND heartbeat < now() - $2::bigint * interval '1 millisecond'";
 static const char PG_MEMBER_LIVE[] =
     "SELECT address, pid, (extract(epoch FROM now() - heartbeat) * 1000)::bigint "
     "FROM tcpops_members WHERE service = $1 "
@@ -72,12 +73,9 @@ static int write_member_pg(svc_pg *pg, member_write *mw, char *err, size_t errle
     int st;
     snprintf(pid, sizeof(pid), "%d", (int)getpid());
     snprintf(old, sizeof(old), "%d", 10 * MEMBER_TTL_MS);
-    const char *row[3] = {mw->s->desc->name, mw->s->self, pid};
-    const char *expire[2] = {mw->s->desc->name, old};
-    PQclear(svc_pg_run(pg, "membership", mw->leaving ? PG_MEMBER_DELETE : PG_MEMBER_UPSERT,
-                       mw->leaving ? 2 : 3, row, &st, err, errlen));
-    if (st == TCPOPS__STATUS__OK)
-        PQclear(svc_pg_run(pg, "membership", PG_MEMBER_EXPIRE, 2, expire, &st, err, errlen));
+    const char *p[4] = {mw->s->desc->name, mw->s->self, pid, old};
+    PQclear(svc_pg_run(pg, "membership", mw->leaving ? PG_MEMBER_DELETE : PG_MEMBER_BEAT,
+                       mw->leaving ? 2 : 4, p, &st, err, errlen));
     return st;
 }
 

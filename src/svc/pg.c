@@ -26,6 +26,13 @@ struct svc_pg_schema {
 };
 
 struct svc_pg {
+    /* A pool (svc_pg_pool_new): svc_pg_run borrows one of members. */
+    svc_pg **members;
+    int nmembers, nfree;
+    svc_pg **free_list;
+    pthread_mutex_t pool_lock;
+    pthread_cond_t pool_cond;
+
     PGconn *h;                /* NULL until connected */
     char url[4096];
     char app[64];
@@ -40,7 +47,19 @@ struct svc_pg {
         char name[8];
     } cache[CACHE];
     int ncache;
+    int nprepared;            /* cache entries the server is known to hold */
+
+    /* A pipeline (svc_pg_pipeline_*): statements queued, then results read
+     * in the same order. expect[] lists what each result answers: a cache
+     * index for a statement's preparation, EXPECT_QUERY for a statement. */
+    int mode;                 /* MODE_SYNC, MODE_SEND, MODE_RECV */
+    int *expect;
+    size_t nexpect, cap_expect, next_expect;
+    int aborted;              /* a statement of the pipeline failed */
 };
+
+enum { MODE_SYNC, MODE_SEND, MODE_RECV };
+#define EXPECT_QUERY (-1)
 
 int svc_pg_check_url(const char *url, char *err, size_t errlen)
 {
@@ -119,14 +138,67 @@ static void disconnect(svc_pg *pg)
         pg->h = NULL;
         rpc_backoff_down(&pg->backoff, rpc_now_ms());
     }
-    pg->ncache = 0; /* prepared statements die with their connection */
+    pg->ncache = pg->nprepared = 0; /* prepared statements die with their connection */
+    pg->mode = MODE_SYNC;
+    pg->nexpect = pg->next_expect = 0;
+}
+
+int svc_pg_pool_new(svc_pg **out, const char *url, const char *app, svc_pg_schema *schema,
+                    int n)
+{
+    svc_pg *pool = calloc(1, sizeof(*pool));
+    if (pool == NULL)
+        return -ENOMEM;
+    pool->members = calloc((size_t)n, sizeof(*pool->members));
+    pool->free_list = calloc((size_t)n, sizeof(*pool->free_list));
+    pthread_mutex_init(&pool->pool_lock, NULL);
+    rpc_cond_init(&pool->pool_cond);
+    *out = pool;
+    if (pool->members == NULL || pool->free_list == NULL)
+        return -ENOMEM; /* the caller frees it */
+    for (int i = 0; i < n; i++) {
+        if (svc_pg_new(&pool->members[i], url, app, schema) < 0)
+            return -ENOMEM;
+        pool->free_list[pool->nfree++] = pool->members[pool->nmembers++];
+    }
+    return 0;
+}
+
+/* A member of pool to run on, waiting for one to be free. */
+static svc_pg *borrow(svc_pg *pool)
+{
+    pthread_mutex_lock(&pool->pool_lock);
+    while (pool->nfree == 0)
+        pthread_cond_wait(&pool->pool_cond, &pool->pool_lock);
+    svc_pg *pg = pool->free_list[--pool->nfree];
+    pthread_mutex_unlock(&pool->pool_lock);
+    return pg;
+}
+
+static void give_back(svc_pg *pool, svc_pg *pg)
+{
+    pthread_mutex_lock(&pool->pool_lock);
+    pool->free_list[pool->nfree++] = pg;
+    pthread_cond_signal(&pool->pool_cond);
+    pthread_mutex_unlock(&pool->pool_lock);
 }
 
 void svc_pg_free(svc_pg *pg)
 {
     if (pg == NULL)
         return;
+    if (pg->members != NULL || pg->free_list != NULL) {
+        for (int i = 0; i < pg->nmembers; i++)
+            svc_pg_free(pg->members[i]);
+        free(pg->members);
+        free(pg->free_list);
+        pthread_mutex_destroy(&pg->pool_lock);
+        pthread_cond_destroy(&pg->pool_cond);
+        free(pg);
+        return;
+    }
     disconnect(pg);
+    free(pg->expect);
     free(pg);
 }
 
@@ -277,7 +349,7 @@ int svc_pg_ready(svc_pg *pg, char *err, size_t errlen)
         conn_error(h, why, sizeof(why));
     else if (migrate(pg->schema, h, why, sizeof(why)) == 0) {
         pg->h = h;
-        pg->ncache = 0;
+        pg->ncache = pg->nprepared = 0;
         rpc_backoff_up(&pg->backoff, now);
         return TCPOPS__STATUS__OK;
     }
@@ -286,6 +358,22 @@ int svc_pg_ready(svc_pg *pg, char *err, size_t errlen)
     pg->next_try_ms = rpc_now_ms() + rpc_backoff_next(&pg->backoff);
     snprintf(err, errlen, "database unavailable: %s", why);
     return TCPOPS__STATUS__UNAVAILABLE;
+}
+
+/* Notes that the pipeline's next result answers what (a cache index or
+ * EXPECT_QUERY). 0 or -1 (out of memory). */
+static int expect(svc_pg *pg, int what)
+{
+    if (pg->nexpect == pg->cap_expect) {
+        size_t cap = pg->cap_expect ? pg->cap_expect * 2 : 64;
+        int *e = realloc(pg->expect, cap * sizeof(*e));
+        if (e == NULL)
+            return -1;
+        pg->expect = e;
+        pg->cap_expect = cap;
+    }
+    pg->expect[pg->nexpect++] = what;
+    return 0;
 }
 
 /* The name sql is prepared under on this connection, preparing it first.
@@ -303,16 +391,70 @@ static const char *prepared(svc_pg *pg, const char *what, const char *sql, int *
     }
     int i = pg->ncache;
     snprintf(pg->cache[i].name, sizeof(pg->cache[i].name), "s%d", i);
-    PGresult *r = PQprepare(pg->h, pg->cache[i].name, sql, 0, NULL);
-    if (r == NULL || PQresultStatus(r) != PGRES_COMMAND_OK) {
-        *status = result_error(pg, r, what, err, errlen);
+    if (pg->mode == MODE_SEND) {
+        /* Prepared in the pipeline; its result is read before the
+         * statement's (a failure aborts the pipeline: see pipeline_end). */
+        if (!PQsendPrepare(pg->h, pg->cache[i].name, sql, 0, NULL) || expect(pg, i) < 0) {
+            *status = result_error(pg, NULL, what, err, errlen);
+            return NULL;
+        }
+    } else {
+        PGresult *r = PQprepare(pg->h, pg->cache[i].name, sql, 0, NULL);
+        if (r == NULL || PQresultStatus(r) != PGRES_COMMAND_OK) {
+            *status = result_error(pg, r, what, err, errlen);
+            PQclear(r);
+            return NULL;
+        }
         PQclear(r);
-        return NULL;
+        pg->nprepared = i + 1;
     }
-    PQclear(r);
     pg->cache[i].sql = sql;
     pg->ncache++;
     return pg->cache[i].name;
+}
+
+/* The next result of the pipeline and the NULL that ends it. */
+static PGresult *next_result(svc_pg *pg)
+{
+    PGresult *r = PQgetResult(pg->h);
+    if (r != NULL) {
+        PGresult *end = PQgetResult(pg->h);
+        PQclear(end); /* NULL: one result per statement */
+    }
+    pg->next_expect++;
+    return r;
+}
+
+/* In a pipeline's reading half: the result of the next statement queued
+ * (after its preparation's, when it was prepared in the pipeline). */
+static PGresult *recv_result(svc_pg *pg, const char *what, int *status, char *err,
+                             size_t errlen)
+{
+    PGresult *r = NULL;
+    ExecStatusType rs = PGRES_FATAL_ERROR;
+    while (pg->h != NULL && pg->next_expect < pg->nexpect) {
+        int is_query = pg->expect[pg->next_expect] == EXPECT_QUERY;
+        r = next_result(pg);
+        rs = r != NULL ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+        if (is_query || (rs != PGRES_COMMAND_OK && rs != PGRES_PIPELINE_ABORTED))
+            break;
+        PQclear(r);
+        r = NULL;
+    }
+    if (r != NULL && (rs == PGRES_COMMAND_OK || rs == PGRES_TUPLES_OK)) {
+        *status = TCPOPS__STATUS__OK;
+        return r;
+    }
+    pg->aborted = 1;
+    if (rs == PGRES_PIPELINE_ABORTED) {
+        /* An earlier statement failed; this one did not run. */
+        *status = TCPOPS__STATUS__UNAVAILABLE;
+        snprintf(err, errlen, "%s: not run: an earlier write of its group failed", what);
+    } else {
+        *status = result_error(pg, r, what, err, errlen);
+    }
+    PQclear(r);
+    return NULL;
 }
 
 /* svc_pg_run, once. */
@@ -331,9 +473,20 @@ static PGresult *run_once(svc_pg *pg, const char *what, const char *sql, int n,
             return NULL;
         }
     }
+    if (pg->mode == MODE_RECV)
+        return recv_result(pg, what, status, err, errlen);
     const char *name = prepared(pg, what, sql, status, err, errlen);
     if (name == NULL)
         return NULL;
+    if (pg->mode == MODE_SEND) {
+        if (!PQsendQueryPrepared(pg->h, name, n, params, NULL, NULL, 0) ||
+            expect(pg, EXPECT_QUERY) < 0) {
+            *status = result_error(pg, NULL, what, err, errlen);
+            return NULL;
+        }
+        *status = SVC_PG_QUEUED;
+        return NULL;
+    }
     PGresult *r = PQexecPrepared(pg->h, name, n, params, NULL, NULL, 0);
     ExecStatusType rs = r != NULL ? PQresultStatus(r) : PGRES_FATAL_ERROR;
     if (rs == PGRES_COMMAND_OK || rs == PGRES_TUPLES_OK) {
@@ -348,7 +501,13 @@ static PGresult *run_once(svc_pg *pg, const char *what, const char *sql, int n,
 PGresult *svc_pg_run(svc_pg *pg, const char *what, const char *sql, int n,
                      const char *const *params, int *status, char *err, size_t errlen)
 {
-    int had = pg->h != NULL;
+    if (pg->members != NULL) {
+        svc_pg *m = borrow(pg);
+        PGresult *r = svc_pg_run(m, what, sql, n, params, status, err, errlen);
+        give_back(pg, m);
+        return r;
+    }
+    int had = pg->h != NULL && pg->mode == MODE_SYNC;
     PGresult *r = run_once(pg, what, sql, n, params, status, err, errlen);
     /* A connection found dead (the server restarted while it was idle) is
      * replaced at once: outside a transaction nothing ran, so running the
@@ -401,7 +560,68 @@ void svc_pg_rollback(svc_pg *pg)
     pg->lost_in_txn = 0;
 }
 
+int svc_pg_connected(const svc_pg *pg)
+{
+    return pg->h != NULL;
+}
+
 int svc_pg_txn_failed(svc_pg *pg)
 {
-    return pg->lost_in_txn || (pg->h != NULL && PQtransactionStatus(pg->h) == PQTRANS_INERROR);
+    return pg->lost_in_txn || pg->aborted ||
+           (pg->h != NULL && PQtransactionStatus(pg->h) == PQTRANS_INERROR);
+}
+
+int svc_pg_pipeline_begin(svc_pg *pg, char *err, size_t errlen)
+{
+    static const char SQL_BEGIN[] = "BEGIN";
+    int st = pg->h != NULL ? TCPOPS__STATUS__OK : svc_pg_ready(pg, err, errlen);
+    if (st != TCPOPS__STATUS__OK)
+        return st;
+    pg->nexpect = pg->next_expect = 0;
+    pg->aborted = pg->lost_in_txn = 0;
+    if (!PQenterPipelineMode(pg->h)) {
+        snprintf(err, errlen, "begin: cannot enter pipeline mode: %s",
+                 PQerrorMessage(pg->h));
+        return TCPOPS__STATUS__INTERNAL;
+    }
+    pg->mode = MODE_SEND;
+    run_once(pg, "begin", SQL_BEGIN, 0, NULL, &st, err, errlen);
+    if (st != SVC_PG_QUEUED)
+        return st;
+    pg->in_txn = 1;
+    return TCPOPS__STATUS__OK;
+}
+
+int svc_pg_pipeline_flush(svc_pg *pg, char *err, size_t errlen)
+{
+    int st;
+    if (pg->h == NULL || !PQpipelineSync(pg->h))
+        return result_error(pg, NULL, "begin", err, errlen);
+    pg->mode = MODE_RECV;
+    PQclear(recv_result(pg, "begin", &st, err, errlen)); /* BEGIN's */
+    return st;
+}
+
+void svc_pg_pipeline_end(svc_pg *pg)
+{
+    if (pg->h == NULL)
+        return; /* disconnect() left pipeline mode */
+    while (pg->next_expect < pg->nexpect)
+        PQclear(next_result(pg));
+    PGresult *r;
+    while ((r = PQgetResult(pg->h)) != NULL && PQresultStatus(r) != PGRES_PIPELINE_SYNC)
+        PQclear(r);
+    PQclear(r);
+    if (r == NULL || !PQexitPipelineMode(pg->h)) {
+        if (pg->in_txn)
+            pg->lost_in_txn = 1;
+        disconnect(pg); /* out of step with the server: start again */
+        return;
+    }
+    pg->mode = MODE_SYNC;
+    /* Statements prepared after a failure in the pipeline were not. */
+    if (pg->aborted)
+        pg->ncache = pg->nprepared;
+    else
+        pg->nprepared = pg->ncache;
 }

@@ -43,7 +43,14 @@ void svc_pg_schema_free(svc_pg_schema *sc);
  * 0 or -ENOMEM. */
 int svc_pg_new(svc_pg **out, const char *url, const char *app, svc_pg_schema *schema);
 
-/* Closes (NULL does nothing). */
+/* A pool of n connections to url for reads by many threads: svc_pg_run on
+ * it runs on a connection no other thread is using, waiting for one when
+ * all are busy (a thread only waits for the database either way). Only
+ * svc_pg_run works on a pool. 0 or -ENOMEM (svc_pg_free *out then). */
+int svc_pg_pool_new(svc_pg **out, const char *url, const char *app, svc_pg_schema *schema,
+                    int n);
+
+/* Closes (a pool: every connection). NULL does nothing. */
 void svc_pg_free(svc_pg *pg);
 
 /* Connects (and migrates) when not connected and the backoff allows.
@@ -58,6 +65,23 @@ int svc_pg_ready(svc_pg *pg, char *err, size_t errlen);
 PGresult *svc_pg_run(svc_pg *pg, const char *what, const char *sql, int n,
                      const char *const *params, int *status, char *err, size_t errlen);
 
+/* A pipeline: the group-commit writer's statements sent together, their
+ * results read together (one round trip for the group, not one per write).
+ * pipeline_begin connects when needed and queues BEGIN; then each write
+ * runs twice: first svc_pg_run only queues its statement and answers
+ * SVC_PG_QUEUED (return it as is), then, after pipeline_flush sent them
+ * all and read BEGIN's result, svc_pg_run answers that statement's result.
+ * So a write issues exactly one statement and decides nothing before its
+ * result. A statement that fails aborts the rest of the pipeline (they
+ * answer UNAVAILABLE, "not run") and svc_pg_txn_failed turns true;
+ * pipeline_end reads what is left and leaves pipeline mode (the
+ * transaction stays open: commit or rollback it). */
+#define SVC_PG_QUEUED (-1)
+
+int svc_pg_pipeline_begin(svc_pg *pg, char *err, size_t errlen);
+int svc_pg_pipeline_flush(svc_pg *pg, char *err, size_t errlen);
+void svc_pg_pipeline_end(svc_pg *pg);
+
 /* The transaction of the group-commit writer: begin connects when needed;
  * commit says, when the connection is lost during COMMIT, that the outcome
  * is unknown. Each returns OK or the failure with err filled. rollback
@@ -65,6 +89,9 @@ PGresult *svc_pg_run(svc_pg *pg, const char *what, const char *sql, int n,
 int svc_pg_begin(svc_pg *pg, char *err, size_t errlen);
 int svc_pg_commit(svc_pg *pg, char *err, size_t errlen);
 void svc_pg_rollback(svc_pg *pg);
+
+/* Whether a connection is up (it may still turn out dead when used). */
+int svc_pg_connected(const svc_pg *pg);
 
 /* Whether the current transaction failed (later statements would be
  * refused until rollback). */

@@ -95,6 +95,7 @@ int svc_rt_prepare(svc *s, const char *data_dir, const char *db, int sync_full,
     if (svc_store_parse(&s->store, db, data_dir, desc->name, err, errlen) < 0)
         return -2;
     s->store.sync_full = sync_full;
+    s->store.read_conns = s->db_conns;
     int rc = s->store.in_data_dir ? svc_mkdir_p(data_dir) : 0;
     if (rc < 0) {
         snprintf(err, errlen, "cannot create data dir %s: %s", data_dir, strerror(-rc));
@@ -144,7 +145,7 @@ int svc_rt_thread_init(void *user, void **state)
         return -ENOMEM;
     t->s = s;
     snprintf(app, sizeof(app), "tcpops-%s", s->desc->name);
-    if (svc_conn_open(&t->conn, &s->store, app, err, sizeof(err)) < 0) {
+    if (svc_conn_open(&t->conn, &s->store, 0, app, err, sizeof(err)) < 0) {
         char q[600];
         util_log(UTIL_ERROR, "cannot open database", "err=%s", util_logq(q, sizeof(q), err));
         free(t);

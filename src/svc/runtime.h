@@ -23,6 +23,7 @@ typedef struct svc {
     svc_method *methods;      /* the service's, then the runtime's (Status) */
     size_t nmethods;
     svc_store store;          /* where the data lives (--db, --data-dir, --sync) */
+    int db_conns;             /* PostgreSQL read connections (0: the default) */
     char self[64];            /* this worker's own address */
     char status_name[64];     /* "people.Status" */
     int64_t started_ms;

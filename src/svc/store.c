@@ -67,7 +67,11 @@ int svc_store_prepare(svc_store *st, const char *service, const svc_migration *s
                       size_t errlen)
 {
     if (st->backend == SVC_POSTGRES) {
-        if (svc_pg_schema_new(&st->schema, service, pg_m, pg_n) < 0) {
+        char app[64];
+        snprintf(app, sizeof(app), "tcpops-%s", service);
+        if (svc_pg_schema_new(&st->schema, service, pg_m, pg_n) < 0 ||
+            svc_pg_pool_new(&st->readers, st->url, app, st->schema,
+                            st->read_conns > 0 ? st->read_conns : SVC_STORE_READ_CONNS) < 0) {
             snprintf(err, errlen, "out of memory");
             return -1;
         }
@@ -84,11 +88,13 @@ int svc_store_prepare(svc_store *st, const char *service, const svc_migration *s
 
 void svc_store_fini(svc_store *st)
 {
+    svc_pg_free(st->readers);
     svc_pg_schema_free(st->schema);
+    st->readers = NULL;
     st->schema = NULL;
 }
 
-int svc_conn_open(svc_conn **out, const svc_store *st, const char *app, char *err,
+int svc_conn_open(svc_conn **out, const svc_store *st, int own, const char *app, char *err,
                   size_t errlen)
 {
     svc_conn *c = calloc(1, sizeof(*c));
@@ -98,10 +104,15 @@ int svc_conn_open(svc_conn **out, const svc_store *st, const char *app, char *er
         return -ENOMEM;
     }
     c->backend = st->backend;
-    if (st->backend == SVC_SQLITE)
+    if (st->backend == SVC_SQLITE) {
         rc = svc_db_open(&c->sqlite, st->path, st->sync_full, err, errlen);
-    else if ((rc = svc_pg_new(&c->pg, st->url, app, st->schema)) < 0)
+    } else if (!own) {
+        c->pg = st->readers;
+        c->shared = 1;
+        rc = 0;
+    } else if ((rc = svc_pg_new(&c->pg, st->url, app, st->schema)) < 0) {
         snprintf(err, errlen, "out of memory");
+    }
     if (rc < 0) {
         free(c);
         return rc;
@@ -115,6 +126,7 @@ void svc_conn_close(svc_conn *c)
     if (c == NULL)
         return;
     svc_db_close(c->sqlite);
-    svc_pg_free(c->pg);
+    if (!c->shared)
+        svc_pg_free(c->pg);
     free(c);
 }

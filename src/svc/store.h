@@ -22,12 +22,17 @@ typedef struct svc_store {
     char url[4096];           /* PostgreSQL: the URL as given */
     int sync_full;            /* SQLite: synchronous=FULL */
     svc_pg_schema *schema;    /* PostgreSQL: the migrations, applied once */
+    int read_conns;           /* PostgreSQL: connections shared for reads */
+    svc_pg *readers;          /* PostgreSQL: that pool (svc_store_prepare) */
 } svc_store;
+
+#define SVC_STORE_READ_CONNS 8
 
 typedef struct svc_conn {
     svc_backend backend;
     svc_db *sqlite;
     svc_pg *pg;
+    int shared;               /* pg is the store's pool, not this conn's */
 } svc_conn;
 
 /* Fills st from --db (NULL or "" is SQLite), data_dir and the service's
@@ -51,10 +56,12 @@ int svc_store_prepare(svc_store *st, const char *service, const svc_migration *s
 /* Frees what svc_store_prepare made. */
 void svc_store_fini(svc_store *st);
 
-/* One connection to st; app names it (PostgreSQL's application_name).
- * SQLite opens the file now; PostgreSQL connects when first used. 0, or a
+/* A connection to st; app names it (PostgreSQL's application_name).
+ * SQLite opens the file now. PostgreSQL: own, a connection of its own (the
+ * writer's), made when first used; otherwise the store's shared pool of
+ * read_conns connections (many threads, few database connections). 0, or a
  * negative errno with err filled. */
-int svc_conn_open(svc_conn **out, const svc_store *st, const char *app, char *err,
+int svc_conn_open(svc_conn **out, const svc_store *st, int own, const char *app, char *err,
                   size_t errlen);
 
 /* Closes (NULL does nothing). */

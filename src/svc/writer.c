@@ -110,37 +110,62 @@ static int run_group_sqlite(svc_writer *w, op *list, char *why, size_t whylen)
     return health;
 }
 
-/* Runs the writes of list not yet final in one PostgreSQL transaction.
- * Returns OK when every one ran (each with its own status) and the
- * transaction is still good; -1 when one broke it (that one is final now:
- * run the rest again); or the store's failure, everything not final failed
- * with it. */
+/* Fails every write of list not final with UNAVAILABLE and why: the
+ * connection was lost before COMMIT, so none of them was written. */
+static int lost_group(op *list, const char *why)
+{
+    for (op *o = list; o != NULL; o = o->next) {
+        if (!o->final) {
+            o->status = TCPOPS__STATUS__UNAVAILABLE;
+            snprintf(o->err, o->errlen, "not written: %s", why);
+        }
+    }
+    return TCPOPS__STATUS__UNAVAILABLE;
+}
+
+/* Runs the writes of list not yet final in one PostgreSQL transaction, as
+ * one pipeline (pg.h). Returns OK when every one ran (each with its own
+ * status) and the transaction is still good; -1 when one broke it (that
+ * one is final now: run the rest again); or UNAVAILABLE when the
+ * connection was lost (every write not final failed with it). */
 static int try_group_pg(svc_writer *w, op *list, char *why, size_t whylen)
 {
     svc_pg *pg = w->conn->pg;
-    int st = svc_pg_begin(pg, why, whylen);
+    int st = svc_pg_pipeline_begin(pg, why, whylen);
+    for (op *o = list; st == TCPOPS__STATUS__OK && o != NULL; o = o->next) {
+        o->err[0] = '\0';
+        if (!o->final && (o->status = o->fn(w->conn, o->arg, o->err, o->errlen)) !=
+                             SVC_PG_QUEUED) {
+            st = o->status; /* it could not even be queued */
+            snprintf(why, whylen, "%.*s", (int)(whylen > 0 ? whylen - 1 : 0), o->err);
+        }
+    }
+    if (st == TCPOPS__STATUS__OK)
+        st = svc_pg_pipeline_flush(pg, why, whylen);
+    op *broke = NULL;
+    for (op *o = list; st == TCPOPS__STATUS__OK && o != NULL; o = o->next) {
+        if (o->final)
+            continue;
+        o->status = o->fn(w->conn, o->arg, o->err, o->errlen);
+        if (broke == NULL && o->status != TCPOPS__STATUS__OK && svc_pg_txn_failed(pg))
+            broke = o;
+    }
+    svc_pg_pipeline_end(pg);
+    if (!svc_pg_connected(pg)) {
+        svc_pg_rollback(pg);
+        return lost_group(list, st != TCPOPS__STATUS__OK ? why
+                                : broke != NULL          ? broke->err
+                                                         : "the database connection was lost");
+    }
     if (st != TCPOPS__STATUS__OK) {
+        svc_pg_rollback(pg);
         fail_rest(list, st, why);
         return st;
     }
-    for (op *o = list; o != NULL; o = o->next) {
-        if (o->final)
-            continue;
-        o->err[0] = '\0';
-        o->status = o->fn(w->conn, o->arg, o->err, o->errlen);
-        if (o->status != TCPOPS__STATUS__OK && svc_pg_txn_failed(pg)) {
-            o->final = 1;
-            svc_pg_rollback(pg);
-            if (o->status != TCPOPS__STATUS__UNAVAILABLE)
-                return -1;
-            /* The connection is gone: nothing of the group was committed. */
-            snprintf(why, whylen, "not written: %s", o->err);
-            for (op *p = list; p != NULL; p = p->next)
-                if (p != o && !p->final)
-                    p->status = TCPOPS__STATUS__OK;
-            fail_rest(list, TCPOPS__STATUS__UNAVAILABLE, why);
-            return TCPOPS__STATUS__UNAVAILABLE;
-        }
+    if (broke != NULL) {
+        broke->final = 1;
+        svc_pg_rollback(pg);
+        return -1;
     }
     return TCPOPS__STATUS__OK;
 }
@@ -152,6 +177,7 @@ static int try_group_pg(svc_writer *w, op *list, char *why, size_t whylen)
 static int run_group_pg(svc_writer *w, op *list, char *why, size_t whylen)
 {
     int st;
+    int had = svc_pg_connected(w->conn->pg);
     why[0] = '\0';
     for (op *o = list; o != NULL; o = o->next) {
         o->status = TCPOPS__STATUS__OK;
@@ -159,6 +185,14 @@ static int run_group_pg(svc_writer *w, op *list, char *why, size_t whylen)
     }
     while ((st = try_group_pg(w, list, why, whylen)) == -1)
         ;
+    if (st == TCPOPS__STATUS__UNAVAILABLE && had) {
+        /* The connection had died while idle (the database restarted):
+         * nothing was written, and the new one may well work. */
+        for (op *o = list; o != NULL; o = o->next)
+            o->status = o->final ? o->status : TCPOPS__STATUS__OK;
+        while ((st = try_group_pg(w, list, why, whylen)) == -1)
+            ;
+    }
     if (st != TCPOPS__STATUS__OK)
         return st;
     char what[300];
@@ -220,7 +254,7 @@ int svc_writer_new(svc_writer **out, const svc_store *st, char *err, size_t errl
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
-    int rc = svc_conn_open(&w->conn, st, "tcpops-writer", err, errlen);
+    int rc = svc_conn_open(&w->conn, st, 1, "tcpops-writer", err, errlen);
     if (rc < 0) {
         free(w);
         return rc;
