@@ -9,29 +9,20 @@
 
 #include "rpc/backoff.h"
 #include "rpc/clock.h"
+#include "rpc/waiter.h"
 #include "tcpops.pb-c.h"
 
 #define CACHE 32
-/* pg_advisory_xact_lock's key for schema changes: "tcpops" in ASCII. */
-#define SCHEMA_LOCK_KEY "127978127929459"
-
-struct svc_pg_schema {
-    pthread_mutex_t lock;
-    int applied;              /* under lock: every component is up to date */
-    struct {
-        const char *name;
-        const svc_migration *m;
-        size_t n;
-    } comp[2];
-};
 
 struct svc_pg {
-    /* A pool (svc_pg_pool_new): svc_pg_run borrows one of members. */
+    /* A pool (svc_pg_pool_new): svc_pg_run queues its statement; a thread
+     * that finds a member free leads it, sending every statement queued in
+     * one pipeline (read_batch), until its own has run. */
     svc_pg **members;
     int nmembers, nfree;
     svc_pg **free_list;
     pthread_mutex_t pool_lock;
-    pthread_cond_t pool_cond;
+    struct read_req *head, *tail; /* under pool_lock */
 
     PGconn *h;                /* NULL until connected */
     char url[4096];
@@ -59,46 +50,24 @@ struct svc_pg {
 };
 
 enum { MODE_SYNC, MODE_SEND, MODE_RECV };
+
+/* One read waiting in a pool: on its caller's stack until done. */
+typedef struct read_req {
+    struct read_req *next;
+    const char *what, *sql;
+    int n;
+    const char *const *params;
+    PGresult *result;
+    int status;
+    char *err;
+    size_t errlen;
+    svc_pg *lead;             /* the member handed to it to lead, or NULL */
+    _Atomic uint32_t state;   /* REQ_QUEUED, then REQ_LEAD or REQ_DONE */
+} read_req;
+
+enum { REQ_QUEUED, REQ_LEAD, REQ_DONE };
+#define BATCH_MAX 64
 #define EXPECT_QUERY (-1)
-
-int svc_pg_check_url(const char *url, char *err, size_t errlen)
-{
-    char *why = NULL;
-    PQconninfoOption *opts = PQconninfoParse(url, &why);
-    if (opts == NULL) {
-        size_t n = why != NULL ? strcspn(why, "\n") : 0;
-        snprintf(err, errlen, "%.*s", (int)n, why != NULL ? why : "out of memory");
-        PQfreemem(why);
-        return -EINVAL;
-    }
-    PQconninfoFree(opts);
-    return 0;
-}
-
-int svc_pg_schema_new(svc_pg_schema **out, const char *service, const svc_migration *m,
-                      size_t n)
-{
-    svc_pg_schema *sc = calloc(1, sizeof(*sc));
-    if (sc == NULL)
-        return -ENOMEM;
-    pthread_mutex_init(&sc->lock, NULL);
-    sc->comp[0].name = "svc";
-    sc->comp[0].m = svc_postgresql_migrations;
-    sc->comp[0].n = svc_postgresql_nmigrations;
-    sc->comp[1].name = service;
-    sc->comp[1].m = m;
-    sc->comp[1].n = n;
-    *out = sc;
-    return 0;
-}
-
-void svc_pg_schema_free(svc_pg_schema *sc)
-{
-    if (sc == NULL)
-        return;
-    pthread_mutex_destroy(&sc->lock);
-    free(sc);
-}
 
 int svc_pg_sqlstate_status(const char *s)
 {
@@ -152,7 +121,6 @@ int svc_pg_pool_new(svc_pg **out, const char *url, const char *app, svc_pg_schem
     pool->members = calloc((size_t)n, sizeof(*pool->members));
     pool->free_list = calloc((size_t)n, sizeof(*pool->free_list));
     pthread_mutex_init(&pool->pool_lock, NULL);
-    rpc_cond_init(&pool->pool_cond);
     *out = pool;
     if (pool->members == NULL || pool->free_list == NULL)
         return -ENOMEM; /* the caller frees it */
@@ -162,25 +130,6 @@ int svc_pg_pool_new(svc_pg **out, const char *url, const char *app, svc_pg_schem
         pool->free_list[pool->nfree++] = pool->members[pool->nmembers++];
     }
     return 0;
-}
-
-/* A member of pool to run on, waiting for one to be free. */
-static svc_pg *borrow(svc_pg *pool)
-{
-    pthread_mutex_lock(&pool->pool_lock);
-    while (pool->nfree == 0)
-        pthread_cond_wait(&pool->pool_cond, &pool->pool_lock);
-    svc_pg *pg = pool->free_list[--pool->nfree];
-    pthread_mutex_unlock(&pool->pool_lock);
-    return pg;
-}
-
-static void give_back(svc_pg *pool, svc_pg *pg)
-{
-    pthread_mutex_lock(&pool->pool_lock);
-    pool->free_list[pool->nfree++] = pg;
-    pthread_cond_signal(&pool->pool_cond);
-    pthread_mutex_unlock(&pool->pool_lock);
 }
 
 void svc_pg_free(svc_pg *pg)
@@ -193,7 +142,6 @@ void svc_pg_free(svc_pg *pg)
         free(pg->members);
         free(pg->free_list);
         pthread_mutex_destroy(&pg->pool_lock);
-        pthread_cond_destroy(&pg->pool_cond);
         free(pg);
         return;
     }
@@ -232,92 +180,6 @@ static int result_error(svc_pg *pg, PGresult *r, const char *what, char *err, si
     return st;
 }
 
-/* Runs sql (several statements, no parameters) on h. 0, or -1 with err. */
-static int exec_simple(PGconn *h, const char *sql, char *err, size_t errlen)
-{
-    PGresult *r = PQexec(h, sql);
-    int ok = r != NULL && (PQresultStatus(r) == PGRES_COMMAND_OK ||
-                           PQresultStatus(r) == PGRES_TUPLES_OK);
-    if (!ok) {
-        const char *m = r != NULL ? PQresultErrorMessage(r) : PQerrorMessage(h);
-        snprintf(err, errlen, "%.*s", (int)strcspn(m, "\n"), m);
-    }
-    PQclear(r);
-    return ok ? 0 : -1;
-}
-
-/* The version recorded for component, or -1 with err. */
-static long schema_version(PGconn *h, const char *component, char *err, size_t errlen)
-{
-    const char *params[1] = {component};
-    PGresult *r = PQexecParams(h, "SELECT version FROM tcpops_schema WHERE component = $1", 1,
-                               NULL, params, NULL, NULL, 0);
-    long v = -1;
-    if (r != NULL && PQresultStatus(r) == PGRES_TUPLES_OK)
-        v = PQntuples(r) > 0 ? strtol(PQgetvalue(r, 0, 0), NULL, 10) : 0;
-    else
-        snprintf(err, errlen, "%.*s", (int)strcspn(PQerrorMessage(h), "\n"), PQerrorMessage(h));
-    PQclear(r);
-    return v;
-}
-
-/* Applies component's migrations above its recorded version. 0 or -1. */
-static int apply(PGconn *h, const char *component, const svc_migration *m, size_t n, char *err,
-                 size_t errlen)
-{
-    long have = schema_version(h, component, err, errlen);
-    if (have < 0)
-        return -1;
-    for (size_t i = 0; i < n; i++) {
-        if (m[i].version <= have)
-            continue;
-        char why[160], ver[16];
-        if (exec_simple(h, m[i].sql, why, sizeof(why)) < 0) {
-            snprintf(err, errlen, "migration %s/%s: %s", component, m[i].name, why);
-            return -1;
-        }
-        snprintf(ver, sizeof(ver), "%d", m[i].version);
-        const char *params[2] = {component, ver};
-        PGresult *r = PQexecParams(h,
-                                   "INSERT INTO tcpops_schema (component, version) "
-                                   "VALUES ($1, $2) ON CONFLICT (component) "
-                                   "DO UPDATE SET version = excluded.version",
-                                   2, NULL, params, NULL, NULL, 0);
-        int ok = r != NULL && PQresultStatus(r) == PGRES_COMMAND_OK;
-        PQclear(r);
-        if (!ok) {
-            snprintf(err, errlen, "recording %s version %d: %s", component, m[i].version,
-                     conn_error(h, why, sizeof(why)));
-            return -1;
-        }
-    }
-    return 0;
-}
-
-/* Brings the schema up to date once per process, in one transaction under
- * the advisory lock. 0, or -1 with err. */
-static int migrate(svc_pg_schema *sc, PGconn *h, char *err, size_t errlen)
-{
-    pthread_mutex_lock(&sc->lock);
-    int rc = 0;
-    if (!sc->applied) {
-        rc = exec_simple(h,
-                         "BEGIN; SELECT pg_advisory_xact_lock(" SCHEMA_LOCK_KEY ");"
-                         "CREATE TABLE IF NOT EXISTS tcpops_schema ("
-                         "component text PRIMARY KEY, version integer NOT NULL)",
-                         err, errlen);
-        for (size_t i = 0; rc == 0 && i < 2; i++)
-            rc = apply(h, sc->comp[i].name, sc->comp[i].m, sc->comp[i].n, err, errlen);
-        if (rc == 0)
-            rc = exec_simple(h, "COMMIT", err, errlen);
-        else
-            exec_simple(h, "ROLLBACK", (char[64]){0}, 64);
-        sc->applied = rc == 0;
-    }
-    pthread_mutex_unlock(&sc->lock);
-    return rc;
-}
-
 /* NOTICEs ("relation already exists, skipping") are not the operator's
  * business; errors arrive with their results. */
 static void ignore_notice(void *arg, const char *message)
@@ -347,7 +209,7 @@ int svc_pg_ready(svc_pg *pg, char *err, size_t errlen)
         PQsetNoticeProcessor(h, ignore_notice, NULL);
     if (h == NULL || PQstatus(h) != CONNECTION_OK)
         conn_error(h, why, sizeof(why));
-    else if (migrate(pg->schema, h, why, sizeof(why)) == 0) {
+    else if (svc_pg_schema_apply(pg->schema, h, why, sizeof(why)) == 0) {
         pg->h = h;
         pg->ncache = pg->nprepared = 0;
         rpc_backoff_up(&pg->backoff, now);
@@ -498,15 +360,125 @@ static PGresult *run_once(svc_pg *pg, const char *what, const char *sql, int n,
     return NULL;
 }
 
+static PGresult *single_run(svc_pg *pg, const char *what, const char *sql, int n,
+                           const char *const *params, int *status, char *err, size_t errlen);
+
+/* Runs the reads of batch (nb of them) on pg: in one pipeline when there
+ * are several (one write, one read of the answers, for the client and the
+ * server alike). Reads that did not run (one before them failed, or the
+ * connection was lost) run again one by one: a read is safe to repeat. */
+static void read_batch(svc_pg *pg, read_req **batch, int nb)
+{
+    int queued = 0;
+    if (nb > 1 && svc_pg_connected(pg) && PQenterPipelineMode(pg->h)) {
+        pg->nexpect = pg->next_expect = 0;
+        pg->aborted = 0;
+        pg->mode = MODE_SEND;
+        for (; queued < nb && pg->mode == MODE_SEND; queued++) {
+            read_req *q = batch[queued];
+            PQclear(run_once(pg, q->what, q->sql, q->n, q->params, &q->status, q->err,
+                             q->errlen));
+            if (q->status != SVC_PG_QUEUED)
+                break;
+        }
+        if (pg->mode == MODE_SEND && PQpipelineSync(pg->h))
+            pg->mode = MODE_RECV;
+        for (int i = 0; i < queued && pg->mode == MODE_RECV; i++) {
+            read_req *q = batch[i];
+            q->result = recv_result(pg, q->what, &q->status, q->err, q->errlen);
+        }
+        if (pg->mode != MODE_SYNC)
+            svc_pg_pipeline_end(pg);
+    }
+    for (int i = 0; i < nb; i++) {
+        read_req *q = batch[i];
+        if (q->result == NULL)
+            q->result = single_run(pg, q->what, q->sql, q->n, q->params, &q->status, q->err,
+                                   q->errlen);
+    }
+}
+
+/* Leads member m: runs me and up to BATCH_MAX - 1 queued reads in one
+ * batch, wakes their callers, then hands m to the first read still queued
+ * (which leads it next) or frees it. Each queued read is taken off the
+ * queue under pool_lock by exactly one leader. Called and returns with
+ * pool_lock held; drops it while the database works. */
+static void lead(svc_pg *pool, svc_pg *m, read_req *me)
+{
+    read_req *batch[BATCH_MAX];
+    int nb = 0;
+    batch[nb++] = me;
+    while (pool->head != NULL && nb < BATCH_MAX) {
+        batch[nb++] = pool->head;
+        pool->head = pool->head->next;
+    }
+    if (pool->head == NULL)
+        pool->tail = NULL;
+    pthread_mutex_unlock(&pool->pool_lock);
+    read_batch(m, batch, nb);
+    for (int i = 1; i < nb; i++) {
+        _Atomic uint32_t *word = &batch[i]->state;
+        atomic_store(word, REQ_DONE); /* its caller may return at once */
+        rpc_waiter_wake(word, 1);
+    }
+    pthread_mutex_lock(&pool->pool_lock);
+    read_req *next = pool->head;
+    if (next == NULL) {
+        pool->free_list[pool->nfree++] = m;
+        return;
+    }
+    pool->head = next->next;
+    if (pool->head == NULL)
+        pool->tail = NULL;
+    next->lead = m;
+    atomic_store(&next->state, REQ_LEAD);
+    rpc_waiter_wake(&next->state, 1);
+}
+
+/* svc_pg_run on a pool: lead a free member, or queue and wait to be run
+ * (or to be handed a member to lead). */
+static PGresult *pool_run(svc_pg *pool, const char *what, const char *sql, int n,
+                          const char *const *params, int *status, char *err, size_t errlen)
+{
+    read_req me = {.what = what, .sql = sql, .n = n, .params = params, .err = err,
+                   .errlen = errlen};
+    atomic_init(&me.state, REQ_QUEUED);
+    pthread_mutex_lock(&pool->pool_lock);
+    if (pool->nfree > 0) {
+        lead(pool, pool->free_list[--pool->nfree], &me);
+        pthread_mutex_unlock(&pool->pool_lock);
+    } else {
+        if (pool->tail != NULL)
+            pool->tail->next = &me;
+        else
+            pool->head = &me;
+        pool->tail = &me;
+        pthread_mutex_unlock(&pool->pool_lock);
+        uint32_t st;
+        while ((st = atomic_load(&me.state)) == REQ_QUEUED)
+            rpc_waiter_wait(&me.state, REQ_QUEUED, 0);
+        if (st == REQ_LEAD) {
+            pthread_mutex_lock(&pool->pool_lock);
+            lead(pool, me.lead, &me);
+            pthread_mutex_unlock(&pool->pool_lock);
+        }
+    }
+    *status = me.status;
+    return me.result;
+}
+
 PGresult *svc_pg_run(svc_pg *pg, const char *what, const char *sql, int n,
                      const char *const *params, int *status, char *err, size_t errlen)
 {
-    if (pg->members != NULL) {
-        svc_pg *m = borrow(pg);
-        PGresult *r = svc_pg_run(m, what, sql, n, params, status, err, errlen);
-        give_back(pg, m);
-        return r;
-    }
+    if (pg->members != NULL)
+        return pool_run(pg, what, sql, n, params, status, err, errlen);
+    return single_run(pg, what, sql, n, params, status, err, errlen);
+}
+
+/* svc_pg_run on one connection. */
+static PGresult *single_run(svc_pg *pg, const char *what, const char *sql, int n,
+                           const char *const *params, int *status, char *err, size_t errlen)
+{
     int had = pg->h != NULL && pg->mode == MODE_SYNC;
     PGresult *r = run_once(pg, what, sql, n, params, status, err, errlen);
     /* A connection found dead (the server restarted while it was idle) is

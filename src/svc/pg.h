@@ -39,6 +39,10 @@ int svc_pg_schema_new(svc_pg_schema **out, const char *service, const svc_migrat
                       size_t n);
 void svc_pg_schema_free(svc_pg_schema *sc);
 
+/* Applies sc on the new connection h unless this process already has: for
+ * svc_pg_ready. 0, or -1 with err filled. */
+int svc_pg_schema_apply(svc_pg_schema *sc, PGconn *h, char *err, size_t errlen);
+
 /* A connection to url (not made yet); app names it in pg_stat_activity.
  * 0 or -ENOMEM. */
 int svc_pg_new(svc_pg **out, const char *url, const char *app, svc_pg_schema *schema);
