@@ -96,3 +96,35 @@ start_system() {
   done
   echo "bench: the gateway on $gp was not ready" >&2; exit 1
 }
+
+# pg_start: a PostgreSQL of the bench's own under $tmp/pg on a free port
+# (as the postgres user when root: PostgreSQL refuses root), fsync and
+# synchronous_commit on; sets pg_url and pg_stop (the command that stops
+# it). Binaries from pg_config --bindir or /usr/lib/postgresql/N/bin.
+pg_start() {
+  local bindir run=() port
+  bindir=$(pg_config --bindir 2>/dev/null || true)
+  [ -x "$bindir/initdb" ] || bindir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+  [ -x "$bindir/initdb" ] || { echo "bench: PostgreSQL is not installed (scripts/deps.sh)" >&2; return 1; }
+  mkdir -p "$tmp/pg"
+  if [ "$(id -u)" = 0 ]; then
+    chmod 755 "$tmp"; chown postgres "$tmp/pg"; run=(runuser -u postgres --)
+  fi
+  port=$(free_port)
+  "${run[@]}" "$bindir/initdb" -D "$tmp/pg/data" -A trust -U tcpops -E UTF8 --locale=C \
+    --no-sync >/dev/null
+  "${run[@]}" "$bindir/pg_ctl" -D "$tmp/pg/data" -l "$tmp/pg/log" -w \
+    -o "-p $port -k $tmp/pg -c listen_addresses=127.0.0.1 -c max_connections=200" start >/dev/null
+  pg_stop="${run[*]} $bindir/pg_ctl -D $tmp/pg/data -m fast -w stop"
+  psql -Xq "postgresql://tcpops@127.0.0.1:$port/postgres" -c "CREATE DATABASE tcpops"
+  pg_url="postgresql://tcpops@127.0.0.1:$port/tcpops"
+}
+
+# pg_ticks: CPU clock ticks used so far by every PostgreSQL process of the
+# bench's server (the postmaster and its children).
+pg_ticks() {
+  local pm t=0 p
+  pm=$(head -1 "$tmp/pg/data/postmaster.pid")
+  for p in $pm $(pgrep -P "$pm"); do t=$((t + $(cpu_ticks "$p" 2>/dev/null || echo 0))); done
+  echo "$t"
+}

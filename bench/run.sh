@@ -2,7 +2,7 @@
 # make bench: the figures of bench/RESULTS.md, measured in one run on this
 # machine. Starts what it measures on free loopback ports, with data in a
 # temporary directory, and stops it by PID.
-#   bench/run.sh [BUILD_DIR] [rpc|services|gateway|all]   (BENCH_SECONDS=5 per figure)
+#   bench/run.sh [BUILD_DIR] [rpc|services|postgres|gateway|all]   (BENCH_SECONDS=5 per figure)
 set -euo pipefail
 build=${1:-build}
 what=${2:-all}
@@ -10,8 +10,10 @@ bin=$build/bin
 secs=${BENCH_SECONDS:-5}
 tmp=$(mktemp -d)
 pids=()
+pg_stop=""
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  if [ -n "$pg_stop" ]; then $pg_stop >/dev/null 2>&1 || true; fi
   rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -69,6 +71,58 @@ service_figures() {
   done
 }
 
+# rpc_cpu_line LABEL PORT METHOD PID [pg]: one tcpops-bench-rpc run (64
+# callers) with the CPU microseconds per call of the worker PID and, with
+# pg, of the PostgreSQL server.
+rpc_cpu_line() {
+  local label=$1 port=$2 method=$3 pid=$4 pg=${5:-}
+  local w0 p0=0 w1 p1=0 line calls hz
+  hz=$(getconf CLK_TCK)
+  w0=$(cpu_ticks "$pid"); [ -n "$pg" ] && p0=$(pg_ticks)
+  line=$("$bin/tcpops-bench-rpc" --addr "127.0.0.1:$port" --method "$method" --threads 64 \
+         --seconds "$secs")
+  w1=$(cpu_ticks "$pid"); [ -n "$pg" ] && p1=$(pg_ticks)
+  calls=$(echo "$line" | field calls)
+  awk -v l="$label" -v line="$line" -v w=$((w1 - w0)) -v p=$((p1 - p0)) -v c="$calls" \
+      -v hz="$hz" -v pg="$pg" 'BEGIN {
+    printf "%-9s %s cpu_us_worker=%.1f", l, line, w * 1e6 / hz / c
+    if (pg != "") printf " cpu_us_postgres=%.1f", p * 1e6 / hz / c
+    printf "\n" }'
+}
+
+# The PostgreSQL store beside SQLite, in the same run: one worker of each
+# service on each store, 64 callers on one channel; creates with
+# synchronous_commit on (PostgreSQL) and synchronous=normal (SQLite), every
+# acknowledged row counted afterwards.
+postgres_figures() {
+  echo "== stores: SQLite and PostgreSQL, one worker, 64 callers on one channel =="
+  pg_start || return 0
+  local store db pp qp line rows
+  for store in sqlite postgresql; do
+    rm -rf "$tmp/data"; mkdir -p "$tmp/data"
+    db=sqlite:; [ "$store" = postgresql ] && db=$pg_url
+    pp=$(free_port); qp=$(free_port)
+    start tcpops-people "$pp" --data-dir "$tmp/data" --db "$db"
+    local people=${pids[-1]}
+    start tcpops-pets "$qp" --data-dir "$tmp/data" --db "$db"
+    local pets=${pids[-1]}
+    local pg=; [ "$store" = postgresql ] && pg=1
+    rpc_cpu_line "$store" "$pp" people.PetIds "$people" $pg
+    rpc_cpu_line "$store" "$qp" pets.GetByIds "$pets" $pg
+    line=$(rpc_cpu_line "$store" "$pp" people.Create "$people" $pg); echo "$line"
+    stop_all
+    if [ "$store" = postgresql ]; then
+      rows=$(psql -XAtq "$pg_url" -c "SELECT count(*) FROM people WHERE name LIKE 'bench-%'")
+    else
+      rows=$(sqlite3 "$tmp/data/people.db" "SELECT count(*) FROM people WHERE name LIKE 'bench-%'")
+    fi
+    echo "          $store creates acknowledged=$(echo "$line" | field calls) rows stored=$rows"
+  done
+  $pg_stop >/dev/null
+  pg_stop=""
+  echo "targets on PostgreSQL: people.Create >= 5000/s (synchronous_commit=on), people.PetIds >= 20000/s"
+}
+
 # ms VALUE: a wrk latency (850.00us, 5.79ms, 1.02s) in milliseconds.
 ms() { echo "$1" | awk '/us$/ {print $0 / 1000; next} /ms$/ {print $0 + 0; next} /s$/ {print $0 * 1000}'; }
 
@@ -122,7 +176,8 @@ gateway_figures() {
 case "$what" in
   rpc) rpc_figures ;;
   services) service_figures ;;
+  postgres) postgres_figures ;;
   gateway) gateway_figures ;;
-  all) rpc_figures; service_figures; gateway_figures ;;
-  *) echo "usage: bench/run.sh [BUILD_DIR] [rpc|services|gateway|all]" >&2; exit 2 ;;
+  all) rpc_figures; service_figures; postgres_figures; gateway_figures ;;
+  *) echo "usage: bench/run.sh [BUILD_DIR] [rpc|services|postgres|gateway|all]" >&2; exit 2 ;;
 esac
