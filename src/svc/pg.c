@@ -295,11 +295,13 @@ static PGresult *recv_result(svc_pg *pg, const char *what, int *status, char *er
     PGresult *r = NULL;
     ExecStatusType rs = PGRES_FATAL_ERROR;
     while (pg->h != NULL && pg->next_expect < pg->nexpect) {
-        int is_query = pg->expect[pg->next_expect] == EXPECT_QUERY;
+        int what_for = pg->expect[pg->next_expect];
         r = next_result(pg);
         rs = r != NULL ? PQresultStatus(r) : PGRES_FATAL_ERROR;
-        if (is_query || (rs != PGRES_COMMAND_OK && rs != PGRES_PIPELINE_ABORTED))
+        if (what_for == EXPECT_QUERY || (rs != PGRES_COMMAND_OK && rs != PGRES_PIPELINE_ABORTED))
             break;
+        if (rs == PGRES_COMMAND_OK && what_for >= pg->nprepared)
+            pg->nprepared = what_for + 1; /* the server holds it now */
         PQclear(r);
         r = NULL;
     }
@@ -578,8 +580,14 @@ void svc_pg_pipeline_end(svc_pg *pg)
 {
     if (pg->h == NULL)
         return; /* disconnect() left pipeline mode */
-    while (pg->next_expect < pg->nexpect)
-        PQclear(next_result(pg));
+    while (pg->next_expect < pg->nexpect) {
+        int what_for = pg->expect[pg->next_expect];
+        PGresult *skipped = next_result(pg);
+        if (skipped != NULL && PQresultStatus(skipped) == PGRES_COMMAND_OK &&
+            what_for >= pg->nprepared)
+            pg->nprepared = what_for + 1;
+        PQclear(skipped);
+    }
     PGresult *r;
     while ((r = PQgetResult(pg->h)) != NULL && PQresultStatus(r) != PGRES_PIPELINE_SYNC)
         PQclear(r);
@@ -591,9 +599,7 @@ void svc_pg_pipeline_end(svc_pg *pg)
         return;
     }
     pg->mode = MODE_SYNC;
-    /* Statements prepared after a failure in the pipeline were not. */
-    if (pg->aborted)
-        pg->ncache = pg->nprepared;
-    else
-        pg->nprepared = pg->ncache;
+    /* The preparations the pipeline sent run in order and the first failure
+     * aborts the rest: the server holds exactly the first nprepared. */
+    pg->ncache = pg->nprepared;
 }

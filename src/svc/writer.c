@@ -159,7 +159,12 @@ static int try_group_pg(svc_writer *w, op *list, char *why, size_t whylen)
     }
     if (st != TCPOPS__STATUS__OK) {
         svc_pg_rollback(pg);
-        fail_rest(list, st, why);
+        for (op *o = list; o != NULL; o = o->next) {
+            if (!o->final) {
+                o->status = st;
+                snprintf(o->err, o->errlen, "%s", why);
+            }
+        }
         return st;
     }
     if (broke != NULL) {
