@@ -12,6 +12,7 @@
 #define TCPOPS_SVC_RUNTIME_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -24,6 +25,10 @@ typedef struct svc {
     size_t nmethods;
     svc_store store;          /* where the data lives (--db, --data-dir, --sync) */
     int db_conns;             /* PostgreSQL read connections (0: the default) */
+    /* UNAVAILABLE calls (a database down) are logged once a second with
+     * how many were not: svc_rt_on_call. */
+    _Atomic int64_t unavailable_logged_ms;
+    _Atomic uint64_t unavailable_quiet;
     char self[64];            /* this worker's own address */
     char status_name[64];     /* "people.Status" */
     int64_t started_ms;
