@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rpc/clock.h"
 #include "tcpops.pb-c.h"
 
 static const char SQL_LIST[] = "SELECT name FROM people WHERE id > $1 ORDER BY id LIMIT $2";
@@ -70,11 +69,8 @@ int people_pg_list(svc_pg *pg, uint32_t limit, const char *after, char ***names,
 
 int people_pg_create(svc_pg *pg, const char *name, char *err, size_t errlen)
 {
-    char now[24];
     int st;
-    snprintf(now, sizeof(now), "%" PRId64, rpc_wall_ms());
-    const char *p[2] = {name, now};
-    PGresult *r = svc_pg_run(pg, "create", SQL_CREATE, 2, p, &st, err, errlen);
+    PGresult *r = svc_pg_insert_named(pg, SQL_CREATE, name, &st, err, errlen);
     if (r == NULL)
         return st;
     int created = strcmp(PQcmdTuples(r), "1") == 0;

@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rpc/clock.h"
 #include "tcpops.pb-c.h"
 
 /* Every id in one statement: one round trip, one snapshot. */
@@ -56,11 +55,8 @@ int pets_pg_get_by_ids(svc_pg *pg, const uint64_t *ids, size_t n, char **names, 
 
 int pets_pg_create(svc_pg *pg, const char *name, uint64_t *id, char *err, size_t errlen)
 {
-    char now[24];
     int st;
-    snprintf(now, sizeof(now), "%" PRId64, rpc_wall_ms());
-    const char *p[2] = {name, now};
-    PGresult *r = svc_pg_run(pg, "create", SQL_CREATE, 2, p, &st, err, errlen);
+    PGresult *r = svc_pg_insert_named(pg, SQL_CREATE, name, &st, err, errlen);
     if (r == NULL)
         return st;
     *id = strtoull(PQgetvalue(r, 0, 0), NULL, 10);

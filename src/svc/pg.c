@@ -493,6 +493,15 @@ static PGresult *single_run(svc_pg *pg, const char *what, const char *sql, int n
     return r;
 }
 
+PGresult *svc_pg_insert_named(svc_pg *pg, const char *sql, const char *name, int *status,
+                              char *err, size_t errlen)
+{
+    char now[24];
+    snprintf(now, sizeof(now), "%lld", (long long)rpc_wall_ms());
+    const char *p[2] = {name, now};
+    return svc_pg_run(pg, "create", sql, 2, p, status, err, errlen);
+}
+
 int svc_pg_begin(svc_pg *pg, char *err, size_t errlen)
 {
     static const char SQL_BEGIN[] = "BEGIN";

@@ -69,6 +69,11 @@ int svc_pg_ready(svc_pg *pg, char *err, size_t errlen);
 PGresult *svc_pg_run(svc_pg *pg, const char *what, const char *sql, int n,
                      const char *const *params, int *status, char *err, size_t errlen);
 
+/* svc_pg_run("create", sql) with $1 = name and $2 = the wall clock in ms:
+ * the INSERT of a named row (as svc_db_insert_named on SQLite). */
+PGresult *svc_pg_insert_named(svc_pg *pg, const char *sql, const char *name, int *status,
+                              char *err, size_t errlen);
+
 /* A pipeline: the group-commit writer's statements sent together, their
  * results read together (one round trip for the group, not one per write).
  * pipeline_begin connects when needed and queues BEGIN; then each write
