@@ -16,7 +16,7 @@
 #include "svc/migration.h"
 
 #define SVC_PG_BACKOFF_CAP_MS 500
-#define SVC_PG_CONNECT_TIMEOUT_S "2"
+#define SVC_PG_CONNECT_TIMEOUT_S "5"
 #define SVC_PG_USER_TIMEOUT_MS "3000"
 
 typedef struct svc_pg svc_pg;
