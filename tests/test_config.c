@@ -357,6 +357,25 @@ static void test_command_lines_across_hosts(void **state)
                               "--people h1:5002,h2.example:5002 --pets 0.0.0.0:5003,h2:5003");
 }
 
+/* The example a service host starts from (deploy/tcpops.ini) loads, and
+ * its PostgreSQL URL is one the services accept. */
+static void test_deploy_example_loads(void **state)
+{
+    (void)state;
+    sup_config c;
+    char err[1200], out[4200];
+    sup_config_default(&c);
+    if (sup_config_load(&c, TCPOPS_SOURCE_DIR "/deploy/tcpops.ini", err, sizeof(err)) < 0)
+        fail_msg("expected deploy/tcpops.ini to load, got \"%s\"", err);
+    assert_int_equal(c.apps[SUP_GATEWAY].run, 0);
+    assert_int_equal(c.apps[SUP_PEOPLE].run, 1);
+    assert_int_equal(c.apps[SUP_PETS].run, 1);
+    assert_string_equal(c.apps[SUP_PEOPLE].listen, "0.0.0.0:5002");
+    assert_string_equal(sup_app_advertise(&c, SUP_PETS), "10.0.0.11");
+    assert_int_equal(sup_app_store(&c, SUP_PETS, out, sizeof(out), err, sizeof(err)), 0);
+    assert_string_equal(out, "postgresql://tcpops:***@db1:5432/tcpops");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -371,6 +390,7 @@ int main(void)
         cmocka_unit_test(test_db_and_advertise_settings),
         cmocka_unit_test(test_store_as_ps_shows_it),
         cmocka_unit_test(test_command_lines_across_hosts),
+        cmocka_unit_test(test_deploy_example_loads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

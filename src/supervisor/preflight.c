@@ -135,16 +135,26 @@ static int run_check(char *const argv[], char *why, size_t whylen)
 }
 
 /* A service's --db must be one it accepts (its own parser, through
- * sup_app_store); --advertise is a HOST alone, since every worker adds its
- * own member port. */
+ * sup_app_store), and two services never share one SQLite file (each
+ * numbers its migrations in the file's one user_version); --advertise is a
+ * HOST alone, since every worker adds its own member port. */
 static int check_stores(const sup_config *c, char *err, size_t errlen)
 {
+    char db[SUP_NAPPS][SUP_DB_MAX + 64];
     for (int a = 0; a < SUP_NAPPS; a++) {
+        db[a][0] = '\0';
         if (a == SUP_GATEWAY || !c->apps[a].run)
             continue;
-        char db[SUP_DB_MAX + 64];
-        if (sup_app_store(c, a, db, sizeof(db), err, errlen) < 0)
+        if (sup_app_store(c, a, db[a], sizeof(db[a]), err, errlen) < 0)
             return -1;
+        for (int b = 0; b < a; b++) {
+            if (strncmp(db[a], "sqlite:", 7) == 0 && strcmp(db[a], db[b]) == 0) {
+                snprintf(err, errlen, "%s and %s would share the SQLite file %s: give each its "
+                         "own ([%s] db and [%s] db in the config file)", c->apps[b].name,
+                         c->apps[a].name, db[a] + 7, c->apps[b].name, c->apps[a].name);
+                return -1;
+            }
+        }
         const char *adv = sup_app_advertise(c, a);
         if (strpbrk(adv, ": \t\n,") != NULL) {
             snprintf(err, errlen, "%s advertise \"%s\": expected a HOST alone (each worker "
