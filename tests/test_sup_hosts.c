@@ -67,22 +67,30 @@ static int teardown(void **state)
     return 0;
 }
 
+/* argv of `tcpops up --data-dir DATA[h] ARGS...`, ARGS from ap up to a
+ * NULL; bin holds the program's path. */
+#define UP_MAX_ARGS 24
+static void up_argv(fixture *fx, int h, char **argv, char *bin, size_t binlen, va_list ap)
+{
+    int n = 0;
+    argv[n++] = (char *)proc_bin("tcpops", bin, binlen);
+    argv[n++] = "up";
+    argv[n++] = "--data-dir";
+    argv[n++] = fx->data[h];
+    for (char *a; n < UP_MAX_ARGS - 1 && (a = va_arg(ap, char *)) != NULL;)
+        argv[n++] = a;
+    argv[n] = NULL;
+}
+
 /* Starts `tcpops up --data-dir DATA[h] ARGS...` (NULL-terminated) as host h. */
 static void up(fixture *fx, int h, ...)
 {
     char bin[512];
-    char *argv[24];
-    int n = 0;
+    char *argv[UP_MAX_ARGS];
     va_list ap;
-    argv[n++] = (char *)proc_bin("tcpops", bin, sizeof(bin));
-    argv[n++] = "up";
-    argv[n++] = "--data-dir";
-    argv[n++] = fx->data[h];
     va_start(ap, h);
-    for (char *a; n < 23 && (a = va_arg(ap, char *)) != NULL;)
-        argv[n++] = a;
+    up_argv(fx, h, argv, bin, sizeof(bin), ap);
     va_end(ap);
-    argv[n] = NULL;
     assert_int_equal(proc_start_logged(&fx->master[h], argv, fx->log[h]), 0);
 }
 
@@ -152,7 +160,7 @@ static int cli(int port, char *out, size_t outlen, ...)
     return code;
 }
 
-/* The field name of ps's worker and of a svc.Status answer, as strings. */
+/* The string field name of o (a ps worker, a Status answer), or "(none)". */
 static const char *str(json_t *o, const char *name)
 {
     const char *s = json_string_value(json_object_get(o, name));
@@ -289,18 +297,11 @@ static void test_postgresql_in_ps(void **state)
 static void refused(fixture *fx, const char *want, ...)
 {
     char bin[512], out[4096], err[4096], sock[400];
-    char *argv[16];
-    int n = 0;
+    char *argv[UP_MAX_ARGS];
     va_list ap;
-    argv[n++] = (char *)proc_bin("tcpops", bin, sizeof(bin));
-    argv[n++] = "up";
-    argv[n++] = "--data-dir";
-    argv[n++] = fx->data[0];
     va_start(ap, want);
-    for (char *a; n < 15 && (a = va_arg(ap, char *)) != NULL;)
-        argv[n++] = a;
+    up_argv(fx, 0, argv, bin, sizeof(bin), ap);
     va_end(ap);
-    argv[n] = NULL;
     int code = proc_run(argv, out, sizeof(out), err, sizeof(err), 8000);
     if (code != 2 || strstr(err, want) == NULL)
         fail_msg("tcpops up %s %s: expected exit 2 saying \"%s\", got exit %d: %s", argv[4],

@@ -70,9 +70,8 @@ static int parse_up(sup_config *cfg, up_args *u, int argc, char **argv, int firs
         snprintf(help[a], sizeof(help[a]), "%s address (%s:%d)%s", what[a], SUP_DEFAULT_HOST,
                  SUP_DEFAULT_PORT + a,
                  a == SUP_GATEWAY ? ""
-                                  : ": its workers listen there (0.0.0.0 or an address of this "
-                                    "host for other hosts); where it does not run (--apps), "
-                                    "the gateway's list HOST:PORT[,HOST:PORT...]");
+                                  : ": where its workers listen (0.0.0.0: every interface); "
+                                    "on a host without it (--apps), the gateway's list");
     snprintf(drain_help, sizeof(drain_help), "stop: SIGKILL after this plus %ld s",
              SUP_KILL_GRACE_MS / 1000);
     *u = (up_args){.drain_ms = -1};
@@ -86,8 +85,8 @@ static int parse_up(sup_config *cfg, up_args *u, int argc, char **argv, int firs
          "postgresql://...",
          0, 0},
         {"advertise", UTIL_FLAG_STR, &u->advertise, "HOST",
-         "the host other hosts reach this host's service workers at (each adds its own "
-         "member port; default: the listen host)",
+         "how other hosts reach the services here (each worker adds its member port); "
+         "needed with 0.0.0.0",
          0, 0},
         {"data-dir", UTIL_FLAG_STR, &u->data_dir, "DIR", "databases and control socket", 0, 0},
         {"workers", UTIL_FLAG_STR, &u->workers, "APP=N,...",
@@ -95,8 +94,9 @@ static int parse_up(sup_config *cfg, up_args *u, int argc, char **argv, int firs
         {"max-memory", UTIL_FLAG_STR, &u->memory, "APP=SIZE,...",
          "replace a worker above this resident size (people=256M)", 0, 0},
         {"gateway", UTIL_FLAG_STR, &u->addrs[SUP_GATEWAY], "HOST:PORT", help[SUP_GATEWAY], 0, 0},
-        {"people", UTIL_FLAG_STR, &u->addrs[SUP_PEOPLE], "HOST:PORT", help[SUP_PEOPLE], 0, 0},
-        {"pets", UTIL_FLAG_STR, &u->addrs[SUP_PETS], "HOST:PORT", help[SUP_PETS], 0, 0},
+        {"people", UTIL_FLAG_STR, &u->addrs[SUP_PEOPLE], "HOST:PORT[,..]", help[SUP_PEOPLE], 0,
+         0},
+        {"pets", UTIL_FLAG_STR, &u->addrs[SUP_PETS], "HOST:PORT[,..]", help[SUP_PETS], 0, 0},
         {"gateway-args", UTIL_FLAG_STR, &u->args[SUP_GATEWAY], "ARGS",
          "extra flags for the gateway", 0, 0},
         {"people-args", UTIL_FLAG_STR, &u->args[SUP_PEOPLE], "ARGS",
