@@ -2,7 +2,6 @@
  * flag lists, and each worker's command line. */
 #include "supervisor/config.h"
 
-#include <errno.h>
 #include <fcntl.h>
 #include <ini.h>
 #include <limits.h>
