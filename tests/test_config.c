@@ -1,5 +1,6 @@
 /* The supervisor's configuration: the defaults, the INI file (values, and
- * errors that name the file and line), the APP=VALUE flag lists, and the
+ * errors that name the file and line), the APP=VALUE flag lists, which apps
+ * run on this host, each service's store and advertised host, and the
  * command line each worker is started with. */
 #include <limits.h>
 #include <setjmp.h>
@@ -72,6 +73,9 @@ static void test_defaults(void **state)
         assert_int_equal(c.apps[a].workers, 1);
         assert_int_equal(c.apps[a].max_memory, 0);
         assert_string_equal(c.apps[a].args, "");
+        assert_int_equal(c.apps[a].run, 1);
+        assert_string_equal(sup_app_db(&c, a), "");
+        assert_string_equal(sup_app_advertise(&c, a), "");
         assert_int_equal(sup_app_index(names[a]), a);
     }
     assert_int_equal(sup_app_index("gatewayx"), -1);
@@ -181,12 +185,12 @@ static void test_app_set_never_cuts(void **state)
 {
     (void)state;
     sup_config c;
-    char err[512], long_addr[100];
+    char err[512], long_addr[600];
     sup_config_default(&c);
     memset(long_addr, 'a', sizeof(long_addr) - 1);
     long_addr[sizeof(long_addr) - 1] = '\0';
     assert_int_equal(sup_app_set(&c.apps[SUP_PETS], "listen", long_addr, err, sizeof(err)), -1);
-    assert_string_equal(err, "pets listen: longer than 63 bytes");
+    assert_string_equal(err, "pets listen: longer than 511 bytes");
     assert_string_equal(c.apps[SUP_PETS].listen, "127.0.0.1:5003");
 }
 
@@ -211,7 +215,7 @@ static void test_worker_command_lines(void **state)
     assert_int_equal(sup_app_argv(&c, SUP_PEOPLE, &av, err, sizeof(err)), 0);
     joined(&av, line, sizeof(line));
     assert_string_equal(line, "/opt/tcpops/bin/tcpops-people --listen 127.0.0.1:5002 "
-                              "--data-dir /srv/data --threads 2 --x");
+                              "--member-listen 127.0.0.1:0 --data-dir /srv/data --threads 2 --x");
     assert_int_equal(sup_app_argv(&c, SUP_GATEWAY, &av, err, sizeof(err)), 0);
     joined(&av, line, sizeof(line));
     assert_string_equal(line, "/opt/tcpops/bin/tcpops-gateway --listen 127.0.0.1:5001 "
@@ -227,7 +231,149 @@ static void test_worker_command_lines(void **state)
         strcat(many, "-x ");
     snprintf(c.apps[SUP_PETS].args, sizeof(c.apps[SUP_PETS].args), "%s", many);
     assert_int_equal(sup_app_argv(&c, SUP_PETS, &av, err, sizeof(err)), -1);
-    assert_string_equal(err, "pets args: more than 56 words");
+    assert_string_equal(err, "pets args: more than 57 words");
+}
+
+static void test_apps_on_this_host(void **state)
+{
+    (void)state;
+    sup_config c;
+    char err[512];
+    sup_config_default(&c);
+    assert_int_equal(sup_config_apps(&c, "people,pets", "--apps", err, sizeof(err)), 0);
+    assert_int_equal(c.apps[SUP_GATEWAY].run, 0);
+    assert_int_equal(c.apps[SUP_PEOPLE].run, 1);
+    assert_int_equal(c.apps[SUP_PETS].run, 1);
+    /* Refused whole: the apps that ran still do. */
+    assert_int_equal(sup_config_apps(&c, "gateway,fish", "--apps", err, sizeof(err)), -1);
+    assert_string_equal(err, "--apps: unknown app \"fish\" (gateway, people, pets)");
+    assert_int_equal(sup_config_apps(&c, ",", "--apps", err, sizeof(err)), -1);
+    assert_string_equal(err, "--apps: no app named (gateway, people, pets)");
+    assert_int_equal(c.apps[SUP_GATEWAY].run, 0);
+    assert_int_equal(c.apps[SUP_PEOPLE].run, 1);
+
+    assert_int_equal(load(&c, "[tcpops]\napps = gateway\n", err, sizeof(err)), 0);
+    assert_int_equal(c.apps[SUP_GATEWAY].run, 1);
+    assert_int_equal(c.apps[SUP_PEOPLE].run, 0);
+    assert_int_equal(c.apps[SUP_PETS].run, 0);
+    expect_load_error("[tcpops]\napps = people,cats\n",
+                      "FILE line 2: [tcpops] apps: unknown app \"cats\" (gateway, people, pets)");
+}
+
+static void test_db_and_advertise_settings(void **state)
+{
+    (void)state;
+    sup_config c;
+    char err[512];
+    /* [tcpops] for every service, an app's own section over it, whatever
+     * the order in the file. */
+    int rc = load(&c,
+                  "[pets]\ndb = sqlite:/srv/pets.db\nadvertise = 10.0.0.9\n"
+                  "[tcpops]\ndb = postgresql://tcpops:pw@db1/tcpops\nadvertise = 10.0.0.5\n",
+                  err, sizeof(err));
+    if (rc != 0)
+        fail_msg("expected the file to load, got \"%s\"", err);
+    assert_string_equal(sup_app_db(&c, SUP_PEOPLE), "postgresql://tcpops:pw@db1/tcpops");
+    assert_string_equal(sup_app_db(&c, SUP_PETS), "sqlite:/srv/pets.db");
+    assert_string_equal(sup_app_advertise(&c, SUP_PEOPLE), "10.0.0.5");
+    assert_string_equal(sup_app_advertise(&c, SUP_PETS), "10.0.0.9");
+    assert_string_equal(sup_app_db(&c, SUP_GATEWAY), "");
+    assert_string_equal(sup_app_advertise(&c, SUP_GATEWAY), "");
+    /* A flag (--db, --advertise) is every service's, over both sections. */
+    assert_int_equal(sup_config_set_all(&c, "db", "sqlite:", err, sizeof(err)), 0);
+    assert_int_equal(sup_config_set_all(&c, "advertise", "h2", err, sizeof(err)), 0);
+    assert_string_equal(sup_app_db(&c, SUP_PEOPLE), "sqlite:");
+    assert_string_equal(sup_app_db(&c, SUP_PETS), "sqlite:");
+    assert_string_equal(sup_app_advertise(&c, SUP_PETS), "h2");
+
+    char long_host[100];
+    memset(long_host, 'h', sizeof(long_host) - 1);
+    long_host[sizeof(long_host) - 1] = '\0';
+    assert_int_equal(sup_config_set_all(&c, "advertise", long_host, err, sizeof(err)), -1);
+    assert_string_equal(err, "--advertise: longer than 55 bytes");
+    assert_string_equal(sup_app_advertise(&c, SUP_PETS), "h2");
+    expect_load_error("[gateway]\ndb = sqlite:\n", "FILE line 2: unknown setting [gateway] db");
+}
+
+static void test_store_as_ps_shows_it(void **state)
+{
+    (void)state;
+    sup_config c;
+    char out[4200], err[1200], dir[256], real[PATH_MAX], want[PATH_MAX + 64];
+    snprintf(dir, sizeof(dir), "/tmp/tcpops-test-config-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    assert_non_null(realpath(dir, real));
+    sup_config_default(&c);
+    snprintf(c.data_dir, sizeof(c.data_dir), "%s/./", dir);
+    /* The default: NAME.db under the data dir, as an absolute path. */
+    assert_int_equal(sup_app_store(&c, SUP_PEOPLE, out, sizeof(out), err, sizeof(err)), 0);
+    snprintf(want, sizeof(want), "sqlite:%s/people.db", real);
+    assert_string_equal(out, want);
+    rmdir(dir);
+    /* PostgreSQL: the URL without its password. */
+    sup_config_set_all(&c, "db", "postgresql://tcpops:s3cret@db1:5432/tcpops", err, sizeof(err));
+    assert_int_equal(sup_app_store(&c, SUP_PETS, out, sizeof(out), err, sizeof(err)), 0);
+    assert_string_equal(out, "postgresql://tcpops:***@db1:5432/tcpops");
+    /* What the services would refuse, the same parser refuses here. */
+    sup_config_set_all(&c, "db", "mysql://db1/tcpops", err, sizeof(err));
+    assert_int_equal(sup_app_store(&c, SUP_PEOPLE, out, sizeof(out), err, sizeof(err)), -1);
+    assert_string_equal(err, "people: --db: expected sqlite:, sqlite:PATH, postgresql://... or "
+                             "postgres://..., got \"mysql://db1/tcpops\"");
+    sup_config_set_all(&c, "db", "postgresql://db1/tcpops?nosuch=1", err, sizeof(err));
+    assert_int_equal(sup_app_store(&c, SUP_PEOPLE, out, sizeof(out), err, sizeof(err)), -1);
+    if (strstr(err, "people: --db: not a PostgreSQL URL libpq accepts") != err)
+        fail_msg("expected libpq's refusal, got \"%s\"", err);
+}
+
+/* The command lines of a service host and of a gateway-only host. */
+static void test_command_lines_across_hosts(void **state)
+{
+    (void)state;
+    sup_config c;
+    sup_argv av;
+    char err[512], line[4096];
+    sup_config_default(&c);
+    snprintf(c.bin_dir, sizeof(c.bin_dir), "/b");
+    snprintf(c.data_dir, sizeof(c.data_dir), "/d");
+    sup_app_set(&c.apps[SUP_PEOPLE], "listen", "0.0.0.0:5002", err, sizeof(err));
+    sup_config_set_all(&c, "db", "postgresql://db1/tcpops", err, sizeof(err));
+    sup_config_set_all(&c, "advertise", "10.0.0.5", err, sizeof(err));
+    assert_int_equal(sup_app_argv(&c, SUP_PEOPLE, &av, err, sizeof(err)), 0);
+    joined(&av, line, sizeof(line));
+    assert_string_equal(line, "/b/tcpops-people --listen 0.0.0.0:5002 --member-listen 0.0.0.0:0 "
+                              "--data-dir /d --db postgresql://db1/tcpops --advertise 10.0.0.5");
+    /* The gateway beside it dials the wildcard on loopback. */
+    assert_int_equal(sup_app_argv(&c, SUP_GATEWAY, &av, err, sizeof(err)), 0);
+    joined(&av, line, sizeof(line));
+    assert_string_equal(line, "/b/tcpops-gateway --listen 127.0.0.1:5001 "
+                              "--people 127.0.0.1:5002 --pets 127.0.0.1:5003");
+    /* A gateway-only host: the services' lists go to it unchanged. */
+    sup_config_apps(&c, "gateway", "--apps", err, sizeof(err));
+    sup_app_set(&c.apps[SUP_PEOPLE], "listen", "h1:5002,h2.example:5002", err, sizeof(err));
+    sup_app_set(&c.apps[SUP_PETS], "listen", "0.0.0.0:5003,h2:5003", err, sizeof(err));
+    assert_int_equal(sup_app_argv(&c, SUP_GATEWAY, &av, err, sizeof(err)), 0);
+    joined(&av, line, sizeof(line));
+    assert_string_equal(line, "/b/tcpops-gateway --listen 127.0.0.1:5001 "
+                              "--people h1:5002,h2.example:5002 --pets 0.0.0.0:5003,h2:5003");
+}
+
+/* The example a service host starts from (deploy/tcpops.ini) loads, and
+ * its PostgreSQL URL is one the services accept. */
+static void test_deploy_example_loads(void **state)
+{
+    (void)state;
+    sup_config c;
+    char err[1200], out[4200];
+    sup_config_default(&c);
+    if (sup_config_load(&c, TCPOPS_SOURCE_DIR "/deploy/tcpops.ini", err, sizeof(err)) < 0)
+        fail_msg("expected deploy/tcpops.ini to load, got \"%s\"", err);
+    assert_int_equal(c.apps[SUP_GATEWAY].run, 0);
+    assert_int_equal(c.apps[SUP_PEOPLE].run, 1);
+    assert_int_equal(c.apps[SUP_PETS].run, 1);
+    assert_string_equal(c.apps[SUP_PEOPLE].listen, "0.0.0.0:5002");
+    assert_string_equal(sup_app_advertise(&c, SUP_PETS), "10.0.0.11");
+    assert_int_equal(sup_app_store(&c, SUP_PETS, out, sizeof(out), err, sizeof(err)), 0);
+    assert_string_equal(out, "postgresql://tcpops:***@db1:5432/tcpops");
 }
 
 int main(void)
@@ -240,6 +386,11 @@ int main(void)
         cmocka_unit_test(test_pairs),
         cmocka_unit_test(test_app_set_never_cuts),
         cmocka_unit_test(test_worker_command_lines),
+        cmocka_unit_test(test_apps_on_this_host),
+        cmocka_unit_test(test_db_and_advertise_settings),
+        cmocka_unit_test(test_store_as_ps_shows_it),
+        cmocka_unit_test(test_command_lines_across_hosts),
+        cmocka_unit_test(test_deploy_example_loads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,3 +1,5 @@
+/* The supervisor's configuration (config.h): defaults, the INI file, the
+ * flag lists, and each worker's command line. */
 #include "supervisor/config.h"
 
 #include <fcntl.h>
@@ -8,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "svc/store.h"
 #include "util/flags.h"
 
 static const char *const names[SUP_NAPPS] = {"gateway", "people", "pets"};
@@ -57,13 +60,98 @@ void sup_config_default(sup_config *c)
         snprintf(c->apps[i].listen, sizeof(c->apps[i].listen), "%s:%d", SUP_DEFAULT_HOST,
                  SUP_DEFAULT_PORT + i);
         c->apps[i].workers = 1;
+        c->apps[i].run = 1;
     }
+}
+
+int sup_config_apps(sup_config *c, const char *list, const char *what, char *err,
+                    size_t errlen)
+{
+    char buf[256];
+    int run[SUP_NAPPS] = {0}, any = 0;
+    if (strlen(list) >= sizeof(buf)) {
+        snprintf(err, errlen, "%s: longer than %zu bytes", what, sizeof(buf) - 1);
+        return -1;
+    }
+    snprintf(buf, sizeof(buf), "%s", list);
+    for (char *save = NULL, *tok = strtok_r(buf, ", \t", &save); tok != NULL;
+         tok = strtok_r(NULL, ", \t", &save)) {
+        int a = sup_app_index(tok);
+        if (a < 0) {
+            snprintf(err, errlen, "%s: unknown app \"%s\" (gateway, people, pets)", what, tok);
+            return -1;
+        }
+        run[a] = any = 1;
+    }
+    if (!any) {
+        snprintf(err, errlen, "%s: no app named (gateway, people, pets)", what);
+        return -1;
+    }
+    for (int a = 0; a < SUP_NAPPS; a++)
+        c->apps[a].run = run[a];
+    return 0;
 }
 
 int sup_log_open(const char *data_dir, char *path, size_t len)
 {
     snprintf(path, len, "%s/tcpops.log", data_dir);
     return open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+}
+
+/* What the gateway dials for service app: its listen address, with a
+ * wildcard host (bound on every interface here) dialled on loopback. */
+static const char *dial_addr(const sup_app *a, char *buf, size_t len)
+{
+    static const char any[] = "0.0.0.0:";
+    if (!a->run || strncmp(a->listen, any, sizeof(any) - 1) != 0)
+        return a->listen;
+    snprintf(buf, len, "127.0.0.1:%s", a->listen + sizeof(any) - 1);
+    return buf;
+}
+
+/* A service's own (member) port listens on the host of its shared one. */
+static const char *member_addr(const sup_app *a, char *buf, size_t len)
+{
+    const char *colon = strrchr(a->listen, ':');
+    int hl = colon != NULL ? (int)(colon - a->listen) : 0;
+    snprintf(buf, len, "%.*s:0", hl, a->listen);
+    return buf;
+}
+
+/* The flags tcpops gives a worker of app before its args; n so far. */
+static int fixed_args(const sup_config *c, int app, sup_argv *out, int n)
+{
+    const sup_app *a = &c->apps[app];
+    out->argv[n++] = "--listen";
+    out->argv[n++] = (char *)a->listen;
+    if (app == SUP_GATEWAY) {
+        out->argv[n++] = "--people";
+        out->argv[n++] = (char *)dial_addr(&c->apps[SUP_PEOPLE], out->dial[0],
+                                           sizeof(out->dial[0]));
+        out->argv[n++] = "--pets";
+        out->argv[n++] = (char *)dial_addr(&c->apps[SUP_PETS], out->dial[1],
+                                           sizeof(out->dial[1]));
+        if (c->http_fd >= 0) {
+            snprintf(out->fd, sizeof(out->fd), "%d", c->http_fd);
+            out->argv[n++] = "--listen-fd";
+            out->argv[n++] = out->fd;
+        }
+        return n;
+    }
+    out->argv[n++] = "--member-listen";
+    out->argv[n++] = (char *)member_addr(a, out->member, sizeof(out->member));
+    out->argv[n++] = "--data-dir";
+    out->argv[n++] = (char *)c->data_dir;
+    const char *db = sup_app_db(c, app), *adv = sup_app_advertise(c, app);
+    if (db[0] != '\0') {
+        out->argv[n++] = "--db";
+        out->argv[n++] = (char *)db;
+    }
+    if (adv[0] != '\0') {
+        out->argv[n++] = "--advertise";
+        out->argv[n++] = (char *)adv;
+    }
+    return n;
 }
 
 int sup_app_argv(const sup_config *c, int app, sup_argv *out, char *err, size_t errlen)
@@ -73,29 +161,15 @@ int sup_app_argv(const sup_config *c, int app, sup_argv *out, char *err, size_t 
     char *p = out->buf, *end = out->buf + sizeof(out->buf);
     p += snprintf(p, (size_t)(end - p), "%s/%s", c->bin_dir, a->binary) + 1;
     out->argv[n++] = out->buf;
-    out->argv[n++] = "--listen";
-    out->argv[n++] = (char *)a->listen;
-    if (app == SUP_GATEWAY) {
-        out->argv[n++] = "--people";
-        out->argv[n++] = (char *)c->apps[SUP_PEOPLE].listen;
-        out->argv[n++] = "--pets";
-        out->argv[n++] = (char *)c->apps[SUP_PETS].listen;
-        if (c->http_fd >= 0) {
-            snprintf(out->fd, sizeof(out->fd), "%d", c->http_fd);
-            out->argv[n++] = "--listen-fd";
-            out->argv[n++] = out->fd;
-        }
-    } else {
-        out->argv[n++] = "--data-dir";
-        out->argv[n++] = (char *)c->data_dir;
-    }
+    n = fixed_args(c, app, out, n);
+    int fixed = n;
     /* buf has room for args: it is larger than bin_dir + binary + args. */
     char *extra = p;
     snprintf(extra, (size_t)(end - extra), "%s", a->args);
     for (char *save = NULL, *tok = strtok_r(extra, " \t", &save); tok != NULL;
          tok = strtok_r(NULL, " \t", &save)) {
         if (n >= SUP_MAX_ARGV) {
-            snprintf(err, errlen, "%s args: more than %d words", a->name, SUP_MAX_ARGV - 8);
+            snprintf(err, errlen, "%s args: more than %d words", a->name, SUP_MAX_ARGV - fixed);
             return -1;
         }
         out->argv[n++] = tok;
@@ -130,17 +204,119 @@ static int set_memory(sup_app *a, const char *v, const char *what, char *err, si
                           errlen) < 0 ? -1 : 0;
 }
 
-int sup_app_set(sup_app *a, const char *key, const char *value, char *err, size_t errlen)
+/* The string setting key of a (or, with a NULL, of c), and its size. */
+static char *setting(sup_config *c, sup_app *a, const char *key, size_t *cap)
 {
-    int listen = strcmp(key, "listen") == 0;
-    char *dst = listen ? a->listen : a->args;
-    size_t cap = listen ? sizeof(a->listen) : sizeof(a->args);
+    if (a != NULL && strcmp(key, "listen") == 0)
+        return *cap = sizeof(a->listen), a->listen;
+    if (a != NULL && strcmp(key, "args") == 0)
+        return *cap = sizeof(a->args), a->args;
+    if (strcmp(key, "db") == 0)
+        return *cap = SUP_DB_MAX, a != NULL ? a->db : c->db;
+    if (strcmp(key, "advertise") == 0)
+        return *cap = SUP_ADVERTISE_MAX, a != NULL ? a->advertise : c->advertise;
+    return NULL;
+}
+
+/* Copies value into dst (cap bytes), or refuses it whole: what names the
+ * setting in err. */
+static int set_string(char *dst, size_t cap, const char *what, const char *value, char *err,
+                      size_t errlen)
+{
     if (strlen(value) >= cap) {
-        snprintf(err, errlen, "%s %s: longer than %zu bytes", a->name, key, cap - 1);
+        snprintf(err, errlen, "%s: longer than %zu bytes", what, cap - 1);
         return -1;
     }
     memcpy(dst, value, strlen(value) + 1);
     return 0;
+}
+
+int sup_app_set(sup_app *a, const char *key, const char *value, char *err, size_t errlen)
+{
+    size_t cap = 0;
+    char *dst = setting(NULL, a, key, &cap);
+    if (dst == NULL) {
+        snprintf(err, errlen, "%s: no setting %s", a->name, key);
+        return -1;
+    }
+    char what[64];
+    snprintf(what, sizeof(what), "%s %s", a->name, key);
+    return set_string(dst, cap, what, value, err, errlen);
+}
+
+int sup_config_set_all(sup_config *c, const char *key, const char *value, char *err,
+                       size_t errlen)
+{
+    size_t cap = 0;
+    char *dst = setting(c, NULL, key, &cap);
+    char what[32];
+    snprintf(what, sizeof(what), "--%s", key);
+    if (dst == NULL) {
+        snprintf(err, errlen, "no setting %s", key);
+        return -1;
+    }
+    if (set_string(dst, cap, what, value, err, errlen) < 0)
+        return -1;
+    for (int a = 0; a < SUP_NAPPS; a++)
+        setting(c, &c->apps[a], key, &cap)[0] = '\0';
+    return 0;
+}
+
+const char *sup_app_db(const sup_config *c, int app)
+{
+    if (app == SUP_GATEWAY)
+        return "";
+    return c->apps[app].db[0] != '\0' ? c->apps[app].db : c->db;
+}
+
+const char *sup_app_advertise(const sup_config *c, int app)
+{
+    if (app == SUP_GATEWAY)
+        return "";
+    return c->apps[app].advertise[0] != '\0' ? c->apps[app].advertise : c->advertise;
+}
+
+/* path made absolute: its directory resolved (realpath) when it exists,
+ * else joined to the working directory, as the worker would open it. out
+ * holds two paths (ABS_PATH_MAX). */
+#define ABS_PATH_MAX (2 * PATH_MAX + 2)
+static void abs_path(const char *path, char *out, size_t len)
+{
+    char dir[PATH_MAX], real[PATH_MAX], cwd[PATH_MAX];
+    const char *slash = strrchr(path, '/');
+    const char *base = slash != NULL ? slash + 1 : path;
+    snprintf(dir, sizeof(dir), "%.*s", slash != NULL ? (int)(slash - path) : 1,
+             slash != NULL ? (slash == path ? "/" : path) : ".");
+    if (realpath(dir, real) != NULL)
+        snprintf(out, len, "%s%s%s", real, strcmp(real, "/") == 0 ? "" : "/", base);
+    else if (path[0] != '/' && getcwd(cwd, sizeof(cwd)) != NULL)
+        snprintf(out, len, "%s/%s", cwd, path);
+    else
+        snprintf(out, len, "%s", path);
+}
+
+int sup_app_store(const sup_config *c, int app, char *out, size_t len, char *err,
+                  size_t errlen)
+{
+    svc_store *st = malloc(sizeof(*st)); /* 8 KiB: not on the master's stack */
+    char why[1024];
+    if (st == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    int rc = svc_store_parse(st, sup_app_db(c, app), c->data_dir, c->apps[app].name, why,
+                             sizeof(why));
+    if (rc < 0) {
+        snprintf(err, errlen, "%s: %s", c->apps[app].name, why);
+    } else if (st->backend == SVC_SQLITE) {
+        char path[ABS_PATH_MAX];
+        abs_path(st->path, path, sizeof(path));
+        snprintf(out, len, "sqlite:%s", path);
+    } else {
+        svc_store_describe(st, out, len);
+    }
+    free(st);
+    return rc < 0 ? -1 : 0;
 }
 
 static int on_ini(void *user, const char *section, const char *key, const char *value)
@@ -154,12 +330,21 @@ static int on_ini(void *user, const char *section, const char *key, const char *
         if (strcmp(key, "drain_ms") == 0)
             return util_parse_num(value, UTIL_NUM_PLAIN, 0, SUP_DRAIN_MS_MAX, &l->c->drain_ms,
                                   "[tcpops] drain_ms", l->err, l->errlen) == 0;
+        if (strcmp(key, "apps") == 0)
+            return sup_config_apps(l->c, value, "[tcpops] apps", l->err, l->errlen) == 0;
+        size_t cap = 0;
+        char *dst = setting(l->c, NULL, key, &cap);
+        char what[64];
+        snprintf(what, sizeof(what), "[tcpops] %s", key);
+        if (dst != NULL)
+            return set_string(dst, cap, what, value, l->err, l->errlen) == 0;
     }
     int a = sup_app_index(section);
     if (a >= 0) {
         sup_app *app = &l->c->apps[a];
-        if (strcmp(key, "listen") == 0)
-            return sup_app_set(app, "listen", value, l->err, l->errlen) == 0;
+        int service_only = strcmp(key, "db") == 0 || strcmp(key, "advertise") == 0;
+        if (strcmp(key, "listen") == 0 || (service_only && a != SUP_GATEWAY))
+            return sup_app_set(app, key, value, l->err, l->errlen) == 0;
         char what[64];
         snprintf(what, sizeof(what), "[%s] %s", app->name, key);
         if (strcmp(key, "workers") == 0)

@@ -1,6 +1,7 @@
-/* The supervisor's configuration: which apps it runs, on which addresses,
- * how many workers each, their memory limits and extra arguments. Read from
- * an INI file (inih) and then overridden by flags. */
+/* The supervisor's configuration: which apps it runs on this host, on which
+ * addresses, how many workers each, their store (--db) and advertised host,
+ * memory limits and extra arguments. Read from an INI file (inih) and then
+ * overridden by flags. */
 #ifndef TCPOPS_SUP_CONFIG_H
 #define TCPOPS_SUP_CONFIG_H
 
@@ -13,6 +14,10 @@
 enum { SUP_GATEWAY, SUP_PEOPLE, SUP_PETS, SUP_NAPPS };
 
 #define SUP_MAX_WORKERS 64
+#define SUP_LISTEN_MAX 512               /* listen: HOST:PORT, or a gateway's list */
+#define SUP_DB_MAX 2048                  /* db: sqlite:PATH or a PostgreSQL URL */
+/* advertise: a service keeps HOST:PORT in 63 bytes (svc runtime's self). */
+#define SUP_ADVERTISE_MAX 56
 #define SUP_DRAIN_MS_MAX 600000L         /* drain_ms, --drain-ms: 0 to 10 minutes */
 #define SUP_MAX_MEMORY (1L << 40)        /* max_memory: 0 (no limit) to 1 TiB */
 
@@ -61,16 +66,25 @@ typedef struct sup_policy {
 typedef struct sup_app {
     const char *name;        /* "gateway", "people", "pets" */
     const char *binary;      /* "tcpops-gateway", ... */
-    char listen[64];
+    int run;                 /* runs on this host (--apps); default all */
+    /* Where its workers here listen (HOST:PORT; a service's member port is
+     * HOST:0) and what the gateway dials. For a service that does not run
+     * here: the gateway's bootstrap list HOST:PORT[,HOST:PORT...], passed
+     * to it unchanged. */
+    char listen[SUP_LISTEN_MAX];
     int workers;             /* the gateway always runs one */
     long max_memory;         /* bytes of resident memory; 0: no limit */
     char args[512];          /* extra arguments, separated by spaces */
+    char db[SUP_DB_MAX];     /* people, pets: [APP] db; "" = sup_config's */
+    char advertise[SUP_ADVERTISE_MAX]; /* [APP] advertise; "" = sup_config's */
 } sup_app;
 
 typedef struct sup_config {
     char data_dir[1024];
     char bin_dir[PATH_MAX];   /* where the tcpops-* programs are */
     sup_app apps[SUP_NAPPS];
+    char db[SUP_DB_MAX];     /* [tcpops] db, --db: every service's store; "" default */
+    char advertise[SUP_ADVERTISE_MAX]; /* [tcpops] advertise, --advertise: HOST */
     long drain_ms;           /* SIGTERM, then SIGKILL after drain_ms + 1 s */
     int detach;
     int http_fd;             /* the gateway's listening socket, bound once by
@@ -84,9 +98,10 @@ typedef struct sup_config {
  * tests start from it. */
 void sup_config_default(sup_config *c);
 
-/* Reads an INI file ([tcpops] data_dir, drain_ms; [gateway|people|pets]
- * listen, workers, max_memory, args). Numbers are parsed and ranged as the
- * flags of the same name are (util_parse_num). 0, or -1 with err filled. */
+/* Reads an INI file ([tcpops] data_dir, drain_ms, apps, db, advertise;
+ * [gateway|people|pets] listen, workers, max_memory, args; [people|pets]
+ * db, advertise). Numbers are parsed and ranged as the flags of the same
+ * name are (util_parse_num). 0, or -1 with err filled. */
 int sup_config_load(sup_config *c, const char *path, char *err, size_t errlen);
 
 /* Applies "people=4,pets=2" (what: "workers") or "people=64M,gateway=1G"
@@ -94,18 +109,49 @@ int sup_config_load(sup_config *c, const char *path, char *err, size_t errlen);
 int sup_config_pairs(sup_config *c, const char *spec, const char *what, char *err,
                      size_t errlen);
 
-/* Sets a's "listen" or "args" to value. 0, or -1 with err filled when it
- * does not fit (never cut short). */
+/* Runs only the apps of list ("people,pets") on this host. what names the
+ * setting in err ("--apps"). 0, or -1 with err filled for an unknown name
+ * or an empty list (c unchanged then). */
+int sup_config_apps(sup_config *c, const char *list, const char *what, char *err,
+                    size_t errlen);
+
+/* Sets a's "listen", "args", "db" or "advertise" to value. 0, or -1 with
+ * err filled when it does not fit (never cut short). */
 int sup_app_set(sup_app *a, const char *key, const char *value, char *err, size_t errlen);
 
-/* The command line of a worker of app: the program, its --listen (and the
- * gateway's --people/--pets and, when c->http_fd is set, --listen-fd; or a
- * service's --data-dir), then the app's args split at spaces and tabs. */
+/* Sets c's "db" or "advertise" for every service, overriding what an app's
+ * own section said (a flag over the config file). 0, or -1 with err filled
+ * when it does not fit. */
+int sup_config_set_all(sup_config *c, const char *key, const char *value, char *err,
+                       size_t errlen);
+
+/* What a service's workers get as --db and --advertise: the app's own
+ * setting, else c's; "" when neither is set. Static storage of c. */
+const char *sup_app_db(const sup_config *c, int app);
+const char *sup_app_advertise(const sup_config *c, int app);
+
+/* The store a service's workers use, as `tcpops ps` shows it: "sqlite:"
+ * and the file's absolute path, or the PostgreSQL URL with its password
+ * hidden (svc_store_describe). 0, or -1 with err filled when the services
+ * would refuse the --db URL (the same parser, svc_store_parse). */
+int sup_app_store(const sup_config *c, int app, char *out, size_t len, char *err,
+                  size_t errlen);
+
+/* The command line of a worker of app: the program, its --listen; the
+ * gateway's --people/--pets (each service's listen, a wildcard host
+ * 0.0.0.0 dialled as 127.0.0.1 when it runs here; else passed unchanged)
+ * and, when c->http_fd is set, --listen-fd; a service's --member-listen
+ * (its listen host, port 0), --data-dir, and --db and --advertise when set;
+ * then the app's args split at spaces and tabs (which come last, so they
+ * can override any of these). */
 #define SUP_MAX_ARGV 64
 typedef struct sup_argv {
-    char *argv[SUP_MAX_ARGV + 1]; /* NULL-terminated; points into buf and c */
+    char *argv[SUP_MAX_ARGV + 1]; /* NULL-terminated; points into buf, the
+                                   * fields below and c */
     char buf[PATH_MAX + 1024];
     char fd[16];
+    char dial[2][SUP_LISTEN_MAX]; /* the gateway's --people, --pets */
+    char member[SUP_LISTEN_MAX];
 } sup_argv;
 
 /* Fills out for app. 0, or -1 with err filled when args has more words than

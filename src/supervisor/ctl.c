@@ -118,13 +118,34 @@ static void human_ms(long long ms, char *out, size_t len)
         snprintf(out, len, "%lldh%lldm", ms / 3600000, (ms / 60000) % 60);
 }
 
+/* Each service's store, once, under the table: a URL is too wide for a column. */
+static void print_stores(json_t *workers)
+{
+    char seen[8][16];
+    int nseen = 0;
+    size_t i;
+    json_t *w;
+    json_array_foreach(workers, i, w) {
+        const char *app = json_string_value(json_object_get(w, "app"));
+        const char *db = json_string_value(json_object_get(w, "db"));
+        int dup = 0;
+        for (int k = 0; k < nseen; k++)
+            dup |= strcmp(seen[k], app) == 0;
+        if (db == NULL || dup || nseen == 8)
+            continue;
+        snprintf(seen[nseen++], sizeof(seen[0]), "%s", app);
+        /* Not "APP ...": `awk '$1=="pets"'` picks worker rows. */
+        printf("database of %s: %s\n", app, db);
+    }
+}
+
 void sup_ctl_print_ps(json_t *answer)
 {
     json_t *workers = json_object_get(answer, "workers");
     size_t i;
     json_t *w;
-    printf("%-8s %-6s %-8s %-14s %-9s %-8s %-8s %s\n", "APP", "WORKER", "PID", "STATE", "UPTIME",
-           "RESTARTS", "MEMORY", "LAST EXIT");
+    printf("%-8s %-6s %-8s %-14s %-9s %-8s %-8s %-9s %s\n", "APP", "WORKER", "PID", "STATE",
+           "UPTIME", "RESTARTS", "MEMORY", "LAST EXIT", "ADVERTISED");
     json_array_foreach(workers, i, w) {
         char up[32], mem[32], last[24];
         human_ms(json_integer_value(json_object_get(w, "uptime_ms")), up, sizeof(up));
@@ -134,11 +155,14 @@ void sup_ctl_print_ps(json_t *answer)
             snprintf(last, sizeof(last), "-");
         else
             snprintf(last, sizeof(last), "%lld", (long long)le);
-        printf("%-8s %-6lld %-8lld %-14s %-9s %-8lld %-8s %s\n",
+        const char *adv = json_string_value(json_object_get(w, "advertised"));
+        printf("%-8s %-6lld %-8lld %-14s %-9s %-8lld %-8s %-9s %s\n",
                json_string_value(json_object_get(w, "app")),
                (long long)json_integer_value(json_object_get(w, "worker")),
                (long long)json_integer_value(json_object_get(w, "pid")),
                json_string_value(json_object_get(w, "state")), up,
-               (long long)json_integer_value(json_object_get(w, "restarts")), mem, last);
+               (long long)json_integer_value(json_object_get(w, "restarts")), mem, last,
+               adv != NULL ? adv : "-");
     }
+    print_stores(workers);
 }

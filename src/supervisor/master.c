@@ -183,6 +183,9 @@ static int handle_scale(master *m, int fd, const char *app, int a, json_t *req)
     } else if (a == SUP_GATEWAY) {
         sup_ctlserver_answer(&m->ctl, fd,
                              sup_ctl_error("%s runs exactly one instance", "the gateway"));
+    } else if (!m->cfg.apps[a].run) {
+        sup_ctlserver_answer(&m->ctl, fd, sup_ctl_error("%s does not run on this host "
+                                                        "(tcpops up --apps)", app));
     } else if (n < 0 || n > SUP_MAX_WORKERS) {
         sup_ctlserver_answer(&m->ctl, fd, sup_ctl_error("workers must be 0-%s", max));
     } else if (m->scale_fd[a] >= 0 || m->rolls[a].active) {
@@ -205,6 +208,11 @@ static int handle_restart(master *m, int fd, const char *app, int a)
         sup_ctlserver_answer(&m->ctl, fd,
                              sup_ctl_error("unknown app \"%s\" (gateway, people, pets)",
                                            app ? app : ""));
+        return 0;
+    }
+    if (!m->cfg.apps[a].run) {
+        sup_ctlserver_answer(&m->ctl, fd, sup_ctl_error("%s does not run on this host "
+                                                        "(tcpops up --apps)", app));
         return 0;
     }
     if (m->rolls[a].active || m->scale_fd[a] >= 0) {
@@ -403,6 +411,27 @@ static int start(master *m)
     return 0;
 }
 
+/* One line: what runs here, where, how many, on which store. */
+static void log_up(const master *m)
+{
+    char line[4096] = "", q[4200];
+    size_t n = 0;
+    for (int a = 0; a < SUP_NAPPS && n < sizeof(line); a++) {
+        const sup_config *c = &m->cfg;
+        const sup_app *app = &c->apps[a];
+        if (!app->run)
+            continue;
+        n += (size_t)snprintf(line + n, sizeof(line) - n, "%s%s=%s/%d", n ? " " : "",
+                              app->name, app->listen, app->workers);
+        char db[SUP_DB_MAX + 64], err[1200];
+        if (n < sizeof(line) && a != SUP_GATEWAY &&
+            sup_app_store(c, a, db, sizeof(db), err, sizeof(err)) == 0)
+            n += (size_t)snprintf(line + n, sizeof(line) - n, " %s_db=%s", app->name,
+                                  util_logq(q, sizeof(q), db));
+    }
+    util_log(UTIL_INFO, "up", "data_dir=%s %s control=%s", m->cfg.data_dir, line, m->ctl.path);
+}
+
 /* Anyone still waiting gets an answer before the socket goes; then every
  * descriptor is closed. */
 static void finish(master *m)
@@ -442,10 +471,7 @@ int sup_master_run(const sup_config *cfg)
     }
     if (start(m) < 0)
         goto out;
-    util_log(UTIL_INFO, "up", "data_dir=%s gateway=%s people=%s/%d pets=%s/%d control=%s",
-             m->cfg.data_dir, m->cfg.apps[SUP_GATEWAY].listen, m->cfg.apps[SUP_PEOPLE].listen,
-             m->cfg.apps[SUP_PEOPLE].workers, m->cfg.apps[SUP_PETS].listen,
-             m->cfg.apps[SUP_PETS].workers, m->ctl.path);
+    log_up(m);
     sup_procs_reconcile(&m->procs);
     while (!(m->shutting_down != RUNNING && m->procs.nw == 0))
         loop_once(m);

@@ -16,10 +16,12 @@
 #include "util/spawn.h"
 
 /* Which apps listen at all: a service scaled to 0 workers binds nothing
- * (its address is still what the gateway dials, so it must parse). */
+ * (its address is still what the gateway dials, so it must parse). An app
+ * that does not run here binds nothing either, and its address is not
+ * ours to parse: it is the gateway's bootstrap list (the gateway checks it). */
 static int listens(const sup_config *c, int a)
 {
-    return a == SUP_GATEWAY || c->apps[a].workers > 0;
+    return c->apps[a].run && (a == SUP_GATEWAY || c->apps[a].workers > 0);
 }
 
 static int check_addresses(const sup_config *c, char *err, size_t errlen)
@@ -28,6 +30,8 @@ static int check_addresses(const sup_config *c, char *err, size_t errlen)
     char why[RPC_ERRLEN];
     for (int a = 0; a < SUP_NAPPS; a++) {
         const sup_app *app = &c->apps[a];
+        if (!app->run)
+            continue;
         if (rpc_addr_parse(app->listen, &sa[a], why) < 0) {
             snprintf(err, errlen, "%s listen: %s", app->name, why);
             return -1;
@@ -38,7 +42,7 @@ static int check_addresses(const sup_config *c, char *err, size_t errlen)
             return -1;
         }
         for (int b = 0; b < a; b++) {
-            if (sa[b].sin_port == sa[a].sin_port) {
+            if (c->apps[b].run && sa[b].sin_port == sa[a].sin_port) {
                 snprintf(err, errlen, "%s and %s both listen on port %u", c->apps[b].name,
                          app->name, (unsigned)ntohs(sa[a].sin_port));
                 return -1;
@@ -130,11 +134,44 @@ static int run_check(char *const argv[], char *why, size_t whylen)
     return rc;
 }
 
+/* A service's --db must be one it accepts (its own parser, through
+ * sup_app_store), and two services never share one SQLite file (each
+ * numbers its migrations in the file's one user_version); --advertise is a
+ * HOST alone, since every worker adds its own member port. */
+static int check_stores(const sup_config *c, char *err, size_t errlen)
+{
+    char db[SUP_NAPPS][SUP_DB_MAX + 64];
+    for (int a = 0; a < SUP_NAPPS; a++) {
+        db[a][0] = '\0';
+        if (a == SUP_GATEWAY || !c->apps[a].run)
+            continue;
+        if (sup_app_store(c, a, db[a], sizeof(db[a]), err, errlen) < 0)
+            return -1;
+        for (int b = 0; b < a; b++) {
+            if (strncmp(db[a], "sqlite:", 7) == 0 && strcmp(db[a], db[b]) == 0) {
+                snprintf(err, errlen, "%s and %s would share the SQLite file %s: give each its "
+                         "own ([%s] db and [%s] db in the config file)", c->apps[b].name,
+                         c->apps[a].name, db[a] + 7, c->apps[b].name, c->apps[a].name);
+                return -1;
+            }
+        }
+        const char *adv = sup_app_advertise(c, a);
+        if (strpbrk(adv, ": \t\n,") != NULL) {
+            snprintf(err, errlen, "%s advertise \"%s\": expected a HOST alone (each worker "
+                     "advertises HOST plus its own member port)", c->apps[a].name, adv);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static int check_args(const sup_config *c, char *err, size_t errlen)
 {
     for (int a = 0; a < SUP_NAPPS; a++) {
         sup_argv av;
         char why[512];
+        if (!c->apps[a].run)
+            continue;
         if (sup_app_argv(c, a, &av, err, errlen) < 0)
             return -1;
         if (run_check(av.argv, why, sizeof(why)) < 0) {
@@ -147,7 +184,8 @@ static int check_args(const sup_config *c, char *err, size_t errlen)
 
 int sup_preflight(const sup_config *c, char *err, size_t errlen)
 {
-    if (check_addresses(c, err, errlen) < 0 || check_args(c, err, errlen) < 0)
+    if (check_addresses(c, err, errlen) < 0 || check_stores(c, err, errlen) < 0 ||
+        check_args(c, err, errlen) < 0)
         return -1;
     return 0;
 }
@@ -157,6 +195,8 @@ int sup_http_listen(sup_config *c, char *err, size_t errlen)
     struct sockaddr_in sa;
     char why[RPC_ERRLEN];
     const sup_app *gw = &c->apps[SUP_GATEWAY];
+    if (!gw->run)
+        return 0;
     if (rpc_addr_parse(gw->listen, &sa, why) < 0) {
         snprintf(err, errlen, "gateway listen: %s", why);
         return -1;

@@ -7,10 +7,12 @@
 
 #include "supervisor/config.h"
 
-/* Checks c: every app's listen address parses as HOST:PORT with a fixed
- * port, no two apps share a port, each port that will be listened on can
- * be bound now (by a plain bind, which fails against any listener there,
- * SO_REUSEPORT or not), and each app's command line parses: its program is
+/* Checks the apps that run here (--apps): each listen address parses as
+ * HOST:PORT with a fixed port, no two share a port, each port that will be
+ * listened on can be bound now (by a plain bind, which fails against any
+ * listener there, SO_REUSEPORT or not), each service's --db is one the
+ * services accept and its --advertise a HOST without a port, and each
+ * app's command line parses: its program is
  * run with TCPOPS_CHECK_FLAGS=1, which parses its flags as a worker would
  * and exits without serving. Returns 0, or -1 with a sentence in err.
  * Call from the main thread before any other thread exists (it sets an
@@ -18,7 +20,8 @@
 int sup_preflight(const sup_config *c, char *err, size_t errlen);
 
 /* Binds the gateway's listen address (non-blocking, close-on-exec, no
- * SO_REUSEPORT) into c->http_fd. 0, or -1 with err filled. */
+ * SO_REUSEPORT) into c->http_fd; nothing when the gateway does not run
+ * here. 0, or -1 with err filled. */
 int sup_http_listen(sup_config *c, char *err, size_t errlen);
 
 #endif

@@ -65,6 +65,7 @@ static int spawn(sup_procs *p, sup_worker *w)
     w->started_ms = rpc_now_ms();
     w->ready_ms = 0;
     w->linelen = 0;
+    w->advertised[0] = '\0';
     rpc_backoff_up(&w->bo, w->started_ms);
     util_log(UTIL_INFO, "started", "app=%s worker=%d pid=%d", a->name, w->index, (int)pid);
     return 0;
@@ -136,6 +137,11 @@ static void on_line(const sup_procs *p, sup_worker *w)
     if (w->state == SUP_W_STARTING && strstr(w->line, "msg=listening") != NULL) {
         w->state = SUP_W_RUNNING;
         w->ready_ms = rpc_now_ms();
+        /* logfmt: member=HOST:PORT, unquoted (an address has no spaces). */
+        const char *m = strstr(w->line, " member=");
+        if (m != NULL)
+            snprintf(w->advertised, sizeof(w->advertised), "%.*s",
+                     (int)strcspn(m + 8, " "), m + 8);
     }
     w->linelen = 0;
 }
@@ -226,7 +232,7 @@ void sup_procs_reconcile(sup_procs *p)
     if (p->stopping)
         return;
     for (int a = 0; a < SUP_NAPPS; a++) {
-        int n = p->cfg->apps[a].workers;
+        int n = p->cfg->apps[a].run ? p->cfg->apps[a].workers : 0;
         for (int i = 0; i < p->nw; i++) {
             sup_worker *w = p->w[i];
             if (w->app == a && !w->retire && w->index > n) {
@@ -287,23 +293,34 @@ const char *sup_procs_state_name(const sup_procs *p, const sup_worker *w)
     return state_names[w->state];
 }
 
+static json_t *worker_json(const sup_procs *p, const sup_worker *w, const char *db,
+                           int64_t now)
+{
+    json_t *o = json_pack("{s:s,s:i,s:i,s:s,s:I,s:i,s:I,s:i}", "app", app_of(p, w)->name,
+                          "worker", w->index, "pid", (int)w->pid, "state",
+                          sup_procs_state_name(p, w), "uptime_ms",
+                          (json_int_t)(w->pid > 0 ? now - w->started_ms : 0), "restarts",
+                          (int)w->restarts, "rss_bytes", (json_int_t)w->rss, "last_exit",
+                          w->last_exit);
+    if (w->app != SUP_GATEWAY) {
+        json_object_set_new(o, "db", db != NULL ? json_string(db) : json_null());
+        json_object_set_new(o, "advertised",
+                            w->advertised[0] ? json_string(w->advertised) : json_null());
+    }
+    return o;
+}
+
 json_t *sup_procs_json(const sup_procs *p)
 {
     json_t *arr = json_array();
     int64_t now = rpc_now_ms();
     for (int a = 0; a < SUP_NAPPS; a++) {
-        for (int i = 0; i < p->nw; i++) {
-            const sup_worker *w = p->w[i];
-            if (w->app != a)
-                continue;
-            json_array_append_new(
-                arr, json_pack("{s:s,s:i,s:i,s:s,s:I,s:i,s:I,s:i}", "app", p->cfg->apps[a].name,
-                               "worker", w->index, "pid", (int)w->pid, "state",
-                               sup_procs_state_name(p, w), "uptime_ms",
-                               (json_int_t)(w->pid > 0 ? now - w->started_ms : 0), "restarts",
-                               (int)w->restarts, "rss_bytes", (json_int_t)w->rss, "last_exit",
-                               w->last_exit));
-        }
+        char db[SUP_DB_MAX + 64], err[1200];
+        int known = a != SUP_GATEWAY &&
+                    sup_app_store(p->cfg, a, db, sizeof(db), err, sizeof(err)) == 0;
+        for (int i = 0; i < p->nw; i++)
+            if (p->w[i]->app == a)
+                json_array_append_new(arr, worker_json(p, p->w[i], known ? db : NULL, now));
     }
     return json_pack("{s:b,s:o}", "ok", 1, "workers", arr);
 }

@@ -35,6 +35,7 @@ typedef struct sup_worker {
     unsigned quick_failures;  /* exits in a row before being healthy */
     int last_exit;            /* exit code, or 128 + signal; -1 none */
     long rss;                 /* bytes, refreshed every memory_check_ms */
+    char advertised[64];      /* a service's member= from its listening line */
     rpc_backoff bo;
     char line[2048];
     size_t linelen;
@@ -75,7 +76,8 @@ sup_worker *sup_procs_find(sup_procs *p, int app, int index, int retiring);
 void sup_procs_stop(sup_worker *w);
 
 /* Reads what w wrote and prints each complete line to stderr as
- * "app.N | line"; the line msg=listening makes a starting worker running.
+ * "app.N | line"; the line msg=listening makes a starting worker running
+ * (and its member= is the address it advertises).
  * Closes w's pipe at its end. */
 void sup_procs_pump(sup_procs *p, sup_worker *w);
 
@@ -86,8 +88,9 @@ void sup_procs_reap(sup_procs *p);
 /* Starts the workers whose restart time has come. */
 void sup_procs_restart_due(sup_procs *p);
 
-/* For each app, starts the workers missing from 1..workers and stops those
- * above (a worker waiting to restart is just dropped). */
+/* For each app, starts the workers missing from 1..workers (none for an
+ * app that does not run on this host) and stops those above (a worker
+ * waiting to restart is just dropped). */
 void sup_procs_reconcile(sup_procs *p);
 
 /* Called for a running, non-retiring worker over its app's max_memory. */
@@ -101,7 +104,9 @@ void sup_procs_check_memory(sup_procs *p, sup_over_fn over, void *arg);
  * "backoff", "crash-looping" or "replaced". Static string. */
 const char *sup_procs_state_name(const sup_procs *p, const sup_worker *w);
 
-/* The `ps` answer: {"ok":true,"workers":[...]} by app. Caller owns it. */
+/* The `ps` answer: {"ok":true,"workers":[...]} by app; a service's
+ * workers carry "db" (sup_app_store) and "advertised" (null until it
+ * serves). Caller owns it. */
 json_t *sup_procs_json(const sup_procs *p);
 
 #endif

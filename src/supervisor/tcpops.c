@@ -17,9 +17,11 @@
 static const char usage[] =
     "usage: tcpops [--data-dir DIR] COMMAND\n"
     "\n"
-    "  up [FLAGS]          start the gateway and every service's workers, keep them\n"
-    "                      running (restart with backoff), serve the commands below\n"
-    "  ps [--json]         every worker: app, number, pid, state, uptime, restarts, memory\n"
+    "  up [FLAGS]          start the gateway and every service's workers (or only the\n"
+    "                      --apps of this host), keep them running (restart with\n"
+    "                      backoff), serve the commands below\n"
+    "  ps [--json]         every worker: app, number, pid, state, uptime, restarts,\n"
+    "                      memory, advertised address; each service's database\n"
     "  scale APP N         run N workers of people or pets (waits until they serve)\n"
     "  restart APP         rolling restart: a new worker serves before an old one leaves\n"
     "  down                stop everything gracefully\n"
@@ -52,7 +54,7 @@ static int ctl(const char *data_dir, json_t *req, int timeout_ms, int print_ps)
 
 /* What `tcpops up` was told on its command line; NULL or -1: not given. */
 typedef struct up_args {
-    const char *config, *data_dir, *workers, *memory;
+    const char *config, *data_dir, *workers, *memory, *apps, *db, *advertise;
     const char *addrs[SUP_NAPPS]; /* --gateway, --people, --pets */
     const char *args[SUP_NAPPS];  /* --gateway-args, ... */
     long drain_ms;
@@ -62,16 +64,29 @@ typedef struct up_args {
  * the exit code (0 after --help, 2 after a bad flag). */
 static int parse_up(sup_config *cfg, up_args *u, int argc, char **argv, int first)
 {
-    char help[SUP_NAPPS][64], drain_help[64], err[1024];
+    char help[SUP_NAPPS][200], drain_help[64], err[1024];
     static const char *const what[SUP_NAPPS] = {"gateway HTTP", "people", "pets"};
     for (int a = 0; a < SUP_NAPPS; a++)
-        snprintf(help[a], sizeof(help[a]), "%s address (%s:%d)", what[a], SUP_DEFAULT_HOST,
-                 SUP_DEFAULT_PORT + a);
+        snprintf(help[a], sizeof(help[a]), "%s address (%s:%d)%s", what[a], SUP_DEFAULT_HOST,
+                 SUP_DEFAULT_PORT + a,
+                 a == SUP_GATEWAY ? ""
+                                  : ": where its workers listen (0.0.0.0: every interface); "
+                                    "on a host without it (--apps), the gateway's list");
     snprintf(drain_help, sizeof(drain_help), "stop: SIGKILL after this plus %ld s",
              SUP_KILL_GRACE_MS / 1000);
     *u = (up_args){.drain_ms = -1};
     const util_flag flags[] = {
         {"config", UTIL_FLAG_STR, &u->config, "FILE", "INI file (see README); flags override it",
+         0, 0},
+        {"apps", UTIL_FLAG_STR, &u->apps, "APP,...",
+         "the apps to run on this host (default gateway,people,pets)", 0, 0},
+        {"db", UTIL_FLAG_STR, &u->db, "URL",
+         "people's and pets' store: sqlite: (DIR/NAME.db, the default), sqlite:PATH or "
+         "postgresql://...",
+         0, 0},
+        {"advertise", UTIL_FLAG_STR, &u->advertise, "HOST",
+         "how other hosts reach the services here (each worker adds its member port); "
+         "needed with 0.0.0.0",
          0, 0},
         {"data-dir", UTIL_FLAG_STR, &u->data_dir, "DIR", "databases and control socket", 0, 0},
         {"workers", UTIL_FLAG_STR, &u->workers, "APP=N,...",
@@ -79,8 +94,9 @@ static int parse_up(sup_config *cfg, up_args *u, int argc, char **argv, int firs
         {"max-memory", UTIL_FLAG_STR, &u->memory, "APP=SIZE,...",
          "replace a worker above this resident size (people=256M)", 0, 0},
         {"gateway", UTIL_FLAG_STR, &u->addrs[SUP_GATEWAY], "HOST:PORT", help[SUP_GATEWAY], 0, 0},
-        {"people", UTIL_FLAG_STR, &u->addrs[SUP_PEOPLE], "HOST:PORT", help[SUP_PEOPLE], 0, 0},
-        {"pets", UTIL_FLAG_STR, &u->addrs[SUP_PETS], "HOST:PORT", help[SUP_PETS], 0, 0},
+        {"people", UTIL_FLAG_STR, &u->addrs[SUP_PEOPLE], "HOST:PORT[,..]", help[SUP_PEOPLE], 0,
+         0},
+        {"pets", UTIL_FLAG_STR, &u->addrs[SUP_PETS], "HOST:PORT[,..]", help[SUP_PETS], 0, 0},
         {"gateway-args", UTIL_FLAG_STR, &u->args[SUP_GATEWAY], "ARGS",
          "extra flags for the gateway", 0, 0},
         {"people-args", UTIL_FLAG_STR, &u->args[SUP_PEOPLE], "ARGS",
@@ -114,6 +130,11 @@ static int apply_up(sup_config *cfg, const up_args *u, char *err, size_t errlen)
         snprintf(cfg->data_dir, sizeof(cfg->data_dir), "%s", u->data_dir);
     if (u->drain_ms >= 0)
         cfg->drain_ms = u->drain_ms;
+    if ((u->apps != NULL && sup_config_apps(cfg, u->apps, "--apps", err, errlen) < 0) ||
+        (u->db != NULL && sup_config_set_all(cfg, "db", u->db, err, errlen) < 0) ||
+        (u->advertise != NULL &&
+         sup_config_set_all(cfg, "advertise", u->advertise, err, errlen) < 0))
+        return -1;
     if ((u->workers != NULL && sup_config_pairs(cfg, u->workers, "workers", err, errlen) < 0) ||
         (u->memory != NULL && sup_config_pairs(cfg, u->memory, "max-memory", err, errlen) < 0))
         return -1;
@@ -133,6 +154,8 @@ static int check_up(sup_config *cfg, char *err, size_t errlen)
 {
     for (int a = 0; a < SUP_NAPPS; a++) {
         char bin[PATH_MAX + 64];
+        if (!cfg->apps[a].run)
+            continue;
         snprintf(bin, sizeof(bin), "%s/%s", cfg->bin_dir, cfg->apps[a].binary);
         if (access(bin, X_OK) < 0) {
             snprintf(err, errlen, "%s is missing; build it with `make`", bin);
