@@ -451,9 +451,10 @@ void gw_backend_free(gw_backend *b)
         release(b);
 }
 
-json_t *gw_backend_status(gw_backend *b, int deadline_ms, int *up)
+/* /status's bootstrap (as given), resolved and endpoints (with their
+ * connections) of b, into o. Takes b->lock, then (not nested) the channel's. */
+static void add_endpoints(gw_backend *b, json_t *o)
 {
-    json_t *o = json_object();
     json_t *boot = json_array();
     /* host and port never change after gw_backend_new; the answers do. */
     for (size_t i = 0; i < b->boot.n; i++)
@@ -490,6 +491,12 @@ json_t *gw_backend_status(gw_backend *b, int deadline_ms, int *up)
     free(info);
     json_object_set_new(o, "endpoints", eps);
     json_object_set_new(o, "connections_ready", json_integer(ready));
+}
+
+json_t *gw_backend_status(gw_backend *b, int deadline_ms, int *up)
+{
+    json_t *o = json_object();
+    add_endpoints(b, o);
     json_object_set_new(o, "calls_waiting", json_integer(rpc_channel_waiting(b->data)));
 
     int64_t t0 = rpc_now_us();
