@@ -320,6 +320,29 @@ static int call_once(gw_backend *b)
     return st;
 }
 
+/* A backend named name for list whose names d answers. */
+static gw_backend *new_backend(const char *name, const char *list, int resolve_ms, fake_dns *d)
+{
+    gw_backend *b = NULL;
+    gw_backend_cfg cfg = {.name = name, .bootstrap = list, .pool_size = 1,
+                          .max_inflight = 16, .max_waiting = 16, .resolve_ms = resolve_ms,
+                          .resolve = fake_resolve, .resolve_user = d};
+    char err[512];
+    if (gw_backend_new(&b, &cfg, err, sizeof(err)) < 0)
+        fail_msg("gw_backend_new: %s", err);
+    return b;
+}
+
+/* Waits up to 5 s for a call through b to be answered. */
+static void wait_call_ok(gw_backend *b)
+{
+    int st = TCPOPS__STATUS__UNAVAILABLE;
+    for (int i = 0; i < 500 && (st = call_once(b)) != TCPOPS__STATUS__OK; i++)
+        usleep(10 * 1000);
+    if (st != TCPOPS__STATUS__OK)
+        fail_msg("expected a call answered OK within 5 s, last status %d", st);
+}
+
 static void test_backend_drains_what_leaves_dns(void **state)
 {
     (void)state;
@@ -332,13 +355,7 @@ static void test_backend_drains_what_leaves_dns(void **state)
     snprintf(list, sizeof(list), "svc.test:%s", port);
     /* 127.0.0.2 is loopback too, but nothing listens there: refused. */
     snprintf(gone, sizeof(gone), "127.0.0.2:%s", port);
-    gw_backend *b = NULL;
-    gw_backend_cfg cfg = {.name = "people", .bootstrap = list, .pool_size = 1,
-                          .max_inflight = 16, .max_waiting = 16, .resolve_ms = 100,
-                          .resolve = fake_resolve, .resolve_user = &d};
-    char berr[512];
-    if (gw_backend_new(&b, &cfg, berr, sizeof(berr)) < 0)
-        fail_msg("gw_backend_new: %s", berr);
+    gw_backend *b = new_backend("people", list, 100, &d);
     assert_int_equal(call_once(b), TCPOPS__STATUS__OK);
 
     /* A call in flight when its endpoint leaves DNS finishes there. */
@@ -361,10 +378,7 @@ static void test_backend_drains_what_leaves_dns(void **state)
     /* Back in DNS: added, and it takes calls again. */
     fake_set(&d, "svc.test", "127.0.0.1");
     wait_shows(b, addr, gone, 0);
-    int st = TCPOPS__STATUS__UNAVAILABLE;
-    for (int i = 0; i < 500 && (st = call_once(b)) != TCPOPS__STATUS__OK; i++)
-        usleep(10 * 1000);
-    assert_int_equal(st, TCPOPS__STATUS__OK);
+    wait_call_ok(b);
     gw_backend_free(b);
     rpc_server_free(srv);
 }
@@ -378,18 +392,9 @@ static void test_backend_resolves_at_once_when_all_is_lost(void **state)
     fake_dns d = {.lock = PTHREAD_MUTEX_INITIALIZER};
     fake_set(&d, "svc.test", "127.0.0.1");
     snprintf(list, sizeof(list), "svc.test:%s", strrchr(addr, ':') + 1);
-    gw_backend *b = NULL;
     /* An hour between regular lookups: only the loss can cause another. */
-    gw_backend_cfg cfg = {.name = "pets", .bootstrap = list, .pool_size = 1,
-                          .max_inflight = 16, .max_waiting = 16, .resolve_ms = 3600000,
-                          .resolve = fake_resolve, .resolve_user = &d};
-    char berr[512];
-    if (gw_backend_new(&b, &cfg, berr, sizeof(berr)) < 0)
-        fail_msg("gw_backend_new: %s", berr);
-    int st = TCPOPS__STATUS__UNAVAILABLE;
-    for (int i = 0; i < 500 && (st = call_once(b)) != TCPOPS__STATUS__OK; i++)
-        usleep(10 * 1000);
-    assert_int_equal(st, TCPOPS__STATUS__OK);
+    gw_backend *b = new_backend("pets", list, 3600000, &d);
+    wait_call_ok(b);
     int before = fake_asked(&d, "svc.test");
     rpc_server_free(srv);
     for (int i = 0; i < 1000 && fake_asked(&d, "svc.test") == before; i++)
