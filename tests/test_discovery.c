@@ -141,9 +141,10 @@ static void wait_done(loader *l, size_t n, int at_least)
     fail_msg("expected %d GETs from each client within 20 s", at_least);
 }
 
-static void test_list_of_two_both_serve_one_drains(void **state)
+/* Two people workers with stores of their own, pets, and a gateway with
+ * --people localhost:P1,127.0.0.1:P2 that knows both as members. */
+static void start_all(fixture *fx)
 {
-    fixture *fx = *state;
     for (int i = 0; i < 2; i++)
         assert_int_equal(proc_start_service(&fx->people[i], "tcpops-people", fx->people_port[i],
                                             fx->dir[i], NULL), 0);
@@ -155,15 +156,39 @@ static void test_list_of_two_both_serve_one_drains(void **state)
     start_gateway(fx, people);
     /* Each worker lists only itself: two members means both were asked. */
     wait_members(fx, 2);
+}
 
-    long before[2] = {worker_calls(fx->people_port[0]), worker_calls(fx->people_port[1])};
-    loader l[2];
-    pthread_t t[2];
-    for (int i = 0; i < 2; i++) {
+static void start_load(fixture *fx, loader *l, pthread_t *t, int n)
+{
+    for (int i = 0; i < n; i++) {
         memset(&l[i], 0, sizeof(l[i]));
         l[i].port = fx->gw_port;
         assert_int_equal(pthread_create(&t[i], NULL, load, &l[i]), 0);
     }
+}
+
+/* Stops the clients; each must have had every GET answered 200. */
+static void stop_load(loader *l, pthread_t *t, int n)
+{
+    for (int i = 0; i < n; i++) {
+        atomic_store(&l[i].stop, 1);
+        pthread_join(t[i], NULL);
+    }
+    for (int i = 0; i < n; i++)
+        if (atomic_load(&l[i].failed) != 0)
+            fail_msg("client %d: expected 0 failed GETs of %d, got %d (last: %d %s)", i,
+                     atomic_load(&l[i].done), atomic_load(&l[i].failed), l[i].last_status,
+                     l[i].last_body);
+}
+
+static void test_list_of_two_both_serve_one_drains(void **state)
+{
+    fixture *fx = *state;
+    start_all(fx);
+    long before[2] = {worker_calls(fx->people_port[0]), worker_calls(fx->people_port[1])};
+    loader l[2];
+    pthread_t t[2];
+    start_load(fx, l, t, 2);
     wait_done(l, 2, 100);
     for (int i = 0; i < 2; i++) {
         long served = worker_calls(fx->people_port[i]) - before[i];
@@ -181,15 +206,27 @@ static void test_list_of_two_both_serve_one_drains(void **state)
     wait_done(l, 2, base + 100);
     wait_members(fx, 1);
     wait_done(l, 2, atomic_load(&l[0].done) + 20);
-    for (int i = 0; i < 2; i++) {
-        atomic_store(&l[i].stop, 1);
-        pthread_join(t[i], NULL);
-    }
-    for (int i = 0; i < 2; i++)
-        if (atomic_load(&l[i].failed) != 0)
-            fail_msg("client %d: expected 0 failed GETs of %d, got %d (last: %d %s)", i,
-                     atomic_load(&l[i].done), atomic_load(&l[i].failed), l[i].last_status,
-                     l[i].last_body);
+    stop_load(l, t, 2);
+}
+
+/* A worker killed outright (its host gone): its member stays listed for the
+ * grace of its silent bootstrap endpoint, yet no GET fails and the other
+ * worker takes them all. */
+static void test_one_killed_no_get_fails(void **state)
+{
+    fixture *fx = *state;
+    start_all(fx);
+    loader l[2];
+    pthread_t t[2];
+    start_load(fx, l, t, 2);
+    wait_done(l, 2, 50);
+    int base = atomic_load(&l[0].done);
+    proc_signal(&fx->people[1], SIGKILL);
+    assert_int_equal(proc_wait(&fx->people[1], 10000), 128 + SIGKILL);
+    wait_done(l, 2, base + 50);
+    wait_members(fx, 1);
+    wait_done(l, 2, atomic_load(&l[0].done) + 20);
+    stop_load(l, t, 2);
 }
 
 static void test_bad_lists_exit_2_with_the_reason(void **state)
@@ -227,6 +264,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_list_of_two_both_serve_one_drains, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_one_killed_no_get_fails, setup, teardown),
         cmocka_unit_test(test_bad_lists_exit_2_with_the_reason),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
