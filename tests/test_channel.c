@@ -566,6 +566,32 @@ static void test_idle_goaways_cost_no_call(void **state)
         fail_msg("expected every call after idle GOAWAYs answered; %d of 30 failed", failed);
 }
 
+/* An empty list (a gateway whose names do not resolve yet): calls fail fast
+ * with UNAVAILABLE, and the channel serves again once given an endpoint. */
+static void test_empty_endpoint_list(void **state)
+{
+    fixture *fx = *state;
+    char err[RPC_ERRLEN], got[64];
+    assert_int_equal(call(fx->ch, "test.Echo", "a", 2000, got, sizeof(got)), TCPOPS__STATUS__OK);
+    assert_int_equal(rpc_channel_set_endpoints(fx->ch, NULL, 0, err), 0);
+    assert_int_equal(call(fx->ch, "test.Echo", "b", 2000, got, sizeof(got)),
+                     TCPOPS__STATUS__UNAVAILABLE);
+    const char *eps[] = {fx->addr};
+    assert_int_equal(rpc_channel_set_endpoints(fx->ch, eps, 1, err), 0);
+    assert_int_equal(call(fx->ch, "test.Echo", "c", 2000, got, sizeof(got)), TCPOPS__STATUS__OK);
+
+    rpc_channel_cfg ccfg;
+    rpc_channel *none = NULL;
+    rpc_channel_cfg_default(&ccfg);
+    ccfg.name = "none";
+    assert_int_equal(rpc_channel_new(&none, &ccfg, err), 0);
+    assert_int_equal(call(none, "test.Echo", "d", 2000, got, sizeof(got)),
+                     TCPOPS__STATUS__UNAVAILABLE);
+    assert_int_equal(rpc_channel_set_endpoints(none, eps, 1, err), 0);
+    assert_int_equal(call(none, "test.Echo", "e", 2000, got, sizeof(got)), TCPOPS__STATUS__OK);
+    rpc_channel_free(none);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -579,6 +605,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_goaway_loses_no_call, setup_pool2, teardown),
         cmocka_unit_test_setup_teardown(test_set_endpoints_loses_no_call, setup_pool2, teardown),
+        cmocka_unit_test_setup_teardown(test_empty_endpoint_list, setup_pool1, teardown),
         cmocka_unit_test_setup_teardown(test_idle_goaways_cost_no_call, setup_pool2, teardown),
         cmocka_unit_test_setup_teardown(test_full_pool_calls_wait_for_a_slot, setup_tiny,
                                         teardown),

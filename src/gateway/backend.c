@@ -10,33 +10,44 @@
 #include "rpc/clock.h"
 #include "util/log.h"
 #include "gateway/metrics.h"
+#include "gateway/sources.h"
 #include "tcpops.pb-c.h"
 
-#define MAX_BOOT 16
 #define MAX_MEMBERS 64
 #define READY_FRESH_MS 1000 /* an answer this recent makes a service ready */
 #define READY_PROBE_MS 1000 /* else a svc.Status call must answer within this */
 #define STATUS_DEADLINE_MS 1000 /* a membership refresh's svc.Status call */
 #define REFRESH_MS 1000      /* membership refresh period unless cfg says */
+#define RESOLVE_MS 5000      /* names resolved again this often unless cfg says */
+#define LOST_RESOLVE_MS 500  /* with every connection lost, resolve at most this often */
+#define ANSWER_GRACE_MS 3000 /* a bootstrap endpoint's members outlive its silence this long */
 
 struct gw_backend {
     char name[32];
-    char boot_store[1024];
-    const char *boot[MAX_BOOT];
-    size_t nboot;
     int refresh_ms;
+    int resolve_ms;
+    gw_resolve_fn resolve;
+    void *resolve_user;
+    gw_boot boot;              /* the list and its answers: the resolver thread's */
 
     rpc_stats *stats;          /* the member channel's calls and connections */
-    rpc_channel *data;         /* a pool per member */
-    rpc_channel *discovery;    /* one connection to the bootstrap addresses */
+    rpc_channel *data;         /* a pool per member, and per bootstrap endpoint as backup */
+    gw_sources *sources;       /* asked for members: the refresher thread's */
+    unsigned applied;          /* eps_gen the channels have: the refresher's */
 
-    pthread_t refresher;
+    pthread_t refresher, resolver;
+    int threads;               /* how many of the two were started */
     pthread_mutex_t lock;      /* guards the fields below */
-    pthread_cond_t cond;
+    pthread_cond_t cond;       /* wakes the refresher */
+    pthread_cond_t rcond;      /* wakes the resolver */
     int stopping;
     int kick;                  /* refresh now: a connection was lost or GOAWAY'd */
-    char members[MAX_MEMBERS][64];
-    size_t nmembers;           /* 0: using the bootstrap addresses */
+    int resolve_now;           /* every connection is lost: resolve again soon */
+    char eps[GW_BOOT_ADDRS][GW_BOOT_ADDRLEN]; /* the resolved bootstrap endpoints */
+    size_t neps;
+    unsigned eps_gen;          /* bumped when eps changes */
+    char members[MAX_MEMBERS][GW_MEMBER_ADDRLEN];
+    size_t nmembers;           /* 0: using the bootstrap endpoints */
     int write_status;          /* the service's last write: OK, STORAGE_FULL, ... */
     char write_error[256];     /* why, when not OK */
 };
@@ -79,6 +90,12 @@ int gw_backend_writes(gw_backend *b, char *error, size_t len)
 static void note_status(gw_backend *b, const Tcpops__StatusResponse *st)
 {
     note_writes(b, st->write_status, st->write_error != NULL ? st->write_error : "");
+}
+
+/* gw_writes_fn for the discovery answers. */
+static void note_source(void *user, int status, const char *error)
+{
+    note_writes(user, status, error);
 }
 
 int gw_backend_check_ready(gw_backend *b, int deadline_ms, char *why, size_t len)
@@ -148,29 +165,8 @@ static void on_event(void *user, const rpc_event *ev)
     pthread_mutex_unlock(&b->lock);
 }
 
-/* Asks the bootstrap for the live members. Returns how many were copied
- * into out, 0 when none are known, -1 when the call failed. */
-static int fetch_members(gw_backend *b, char out[][64], size_t max)
-{
-    rpc_call c = {.method = "svc.Status", .deadline_ms = STATUS_DEADLINE_MS, .idempotent = 1};
-    if (rpc_channel_call(b->discovery, &c) != TCPOPS__STATUS__OK) {
-        rpc_call_fini(&c);
-        return -1;
-    }
-    Tcpops__StatusResponse *st = tcpops__status_response__unpack(NULL, c.resp_len, c.resp);
-    int n = -1;
-    if (st != NULL) {
-        note_status(b, st);
-        n = 0;
-        for (size_t i = 0; i < st->n_members && (size_t)n < max; i++)
-            snprintf(out[n++], 64, "%s", st->members[i]->address);
-        tcpops__status_response__free_unpacked(st, NULL);
-    }
-    rpc_call_fini(&c);
-    return n;
-}
-
-static int same_set(char a[][64], size_t na, char b[][64], size_t nb)
+static int same_set(char a[][GW_MEMBER_ADDRLEN], size_t na, char b[][GW_MEMBER_ADDRLEN],
+                    size_t nb)
 {
     if (na != nb)
         return 0;
@@ -184,33 +180,79 @@ static int same_set(char a[][64], size_t na, char b[][64], size_t nb)
     return 1;
 }
 
-/* Returns 0, or -1 when the members could not be learnt (retry soon). */
-static int refresh(gw_backend *b)
+/* Gives the data channel its members as primaries (the bootstrap endpoints
+ * when none are known) and the bootstrap endpoints as backups, which take
+ * calls while no member has a connection up. Endpoints that leave drain.
+ * Refresher thread only. 0 or -1 (logged). */
+static int apply(gw_backend *b, char (*members)[GW_MEMBER_ADDRLEN], size_t nm,
+                 char (*eps)[GW_BOOT_ADDRLEN], size_t neps)
 {
-    char fresh[MAX_MEMBERS][64]; /* 4 KiB; only the refresher thread runs this */
-    int n = fetch_members(b, fresh, MAX_MEMBERS);
-    if (n <= 0)
-        return -1; /* keep what we have: the members we know, or the bootstrap */
-    pthread_mutex_lock(&b->lock);
-    int same = same_set(fresh, (size_t)n, b->members, b->nmembers);
-    pthread_mutex_unlock(&b->lock);
-    if (same)
-        return 0;
-    const char *addrs[MAX_MEMBERS];
-    for (int i = 0; i < n; i++)
-        addrs[i] = fresh[i];
+    const char *prim[MAX_MEMBERS + GW_BOOT_ADDRS], *backup[GW_BOOT_ADDRS];
+    size_t np = 0;
+    for (size_t i = 0; i < nm; i++)
+        prim[np++] = members[i];
+    for (size_t i = 0; i < neps; i++) {
+        backup[i] = eps[i];
+        if (nm == 0)
+            prim[np++] = eps[i];
+    }
     char err[RPC_ERRLEN], q[300];
-    if (rpc_channel_set_members(b->data, addrs, (size_t)n, b->boot, b->nboot, err) < 0) {
+    if (rpc_channel_set_members(b->data, prim, np, backup, nm > 0 ? neps : 0, err) < 0) {
         util_log(UTIL_WARN, "membership update failed", "service=%s err=%s", b->name,
                  util_logq(q, sizeof(q), err));
         return -1;
     }
-    pthread_mutex_lock(&b->lock);
-    memcpy(b->members, fresh, sizeof(fresh[0]) * (size_t)n);
-    b->nmembers = (size_t)n;
-    pthread_mutex_unlock(&b->lock);
-    util_log(UTIL_INFO, "members", "service=%s count=%d", b->name, n);
     return 0;
+}
+
+/* Takes in a new resolved set (the discovery channels follow it), asks for
+ * the members, and updates the data channel when either changed. Returns
+ * 0, or -1 when the members could not be learnt (retry soon). Refresher
+ * thread only. */
+static int refresh(gw_backend *b)
+{
+    char eps[GW_BOOT_ADDRS][GW_BOOT_ADDRLEN], err[RPC_ERRLEN], q[300];
+    char fresh[MAX_MEMBERS][GW_MEMBER_ADDRLEN]; /* 4 KiB; one refresher thread */
+    pthread_mutex_lock(&b->lock);
+    unsigned gen = b->eps_gen;
+    size_t neps = b->neps;
+    memcpy(eps, b->eps, sizeof(eps[0]) * neps);
+    pthread_mutex_unlock(&b->lock);
+    int new_eps = gen != b->applied;
+    if (new_eps && gw_sources_set(b->sources, eps, neps, err) < 0) {
+        util_log(UTIL_WARN, "discovery update failed", "service=%s err=%s", b->name,
+                 util_logq(q, sizeof(q), err));
+        return -1;
+    }
+    int got = gw_sources_poll(b->sources, STATUS_DEADLINE_MS, fresh, MAX_MEMBERS, note_source, b);
+    pthread_mutex_lock(&b->lock);
+    int same = got >= 0 && same_set(fresh, (size_t)got, b->members, b->nmembers);
+    size_t n = got >= 0 ? (size_t)got : b->nmembers;
+    if (got < 0) /* keep what we have: the members we know, or the bootstrap */
+        memcpy(fresh, b->members, sizeof(fresh[0]) * n);
+    pthread_mutex_unlock(&b->lock);
+    if (!new_eps && (got < 0 || same))
+        return got < 0 ? -1 : 0;
+    if (apply(b, fresh, n, eps, neps) < 0)
+        return -1;
+    b->applied = gen;
+    pthread_mutex_lock(&b->lock);
+    memcpy(b->members, fresh, sizeof(fresh[0]) * n);
+    b->nmembers = n;
+    pthread_mutex_unlock(&b->lock);
+    if (got >= 0 && !same)
+        util_log(UTIL_INFO, "members", "service=%s count=%zu", b->name, n);
+    return got < 0 ? -1 : 0;
+}
+
+/* Asks the resolver for an early look: every connection is lost, and DNS
+ * may name other hosts by now. */
+static void resolve_soon(gw_backend *b)
+{
+    pthread_mutex_lock(&b->lock);
+    b->resolve_now = 1;
+    pthread_cond_signal(&b->rcond);
+    pthread_mutex_unlock(&b->lock);
 }
 
 static void *refresher_main(void *arg)
@@ -220,6 +262,8 @@ static void *refresher_main(void *arg)
     while (!b->stopping) {
         b->kick = 0;
         pthread_mutex_unlock(&b->lock);
+        if (rpc_channel_ready(b->data) == 0)
+            resolve_soon(b);
         int failed = refresh(b) < 0;
         pthread_mutex_lock(&b->lock);
         struct timespec ts;
@@ -241,68 +285,157 @@ static void *refresher_main(void *arg)
     return NULL;
 }
 
-/* Frees what gw_backend_new made; the refresher must not be running. */
+/* Logs what the last resolution changed: one line per change of a name's
+ * answer or of the reason it fails, never one per attempt. */
+static void log_news(const gw_backend *b)
+{
+    char q[300];
+    for (size_t i = 0; i < b->boot.n; i++) {
+        const gw_boot_entry *e = &b->boot.e[i];
+        if (e->news & GW_BOOT_FAILED)
+            util_log(UTIL_WARN, "cannot resolve", "service=%s name=%s:%u err=%s kept=%zu",
+                     b->name, e->host, (unsigned)e->port, util_logq(q, sizeof(q), e->error),
+                     e->naddr);
+        if (e->news & (GW_BOOT_ANSWER | GW_BOOT_RECOVERED))
+            util_log(UTIL_INFO, e->news & GW_BOOT_ANSWER ? "resolved" : "resolves again",
+                     "service=%s name=%s:%u addresses=%zu", b->name, e->host, (unsigned)e->port,
+                     e->naddr);
+    }
+}
+
+/* Resolves every name once (blocking: DNS) and publishes a changed
+ * endpoint set for the refresher. Resolver thread (and gw_backend_new). */
+static void resolve_once(gw_backend *b)
+{
+    char eps[GW_BOOT_ADDRS][GW_BOOT_ADDRLEN], added[512], gone[512];
+    int changed = gw_boot_resolve(&b->boot, b->resolve, b->resolve_user);
+    log_news(b);
+    if (!changed)
+        return;
+    size_t n = gw_boot_endpoints(&b->boot, eps, GW_BOOT_ADDRS);
+    pthread_mutex_lock(&b->lock);
+    changed = gw_boot_diff(b->eps, b->neps, eps, n, added, gone, sizeof(added));
+    if (changed) {
+        memcpy(b->eps, eps, sizeof(eps[0]) * n);
+        b->neps = n;
+        b->eps_gen++;
+        b->kick = 1;
+        pthread_cond_signal(&b->cond);
+    }
+    pthread_mutex_unlock(&b->lock);
+    if (changed)
+        util_log(UTIL_INFO, "bootstrap endpoints", "service=%s count=%zu added=%s drained=%s",
+                 b->name, n, added[0] ? added : "-", gone[0] ? gone : "-");
+}
+
+/* Resolves again every resolve_ms, and at most every LOST_RESOLVE_MS while
+ * the refresher asks for it (resolve_now). */
+static void *resolver_main(void *arg)
+{
+    gw_backend *b = arg;
+    int64_t last = rpc_now_ms(); /* gw_backend_new resolved just now */
+    pthread_mutex_lock(&b->lock);
+    while (!b->stopping) {
+        int every = b->resolve_now && LOST_RESOLVE_MS < b->resolve_ms ? LOST_RESOLVE_MS
+                                                                      : b->resolve_ms;
+        if (rpc_now_ms() < last + every) {
+            struct timespec ts;
+            rpc_ms_to_timespec(last + every, &ts);
+            pthread_cond_timedwait(&b->rcond, &b->lock, &ts);
+            continue;
+        }
+        b->resolve_now = 0;
+        pthread_mutex_unlock(&b->lock);
+        last = rpc_now_ms();
+        resolve_once(b);
+        pthread_mutex_lock(&b->lock);
+    }
+    pthread_mutex_unlock(&b->lock);
+    return NULL;
+}
+
+/* Stops the threads and frees what gw_backend_new made. */
 static void release(gw_backend *b)
 {
-    rpc_channel_free(b->discovery);
+    pthread_mutex_lock(&b->lock);
+    b->stopping = 1;
+    pthread_cond_signal(&b->cond);
+    pthread_cond_signal(&b->rcond);
+    pthread_mutex_unlock(&b->lock);
+    if (b->threads > 0)
+        pthread_join(b->refresher, NULL);
+    if (b->threads > 1)
+        pthread_join(b->resolver, NULL);
+    gw_sources_free(b->sources);
     rpc_channel_free(b->data);
     rpc_stats_free(b->stats);
     pthread_mutex_destroy(&b->lock);
     pthread_cond_destroy(&b->cond);
+    pthread_cond_destroy(&b->rcond);
     free(b);
+}
+
+/* The data channel's settings from cfg. */
+static void channel_cfg(gw_backend *b, const gw_backend_cfg *cfg, rpc_channel_cfg *ccfg)
+{
+    rpc_channel_cfg_default(ccfg);
+    ccfg->name = b->name;
+    if (cfg->pool_size > 0)
+        ccfg->pool_size = cfg->pool_size;
+    ccfg->max_frame = cfg->max_frame;
+    ccfg->max_inflight = cfg->max_inflight;
+    ccfg->max_waiting = cfg->max_waiting;
+    ccfg->spin_us = cfg->spin_us;
+    ccfg->stats = b->stats;
+    ccfg->on_event = on_event;
+    ccfg->event_user = b;
 }
 
 int gw_backend_new(gw_backend **out, const gw_backend_cfg *cfg, char *err, size_t errlen)
 {
-    char rerr[RPC_ERRLEN];
+    char rerr[RPC_ERRLEN], what[40];
     gw_backend *b = calloc(1, sizeof(*b));
     if (b == NULL) {
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
     snprintf(b->name, sizeof(b->name), "%s", cfg->name);
+    snprintf(what, sizeof(what), "--%s", cfg->name);
     b->refresh_ms = cfg->refresh_ms > 0 ? cfg->refresh_ms : REFRESH_MS;
+    b->resolve_ms = cfg->resolve_ms > 0 ? cfg->resolve_ms : RESOLVE_MS;
+    b->resolve = cfg->resolve != NULL ? cfg->resolve : gw_resolve_system;
+    b->resolve_user = cfg->resolve_user;
     pthread_mutex_init(&b->lock, NULL);
     rpc_cond_init(&b->cond);
-    snprintf(b->boot_store, sizeof(b->boot_store), "%s", cfg->bootstrap);
-    for (char *save = NULL, *tok = strtok_r(b->boot_store, ",", &save);
-         tok != NULL && b->nboot < MAX_BOOT; tok = strtok_r(NULL, ",", &save))
-        b->boot[b->nboot++] = tok;
-    if (b->nboot == 0) {
-        snprintf(err, errlen, "--%s: no address given", cfg->name);
+    rpc_cond_init(&b->rcond);
+    if (gw_boot_parse(&b->boot, what, cfg->bootstrap, err, errlen) < 0)
         goto fail;
-    }
+    /* Resolved here, before any request, so calls find the endpoints from
+     * the first one on; a name that does not resolve yet is retried. */
+    resolve_once(b);
+    b->applied = b->eps_gen;
     if (rpc_stats_new(&b->stats) < 0)
         goto nomem;
-
     rpc_channel_cfg ccfg;
-    rpc_channel_cfg_default(&ccfg);
-    ccfg.name = b->name;
-    ccfg.endpoints = b->boot;
-    ccfg.nendpoints = b->nboot;
-    if (cfg->pool_size > 0)
-        ccfg.pool_size = cfg->pool_size;
-    ccfg.max_frame = cfg->max_frame;
-    ccfg.max_inflight = cfg->max_inflight;
-    ccfg.max_waiting = cfg->max_waiting;
-    ccfg.spin_us = cfg->spin_us;
-    ccfg.stats = b->stats;
-    ccfg.on_event = on_event;
-    ccfg.event_user = b;
-    if (rpc_channel_new(&b->data, &ccfg, rerr) < 0) {
-        snprintf(err, errlen, "--%s: %s", cfg->name, rerr);
-        goto fail;
-    }
-    ccfg.pool_size = 1;
-    ccfg.spin_us = 0;
-    ccfg.stats = NULL;
-    ccfg.on_event = NULL;
-    if (rpc_channel_new(&b->discovery, &ccfg, rerr) < 0) {
-        snprintf(err, errlen, "--%s: %s", cfg->name, rerr);
+    channel_cfg(b, cfg, &ccfg);
+    const char *eps[GW_BOOT_ADDRS];
+    for (size_t i = 0; i < b->neps; i++)
+        eps[i] = b->eps[i];
+    ccfg.endpoints = eps;
+    ccfg.nendpoints = b->neps;
+    if (gw_sources_new(&b->sources, &ccfg, ANSWER_GRACE_MS) < 0)
+        goto nomem;
+    if (rpc_channel_new(&b->data, &ccfg, rerr) < 0 ||
+        gw_sources_set(b->sources, b->eps, b->neps, rerr) < 0) {
+        snprintf(err, errlen, "%s: %s", what, rerr);
         goto fail;
     }
     if (pthread_create(&b->refresher, NULL, refresher_main, b) != 0)
         goto nomem;
+    b->threads = 1;
+    if (pthread_create(&b->resolver, NULL, resolver_main, b) != 0)
+        goto nomem;
+    b->threads = 2;
     *out = b;
     return 0;
 nomem:
@@ -314,29 +447,33 @@ fail:
 
 void gw_backend_free(gw_backend *b)
 {
-    if (b == NULL)
-        return;
-    pthread_mutex_lock(&b->lock);
-    b->stopping = 1;
-    pthread_cond_signal(&b->cond);
-    pthread_mutex_unlock(&b->lock);
-    pthread_join(b->refresher, NULL);
-    release(b);
+    if (b != NULL)
+        release(b);
 }
 
-json_t *gw_backend_status(gw_backend *b, int deadline_ms, int *up)
+/* /status's bootstrap (as given), resolved and endpoints (with their
+ * connections) of b, into o. Takes b->lock, then (not nested) the channel's. */
+static void add_endpoints(gw_backend *b, json_t *o)
 {
-    json_t *o = json_object();
     json_t *boot = json_array();
-    for (size_t i = 0; i < b->nboot; i++)
-        json_array_append_new(boot, json_string(b->boot[i]));
+    /* host and port never change after gw_backend_new; the answers do. */
+    for (size_t i = 0; i < b->boot.n; i++)
+        json_array_append_new(boot, json_sprintf("%s:%u", b->boot.e[i].host,
+                                                 (unsigned)b->boot.e[i].port));
     json_object_set_new(o, "bootstrap", boot);
+    json_t *resolved = json_array();
+    pthread_mutex_lock(&b->lock);
+    for (size_t i = 0; i < b->neps; i++)
+        json_array_append_new(resolved, json_string(b->eps[i]));
+    pthread_mutex_unlock(&b->lock);
+    json_object_set_new(o, "resolved", resolved);
 
-    rpc_endpoint_info info[MAX_MEMBERS];
-    size_t n = rpc_channel_endpoints(b->data, info, MAX_MEMBERS);
+    enum { MAX_EPS = MAX_MEMBERS + GW_BOOT_ADDRS };
+    rpc_endpoint_info *info = calloc(MAX_EPS, sizeof(*info));
+    size_t n = info != NULL ? rpc_channel_endpoints(b->data, info, MAX_EPS) : 0;
     json_t *eps = json_array();
     int ready = 0;
-    for (size_t i = 0; i < n && i < MAX_MEMBERS; i++) {
+    for (size_t i = 0; i < n && i < MAX_EPS; i++) {
         json_t *e = json_pack("{s:s,s:s,s:i,s:i,s:i}", "address", info[i].addr, "role",
                               info[i].backup ? "bootstrap" : "member", "connections",
                               info[i].conns, "ready", info[i].ready, "in_flight",
@@ -351,8 +488,15 @@ json_t *gw_backend_status(gw_backend *b, int deadline_ms, int *up)
         json_array_append_new(eps, e);
         ready += info[i].ready;
     }
+    free(info);
     json_object_set_new(o, "endpoints", eps);
     json_object_set_new(o, "connections_ready", json_integer(ready));
+}
+
+json_t *gw_backend_status(gw_backend *b, int deadline_ms, int *up)
+{
+    json_t *o = json_object();
+    add_endpoints(b, o);
     json_object_set_new(o, "calls_waiting", json_integer(rpc_channel_waiting(b->data)));
 
     int64_t t0 = rpc_now_us();

@@ -1,31 +1,39 @@
 /* A backend service as the gateway sees it: the bootstrap addresses it was
- * given, the live members learnt from them (svc.Status), and a channel with a
- * pool per member. Membership is refreshed every second and at once when a
+ * given (names resolved into one endpoint per A record, again every
+ * resolve_ms and soon after every connection is lost), the live members
+ * learnt from them (svc.Status of each), and a channel with a pool per
+ * member. Membership is refreshed every second and at once when a
  * connection is lost or sent GOAWAY, so new workers get calls within a second
- * or two and departing ones drain. Thread-safe. */
+ * or two and departing ones drain; so do bootstrap endpoints that leave DNS.
+ * DNS is asked on a thread of its own, never on a request's. Thread-safe. */
 #ifndef TCPOPS_GW_BACKEND_H
 #define TCPOPS_GW_BACKEND_H
 
 #include <jansson.h>
 #include <stddef.h>
 
+#include "gateway/bootstrap.h"
 #include "rpc/channel.h"
 
 typedef struct gw_backend gw_backend;
 
 typedef struct gw_backend_cfg {
     const char *name;        /* "people" */
-    const char *bootstrap;   /* "host:port[,host:port...]" */
+    const char *bootstrap;   /* "host:port[,host:port...]", see gw_boot_parse */
     int pool_size;           /* connections per member; 0: the channel's default */
     int refresh_ms;          /* membership refresh period, 1000 */
+    int resolve_ms;          /* names resolved again this often, 5000 */
+    gw_resolve_fn resolve;   /* NULL: gw_resolve_system (getaddrinfo) */
+    void *resolve_user;
     size_t max_frame;        /* largest frame accepted from the service */
     int max_inflight;        /* calls in flight per connection */
     int max_waiting;         /* calls that may wait for a slot when all are full */
     int spin_us;             /* see rpc_channel_cfg.spin_us */
 } gw_backend_cfg;
 
-/* Starts connecting in the background; returns at once. 0, or a negative
- * errno with err filled (bad address list). */
+/* Resolves the bootstrap names once (a name that does not resolve yet is
+ * retried, not an error) and starts connecting in the background. 0, or a
+ * negative errno with err filled (bad address list: see gw_boot_parse). */
 int gw_backend_new(gw_backend **out, const gw_backend_cfg *cfg, char *err, size_t errlen);
 
 /* Stops the refresher and the connections. NULL does nothing. */
@@ -47,7 +55,8 @@ int gw_backend_check_ready(gw_backend *b, int deadline_ms, char *why, size_t len
  * bytes; may be NULL) saying why. */
 int gw_backend_writes(gw_backend *b, char *error, size_t len);
 
-/* A JSON object describing the backend for /status: bootstrap, members,
+/* A JSON object describing the backend for /status: bootstrap (as given),
+ * resolved (the endpoints it names now), members,
  * each endpoint's connections, calls waiting for a slot, the answer of a
  * svc.Status call made now with deadline_ms (state "up" with latency_ms, or
  * "down" with the error), and "writes": "ok" or "failing" (with write_code

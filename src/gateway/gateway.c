@@ -185,6 +185,7 @@ int main(int argc, char **argv)
     long keepalive_ms = 10000, drain_ms = UTIL_DRAIN_MS_DEFAULT, request_timeout_ms = 10000;
     long max_body = 64 * 1024, max_header = 16 * 1024, max_frame = (long)cd.max_frame;
     long max_inflight = cd.max_inflight, max_waiting = cd.max_waiting;
+    long resolve_ms = 5000; /* gw_backend's RESOLVE_MS */
     long spin_us = 80, listen_fd = -1; /* spin: the gateway's own choice, see --spin-us */
     int access_log = 1;
     gw g;
@@ -194,10 +195,14 @@ int main(int argc, char **argv)
         {"listen-fd", UTIL_FLAG_INT, &listen_fd, "FD",
          "serve on this inherited listening socket (from tcpops) instead of binding --listen",
          -1, 65535},
-        {"people", UTIL_FLAG_STR, &people, "ADDR[,ADDR...]",
-         "people service bootstrap addresses", 0, 0},
-        {"pets", UTIL_FLAG_STR, &pets, "ADDR[,ADDR...]", "pets service bootstrap addresses", 0,
-         0},
+        {"people", UTIL_FLAG_STR, &people, "HOST:PORT[,...]",
+         "people service bootstrap addresses: HOST an IPv4 address or a DNS name, each of its "
+         "A records an endpoint asked for the live workers (no IPv6)", 0, 0},
+        {"pets", UTIL_FLAG_STR, &pets, "HOST:PORT[,...]",
+         "pets service bootstrap addresses (as --people)", 0, 0},
+        {"resolve-ms", UTIL_FLAG_INT, &resolve_ms, "MS",
+         "resolve the bootstrap names again this often (and soon after every connection to a "
+         "service is lost); endpoints that leave DNS drain", 100, 3600000},
         {"threads", UTIL_FLAG_INT, &threads, "N", "HTTP worker threads (one per open connection)",
          2, 4096},
         {"pool", UTIL_FLAG_INT, &pool, "N", "RPC connections per service worker", 1, 64},
@@ -254,6 +259,7 @@ int main(int argc, char **argv)
     int rc = 1;
     struct mg_context *ctx = NULL;
     gw_backend_cfg pc = {.name = "people", .bootstrap = people, .pool_size = (int)pool,
+                         .resolve_ms = (int)resolve_ms,
                          .max_frame = (size_t)max_frame, .max_inflight = (int)max_inflight,
                          .max_waiting = (int)max_waiting,
                          .spin_us = (int)spin_us};

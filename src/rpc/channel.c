@@ -533,19 +533,18 @@ int rpc_channel_set_members(rpc_channel *ch, const char *const *primary, size_t 
                             const char *const *backup, size_t nb, char *err)
 {
     size_t n = np + nb;
-    if (np == 0) {
-        snprintf(err, RPC_ERRLEN, "%s: no endpoints", ch->name);
-        return -EINVAL;
-    }
-    const char **addrs = calloc(n, sizeof(*addrs));
-    endpoint **next = calloc(n, sizeof(*next));
+    /* An empty list is allowed (a gateway whose names do not resolve yet):
+     * every endpoint drains and calls fail fast until one comes. */
+    const char **addrs = calloc(n > 0 ? n : 1, sizeof(*addrs));
+    endpoint **next = calloc(n > 0 ? n : 1, sizeof(*next));
     if (addrs == NULL || next == NULL) {
         free(addrs);
         free(next);
         snprintf(err, RPC_ERRLEN, "out of memory");
         return -ENOMEM;
     }
-    memcpy(addrs, primary, np * sizeof(*addrs));
+    if (np > 0)
+        memcpy(addrs, primary, np * sizeof(*addrs));
     if (nb > 0)
         memcpy(addrs + np, backup, nb * sizeof(*addrs));
     pthread_rwlock_wrlock(&ch->eplock);

@@ -107,8 +107,10 @@ typedef struct rpc_call {
 } rpc_call;
 
 /* Starts connecting to every endpoint in the background and returns at once.
- * Returns 0, or a negative errno with a sentence in err (RPC_ERRLEN): bad
- * endpoint text, out of memory, no threads. *out untouched on failure. */
+ * No endpoints is allowed: calls fail at once with UNAVAILABLE until
+ * rpc_channel_set_members gives some. Returns 0, or a negative errno with a
+ * sentence in err (RPC_ERRLEN): bad endpoint text, out of memory, no
+ * threads. *out untouched on failure. */
 int rpc_channel_new(rpc_channel **out, const rpc_channel_cfg *cfg, char *err);
 
 /* Stops every connection thread; calls still waiting complete with
@@ -138,7 +140,8 @@ int64_t rpc_channel_last_answer_ms(rpc_channel *ch);
 
 /* Replaces the endpoints (membership changed). Endpoints in both the old and
  * the new list keep their connections; new ones start connecting; the others
- * take no new calls, finish the calls they have, and close. 0, or a negative
+ * take no new calls, finish the calls they have, and close (an empty list
+ * drains them all). 0, or a negative
  * errno with err filled (then the old list stays). */
 int rpc_channel_set_endpoints(rpc_channel *ch, const char *const *addrs, size_t n, char *err);
 
