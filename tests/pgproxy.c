@@ -208,9 +208,12 @@ static kind watch(pconn *c, uint8_t type, const uint8_t *body, size_t n)
         k = lookup(c, b);
     else if (type == 'Q' && (b = cstr(body, n, &off)) != NULL)
         k = kind_of(b);
-    if (c->px->log && (type == 'P' || type == 'B' || type == 'Q'))
-        fprintf(stderr, "pgproxy %d: %c %s%s%.80s\n", c->id, type, type == 'P' ? a : "",
-                type == 'P' ? ": " : "", b != NULL ? b : "(malformed)");
+    if (c->px->log && (type == 'P' || type == 'B' || type == 'Q')) {
+        const char *text = b != NULL ? b : "(malformed)";
+        int len = (int)strcspn(text, "\n");
+        fprintf(stderr, "pgproxy %d: %c %s%s%.*s\n", c->id, type, type == 'P' ? a : "",
+                type == 'P' ? ": " : "", len > 80 ? 80 : len, text);
+    }
     if (k == K_BEGIN)
         c->marked = 0;
     if (type == 'B' && b != NULL && binds_marker(c, body, n, off))
