@@ -82,15 +82,29 @@ int pgserver_available(char *why, size_t len)
     return 1;
 }
 
+/* Puts `ip netns exec NS` into argv when pg runs in a namespace; how many
+ * arguments that took. */
+static int in_netns(const pgserver *pg, char **argv, char *ip, size_t iplen)
+{
+    if (pg->netns[0] == '\0')
+        return 0;
+    argv[0] = (char *)which("ip", ip, iplen);
+    argv[1] = "netns";
+    argv[2] = "exec";
+    argv[3] = (char *)pg->netns;
+    return 4;
+}
+
 /* Runs bindir/prog with args (NULL-terminated, at most 12) as the server's
  * user. Its output in out. The exit code, or -1. */
 static int run_pg(const pgserver *pg, const char *prog, char *out, size_t outlen,
                   const char *const *args)
 {
-    char path[400], err[2048], runuser[512];
-    char *argv[20];
+    char path[400], err[2048], runuser[512], ip[512];
+    char *argv[24];
     int n = 0;
     snprintf(path, sizeof(path), "%s/%s", pg->bindir, prog);
+    n = in_netns(pg, argv, ip, sizeof(ip));
     if (geteuid() == 0) {
         argv[n++] = (char *)which("runuser", runuser, sizeof(runuser));
         argv[n++] = "-u";
@@ -98,7 +112,7 @@ static int run_pg(const pgserver *pg, const char *prog, char *out, size_t outlen
         argv[n++] = "--";
     }
     argv[n++] = path;
-    for (int i = 0; args[i] != NULL && n < 19; i++)
+    for (int i = 0; args[i] != NULL && n < 23; i++)
         argv[n++] = (char *)args[i];
     argv[n] = NULL;
     int rc = proc_run(argv, out, outlen, err, sizeof(err), CMD_MS);
@@ -114,8 +128,8 @@ static int pg_ctl(pgserver *pg, const char *action, char *err, size_t errlen)
     char data[300], log[300], opts[400], out[4096];
     snprintf(data, sizeof(data), "%s/data", pg->dir);
     snprintf(log, sizeof(log), "%s/log", pg->dir);
-    snprintf(opts, sizeof(opts), "-p %d -k %s -c listen_addresses=127.0.0.1", pg->port,
-             pg->dir);
+    snprintf(opts, sizeof(opts), "-p %d -k %s -c listen_addresses=%s", pg->port, pg->dir,
+             pg->listen[0] ? pg->listen : "127.0.0.1");
     const char *stop[] = {"stop", "-D", data, "-m", "fast", "-w", NULL};
     const char *start[] = {action, "-D", data, "-o", opts, "-l", log, "-w", "-t", "60",
                            "-m", "fast", NULL};
@@ -137,11 +151,34 @@ static void stop_all(void)
             pgserver_destroy(live[i]);
 }
 
+/* Lets the test network of netns.h in: pg_hba trusts 198.18.0.0/15. */
+static int trust_test_net(const pgserver *pg, char *err, size_t errlen)
+{
+    char path[300];
+    snprintf(path, sizeof(path), "%s/data/pg_hba.conf", pg->dir);
+    FILE *f = fopen(path, "a");
+    if (f == NULL || fputs("host all all 198.18.0.0/15 trust\n", f) < 0) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        if (f != NULL)
+            fclose(f);
+        return -1;
+    }
+    return fclose(f) == 0 ? 0 : -1;
+}
+
 int pgserver_start(pgserver *pg, char *err, size_t errlen)
+{
+    return pgserver_start_in(pg, NULL, NULL, err, errlen);
+}
+
+int pgserver_start_in(pgserver *pg, const char *netns, const char *listen, char *err,
+                      size_t errlen)
 {
     static int registered;
     char out[4096];
     memset(pg, 0, sizeof(*pg));
+    snprintf(pg->netns, sizeof(pg->netns), "%s", netns != NULL ? netns : "");
+    snprintf(pg->listen, sizeof(pg->listen), "%s", listen != NULL ? listen : "");
     if (find_bindir(pg->bindir, sizeof(pg->bindir)) < 0) {
         snprintf(err, errlen, "PostgreSQL's server programs are not installed");
         return -1;
@@ -174,15 +211,18 @@ int pgserver_start(pgserver *pg, char *err, size_t errlen)
         snprintf(err, errlen, "initdb: %s", out);
         return -1;
     }
+    if (pg->listen[0] && trust_test_net(pg, err, errlen) < 0)
+        return -1;
     pg->port = free_port();
     if (pg_ctl(pg, "start", err, errlen) < 0)
         return -1;
-    snprintf(pg->url, sizeof(pg->url), "postgresql://tcpops@127.0.0.1:%d/postgres", pg->port);
+    const char *host = pg->listen[0] ? pg->listen : "127.0.0.1";
+    snprintf(pg->url, sizeof(pg->url), "postgresql://tcpops@%s:%d/postgres", host, pg->port);
     if (pgserver_sql(pg, "CREATE DATABASE tcpops", out, sizeof(out)) < 0) {
         snprintf(err, errlen, "CREATE DATABASE: %s", out);
         return -1;
     }
-    snprintf(pg->url, sizeof(pg->url), "postgresql://tcpops@127.0.0.1:%d/tcpops", pg->port);
+    snprintf(pg->url, sizeof(pg->url), "postgresql://tcpops@%s:%d/tcpops", host, pg->port);
     return 0;
 }
 
@@ -203,9 +243,14 @@ int pgserver_restart(pgserver *pg, char *err, size_t errlen)
 
 int pgserver_sql(const pgserver *pg, const char *sql, char *out, size_t outlen)
 {
-    char psql[512];
-    char *argv[] = {(char *)which("psql", psql, sizeof(psql)), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d",
-                    (char *)pg->url, "-c", (char *)sql, NULL};
+    char psql[512], ip[512];
+    char *argv[20];
+    int n = in_netns(pg, argv, ip, sizeof(ip));
+    const char *args[] = {which("psql", psql, sizeof(psql)), "-X", "-q", "-A", "-t", "-v",
+                          "ON_ERROR_STOP=1", "-d", pg->url, "-c", sql, NULL};
+    for (int i = 0; args[i] != NULL; i++)
+        argv[n++] = (char *)args[i];
+    argv[n] = NULL;
     char err[2048];
     int rc = proc_run(argv, out, outlen, err, sizeof(err), CMD_MS);
     if (rc != 0) {

@@ -21,6 +21,8 @@ typedef struct pgserver {
     int port;
     char url[320];      /* postgresql://tcpops@127.0.0.1:PORT/tcpops */
     int running;
+    char netns[64];     /* the network namespace it runs in, or "" */
+    char listen[64];    /* its TCP address there (listen_addresses), "" = 127.0.0.1 */
 } pgserver;
 
 /* Whether PostgreSQL's server programs are installed; when not, why in
@@ -30,6 +32,14 @@ int pgserver_available(char *why, size_t len);
 /* initdb and start, waiting until it accepts connections; creates the
  * database "tcpops". 0, or -1 with err filled. */
 int pgserver_start(pgserver *pg, char *err, size_t errlen);
+
+/* Like pgserver_start, with the server in network namespace netns (its
+ * programs, pg_ctl and psql run under `ip netns exec NETNS`) listening on
+ * address listen there instead of 127.0.0.1; url then names that address,
+ * and pg_hba trusts 198.18.0.0/15, the test network of netns.h. Either may
+ * be NULL (as pgserver_start). 0, or -1 with err filled. */
+int pgserver_start_in(pgserver *pg, const char *netns, const char *listen, char *err,
+                      size_t errlen);
 
 /* pg_ctl stop -m fast (waits) / start again on the same port (waits until
  * it accepts) / restart -m fast. 0 or -1 with err. */
