@@ -330,8 +330,20 @@ static void start_gateway(void)
     }
 }
 
+/* At exit, also after a stop signal: the hosts' directories. */
+static void remove_host_dirs(void)
+{
+    host *hs[] = {&W.a, &W.b, &W.c};
+    for (int i = 0; i < 3; i++)
+        if (hs[i]->dir[0])
+            rm_rf(hs[i]->dir);
+}
+
 static void add_host(host *h, const char *role, int last, const char *db)
 {
+    static int registered;
+    if (!registered++)
+        atexit(remove_host_dirs);
     char err[512], locks[300];
     h->nh = netns_add_host(&W.net, role, last, err, sizeof(err));
     if (h->nh == NULL)
@@ -392,9 +404,8 @@ static int teardown(void **state)
     for (int i = 0; i < 3; i++) {
         proc_stop(&hs[i]->people);
         proc_stop(&hs[i]->pets);
-        if (hs[i]->dir[0])
-            rm_rf(hs[i]->dir);
     }
+    remove_host_dirs();
     pgserver_destroy(&W.pg);
     netns_destroy();
     return 0;
