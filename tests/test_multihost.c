@@ -9,8 +9,6 @@
  * "multihost: SCENARIO NAME_ms=N" lines; only "it happens at all" within
  * generous deadlines is asserted. Needs root and `ip netns`; skipped (77)
  * without them or without PostgreSQL. */
-#include <errno.h>
-#include <jansson.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -20,186 +18,36 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "http_client.h"
 #include "httpload.h"
-#include "netns.h"
-#include "pgserver.h"
+#include "mhworld.h"
 #include "proc.h"
 #include "rpc/clock.h"
 
-#define PEOPLE_PORT "5002"     /* every host's own ports, as on real machines */
-#define PETS_PORT "5003"
-#define GW_PORT 5001
-#define DEADLINE_MS 2000       /* the gateway's --deadline-ms */
-#define RESOLVE_MS 1000        /* its --resolve-ms */
-#define GIVE_UP_MS 30000       /* "it happens at all" */
-#define CARRY_WINDOW_MS 500    /* a host carries traffic: each worker answers */
-#define CARRY_CALLS 10         /* this many calls in one window (Status alone: ~1) */
+static mh_world W;
+static httpload *load;
 
-typedef struct host {
-    const netns_host *nh;
-    char dir[256];      /* locks/ (its /tmp/tcpops-UID), data/, logs */
-    const char *db;     /* its --db URL */
-    proc people, pets;
-} host;
-
-typedef struct world {
-    netns_net net;
-    pgserver pg;
-    char url2[320];     /* host C's database */
-    host a, b, c;
-    const netns_host *gwh;
-    proc gw;
-    int dns;            /* the gateway re-resolves names (--resolve-ms) */
-    httpload *load;
-} world;
-
-static world W;
-
-/* ---- hosts ---- */
-
-/* Starts build/bin/prog in h's namespace with h's own lock directory
- * mounted over /tmp/tcpops-UID, as if h were a machine of its own. */
-static int start_in(host *h, proc *p, const char *prog, const char *log, char **args)
+static int setup(void **state)
 {
-    char bin[512], locks[300], logp[320];
-    char *argv[32];
-    int n = 0;
-    snprintf(locks, sizeof(locks), "%s/locks", h->dir);
-    snprintf(logp, sizeof(logp), "%s/%s", h->dir, log);
-    argv[n++] = (char *)netns_ip();
-    argv[n++] = "netns";
-    argv[n++] = "exec";
-    argv[n++] = (char *)h->nh->ns;
-    argv[n++] = "/bin/sh";
-    argv[n++] = "-c";
-    argv[n++] = "mount --bind \"$0\" /tmp/tcpops-$(id -u) && exec \"$@\"";
-    argv[n++] = locks;
-    argv[n++] = (char *)proc_bin(prog, bin, sizeof(bin));
-    for (int i = 0; args[i] != NULL && n < 31; i++)
-        argv[n++] = args[i];
-    argv[n] = NULL;
-    return proc_start_logged(p, argv, logp);
-}
-
-/* One worker's Status, asked from inside its host: calls, pid and the
- * member list as text. 0, or -1 when it did not answer. */
-typedef struct wstatus {
-    long long calls;
-    long pid;
-    char members[1024];
-} wstatus;
-
-static int status_of(const netns_host *nh, const char *port, wstatus *st)
-{
-    char bin[512], addr[64], out[8192], err[1024];
-    snprintf(addr, sizeof(addr), "%s:%s", nh->ip, port);
-    char *argv[] = {(char *)netns_ip(), "netns", "exec", (char *)nh->ns,
-                    (char *)proc_bin("tcpops-cli", bin, sizeof(bin)), "--addr", addr,
-                    "--timeout", "1000", "status", NULL};
-    if (proc_run(argv, out, sizeof(out), err, sizeof(err), 5000) != 0)
-        return -1;
-    json_error_t je;
-    json_t *doc = json_loads(out, 0, &je), *m;
-    size_t i, used = 0;
-    if (doc == NULL)
-        return -1;
-    st->calls = json_integer_value(json_object_get(doc, "calls"));
-    st->pid = (long)json_integer_value(json_object_get(doc, "pid"));
-    st->members[0] = '\0';
-    json_array_foreach(json_object_get(doc, "members"), i, m) {
-        const char *a = json_string_value(json_object_get(m, "address"));
-        used += (size_t)snprintf(st->members + used, sizeof(st->members) - used, "%s ",
-                                 a != NULL ? a : "?");
-        if (used >= sizeof(st->members))
-            break;
-    }
-    json_decref(doc);
+    (void)state;
+    mh_world_start(&W);
+    httpload_cfg lc = {.port = MH_GW_PORT, .threads = 4, .pace_ms = 15,
+                       .timeout_ms = MH_DEADLINE_MS + 3000, .prefix = "mh"};
+    assert_int_equal(httpload_start(&load, &lc), 0);
     return 0;
 }
 
-/* Starts h's people and pets workers and waits until both answer. */
-static void host_start(host *h)
+static int teardown(void **state)
 {
-    char listen[2][64], member[64], data[300];
-    snprintf(listen[0], sizeof(listen[0]), "%s:" PEOPLE_PORT, h->nh->ip);
-    snprintf(listen[1], sizeof(listen[1]), "%s:" PETS_PORT, h->nh->ip);
-    snprintf(member, sizeof(member), "%s:0", h->nh->ip);
-    snprintf(data, sizeof(data), "%s/data", h->dir);
-    static const char *const progs[] = {"tcpops-people", "tcpops-pets"};
-    static const char *const logs[] = {"people.log", "pets.log"};
-    proc *ps[] = {&h->people, &h->pets};
-    for (int i = 0; i < 2; i++) {
-        char *args[] = {"--listen", listen[i], "--member-listen", member,
-                        "--advertise", (char *)h->nh->ip, "--db", (char *)h->db,
-                        "--data-dir", data, "--threads", "2", NULL};
-        assert_int_equal(start_in(h, ps[i], progs[i], logs[i], args), 0);
-    }
-    int64_t deadline = rpc_now_ms() + 20000;
-    wstatus st;
-    while (status_of(h->nh, PEOPLE_PORT, &st) < 0 || status_of(h->nh, PETS_PORT, &st) < 0) {
-        if (rpc_now_ms() > deadline)
-            fail_msg("host %s: people and pets did not answer within 20 s (logs in %s)",
-                     h->nh->ns, h->dir);
-        usleep(50 * 1000);
-    }
-}
-
-/* Whether both of h's workers answer at least CARRY_CALLS calls within
- * one CARRY_WINDOW_MS window, which only the gateway's traffic does. */
-static int carries(const host *h)
-{
-    wstatus p0, t0, p1, t1;
-    if (status_of(h->nh, PEOPLE_PORT, &p0) < 0 || status_of(h->nh, PETS_PORT, &t0) < 0)
-        return 0;
-    usleep(CARRY_WINDOW_MS * 1000);
-    if (status_of(h->nh, PEOPLE_PORT, &p1) < 0 || status_of(h->nh, PETS_PORT, &t1) < 0)
-        return 0;
-    return p1.calls - p0.calls >= CARRY_CALLS && t1.calls - t0.calls >= CARRY_CALLS;
-}
-
-/* Waits until h carries traffic; the ms from since, or -1 after GIVE_UP_MS. */
-static long wait_carries(const host *h, int64_t since)
-{
-    while (rpc_now_ms() - since < GIVE_UP_MS)
-        if (carries(h))
-            return (long)(rpc_now_ms() - since);
-    return -1;
-}
-
-/* Waits until the Status of `asked`'s people worker lists no worker of
- * `gone` (its heartbeats stopped). 0, or -1 after GIVE_UP_MS. */
-static int wait_unlisted(const host *asked, const host *gone)
-{
-    char needle[32];
-    snprintf(needle, sizeof(needle), "%s:", gone->nh->ip);
-    int64_t deadline = rpc_now_ms() + GIVE_UP_MS;
-    wstatus st;
-    while (rpc_now_ms() < deadline) {
-        if (status_of(asked->nh, PEOPLE_PORT, &st) == 0 && strstr(st.members, needle) == NULL)
-            return 0;
-        usleep(100 * 1000);
-    }
-    return -1;
-}
-
-static void host_kill9(host *h)
-{
-    proc_signal(&h->people, SIGKILL);
-    proc_signal(&h->pets, SIGKILL);
-    proc_wait(&h->people, 10000);
-    proc_wait(&h->pets, 10000);
-}
-
-/* Whether h's workers still run (none exited). */
-static int host_alive(host *h)
-{
-    return proc_wait(&h->people, 0) == -1 && proc_wait(&h->pets, 0) == -1;
+    (void)state;
+    httpload_free(load);
+    load = NULL;
+    mh_world_stop(&W);
+    return 0;
 }
 
 /* ---- what the load saw ---- */
@@ -215,7 +63,7 @@ typedef struct tally {
 static void tally_window(int64_t from, int64_t to, tally *t)
 {
     httpload_req *r = NULL;
-    size_t n = httpload_snapshot(W.load, &r);
+    size_t n = httpload_snapshot(load, &r);
     memset(t, 0, sizeof(*t));
     for (size_t i = 0; i < n; i++) {
         if (r[i].end_ms < from || r[i].start_ms >= to)
@@ -250,12 +98,12 @@ static void print_tally(const char *what, const tally *t)
 }
 
 /* Waits until n GETs in a row that started after since succeeded: the
- * moment the first of them started, or -1 after GIVE_UP_MS. */
+ * moment the first of them started, or -1 after MH_GIVE_UP_MS. */
 static int64_t wait_gets_ok(int64_t since, int n)
 {
-    while (rpc_now_ms() - since < GIVE_UP_MS) {
+    while (rpc_now_ms() - since < MH_GIVE_UP_MS) {
         httpload_req *r = NULL;
-        size_t k = httpload_snapshot(W.load, &r);
+        size_t k = httpload_snapshot(load, &r);
         int run = 0;
         int64_t first = -1;
         for (size_t i = 0; i < k && run < n; i++) {
@@ -272,157 +120,18 @@ static int64_t wait_gets_ok(int64_t since, int n)
     return -1;
 }
 
-/* ---- the world ---- */
-
-/* The hosts file the gateway's namespace sees: both service names at ips. */
-static void point_names(const char *ip1, const char *ip2)
-{
-    char text[512], err[512];
-    int n = snprintf(text, sizeof(text), "127.0.0.1 localhost\n");
-    for (const char *ip = ip1; ip != NULL; ip = ip == ip1 ? ip2 : NULL)
-        n += snprintf(text + n, sizeof(text) - (size_t)n, "%s people.mh.test pets.mh.test\n",
-                      ip);
-    if (netns_write_hosts(W.gwh, text, err, sizeof(err)) < 0)
-        fail_msg("%s", err);
-}
-
-/* Whether this build's gateway re-resolves names (--resolve-ms). */
-static int gateway_resolves(void)
-{
-    char bin[512], out[16384], err[512];
-    char *argv[] = {(char *)proc_bin("tcpops-gateway", bin, sizeof(bin)), "--help", NULL};
-    return proc_run(argv, out, sizeof(out), err, sizeof(err), 5000) == 0 &&
-           strstr(out, "--resolve-ms") != NULL;
-}
-
-static void start_gateway(void)
-{
-    char bin[512], listen[32], people[96], pets[96], resolve[16], log[300];
-    snprintf(listen, sizeof(listen), "127.0.0.1:%d", GW_PORT);
-    snprintf(resolve, sizeof(resolve), "%d", RESOLVE_MS);
-    snprintf(log, sizeof(log), "%s/gateway.log", W.a.dir);
-    if (W.dns) {
-        point_names(W.a.nh->ip, W.b.nh->ip);
-        snprintf(people, sizeof(people), "people.mh.test:" PEOPLE_PORT);
-        snprintf(pets, sizeof(pets), "pets.mh.test:" PETS_PORT);
-    } else {
-        snprintf(people, sizeof(people), "%s:" PEOPLE_PORT ",%s:" PEOPLE_PORT, W.a.nh->ip,
-                 W.b.nh->ip);
-        snprintf(pets, sizeof(pets), "%s:" PETS_PORT ",%s:" PETS_PORT, W.a.nh->ip, W.b.nh->ip);
-    }
-    char *argv[] = {(char *)netns_ip(), "netns", "exec", (char *)W.gwh->ns,
-                    (char *)proc_bin("tcpops-gateway", bin, sizeof(bin)), "--listen", listen,
-                    "--people", people, "--pets", pets, "--deadline-ms", "2000",
-                    "--access-log=false", "--threads", "64",
-                    W.dns ? "--resolve-ms" : NULL, resolve, NULL};
-    assert_int_equal(proc_start_logged(&W.gw, argv, log), 0);
-    int64_t deadline = rpc_now_ms() + 20000;
-    for (;;) {
-        http_resp r;
-        int ok = http_once(GW_PORT, "GET", "/readyz", NULL, NULL, &r) == 0 && r.status == 200;
-        if (ok || rpc_now_ms() > deadline)
-            http_resp_free(&r);
-        if (ok)
-            return;
-        if (rpc_now_ms() > deadline)
-            fail_msg("the gateway was not ready within 20 s (log in %s)", log);
-        usleep(50 * 1000);
-    }
-}
-
-/* At exit, also after a stop signal: the hosts' directories. */
-static void remove_host_dirs(void)
-{
-    host *hs[] = {&W.a, &W.b, &W.c};
-    for (int i = 0; i < 3; i++)
-        if (hs[i]->dir[0])
-            rm_rf(hs[i]->dir);
-}
-
-static void add_host(host *h, const char *role, int last, const char *db)
-{
-    static int registered;
-    if (!registered++)
-        atexit(remove_host_dirs);
-    char err[512], locks[300];
-    h->nh = netns_add_host(&W.net, role, last, err, sizeof(err));
-    if (h->nh == NULL)
-        fail_msg("host %s: %s", role, err);
-    h->db = db;
-    assert_int_equal(make_temp_dir(h->dir, sizeof(h->dir)), 0);
-    snprintf(locks, sizeof(locks), "%s/locks", h->dir);
-    assert_int_equal(mkdir(locks, 0700), 0);
-}
-
-static int setup(void **state)
-{
-    char err[1024], out[512], mnt[64];
-    (void)state;
-    if (netns_setup(&W.net, "tcpopsmh", err, sizeof(err)) < 0)
-        fail_msg("%s", err);
-    const netns_host *dbh = netns_add_host(&W.net, "db", 1, err, sizeof(err));
-    if (dbh == NULL)
-        fail_msg("%s", err);
-    if (pgserver_start_in(&W.pg, dbh->ns, dbh->ip, err, sizeof(err)) < 0)
-        fail_msg("PostgreSQL: %s", err);
-    if (pgserver_sql(&W.pg, "CREATE DATABASE tcpops2", out, sizeof(out)) < 0)
-        fail_msg("CREATE DATABASE tcpops2: %s", out);
-    snprintf(W.url2, sizeof(W.url2), "postgresql://tcpops@%s:%d/tcpops2", dbh->ip, W.pg.port);
-    /* Each host mounts its own lock directory here (start_in). */
-    snprintf(mnt, sizeof(mnt), "/tmp/tcpops-%u", (unsigned)getuid());
-    if (mkdir(mnt, 0700) < 0 && errno != EEXIST)
-        fail_msg("mkdir %s: %s", mnt, strerror(errno));
-    W.dns = gateway_resolves();
-    add_host(&W.a, "a", 2, W.pg.url);
-    add_host(&W.b, "b", 3, W.pg.url);
-    if (W.dns)
-        add_host(&W.c, "c", 5, W.url2);
-    W.gwh = netns_add_host(&W.net, "gw", 4, err, sizeof(err));
-    if (W.gwh == NULL)
-        fail_msg("%s", err);
-    host_start(&W.a);
-    host_start(&W.b);
-    if (W.dns)
-        host_start(&W.c);
-    /* This thread, and the load threads it starts, talk from the gateway's
-     * host: 127.0.0.1:GW_PORT there is the gateway. */
-    assert_int_equal(netns_enter(W.gwh), 0);
-    start_gateway();
-    httpload_cfg lc = {.port = GW_PORT, .threads = 4, .pace_ms = 15,
-                       .timeout_ms = DEADLINE_MS + 3000, .prefix = "mh"};
-    assert_int_equal(httpload_start(&W.load, &lc), 0);
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    httpload_free(W.load);
-    W.load = NULL;
-    proc_stop(&W.gw);
-    host *hs[] = {&W.a, &W.b, &W.c};
-    for (int i = 0; i < 3; i++) {
-        proc_stop(&hs[i]->people);
-        proc_stop(&hs[i]->pets);
-    }
-    remove_host_dirs();
-    pgserver_destroy(&W.pg);
-    netns_destroy();
-    return 0;
-}
-
 /* ---- scenarios ---- */
 
 static void test_both_hosts_carry_calls(void **state)
 {
     (void)state;
     int64_t t0 = rpc_now_ms();
-    long a = wait_carries(&W.a, t0), b = wait_carries(&W.b, t0);
+    long a = mh_wait_carries(&W.a, t0), b = mh_wait_carries(&W.b, t0);
     print_message("multihost: start carry_a_ms=%ld carry_b_ms=%ld\n", a, b);
     if (a < 0 || b < 0)
         fail_msg("both service hosts carry calls: expected >= %d calls per %d ms on each "
-                 "worker within %d s; got host a %s, host b %s", CARRY_CALLS, CARRY_WINDOW_MS,
-                 GIVE_UP_MS / 1000, a < 0 ? "no" : "yes", b < 0 ? "no" : "yes");
+                 "worker within %d s; got host a %s, host b %s", MH_CARRY_CALLS, MH_CARRY_WINDOW_MS,
+                 MH_GIVE_UP_MS / 1000, a < 0 ? "no" : "yes", b < 0 ? "no" : "yes");
 }
 
 /* kill -9 every process of host A: B takes every GET at once (0 failed),
@@ -431,19 +140,19 @@ static void test_kill9_host_a(void **state)
 {
     (void)state;
     int64_t t_kill = rpc_now_ms();
-    host_kill9(&W.a);
+    mh_host_kill9(&W.a);
     /* The gateway has had every chance to notice once A's heartbeats have
      * expired from B's member list and a deadline more has passed. */
-    assert_int_equal(wait_unlisted(&W.b, &W.a), 0);
-    int64_t settled = rpc_now_ms() + DEADLINE_MS;
+    assert_int_equal(mh_wait_unlisted(&W.b, &W.a), 0);
+    int64_t settled = rpc_now_ms() + MH_DEADLINE_MS;
     while (rpc_now_ms() < settled)
         usleep(50 * 1000);
     tally t;
     tally_window(t_kill, rpc_now_ms(), &t);
     print_tally("kill9 host a", &t);
     int64_t t_up = rpc_now_ms();
-    host_start(&W.a);
-    long back = wait_carries(&W.a, t_up);
+    mh_host_start(&W.a);
+    long back = mh_wait_carries(&W.a, t_up);
     print_message("multihost: kill9 restarted_host_carries_ms=%ld\n", back);
     if (t.get_fail != 0 || t.post_not_503 != 0 || t.unanswered != 0)
         fail_msg("kill -9 of host a: expected 0 failed GETs and only 503 POST failures; got "
@@ -452,7 +161,7 @@ static void test_kill9_host_a(void **state)
     assert_true(t.gets > 0);
     if (back < 0)
         fail_msg("host a restarted: expected it to carry calls within %d s; it did not",
-                 GIVE_UP_MS / 1000);
+                 MH_GIVE_UP_MS / 1000);
 }
 
 /* Host B's link down (packets vanish): nothing waits past its deadline,
@@ -465,7 +174,7 @@ static void test_partition_host_b(void **state)
     if (netns_link(&W.net, W.b.nh, 0, err, sizeof(err)) < 0)
         fail_msg("%s", err);
     int64_t ok_from = wait_gets_ok(t_down, 40);
-    int unlisted = wait_unlisted(&W.a, &W.b);
+    int unlisted = mh_wait_unlisted(&W.a, &W.b);
     tally t;
     tally_window(t_down, rpc_now_ms(), &t);
     print_tally("partition host b", &t);
@@ -474,19 +183,19 @@ static void test_partition_host_b(void **state)
     int64_t t_up = rpc_now_ms();
     if (netns_link(&W.net, W.b.nh, 1, err, sizeof(err)) < 0)
         fail_msg("%s", err);
-    long heal = wait_carries(&W.b, t_up);
+    long heal = mh_wait_carries(&W.b, t_up);
     print_message("multihost: partition heal_ms=%ld\n", heal);
     if (ok_from < 0 || unlisted < 0)
         fail_msg("partition of host b: expected GETs to succeed again and b to leave the "
-                 "member list within %d s; got %s, %s", GIVE_UP_MS / 1000,
+                 "member list within %d s; got %s, %s", MH_GIVE_UP_MS / 1000,
                  ok_from < 0 ? "GETs still failing" : "GETs fine",
                  unlisted < 0 ? "b still listed" : "b unlisted");
     if (t.unanswered != 0)
         fail_msg("partition of host b: expected every request answered by its deadline "
-                 "(%d ms, %d ms more allowed); %d were not", DEADLINE_MS, 3000, t.unanswered);
+                 "(%d ms, %d ms more allowed); %d were not", MH_DEADLINE_MS, 3000, t.unanswered);
     if (heal < 0)
         fail_msg("healed host b: expected it to carry calls within %d s; it did not",
-                 GIVE_UP_MS / 1000);
+                 MH_GIVE_UP_MS / 1000);
 }
 
 /* pg_ctl restart -m fast under the load: no worker exits, reads resume. */
@@ -494,6 +203,10 @@ static void test_postgresql_restart(void **state)
 {
     char err[1024];
     (void)state;
+    mh_host *hs[] = {&W.a, &W.b, &W.c};
+    long pids[3][2];
+    for (int i = 0; i < (W.dns ? 3 : 2); i++)
+        assert_int_equal(mh_worker_pids(hs[i], pids[i]), 0);
     int64_t t0 = rpc_now_ms();
     if (pgserver_restart(&W.pg, err, sizeof(err)) < 0)
         fail_msg("%s", err);
@@ -509,12 +222,14 @@ static void test_postgresql_restart(void **state)
                   (long long)(t_back - t0), resume);
     if (ok_from < 0)
         fail_msg("after PostgreSQL restarted: expected GETs to succeed within %d s; they did "
-                 "not", GIVE_UP_MS / 1000);
-    host *hs[] = {&W.a, &W.b, &W.c};
-    for (int i = 0; i < (W.dns ? 3 : 2); i++)
-        if (!host_alive(hs[i]))
-            fail_msg("PostgreSQL restart: expected every worker to keep running; one on %s "
-                     "exited (logs in %s)", hs[i]->nh->ns, hs[i]->dir);
+                 "not", MH_GIVE_UP_MS / 1000);
+    for (int i = 0; i < (W.dns ? 3 : 2); i++) {
+        long now[2];
+        if (mh_worker_pids(hs[i], now) < 0 || now[0] != pids[i][0] || now[1] != pids[i][1])
+            fail_msg("PostgreSQL restart: expected every worker to keep running; on %s "
+                     "people %ld, pets %ld before, %ld and %ld after (logs in %s)",
+                     hs[i]->nh->ns, pids[i][0], pids[i][1], now[0], now[1], hs[i]->dir);
+    }
 }
 
 /* GET /people/pets?owner=NAME's status from the gateway, 0 on no answer. */
@@ -523,7 +238,7 @@ static int owner_status(const char *name)
     char path[128];
     http_resp r;
     snprintf(path, sizeof(path), "/people/pets?owner=%s", name);
-    if (http_once(GW_PORT, "GET", path, NULL, NULL, &r) < 0)
+    if (http_once(MH_GW_PORT, "GET", path, NULL, NULL, &r) < 0)
         return 0;
     int st = r.status;
     http_resp_free(&r);
@@ -543,7 +258,7 @@ static void test_dns_follows(void **state)
         skip();
     }
     snprintf(marker, sizeof(marker), "mhc%d", (int)getpid());
-    snprintf(addr, sizeof(addr), "%s:" PEOPLE_PORT, W.c.nh->ip);
+    snprintf(addr, sizeof(addr), "%s:" MH_PEOPLE_PORT, W.c.nh->ip);
     char *argv[] = {(char *)netns_ip(), "netns", "exec", (char *)W.c.nh->ns,
                     (char *)proc_bin("tcpops-cli", bin, sizeof(bin)), "--addr", addr,
                     "people", "create", marker, NULL};
@@ -554,10 +269,10 @@ static void test_dns_follows(void **state)
         fail_msg("before the names move: expected 404 for an owner only host c knows; got %d",
                  before);
     int64_t t_flip = rpc_now_ms();
-    point_names(W.c.nh->ip, NULL);
+    mh_point_names(W.c.nh->ip, NULL);
     int run = 0;
     int64_t first = 0;
-    while (run < 20 && rpc_now_ms() - t_flip < GIVE_UP_MS) {
+    while (run < 20 && rpc_now_ms() - t_flip < MH_GIVE_UP_MS) {
         int64_t t = rpc_now_ms();
         int st = owner_status(marker);
         run = st == 200 ? run + 1 : 0;
@@ -565,10 +280,10 @@ static void test_dns_follows(void **state)
         usleep(20 * 1000);
     }
     print_message("multihost: dns follow_ms=%lld (resolve_ms=%d)\n",
-                  (long long)(first - t_flip), RESOLVE_MS);
+                  (long long)(first - t_flip), MH_RESOLVE_MS);
     if (run < 20)
         fail_msg("names moved to host c: expected GET /people/pets?owner=%s to answer 200 "
-                 "(20 in a row) within %d s; it did not", marker, GIVE_UP_MS / 1000);
+                 "(20 in a row) within %d s; it did not", marker, MH_GIVE_UP_MS / 1000);
 }
 
 /* The names of people in db (one per line) into a sorted array. */
@@ -602,9 +317,9 @@ static int cmp_str(const void *a, const void *b)
 static void test_acknowledged_posts_stored(void **state)
 {
     (void)state;
-    httpload_stop(W.load); /* nothing is in flight from here on */
+    httpload_stop(load); /* nothing is in flight from here on */
     httpload_req *r = NULL;
-    size_t n = httpload_snapshot(W.load, &r), acked = 0, missing = 0;
+    size_t n = httpload_snapshot(load, &r), acked = 0, missing = 0;
     char **s1 = NULL, **s2 = NULL;
     size_t n1 = stored_names(W.pg.url, &s1), n2 = W.dns ? stored_names(W.url2, &s2) : 0;
     qsort(s1, n1, sizeof(*s1), cmp_str);
