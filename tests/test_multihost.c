@@ -7,8 +7,8 @@
  * partition of host B (then healed); PostgreSQL restarted; the gateway's
  * service name moved to host C. Measured times are printed as
  * "multihost: SCENARIO NAME_ms=N" lines; only "it happens at all" within
- * generous deadlines is asserted. Needs root and `ip netns`; skipped (77)
- * without them or without PostgreSQL. */
+ * generous deadlines is asserted. Needs root, `ip netns` and PostgreSQL:
+ * without them skipped (77), except under CI (CI=true), which must run it. */
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -364,8 +364,12 @@ int main(void)
 {
     char why[512];
     if (!netns_available(why, sizeof(why)) || !pgserver_available(why, sizeof(why))) {
-        printf("test_multihost: skipped: %s\n", why);
-        return PGSERVER_SKIP;
+        /* CI must run it (issue 10): there a missing prerequisite fails. */
+        const char *ci = getenv("CI");
+        int in_ci = ci != NULL && ci[0] != '\0' && strcmp(ci, "false") != 0 &&
+                    strcmp(ci, "0") != 0;
+        printf("test_multihost: %s: %s\n", in_ci ? "cannot run under CI" : "skipped", why);
+        return in_ci ? 1 : PGSERVER_SKIP;
     }
     static sigset_t stops;
     sigemptyset(&stops);
