@@ -323,7 +323,8 @@ static void test_acknowledged_posts_stored(void **state)
     char **s1 = NULL, **s2 = NULL;
     size_t n1 = stored_names(W.pg.url, &s1), n2 = W.dns ? stored_names(W.url2, &s2) : 0;
     qsort(s1, n1, sizeof(*s1), cmp_str);
-    qsort(s2, n2, sizeof(*s2), cmp_str);
+    if (n2 > 0)
+        qsort(s2, n2, sizeof(*s2), cmp_str);
     char example[32] = "";
     for (size_t i = 0; i < n; i++) {
         if (!r[i].post || r[i].status != 201)
