@@ -75,39 +75,18 @@ int mh_status_of(const mh_host *h, const char *port, mh_status *st)
     return 0;
 }
 
-/* Starts h's people and pets workers directly. */
-static void start_workers(mh_host *h, char listen[2][64], const char *data)
-{
-    char member[64];
-    snprintf(member, sizeof(member), "%s:0", h->nh->ip);
-    static const char *const progs[] = {"tcpops-people", "tcpops-pets"};
-    static const char *const logs[] = {"people.log", "pets.log"};
-    proc *ps[] = {&h->people, &h->pets};
-    for (int i = 0; i < 2; i++) {
-        char *args[] = {"--listen", listen[i], "--member-listen", member,
-                        "--advertise", (char *)h->nh->ip, "--db", (char *)h->db,
-                        "--data-dir", (char *)data, "--threads", "2", NULL};
-        assert_int_equal(start_in(h, ps[i], progs[i], logs[i], args), 0);
-    }
-}
-
-/* Starts h: `tcpops up --apps people,pets` (or, before --apps, the two
- * workers directly), and waits until both services answer there. */
+/* Starts h: `tcpops up --apps people,pets`, and waits until both services
+ * answer there. */
 void mh_host_start(mh_host *h)
 {
     char listen[2][64], data[300];
     snprintf(listen[0], sizeof(listen[0]), "%s:" MH_PEOPLE_PORT, h->nh->ip);
     snprintf(listen[1], sizeof(listen[1]), "%s:" MH_PETS_PORT, h->nh->ip);
     snprintf(data, sizeof(data), "%s/data", h->dir);
-    if (W->sup) {
-        char *args[] = {"up", "--apps", "people,pets", "--data-dir", data, "--people",
-                        listen[0], "--pets", listen[1], "--db", (char *)h->db, "--advertise",
-                        (char *)h->nh->ip, "--people-args", "--threads 2", "--pets-args",
-                        "--threads 2", NULL};
-        assert_int_equal(start_in(h, &h->sup, "tcpops", "tcpops.log", args), 0);
-    } else {
-        start_workers(h, listen, data);
-    }
+    char *args[] = {"up", "--apps", "people,pets", "--data-dir", data, "--people", listen[0],
+                    "--pets", listen[1], "--db", (char *)h->db, "--advertise", (char *)h->nh->ip,
+                    "--people-args", "--threads 2", "--pets-args", "--threads 2", NULL};
+    assert_int_equal(start_in(h, &h->sup, "tcpops", "tcpops.log", args), 0);
     int64_t deadline = rpc_now_ms() + 20000;
     mh_status st;
     while (mh_status_of(h, MH_PEOPLE_PORT, &st) < 0 || mh_status_of(h, MH_PETS_PORT, &st) < 0) {
@@ -180,8 +159,6 @@ void mh_host_kill9(mh_host *h)
     kill((pid_t)pids[1], SIGKILL);
     proc_signal(&h->sup, SIGKILL);
     proc_wait(&h->sup, 10000);
-    proc_wait(&h->people, 10000);
-    proc_wait(&h->pets, 10000);
 }
 /* ---- the world ---- */
 
@@ -197,14 +174,11 @@ void mh_point_names(const char *ip1, const char *ip2)
         fail_msg("%s", err);
 }
 
-/* Whether `prog [cmd] --help` names flag: what this build can do yet. */
-static int help_has(const char *prog, const char *cmd, const char *flag)
+/* Whether `prog --help` names flag: what this build can do yet. */
+static int help_has(const char *prog, const char *flag)
 {
     char bin[512], out[16384], err[512];
-    char *argv[] = {(char *)proc_bin(prog, bin, sizeof(bin)), cmd != NULL ? (char *)cmd : "--help",
-                    "--help", NULL};
-    if (cmd == NULL)
-        argv[2] = NULL;
+    char *argv[] = {(char *)proc_bin(prog, bin, sizeof(bin)), "--help", NULL};
     return proc_run(argv, out, sizeof(out), err, sizeof(err), 5000) == 0 &&
            strstr(out, flag) != NULL;
 }
@@ -227,9 +201,9 @@ static void wait_ready(const char *log)
     }
 }
 
-/* Starts the gateway host: `tcpops up --apps gateway` (or, before --apps,
- * tcpops-gateway directly) with both services' lists: the names, when the
- * gateway resolves them again, else A's and B's addresses. */
+/* Starts the gateway host: `tcpops up --apps gateway` with both services'
+ * lists: the names, when the gateway resolves them again, else A's and B's
+ * addresses. */
 static void start_gateway(void)
 {
     char listen[32], people[96], pets[96], gwargs[160], log[300], data[300];
@@ -248,21 +222,10 @@ static void start_gateway(void)
                      MH_DEADLINE_MS);
     if (W->dns)
         snprintf(gwargs + n, sizeof(gwargs) - (size_t)n, " --resolve-ms %d", MH_RESOLVE_MS);
-    if (W->sup) {
-        char *args[] = {"up", "--apps", "gateway", "--data-dir", data, "--gateway", listen,
-                        "--people", people, "--pets", pets, "--gateway-args", gwargs, NULL};
-        snprintf(log, sizeof(log), "%s/tcpops.log", W->g.dir);
-        assert_int_equal(start_in(&W->g, &W->g.sup, "tcpops", "tcpops.log", args), 0);
-    } else {
-        char *args[24] = {"--listen", listen, "--people", people, "--pets", pets};
-        n = 6;
-        for (char *save = NULL, *t = strtok_r(gwargs, " ", &save); t != NULL && n < 23;
-             t = strtok_r(NULL, " ", &save))
-            args[n++] = t;
-        args[n] = NULL;
-        snprintf(log, sizeof(log), "%s/gateway.log", W->g.dir);
-        assert_int_equal(start_in(&W->g, &W->g.people, "tcpops-gateway", "gateway.log", args), 0);
-    }
+    char *args[] = {"up", "--apps", "gateway", "--data-dir", data, "--gateway", listen,
+                    "--people", people, "--pets", pets, "--gateway-args", gwargs, NULL};
+    snprintf(log, sizeof(log), "%s/tcpops.log", W->g.dir);
+    assert_int_equal(start_in(&W->g, &W->g.sup, "tcpops", "tcpops.log", args), 0);
     wait_ready(log);
 }
 
@@ -309,11 +272,9 @@ void mh_world_start(mh_world *w)
     snprintf(mnt, sizeof(mnt), "/tmp/tcpops-%u", (unsigned)getuid());
     if (mkdir(mnt, 0700) < 0 && errno != EEXIST)
         fail_msg("mkdir %s: %s", mnt, strerror(errno));
-    W->dns = help_has("tcpops-gateway", NULL, "--resolve-ms");
-    W->sup = help_has("tcpops", "up", "--apps");
-    print_message("multihost: hosts run %s; the gateway's lists are %s\n",
-                  W->sup ? "`tcpops up --apps`" : "the workers directly (no `tcpops up --apps`)",
-                  W->dns ? "names (--resolve-ms)" : "addresses (no --resolve-ms)");
+    W->dns = help_has("tcpops-gateway", "--resolve-ms");
+    print_message("multihost: the gateway's lists are %s\n",
+                  W->dns ? "names (--resolve-ms)" : "addresses (no --resolve-ms yet)");
     add_host(&W->a, "a", 2, W->pg.url);
     add_host(&W->b, "b", 3, W->pg.url);
     if (W->dns)
@@ -331,11 +292,8 @@ void mh_world_start(mh_world *w)
 void mh_world_stop(mh_world *w)
 {
     mh_host *hs[] = {&w->g, &w->a, &w->b, &w->c};
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 4; i++)
         proc_stop(&hs[i]->sup);
-        proc_stop(&hs[i]->people);
-        proc_stop(&hs[i]->pets);
-    }
     remove_host_dirs();
     pgserver_destroy(&w->pg);
     netns_destroy();

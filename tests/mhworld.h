@@ -2,9 +2,8 @@
  * machine. PostgreSQL in its own (db, 198.18.0.1); service hosts A (.2) and
  * B (.3) on database tcpops, C (.5, only when the gateway re-resolves names)
  * on database tcpops2, each running people on :5002 and pets on :5003 with
- * `tcpops up --apps people,pets` (or the two workers directly while this
- * build's tcpops has no --apps); the gateway host (gw, .4) running
- * `tcpops up --apps gateway` (or tcpops-gateway) on 127.0.0.1:5001 there.
+ * `tcpops up --apps people,pets`; the gateway host (gw, .4) running
+ * `tcpops up --apps gateway` on 127.0.0.1:5001 there.
  * Each host mounts a lock directory of its own over /tmp/tcpops-UID, as
  * separate machines have their own. The functions fail the current cmocka
  * test on errors; this file belongs to test_multihost alone. */
@@ -28,8 +27,7 @@ typedef struct mh_host {
     const netns_host *nh;
     char dir[256];      /* locks/, data/, logs */
     const char *db;     /* its --db URL */
-    proc sup;           /* `tcpops up --apps ...`, or */
-    proc people, pets;  /* the programs started directly (the gateway in people) */
+    proc sup;           /* `tcpops up --apps ...` */
 } mh_host;
 
 typedef struct mh_world {
@@ -38,7 +36,6 @@ typedef struct mh_world {
     char url2[320];     /* host C's database */
     mh_host a, b, c, g;
     int dns;            /* the gateway re-resolves names (--resolve-ms) */
-    int sup;            /* `tcpops up` runs only some apps (--apps) */
 } mh_world;
 
 /* Builds and starts everything; the calling thread ends up in the gateway's
