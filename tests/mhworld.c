@@ -174,15 +174,6 @@ void mh_point_names(const char *ip1, const char *ip2)
         fail_msg("%s", err);
 }
 
-/* Whether `prog --help` names flag: what this build can do yet. */
-static int help_has(const char *prog, const char *flag)
-{
-    char bin[512], out[16384], err[512];
-    char *argv[] = {(char *)proc_bin(prog, bin, sizeof(bin)), "--help", NULL};
-    return proc_run(argv, out, sizeof(out), err, sizeof(err), 5000) == 0 &&
-           strstr(out, flag) != NULL;
-}
-
 /* Waits until the gateway's /readyz is 200 (20 s at most). */
 static void wait_ready(const char *log)
 {
@@ -202,26 +193,19 @@ static void wait_ready(const char *log)
 }
 
 /* Starts the gateway host: `tcpops up --apps gateway` with both services'
- * lists: the names, when the gateway resolves them again, else A's and B's
- * addresses. */
+ * lists as names (people.mh.test, pets.mh.test) that its hosts file points
+ * at A and B, resolved again every MH_RESOLVE_MS. */
 static void start_gateway(void)
 {
     char listen[32], people[96], pets[96], gwargs[160], log[300], data[300];
     snprintf(listen, sizeof(listen), "127.0.0.1:%d", MH_GW_PORT);
     snprintf(data, sizeof(data), "%s/data", W->g.dir);
-    if (W->dns) {
-        mh_point_names(W->a.nh->ip, W->b.nh->ip);
-        snprintf(people, sizeof(people), "people.mh.test:" MH_PEOPLE_PORT);
-        snprintf(pets, sizeof(pets), "pets.mh.test:" MH_PETS_PORT);
-    } else {
-        const char *a = W->a.nh->ip, *b = W->b.nh->ip;
-        snprintf(people, sizeof(people), "%s:" MH_PEOPLE_PORT ",%s:" MH_PEOPLE_PORT, a, b);
-        snprintf(pets, sizeof(pets), "%s:" MH_PETS_PORT ",%s:" MH_PETS_PORT, a, b);
-    }
-    int n = snprintf(gwargs, sizeof(gwargs), "--deadline-ms %d --access-log=false --threads 64",
-                     MH_DEADLINE_MS);
-    if (W->dns)
-        snprintf(gwargs + n, sizeof(gwargs) - (size_t)n, " --resolve-ms %d", MH_RESOLVE_MS);
+    mh_point_names(W->a.nh->ip, W->b.nh->ip);
+    snprintf(people, sizeof(people), "people.mh.test:" MH_PEOPLE_PORT);
+    snprintf(pets, sizeof(pets), "pets.mh.test:" MH_PETS_PORT);
+    snprintf(gwargs, sizeof(gwargs),
+             "--deadline-ms %d --resolve-ms %d --access-log=false --threads 64", MH_DEADLINE_MS,
+             MH_RESOLVE_MS);
     char *args[] = {"up", "--apps", "gateway", "--data-dir", data, "--gateway", listen,
                     "--people", people, "--pets", pets, "--gateway-args", gwargs, NULL};
     snprintf(log, sizeof(log), "%s/tcpops.log", W->g.dir);
@@ -272,18 +256,13 @@ void mh_world_start(mh_world *w)
     snprintf(mnt, sizeof(mnt), "/tmp/tcpops-%u", (unsigned)getuid());
     if (mkdir(mnt, 0700) < 0 && errno != EEXIST)
         fail_msg("mkdir %s: %s", mnt, strerror(errno));
-    W->dns = help_has("tcpops-gateway", "--resolve-ms");
-    print_message("multihost: the gateway's lists are %s\n",
-                  W->dns ? "names (--resolve-ms)" : "addresses (no --resolve-ms yet)");
     add_host(&W->a, "a", 2, W->pg.url);
     add_host(&W->b, "b", 3, W->pg.url);
-    if (W->dns)
-        add_host(&W->c, "c", 5, W->url2);
+    add_host(&W->c, "c", 5, W->url2);
     add_host(&W->g, "gw", 4, NULL);
     mh_host_start(&W->a);
     mh_host_start(&W->b);
-    if (W->dns)
-        mh_host_start(&W->c);
+    mh_host_start(&W->c);
     /* The calling thread talks from the gateway's host from here on. */
     assert_int_equal(netns_enter(W->g.nh), 0);
     start_gateway();

@@ -1,12 +1,13 @@
 /* The world of test_multihost: hosts in network namespaces (netns.h) on one
  * machine. PostgreSQL in its own (db, 198.18.0.1); service hosts A (.2) and
- * B (.3) on database tcpops, C (.5, only when the gateway re-resolves names)
- * on database tcpops2, each running people on :5002 and pets on :5003 with
- * `tcpops up --apps people,pets`; the gateway host (gw, .4) running
- * `tcpops up --apps gateway` on 127.0.0.1:5001 there.
- * Each host mounts a lock directory of its own over /tmp/tcpops-UID, as
- * separate machines have their own. The functions fail the current cmocka
- * test on errors; this file belongs to test_multihost alone. */
+ * B (.3) on database tcpops and C (.5) on database tcpops2, each running
+ * people on :5002 and pets on :5003 with `tcpops up --apps people,pets`;
+ * the gateway host (gw, .4) running `tcpops up --apps gateway` on
+ * 127.0.0.1:5001 there, its service lists DNS names from its hosts file
+ * (/etc/netns/NS/hosts). Each host mounts a lock directory of its own over
+ * /tmp/tcpops-UID, as separate machines have their own. The functions fail
+ * the current cmocka test on errors; this file belongs to test_multihost
+ * alone. */
 #ifndef TCPOPS_TEST_MHWORLD_H
 #define TCPOPS_TEST_MHWORLD_H
 
@@ -35,7 +36,6 @@ typedef struct mh_world {
     pgserver pg;
     char url2[320];     /* host C's database */
     mh_host a, b, c, g;
-    int dns;            /* the gateway re-resolves names (--resolve-ms) */
 } mh_world;
 
 /* Builds and starts everything; the calling thread ends up in the gateway's

@@ -205,7 +205,7 @@ static void test_postgresql_restart(void **state)
     (void)state;
     mh_host *hs[] = {&W.a, &W.b, &W.c};
     long pids[3][2];
-    for (int i = 0; i < (W.dns ? 3 : 2); i++)
+    for (int i = 0; i < 3; i++)
         assert_int_equal(mh_worker_pids(hs[i], pids[i]), 0);
     int64_t t0 = rpc_now_ms();
     if (pgserver_restart(&W.pg, err, sizeof(err)) < 0)
@@ -223,7 +223,7 @@ static void test_postgresql_restart(void **state)
     if (ok_from < 0)
         fail_msg("after PostgreSQL restarted: expected GETs to succeed within %d s; they did "
                  "not", MH_GIVE_UP_MS / 1000);
-    for (int i = 0; i < (W.dns ? 3 : 2); i++) {
+    for (int i = 0; i < 3; i++) {
         long now[2];
         if (mh_worker_pids(hs[i], now) < 0 || now[0] != pids[i][0] || now[1] != pids[i][1])
             fail_msg("PostgreSQL restart: expected every worker to keep running; on %s "
@@ -252,11 +252,6 @@ static void test_dns_follows(void **state)
 {
     char bin[512], addr[64], marker[32], out[1024], err[1024];
     (void)state;
-    if (!W.dns) {
-        print_message("multihost: dns: skipped: this gateway has no --resolve-ms (branch "
-                      "gwdns not merged)\n");
-        skip();
-    }
     snprintf(marker, sizeof(marker), "mhc%d", (int)getpid());
     snprintf(addr, sizeof(addr), "%s:" MH_PEOPLE_PORT, W.c.nh->ip);
     char *argv[] = {(char *)netns_ip(), "netns", "exec", (char *)W.c.nh->ns,
@@ -321,7 +316,7 @@ static void test_acknowledged_posts_stored(void **state)
     httpload_req *r = NULL;
     size_t n = httpload_snapshot(load, &r), acked = 0, missing = 0;
     char **s1 = NULL, **s2 = NULL;
-    size_t n1 = stored_names(W.pg.url, &s1), n2 = W.dns ? stored_names(W.url2, &s2) : 0;
+    size_t n1 = stored_names(W.pg.url, &s1), n2 = stored_names(W.url2, &s2);
     qsort(s1, n1, sizeof(*s1), cmp_str);
     if (n2 > 0)
         qsort(s2, n2, sizeof(*s2), cmp_str);
