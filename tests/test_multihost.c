@@ -57,6 +57,7 @@ typedef struct tally {
     int64_t last_get_fail_end; /* 0: none */
     int64_t max_ms;
     char example[160];
+    char failed[400]; /* the first failures: START+MS=STATUS, START from `from` */
 } tally;
 
 /* Tallies the requests that were in flight at any time in [from, to). */
@@ -71,6 +72,11 @@ static void tally_window(int64_t from, int64_t to, tally *t)
         int64_t ms = r[i].end_ms - r[i].start_ms;
         t->max_ms = ms > t->max_ms ? ms : t->max_ms;
         t->unanswered += r[i].status == 0;
+        size_t fl = strlen(t->failed);
+        if (!r[i].ok && fl + 40 < sizeof(t->failed))
+            snprintf(t->failed + fl, sizeof(t->failed) - fl, " %s%lld+%lld=%d",
+                     r[i].post ? "POST@" : "GET@", (long long)(r[i].start_ms - from),
+                     (long long)ms, r[i].status);
         if (!r[i].ok && !t->example[0])
             snprintf(t->example, sizeof(t->example), "%s %s -> %d after %lld ms",
                      r[i].post ? "POST" : "GET", r[i].post ? r[i].name : "",
@@ -179,7 +185,8 @@ static void test_partition_host_b(void **state)
     tally_window(t_down, rpc_now_ms(), &t);
     print_tally("partition host b", &t);
     long failover = t.last_get_fail_end > 0 ? (long)(t.last_get_fail_end - t_down) : 0;
-    print_message("multihost: partition failover_ms=%ld\n", failover);
+    print_message("multihost: partition failover_ms=%ld (failed: METHOD@START+MS=STATUS, "
+                  "START in ms after the link went down:%s)\n", failover, t.failed);
     int64_t t_up = rpc_now_ms();
     if (netns_link(&W.net, W.b.nh, 1, err, sizeof(err)) < 0)
         fail_msg("%s", err);
