@@ -1,5 +1,5 @@
 /* balance: which conn takes a call (least outstanding; primary, backup,
- * ejected, avoided in that order; full ones skipped) and outlier ejection,
+ * ejected, suspect, avoided in that order; full ones skipped) and outlier ejection,
  * on a channel built in memory. No threads, no TCP, no sleeps. */
 #include <errno.h>
 #include <setjmp.h>
@@ -83,6 +83,27 @@ static void test_backup_only_without_primary(void **state)
     fakechan_free(f);
 }
 
+/* A conn whose peer went silent while a call timed out is picked after
+ * every other, even an ejected endpoint's, and again once bytes arrive. */
+static void test_suspect_conn_is_last(void **state)
+{
+    (void)state;
+    fakechan *f = fakechan_new(2, 8);
+    fakechan_ready(f, 0, 0, 0);
+    fakechan_ready(f, 1, 0, 6);
+    atomic_store(&f->conns[0][0].suspect, 1);
+    expect_pick(f, NULL, 1, 0);
+    atomic_store(&f->ep[1].ejected_until, rpc_now_ms() + 60000);
+    expect_pick(f, NULL, 1, 0); /* ejected, yet before the suspect */
+    atomic_store(&f->conns[1][0].state, CONN_DOWN);
+    expect_pick(f, NULL, 0, 0); /* nothing else: the suspect */
+    atomic_store(&f->conns[0][0].suspect, 0);
+    atomic_store(&f->conns[1][0].state, CONN_READY);
+    atomic_store(&f->ep[1].ejected_until, 0);
+    expect_pick(f, NULL, 0, 0); /* fewest outstanding again */
+    fakechan_free(f);
+}
+
 /* Fails n calls on cn's endpoint. */
 static void fail_calls(conn *cn, int n)
 {
@@ -152,6 +173,7 @@ int main(void)
         cmocka_unit_test(test_full_conns_are_skipped),
         cmocka_unit_test(test_avoided_endpoint_is_last),
         cmocka_unit_test(test_backup_only_without_primary),
+        cmocka_unit_test(test_suspect_conn_is_last),
         cmocka_unit_test(test_ejection),
         cmocka_unit_test(test_coming_up_and_last_error),
     };

@@ -7,20 +7,23 @@
 
 #include "rpc/clock.h"
 
-/* The tier a ready conn's endpoint is in now: 0 primary, 1 backup, 2
- * ejected (never set aside so far that nothing is left). */
-static int tier(const endpoint *ep, int64_t now)
+/* The tier a ready conn is in now: 0 primary, 1 backup, 2 its endpoint
+ * ejected, 3 the conn suspect (silent while a call timed out: the peer may
+ * be gone). Never set aside so far that nothing is left. */
+static int tier(const conn *cn, int64_t now)
 {
-    if (now < atomic_load(&ep->ejected_until))
+    if (atomic_load(&cn->suspect))
+        return 3;
+    if (now < atomic_load(&cn->ep->ejected_until))
         return 2;
-    return atomic_load(&ep->backup) ? 1 : 0;
+    return atomic_load(&cn->ep->backup) ? 1 : 0;
 }
 
 conn *balance_pick(rpc_channel *ch, const endpoint *avoid, int *full)
 {
     /* best[tier], then the avoided endpoint as a last resort. */
-    conn *best[3] = {NULL, NULL, NULL}, *fallback = NULL;
-    int best_out[3] = {0, 0, 0};
+    conn *best[4] = {NULL, NULL, NULL, NULL}, *fallback = NULL;
+    int best_out[4] = {0, 0, 0, 0};
     int64_t now = rpc_now_ms();
     unsigned start = atomic_fetch_add_explicit(&ch->rr, 1, memory_order_relaxed);
     size_t pool = (size_t)ch->cfg.pool_size;
@@ -43,16 +46,15 @@ conn *balance_pick(rpc_channel *ch, const endpoint *avoid, int *full)
                 fallback = cn;
             continue;
         }
-        int b = tier(cn->ep, now);
+        int b = tier(cn, now);
         if (best[b] == NULL || out < best_out[b]) {
             best[b] = cn;
             best_out[b] = out;
         }
     }
-    conn *chosen = best[0] != NULL   ? best[0]
-                   : best[1] != NULL ? best[1]
-                   : best[2] != NULL ? best[2]
-                                     : fallback;
+    conn *chosen = fallback;
+    for (int b = 3; b >= 0; b--)
+        chosen = best[b] != NULL ? best[b] : chosen;
     if (chosen != NULL)
         atomic_fetch_add(&chosen->ep->users, 1);
     pthread_rwlock_unlock(&ch->eplock);

@@ -255,6 +255,12 @@ static int after_attempt(rpc_channel *ch, conn *cn, rpc_call *call, const pendin
     snprintf(call->endpoint, sizeof(call->endpoint), "%s", cn->ep->addr);
     if (!done || p->how == END_ANSWER || p->how == END_LOST)
         balance_note(cn, !done || p->how == END_LOST);
+    /* Timed out while the connection was silent for a keepalive timeout:
+     * the peer may have vanished without a reset (a partition). Pick others
+     * first, and let its thread PING it now (within 100 ms) rather than
+     * after keepalive_idle_ms. */
+    if (!done && rpc_now_ms() - atomic_load(&cn->last_rx) >= ch->cfg.keepalive_timeout_ms)
+        atomic_store(&cn->suspect, 1);
     const endpoint *used = cn->ep;
     balance_release(cn); /* from here used is only compared, never used */
     if (!done) {

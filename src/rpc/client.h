@@ -80,6 +80,10 @@ typedef struct conn {
     int64_t ping_sent_ms;    /* 0 when no PING is outstanding */
 
     _Atomic int64_t last_rx; /* rpc_now_ms when bytes last arrived */
+    /* A call's deadline passed while nothing arrived for a keepalive
+     * timeout: the peer may be gone without a word (a partition). Picked
+     * last until bytes arrive; its thread PINGs it at once. */
+    _Atomic int suspect;
     _Atomic int64_t last_frame; /* rpc_now_ms when an answer or PONG last arrived */
     rpc_backoff bo;          /* the conn's own thread only */
 } conn;

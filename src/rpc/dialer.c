@@ -230,6 +230,7 @@ int dialer_read(conn *cn, int wait_ms)
         if (r < 0)
             return r;
         atomic_store(&cn->last_rx, cn->io.last_rx);
+        atomic_store(&cn->suspect, 0);
         /* Less than asked for (room left): the socket is drained. */
         int drained = cn->io.rbuf.len < cn->io.rbuf.cap;
         int k = handle_frames(cn);
@@ -244,7 +245,8 @@ int dialer_read(conn *cn, int wait_ms)
 
 /* ---- the connection's thread ---- */
 
-/* Sends a PING when the connection has been quiet for keepalive_idle_ms.
+/* Sends a PING when the connection has been quiet for keepalive_idle_ms,
+ * or at once when it is suspect (a call timed out in its silence).
  * Returns 0, or a negative errno when the connection is finished (no PONG
  * within keepalive_timeout_ms, or the write failed). */
 static int keepalive(conn *cn, int64_t now)
@@ -252,7 +254,8 @@ static int keepalive(conn *cn, int64_t now)
     const rpc_channel_cfg *cfg = &cn->ch->cfg;
     pthread_mutex_lock(&cn->lock);
     int64_t ping_sent = cn->ping_sent_ms;
-    int due = ping_sent == 0 && now - atomic_load(&cn->last_rx) >= cfg->keepalive_idle_ms;
+    int due = ping_sent == 0 && (now - atomic_load(&cn->last_rx) >= cfg->keepalive_idle_ms ||
+                                 atomic_load(&cn->suspect));
     if (due)
         cn->ping_sent_ms = now;
     pthread_mutex_unlock(&cn->lock);
@@ -356,6 +359,7 @@ static void conn_up(conn *cn, int fd, int reconnect)
     cn->goaway_last = 0;
     cn->goaway_seen = 0;
     cn->ping_sent_ms = 0;
+    atomic_store(&cn->suspect, 0);
     cn->failures_seen = 0;
     cn->broken = 0;
     cn->reading = 0;
