@@ -27,8 +27,9 @@ pgserver *testdb_server(void);
  * 0, or -1 with the reason in url. */
 int testdb_new(char *url, size_t len);
 
-/* Runs one SQL command against the database at url (one testdb_new
- * made) with psql; rows in out as pgserver_sql gives them. 0 or -1. */
+/* Runs one SQL command (or several: one string, one transaction) against
+ * the database at url (one testdb_new made); rows in out as pgserver_sql
+ * gives them (psql -A -t). 0, or -1 with the error in out. */
 int testdb_sql(const char *url, const char *sql, char *out, size_t len);
 
 /* The name of the backend, for messages: "sqlite" or "postgresql". */
