@@ -166,6 +166,9 @@ static rpc_channel *channel_to(const char *name, const char *addr, size_t max_fr
     rpc_channel_cfg_default(&cfg);
     if (max_frame > 0)
         cfg.max_frame = max_frame;
+    /* Each call's own deadline applies, up to the 30 s the 5 MiB answer may
+     * take on a loaded machine (the default caps deadlines at 10 s). */
+    cfg.max_deadline_ms = 30000;
     rpc_channel *ch = testsvc_channel(name, addr, &cfg, cerr);
     if (ch == NULL)
         fail_msg("expected a channel to %s, got \"%s\"", addr, cerr);
@@ -1003,6 +1006,10 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_port_held_by_another_program, setup, teardown),
     };
     signal(SIGPIPE, SIG_IGN);
+    /* tcpops-cli's deadline (2 s by default) is when to give up, not a speed
+     * this test asserts: on a loaded machine a write's round trips to
+     * PostgreSQL can take longer. */
+    setenv("TCPOPS_TIMEOUT", "10000", 1);
     /* TCPOPS_TEST_FILTER=test_text* runs some scenarios (e.g. to repeat them). */
     if (getenv("TCPOPS_TEST_FILTER") != NULL)
         cmocka_set_test_filter(getenv("TCPOPS_TEST_FILTER"));
