@@ -287,6 +287,70 @@ static void test_group_commit(void **state)
         fail_msg("expected fewer commits than the %d writes, got %lu", ok, commits);
 }
 
+static int write_add_pet_0(svc_conn *c, void *arg, char *err, size_t errlen)
+{
+    return people_store_add_pet(c, arg, 0, err, errlen);
+}
+
+typedef struct mixed_arg {
+    svc_writer *w;
+    int index;
+    int created, refused, other;
+    char problem[400];
+} mixed_arg;
+
+static void *create_and_refuse(void *p)
+{
+    mixed_arg *a = p;
+    char name[64], err[256];
+    for (int i = 0; i < 20; i++) {
+        snprintf(name, sizeof(name), "m%d-%d", a->index, i);
+        int st = svc_writer_run(a->w, i % 2 ? write_add_pet_0 : write_create,
+                                i % 2 ? (void *)"bob" : name, err, sizeof(err));
+        int want = i % 2 ? TCPOPS__STATUS__INVALID_ARGUMENT : TCPOPS__STATUS__OK;
+        if (st == want)
+            *(i % 2 ? &a->refused : &a->created) += 1;
+        else if (a->other++ == 0)
+            snprintf(a->problem, sizeof(a->problem), "%s: expected %s, got %s (%s)",
+                     i % 2 ? "add pet 0" : name, rpc_status_name(want), rpc_status_name(st),
+                     err);
+    }
+    return NULL;
+}
+
+/* A write that its store refuses before it touches the database (pet id 0)
+ * gets its own answer; the writes committed with it are unaffected, and the
+ * writer goes on (on PostgreSQL such a write once left the pipeline
+ * unsynced and the writer waiting forever). */
+static void test_group_commit_with_refused_writes(void **state)
+{
+    fixture *fx = *state;
+    char err[256];
+    svc_writer *w = NULL;
+    enum { T = 8 };
+    assert_int_equal(svc_writer_new(&w, &fx->people_store, err, sizeof(err)), 0);
+    int st = svc_writer_run(w, write_add_pet_0, "bob", err, sizeof(err));
+    if (st != TCPOPS__STATUS__INVALID_ARGUMENT)
+        fail_msg("add pet 0 alone: expected INVALID_ARGUMENT, got %s (%s)", rpc_status_name(st),
+                 err);
+    pthread_t th[T];
+    mixed_arg a[T];
+    for (int i = 0; i < T; i++) {
+        a[i] = (mixed_arg){.w = w, .index = i};
+        pthread_create(&th[i], NULL, create_and_refuse, &a[i]);
+    }
+    for (int i = 0; i < T; i++) {
+        pthread_join(th[i], NULL);
+        if (a[i].other != 0)
+            fail_msg("thread %d: %d of 20 writes answered wrongly; first: %s", i, a[i].other,
+                     a[i].problem);
+    }
+    svc_writer_free(w);
+    size_t people = count_people(fx->pc);
+    if (people != 2 + T * 10)
+        fail_msg("expected the 2 seeded people and the %d created, got %zu", T * 10, people);
+}
+
 /* ---- a full database: STORAGE_FULL, never INTERNAL ---- */
 
 /* Caps db at the pages it has now: SQLite's own SQLITE_FULL, no root needed. */
@@ -438,6 +502,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_people_pets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pets_get_and_create, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_group_commit_with_refused_writes, setup,
+                                        teardown),
     };
     /* SQLite's own full database (max_page_count): SQLite only. */
     const struct CMUnitTest sqlite_only[] = {
