@@ -1,5 +1,6 @@
 /* svc/text.c, the text-mode bridge, and the runtime's own Status method, on
- * the people service in process (svc_local) over a temporary database:
+ * the people service in process (svc_local) over a temporary database
+ * (SQLite, or PostgreSQL when run as `test_text postgresql`: testdb.h):
  * every answer is the exact line a client reads. */
 #include <errno.h>
 #include <setjmp.h>
@@ -17,9 +18,11 @@
 #include "svc/svc.h"
 #include "svc/text.h"
 #include "tcpops.pb-c.h"
+#include "testdb.h"
 
 typedef struct fixture {
     char dir[256];
+    char url[320];      /* PostgreSQL: the test's own database (testdb.h) */
     svc_local *l;
 } fixture;
 
@@ -29,8 +32,12 @@ static int setup(void **state)
     fixture *fx = calloc(1, sizeof(*fx));
     assert_non_null(fx);
     assert_int_equal(make_temp_dir(fx->dir, sizeof(fx->dir)), 0);
-    if (svc_local_new(&fx->l, people_service(), fx->dir, NULL, err, sizeof(err)) != 0)
-        fail_msg("expected the people service in process, got \"%s\"", err);
+    if (testdb_new(fx->url, sizeof(fx->url)) < 0)
+        fail_msg("expected a fresh %s database, got \"%s\"", testdb_name(), fx->url);
+    if (svc_local_new(&fx->l, people_service(), fx->dir, testdb_is_pg() ? fx->url : NULL, err,
+                      sizeof(err)) != 0)
+        fail_msg("expected the people service in process on %s, got \"%s\"", testdb_name(),
+                 err);
     *state = fx;
     return 0;
 }
@@ -125,13 +132,17 @@ static void test_status_lists_self(void **state)
     assert_int_equal(svc_local_call(fx->l, "people.Nope", NULL, 0, &rep), -ENOENT);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    int rc = testdb_init(argc, argv);
+    if (rc != 0)
+        return rc;
+    /* The same answers on either backend (test_text, test_text_pg). */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_lines_answer_exactly, setup, teardown),
         cmocka_unit_test_setup_teardown(test_help_lists_every_command, setup, teardown),
         cmocka_unit_test(test_close_line),
         cmocka_unit_test_setup_teardown(test_status_lists_self, setup, teardown),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests_name(testdb_name(), tests, NULL, NULL) != 0;
 }

@@ -589,6 +589,17 @@ void svc_pg_pipeline_end(svc_pg *pg)
 {
     if (pg->h == NULL)
         return; /* disconnect() left pipeline mode */
+    /* Ended before pipeline_flush (a write refused before it queued
+     * anything): without a sync the loop below would wait forever for a
+     * PIPELINE_SYNC the server never sends. */
+    if (pg->mode == MODE_SEND && PQpipelineSync(pg->h))
+        pg->mode = MODE_RECV;
+    if (pg->mode == MODE_SEND) {
+        if (pg->in_txn)
+            pg->lost_in_txn = 1;
+        disconnect(pg);
+        return;
+    }
     while (pg->next_expect < pg->nexpect) {
         int what_for = pg->expect[pg->next_expect];
         PGresult *skipped = next_result(pg);

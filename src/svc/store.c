@@ -45,6 +45,24 @@ int svc_store_parse(svc_store *st, const char *db, const char *data_dir, const c
     return -EINVAL;
 }
 
+/* Replaces the value of every "password=" query parameter in s (a URL of
+ * len bytes at most) with "***": libpq takes the password there too. */
+static void hide_query_password(char *s, size_t len)
+{
+    for (char *p = strchr(s, '?'); p != NULL; p = strchr(p + 1, '&')) {
+        if (strncmp(p + 1, "password=", 9) != 0)
+            continue;
+        char *v = p + 10;
+        size_t vlen = strcspn(v, "&"), rest = strlen(v + vlen);
+        if ((size_t)(v - s) + 3 + rest + 1 > len) { /* no room: cut the rest */
+            snprintf(v, len - (size_t)(v - s), "***");
+            return;
+        }
+        memmove(v + 3, v + vlen, rest + 1);
+        memcpy(v, "***", 3);
+    }
+}
+
 void svc_store_describe(const svc_store *st, char *out, size_t len)
 {
     if (st->backend == SVC_SQLITE) {
@@ -60,6 +78,7 @@ void svc_store_describe(const svc_store *st, char *out, size_t len)
         snprintf(out, len, "%.*s***%s", (int)(colon + 1 - st->url), st->url, at);
     else
         snprintf(out, len, "%s", st->url);
+    hide_query_password(out, len);
 }
 
 int svc_store_prepare(svc_store *st, const char *service, const svc_migration *sqlite_m,

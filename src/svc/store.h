@@ -42,7 +42,7 @@ int svc_store_parse(svc_store *st, const char *db, const char *data_dir, const c
                     char *err, size_t errlen);
 
 /* A description for logs and `tcpops ps`: "sqlite:PATH", or the URL with
- * its password replaced by "***". */
+ * its password (user:PASSWORD@ or ?password=) replaced by "***". */
 void svc_store_describe(const svc_store *st, char *out, size_t len);
 
 /* Brings the store's schema up to date with the service's migrations for its

@@ -133,12 +133,18 @@ static int try_group_pg(svc_writer *w, op *list, char *why, size_t whylen)
     svc_pg *pg = w->conn->pg;
     int st = svc_pg_pipeline_begin(pg, why, whylen);
     for (op *o = list; st == TCPOPS__STATUS__OK && o != NULL; o = o->next) {
+        if (o->final)
+            continue;
         o->err[0] = '\0';
-        if (!o->final && (o->status = o->fn(w->conn, o->arg, o->err, o->errlen)) !=
-                             SVC_PG_QUEUED) {
-            st = o->status; /* it could not even be queued */
-            snprintf(why, whylen, "%.*s", (int)(whylen > 0 ? whylen - 1 : 0), o->err);
+        o->status = o->fn(w->conn, o->arg, o->err, o->errlen);
+        if (o->status == SVC_PG_QUEUED)
+            continue;
+        if (!store_failure(o->status)) {
+            o->final = 1; /* refused before it sent anything (pet id 0): its own answer */
+            continue;
         }
+        st = o->status; /* it could not even be queued */
+        snprintf(why, whylen, "%.*s", (int)(whylen > 0 ? whylen - 1 : 0), o->err);
     }
     if (st == TCPOPS__STATUS__OK)
         st = svc_pg_pipeline_flush(pg, why, whylen);
