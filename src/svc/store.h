@@ -26,7 +26,7 @@ typedef struct svc_store {
     svc_pg *readers;          /* PostgreSQL: that pool (svc_store_prepare) */
 } svc_store;
 
-#define SVC_STORE_READ_CONNS 8
+#define SVC_STORE_READ_CONNS 4
 
 typedef struct svc_conn {
     svc_backend backend;

@@ -23,7 +23,7 @@
 
 /* Worker threads on PostgreSQL when --threads is 0: a thread waits for the
  * database most of its call, and group commit needs writers waiting. */
-#define SVC_PG_THREADS 64
+#define SVC_PG_THREADS 32
 
 /* The smallest --max-write-buffer but 0 (which means room for four frames). */
 #define MIN_WRITE_BUF 4096
@@ -234,7 +234,7 @@ int svc_main(const svc_desc *desc, int argc, char **argv)
          "HOST alone takes the member port)",
          0, 0},
         {"threads", UTIL_FLAG_INT, &o.threads, "N",
-         "worker threads; 0: 4 on SQLite, 64 on PostgreSQL (there they mostly wait, and "
+         "worker threads; 0: 4 on SQLite, 32 on PostgreSQL (there they mostly wait, and "
          "the writes of waiting threads share one commit)",
          0, 256},
         {"db-conns", UTIL_FLAG_INT, &o.db_conns, "N",
