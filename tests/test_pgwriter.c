@@ -203,7 +203,7 @@ static void seed_people(fixture *fx)
     }
 }
 
-/* 32 threads reading at once through the pool of 8: answers combined in
+/* 32 threads reading at once through the pool: answers combined in
  * pipelines still reach the caller that asked. */
 static void run_readers(fixture *fx)
 {
