@@ -1,5 +1,5 @@
 /* balance: which conn takes a call (least outstanding; primary, backup,
- * ejected, suspect, avoided in that order; full ones skipped) and outlier ejection,
+ * ejected, avoided, suspect in that order; full ones skipped) and outlier ejection,
  * on a channel built in memory. No threads, no TCP, no sleeps. */
 #include <errno.h>
 #include <setjmp.h>
@@ -84,7 +84,8 @@ static void test_backup_only_without_primary(void **state)
 }
 
 /* A conn whose peer went silent while a call timed out is picked after
- * every other, even an ejected endpoint's, and again once bytes arrive. */
+ * every other, even an ejected or avoided endpoint's, and again once bytes
+ * arrive. */
 static void test_suspect_conn_is_last(void **state)
 {
     (void)state;
@@ -95,8 +96,9 @@ static void test_suspect_conn_is_last(void **state)
     expect_pick(f, NULL, 1, 0);
     atomic_store(&f->ep[1].ejected_until, rpc_now_ms() + 60000);
     expect_pick(f, NULL, 1, 0); /* ejected, yet before the suspect */
+    expect_pick(f, &f->ep[1], 1, 0); /* avoided by a retry, yet before the suspect */
     atomic_store(&f->conns[1][0].state, CONN_DOWN);
-    expect_pick(f, NULL, 0, 0); /* nothing else: the suspect */
+    expect_pick(f, &f->ep[1], 0, 0); /* nothing else: the suspect */
     atomic_store(&f->conns[0][0].suspect, 0);
     atomic_store(&f->conns[1][0].state, CONN_READY);
     atomic_store(&f->ep[1].ejected_until, 0);

@@ -151,6 +151,8 @@ static void test_sqlstate_status(void **state)
         {"42601", TCPOPS__STATUS__INTERNAL},       /* syntax_error */
         {"53200", TCPOPS__STATUS__INTERNAL},       /* out_of_memory */
         {"57014", TCPOPS__STATUS__INTERNAL},       /* query_canceled */
+        {"55P03", TCPOPS__STATUS__UNAVAILABLE},    /* lock_not_available (lock_timeout) */
+        {"25P03", TCPOPS__STATUS__UNAVAILABLE},    /* idle_in_transaction_session_timeout */
         {"XX000", TCPOPS__STATUS__INTERNAL},       /* internal_error */
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {

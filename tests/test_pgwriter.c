@@ -245,6 +245,43 @@ static void test_reads_and_writes_right_after_a_restart(void **state)
     assert_int_equal(count_rows(fx, "after-restart"), 1);
 }
 
+/* A session that took a name and then went quiet inside its transaction
+ * (its client partitioned away) must not hold the writers back for the
+ * kernel's two hours of keepalive: the server ends it (idle in transaction
+ * 5 s) or the writer's wait ends (lock_timeout 5 s), and the create
+ * answers. Without the session options it waits for good (the ctest
+ * timeout fails it). */
+static void test_an_abandoned_transaction_does_not_hold_writes(void **state)
+{
+    fixture *fx = *state;
+    static const char SQL_TAKE[] =
+        "INSERT INTO people (name, created_ms) VALUES ('held', 0)";
+    char err[512];
+    svc_conn *holder = NULL;
+    int st;
+    if (svc_conn_open(&holder, &fx->store, 1, "holder", err, sizeof(err)) < 0)
+        fail_msg("%s", err);
+    if ((st = svc_pg_begin(holder->pg, err, sizeof(err))) != TCPOPS__STATUS__OK)
+        fail_msg("begin: %s: %s", rpc_status_name(st), err);
+    PQclear(svc_pg_run(holder->pg, "take", SQL_TAKE, 0, NULL, &st, err, sizeof(err)));
+    if (st != TCPOPS__STATUS__OK)
+        fail_msg("take: %s: %s", rpc_status_name(st), err);
+    /* The holder never commits. */
+    st = svc_writer_run(fx->w, write_create, "held", err, sizeof(err));
+    if (st != TCPOPS__STATUS__OK && st != TCPOPS__STATUS__UNAVAILABLE)
+        fail_msg("create behind an abandoned transaction: expected OK (its session ended) or "
+                 "UNAVAILABLE (lock timeout), got %s: %s", rpc_status_name(st), err);
+    /* Once the holder's session is gone the name is free or taken, never stuck. */
+    do {
+        st = svc_writer_run(fx->w, write_create, "held", err, sizeof(err));
+    } while (st == TCPOPS__STATUS__UNAVAILABLE);
+    if (st != TCPOPS__STATUS__OK && st != TCPOPS__STATUS__ALREADY_EXISTS)
+        fail_msg("create after: expected OK or ALREADY_EXISTS, got %s: %s",
+                 rpc_status_name(st), err);
+    assert_int_equal(count_rows(fx, "held"), 1);
+    svc_conn_close(holder);
+}
+
 int main(void)
 {
     char why[256], err[1024];
@@ -263,6 +300,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_reads_and_writes_right_after_a_restart, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_an_abandoned_transaction_does_not_hold_writes,
+                                        setup, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     pgserver_destroy(&pg);

@@ -9,7 +9,8 @@
 
 /* The tier a ready conn is in now: 0 primary, 1 backup, 2 its endpoint
  * ejected, 3 the conn suspect (silent while a call timed out: the peer may
- * be gone). Never set aside so far that nothing is left. */
+ * be gone; picked after the endpoint a retry avoids, too). Never set aside
+ * so far that nothing is left. */
 static int tier(const conn *cn, int64_t now)
 {
     if (atomic_load(&cn->suspect))
@@ -52,8 +53,10 @@ conn *balance_pick(rpc_channel *ch, const endpoint *avoid, int *full)
             best_out[b] = out;
         }
     }
-    conn *chosen = fallback;
-    for (int b = 3; b >= 0; b--)
+    /* The avoided endpoint (a retry's) comes before a suspect conn. */
+    conn *chosen = best[3];
+    chosen = fallback != NULL ? fallback : chosen;
+    for (int b = 2; b >= 0; b--)
         chosen = best[b] != NULL ? best[b] : chosen;
     if (chosen != NULL)
         atomic_fetch_add(&chosen->ep->users, 1);

@@ -47,6 +47,7 @@ struct svc_pg {
     int *expect;
     size_t nexpect, cap_expect, next_expect;
     int aborted;              /* a statement of the pipeline failed */
+    int nhead;                /* statements pipeline_begin queued (BEGIN, lock) */
 };
 
 enum { MODE_SYNC, MODE_SEND, MODE_RECV };
@@ -79,7 +80,7 @@ int svc_pg_sqlstate_status(const char *s)
         return TCPOPS__STATUS__STORAGE_FULL;
     if (strncmp(s, "08", 2) == 0 || strcmp(s, "57P01") == 0 || strcmp(s, "57P02") == 0 ||
         strcmp(s, "57P03") == 0 || strcmp(s, "53300") == 0 || strcmp(s, "40001") == 0 ||
-        strcmp(s, "40P01") == 0)
+        strcmp(s, "40P01") == 0 || strcmp(s, "55P03") == 0 || strcmp(s, "25P03") == 0)
         return TCPOPS__STATUS__UNAVAILABLE;
     return TCPOPS__STATUS__INTERNAL;
 }
@@ -197,12 +198,15 @@ int svc_pg_ready(svc_pg *pg, char *err, size_t errlen)
         snprintf(err, errlen, "database unavailable: %s", pg->last_error);
         return TCPOPS__STATUS__UNAVAILABLE;
     }
-    /* Later keywords win: the URL's own settings override these. */
+    /* Later keywords win: the URL's own settings override these. The
+     * server side gets the same bounds (SVC_PG_SERVER_OPTIONS): a session
+     * whose client vanished must not keep its locks for the kernel's two
+     * hours of keepalive. */
     const char *keys[] = {"connect_timeout", "keepalives_idle", "keepalives_interval",
-                          "keepalives_count", "tcp_user_timeout", "application_name",
-                          "dbname", NULL};
+                          "keepalives_count", "tcp_user_timeout", "options",
+                          "application_name", "dbname", NULL};
     const char *vals[] = {SVC_PG_CONNECT_TIMEOUT_S, "1", "1", "3", SVC_PG_USER_TIMEOUT_MS,
-                          pg->app, pg->url, NULL};
+                          SVC_PG_SERVER_OPTIONS, pg->app, pg->url, NULL};
     PGconn *h = PQconnectdbParams(keys, vals, 1);
     char why[256];
     if (h != NULL)
@@ -522,7 +526,13 @@ int svc_pg_commit(svc_pg *pg, char *err, size_t errlen)
         snprintf(err, errlen, "not committed: the database connection was lost");
         return TCPOPS__STATUS__UNAVAILABLE;
     }
-    PQclear(svc_pg_run(pg, "commit", SQL_COMMIT, 0, NULL, &st, why, sizeof(why)));
+    PGresult *r = svc_pg_run(pg, "commit", SQL_COMMIT, 0, NULL, &st, why, sizeof(why));
+    if (r != NULL && strcmp(PQcmdStatus(r), "COMMIT") != 0) {
+        /* COMMIT of a failed transaction answers ROLLBACK, without an error. */
+        st = TCPOPS__STATUS__INTERNAL;
+        snprintf(why, sizeof(why), "commit: the transaction was rolled back");
+    }
+    PQclear(r);
     if (st != TCPOPS__STATUS__OK && pg->lost_in_txn)
         snprintf(err, errlen, "the outcome is unknown: the database connection was lost "
                  "during COMMIT (%s)", why);
@@ -554,9 +564,10 @@ int svc_pg_txn_failed(svc_pg *pg)
            (pg->h != NULL && PQtransactionStatus(pg->h) == PQTRANS_INERROR);
 }
 
-int svc_pg_pipeline_begin(svc_pg *pg, char *err, size_t errlen)
+int svc_pg_pipeline_begin(svc_pg *pg, const char *lock, char *err, size_t errlen)
 {
     static const char SQL_BEGIN[] = "BEGIN";
+    static const char SQL_LOCK[] = "SELECT pg_advisory_xact_lock(hashtext($1))";
     int st = pg->h != NULL ? TCPOPS__STATUS__OK : svc_pg_ready(pg, err, errlen);
     if (st != TCPOPS__STATUS__OK)
         return st;
@@ -569,6 +580,12 @@ int svc_pg_pipeline_begin(svc_pg *pg, char *err, size_t errlen)
     }
     pg->mode = MODE_SEND;
     run_once(pg, "begin", SQL_BEGIN, 0, NULL, &st, err, errlen);
+    pg->nhead = 1;
+    if (st == SVC_PG_QUEUED && lock != NULL) {
+        const char *p[1] = {lock};
+        run_once(pg, "begin", SQL_LOCK, 1, p, &st, err, errlen);
+        pg->nhead = 2;
+    }
     if (st != SVC_PG_QUEUED)
         return st;
     pg->in_txn = 1;
@@ -581,7 +598,9 @@ int svc_pg_pipeline_flush(svc_pg *pg, char *err, size_t errlen)
     if (pg->h == NULL || !PQpipelineSync(pg->h))
         return result_error(pg, NULL, "begin", err, errlen);
     pg->mode = MODE_RECV;
-    PQclear(recv_result(pg, "begin", &st, err, errlen)); /* BEGIN's */
+    st = TCPOPS__STATUS__OK;
+    for (int i = 0; i < pg->nhead && st == TCPOPS__STATUS__OK; i++)
+        PQclear(recv_result(pg, "begin", &st, err, errlen)); /* BEGIN's, the lock's */
     return st;
 }
 

@@ -18,6 +18,13 @@
 #define SVC_PG_BACKOFF_CAP_MS 500
 #define SVC_PG_CONNECT_TIMEOUT_S "5"
 #define SVC_PG_USER_TIMEOUT_MS "3000"
+/* The server side of every session: a transaction left idle (its client
+ * gone) ends after 5 s, a lock is waited for at most 5 s, and the server's
+ * own keepalives and tcp_user_timeout find a vanished client in seconds. */
+#define SVC_PG_SERVER_OPTIONS                                                   \
+    "-c idle_in_transaction_session_timeout=5000 -c lock_timeout=5000 "         \
+    "-c tcp_keepalives_idle=1 -c tcp_keepalives_interval=1 "                   \
+    "-c tcp_keepalives_count=3 -c tcp_user_timeout=3000"
 
 typedef struct svc_pg svc_pg;
 typedef struct svc_pg_schema svc_pg_schema;
@@ -76,7 +83,11 @@ PGresult *svc_pg_insert_named(svc_pg *pg, const char *sql, const char *name, int
 
 /* A pipeline: the group-commit writer's statements sent together, their
  * results read together (one round trip for the group, not one per write).
- * pipeline_begin connects when needed and queues BEGIN; then each write
+ * pipeline_begin connects when needed and queues BEGIN and, when lock is
+ * not NULL, pg_advisory_xact_lock(hashtext(lock)), so the groups of every
+ * worker on every host that name the same lock commit one at a time (the
+ * ids they take then follow commit order, as on SQLite, and a page of a
+ * list never skips a row committed later with a smaller id); then each write
  * runs twice: first svc_pg_run only queues its statement and answers
  * SVC_PG_QUEUED (return it as is), then, after pipeline_flush sent them
  * all and read BEGIN's result, svc_pg_run answers that statement's result.
@@ -87,7 +98,7 @@ PGresult *svc_pg_insert_named(svc_pg *pg, const char *sql, const char *name, int
  * transaction stays open: commit or rollback it). */
 #define SVC_PG_QUEUED (-1)
 
-int svc_pg_pipeline_begin(svc_pg *pg, char *err, size_t errlen);
+int svc_pg_pipeline_begin(svc_pg *pg, const char *lock, char *err, size_t errlen);
 int svc_pg_pipeline_flush(svc_pg *pg, char *err, size_t errlen);
 void svc_pg_pipeline_end(svc_pg *pg);
 
@@ -109,7 +120,9 @@ int svc_pg_txn_failed(svc_pg *pg);
 /* The status for a SQLSTATE: 23505 (unique violation) ALREADY_EXISTS;
  * 53100 (disk full) STORAGE_FULL; connection exceptions (08...),
  * shutdown and start-up (57P01-57P03), too many connections (53300),
- * serialization failures and deadlocks (40001, 40P01) UNAVAILABLE; anything
+ * serialization failures and deadlocks (40001, 40P01), a lock not granted
+ * in lock_timeout (55P03) and a transaction ended for idling (25P03)
+ * UNAVAILABLE; anything
  * else INTERNAL. NULL (no SQLSTATE: the connection broke) is UNAVAILABLE. */
 int svc_pg_sqlstate_status(const char *sqlstate);
 

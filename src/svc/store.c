@@ -15,6 +15,7 @@ int svc_store_parse(svc_store *st, const char *db, const char *data_dir, const c
                     char *err, size_t errlen)
 {
     memset(st, 0, sizeof(*st));
+    snprintf(st->service, sizeof(st->service), "%s", service);
     if (db == NULL || db[0] == '\0' || strcmp(db, "sqlite:") == 0) {
         st->backend = SVC_SQLITE;
         st->in_data_dir = 1;

@@ -17,6 +17,7 @@ typedef enum svc_backend { SVC_SQLITE, SVC_POSTGRES } svc_backend;
 
 typedef struct svc_store {
     svc_backend backend;
+    char service[64];         /* whose data: "people" */
     char path[4096];          /* SQLite: the database file */
     int in_data_dir;          /* SQLite: path is the default, DATA_DIR/NAME.db */
     char url[4096];           /* PostgreSQL: the URL as given */

@@ -23,6 +23,7 @@ typedef struct op {
 
 struct svc_writer {
     svc_conn *conn;
+    char txn_lock[96];     /* PostgreSQL: the advisory lock of the service's groups */
     pthread_t thread;
     pthread_mutex_t lock;
     pthread_cond_t work;   /* ops queued, or stopping */
@@ -112,8 +113,10 @@ static int run_group_sqlite(svc_writer *w, op *list, char *why, size_t whylen)
 
 /* Fails every write of list not final with UNAVAILABLE and why: the
  * connection was lost before COMMIT, so none of them was written. */
-static int lost_group(op *list, const char *why)
+static int lost_group(op *list, const char *reason)
 {
+    char why[256]; /* reason may be one of the ops' own err */
+    snprintf(why, sizeof(why), "%s", reason);
     for (op *o = list; o != NULL; o = o->next) {
         if (!o->final) {
             o->status = TCPOPS__STATUS__UNAVAILABLE;
@@ -131,7 +134,7 @@ static int lost_group(op *list, const char *why)
 static int try_group_pg(svc_writer *w, op *list, char *why, size_t whylen)
 {
     svc_pg *pg = w->conn->pg;
-    int st = svc_pg_pipeline_begin(pg, why, whylen);
+    int st = svc_pg_pipeline_begin(pg, w->txn_lock, why, whylen);
     for (op *o = list; st == TCPOPS__STATUS__OK && o != NULL; o = o->next) {
         if (o->final)
             continue;
@@ -209,7 +212,14 @@ static int run_group_pg(svc_writer *w, op *list, char *why, size_t whylen)
     char what[300];
     st = svc_pg_commit(w->conn->pg, what, sizeof(what));
     if (st != TCPOPS__STATUS__OK) {
-        fail_rest(list, st, what); /* the writes that succeeded are not known to be there */
+        /* Not even the writes' own answers hold (a 409 may have been for a
+         * row of this very group): all of them fail with the commit. */
+        for (op *o = list; o != NULL; o = o->next) {
+            if (!o->final) {
+                o->status = st;
+                snprintf(o->err, o->errlen, "%s", what);
+            }
+        }
         snprintf(why, whylen, "%.*s", (int)(whylen > 0 ? whylen - 1 : 0), what);
         return st;
     }
@@ -265,6 +275,7 @@ int svc_writer_new(svc_writer **out, const svc_store *st, char *err, size_t errl
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
+    snprintf(w->txn_lock, sizeof(w->txn_lock), "tcpops writes of %s", st->service);
     int rc = svc_conn_open(&w->conn, st, 1, "tcpops-writer", err, errlen);
     if (rc < 0) {
         free(w);
