@@ -424,7 +424,10 @@ static void lead(svc_pg *pool, svc_pg *m, read_req *me)
     read_batch(m, batch, nb);
     for (int i = 1; i < nb; i++) {
         _Atomic uint32_t *word = &batch[i]->state;
-        atomic_store(word, REQ_DONE); /* its caller may return at once */
+        /* Its caller may return at once, and its read_req (on its stack)
+         * be gone before the wake: a wake on a dead address is at worst a
+         * spurious wake of whoever waits there next, which waiters allow. */
+        atomic_store(word, REQ_DONE);
         rpc_waiter_wake(word, 1);
     }
     pthread_mutex_lock(&pool->pool_lock);

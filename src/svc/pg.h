@@ -6,7 +6,8 @@
  * connection, keyed by their SQL text, then executed with text parameters.
  * A server that cannot be reached is UNAVAILABLE, never fatal. Keepalives
  * and tcp_user_timeout bound how long a vanished server can hold a call.
- * One svc_pg belongs to one thread at a time. */
+ * One svc_pg belongs to one thread at a time, except a pool
+ * (svc_pg_pool_new), which any thread may run reads on. */
 #ifndef TCPOPS_SVC_PG_H
 #define TCPOPS_SVC_PG_H
 
