@@ -1,4 +1,4 @@
-/* Several hosts on one machine (issue 10, section 6): network namespaces on a
+/* Several hosts on one machine: network namespaces on a
  * bridge (netns.h), one running PostgreSQL, two service hosts (A, B) running
  * people and pets against it, a third (C) on a database of its own, and a
  * gateway host whose load threads (httpload.h) send steady GETs and POSTs.
@@ -367,7 +367,7 @@ int main(void)
 {
     char why[512];
     if (!netns_available(why, sizeof(why)) || !pgserver_available(why, sizeof(why))) {
-        /* CI must run it (issue 10): there a missing prerequisite fails. */
+        /* CI must run it: there a missing prerequisite fails. */
         const char *ci = getenv("CI");
         int in_ci = ci != NULL && ci[0] != '\0' && strcmp(ci, "false") != 0 &&
                     strcmp(ci, "0") != 0;

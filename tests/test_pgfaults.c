@@ -1,4 +1,4 @@
-/* Faults the PostgreSQL store must survive (issue 10, section 5), with the
+/* Faults the PostgreSQL store must survive, with the
  * real tcpops-people, tcpops-pets and tcpops-gateway in front of a real
  * PostgreSQL (pgserver.h) of this test's own:
  * - the database down when the services start: they run, answer 503 with
