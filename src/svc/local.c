@@ -28,7 +28,9 @@ int svc_local_new(svc_local **out, const svc_desc *desc, const char *data_dir, c
     svc_rt_init(&l->s, desc, "local");
     svc_members_methods(&l->s, extra);
     l->t.s = &l->s;
-    if (svc_rt_prepare(&l->s, data_dir, db, 0, extra, SVC_MEMBERS_NMETHODS, err, errlen) < 0 ||
+    svc_store st;
+    if (svc_store_parse(&st, db, data_dir, desc->name, err, errlen) < 0 ||
+        svc_rt_prepare(&l->s, data_dir, &st, extra, SVC_MEMBERS_NMETHODS, err, errlen) < 0 ||
         svc_conn_open(&l->t.conn, &l->s.store, 0, "tcpops-local", err, errlen) < 0) {
         svc_local_free(l);
         return -EIO;

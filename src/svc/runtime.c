@@ -88,14 +88,11 @@ int svc_mkdir_p(const char *path)
     return 0;
 }
 
-int svc_rt_prepare(svc *s, const char *data_dir, const char *db, int sync_full,
+int svc_rt_prepare(svc *s, const char *data_dir, const svc_store *st,
                    const svc_method *extra, size_t nextra, char *err, size_t errlen)
 {
     const svc_desc *desc = s->desc;
-    if (svc_store_parse(&s->store, db, data_dir, desc->name, err, errlen) < 0)
-        return -2;
-    s->store.sync_full = sync_full;
-    s->store.read_conns = s->db_conns;
+    s->store = *st;
     int rc = s->store.in_data_dir ? svc_mkdir_p(data_dir) : 0;
     if (rc < 0) {
         snprintf(err, errlen, "cannot create data dir %s: %s", data_dir, strerror(-rc));

@@ -24,7 +24,6 @@ typedef struct svc {
     svc_method *methods;      /* the service's, then the runtime's (Status) */
     size_t nmethods;
     svc_store store;          /* where the data lives (--db, --data-dir, --sync) */
-    int db_conns;             /* PostgreSQL read connections (0: the default) */
     /* UNAVAILABLE calls (a database down) are logged once a second with
      * how many were not: svc_rt_on_call. */
     _Atomic int64_t unavailable_logged_ms;
@@ -57,13 +56,12 @@ typedef struct svc_thread {
  * (this worker's address, "local" in process). Pair with svc_rt_fini. */
 void svc_rt_init(svc *s, const svc_desc *desc, const char *self);
 
-/* Chooses the store from db (--db: NULL or "" is SQLite under data_dir,
- * which it creates), brings its schema up to date, starts the writer and
- * the counters, and builds the method table: desc's methods, then the nextra
- * of extra (copied). sync_full: SQLite's synchronous=FULL. Returns 0, -2
- * when db is not a store URL (a usage error), or -1; err says why. What it
- * made is freed by svc_rt_fini, also after a failure. */
-int svc_rt_prepare(svc *s, const char *data_dir, const char *db, int sync_full,
+/* Takes the store st (svc_store_parse'd; SQLite's default file lives
+ * under data_dir, which it creates), brings its schema up to date, starts
+ * the writer and the counters, and builds the method table: desc's methods,
+ * then the nextra of extra (copied). Returns 0, or -1 with err filled. What
+ * it made is freed by svc_rt_fini, also after a failure. */
+int svc_rt_prepare(svc *s, const char *data_dir, const svc_store *st,
                    const svc_method *extra, size_t nextra, char *err, size_t errlen);
 
 /* Frees what svc_rt_init and svc_rt_prepare made (not s itself). No thread

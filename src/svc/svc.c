@@ -209,7 +209,8 @@ int svc_main(const svc_desc *desc, int argc, char **argv)
     rpc_server_cfg_default(&def);
     svc_opts o = {
         .listen = desc->default_listen, .member_listen = "127.0.0.1:0", .data_dir = "./var",
-        .sync = "normal", .threads = 0, .db_conns = SVC_STORE_READ_CONNS, .max_frame = (long)def.max_frame,
+        .sync = "normal", .threads = 0, .db_conns = SVC_STORE_READ_CONNS,
+        .max_frame = (long)def.max_frame,
         .max_conns = def.max_conns, .max_inflight = def.max_inflight,
         .max_queue = def.queue_max, .max_write_buf = (long)def.max_write_buf,
         .partial_ms = def.partial_timeout_ms, .idle_ms = def.idle_timeout_ms,
@@ -292,9 +293,9 @@ int svc_main(const svc_desc *desc, int argc, char **argv)
                  MIN_WRITE_BUF, o.max_write_buf);
         pos = -1;
     }
-    svc_store probe;
+    svc_store store;
     if (pos > 0 && pos == argc &&
-        svc_store_parse(&probe, o.db, o.data_dir, desc->name, err, sizeof(err)) < 0)
+        svc_store_parse(&store, o.db, o.data_dir, desc->name, err, sizeof(err)) < 0)
         pos = -1;
     if (pos > 0 && pos == argc && o.advertise != NULL &&
         (strlen(o.advertise) >= sizeof(s.self) - 8 || strpbrk(o.advertise, " \t\n") != NULL)) {
@@ -319,7 +320,7 @@ int svc_main(const svc_desc *desc, int argc, char **argv)
     /* Claim the shared port for this service and store before the store is
      * touched or the port bound (see portlock.h). */
     char identity[PATH_MAX + 4200];
-    if (store_identity(desc, &probe, o.data_dir, identity, sizeof(identity), err,
+    if (store_identity(desc, &store, o.data_dir, identity, sizeof(identity), err,
                        sizeof(err)) < 0 ||
         claim_port(o.listen, identity, &plock, err, sizeof(err)) < 0) {
         util_log(UTIL_ERROR, "cannot listen", "addr=%s err=%s", o.listen,
@@ -327,12 +328,13 @@ int svc_main(const svc_desc *desc, int argc, char **argv)
         goto out;
     }
     if (o.threads == 0)
-        o.threads = probe.backend == SVC_POSTGRES ? SVC_PG_THREADS : def.threads;
-    s.db_conns = (int)o.db_conns;
+        o.threads = store.backend == SVC_POSTGRES ? SVC_PG_THREADS : def.threads;
+    store.sync_full = strcmp(o.sync, "full") == 0;
+    store.read_conns = (int)o.db_conns;
     svc_method status[SVC_MEMBERS_NMETHODS];
     svc_members_methods(&s, status);
-    if (svc_rt_prepare(&s, o.data_dir, o.db, strcmp(o.sync, "full") == 0, status,
-                       SVC_MEMBERS_NMETHODS, err, sizeof(err)) < 0) {
+    if (svc_rt_prepare(&s, o.data_dir, &store, status, SVC_MEMBERS_NMETHODS, err,
+                       sizeof(err)) < 0) {
         util_log(UTIL_ERROR, "cannot start", "err=%s", util_logq(q, sizeof(q), err));
         goto out;
     }

@@ -197,15 +197,14 @@ static int run_group_pg(svc_writer *w, op *list, char *why, size_t whylen)
         o->status = TCPOPS__STATUS__OK;
         o->final = 0;
     }
-    while ((st = try_group_pg(w, list, why, whylen)) == -1)
-        ;
-    if (st == TCPOPS__STATUS__UNAVAILABLE && had) {
-        /* The connection had died while idle (the database restarted):
-         * nothing was written, and the new one may well work. */
-        for (op *o = list; o != NULL; o = o->next)
-            o->status = o->final ? o->status : TCPOPS__STATUS__OK;
+    /* A second try when the connection had died while idle (the database
+     * restarted): nothing was written, and a new one may well work. Each
+     * try answers every write not final. */
+    for (int tries = had ? 2 : 1; tries > 0; tries--) {
         while ((st = try_group_pg(w, list, why, whylen)) == -1)
             ;
+        if (st != TCPOPS__STATUS__UNAVAILABLE)
+            break;
     }
     if (st != TCPOPS__STATUS__OK)
         return st;
