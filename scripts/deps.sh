@@ -15,7 +15,7 @@ pkgs=(gcc make cmake pkg-config libc6-dev
       iproute2            # ip netns: test_multihost's hosts
       curl netcat-openbsd)   # the README's curl and nc examples
 case "${1:-}" in
-  bench) pkgs+=(wrk redis-server redis-tools sqlite3) ;;
+  bench) pkgs+=(wrk redis-server redis-tools sqlite3 procps) ;;   # procps: pgrep
   fuzz) pkgs+=(clang libclang-rt-14-dev) ;;
 esac
 
