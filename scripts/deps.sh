@@ -10,6 +10,7 @@ pkgs=(gcc make cmake pkg-config libc6-dev
       libcivetweb-dev libprotobuf-c-dev protobuf-c-compiler
       libsqlite3-dev libcmocka-dev libjansson-dev libinih-dev
       libunistring-dev libpq-dev
+      libssl-dev openssl  # mutual TLS; openssl: scripts/dev-certs.sh
       postgresql          # a real PostgreSQL server the tests start on their own
       systemd             # systemd-analyze: test_deploy verifies deploy/tcpops.service
       iproute2            # ip netns: test_multihost's hosts

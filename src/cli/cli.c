@@ -22,7 +22,8 @@
 enum { EXIT_OK = 0, EXIT_RPC = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3 };
 
 static const char usage_text[] =
-    "usage: tcpops-cli [--addr HOST:PORT] [--timeout MS] COMMAND [ARGS]\n"
+    "usage: tcpops-cli [--addr HOST:PORT] [--timeout MS]\n"
+    "                  [--tls-cert FILE --tls-key FILE --tls-ca FILE] COMMAND [ARGS]\n"
     "\n"
     "commands:\n"
     "  status                          the service's status and live members\n"
@@ -42,7 +43,19 @@ static const char usage_text[] =
 typedef struct cli {
     const char *addr;
     long timeout_ms;
+    rpc_tls_files files;  /* --tls-* */
+    rpc_tls *tls;         /* NULL: plaintext */
+    char why[RPC_ERRLEN]; /* why the last connection attempt failed, beyond errno */
 } cli;
+
+/* The channel's events: keeps why a connection attempt failed (TLS says
+ * more than an errno). */
+static void note_event(void *user, const rpc_event *ev)
+{
+    cli *c = user;
+    if (ev->type == RPC_EV_CONNECT_FAILED && *ev->why)
+        snprintf(c->why, sizeof(c->why), "%s", ev->why);
+}
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -72,7 +85,7 @@ static int print_message(const ProtobufCMessage *m)
 }
 
 /* Calls method with req on addr and prints the answer as resp_desc. */
-static int rpc(const cli *c, const char *method, const ProtobufCMessage *req,
+static int rpc(cli *c, const char *method, const ProtobufCMessage *req,
                const ProtobufCMessageDescriptor *resp_desc)
 {
     char err[RPC_ERRLEN];
@@ -86,6 +99,9 @@ static int rpc(const cli *c, const char *method, const ProtobufCMessage *req,
     cfg.pool_size = 1;
     cfg.connect_timeout_ms = (int)c->timeout_ms;
     cfg.max_deadline_ms = (int)c->timeout_ms;
+    cfg.tls = c->tls;
+    cfg.on_event = note_event;
+    cfg.event_user = c;
     if (rpc_channel_new(&ch, &cfg, err) < 0)
         return usage_error("%s", err);
 
@@ -117,7 +133,9 @@ static int rpc(const cli *c, const char *method, const ProtobufCMessage *req,
     } else if (call.attempts == 0 && (st == TCPOPS__STATUS__UNAVAILABLE ||
                                       st == TCPOPS__STATUS__DEADLINE_EXCEEDED)) {
         fprintf(stderr, "tcpops-cli: cannot reach %s: %s\n", c->addr,
-                st == TCPOPS__STATUS__DEADLINE_EXCEEDED ? "timed out" : call.error);
+                *c->why                                    ? c->why
+                : st == TCPOPS__STATUS__DEADLINE_EXCEEDED ? "timed out"
+                                                           : call.error);
         rc = EXIT_UNREACHABLE;
     } else {
         fprintf(stderr, "tcpops-cli: %s: %s\n", rpc_status_name(st), call.error);
@@ -134,7 +152,7 @@ static int rpc(const cli *c, const char *method, const ProtobufCMessage *req,
 #define PONG_MAX 252
 
 /* ping: one PING frame on a fresh connection, timed until its PONG. */
-static int ping(const cli *c)
+static int ping(cli *c)
 {
     char err[RPC_ERRLEN];
     struct sockaddr_in sa;
@@ -148,11 +166,21 @@ static int ping(const cli *c)
     }
     rpc_conn conn;
     rpc_conn_init(&conn, fd, PONG_MAX, 0);
+    int64_t t0 = rpc_now_us();
+    int rc = c->tls != NULL ? rpc_conn_tls_start(&conn, c->tls, c->addr, NULL, err) : 0;
+    if (rc == 0)
+        rc = rpc_conn_handshake(&conn, deadline);
+    if (rc < 0 && *rpc_conn_tls_error(&conn)) {
+        fprintf(stderr, "tcpops-cli: cannot reach %s: TLS: %s\n", c->addr,
+                rpc_conn_tls_error(&conn));
+        rpc_conn_fini(&conn);
+        return EXIT_UNREACHABLE;
+    }
     rpc_frame f = TCPOPS__FRAME__INIT;
     f.kind = TCPOPS__KIND__PING;
     f.id = 1;
-    int64_t t0 = rpc_now_us();
-    int rc = rpc_conn_send(&conn, &f);
+    if (rc == 0)
+        rc = rpc_conn_send(&conn, &f);
     if (rc == 0)
         rc = rpc_conn_flush_wait(&conn, deadline);
     if (rc == 0) {
@@ -288,23 +316,9 @@ static int pets_cmd(cli *c, int argc, char **argv)
     return usage_error("unknown pets command \"%s\"", argv[0]);
 }
 
-int main(int argc, char **argv)
+/* Runs the command at argv[pos] (after the flags). */
+static int run_command(cli *c, int pos, int argc, char **argv)
 {
-    cli c = {.addr = NULL, .timeout_ms = 2000};
-    const util_flag flags[] = {
-        {"addr", UTIL_FLAG_STR, &c.addr, "HOST:PORT", "the service to talk to", 0, 0},
-        {"timeout", UTIL_FLAG_INT, &c.timeout_ms, "MS", "deadline of the call", 1, 60000},
-    };
-    char err[256];
-    signal(SIGPIPE, SIG_IGN);
-    int pos = util_flags_parse(flags, 2, argc, argv, 1, err, sizeof(err));
-    if (pos == 0) {
-        fputs(usage_text, stdout);
-        util_flags_usage(stdout, flags, 2);
-        return EXIT_OK;
-    }
-    if (pos < 0)
-        return usage_error("%s", err);
     if (pos >= argc) {
         fputs(usage_text, stderr);
         return EXIT_USAGE;
@@ -312,8 +326,8 @@ int main(int argc, char **argv)
     const char *cmd = argv[pos];
     int rest = argc - pos - 1;
     char **rargv = argv + pos + 1;
-    if (c.addr == NULL)
-        c.addr = strcmp(cmd, "pets") == 0 ? "127.0.0.1:5003" : "127.0.0.1:5002";
+    if (c->addr == NULL)
+        c->addr = strcmp(cmd, "pets") == 0 ? "127.0.0.1:5003" : "127.0.0.1:5002";
 
     if (strcmp(cmd, "status") == 0 || strcmp(cmd, "ping") == 0) {
         if (wants_help(rest, rargv)) {
@@ -323,13 +337,46 @@ int main(int argc, char **argv)
         if (rest != 0)
             return usage_error("%s takes no arguments", cmd);
         if (strcmp(cmd, "ping") == 0)
-            return ping(&c);
+            return ping(c);
         Tcpops__StatusRequest req = TCPOPS__STATUS_REQUEST__INIT;
-        return rpc(&c, "svc.Status", &req.base, &tcpops__status_response__descriptor);
+        return rpc(c, "svc.Status", &req.base, &tcpops__status_response__descriptor);
     }
     if (strcmp(cmd, "people") == 0)
-        return people_cmd(&c, rest, rargv);
+        return people_cmd(c, rest, rargv);
     if (strcmp(cmd, "pets") == 0)
-        return pets_cmd(&c, rest, rargv);
+        return pets_cmd(c, rest, rargv);
     return usage_error("unknown command \"%s\"", cmd);
+}
+
+int main(int argc, char **argv)
+{
+    cli c = {.addr = NULL, .timeout_ms = 2000};
+    const util_flag flags[] = {
+        {"addr", UTIL_FLAG_STR, &c.addr, "HOST:PORT", "the service to talk to", 0, 0},
+        {"timeout", UTIL_FLAG_INT, &c.timeout_ms, "MS", "deadline of the call", 1, 60000},
+        {"tls-cert", UTIL_FLAG_STR, &c.files.cert, "FILE",
+         "TLS: the client certificate (PEM) to present", 0, 0},
+        {"tls-key", UTIL_FLAG_STR, &c.files.key, "FILE", "TLS: its private key", 0, 0},
+        {"tls-ca", UTIL_FLAG_STR, &c.files.ca, "FILE",
+         "TLS: the CA that signs the service's certificate", 0, 0},
+    };
+    const size_t nflags = sizeof(flags) / sizeof(flags[0]);
+    char err[RPC_ERRLEN];
+    signal(SIGPIPE, SIG_IGN);
+    int pos = util_flags_parse(flags, nflags, argc, argv, 1, err, sizeof(err));
+    if (pos == 0) {
+        fputs(usage_text, stdout);
+        util_flags_usage(stdout, flags, nflags);
+        return EXIT_OK;
+    }
+    if (pos < 0)
+        return usage_error("%s", err);
+    int given = rpc_tls_files_check(&c.files, err);
+    if (given < 0)
+        return usage_error("%s", err);
+    if (given == 1 && rpc_tls_new(&c.tls, RPC_TLS_CLIENT, &c.files, err) < 0)
+        return usage_error("%s", err);
+    int rc = run_command(&c, pos, argc, argv);
+    rpc_tls_free(c.tls);
+    return rc;
 }

@@ -142,7 +142,8 @@ static void on_event(void *user, const rpc_event *ev)
         /* One line per outage, not one per attempt. */
         if (ev->attempt == 1)
             util_log(UTIL_WARN, "cannot connect", "service=%s endpoint=%s err=%s retry_ms=%lld",
-                     ev->service, ev->endpoint, util_logq(q, sizeof(q), strerror(-ev->err)),
+                     ev->service, ev->endpoint,
+                     util_logq(q, sizeof(q), *ev->why ? ev->why : strerror(-ev->err)),
                      (long long)ev->delay_ms);
         return;
     case RPC_EV_DISCONNECTED:
@@ -387,6 +388,7 @@ static void channel_cfg(gw_backend *b, const gw_backend_cfg *cfg, rpc_channel_cf
     ccfg->max_waiting = cfg->max_waiting;
     ccfg->spin_us = cfg->spin_us;
     ccfg->stats = b->stats;
+    ccfg->tls = cfg->tls;
     ccfg->on_event = on_event;
     ccfg->event_user = b;
 }
@@ -559,7 +561,7 @@ int gw_backends_metrics(gw_backend *const *bs, size_t nb, char **buf, size_t *le
         RPC_C_CONNS_OPEN, RPC_C_CONNECTS,    RPC_C_RECONNECTS,      RPC_C_CONNECT_FAILURES,
         RPC_C_CONNS_LOST, RPC_C_LATE_ANSWERS, RPC_C_GOAWAYS,         RPC_C_RETRIES,
         RPC_C_FAIL_FAST,  RPC_C_INFLIGHT_LIMIT, RPC_C_PROTOCOL_ERRORS, RPC_C_OVERSIZE_FRAMES,
-        RPC_C_EJECTIONS,
+        RPC_C_EJECTIONS,  RPC_C_TLS_HANDSHAKES, RPC_C_TLS_RESUMED,
     };
     int rc = gw_buf_printf(buf, len, cap,
                            "# HELP tcpops_rpc_calls_total RPC calls by service, method, status.\n"

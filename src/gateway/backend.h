@@ -29,6 +29,8 @@ typedef struct gw_backend_cfg {
     int max_inflight;        /* calls in flight per connection */
     int max_waiting;         /* calls that may wait for a slot when all are full */
     int spin_us;             /* see rpc_channel_cfg.spin_us */
+    rpc_tls *tls;            /* client credentials for every connection (data and
+                              * discovery); NULL: plaintext */
 } gw_backend_cfg;
 
 /* Resolves the bootstrap names once (a name that does not resolve yet is

@@ -173,6 +173,17 @@ static int log_civetweb(const struct mg_connection *conn, const char *message)
     return 1; /* handled: civetweb prints nothing itself */
 }
 
+/* SIGHUP: the client certificate, key and CA are read again (new
+ * connections use them); on failure the ones in use stay. */
+static void reload_tls(void *user)
+{
+    char err[RPC_ERRLEN], q[600];
+    if (rpc_tls_reload(user, err) < 0)
+        util_log(UTIL_ERROR, "tls reload failed", "err=%s", util_logq(q, sizeof(q), err));
+    else
+        util_log(UTIL_INFO, "tls reloaded", NULL);
+}
+
 int main(int argc, char **argv)
 {
     const char *listen = "127.0.0.1:5001";
@@ -188,6 +199,8 @@ int main(int argc, char **argv)
     long resolve_ms = 5000; /* gw_backend's RESOLVE_MS */
     long spin_us = 80, listen_fd = -1; /* spin: the gateway's own choice, see --spin-us */
     int access_log = 1;
+    rpc_tls_files tls_files = {0};
+    rpc_tls *tls = NULL;
     gw g;
     memset(&g, 0, sizeof(g));
     const util_flag flags[] = {
@@ -225,6 +238,15 @@ int main(int argc, char **argv)
          "RPC calls in flight per connection (more wait for a free one)", 1, 65536},
         {"max-waiting", UTIL_FLAG_INT, &max_waiting, "N",
          "RPC calls per service that may wait for a free slot (more: 503)", 0, 1 << 20},
+        {"tls-cert", UTIL_FLAG_STR, &tls_files.cert, "FILE",
+         "TLS: the client certificate (PEM) the gateway shows the services; with --tls-key "
+         "and --tls-ca every RPC connection is mutual TLS 1.3",
+         0, 0},
+        {"tls-key", UTIL_FLAG_STR, &tls_files.key, "FILE", "TLS: the private key of --tls-cert",
+         0, 0},
+        {"tls-ca", UTIL_FLAG_STR, &tls_files.ca, "FILE",
+         "TLS: the CA that signs the services' certificates (SIGHUP reads all three again)", 0,
+         0},
         {"spin-us", UTIL_FLAG_INT, &spin_us, "US",
          "when one RPC call is all that is in flight, look for its answer this long before "
          "sleeping (lower latency on an idle machine; 0 = never)",
@@ -245,6 +267,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "tcpops-gateway: %s\n", pos < 0 ? err : "unexpected argument (see --help)");
         return 2;
     }
+    int given = rpc_tls_files_check(&tls_files, err);
+    if (given < 0 || (given == 1 && rpc_tls_new(&tls, RPC_TLS_CLIENT, &tls_files, err) < 0)) {
+        fprintf(stderr, "tcpops-gateway: %s\n", err);
+        return 2;
+    }
     /* The access log writes one line per request: batch the writes. */
     util_log_buffered();
     g.deadline_ms = (int)deadline_ms;
@@ -262,7 +289,7 @@ int main(int argc, char **argv)
                          .resolve_ms = (int)resolve_ms,
                          .max_frame = (size_t)max_frame, .max_inflight = (int)max_inflight,
                          .max_waiting = (int)max_waiting,
-                         .spin_us = (int)spin_us};
+                         .spin_us = (int)spin_us, .tls = tls};
     gw_backend_cfg tc = pc;
     tc.name = "pets";
     tc.bootstrap = pets;
@@ -325,8 +352,7 @@ int main(int argc, char **argv)
     util_log(UTIL_INFO, "listening", "addr=%s people=%s pets=%s threads=%ld deadline_ms=%ld",
              listen, people, pets, threads, deadline_ms);
 
-    int sig = 0;
-    sigwait(&stopset, &sig);
+    int sig = util_wait_stop(&stopset, tls != NULL ? reload_tls : NULL, tls);
     atomic_store(&g.draining, 1);
     util_log(UTIL_INFO, "draining", "signal=%s drain_ms=%ld", sig == SIGINT ? "INT" : "TERM",
              drain_ms);
@@ -363,6 +389,7 @@ out:
     gw_backend_free(g.pets);
     gw_backend_free(g.people);
     gw_metrics_free(g.metrics);
+    rpc_tls_free(tls);
     mg_exit_library();
     return rc;
 }

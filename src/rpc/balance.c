@@ -85,7 +85,7 @@ void balance_note(conn *cn, int failed)
         ms = EJECT_MAX_MS;
     atomic_store(&ep->ejected_until, rpc_now_ms() + ms);
     rpc_stats_add(cn->ch->cfg.stats, RPC_C_EJECTIONS, 1);
-    client_emit(cn, RPC_EV_EJECTED, 0, ms);
+    client_emit(cn, RPC_EV_EJECTED, 0, ms, NULL);
 }
 
 /* get() of the channel's first conn where it is non-zero, or 0. Takes

@@ -25,6 +25,7 @@
 #include "rpc/frame.h"
 #include "rpc/sock.h"
 #include "rpc/stats.h"
+#include "rpc/tls.h"
 
 typedef struct rpc_channel rpc_channel;
 
@@ -44,6 +45,8 @@ typedef struct rpc_event {
     int err;               /* negative errno, 0 when none */
     unsigned attempt;      /* consecutive failed attempts so far */
     int64_t delay_ms;      /* RPC_EV_CONNECT_FAILED: wait before the next */
+    const char *why;       /* RPC_EV_CONNECT_FAILED: more than err says (TLS's
+                            * reason a handshake failed), or "" */
 } rpc_event;
 
 /* Called with no lock held, on a connection's own thread or on a calling
@@ -73,6 +76,9 @@ typedef struct rpc_channel_cfg {
     rpc_rand_fn rand;            /* NULL: rpc_rand01 */
     void *rand_user;
     rpc_stats *stats;            /* optional */
+    rpc_tls *tls;                /* optional (RPC_TLS_CLIENT): every connection
+                                  * is TLS, its handshake part of connecting
+                                  * (within connect_timeout_ms) */
     rpc_event_fn on_event;       /* optional */
     void *event_user;
 } rpc_channel_cfg;

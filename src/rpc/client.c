@@ -5,7 +5,7 @@
 
 #include "rpc/waiter.h"
 
-void client_emit(conn *cn, rpc_event_type type, int err, int64_t delay_ms)
+void client_emit(conn *cn, rpc_event_type type, int err, int64_t delay_ms, const char *why)
 {
     rpc_channel *ch = cn->ch;
     if (ch->cfg.on_event == NULL)
@@ -18,6 +18,7 @@ void client_emit(conn *cn, rpc_event_type type, int err, int64_t delay_ms)
         .err = err,
         .attempt = cn->failures_seen,
         .delay_ms = delay_ms,
+        .why = why != NULL ? why : "",
     };
     ch->cfg.on_event(ch->cfg.event_user, &ev);
 }

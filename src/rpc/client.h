@@ -127,8 +127,9 @@ struct rpc_channel {
 
 /* ---- client.c ---- */
 
-/* Calls the channel's on_event for cn (no lock may be held). */
-void client_emit(conn *cn, rpc_event_type type, int err, int64_t delay_ms);
+/* Calls the channel's on_event for cn (no lock may be held). why: see
+ * rpc_event; NULL for none. */
+void client_emit(conn *cn, rpc_event_type type, int err, int64_t delay_ms, const char *why);
 
 /* n calls' worth of room was freed (INT_MAX: connections changed state):
  * wakes up to n calls of the wait queue. Any thread, any lock held. The

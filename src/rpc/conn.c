@@ -1,6 +1,7 @@
 #include "rpc/conn.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -28,6 +29,8 @@ void rpc_conn_init(rpc_conn *c, int fd, size_t max_frame, size_t max_write_buf)
 
 void rpc_conn_close(rpc_conn *c)
 {
+    rpc_tls_conn_free(c->tls);
+    c->tls = NULL;
     if (c->fd >= 0)
         close(c->fd);
     c->fd = -1;
@@ -50,6 +53,56 @@ void rpc_conn_attach(rpc_conn *c, int fd)
     c->wprogress = 0;
 }
 
+/* ---- TLS ---- */
+
+int rpc_conn_tls_start(rpc_conn *c, rpc_tls *t, const char *peer, rpc_stats *stats,
+                       char *err)
+{
+    rpc_tls_conn_free(c->tls);
+    c->tls = NULL;
+    return rpc_tls_conn_new(&c->tls, t, c->fd, peer, stats, err);
+}
+
+int rpc_conn_handshake(rpc_conn *c, int64_t deadline_ms)
+{
+    if (c->tls == NULL)
+        return 0;
+    for (;;) {
+        int rc = rpc_tls_conn_handshake(c->tls);
+        if (rc == 1)
+            return 0;
+        if (rc != -EAGAIN)
+            return rc;
+        int64_t left = deadline_ms - rpc_now_ms();
+        if (left <= 0)
+            return -ETIMEDOUT;
+        struct pollfd pf = {.fd = c->fd,
+                            .events = rpc_tls_conn_wants_write(c->tls) ? POLLOUT : POLLIN};
+        if (poll(&pf, 1, (int)left) < 0 && errno != EINTR)
+            return -errno;
+    }
+}
+
+const char *rpc_conn_tls_error(const rpc_conn *c)
+{
+    return c->tls != NULL ? rpc_tls_conn_error(c->tls) : "";
+}
+
+int rpc_conn_buffered(const rpc_conn *c)
+{
+    return c->tls != NULL && rpc_tls_conn_buffered(c->tls);
+}
+
+int rpc_conn_partial(const rpc_conn *c)
+{
+    return c->tls != NULL && rpc_tls_conn_partial(c->tls);
+}
+
+int rpc_conn_wants_write(const rpc_conn *c)
+{
+    return rpc_conn_unsent(c) > 0 || (c->tls != NULL && rpc_tls_conn_wants_write(c->tls));
+}
+
 /* ---- reader ---- */
 
 size_t rpc_conn_rbuf_limit(const rpc_conn *c)
@@ -62,6 +115,14 @@ int rpc_conn_fill(rpc_conn *c)
     int rc = rpc_buf_reserve(&c->rbuf, RPC_CONN_READ_CHUNK, rpc_conn_rbuf_limit(c));
     if (rc < 0)
         return rc;
+    if (c->tls != NULL) {
+        int r = rpc_tls_conn_read(c->tls, c->rbuf.data + c->rbuf.len, c->rbuf.cap - c->rbuf.len);
+        if (r > 0) {
+            c->rbuf.len += (size_t)r;
+            c->last_rx = rpc_now_ms();
+        }
+        return r;
+    }
     for (;;) {
         ssize_t r = recv(c->fd, c->rbuf.data + c->rbuf.len, c->rbuf.cap - c->rbuf.len, 0);
         if (r > 0) {
@@ -123,12 +184,17 @@ int rpc_conn_recv_frame(rpc_conn *c, rpc_frame **out, int64_t deadline_ms)
         int64_t left = deadline_ms - rpc_now_ms();
         if (left <= 0)
             return -ETIMEDOUT;
-        struct pollfd pf = {.fd = c->fd, .events = POLLIN};
-        int n = poll(&pf, 1, (int)left);
-        if (n < 0 && errno != EINTR)
-            return -errno;
-        if (n <= 0)
-            continue;
+        if (!rpc_conn_buffered(c)) {
+            struct pollfd pf = {.fd = c->fd,
+                                .events = c->tls != NULL && rpc_tls_conn_wants_write(c->tls)
+                                              ? POLLOUT
+                                              : POLLIN};
+            int n = poll(&pf, 1, (int)left);
+            if (n < 0 && errno != EINTR)
+                return -errno;
+            if (n <= 0)
+                continue;
+        }
         rc = rpc_conn_fill(c);
         if (rc == 0)
             return -ECONNRESET;
@@ -169,8 +235,26 @@ int rpc_conn_send(rpc_conn *c, const rpc_frame *f)
     return c->corked ? 0 : rpc_conn_flush(c);
 }
 
+/* rpc_conn_flush through TLS. */
+static int flush_tls(rpc_conn *c)
+{
+    while (rpc_conn_unsent(c) > 0) {
+        int w = rpc_tls_conn_write(c->tls, rpc_buf_head(&c->wbuf), rpc_conn_unsent(c));
+        if (w < 0)
+            return w;
+        if (w == 0)
+            return 0; /* the socket is full: the rest waits */
+        rpc_buf_consume(&c->wbuf, (size_t)w);
+        c->wprogress = rpc_now_ms();
+    }
+    rpc_buf_shrink(&c->wbuf, 65536);
+    return 0;
+}
+
 int rpc_conn_flush(rpc_conn *c)
 {
+    if (c->tls != NULL)
+        return flush_tls(c);
     while (rpc_conn_unsent(c) > 0) {
         ssize_t w = send(c->fd, rpc_buf_head(&c->wbuf), rpc_conn_unsent(c), MSG_NOSIGNAL);
         if (w > 0) {
@@ -188,8 +272,26 @@ int rpc_conn_flush(rpc_conn *c)
     return 0;
 }
 
+/* rpc_conn_flush_wait through TLS: flush, then wait for room. */
+static int flush_wait_tls(rpc_conn *c, int64_t deadline_ms)
+{
+    for (;;) {
+        int rc = flush_tls(c);
+        if (rc < 0 || rpc_conn_unsent(c) == 0)
+            return rc;
+        int64_t left = deadline_ms > 0 ? deadline_ms - rpc_now_ms() : -1;
+        if (deadline_ms > 0 && left <= 0)
+            return -ETIMEDOUT;
+        struct pollfd pf = {.fd = c->fd, .events = POLLOUT};
+        if (poll(&pf, 1, left > INT_MAX ? INT_MAX : (int)left) < 0 && errno != EINTR)
+            return -errno;
+    }
+}
+
 int rpc_conn_flush_wait(rpc_conn *c, int64_t deadline_ms)
 {
+    if (c->tls != NULL)
+        return flush_wait_tls(c, deadline_ms);
     size_t written = 0;
     int rc = rpc_sock_write_all(c->fd, rpc_buf_head(&c->wbuf), rpc_conn_unsent(c), deadline_ms,
                                 &written);

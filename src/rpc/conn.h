@@ -13,6 +13,10 @@
  * last_rx) belongs to one reader at a time, the writer side (wbuf, corked,
  * wprogress) to whoever holds the owner's write lock, the pending table to
  * whoever holds the owner's state lock; the owner says which lock is which.
+ * With TLS (rpc_conn_tls_start) the same calls read and write through
+ * it: rpc_conn_fill decrypts into rbuf, rpc_conn_flush encrypts wbuf, and
+ * the socket stays non-blocking (rpc/tls.h).
+ *
  * See docs/protocol.md for the frame itself. */
 #ifndef TCPOPS_RPC_CONN_H
 #define TCPOPS_RPC_CONN_H
@@ -22,6 +26,7 @@
 
 #include "rpc/buf.h"
 #include "rpc/frame.h"
+#include "rpc/tls.h"
 
 /* Bytes asked of the socket per read. */
 #define RPC_CONN_READ_CHUNK 65536
@@ -44,6 +49,7 @@ typedef struct rpc_pending {
 
 typedef struct rpc_conn {
     int fd;                 /* owned; -1 when none */
+    rpc_tls_conn *tls;      /* owned; NULL: plaintext */
     size_t max_frame;       /* largest frame payload, either way */
     size_t max_write_buf;   /* wbuf's cap */
 
@@ -81,9 +87,38 @@ void rpc_conn_fini(rpc_conn *c);
 void rpc_conn_attach(rpc_conn *c, int fd);
 
 /* Closes the socket and empties both buffers (keeping the struct, for a
- * reconnect); fd becomes -1. Pending calls are left in the table: detach
- * them first. */
+ * reconnect); fd becomes -1 and TLS ends. Pending calls are left in the
+ * table: detach them first. */
 void rpc_conn_close(rpc_conn *c);
+
+/* ---- TLS ---- */
+
+/* Puts TLS (t's role) over the socket just attached; every read and write
+ * then goes through it. peer as rpc_tls_conn_new. Returns 0 or a negative
+ * errno with err filled (RPC_ERRLEN). */
+int rpc_conn_tls_start(rpc_conn *c, rpc_tls *t, const char *peer, rpc_stats *stats,
+                       char *err);
+
+/* Client: completes the handshake, waiting on the socket until deadline_ms
+ * (rpc_now_ms clock). Returns 0, -ETIMEDOUT, or -ECONNABORTED (refused:
+ * rpc_conn_tls_error says why) or another negative errno. Plaintext: 0. */
+int rpc_conn_handshake(rpc_conn *c, int64_t deadline_ms);
+
+/* Why TLS failed on c, or "" (also for plaintext). */
+const char *rpc_conn_tls_error(const rpc_conn *c);
+
+/* Whether bytes were read off the socket that a fill has not yet taken
+ * (TLS decrypted more than rbuf had room for): the socket's readiness will
+ * not announce them. */
+int rpc_conn_buffered(const rpc_conn *c);
+
+/* Whether the peer owes the rest of something it began: a TLS handshake or
+ * record under way (rbuf's bytes aside). */
+int rpc_conn_partial(const rpc_conn *c);
+
+/* Whether c waits for the socket to take bytes: frames in wbuf, or TLS
+ * that must write before it can read on. */
+int rpc_conn_wants_write(const rpc_conn *c);
 
 /* ---- reader ---- */
 

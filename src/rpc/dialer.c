@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -153,7 +154,7 @@ static void on_goaway(conn *cn, rpc_frame *f)
     rpc_frame_free(f);
     rpc_stats_add(ch->cfg.stats, RPC_C_GOAWAYS, 1);
     complete_list(unsent, END_UNSENT, 0);
-    client_emit(cn, RPC_EV_GOAWAY, 0, 0);
+    client_emit(cn, RPC_EV_GOAWAY, 0, 0, NULL);
     client_notify(ch);
 }
 
@@ -214,12 +215,17 @@ static int handle_frames(conn *cn)
 
 int dialer_read(conn *cn, int wait_ms)
 {
-    struct pollfd pf = {.fd = cn->io.fd, .events = POLLIN};
-    int n = poll(&pf, 1, wait_ms);
-    if (n < 0)
-        return errno == EINTR ? 0 : -errno;
-    if (n == 0)
-        return 0;
+    if (!rpc_conn_buffered(&cn->io)) {
+        struct pollfd pf = {.fd = cn->io.fd,
+                            .events = cn->io.tls != NULL && rpc_tls_conn_wants_write(cn->io.tls)
+                                          ? POLLOUT
+                                          : POLLIN};
+        int n = poll(&pf, 1, wait_ms);
+        if (n < 0)
+            return errno == EINTR ? 0 : -errno;
+        if (n == 0)
+            return 0;
+    }
     int frames = 0;
     for (;;) {
         int r = rpc_conn_fill(&cn->io);
@@ -333,7 +339,7 @@ static int sleep_unless_stopping(conn *cn, int64_t ms)
 
 /* An attempt failed with fd (a negative errno): records it and returns
  * the delay before the next, the one the event reports. */
-static int64_t connect_failed(conn *cn, int fd)
+static int64_t connect_failed(conn *cn, int fd, const char *why)
 {
     rpc_channel *ch = cn->ch;
     pthread_mutex_lock(&cn->lock);
@@ -345,17 +351,45 @@ static int64_t connect_failed(conn *cn, int fd)
     rpc_stats_add(ch->cfg.stats, RPC_C_CONNECT_FAILURES, 1);
     client_notify(ch); /* waiters for this attempt can stop waiting */
     int64_t delay = rpc_backoff_next(&cn->bo);
-    client_emit(cn, RPC_EV_CONNECT_FAILED, fd, delay);
+    client_emit(cn, RPC_EV_CONNECT_FAILED, fd, delay, why);
     return delay;
 }
 
-/* The connection is up on fd: a fresh start, and READY. */
-static void conn_up(conn *cn, int fd, int reconnect)
+/* With TLS, the handshake on the fd just connected, by connect_deadline.
+ * Returns 0 with *tls set (NULL for plaintext), or a negative errno with
+ * why filled and fd closed. */
+static int secure(conn *cn, int fd, int64_t connect_deadline, rpc_tls_conn **tls, char *why)
+{
+    *tls = NULL;
+    if (cn->ch->cfg.tls == NULL)
+        return 0;
+    rpc_conn tmp;
+    rpc_conn_init(&tmp, fd, 0, 0);
+    int rc = rpc_conn_tls_start(&tmp, cn->ch->cfg.tls, cn->ep->addr, cn->ch->cfg.stats, why);
+    if (rc == 0)
+        rc = rpc_conn_handshake(&tmp, connect_deadline);
+    if (rc == -ECONNABORTED)
+        snprintf(why, RPC_ERRLEN, "TLS: %s", rpc_conn_tls_error(&tmp));
+    else if (rc == -ETIMEDOUT)
+        snprintf(why, RPC_ERRLEN, "TLS: no handshake within the connect timeout");
+    if (rc == 0) {
+        *tls = tmp.tls;
+        tmp.tls = NULL;
+        tmp.fd = -1;
+    }
+    rpc_conn_fini(&tmp);
+    return rc;
+}
+
+/* The connection is up on fd (through tls, or plaintext): a fresh start,
+ * and READY. */
+static void conn_up(conn *cn, int fd, rpc_tls_conn *tls, int reconnect)
 {
     rpc_channel *ch = cn->ch;
     pthread_mutex_lock(&cn->wlock);
     pthread_mutex_lock(&cn->lock);
     rpc_conn_attach(&cn->io, fd);
+    cn->io.tls = tls;
     cn->goaway_last = 0;
     cn->goaway_seen = 0;
     cn->ping_sent_ms = 0;
@@ -375,7 +409,7 @@ static void conn_up(conn *cn, int fd, int reconnect)
         rpc_stats_add(ch->cfg.stats, RPC_C_RECONNECTS, 1);
     rpc_stats_add(ch->cfg.stats, RPC_C_CONNS_OPEN, 1);
     client_notify(ch);
-    client_emit(cn, RPC_EV_CONNECTED, 0, 0);
+    client_emit(cn, RPC_EV_CONNECTED, 0, 0, NULL);
 }
 
 /* Ends the connection (why: a negative errno, 0 after a drained GOAWAY):
@@ -422,7 +456,7 @@ static void conn_down(conn *cn, int why)
         cn->bo.failures = 0; /* GOAWAY drained: reconnect at once */
     client_notify(ch);
     if (why != -ECANCELED)
-        client_emit(cn, RPC_EV_DISCONNECTED, why, 0);
+        client_emit(cn, RPC_EV_DISCONNECTED, why, 0, NULL);
 }
 
 static void *conn_main(void *arg)
@@ -439,12 +473,16 @@ static void *conn_main(void *arg)
             break;
         delay = -1;
         atomic_store(&cn->state, CONN_CONNECTING);
+        int64_t deadline = rpc_now_ms() + cn->ch->cfg.connect_timeout_ms;
         int fd = rpc_sock_connect(&cn->ep->sa, cn->ch->cfg.connect_timeout_ms);
-        if (fd < 0) {
-            delay = connect_failed(cn, fd);
+        rpc_tls_conn *tls = NULL;
+        char refused[RPC_ERRLEN] = "";
+        int rc = fd < 0 ? fd : secure(cn, fd, deadline, &tls, refused);
+        if (rc < 0) {
+            delay = connect_failed(cn, rc, refused);
             continue;
         }
-        conn_up(cn, fd, ever_up);
+        conn_up(cn, fd, tls, ever_up);
         ever_up = 1;
         int why = serve(cn);
         teardown(cn, why);

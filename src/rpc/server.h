@@ -40,6 +40,7 @@
 #include "rpc/frame.h"
 #include "rpc/sock.h"
 #include "rpc/stats.h"
+#include "rpc/tls.h"
 
 typedef struct rpc_server rpc_server;
 
@@ -122,6 +123,10 @@ typedef struct rpc_server_cfg {
     void (*thread_fini)(void *user, void *state);
     void *user;
     rpc_stats *stats;          /* optional; counts calls and events */
+    rpc_tls *tls;              /* optional (RPC_TLS_SERVER): every connection
+                                * is TLS, and a handshake that fails closes it
+                                * before any byte reaches a handler; its time
+                                * counts against partial_timeout_ms */
     /* Optional: told of every finished binary call (for access logs), on the
      * worker thread, with no lock held. */
     void (*on_call)(void *user, const rpc_call_ctx *ctx, int status, const char *error,

@@ -9,6 +9,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <netinet/in.h>
 
 #include "rpc/conn.h"
 #include "rpc/evloop.h"
@@ -33,6 +34,7 @@ typedef struct srv_conn {
     int type;                 /* SRV_EP_CONN: first, for the event loop */
     rpc_conn io;              /* fd and rbuf: I/O thread; wbuf, corked,
                                * wprogress: under lock */
+    struct sockaddr_in peer;  /* the client's address */
     _Atomic int refs;         /* the I/O thread's, + one per job or notice */
     struct srv_conn *prev, *next; /* I/O thread's list */
     int mode;                 /* I/O thread only */
@@ -105,10 +107,10 @@ struct rpc_server {
 
 /* ---- srvconn.c: one connection, its references and its writer ---- */
 
-/* A new connection on fd (non-blocking), registered for reading and listed.
- * Returns NULL (fd untouched) when out of memory or epoll refuses. I/O
- * thread. */
-srv_conn *srv_conn_new(rpc_server *s, int fd);
+/* A new connection on fd (non-blocking) from peer, registered for reading
+ * and listed; with TLS, its handshake begins. Returns NULL (fd untouched)
+ * when out of memory or epoll refuses. I/O thread. */
+srv_conn *srv_conn_new(rpc_server *s, int fd, const struct sockaddr_in *peer);
 
 /* Drops a reference; the last one closes the socket and frees c. Any thread. */
 void srv_conn_unref(srv_conn *c);
@@ -135,7 +137,7 @@ void srv_queue_locked(rpc_server *s, srv_conn *c, const void *p, size_t n);
 int srv_flush_locked(rpc_server *s, srv_conn *c);
 
 /* Registers the epoll interest c needs now: reading while want_in, writing
- * while answers wait. Caller holds c->lock. */
+ * while answers (or TLS) wait. Caller holds c->lock. */
 void srv_set_events_locked(rpc_server *s, srv_conn *c);
 
 /* While corked, answers wait in c's buffer; uncorking sends them in one go.

@@ -5,22 +5,38 @@
 #include <stdlib.h>
 #include <sys/socket.h>
 
+#include "rpc/clock.h"
+#include "rpc/sock.h"
 #include "rpc/srv.h"
 #include "rpc/stats.h"
 
-srv_conn *srv_conn_new(rpc_server *s, int fd)
+srv_conn *srv_conn_new(rpc_server *s, int fd, const struct sockaddr_in *peer)
 {
     srv_conn *c = calloc(1, sizeof(*c));
     if (c == NULL)
         return NULL;
     c->type = SRV_EP_CONN;
+    c->peer = *peer;
     rpc_conn_init(&c->io, fd, s->cfg.max_frame, s->cfg.max_write_buf);
+    if (s->cfg.tls != NULL) {
+        char addr[32], err[RPC_ERRLEN];
+        rpc_addr_format(peer, addr, sizeof(addr));
+        if (rpc_conn_tls_start(&c->io, s->cfg.tls, addr, s->cfg.stats, err) < 0) {
+            c->io.fd = -1; /* the caller closes fd */
+            rpc_conn_fini(&c->io);
+            free(c);
+            return NULL;
+        }
+        c->partial_since = rpc_now_ms(); /* the handshake is owed */
+    }
     c->rx_seq = ++s->rx_seq;
     c->want_in = 1;
     c->events = EPOLLIN | EPOLLRDHUP;
     atomic_init(&c->refs, 1);
     pthread_mutex_init(&c->lock, NULL);
     if (rpc_evloop_add(&s->loop, fd, c->events, c) < 0) {
+        c->io.fd = -1; /* the caller closes fd */
+        rpc_conn_fini(&c->io);
         pthread_mutex_destroy(&c->lock);
         free(c);
         return NULL;
@@ -96,7 +112,7 @@ void srv_shut_locked(srv_conn *c)
 void srv_set_events_locked(rpc_server *s, srv_conn *c)
 {
     uint32_t want = (c->want_in ? EPOLLIN | EPOLLRDHUP : 0) |
-                    (rpc_conn_unsent(&c->io) > 0 ? EPOLLOUT : 0);
+                    (rpc_conn_wants_write(&c->io) ? EPOLLOUT : 0);
     if (want == c->events)
         return;
     rpc_evloop_mod(&s->loop, c->io.fd, want, c);

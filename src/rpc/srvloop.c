@@ -81,7 +81,7 @@ static int process_input(rpc_server *s, srv_conn *c)
 static void input_state(srv_conn *c, int frames)
 {
     size_t used = rpc_buf_used(&c->io.rbuf);
-    if (used == 0) {
+    if (used == 0 && !rpc_conn_partial(&c->io)) {
         rpc_buf_shrink(&c->io.rbuf, RPC_CONN_READ_CHUNK); /* keeps one read's room */
         c->partial_since = 0;
     } else if (frames > 0 || c->partial_since == 0 || c->at_cap || c->wfull) {
@@ -130,6 +130,9 @@ static int conn_pump(rpc_server *s, srv_conn *c)
         srv_set_events_locked(s, c);
         int owed = c->inflight > 0 || rpc_conn_unsent(&c->io) > 0;
         pthread_mutex_unlock(&c->lock);
+        /* TLS decrypted more than rbuf took: no readiness will say so. */
+        if (c->want_in && rpc_conn_buffered(&c->io))
+            srv_notice(s, c);
         /* After EOF, done when nothing runs, nothing waits to be sent and no
          * whole request or line is left; a frame the peer never finished is
          * dropped with the connection. */
@@ -142,32 +145,47 @@ static int conn_pump(rpc_server *s, srv_conn *c)
     }
 }
 
-static void on_readable(rpc_server *s, srv_conn *c)
+/* Reads c while it takes input. Returns -1 when c was closed. */
+static int on_readable(rpc_server *s, srv_conn *c)
 {
     /* Only the I/O thread sets want_in, so it reads it without the lock. */
     while (c->want_in) {
         int r = rpc_conn_fill(&c->io);
         if (r > 0) {
             c->rx_seq = ++s->rx_seq;
-            if (conn_pump(s, c) < 0 || r < RPC_CONN_READ_CHUNK)
-                return;
+            if (conn_pump(s, c) < 0)
+                return -1;
+            if (r < RPC_CONN_READ_CHUNK)
+                return 0;
             continue;
         }
-        if (r == -EAGAIN)
-            return;
+        if (r == -EAGAIN) {
+            if (c->io.tls != NULL) {
+                /* A TLS record (or the handshake) under way: its clock
+                 * starts; and TLS may wait to write before it reads on. */
+                if (c->partial_since == 0 && rpc_conn_partial(&c->io))
+                    c->partial_since = rpc_now_ms();
+                pthread_mutex_lock(&c->lock);
+                srv_set_events_locked(s, c);
+                pthread_mutex_unlock(&c->lock);
+            }
+            return 0;
+        }
         if (r < 0) {
             /* A read failed, or (conn_pump leaves room for a read whenever
-             * reading is on) an allocation did. */
-            rpc_stats_add(s->cfg.stats, RPC_C_CONNS_LOST, 1);
+             * reading is on) an allocation did. A refused TLS handshake
+             * was counted as such (RPC_C_TLS_REFUSED). */
+            if (r != -ECONNABORTED)
+                rpc_stats_add(s->cfg.stats, RPC_C_CONNS_LOST, 1);
             srv_conn_close(s, c);
-            return;
+            return -1;
         }
         /* The peer sent its last byte (a half-close, or a close): what it
          * asked for is still run and answered, then the connection closes. */
         c->rd_eof = 1;
-        conn_pump(s, c);
-        return;
+        return conn_pump(s, c);
     }
+    return 0;
 }
 
 /* The socket is shut both ways (the peer reset it, or a worker shut it
@@ -194,6 +212,8 @@ static int on_writable(rpc_server *s, srv_conn *c)
         srv_conn_close(s, c); /* epoll lists a descriptor once per batch */
         return -1;
     }
+    if (c->io.tls != NULL && rpc_tls_conn_wants_write(c->io.tls))
+        return on_readable(s, c); /* TLS wrote for a read (the handshake): read on */
     if ((left == 0 && c->rd_eof) || (c->wfull && left <= srv_wbuf_low(s)))
         return conn_pump(s, c);
     return 0;
@@ -211,8 +231,8 @@ void srv_take_notices(rpc_server *s)
         srv_conn *next = c->nnext;
         c->noticed = 0;
         pthread_mutex_unlock(&s->nlock);
-        if (!c->gone)
-            conn_pump(s, c);
+        if (!c->gone && conn_pump(s, c) == 0 && c->want_in && rpc_conn_buffered(&c->io))
+            on_readable(s, c);
         srv_conn_unref(c);
         c = next;
     }
@@ -253,7 +273,9 @@ static int evict_idlest(rpc_server *s)
 static void on_accept(rpc_server *s, srv_listener *l)
 {
     for (;;) {
-        int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        struct sockaddr_in peer = {0};
+        socklen_t plen = sizeof(peer);
+        int fd = accept4(l->fd, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0)
             return; /* EAGAIN, or a transient error; epoll tells us again */
         if (s->nconns >= s->cfg.max_conns && !atomic_load(&s->draining))
@@ -264,7 +286,7 @@ static void on_accept(rpc_server *s, srv_listener *l)
             continue;
         }
         rpc_sock_prepare(fd);
-        if (srv_conn_new(s, fd) == NULL) {
+        if (srv_conn_new(s, fd, &peer) == NULL) {
             close(fd);
             continue;
         }
@@ -289,7 +311,8 @@ static int conn_timeouts(rpc_server *s, srv_conn *c, int64_t now)
     /* Whole requests that wait for a slot or for answers to drain, or the
      * leftovers of a peer that has ended, are not a stalled frame. */
     if (c->mode != SRV_MODE_LINES && !c->at_cap && !c->wfull && !c->rd_eof &&
-        rpc_buf_used(&c->io.rbuf) > 0 && now - c->partial_since > s->cfg.partial_timeout_ms) {
+        (rpc_buf_used(&c->io.rbuf) > 0 || rpc_conn_partial(&c->io)) && c->partial_since != 0 &&
+        now - c->partial_since > s->cfg.partial_timeout_ms) {
         rpc_stats_add(s->cfg.stats, RPC_C_PARTIAL_TIMEOUT, 1);
         srv_conn_close(s, c);
         return -1;

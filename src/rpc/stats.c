@@ -52,6 +52,11 @@ static const struct {
     [RPC_C_INFLIGHT_LIMIT] = {"inflight_limit",
                            "Calls refused: every connection at its in-flight limit."},
     [RPC_C_EJECTIONS] = {"ejections", "Endpoints set aside after failing calls in a row."},
+    [RPC_C_TLS_HANDSHAKES] = {"tls_handshakes",
+                           "TLS handshakes completed in full, certificates checked."},
+    [RPC_C_TLS_RESUMED] = {"tls_resumed", "TLS handshakes that resumed a session."},
+    [RPC_C_TLS_REFUSED] = {"tls_refused",
+                           "TLS handshakes refused: no certificate, a bad one, or not TLS."},
 };
 
 int rpc_stats_new(rpc_stats **out)

@@ -27,6 +27,10 @@ typedef enum rpc_counter {
     RPC_C_OVERSIZE_FRAMES,  /* frames refused by their length header */
     RPC_C_INFLIGHT_LIMIT,   /* calls refused for too many in flight */
     RPC_C_EJECTIONS,        /* client: endpoints set aside after failing in a row */
+    RPC_C_TLS_HANDSHAKES,   /* TLS handshakes completed in full (certificates checked) */
+    RPC_C_TLS_RESUMED,      /* TLS handshakes that resumed a session */
+    RPC_C_TLS_REFUSED,      /* server: TLS handshakes refused (no or bad certificate,
+                             * not TLS at all) */
     RPC_C_COUNT
 } rpc_counter;
 

@@ -33,6 +33,10 @@ typedef struct svc {
     int64_t started_ms;
     rpc_server *srv;
     rpc_stats *stats;
+    rpc_tls *tls;             /* --tls-*: the server's credentials; NULL: plaintext */
+    const char *tls_cert;     /* --tls-cert, for the log */
+    int64_t tls_logged_ms;    /* I/O thread: when a refused handshake was last logged */
+    uint64_t tls_quiet;       /* I/O thread: refusals not logged since */
     svc_writer *writer;
     struct svc_fault *fault;  /* fault injection (fault.h); NULL when off */
 

@@ -32,6 +32,7 @@
  * fields (the server's are longs here, for util_flags). */
 typedef struct svc_opts {
     const char *listen, *member_listen, *data_dir, *sync, *db, *advertise;
+    rpc_tls_files tls;
     long threads, db_conns, max_frame, max_conns, max_inflight, max_queue, max_write_buf;
     long partial_ms, idle_ms, drain_ms;
 } svc_opts;
@@ -125,7 +126,41 @@ static void server_cfg(svc *s, const svc_opts *o, rpc_method *rm, rpc_server_cfg
     cfg->thread_fini = svc_rt_thread_fini;
     cfg->user = s;
     cfg->stats = s->stats;
+    cfg->tls = s->tls;
     cfg->on_call = svc_rt_on_call;
+}
+
+/* A refused TLS handshake (I/O thread): one line a second at most, with
+ * how many it stands for. */
+static void log_refused(void *user, const char *peer, const char *why)
+{
+    svc *s = user;
+    int64_t now = rpc_now_ms();
+    if (s->tls_logged_ms != 0 && now - s->tls_logged_ms < 1000) {
+        s->tls_quiet++;
+        return;
+    }
+    char q[300], more[48] = "";
+    if (s->tls_quiet > 0)
+        snprintf(more, sizeof(more), " unlogged_before=%llu", (unsigned long long)s->tls_quiet);
+    util_log(UTIL_WARN, "tls refused", "peer=%s err=%s%s", peer, util_logq(q, sizeof(q), why),
+             more);
+    s->tls_logged_ms = now;
+    s->tls_quiet = 0;
+}
+
+/* SIGHUP: the certificate, key and CA are read again; on failure the ones
+ * in use stay. */
+static void reload_tls(void *user)
+{
+    svc *s = user;
+    char err[RPC_ERRLEN], q[600];
+    if (s->tls == NULL)
+        return;
+    if (rpc_tls_reload(s->tls, err) < 0)
+        util_log(UTIL_ERROR, "tls reload failed", "err=%s", util_logq(q, sizeof(q), err));
+    else
+        util_log(UTIL_INFO, "tls reloaded", "cert=%s", s->tls_cert);
 }
 
 /* Logs why the server cannot listen on the shared address listen. */
@@ -192,8 +227,7 @@ static int serve(svc *s, const svc_opts *o, rpc_method *rm, svc_fault *f)
  * choosing this worker), then drains for at most drain_ms. */
 static void run_until_stopped(svc *s, sigset_t *stopset, long drain_ms)
 {
-    int sig = 0;
-    sigwait(stopset, &sig);
+    int sig = util_wait_stop(stopset, reload_tls, s);
     util_log(UTIL_INFO, "draining", "signal=%s drain_ms=%ld", sig == SIGINT ? "INT" : "TERM",
              drain_ms);
     svc_members_leave(s);
@@ -262,6 +296,15 @@ int svc_main(const svc_desc *desc, int argc, char **argv)
          "close a connection silent this long", 100, 86400000},
         {"drain-ms", UTIL_FLAG_INT, &o.drain_ms, "MS",
          "on SIGTERM, how long calls in flight may take", 0, 600000},
+        {"tls-cert", UTIL_FLAG_STR, &o.tls.cert, "FILE",
+         "TLS: this worker's certificate (PEM); with --tls-key and --tls-ca every "
+         "connection is mutual TLS 1.3 (scripts/dev-certs.sh makes test ones)",
+         0, 0},
+        {"tls-key", UTIL_FLAG_STR, &o.tls.key, "FILE", "TLS: the private key of --tls-cert", 0,
+         0},
+        {"tls-ca", UTIL_FLAG_STR, &o.tls.ca, "FILE",
+         "TLS: the CA that signs every client's certificate (SIGHUP reads all three again)",
+         0, 0},
         {"log-calls", UTIL_FLAG_BOOL, &s.log_calls, NULL,
          "log every call with its trace id (failed calls are always logged)", 0, 0},
         {"delay-ms", UTIL_FLAG_INT, &fault.delay_ms, "MS",
@@ -303,11 +346,24 @@ int svc_main(const svc_desc *desc, int argc, char **argv)
                  o.advertise);
         pos = -1;
     }
+    if (pos > 0 && pos == argc && rpc_tls_files_check(&o.tls, err) < 0)
+        pos = -1;
     if (pos < 0 || pos < argc) {
         fprintf(stderr, "tcpops-%s: %s\n", desc->name,
                 pos < 0 ? err : "unexpected argument (see --help)");
         rc = 2;
         goto out;
+    }
+
+    if (o.tls.cert != NULL) {
+        char terr[RPC_ERRLEN];
+        if (rpc_tls_new(&s.tls, RPC_TLS_SERVER, &o.tls, terr) < 0) {
+            util_log(UTIL_ERROR, "cannot start", "err=%s", util_logq(q, sizeof(q), terr));
+            rc = 2;
+            goto out;
+        }
+        rpc_tls_on_refused(s.tls, log_refused, &s);
+        s.tls_cert = o.tls.cert;
     }
 
     /* A write past the file size limit (RLIMIT_FSIZE) must fail with EFBIG,
@@ -345,6 +401,7 @@ int svc_main(const svc_desc *desc, int argc, char **argv)
     rc = 0;
 out:
     rpc_server_free(s.srv);
+    rpc_tls_free(s.tls);
     svc_portlock_free(plock);
     svc_rt_fini(&s);
     svc_fault_fini(&fault);

@@ -67,8 +67,22 @@ void util_block_stop_signals(sigset_t *stopset)
     sigemptyset(stopset);
     sigaddset(stopset, SIGTERM);
     sigaddset(stopset, SIGINT);
+    sigaddset(stopset, SIGHUP);
     pthread_sigmask(SIG_BLOCK, stopset, NULL);
     signal(SIGPIPE, SIG_IGN);
+}
+
+int util_wait_stop(sigset_t *stopset, void (*on_hup)(void *user), void *user)
+{
+    for (;;) {
+        int sig = 0;
+        if (sigwait(stopset, &sig) != 0)
+            continue;
+        if (sig != SIGHUP)
+            return sig;
+        if (on_hup != NULL)
+            on_hup(user);
+    }
 }
 
 void util_log_buffered(void)

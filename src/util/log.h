@@ -23,10 +23,16 @@ void util_log_buffered(void);
 /* Writes every line waiting. Any thread. */
 void util_log_flush(void);
 
-/* For a program's main, before it starts threads: blocks SIGTERM and SIGINT
- * (every thread inherits that, and main takes them with sigwait on *stopset)
- * and ignores SIGPIPE (writes to a closed peer fail with EPIPE instead). */
+/* For a program's main, before it starts threads: blocks SIGTERM, SIGINT
+ * and SIGHUP (every thread inherits that, and main takes them with
+ * util_wait_stop on *stopset) and ignores SIGPIPE (writes to a closed peer
+ * fail with EPIPE instead). */
 void util_block_stop_signals(sigset_t *stopset);
+
+/* Waits for SIGTERM or SIGINT and returns it; each SIGHUP meanwhile calls
+ * on_hup(user) (re-reading certificates, say) on the calling thread, or is
+ * ignored when on_hup is NULL. */
+int util_wait_stop(sigset_t *stopset, void (*on_hup)(void *user), void *user);
 
 /* Logs msg with extra key=value pairs formatted by kvfmt (may be NULL). */
 void util_log(int level, const char *msg, const char *kvfmt, ...)
