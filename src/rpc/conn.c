@@ -68,7 +68,7 @@ int rpc_conn_handshake(rpc_conn *c, int64_t deadline_ms)
     if (c->tls == NULL)
         return 0;
     for (;;) {
-        int rc = rpc_tls_conn_handshake(c->tls);
+        int rc = rpc_tls_conn_confirm(c->tls);
         if (rc == 1)
             return 0;
         if (rc != -EAGAIN)
@@ -282,7 +282,9 @@ static int flush_wait_tls(rpc_conn *c, int64_t deadline_ms)
         int64_t left = deadline_ms > 0 ? deadline_ms - rpc_now_ms() : -1;
         if (deadline_ms > 0 && left <= 0)
             return -ETIMEDOUT;
-        struct pollfd pf = {.fd = c->fd, .events = POLLOUT};
+        /* SSL_write may wait for a read (only ever inside a handshake). */
+        struct pollfd pf = {.fd = c->fd,
+                            .events = rpc_tls_conn_wants_write(c->tls) ? POLLOUT : POLLIN | POLLOUT};
         if (poll(&pf, 1, left > INT_MAX ? INT_MAX : (int)left) < 0 && errno != EINTR)
             return -errno;
     }

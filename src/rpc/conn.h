@@ -99,9 +99,11 @@ void rpc_conn_close(rpc_conn *c);
 int rpc_conn_tls_start(rpc_conn *c, rpc_tls *t, const char *peer, rpc_stats *stats,
                        char *err);
 
-/* Client: completes the handshake, waiting on the socket until deadline_ms
- * (rpc_now_ms clock). Returns 0, -ETIMEDOUT, or -ECONNABORTED (refused:
- * rpc_conn_tls_error says why) or another negative errno. Plaintext: 0. */
+/* Client: completes the handshake and waits for the server to accept the
+ * client certificate (rpc_tls_conn_confirm), waiting on the socket until
+ * deadline_ms (rpc_now_ms clock). Returns 0, -ETIMEDOUT, or -ECONNABORTED
+ * (refused: rpc_conn_tls_error says why) or another negative errno.
+ * Plaintext: 0. */
 int rpc_conn_handshake(rpc_conn *c, int64_t deadline_ms);
 
 /* Why TLS failed on c, or "" (also for plaintext). */

@@ -63,6 +63,11 @@ int dialer_write(conn *cn, const rpc_frame *f, int64_t deadline_ms, size_t *sent
         size_t left = rpc_conn_unsent(&cn->io);
         *sent = rpc_frame_size(f) - left;
         rpc_buf_consume(&cn->io.wbuf, left);
+        /* TLS may have sealed part of it into a record it holds, or sent
+         * some: the server may see it, so the call is not "unsent" and the
+         * stream is torn. */
+        if (cn->io.tls != NULL && *sent == 0)
+            *sent = 1;
     }
     return rc;
 }
@@ -349,9 +354,10 @@ static int64_t connect_failed(conn *cn, int fd, const char *why)
     pthread_mutex_unlock(&cn->lock);
     atomic_store(&cn->last_err, fd);
     rpc_stats_add(ch->cfg.stats, RPC_C_CONNECT_FAILURES, 1);
-    client_notify(ch); /* waiters for this attempt can stop waiting */
     int64_t delay = rpc_backoff_next(&cn->bo);
+    /* The event first: a waiter woken next may read what it recorded. */
     client_emit(cn, RPC_EV_CONNECT_FAILED, fd, delay, why);
+    client_notify(ch); /* waiters for this attempt can stop waiting */
     return delay;
 }
 

@@ -162,8 +162,12 @@ static int on_readable(rpc_server *s, srv_conn *c)
         if (r == -EAGAIN) {
             if (c->io.tls != NULL) {
                 /* A TLS record (or the handshake) under way: its clock
-                 * starts; and TLS may wait to write before it reads on. */
-                if (c->partial_since == 0 && rpc_conn_partial(&c->io))
+                 * runs from its first byte; and TLS may wait to write
+                 * before it reads on. */
+                int partial = rpc_conn_partial(&c->io);
+                if (!partial && rpc_buf_used(&c->io.rbuf) == 0)
+                    c->partial_since = 0; /* e.g. the handshake just ended */
+                else if (partial && c->partial_since == 0)
                     c->partial_since = rpc_now_ms();
                 pthread_mutex_lock(&c->lock);
                 srv_set_events_locked(s, c);
@@ -212,10 +216,23 @@ static int on_writable(rpc_server *s, srv_conn *c)
         srv_conn_close(s, c); /* epoll lists a descriptor once per batch */
         return -1;
     }
-    if (c->io.tls != NULL && rpc_tls_conn_wants_write(c->io.tls))
-        return on_readable(s, c); /* TLS wrote for a read (the handshake): read on */
-    if ((left == 0 && c->rd_eof) || (c->wfull && left <= srv_wbuf_low(s)))
-        return conn_pump(s, c);
+    if ((left == 0 && c->rd_eof) || (c->wfull && left <= srv_wbuf_low(s))) {
+        if (conn_pump(s, c) < 0)
+            return -1;
+    }
+    if (c->io.tls != NULL && rpc_tls_conn_wants_write(c->io.tls)) {
+        /* TLS had to write for a read (the handshake): send that, then
+         * read on; or, while c is held back, just stop watching. */
+        if (rpc_tls_conn_write_pending(c->io.tls) < 0) {
+            srv_conn_close(s, c);
+            return -1;
+        }
+        if (c->want_in)
+            return on_readable(s, c);
+        pthread_mutex_lock(&c->lock);
+        srv_set_events_locked(s, c);
+        pthread_mutex_unlock(&c->lock);
+    }
     return 0;
 }
 

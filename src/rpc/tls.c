@@ -24,12 +24,15 @@
 #define TICKET_KEYS_LEN 80        /* name 16 + HMAC 32 + AES 32 (OpenSSL 3) */
 #define TICKET_INFO "tcpops session ticket keys 1"
 #define SID_CONTEXT "tcpops"
+#define RPC_TLS_HOSTLEN 256       /* a DNS name's 253 characters, and a NUL */
+#define SESSION_TIMEOUT_S 7200    /* a ticket's lifetime; each resumption checks the
+                                   * client's certificate again anyway */
 
 /* A ticket is kept per host, not per port: only a server holding the key
  * that issued it (and so a certificate valid for this host) can take it
  * back, and a restarted worker comes back on a new member port. */
 typedef struct session {
-    char host[64];                /* "" when the slot is free */
+    char host[RPC_TLS_HOSTLEN];   /* "" when the slot is free */
     SSL_SESSION *sess;
     uint64_t used;                /* for replacing the least recently used */
 } session;
@@ -54,8 +57,10 @@ struct rpc_tls_conn {
     int done;                     /* the handshake completed */
     int failed;                   /* the handshake failed: why says why */
     _Atomic int wwant;            /* TLS waits for the socket to take bytes */
-    char peer[64];
-    char host[64];                /* client: peer's host, which the certificate must name */
+    char peer[RPC_TLS_HOSTLEN + 8];
+    char host[RPC_TLS_HOSTLEN];   /* client: peer's host, which the certificate must name */
+    int confirmed;                /* client: the server accepted us (a ticket or data came) */
+    int err;                      /* a fatal error met after bytes were returned: next call's */
     char why[160];
 };
 
@@ -93,8 +98,18 @@ static void ssl_reason(char *out, size_t len, const char *fallback)
 static int new_session(SSL *ssl, SSL_SESSION *sess)
 {
     rpc_tls_conn *tc = SSL_get_app_data(ssl);
-    if (tc == NULL || !SSL_SESSION_is_resumable(sess))
+    if (tc == NULL)
         return 0;
+    tc->confirmed = 1; /* a ticket comes only after the server took our certificate */
+    if (!SSL_SESSION_is_resumable(sess))
+        return 0;
+    /* A copy: SSL_free of a connection closed without close_notify marks
+     * its own session unresumable, and this one must outlive it. */
+    SSL_SESSION *copy = SSL_SESSION_dup(sess);
+    if (copy == NULL)
+        return 0;
+    SSL_SESSION_free(sess);
+    sess = copy;
     rpc_tls *t = tc->t;
     pthread_mutex_lock(&t->lock);
     session *slot = &t->sessions[0];
@@ -176,6 +191,35 @@ out:
     return rc;
 }
 
+/* The server, taking a ticket back: a resumed handshake checks no
+ * certificate, so the client's is checked here again, against the CA and
+ * the clock of now. A client whose certificate has expired, or whose CA is
+ * no longer trusted after a reload, gets a full handshake instead (and is
+ * refused there). */
+static SSL_TICKET_RETURN ticket_back(SSL *ssl, SSL_SESSION *sess, const unsigned char *keyname,
+                                     size_t keyname_len, SSL_TICKET_STATUS status, void *arg)
+{
+    (void)keyname;
+    (void)keyname_len;
+    (void)arg;
+    if (status == SSL_TICKET_FATAL_ERR_MALLOC || status == SSL_TICKET_FATAL_ERR_OTHER)
+        return SSL_TICKET_RETURN_ABORT;
+    if (status != SSL_TICKET_SUCCESS && status != SSL_TICKET_SUCCESS_RENEW)
+        return SSL_TICKET_RETURN_IGNORE_RENEW;
+    X509 *peer = SSL_SESSION_get0_peer(sess);
+    X509_STORE_CTX *vctx = X509_STORE_CTX_new();
+    int ok = peer != NULL && vctx != NULL &&
+             X509_STORE_CTX_init(vctx, SSL_CTX_get_cert_store(SSL_get_SSL_CTX(ssl)), peer,
+                                 NULL) == 1 &&
+             X509_STORE_CTX_set_purpose(vctx, X509_PURPOSE_SSL_CLIENT) == 1 &&
+             X509_verify_cert(vctx) == 1;
+    X509_STORE_CTX_free(vctx);
+    ERR_clear_error();
+    if (!ok)
+        return SSL_TICKET_RETURN_IGNORE_RENEW;
+    return status == SSL_TICKET_SUCCESS ? SSL_TICKET_RETURN_USE : SSL_TICKET_RETURN_USE_RENEW;
+}
+
 /* A context from t's files. Returns NULL with err filled. */
 static SSL_CTX *make_ctx(const rpc_tls *t, char *err)
 {
@@ -208,6 +252,8 @@ static SSL_CTX *make_ctx(const rpc_tls *t, char *err)
         /* Stateless tickets only: no per-session memory on the server. */
         SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
         SSL_CTX_set_num_tickets(ctx, 1);
+        SSL_CTX_set_timeout(ctx, SESSION_TIMEOUT_S);
+        SSL_CTX_set_session_ticket_cb(ctx, NULL, ticket_back, NULL);
         if (set_ticket_keys(ctx, err) < 0) {
             SSL_CTX_free(ctx);
             return NULL;
@@ -228,11 +274,11 @@ fail:
 
 int rpc_tls_new(rpc_tls **out, rpc_tls_role role, const rpc_tls_files *f, char *err)
 {
-    if (rpc_tls_files_check(f, err) != 1) {
-        if (f->cert == NULL)
-            snprintf(err, RPC_ERRLEN, "TLS needs --tls-cert, --tls-key and --tls-ca");
+    int given = rpc_tls_files_check(f, err);
+    if (given == 0)
+        snprintf(err, RPC_ERRLEN, "TLS needs --tls-cert, --tls-key and --tls-ca");
+    if (given != 1)
         return -EINVAL;
-    }
     rpc_tls *t = calloc(1, sizeof(*t));
     if (t == NULL)
         return -ENOMEM;
@@ -278,6 +324,9 @@ int rpc_tls_reload(rpc_tls *t, char *err)
     t->ctx = ctx;
     pthread_mutex_unlock(&t->lock);
     SSL_CTX_free(old); /* each open connection's SSL holds its own reference */
+    /* Tickets were taken from servers checked against the old CA. */
+    if (t->role == RPC_TLS_CLIENT)
+        rpc_tls_forget_sessions(t);
     return 0;
 }
 
@@ -289,15 +338,19 @@ void rpc_tls_on_refused(rpc_tls *t, rpc_tls_refused_fn fn, void *user)
 
 /* ---- one connection ---- */
 
-/* The host part of "host:port" into host (64 bytes). */
-static void host_of(const char *peer, char *host)
+/* The host part of "host:port" into host (RPC_TLS_HOSTLEN bytes).
+ * Returns 0, or -EINVAL when it is longer than any DNS name. */
+static int host_of(const char *peer, char *host)
 {
-    snprintf(host, 64, "%s", peer);
-    char *colon = strrchr(host, ':');
-    if (colon != NULL)
-        *colon = '\0';
-    if (host[0] == '\0')
-        snprintf(host, 64, "127.0.0.1"); /* ":5002" dials 127.0.0.1 */
+    const char *colon = strrchr(peer, ':');
+    size_t n = colon != NULL ? (size_t)(colon - peer) : strlen(peer);
+    if (n >= RPC_TLS_HOSTLEN)
+        return -EINVAL;
+    memcpy(host, peer, n);
+    host[n] = '\0';
+    if (n == 0)
+        snprintf(host, RPC_TLS_HOSTLEN, "127.0.0.1"); /* ":5002" dials 127.0.0.1 */
+    return 0;
 }
 
 /* Client: checks the server's certificate against the host dialled, an IP
@@ -320,8 +373,14 @@ int rpc_tls_conn_new(rpc_tls_conn **out, rpc_tls *t, int fd, const char *peer,
         return -ENOMEM;
     tc->t = t;
     tc->stats = stats;
-    snprintf(tc->peer, sizeof(tc->peer), "%s", peer != NULL ? peer : "");
-    host_of(tc->peer, tc->host);
+    if (peer == NULL)
+        peer = "";
+    if (strlen(peer) >= sizeof(tc->peer) || host_of(peer, tc->host) < 0) {
+        snprintf(err, RPC_ERRLEN, "TLS: address too long: %.64s...", peer);
+        free(tc);
+        return -EINVAL;
+    }
+    snprintf(tc->peer, sizeof(tc->peer), "%s", peer);
     pthread_mutex_init(&tc->lock, NULL);
     pthread_mutex_lock(&t->lock);
     tc->ssl = SSL_new(t->ctx);
@@ -332,7 +391,8 @@ int rpc_tls_conn_new(rpc_tls_conn **out, rpc_tls *t, int fd, const char *peer,
     if (rc == 0 && SSL_set_fd(tc->ssl, fd) != 1)
         rc = -ENOMEM;
     if (rc == 0 && t->role == RPC_TLS_CLIENT && expect_host(tc->ssl, tc->host) < 0) {
-        snprintf(err, RPC_ERRLEN, "TLS: cannot check a certificate against \"%s\"", tc->peer);
+        snprintf(err, RPC_ERRLEN, "TLS: cannot check a certificate against \"%.200s\"",
+                 tc->host);
         rc = -EINVAL;
     }
     if (rc < 0) {
@@ -407,14 +467,6 @@ static int handshake_locked(rpc_tls_conn *tc)
     return -ECONNABORTED;
 }
 
-int rpc_tls_conn_handshake(rpc_tls_conn *tc)
-{
-    pthread_mutex_lock(&tc->lock);
-    int rc = handshake_locked(tc);
-    pthread_mutex_unlock(&tc->lock);
-    return rc;
-}
-
 /* The negative errno for an SSL call that failed with e (not WANT_*), the
  * reason kept in tc->why. Caller holds tc->lock. */
 static int io_failed(rpc_tls_conn *tc, int e, int sys_errno)
@@ -429,6 +481,36 @@ static int io_failed(rpc_tls_conn *tc, int e, int sys_errno)
     return -EPROTO; /* a record that does not decrypt, an alert */
 }
 
+int rpc_tls_conn_write_pending(rpc_tls_conn *tc)
+{
+    pthread_mutex_lock(&tc->lock);
+    int rc = 0;
+    if (!tc->done || tc->failed) {
+        rc = handshake_locked(tc) == -ECONNABORTED ? -ECONNABORTED : 0;
+    } else if (atomic_load(&tc->wwant)) {
+        /* A post-handshake message a read had to send (a KeyUpdate's
+         * answer): the state machine takes it on from here. */
+        ERR_clear_error();
+        errno = 0;
+        int r = SSL_do_handshake(tc->ssl);
+        int sys_errno = errno;
+        int e = r == 1 ? SSL_ERROR_NONE : SSL_get_error(tc->ssl, r);
+        atomic_store(&tc->wwant, e == SSL_ERROR_WANT_WRITE);
+        if (e != SSL_ERROR_NONE && e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
+            rc = io_failed(tc, e, sys_errno);
+    }
+    pthread_mutex_unlock(&tc->lock);
+    return rc;
+}
+
+int rpc_tls_conn_handshake(rpc_tls_conn *tc)
+{
+    pthread_mutex_lock(&tc->lock);
+    int rc = handshake_locked(tc);
+    pthread_mutex_unlock(&tc->lock);
+    return rc;
+}
+
 int rpc_tls_conn_read(rpc_tls_conn *tc, void *p, size_t n)
 {
     size_t total = 0;
@@ -436,7 +518,7 @@ int rpc_tls_conn_read(rpc_tls_conn *tc, void *p, size_t n)
     if (n > INT_MAX)
         n = INT_MAX;
     pthread_mutex_lock(&tc->lock);
-    rc = handshake_locked(tc);
+    rc = tc->err != 0 ? tc->err : handshake_locked(tc);
     if (rc != 1)
         goto out;
     rc = 0;
@@ -460,9 +542,49 @@ int rpc_tls_conn_read(rpc_tls_conn *tc, void *p, size_t n)
         }
         break;
     }
+    if (total > 0)
+        tc->confirmed = 1;
+    if (total > 0 && rc < 0 && rc != -EAGAIN)
+        tc->err = rc; /* said at the next call, once these bytes are handled */
 out:
     pthread_mutex_unlock(&tc->lock);
     return total > 0 ? (int)total : rc;
+}
+
+int rpc_tls_conn_confirm(rpc_tls_conn *tc)
+{
+    unsigned char b;
+    size_t got = 0;
+    pthread_mutex_lock(&tc->lock);
+    int rc = handshake_locked(tc);
+    if (rc != 1 || tc->confirmed)
+        goto out;
+    ERR_clear_error();
+    errno = 0;
+    /* A peek takes post-handshake messages (the ticket, an alert) and
+     * leaves application data where it is. */
+    if (SSL_peek_ex(tc->ssl, &b, 1, &got) == 1) {
+        tc->confirmed = 1;
+        goto out;
+    }
+    int sys_errno = errno;
+    int e = SSL_get_error(tc->ssl, 0);
+    if (tc->confirmed) {
+        rc = 1;
+    } else if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        atomic_store(&tc->wwant, e == SSL_ERROR_WANT_WRITE);
+        rc = -EAGAIN;
+    } else {
+        if (e == SSL_ERROR_ZERO_RETURN)
+            snprintf(tc->why, sizeof(tc->why), "the server closed after the handshake");
+        else
+            io_failed(tc, e, sys_errno);
+        tc->failed = 1;
+        rc = -ECONNABORTED;
+    }
+out:
+    pthread_mutex_unlock(&tc->lock);
+    return rc;
 }
 
 int rpc_tls_conn_write(rpc_tls_conn *tc, const void *p, size_t n)

@@ -85,6 +85,19 @@ void rpc_tls_conn_free(rpc_tls_conn *tc);
  * counts RPC_C_TLS_REFUSED and tells its refusal callback). */
 int rpc_tls_conn_handshake(rpc_tls_conn *tc);
 
+/* The socket takes bytes again while TLS wanted to write: sends what TLS
+ * holds (the handshake's, or a post-handshake message a read produced),
+ * without reading application data. Returns 0, or a negative errno when
+ * the connection is finished. */
+int rpc_tls_conn_write_pending(rpc_tls_conn *tc);
+
+/* Client: after the handshake, waits (with the socket, like the handshake)
+ * for the server to accept the client certificate: in TLS 1.3 the client
+ * finishes first, and the server's verdict is its session ticket or an
+ * alert. Returns 1 once a ticket or data came, -EAGAIN meanwhile, or
+ * -ECONNABORTED (rpc_tls_conn_error says why: "unknown ca", ...). */
+int rpc_tls_conn_confirm(rpc_tls_conn *tc);
+
 /* Reads plaintext into p (up to n bytes) until the socket has no more.
  * Returns the bytes read (> 0), 0 when the peer closed, -EAGAIN when none
  * came, or a negative errno when the connection is finished. Runs the
