@@ -3,12 +3,15 @@
  *   tcpops-bench-rpc --addr HOST:PORT --method M [--threads T] [--seconds S]
  *                    [--pool N] [--size BYTES]
  *                    [--tls-cert FILE --tls-key FILE --tls-ca FILE]
+ *   tcpops-bench-rpc --addr HOST:PORT --handshakes N --tls-cert ... (TLS only)
  * With the --tls-* files every connection is mutual TLS (rpc/tls.h).
+ * --handshakes times N full TLS handshakes and N resumed ones instead.
  * Methods: test.Echo (a body of --size bytes), people.PetIds (owner bob),
  * pets.GetByIds (ids 1 and 3), people.Create and pets.Create (a new name per
  * call). Output is one line of key=value pairs, for bench/run.sh to read;
  * cpu_us_client is this process's CPU time (user + system) per call while
  * the callers ran. */
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -19,6 +22,8 @@
 
 #include "rpc/channel.h"
 #include "rpc/clock.h"
+#include "rpc/conn.h"
+#include "rpc/sock.h"
 #include "tcpops.pb-c.h"
 
 #define MAX_SAMPLES 4000000
@@ -103,11 +108,78 @@ static int cmp64(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* One connection: TCP connect and TLS handshake (their time in *us), then a
+ * PING answered, which also brings the server's next session ticket.
+ * Returns 0 or a negative errno. */
+static int one_handshake(const struct sockaddr_in *sa, const char *addr, rpc_tls *tls,
+                         rpc_stats *stats, int64_t *us)
+{
+    char err[RPC_ERRLEN];
+    int64_t deadline = rpc_now_ms() + 2000, t0 = rpc_now_us();
+    int fd = rpc_sock_connect(sa, 2000);
+    if (fd < 0)
+        return fd;
+    rpc_conn c;
+    rpc_conn_init(&c, fd, 4096, 0);
+    int rc = rpc_conn_tls_start(&c, tls, addr, stats, err);
+    if (rc == 0)
+        rc = rpc_conn_handshake(&c, deadline);
+    *us = rpc_now_us() - t0;
+    rpc_frame ping = TCPOPS__FRAME__INIT, *pong = NULL;
+    ping.kind = TCPOPS__KIND__PING;
+    ping.id = 1;
+    if (rc == 0)
+        rc = rpc_conn_send(&c, &ping);
+    if (rc == 0)
+        rc = rpc_conn_flush_wait(&c, deadline);
+    if (rc == 0 && rpc_conn_recv_frame(&c, &pong, deadline) != 1)
+        rc = -EPROTO;
+    rpc_frame_free(pong);
+    rpc_conn_fini(&c);
+    return rc;
+}
+
+/* --handshakes N: N connections one after another with no ticket kept
+ * (full handshakes), then N each offering the last ticket (resumed).
+ * Prints the median time of each kind and what the counters saw of each.
+ * Returns the exit code. */
+static int time_handshakes(const char *addr, rpc_tls *tls, int n)
+{
+    char err[RPC_ERRLEN] = "out of memory";
+    struct sockaddr_in sa;
+    rpc_stats *stats = NULL;
+    int64_t *us = calloc(2 * (size_t)n, sizeof(*us));
+    int rc = us == NULL || rpc_stats_new(&stats) < 0 ? -ENOMEM : rpc_addr_parse(addr, &sa, err);
+    if (rc < 0) {
+        fprintf(stderr, "tcpops-bench-rpc: %s\n", err);
+        goto out;
+    }
+    for (int i = 0; rc == 0 && i < 2 * n; i++) {
+        if (i < n)
+            rpc_tls_forget_sessions(tls);
+        rc = one_handshake(&sa, addr, tls, stats, &us[i]);
+    }
+    if (rc < 0) {
+        fprintf(stderr, "tcpops-bench-rpc: handshake with %s: %s\n", addr, strerror(-rc));
+        goto out;
+    }
+    qsort(us, (size_t)n, sizeof(*us), cmp64);
+    qsort(us + n, (size_t)n, sizeof(*us), cmp64);
+    printf("handshakes=%d full_us=%lld resumed_us=%lld full=%lld resumed=%lld\n", n,
+           (long long)us[n / 2], (long long)us[n + n / 2],
+           (long long)rpc_stats_get(stats, RPC_C_TLS_HANDSHAKES),
+           (long long)rpc_stats_get(stats, RPC_C_TLS_RESUMED));
+out:
+    rpc_stats_free(stats);
+    free(us);
+    return rc == 0 ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
     const char *addr = NULL;
     const char *method = "test.Echo";
-    int threads = 1, seconds = 5, pool = 2, size = 16;
+    int threads = 1, seconds = 5, pool = 2, size = 16, handshakes = 0;
     rpc_tls_files files = {0};
     for (int i = 1; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--addr") == 0) addr = argv[i + 1];
@@ -119,11 +191,13 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "--tls-cert") == 0) files.cert = argv[i + 1];
         else if (strcmp(argv[i], "--tls-key") == 0) files.key = argv[i + 1];
         else if (strcmp(argv[i], "--tls-ca") == 0) files.ca = argv[i + 1];
+        else if (strcmp(argv[i], "--handshakes") == 0) handshakes = atoi(argv[i + 1]);
         else addr = NULL, i = argc;
     }
-    if (addr == NULL || threads <= 0 || seconds <= 0 || size < 0) {
+    if (addr == NULL || threads <= 0 || seconds <= 0 || size < 0 || handshakes < 0 ||
+        (handshakes > 0 && files.cert == NULL)) {
         fprintf(stderr, "usage: %s --addr HOST:PORT [--method M] [--threads T] "
-                        "[--seconds S] [--pool N] [--size BYTES] "
+                        "[--seconds S] [--pool N] [--size BYTES] [--handshakes N] "
                         "[--tls-cert FILE --tls-key FILE --tls-ca FILE]\n", argv[0]);
         return 2;
     }
@@ -136,6 +210,11 @@ int main(int argc, char **argv)
     if (given < 0 || (given == 1 && rpc_tls_new(&tls, RPC_TLS_CLIENT, &files, err) < 0)) {
         fprintf(stderr, "tcpops-bench-rpc: %s\n", err);
         return 2;
+    }
+    if (handshakes > 0) {
+        int rc = time_handshakes(addr, tls, handshakes);
+        rpc_tls_free(tls);
+        return rc;
     }
     const char *eps[] = {addr};
     rpc_channel_cfg_default(&cfg);

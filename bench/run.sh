@@ -216,12 +216,17 @@ tls_echo_figures() {
     line=$(rpc_cpu_line tls "$tp" test.Echo "$tpid" "" $(tls_flags "$certs" client))
     echo "$line"; tls+=("$line")
   done
+  # Connect + handshake alone, one connection at a time: 200 full, 200 resumed.
+  local hs
+  hs=$("$bin/tcpops-bench-rpc" --addr "127.0.0.1:$tp" --handshakes 200 $(tls_flags "$certs" client))
+  echo "tls       $hs"
   stop_all
   local f
   tls_rows+=("echo@64 calls/s|$(median_field calls_per_s "${tls[@]}")|$(median_field calls_per_s "${plain[@]}")|>= 0.7x plaintext")
   for f in p99_us cpu_us_worker cpu_us_client; do
     tls_rows+=("echo@64 $f|$(median_field $f "${tls[@]}")|$(median_field $f "${plain[@]}")|-")
   done
+  tls_rows+=("TLS handshake us: resumed vs full|$(echo "$hs" | field resumed_us)|$(echo "$hs" | field full_us)|-")
 }
 
 tls_gateway_figures() {
