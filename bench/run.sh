@@ -309,7 +309,8 @@ tls_resume_figures() {
   resumed=$(status_counter "$certs" tls_resumed)
   echo "      $n connections to pets (64 to each address) back $((t2 - t1)) ms after it" \
        "listened again, $((t2 - t0)) ms after its start"
-  echo "      pets counters: full handshakes=$full resumed=$resumed (tcpops-cli's own not counted)"
+  echo "      pets counters: full handshakes=$full resumed=$resumed (tcpops-cli's own not" \
+       "counted; the gateway's membership poll is one more, not in the gateway's counters)"
   echo "      gateway counters since the restart: full handshakes=$(( $(gw_metric tls_handshakes_total pets) - h0 ))" \
        "resumed=$(( $(gw_metric tls_resumed_total pets) - r0 ))"
   stop_all
