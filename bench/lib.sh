@@ -37,6 +37,34 @@ stop_all() {
   cpu_names=""
 }
 
+# stop_pid PID: stops one process started here (SIGTERM, then waits for it)
+# and drops it from pids, so no later kill reaches whatever reuses the PID.
+stop_pid() {
+  local p keep=()
+  kill "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+  for p in "${pids[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+  pids=("${keep[@]}")
+}
+
+# tls_flags DIR ROLE: the --tls-* flags of ROLE (server or client) with the
+# certificates scripts/dev-certs.sh made in DIR. For unquoted expansion: DIR
+# is under $tmp, which mktemp names without spaces.
+tls_flags() { echo "--tls-cert $1/$2.crt --tls-key $1/$2.key --tls-ca $1/ca.crt"; }
+
+# median N...: the middle value (the lower middle of an even count).
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+# now_ms: wall-clock milliseconds.
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+
+# figures_table: reads "what|ours|reference|target" lines and prints each
+# with the ratio ours / reference ("-" when the reference is 0 or not a number).
+figures_table() {
+  awk -F'|' '{ r = ($3 + 0 != 0) ? sprintf("%.2f", $2 / $3) : "-";
+               printf "%-34s ours %-10s ref %-10s ratio %-6s target %s\n", $1, $2, $3, r, $4 }'
+}
+
 field() { sed -n "s/.*$1=\([^ ]*\).*/\1/p"; }
 
 # cpu_ticks PID: user + system CPU the process has used, in clock ticks.
@@ -75,17 +103,24 @@ wrk_line() {
   echo "http  $label req_per_s=$rps p50=$p50 p99=$p99 requests=$total non2xx=${non2xx:-0}${errs:+ $errs}$cpu"
 }
 
-# start_system: one worker of each service (data in $tmp/data, made fresh)
-# and a gateway in front (--pool 4); sets gp (its port) and gpid.
+# start_system [CERT_DIR [POOL]]: one worker of each service (data in
+# $tmp/data, made fresh) and a gateway in front (--pool POOL, 4 if not
+# given); with CERT_DIR (scripts/dev-certs.sh's files) both service hops are
+# mutual TLS. Sets gp and gpid (the gateway's port and PID), qp, qpid and
+# pets_args (the pets worker's port, PID and other flags: its member port
+# is fixed, so the same command starts it again at the same two addresses).
 start_system() {
   rm -rf "$tmp/data"; mkdir -p "$tmp/data"
-  local pp qp
+  local pp svc_tls="" gw_tls=""
+  if [ -n "${1:-}" ]; then svc_tls=$(tls_flags "$1" server); gw_tls=$(tls_flags "$1" client); fi
   pp=$(free_port); qp=$(free_port); gp=$(free_port)
-  start tcpops-people "$pp" --data-dir "$tmp/data"
-  start tcpops-pets "$qp" --data-dir "$tmp/data"
+  start tcpops-people "$pp" --data-dir "$tmp/data" $svc_tls
+  pets_args=(--member-listen "127.0.0.1:$(free_port)" --data-dir "$tmp/data" $svc_tls)
+  start tcpops-pets "$qp" "${pets_args[@]}"
+  qpid=${pids[-1]}
   cpu_names="people=${pids[-2]} pets=${pids[-1]}"
   "$bin/tcpops-gateway" --listen "127.0.0.1:$gp" --people "127.0.0.1:$pp" \
-    --pets "127.0.0.1:$qp" --pool 4 2>>"$tmp/gateway.log" &
+    --pets "127.0.0.1:$qp" --pool "${2:-4}" $gw_tls 2>>"$tmp/gateway.log" &
   gpid=$!
   pids+=($gpid)
   cpu_names="gateway=$gpid $cpu_names"

@@ -2,7 +2,7 @@
 # make bench: the figures of bench/RESULTS.md, measured in one run on this
 # machine. Starts what it measures on free loopback ports, with data in a
 # temporary directory, and stops it by PID.
-#   bench/run.sh [BUILD_DIR] [rpc|services|postgres|gateway|all]   (BENCH_SECONDS=5 per figure)
+#   bench/run.sh [BUILD_DIR] [rpc|services|postgres|gateway|tls|all]   (BENCH_SECONDS=5 per figure)
 set -euo pipefail
 build=${1:-build}
 what=${2:-all}
@@ -71,16 +71,17 @@ service_figures() {
   done
 }
 
-# rpc_cpu_line LABEL PORT METHOD PID [pg]: one tcpops-bench-rpc run (64
-# callers) with the CPU microseconds per call of the worker PID and, with
-# pg, of the PostgreSQL server.
+# rpc_cpu_line LABEL PORT METHOD PID [pg [ARGS...]]: one tcpops-bench-rpc
+# run (64 callers, ARGS added) with the CPU microseconds per call of the
+# worker PID and, with pg non-empty, of the PostgreSQL server.
 rpc_cpu_line() {
   local label=$1 port=$2 method=$3 pid=$4 pg=${5:-}
+  shift 4; [ $# -gt 0 ] && shift
   local w0 p0=0 w1 p1=0 line calls hz
   hz=$(getconf CLK_TCK)
   w0=$(cpu_ticks "$pid"); [ -n "$pg" ] && p0=$(pg_ticks)
   line=$("$bin/tcpops-bench-rpc" --addr "127.0.0.1:$port" --method "$method" --threads 64 \
-         --seconds "$secs")
+         --seconds "$secs" "$@")
   w1=$(cpu_ticks "$pid"); [ -n "$pg" ] && p1=$(pg_ticks)
   calls=$(echo "$line" | field calls)
   awk -v l="$label" -v line="$line" -v w=$((w1 - w0)) -v p=$((p1 - p0)) -v c="$calls" \
@@ -169,8 +170,152 @@ gateway_figures() {
     "-c1000 p99 ms, paced ~10k req/s|$(ms "$(echo "$pets1kp" | field p99)")|$(ms "$(echo "$bare1kp" | field p99)")|<= 20 ms" \
     "gateway RSS MiB at -c1000|$((rss / 1024))|64|<= 64 MiB" \
     "-c1 p50 ms|$(ms "$(echo "$pets1" | field p50)")|$(ms "$(echo "$bare1" | field p50)")|<= 0.150 ms" |
-  awk -F'|' '{ r = ($3 + 0 != 0) ? sprintf("%.2f", $2 / $3) : "-";
-               printf "%-34s ours %-10s ref %-10s ratio %-6s target %s\n", $1, $2, $3, r, $4 }'
+  figures_table
+}
+
+# The TLS figures, in one run: the same load over plaintext and over mutual
+# TLS, alternating (plain, TLS, plain, TLS, plain, TLS) so that a drift of
+# the machine touches both alike, each figure the median of its three runs;
+# then a pets worker restarted under a gateway holding 64 TLS connections.
+# Certificates from scripts/dev-certs.sh, made in $tmp.
+tls_figures() {
+  local certs=$tmp/certs
+  tls_rows=()
+  "$(dirname "$0")/../scripts/dev-certs.sh" "$certs" >/dev/null
+  tls_echo_figures "$certs"
+  tls_gateway_figures "$certs"
+  tls_resume_figures "$certs"
+  echo "== TLS figures: ours = TLS, reference = plaintext in this run (medians of 3) =="
+  printf '%s\n' "${tls_rows[@]}" | figures_table
+}
+
+# median_field [-ms] FIELD LINE...: the median of FIELD over the lines;
+# with -ms FIELD is a wrk latency (850.00us, 1.02ms), taken in ms.
+median_field() {
+  local conv="" l f x v=()
+  [ "$1" = -ms ] && { conv=1; shift; }
+  f=$1; shift
+  for l in "$@"; do
+    x=$(echo "$l" | field "$f")
+    if [ -n "$conv" ]; then v+=("$(ms "$x")"); else v+=("$x"); fi
+  done
+  median "${v[@]}"
+}
+
+tls_echo_figures() {
+  local certs=$1 pp tp ppid tpid line plain=() tls=()
+  echo "== RPC echo: 64 callers on one channel (pool of 2), --threads 4, plaintext and TLS alternating =="
+  pp=$(free_port)
+  start tcpops-test-echo "$pp" --threads 4 >/dev/null
+  ppid=${pids[-1]}
+  tp=$(free_port)
+  start tcpops-test-echo "$tp" --threads 4 $(tls_flags "$certs" server) >/dev/null
+  tpid=${pids[-1]}
+  for _ in 1 2 3; do
+    line=$(rpc_cpu_line plain "$pp" test.Echo "$ppid"); echo "$line"; plain+=("$line")
+    line=$(rpc_cpu_line tls "$tp" test.Echo "$tpid" "" $(tls_flags "$certs" client))
+    echo "$line"; tls+=("$line")
+  done
+  # Connect + handshake alone, one connection at a time: 200 full, 200 resumed.
+  local hs
+  hs=$("$bin/tcpops-bench-rpc" --addr "127.0.0.1:$tp" --handshakes 200 $(tls_flags "$certs" client))
+  echo "tls       $hs"
+  stop_all
+  local f
+  tls_rows+=("echo@64 calls/s|$(median_field calls_per_s "${tls[@]}")|$(median_field calls_per_s "${plain[@]}")|>= 0.7x plaintext")
+  for f in p99_us cpu_us_worker cpu_us_client; do
+    tls_rows+=("echo@64 $f|$(median_field $f "${tls[@]}")|$(median_field $f "${plain[@]}")|-")
+  done
+  tls_rows+=("TLS handshake us: resumed vs full|$(echo "$hs" | field resumed_us)|$(echo "$hs" | field full_us)|-")
+}
+
+tls_gateway_figures() {
+  local certs=$1 cfg line plain=() tls=()
+  local url="/people/pets?owner=bob"
+  echo "== gateway $url: wrk -t2 -c64, both service hops plaintext and TLS alternating =="
+  for _ in 1 2 3; do
+    for cfg in plain tls; do
+      if [ "$cfg" = tls ]; then start_system "$certs"; else start_system; fi
+      line=$(wrk_line "pets-$cfg" "http://127.0.0.1:$gp$url"); echo "$line"
+      stop_all
+      if [ "$cfg" = tls ]; then tls+=("$line"); else plain+=("$line"); fi
+    done
+  done
+  local f
+  tls_rows+=("/people/pets req/s|$(median_field req_per_s "${tls[@]}")|$(median_field req_per_s "${plain[@]}")|>= 0.8x plaintext")
+  tls_rows+=("/people/pets p99 ms|$(median_field -ms p99 "${tls[@]}")|$(median_field -ms p99 "${plain[@]}")|-")
+  for f in non2xx cpu_us_gateway cpu_us_people cpu_us_pets; do
+    tls_rows+=("/people/pets $f|$(median_field $f "${tls[@]}")|$(median_field $f "${plain[@]}")|-")
+  done
+}
+
+# gw_metric NAME SERVICE: the gateway's tcpops_rpc_NAME{service="SERVICE"} (0 if absent).
+gw_metric() {
+  local v
+  v=$(curl -s "http://127.0.0.1:$gp/metrics" |
+      awk -v k="tcpops_rpc_$1{service=\"$2\"}" '$1 == k { print $2 }')
+  echo "${v:-0}"
+}
+
+# pets_tls_conns: TLS connections the gateway has made to pets so far
+# (full handshakes and resumed ones).
+pets_tls_conns() {
+  echo $(( $(gw_metric tls_handshakes_total pets) + $(gw_metric tls_resumed_total pets) ))
+}
+
+# wait_pets_conns N MADE SECONDS: until the gateway has N connections to
+# pets open and has made N more TLS connections than MADE; 1 past SECONDS.
+wait_pets_conns() {
+  local end=$(( $(now_ms) + $3 * 1000 ))
+  while [ "$(now_ms)" -lt "$end" ]; do
+    if [ "$(gw_metric connections_open pets)" -ge "$1" ] &&
+       [ "$(pets_tls_conns)" -ge $(( $2 + $1 )) ]; then
+      return 0
+    fi
+    sleep 0.02
+  done
+  return 1
+}
+
+# status_counter CERT_DIR NAME: counter NAME of the pets worker's svc.Status
+# (through tcpops-cli over TLS, whose own connection is one more full
+# handshake).
+status_counter() {
+  "$bin/tcpops-cli" --addr "127.0.0.1:$qp" $(tls_flags "$1" client) status |
+    sed -n "s/.*\"$2\":\([0-9]*\).*/\1/p"
+}
+
+# A pets worker restarted (SIGTERM, then started again at the same addresses
+# with the same key) under a gateway holding --pool 64 TLS connections to
+# each of its two addresses (the shared port and its member port): how many
+# reconnects resumed their session, and how long they took.
+tls_resume_figures() {
+  local certs=$1 n=128 made t0 t1 t2 h0 r0 full resumed
+  echo "== TLS resumption: the pets worker restarted under a gateway with --pool 64 =="
+  start_system "$certs" 64
+  wait_pets_conns "$n" 0 10 ||
+    { echo "bench: the gateway did not open $n connections to pets" >&2; exit 1; }
+  h0=$(gw_metric tls_handshakes_total pets); r0=$(gw_metric tls_resumed_total pets)
+  made=$(( h0 + r0 ))
+  stop_pid "$qpid"
+  t0=$(now_ms)
+  start tcpops-pets "$qp" "${pets_args[@]}"
+  qpid=${pids[-1]}
+  t1=$(now_ms)
+  wait_pets_conns "$n" "$made" 30 ||
+    echo "bench: $(gw_metric connections_open pets) of $n connections to pets back after 30 s" >&2
+  t2=$(now_ms)
+  full=$(( $(status_counter "$certs" tls_handshakes) - 1 ))
+  resumed=$(status_counter "$certs" tls_resumed)
+  echo "      $n connections to pets (64 to each address) back $((t2 - t1)) ms after it" \
+       "listened again, $((t2 - t0)) ms after its start"
+  echo "      pets counters: full handshakes=$full resumed=$resumed (tcpops-cli's own not" \
+       "counted; the gateway's membership poll is one more, not in the gateway's counters)"
+  echo "      gateway counters since the restart: full handshakes=$(( $(gw_metric tls_handshakes_total pets) - h0 ))" \
+       "resumed=$(( $(gw_metric tls_resumed_total pets) - r0 ))"
+  stop_all
+  tls_rows+=("pets restart: resumed handshakes|$resumed|$((full + resumed))|all resumed, none full")
+  tls_rows+=("pets restart: ms until $n back|$((t2 - t1))|-|-")
 }
 
 case "$what" in
@@ -178,6 +323,7 @@ case "$what" in
   services) service_figures ;;
   postgres) postgres_figures ;;
   gateway) gateway_figures ;;
-  all) rpc_figures; service_figures; postgres_figures; gateway_figures ;;
-  *) echo "usage: bench/run.sh [BUILD_DIR] [rpc|services|postgres|gateway|all]" >&2; exit 2 ;;
+  tls) tls_figures ;;
+  all) rpc_figures; service_figures; postgres_figures; gateway_figures; tls_figures ;;
+  *) echo "usage: bench/run.sh [BUILD_DIR] [rpc|services|postgres|gateway|tls|all]" >&2; exit 2 ;;
 esac

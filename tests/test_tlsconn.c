@@ -328,6 +328,42 @@ static void client_of_another_ca_is_refused_and_counted(void **state)
     rpc_tls_free(ct);
 }
 
+/* A restart as the client sees it: every connection ends without
+ * close_notify (lost, or cut by the server going away), and the server
+ * comes back as a new process with the same key. Each next connection
+ * still resumes with the ticket kept, also after one that resumed and was
+ * lost before the server's next ticket came. (OpenSSL marks the session of
+ * a connection freed without close_notify not resumable, so the client
+ * must not keep or offer a connection's own session object.) */
+static void sessions_resume_after_lost_connections_and_a_restart(void **state)
+{
+    (void)state;
+    rpc_tls *ct = tls_of("a", RPC_TLS_CLIENT, "client");
+    rpc_tls *st[2] = {tls_of("a", RPC_TLS_SERVER, "server"), NULL};
+    uint8_t body[16] = {0};
+    for (int i = 0; i < 4; i++) {
+        if (i == 1) /* the restarted server: a new context from the same files */
+            st[1] = tls_of("a", RPC_TLS_SERVER, "server");
+        pair p;
+        pair_open(&p, st[i > 0], ct, "127.0.0.1:5002", BIG + 64);
+        assert_int_equal(handshake(&p), 0);
+        int resumed = rpc_tls_conn_resumed(p.cli.tls);
+        if (resumed != (i > 0))
+            fail_msg("connection %d: expected resumed=%d, got %d", i, i > 0, resumed);
+        if (i != 2) { /* a frame back brings the client the server's next ticket */
+            rpc_frame f = big_frame(body, sizeof(body), 1);
+            assert_int_equal(rpc_conn_send(&p.srv, &f), 0);
+            rpc_frame *got = pump_until_frame(&p.srv, &p.cli);
+            assert_non_null(got);
+            rpc_frame_free(got);
+        }
+        pair_close(&p); /* no close_notify */
+    }
+    rpc_tls_free(st[0]);
+    rpc_tls_free(st[1]);
+    rpc_tls_free(ct);
+}
+
 static void files_all_or_none(void **state)
 {
     (void)state;
@@ -350,6 +386,7 @@ int main(void)
         cmocka_unit_test(bytes_left_inside_tls_are_announced),
         cmocka_unit_test(server_name_is_checked),
         cmocka_unit_test(client_of_another_ca_is_refused_and_counted),
+        cmocka_unit_test(sessions_resume_after_lost_connections_and_a_restart),
         cmocka_unit_test(files_all_or_none),
     };
     return cmocka_run_group_tests(tests, make_certs, remove_certs);

@@ -93,8 +93,12 @@ static void ssl_reason(char *out, size_t len, const char *fallback)
 
 /* ---- the client's session cache ---- */
 
-/* The ticket a server just gave: kept as this peer's, replacing the
- * last one (or the peer used longest ago). Takes ownership of sess. */
+/* The ticket a server just gave: a copy kept as this peer's, replacing the
+ * last one (or the peer used longest ago). A copy, because sess is also the
+ * connection's own session, and OpenSSL marks that not resumable when the
+ * connection is freed without close_notify (a lost peer, a restarting
+ * server): every reconnect would then be a full handshake. Returns 0:
+ * OpenSSL keeps its reference. */
 static int new_session(SSL *ssl, SSL_SESSION *sess)
 {
     rpc_tls_conn *tc = SSL_get_app_data(ssl);
@@ -125,19 +129,26 @@ static int new_session(SSL *ssl, SSL_SESSION *sess)
     if (slot->sess != NULL)
         SSL_SESSION_free(slot->sess);
     snprintf(slot->host, sizeof(slot->host), "%s", tc->host);
-    slot->sess = sess;
+    slot->sess = SSL_SESSION_dup(sess); /* NULL (no memory): nothing kept */
     slot->used = ++t->tick;
     pthread_mutex_unlock(&t->lock);
-    return 1;
+    return 0;
 }
 
-/* Offers the host's last ticket to ssl, if one is kept. Caller holds t->lock. */
+/* Offers a copy of the host's last ticket to ssl, if one is kept: the
+ * connection's session is marked not resumable when its handshake fails or
+ * it is freed without close_notify, which must not spoil the kept one.
+ * Caller holds t->lock. */
 static void offer_session_locked(rpc_tls *t, SSL *ssl, const char *host)
 {
     for (int i = 0; i < SESSIONS; i++) {
         session *s = &t->sessions[i];
         if (s->sess != NULL && strcmp(s->host, host) == 0) {
-            SSL_set_session(ssl, s->sess);
+            SSL_SESSION *d = SSL_SESSION_dup(s->sess);
+            if (d != NULL) {
+                SSL_set_session(ssl, d);
+                SSL_SESSION_free(d);
+            }
             s->used = ++t->tick;
             return;
         }
