@@ -107,13 +107,6 @@ static int new_session(SSL *ssl, SSL_SESSION *sess)
     tc->confirmed = 1; /* a ticket comes only after the server took our certificate */
     if (!SSL_SESSION_is_resumable(sess))
         return 0;
-    /* A copy: SSL_free of a connection closed without close_notify marks
-     * its own session unresumable, and this one must outlive it. */
-    SSL_SESSION *copy = SSL_SESSION_dup(sess);
-    if (copy == NULL)
-        return 0;
-    SSL_SESSION_free(sess);
-    sess = copy;
     rpc_tls *t = tc->t;
     pthread_mutex_lock(&t->lock);
     session *slot = &t->sessions[0];
