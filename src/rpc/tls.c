@@ -60,6 +60,8 @@ struct rpc_tls_conn {
     char peer[RPC_TLS_HOSTLEN + 8];
     char host[RPC_TLS_HOSTLEN];   /* client: peer's host, which the certificate must name */
     int confirmed;                /* client: the server accepted us (a ticket or data came) */
+    int more;                     /* the last read stopped for want of room, not of
+                                   * bytes: TLS may hold whole records read ahead */
     int err;                      /* a fatal error met after bytes were returned: next call's */
     char why[160];
 };
@@ -237,6 +239,10 @@ static SSL_CTX *make_ctx(const rpc_tls *t, char *err)
     }
     SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF);
+    /* Read ahead: one read takes every record the socket holds, where
+     * record by record costs two reads each (header, then body), and a
+     * client's frames come one record each. */
+    SSL_CTX_set_read_ahead(ctx, 1);
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                               SSL_MODE_RELEASE_BUFFERS);
     step = t->cert;
@@ -546,6 +552,7 @@ int rpc_tls_conn_read(rpc_tls_conn *tc, void *p, size_t n)
         }
         break;
     }
+    tc->more = total == n;
     if (total > 0)
         tc->confirmed = 1;
     if (total > 0 && rc < 0 && rc != -EAGAIN)
@@ -628,7 +635,7 @@ int rpc_tls_conn_wants_write(rpc_tls_conn *tc)
 int rpc_tls_conn_buffered(rpc_tls_conn *tc)
 {
     pthread_mutex_lock(&tc->lock);
-    int n = tc->done && SSL_pending(tc->ssl) > 0;
+    int n = tc->done && (tc->more || SSL_pending(tc->ssl) > 0);
     pthread_mutex_unlock(&tc->lock);
     return n;
 }
