@@ -359,6 +359,26 @@ static void test_command_lines_across_hosts(void **state)
 
 /* The example a service host starts from (deploy/tcpops.ini) loads, and
  * its PostgreSQL URL is one the services accept. */
+/* [gateway] https_cert and https_key reach the gateway's command line; no
+ * service takes them. */
+static void test_https_settings(void **state)
+{
+    (void)state;
+    sup_config c;
+    sup_argv av;
+    char err[512], line[2048];
+    assert_int_equal(load(&c, "[gateway]\nhttps_cert = /etc/tcpops/gw.crt\n"
+                              "https_key = /etc/tcpops/gw.key\n", err, sizeof(err)), 0);
+    snprintf(c.bin_dir, sizeof(c.bin_dir), "/opt/tcpops/bin");
+    assert_int_equal(sup_app_argv(&c, SUP_GATEWAY, &av, err, sizeof(err)), 0);
+    joined(&av, line, sizeof(line));
+    assert_string_equal(line, "/opt/tcpops/bin/tcpops-gateway --listen 127.0.0.1:5001 "
+                              "--people 127.0.0.1:5002 --pets 127.0.0.1:5003 "
+                              "--https-cert /etc/tcpops/gw.crt --https-key /etc/tcpops/gw.key");
+    expect_load_error("[people]\nhttps_cert = /etc/tcpops/gw.crt\n",
+                      "FILE line 2: unknown setting [people] https_cert");
+}
+
 static void test_deploy_example_loads(void **state)
 {
     (void)state;
@@ -390,6 +410,7 @@ int main(void)
         cmocka_unit_test(test_db_and_advertise_settings),
         cmocka_unit_test(test_store_as_ps_shows_it),
         cmocka_unit_test(test_command_lines_across_hosts),
+        cmocka_unit_test(test_https_settings),
         cmocka_unit_test(test_deploy_example_loads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -15,6 +15,7 @@
 #include "rpc/clock.h"
 #include "rpc/frame.h"
 #include "util/flags.h"
+#include "gateway/https.h"
 #include "gateway/listener.h"
 #include "util/log.h"
 #include "gateway/routes.h"
@@ -41,7 +42,10 @@ static size_t request_buffer(size_t max_header)
     return max_header * 2 > 128 * 1024 ? max_header * 2 : 128 * 1024;
 }
 
-/* Marks a connection whose last request http_error answered. */
+/* A connection's user data: counted marks one conn_opened counted in
+ * g->conns, answered_by_http_error one (also counted) whose last request
+ * http_error answered. NULL: never opened (its TLS handshake failed). */
+static int counted;
 static int answered_by_http_error;
 
 /* The methods civetweb 1.15 parses (http_methods[] in civetweb.c); any
@@ -122,9 +126,8 @@ static int http_error(struct mg_connection *conn, int status, const char *errmsg
  * so they are answered here, on the way out, while the socket is still
  * open: the request was parsed, no local path was found, and http_error did
  * not answer it. */
-static void connection_close(const struct mg_connection *cconn)
+static void answer_unrouted(const struct mg_connection *cconn, const struct mg_request_info *ri)
 {
-    const struct mg_request_info *ri = mg_get_request_info(cconn);
     if (ri->request_method == NULL || ri->request_uri == NULL || ri->local_uri != NULL ||
         mg_get_user_connection_data(cconn) == &answered_by_http_error)
         return;
@@ -151,18 +154,29 @@ static void connection_close(const struct mg_connection *cconn)
     gw_metrics_request(g->metrics, GW_R_OTHER, "other", st, rpc_now_us() - r.start_us);
 }
 
+/* Every connection's last callback with its socket open. One whose TLS
+ * handshake failed was never opened (conn_opened) and has no request
+ * info. */
+static void connection_close(const struct mg_connection *cconn)
+{
+    const struct mg_request_info *ri = mg_get_request_info(cconn);
+    if (ri != NULL)
+        answer_unrouted(cconn, ri);
+    if (mg_get_user_connection_data(cconn) != NULL) {
+        gw *g = mg_get_user_data(mg_get_context(cconn));
+        atomic_fetch_sub(&g->conns, 1);
+    }
+}
+
+/* Counts the connection in (connection_close counts it out): civetweb
+ * calls this only once the TLS handshake succeeded, but the close
+ * callbacks for every connection. */
 static int conn_opened(const struct mg_connection *conn, void **conn_data)
 {
     gw *g = mg_get_user_data(mg_get_context(conn));
     atomic_fetch_add(&g->conns, 1);
-    *conn_data = NULL;
+    *conn_data = &counted;
     return 0;
-}
-
-static void conn_closed(const struct mg_connection *conn)
-{
-    gw *g = mg_get_user_data(mg_get_context(conn));
-    atomic_fetch_sub(&g->conns, 1);
 }
 
 static int log_civetweb(const struct mg_connection *conn, const char *message)
@@ -173,15 +187,55 @@ static int log_civetweb(const struct mg_connection *conn, const char *message)
     return 1; /* handled: civetweb prints nothing itself */
 }
 
-/* SIGHUP: the client certificate, key and CA are read again (new
- * connections use them); on failure the ones in use stay. */
-static void reload_tls(void *user)
+/* What SIGHUP reads again: the RPC client's certificate, key and CA, and
+ * the HTTPS certificate and key (each NULL when not configured). New
+ * connections use what was read; on failure what is in use stays. */
+typedef struct reloadable {
+    rpc_tls *tls;
+    gw_https *https;
+} reloadable;
+
+static void reload(void *user)
 {
+    reloadable *r = user;
     char err[RPC_ERRLEN], q[600];
-    if (rpc_tls_reload(user, err) < 0)
+    if (r->tls != NULL && rpc_tls_reload(r->tls, err) < 0)
         util_log(UTIL_ERROR, "tls reload failed", "err=%s", util_logq(q, sizeof(q), err));
-    else
+    else if (r->tls != NULL)
         util_log(UTIL_INFO, "tls reloaded", NULL);
+    if (r->https != NULL && gw_https_reload(r->https, err, sizeof(err)) < 0)
+        util_log(UTIL_ERROR, "https reload failed", "err=%s", util_logq(q, sizeof(q), err));
+    else if (r->https != NULL)
+        util_log(UTIL_INFO, "https reloaded", NULL);
+}
+
+/* civetweb's external_ssl_ctx callback: the context is the gateway's. */
+static int external_ssl_ctx(void **ssl_ctx, void *user_data)
+{
+    gw *g = user_data;
+    return gw_https_civetweb_ctx(ssl_ctx, g->https);
+}
+
+/* --https-cert and --https-key, both or neither; with them, a civetweb that
+ * can do TLS and files that load. Initialises civetweb (mg_init_library)
+ * in every case. 0 (*out stays NULL without HTTPS), or -1 with err. */
+static int https_setup(const char *cert, const char *key, gw_https **out, char *err,
+                       size_t errlen)
+{
+    int given = (cert != NULL && *cert) + (key != NULL && *key);
+    if (given == 1) {
+        mg_init_library(0);
+        snprintf(err, errlen, "HTTPS needs both --https-cert and --https-key (%s missing)",
+                 cert != NULL && *cert ? "--https-key" : "--https-cert");
+        return -1;
+    }
+    if (given == 0) {
+        mg_init_library(0);
+        return 0;
+    }
+    if (gw_https_init_library(err, errlen) < 0)
+        return -1;
+    return gw_https_new(out, cert, key, err, errlen);
 }
 
 int main(int argc, char **argv)
@@ -201,6 +255,7 @@ int main(int argc, char **argv)
     int access_log = 1;
     rpc_tls_files tls_files = {0};
     rpc_tls *tls = NULL;
+    const char *https_cert = NULL, *https_key = NULL;
     gw g;
     memset(&g, 0, sizeof(g));
     const util_flag flags[] = {
@@ -247,6 +302,13 @@ int main(int argc, char **argv)
         {"tls-ca", UTIL_FLAG_STR, &tls_files.ca, "FILE",
          "TLS: the CA that signs the services' certificates (SIGHUP reads all three again)", 0,
          0},
+        {"https-cert", UTIL_FLAG_STR, &https_cert, "FILE",
+         "HTTPS: serve --listen over TLS 1.2/1.3 only, with this PEM certificate (its chain "
+         "may follow it) and --https-key; SIGHUP reads both again (or `tcpops restart "
+         "gateway`)",
+         0, 0},
+        {"https-key", UTIL_FLAG_STR, &https_key, "FILE",
+         "HTTPS: the PEM private key of --https-cert", 0, 0},
         {"spin-us", UTIL_FLAG_INT, &spin_us, "US",
          "when one RPC call is all that is in flight, look for its answer this long before "
          "sleeping (lower latency on an idle machine; 0 = never)",
@@ -257,13 +319,18 @@ int main(int argc, char **argv)
     util_log_init("gateway");
 
     int pos = util_flags_parse(flags, nflags, argc, argv, 1, err, sizeof(err));
-    if (pos == 0) {
+    /* tcpops up's preflight (TCPOPS_CHECK_FLAGS=1: the parse returns 0, as
+     * for --help) also loads the files named, so that a wrong key stops
+     * `tcpops up` before anything starts. */
+    const char *check = getenv("TCPOPS_CHECK_FLAGS");
+    int checking = pos == 0 && check != NULL && strcmp(check, "1") == 0;
+    if (pos == 0 && !checking) {
         printf("usage: tcpops-gateway [FLAGS]\n\nThe HTTP API of tcpops: GET/POST /people, GET "
                "/people/pets?owner=NAME,\nGET /status, /healthz, /readyz, /metrics.\n\n");
         util_flags_usage(stdout, flags, nflags);
         return 0;
     }
-    if (pos < 0 || pos < argc) {
+    if (pos < 0 || (!checking && pos < argc)) {
         fprintf(stderr, "tcpops-gateway: %s\n", pos < 0 ? err : "unexpected argument (see --help)");
         return 2;
     }
@@ -272,6 +339,20 @@ int main(int argc, char **argv)
         fprintf(stderr, "tcpops-gateway: %s\n", err);
         return 2;
     }
+    gw_https *https = NULL;
+    int bad = https_setup(https_cert, https_key, &https, err, sizeof(err)) < 0;
+    if (bad)
+        fprintf(stderr, "tcpops-gateway: %s\n", err);
+    if (bad || checking) {
+        rpc_tls_free(tls);
+        gw_https_free(https);
+        mg_exit_library();
+        return bad ? 2 : 0;
+    }
+    /* HTTPS configured: the listener serves TLS only (protected mode asks
+     * for this, or --insecure, on a non-loopback --listen). */
+    const int https_on = https != NULL;
+    g.https = https;
     /* The access log writes one line per request: batch the writes. */
     util_log_buffered();
     g.deadline_ms = (int)deadline_ms;
@@ -306,10 +387,15 @@ int main(int argc, char **argv)
     snprintf(ka, sizeof(ka), "%ld", keepalive_ms);
     snprintf(rt, sizeof(rt), "%ld", request_timeout_ms);
     snprintf(hdr, sizeof(hdr), "%zu", request_buffer((size_t)max_header));
+    /* With a socket from the supervisor, civetweb's own listener is a
+     * placeholder that gw_listener_adopt replaces. An "s" after the port
+     * makes it a TLS port, the placeholder too: civetweb marks the
+     * listener (not the descriptor) as TLS, and so the adopted socket. */
+    char ports[1024];
+    snprintf(ports, sizeof(ports), "%s%s", listen_fd >= 0 ? "127.0.0.1:0" : listen,
+             https_on ? "s" : "");
     const char *options[] = {
-        /* With a socket from the supervisor, civetweb's own listener is a
-         * placeholder that gw_listener_adopt replaces. */
-        "listening_ports", listen_fd >= 0 ? "127.0.0.1:0" : listen,
+        "listening_ports", ports,
         "num_threads", nthreads,
         "enable_keep_alive", "yes",
         "keep_alive_timeout_ms", ka,
@@ -332,11 +418,11 @@ int main(int argc, char **argv)
     cb.http_error = http_error;
     cb.connection_close = connection_close;
     cb.init_connection = conn_opened;
-    cb.connection_closed = conn_closed;
+    if (https_on)
+        cb.external_ssl_ctx = external_ssl_ctx;
     struct mg_init_data init = {.callbacks = &cb, .user_data = &g, .configuration_options = options};
     char mgerr[256] = "";
     struct mg_error_data ed = {.text = mgerr, .text_buffer_size = sizeof(mgerr)};
-    mg_init_library(0);
     ctx = mg_start2(&init, &ed);
     if (ctx == NULL) {
         util_log(UTIL_ERROR, "cannot start HTTP server", "listen=%s err=%s", listen,
@@ -349,10 +435,12 @@ int main(int argc, char **argv)
                  util_logq(q, sizeof(q), err));
         goto out;
     }
-    util_log(UTIL_INFO, "listening", "addr=%s people=%s pets=%s threads=%ld deadline_ms=%ld",
-             listen, people, pets, threads, deadline_ms);
+    util_log(UTIL_INFO, "listening", "addr=%s scheme=%s people=%s pets=%s threads=%ld "
+             "deadline_ms=%ld", listen, https_on ? "https" : "http", people, pets, threads,
+             deadline_ms);
 
-    int sig = util_wait_stop(&stopset, tls != NULL ? reload_tls : NULL, tls);
+    reloadable hup = {.tls = tls, .https = https};
+    int sig = util_wait_stop(&stopset, reload, &hup);
     atomic_store(&g.draining, 1);
     util_log(UTIL_INFO, "draining", "signal=%s drain_ms=%ld", sig == SIGINT ? "INT" : "TERM",
              drain_ms);
@@ -390,6 +478,7 @@ out:
     gw_backend_free(g.people);
     gw_metrics_free(g.metrics);
     rpc_tls_free(tls);
+    gw_https_free(https); /* after mg_stop: civetweb no longer uses it */
     mg_exit_library();
     return rc;
 }

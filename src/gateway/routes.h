@@ -24,6 +24,7 @@ typedef struct gw {
     _Atomic int draining;  /* SIGTERM received: /readyz says 503 */
     _Atomic int inflight;  /* requests being handled now */
     _Atomic int conns;     /* HTTP connections open now */
+    struct gw_https *https; /* the listener's TLS (https.h), NULL: plain HTTP */
 } gw;
 
 /* The Allow list of route (NULL for GW_R_OTHER). */

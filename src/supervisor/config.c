@@ -131,6 +131,14 @@ static int fixed_args(const sup_config *c, int app, sup_argv *out, int n)
         out->argv[n++] = "--pets";
         out->argv[n++] = (char *)dial_addr(&c->apps[SUP_PETS], out->dial[1],
                                            sizeof(out->dial[1]));
+        if (a->https_cert[0] != '\0') {
+            out->argv[n++] = "--https-cert";
+            out->argv[n++] = (char *)a->https_cert;
+        }
+        if (a->https_key[0] != '\0') {
+            out->argv[n++] = "--https-key";
+            out->argv[n++] = (char *)a->https_key;
+        }
         if (c->http_fd >= 0) {
             snprintf(out->fd, sizeof(out->fd), "%d", c->http_fd);
             out->argv[n++] = "--listen-fd";
@@ -215,6 +223,10 @@ static char *setting(sup_config *c, sup_app *a, const char *key, size_t *cap)
         return *cap = SUP_DB_MAX, a != NULL ? a->db : c->db;
     if (strcmp(key, "advertise") == 0)
         return *cap = SUP_ADVERTISE_MAX, a != NULL ? a->advertise : c->advertise;
+    if (a != NULL && strcmp(key, "https_cert") == 0)
+        return *cap = sizeof(a->https_cert), a->https_cert;
+    if (a != NULL && strcmp(key, "https_key") == 0)
+        return *cap = sizeof(a->https_key), a->https_key;
     return NULL;
 }
 
@@ -343,7 +355,9 @@ static int on_ini(void *user, const char *section, const char *key, const char *
     if (a >= 0) {
         sup_app *app = &l->c->apps[a];
         int service_only = strcmp(key, "db") == 0 || strcmp(key, "advertise") == 0;
-        if (strcmp(key, "listen") == 0 || (service_only && a != SUP_GATEWAY))
+        int gateway_only = strcmp(key, "https_cert") == 0 || strcmp(key, "https_key") == 0;
+        if (strcmp(key, "listen") == 0 || (service_only && a != SUP_GATEWAY) ||
+            (gateway_only && a == SUP_GATEWAY))
             return sup_app_set(app, key, value, l->err, l->errlen) == 0;
         char what[64];
         snprintf(what, sizeof(what), "[%s] %s", app->name, key);

@@ -16,6 +16,7 @@ enum { SUP_GATEWAY, SUP_PEOPLE, SUP_PETS, SUP_NAPPS };
 #define SUP_MAX_WORKERS 64
 #define SUP_LISTEN_MAX 512               /* listen: HOST:PORT, or a gateway's list */
 #define SUP_DB_MAX 2048                  /* db: sqlite:PATH or a PostgreSQL URL */
+#define SUP_PATH_MAX 1024                /* https_cert, https_key */
 /* advertise: a service keeps HOST:PORT in 63 bytes (svc runtime's self). */
 #define SUP_ADVERTISE_MAX 56
 #define SUP_DRAIN_MS_MAX 600000L         /* drain_ms, --drain-ms: 0 to 10 minutes */
@@ -77,6 +78,10 @@ typedef struct sup_app {
     char args[512];          /* extra arguments, separated by spaces */
     char db[SUP_DB_MAX];     /* people, pets: [APP] db; "" = sup_config's */
     char advertise[SUP_ADVERTISE_MAX]; /* [APP] advertise; "" = sup_config's */
+    /* The gateway's HTTPS files ([gateway] https_cert, https_key,
+     * --https-cert, --https-key); "" = plain HTTP. */
+    char https_cert[SUP_PATH_MAX];
+    char https_key[SUP_PATH_MAX];
 } sup_app;
 
 typedef struct sup_config {
@@ -100,7 +105,7 @@ void sup_config_default(sup_config *c);
 
 /* Reads an INI file ([tcpops] data_dir, drain_ms, apps, db, advertise;
  * [gateway|people|pets] listen, workers, max_memory, args; [people|pets]
- * db, advertise). Numbers are parsed and ranged as the flags of the same
+ * db, advertise; [gateway] https_cert, https_key). Numbers are parsed and ranged as the flags of the same
  * name are (util_parse_num). 0, or -1 with err filled. */
 int sup_config_load(sup_config *c, const char *path, char *err, size_t errlen);
 
@@ -115,7 +120,8 @@ int sup_config_pairs(sup_config *c, const char *spec, const char *what, char *er
 int sup_config_apps(sup_config *c, const char *list, const char *what, char *err,
                     size_t errlen);
 
-/* Sets a's "listen", "args", "db" or "advertise" to value. 0, or -1 with
+/* Sets a's "listen", "args", "db", "advertise", "https_cert" or
+ * "https_key" to value. 0, or -1 with
  * err filled when it does not fit (never cut short). */
 int sup_app_set(sup_app *a, const char *key, const char *value, char *err, size_t errlen);
 
@@ -139,8 +145,9 @@ int sup_app_store(const sup_config *c, int app, char *out, size_t len, char *err
 
 /* The command line of a worker of app: the program, its --listen; the
  * gateway's --people/--pets (each service's listen, a wildcard host
- * 0.0.0.0 dialled as 127.0.0.1 when it runs here; else passed unchanged)
- * and, when c->http_fd is set, --listen-fd; a service's --member-listen
+ * 0.0.0.0 dialled as 127.0.0.1 when it runs here; else passed unchanged),
+ * --https-cert and --https-key when set and, when c->http_fd is set,
+ * --listen-fd; a service's --member-listen
  * (its listen host, port 0), --data-dir, and --db and --advertise when set;
  * then the app's args split at spaces and tabs (which come last, so they
  * can override any of these). */

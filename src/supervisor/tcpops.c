@@ -57,6 +57,7 @@ typedef struct up_args {
     const char *config, *data_dir, *workers, *memory, *apps, *db, *advertise;
     const char *addrs[SUP_NAPPS]; /* --gateway, --people, --pets */
     const char *args[SUP_NAPPS];  /* --gateway-args, ... */
+    const char *https_cert, *https_key;
     long drain_ms;
 } up_args;
 
@@ -99,6 +100,12 @@ static int parse_up(sup_config *cfg, up_args *u, int argc, char **argv, int firs
         {"pets", UTIL_FLAG_STR, &u->addrs[SUP_PETS], "HOST:PORT[,..]", help[SUP_PETS], 0, 0},
         {"gateway-args", UTIL_FLAG_STR, &u->args[SUP_GATEWAY], "ARGS",
          "extra flags for the gateway", 0, 0},
+        {"https-cert", UTIL_FLAG_STR, &u->https_cert, "FILE",
+         "the gateway serves HTTPS only, with this PEM certificate and --https-key ([gateway] "
+         "https_cert, https_key)",
+         0, 0},
+        {"https-key", UTIL_FLAG_STR, &u->https_key, "FILE",
+         "the PEM private key of --https-cert", 0, 0},
         {"people-args", UTIL_FLAG_STR, &u->args[SUP_PEOPLE], "ARGS",
          "extra flags for people workers", 0, 0},
         {"pets-args", UTIL_FLAG_STR, &u->args[SUP_PETS], "ARGS", "extra flags for pets workers",
@@ -143,6 +150,15 @@ static int apply_up(sup_config *cfg, const up_args *u, char *err, size_t errlen)
              sup_app_set(&cfg->apps[a], "listen", u->addrs[a], err, errlen) < 0) ||
             (u->args[a] != NULL && sup_app_set(&cfg->apps[a], "args", u->args[a], err, errlen) < 0))
             return -1;
+    }
+    sup_app *gw = &cfg->apps[SUP_GATEWAY];
+    if ((u->https_cert != NULL && sup_app_set(gw, "https_cert", u->https_cert, err, errlen) < 0) ||
+        (u->https_key != NULL && sup_app_set(gw, "https_key", u->https_key, err, errlen) < 0))
+        return -1;
+    if ((gw->https_cert[0] == '\0') != (gw->https_key[0] == '\0')) {
+        snprintf(err, errlen, "HTTPS needs both --https-cert and --https-key ([gateway] "
+                 "https_cert and https_key)");
+        return -1;
     }
     return 0;
 }
