@@ -18,6 +18,7 @@
 #include "gateway/https.h"
 #include "gateway/listener.h"
 #include "util/log.h"
+#include "util/protect.h"
 #include "gateway/routes.h"
 
 /* While draining on a shared socket: how long keep-alive clients get to
@@ -252,7 +253,7 @@ int main(int argc, char **argv)
     long max_inflight = cd.max_inflight, max_waiting = cd.max_waiting;
     long resolve_ms = 5000; /* gw_backend's RESOLVE_MS */
     long spin_us = 80, listen_fd = -1; /* spin: the gateway's own choice, see --spin-us */
-    int access_log = 1;
+    int access_log = 1, insecure = 0;
     rpc_tls_files tls_files = {0};
     rpc_tls *tls = NULL;
     const char *https_cert = NULL, *https_key = NULL;
@@ -309,6 +310,10 @@ int main(int argc, char **argv)
          0, 0},
         {"https-key", UTIL_FLAG_STR, &https_key, "FILE",
          "HTTPS: the PEM private key of --https-cert", 0, 0},
+        {"insecure", UTIL_FLAG_BOOL, &insecure, NULL,
+         "serve plain HTTP on a non-loopback --listen (without it, such an address needs "
+         "HTTPS)",
+         0, 0},
         {"spin-us", UTIL_FLAG_INT, &spin_us, "US",
          "when one RPC call is all that is in flight, look for its answer this long before "
          "sleeping (lower latency on an idle machine; 0 = never)",
@@ -341,6 +346,11 @@ int main(int argc, char **argv)
     }
     gw_https *https = NULL;
     int bad = https_setup(https_cert, https_key, &https, err, sizeof(err)) < 0;
+    /* Protected mode: a non-loopback --listen needs HTTPS or --insecure. */
+    int exposed = bad ? 0
+                      : util_protect_check("--listen", listen, https != NULL, insecure,
+                                           UTIL_PROTECT_HTTPS_FLAGS, err, sizeof(err));
+    bad = bad || exposed < 0;
     if (bad)
         fprintf(stderr, "tcpops-gateway: %s\n", err);
     if (bad || checking) {
@@ -353,6 +363,9 @@ int main(int argc, char **argv)
      * for this, or --insecure, on a non-loopback --listen). */
     const int https_on = https != NULL;
     g.https = https;
+    if (exposed > 0)
+        util_log(UTIL_WARN, "serving plaintext on a non-loopback address",
+                 "flag=--listen addr=%s why=\"--insecure: plain HTTP to the network\"", listen);
     /* The access log writes one line per request: batch the writes. */
     util_log_buffered();
     g.deadline_ms = (int)deadline_ms;

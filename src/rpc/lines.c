@@ -37,12 +37,9 @@ static void run_line(rpc_task *t, void *state)
     srv_job_done(j, notify);
 }
 
-/* Tells a line-mode peer why it is cut off, with the line cfg.text_error
- * makes of why (none when it is NULL or answers NULL), and closes c. */
-static void line_error(rpc_server *s, srv_conn *c, const char *why)
+void srv_lines_error(rpc_server *s, srv_conn *c, const char *why)
 {
     char *line = s->cfg.text_error != NULL ? s->cfg.text_error(s->cfg.user, why) : NULL;
-    rpc_stats_add(s->cfg.stats, RPC_C_PROTOCOL_ERRORS, 1);
     if (line != NULL) {
         size_t n = strlen(line);
         line[n] = '\n';
@@ -91,7 +88,8 @@ int srv_lines_next(rpc_server *s, srv_conn *c)
     size_t n = nl != NULL ? (size_t)(nl - head) : used;
     if (nl == NULL) {
         if (used > s->cfg.max_frame) {
-            line_error(s, c, "line too long");
+            rpc_stats_add(s->cfg.stats, RPC_C_PROTOCOL_ERRORS, 1);
+            srv_lines_error(s, c, "line too long");
             return -1;
         }
         if (!c->rd_eof)

@@ -83,6 +83,15 @@ typedef struct rpc_method {
 typedef char *(*rpc_text_fn)(void *thread_state, void *user,
                              const char *line, size_t len);
 
+/* Who may speak line mode (rpc_server_cfg.text_peers). A line is readable
+ * by anyone on its path and text mode is for a human at the machine, so by
+ * default only loopback peers (127.0.0.0/8) get it, with TLS or without. */
+typedef enum rpc_text_peers {
+    RPC_TEXT_LOOPBACK = 0,     /* the default */
+    RPC_TEXT_ANY,
+    RPC_TEXT_OFF,
+} rpc_text_peers;
+
 typedef struct rpc_server_cfg {
     const char *listen;        /* "127.0.0.1:5002"; port 0 picks one */
     int reuseport;             /* share the port with sibling processes */
@@ -116,6 +125,13 @@ typedef struct rpc_server_cfg {
     int text_first_byte;       /* the first byte that selects line mode;
                                 * required with text (never 0, a frame's
                                 * first byte) */
+    /* Who gets line mode; any other peer that starts with text_first_byte
+     * gets text_error's line saying so and is closed, counted as
+     * RPC_C_TEXT_REFUSED, and told to on_text_refused (optional: peer as
+     * "a.b.c.d:port", why as sent; on the I/O thread, no lock held, must
+     * not block). */
+    rpc_text_peers text_peers;
+    void (*on_text_refused)(void *user, const char *peer, const char *why);
     /* Per thread state (e.g. a database connection), for each worker and
      * for the I/O thread (quick methods). thread_init returns 0 or a
      * negative errno; a failure stops rpc_server_start. */

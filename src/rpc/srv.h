@@ -216,6 +216,10 @@ void srv_send_goaway(rpc_server *s, srv_conn *c);
 
 /* ---- lines.c: line mode ---- */
 
+/* Tells a line-mode peer why it is cut off, with the line cfg.text_error
+ * makes of why (none when it is NULL or answers NULL), and closes c. The
+ * caller counts why. I/O thread. */
+void srv_lines_error(rpc_server *s, srv_conn *c, const char *why);
 
 /* Hands c's next whole line to a worker when none of its lines runs and its
  * answers are not held. Returns 0, or -1 when c was closed (a line past

@@ -5,6 +5,7 @@
  * flushes what workers could not write, and does the periodic work: GOAWAY
  * when asked, stalled frames, peers that read no answers, idle
  * connections. The loop's mechanics (epoll, wake-up, tick) are rpc_evloop's. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -18,12 +19,41 @@
 
 static int conn_pump(rpc_server *s, srv_conn *c);
 
+/* Why c may not speak line mode (cfg.text_peers), or NULL when it may. */
+static const char *text_refusal(const rpc_server *s, const srv_conn *c)
+{
+    if (s->cfg.text_peers == RPC_TEXT_OFF)
+        return "text mode is off on this server";
+    if (s->cfg.text_peers == RPC_TEXT_LOOPBACK &&
+        (ntohl(c->peer.sin_addr.s_addr) >> 24) != 127)
+        return "text mode is served to loopback clients only";
+    return NULL;
+}
+
+/* Refuses line mode to c: counted, told, answered with why, closed. */
+static void refuse_text(rpc_server *s, srv_conn *c, const char *why)
+{
+    rpc_stats_add(s->cfg.stats, RPC_C_TEXT_REFUSED, 1);
+    if (s->cfg.on_text_refused != NULL) {
+        char peer[32];
+        rpc_addr_format(&c->peer, peer, sizeof(peer));
+        s->cfg.on_text_refused(s->cfg.user, peer, why);
+    }
+    srv_lines_error(s, c, why);
+}
+
 /* The first byte decides the mode: a frame (its length starts with 0) or,
- * when the server has line mode, a line. Returns -1 when c was closed. */
+ * when the server has line mode and c may speak it, a line. Returns -1
+ * when c was closed. */
 static int choose_mode(rpc_server *s, srv_conn *c)
 {
     uint8_t first = rpc_buf_head(&c->io.rbuf)[0];
     if (s->cfg.text != NULL && first == s->cfg.text_first_byte) {
+        const char *why = text_refusal(s, c);
+        if (why != NULL) {
+            refuse_text(s, c, why);
+            return -1;
+        }
         c->mode = SRV_MODE_LINES;
         /* Before the first line goes out: its end must be heard of. */
         pthread_mutex_lock(&c->lock);

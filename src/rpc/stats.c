@@ -57,6 +57,8 @@ static const struct {
     [RPC_C_TLS_RESUMED] = {"tls_resumed", "TLS handshakes that resumed a session."},
     [RPC_C_TLS_REFUSED] = {"tls_refused",
                            "TLS handshakes refused: no certificate, a bad one, or not TLS."},
+    [RPC_C_TEXT_REFUSED] = {"text_refused",
+                           "Text-mode connections refused: not from loopback, or text mode off."},
 };
 
 int rpc_stats_new(rpc_stats **out)

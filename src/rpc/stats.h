@@ -31,6 +31,8 @@ typedef enum rpc_counter {
     RPC_C_TLS_RESUMED,      /* TLS handshakes that resumed a session */
     RPC_C_TLS_REFUSED,      /* server: TLS handshakes refused (no or bad certificate,
                              * not TLS at all) */
+    RPC_C_TEXT_REFUSED,     /* server: text-mode connections refused (a peer not on
+                             * loopback, or text mode off: rpc_server_cfg.text_peers) */
     RPC_C_COUNT
 } rpc_counter;
 

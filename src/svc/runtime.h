@@ -37,6 +37,8 @@ typedef struct svc {
     const char *tls_cert;     /* --tls-cert, for the log */
     int64_t tls_logged_ms;    /* I/O thread: when a refused handshake was last logged */
     uint64_t tls_quiet;       /* I/O thread: refusals not logged since */
+    int64_t text_logged_ms;   /* I/O thread: the same for refused text mode */
+    uint64_t text_quiet;
     svc_writer *writer;
     struct svc_fault *fault;  /* fault injection (fault.h); NULL when off */
 

@@ -20,6 +20,7 @@
 #include "svc/text.h"
 #include "util/flags.h"
 #include "util/log.h"
+#include "util/protect.h"
 
 /* Worker threads on PostgreSQL when --threads is 0: a thread waits for the
  * database most of its call, and group commit needs writers waiting. */
@@ -35,6 +36,8 @@ typedef struct svc_opts {
     rpc_tls_files tls;
     long threads, db_conns, max_frame, max_conns, max_inflight, max_queue, max_write_buf;
     long partial_ms, idle_ms, drain_ms;
+    int insecure;             /* --insecure: plaintext on a non-loopback address */
+    const char *text_mode;    /* --text-mode: loopback|any|off */
 } svc_opts;
 
 /* The identity of the store for the port claim: the service's name and
@@ -103,6 +106,65 @@ static void set_self(svc *s, const svc_opts *o, int member_port)
              hl > 0 ? host : "127.0.0.1", member_port);
 }
 
+/* Whether a refusal may be logged now (one line a second at most, with
+ * how many it stands for in more); else it is counted in *quiet. I/O
+ * thread. */
+static int log_due(int64_t *logged_ms, uint64_t *quiet, char *more, size_t len)
+{
+    int64_t now = rpc_now_ms();
+    if (*logged_ms != 0 && now - *logged_ms < 1000) {
+        (*quiet)++;
+        return 0;
+    }
+    more[0] = '\0';
+    if (*quiet > 0)
+        snprintf(more, len, " unlogged_before=%llu", (unsigned long long)*quiet);
+    *logged_ms = now;
+    *quiet = 0;
+    return 1;
+}
+
+/* A refused TLS handshake (I/O thread). */
+static void log_refused(void *user, const char *peer, const char *why)
+{
+    svc *s = user;
+    char q[300], more[48];
+    if (log_due(&s->tls_logged_ms, &s->tls_quiet, more, sizeof(more)))
+        util_log(UTIL_WARN, "tls refused", "peer=%s err=%s%s", peer,
+                 util_logq(q, sizeof(q), why), more);
+}
+
+/* A connection refused text mode by --text-mode (I/O thread). */
+static void log_text_refused(void *user, const char *peer, const char *why)
+{
+    svc *s = user;
+    char q[300], more[48];
+    if (log_due(&s->text_logged_ms, &s->text_quiet, more, sizeof(more)))
+        util_log(UTIL_WARN, "text mode refused", "peer=%s err=%s hint=%s%s", peer,
+                 util_logq(q, sizeof(q), why),
+                 "\"--text-mode=any serves it to every client\"", more);
+}
+
+/* Protected mode (util/protect.h) for both addresses the worker listens
+ * on: 0, or -1 with err filled. A plaintext one on the network that
+ * --insecure allows is logged as a warning. */
+static int check_protected(const svc_opts *o, char *err, size_t errlen)
+{
+    const char *what[2] = {"--listen", "--member-listen"};
+    const char *addr[2] = {o->listen, o->member_listen};
+    for (int i = 0; i < 2; i++) {
+        int rc = util_protect_check(what[i], addr[i], o->tls.cert != NULL, o->insecure,
+                                    UTIL_PROTECT_TLS_FLAGS, err, errlen);
+        if (rc < 0)
+            return -1;
+        if (rc > 0)
+            util_log(UTIL_WARN, "serving plaintext on a non-loopback address",
+                     "flag=%s addr=%s why=\"--insecure: no TLS, anyone who reaches it may call "
+                     "every method\"", what[i], addr[i]);
+    }
+    return 0;
+}
+
 /* The server's configuration from the flags, serving s's methods as rm. */
 static void server_cfg(svc *s, const svc_opts *o, rpc_method *rm, rpc_server_cfg *cfg)
 {
@@ -122,31 +184,16 @@ static void server_cfg(svc *s, const svc_opts *o, rpc_method *rm, rpc_server_cfg
     cfg->text = svc_text_line;
     cfg->text_error = svc_text_error;
     cfg->text_first_byte = SVC_TEXT_FIRST_BYTE;
+    cfg->text_peers = strcmp(o->text_mode, "any") == 0   ? RPC_TEXT_ANY
+                      : strcmp(o->text_mode, "off") == 0 ? RPC_TEXT_OFF
+                                                         : RPC_TEXT_LOOPBACK;
+    cfg->on_text_refused = log_text_refused;
     cfg->thread_init = svc_rt_thread_init;
     cfg->thread_fini = svc_rt_thread_fini;
     cfg->user = s;
     cfg->stats = s->stats;
     cfg->tls = s->tls;
     cfg->on_call = svc_rt_on_call;
-}
-
-/* A refused TLS handshake (I/O thread): one line a second at most, with
- * how many it stands for. */
-static void log_refused(void *user, const char *peer, const char *why)
-{
-    svc *s = user;
-    int64_t now = rpc_now_ms();
-    if (s->tls_logged_ms != 0 && now - s->tls_logged_ms < 1000) {
-        s->tls_quiet++;
-        return;
-    }
-    char q[300], more[48] = "";
-    if (s->tls_quiet > 0)
-        snprintf(more, sizeof(more), " unlogged_before=%llu", (unsigned long long)s->tls_quiet);
-    util_log(UTIL_WARN, "tls refused", "peer=%s err=%s%s", peer, util_logq(q, sizeof(q), why),
-             more);
-    s->tls_logged_ms = now;
-    s->tls_quiet = 0;
 }
 
 /* SIGHUP: the certificate, key and CA are read again; on failure the ones
@@ -248,7 +295,7 @@ int svc_main(const svc_desc *desc, int argc, char **argv)
         .max_conns = def.max_conns, .max_inflight = def.max_inflight,
         .max_queue = def.queue_max, .max_write_buf = (long)def.max_write_buf,
         .partial_ms = def.partial_timeout_ms, .idle_ms = def.idle_timeout_ms,
-        .drain_ms = UTIL_DRAIN_MS_DEFAULT,
+        .drain_ms = UTIL_DRAIN_MS_DEFAULT, .text_mode = "loopback",
     };
     svc s;
     svc_fault fault = {0};
@@ -305,6 +352,12 @@ int svc_main(const svc_desc *desc, int argc, char **argv)
         {"tls-ca", UTIL_FLAG_STR, &o.tls.ca, "FILE",
          "TLS: the CA that signs every client's certificate (SIGHUP reads all three again)",
          0, 0},
+        {"insecure", UTIL_FLAG_BOOL, &o.insecure, NULL,
+         "serve plaintext on a non-loopback --listen or --member-listen (without it, such an "
+         "address needs --tls-*)",
+         0, 0},
+        {"text-mode", UTIL_FLAG_CHOICE, &o.text_mode, "loopback|any|off",
+         "who may speak text mode (newline JSON) on the RPC ports", 0, 0},
         {"log-calls", UTIL_FLAG_BOOL, &s.log_calls, NULL,
          "log every call with its trace id (failed calls are always logged)", 0, 0},
         {"delay-ms", UTIL_FLAG_INT, &fault.delay_ms, "MS",
@@ -346,7 +399,8 @@ int svc_main(const svc_desc *desc, int argc, char **argv)
                  o.advertise);
         pos = -1;
     }
-    if (pos > 0 && pos == argc && rpc_tls_files_check(&o.tls, err) < 0)
+    if (pos > 0 && pos == argc &&
+        (rpc_tls_files_check(&o.tls, err) < 0 || check_protected(&o, err, sizeof(err)) < 0))
         pos = -1;
     if (pos < 0 || pos < argc) {
         fprintf(stderr, "tcpops-%s: %s\n", desc->name,
