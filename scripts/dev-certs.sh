@@ -6,8 +6,8 @@
 #   scripts/dev-certs.sh DIR [NAME|ADDRESS ...]
 #
 # DIR/ca.crt (and ca.key), DIR/server.crt + server.key valid for 127.0.0.1,
-# ::1 and localhost plus every name or IPv4/IPv6 address given after DIR,
-# and DIR/client.crt + client.key. Keys are readable by their owner only.
+# ::1 and localhost plus every name or IPv4/IPv6 address given after DIR
+# (and as a client: a host's programs share it), and DIR/client.crt + client.key. Keys are readable by their owner only.
 # A CA already in DIR is kept (its certificates stay trusted); the server
 # and client certificates are made anew. Nothing here is for production:
 # the CA key sits beside the certificates it signs.
@@ -47,9 +47,11 @@ sign() {
   rm -f "$dir/$1.csr"
 }
 
+# The server certificate may dial too (clientAuth): `tcpops up --tls-cert`
+# gives one certificate to every program on a host, services and gateway.
 sign server "tcpops server" "basicConstraints=CA:FALSE
 keyUsage=critical,digitalSignature
-extendedKeyUsage=serverAuth
+extendedKeyUsage=serverAuth,clientAuth
 subjectAltName=$san"
 sign client "tcpops client" "basicConstraints=CA:FALSE
 keyUsage=critical,digitalSignature

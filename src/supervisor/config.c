@@ -124,6 +124,16 @@ static int fixed_args(const sup_config *c, int app, sup_argv *out, int n)
     const sup_app *a = &c->apps[app];
     out->argv[n++] = "--listen";
     out->argv[n++] = (char *)a->listen;
+    if (c->tls_cert[0] != '\0') {
+        out->argv[n++] = "--tls-cert";
+        out->argv[n++] = (char *)c->tls_cert;
+        out->argv[n++] = "--tls-key";
+        out->argv[n++] = (char *)c->tls_key;
+        out->argv[n++] = "--tls-ca";
+        out->argv[n++] = (char *)c->tls_ca;
+    }
+    if (c->insecure)
+        out->argv[n++] = "--insecure";
     if (app == SUP_GATEWAY) {
         out->argv[n++] = "--people";
         out->argv[n++] = (char *)dial_addr(&c->apps[SUP_PEOPLE], out->dial[0],
@@ -227,6 +237,13 @@ static char *setting(sup_config *c, sup_app *a, const char *key, size_t *cap)
         return *cap = sizeof(a->https_cert), a->https_cert;
     if (a != NULL && strcmp(key, "https_key") == 0)
         return *cap = sizeof(a->https_key), a->https_key;
+    if (a == NULL && strncmp(key, "tls_", 4) == 0) {
+        *cap = SUP_PATH_MAX;
+        return strcmp(key, "tls_cert") == 0  ? c->tls_cert
+               : strcmp(key, "tls_key") == 0 ? c->tls_key
+               : strcmp(key, "tls_ca") == 0  ? c->tls_ca
+                                             : NULL;
+    }
     return NULL;
 }
 
@@ -263,14 +280,19 @@ int sup_config_set_all(sup_config *c, const char *key, const char *value, char *
     char *dst = setting(c, NULL, key, &cap);
     char what[32];
     snprintf(what, sizeof(what), "--%s", key);
+    for (char *u = strchr(what, '_'); u != NULL; u = strchr(u, '_'))
+        *u = '-'; /* the flag of tls_cert is --tls-cert */
     if (dst == NULL) {
         snprintf(err, errlen, "no setting %s", key);
         return -1;
     }
     if (set_string(dst, cap, what, value, err, errlen) < 0)
         return -1;
-    for (int a = 0; a < SUP_NAPPS; a++)
-        setting(c, &c->apps[a], key, &cap)[0] = '\0';
+    for (int a = 0; a < SUP_NAPPS; a++) {
+        char *own = setting(c, &c->apps[a], key, &cap);
+        if (own != NULL)
+            own[0] = '\0';
+    }
     return 0;
 }
 
@@ -331,6 +353,20 @@ int sup_app_store(const sup_config *c, int app, char *out, size_t len, char *err
     return rc < 0 ? -1 : 0;
 }
 
+/* value as a boolean (1/true/yes, 0/false/no) into *dst: 1, or 0 with err
+ * filled (inih's "stop"). */
+static int set_bool(int *dst, const char *value, const char *what, char *err, size_t errlen)
+{
+    int yes = strcmp(value, "1") == 0 || strcmp(value, "true") == 0 || strcmp(value, "yes") == 0;
+    if (!yes && strcmp(value, "0") != 0 && strcmp(value, "false") != 0 &&
+        strcmp(value, "no") != 0) {
+        snprintf(err, errlen, "%s: \"%s\" is not true or false", what, value);
+        return 0;
+    }
+    *dst = yes;
+    return 1;
+}
+
 static int on_ini(void *user, const char *section, const char *key, const char *value)
 {
     load_ctx *l = user;
@@ -344,6 +380,8 @@ static int on_ini(void *user, const char *section, const char *key, const char *
                                   "[tcpops] drain_ms", l->err, l->errlen) == 0;
         if (strcmp(key, "apps") == 0)
             return sup_config_apps(l->c, value, "[tcpops] apps", l->err, l->errlen) == 0;
+        if (strcmp(key, "insecure") == 0)
+            return set_bool(&l->c->insecure, value, "[tcpops] insecure", l->err, l->errlen);
         size_t cap = 0;
         char *dst = setting(l->c, NULL, key, &cap);
         char what[64];

@@ -16,7 +16,7 @@ enum { SUP_GATEWAY, SUP_PEOPLE, SUP_PETS, SUP_NAPPS };
 #define SUP_MAX_WORKERS 64
 #define SUP_LISTEN_MAX 512               /* listen: HOST:PORT, or a gateway's list */
 #define SUP_DB_MAX 2048                  /* db: sqlite:PATH or a PostgreSQL URL */
-#define SUP_PATH_MAX 1024                /* https_cert, https_key */
+#define SUP_PATH_MAX 1024                /* https_cert, https_key, tls_* */
 /* advertise: a service keeps HOST:PORT in 63 bytes (svc runtime's self). */
 #define SUP_ADVERTISE_MAX 56
 #define SUP_DRAIN_MS_MAX 600000L         /* drain_ms, --drain-ms: 0 to 10 minutes */
@@ -90,6 +90,12 @@ typedef struct sup_config {
     sup_app apps[SUP_NAPPS];
     char db[SUP_DB_MAX];     /* [tcpops] db, --db: every service's store; "" default */
     char advertise[SUP_ADVERTISE_MAX]; /* [tcpops] advertise, --advertise: HOST */
+    /* [tcpops] tls_cert, tls_key, tls_ca (--tls-*): given to every program
+     * here, "" = none. One certificate serves both ends where a host runs
+     * the gateway beside services (scripts/dev-certs.sh's server.crt is
+     * good for both). */
+    char tls_cert[SUP_PATH_MAX], tls_key[SUP_PATH_MAX], tls_ca[SUP_PATH_MAX];
+    int insecure;            /* [tcpops] insecure, --insecure: given to every program */
     long drain_ms;           /* SIGTERM, then SIGKILL after drain_ms + 1 s */
     int detach;
     int http_fd;             /* the gateway's listening socket, bound once by
@@ -103,7 +109,8 @@ typedef struct sup_config {
  * tests start from it. */
 void sup_config_default(sup_config *c);
 
-/* Reads an INI file ([tcpops] data_dir, drain_ms, apps, db, advertise;
+/* Reads an INI file ([tcpops] data_dir, drain_ms, apps, db, advertise,
+ * tls_cert, tls_key, tls_ca, insecure;
  * [gateway|people|pets] listen, workers, max_memory, args; [people|pets]
  * db, advertise; [gateway] https_cert, https_key). Numbers are parsed and ranged as the flags of the same
  * name are (util_parse_num). 0, or -1 with err filled. */
@@ -126,7 +133,8 @@ int sup_config_apps(sup_config *c, const char *list, const char *what, char *err
 int sup_app_set(sup_app *a, const char *key, const char *value, char *err, size_t errlen);
 
 /* Sets c's "db" or "advertise" for every service, overriding what an app's
- * own section said (a flag over the config file). 0, or -1 with err filled
+ * own section said (a flag over the config file), or c's "tls_cert",
+ * "tls_key" or "tls_ca". 0, or -1 with err filled
  * when it does not fit. */
 int sup_config_set_all(sup_config *c, const char *key, const char *value, char *err,
                        size_t errlen);
@@ -149,7 +157,8 @@ int sup_app_store(const sup_config *c, int app, char *out, size_t len, char *err
  * --https-cert and --https-key when set and, when c->http_fd is set,
  * --listen-fd; a service's --member-listen
  * (its listen host, port 0), --data-dir, and --db and --advertise when set;
- * then the app's args split at spaces and tabs (which come last, so they
+ * every app's --tls-cert/--tls-key/--tls-ca and --insecure when set; then
+ * the app's args split at spaces and tabs (which come last, so they
  * can override any of these). */
 #define SUP_MAX_ARGV 64
 typedef struct sup_argv {

@@ -13,6 +13,8 @@
 
 #include "rpc/clock.h"
 #include "rpc/sock.h"
+#include "rpc/tls.h"
+#include "util/protect.h"
 #include "util/spawn.h"
 
 /* Which apps listen at all: a service scaled to 0 workers binds nothing
@@ -182,9 +184,48 @@ static int check_args(const sup_config *c, char *err, size_t errlen)
     return 0;
 }
 
+/* The TLS files: all three or none, and readable as credentials (the
+ * programs would read the same files; a worker's flag check does not). */
+static int check_tls(const sup_config *c, char *err, size_t errlen)
+{
+    rpc_tls_files f = {c->tls_cert[0] ? c->tls_cert : NULL, c->tls_key[0] ? c->tls_key : NULL,
+                       c->tls_ca[0] ? c->tls_ca : NULL};
+    char why[RPC_ERRLEN];
+    rpc_tls *t = NULL;
+    int given = rpc_tls_files_check(&f, why);
+    if (given == 1 && rpc_tls_new(&t, RPC_TLS_SERVER, &f, why) == 0)
+        rpc_tls_free(t);
+    else if (given != 0) {
+        snprintf(err, errlen, "%s", why);
+        return -1;
+    }
+    return 0;
+}
+
+/* Protected mode (util/protect.h) for each address an app binds here: the
+ * workers would refuse to start (exit 2, over and over), so up refuses
+ * first, naming its own flags. */
+static int check_protected(const sup_config *c, char *err, size_t errlen)
+{
+    for (int a = 0; a < SUP_NAPPS; a++) {
+        char what[64];
+        if (!listens(c, a))
+            continue;
+        snprintf(what, sizeof(what), "%s listen", c->apps[a].name);
+        int secure = a == SUP_GATEWAY ? c->apps[a].https_cert[0] != '\0'
+                                      : c->tls_cert[0] != '\0';
+        const char *add = a == SUP_GATEWAY ? UTIL_PROTECT_HTTPS_FLAGS : UTIL_PROTECT_TLS_FLAGS;
+        if (util_protect_check(what, c->apps[a].listen, secure, c->insecure, add, err,
+                               errlen) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 int sup_preflight(const sup_config *c, char *err, size_t errlen)
 {
-    if (check_addresses(c, err, errlen) < 0 || check_stores(c, err, errlen) < 0 ||
+    if (check_addresses(c, err, errlen) < 0 || check_tls(c, err, errlen) < 0 ||
+        check_protected(c, err, errlen) < 0 || check_stores(c, err, errlen) < 0 ||
         check_args(c, err, errlen) < 0)
         return -1;
     return 0;

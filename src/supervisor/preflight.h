@@ -11,7 +11,9 @@
  * HOST:PORT with a fixed port, no two share a port, each port that will be
  * listened on can be bound now (by a plain bind, which fails against any
  * listener there, SO_REUSEPORT or not), each service's --db is one the
- * services accept and its --advertise a HOST without a port, and each
+ * services accept and its --advertise a HOST without a port, the TLS
+ * files are all three or none and load, protected mode (util/protect.h)
+ * lets each address be listened on, and each
  * app's command line parses: its program is
  * run with TCPOPS_CHECK_FLAGS=1, which parses its flags as a worker would
  * and exits without serving. Returns 0, or -1 with a sentence in err.

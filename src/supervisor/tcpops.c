@@ -55,6 +55,8 @@ static int ctl(const char *data_dir, json_t *req, int timeout_ms, int print_ps)
 /* What `tcpops up` was told on its command line; NULL or -1: not given. */
 typedef struct up_args {
     const char *config, *data_dir, *workers, *memory, *apps, *db, *advertise;
+    const char *tls[3];           /* --tls-cert, --tls-key, --tls-ca */
+    int insecure;
     const char *addrs[SUP_NAPPS]; /* --gateway, --people, --pets */
     const char *args[SUP_NAPPS];  /* --gateway-args, ... */
     const char *https_cert, *https_key;
@@ -89,6 +91,17 @@ static int parse_up(sup_config *cfg, up_args *u, int argc, char **argv, int firs
          "how other hosts reach the services here (each worker adds its member port); "
          "needed with 0.0.0.0",
          0, 0},
+        {"tls-cert", UTIL_FLAG_STR, &u->tls[0], "FILE",
+         "TLS: the certificate every program here serves and dials with (PEM); with "
+         "--tls-key and --tls-ca every RPC connection is mutual TLS 1.3",
+         0, 0},
+        {"tls-key", UTIL_FLAG_STR, &u->tls[1], "FILE", "TLS: the private key of --tls-cert", 0,
+         0},
+        {"tls-ca", UTIL_FLAG_STR, &u->tls[2], "FILE", "TLS: the CA that signs every peer", 0,
+         0},
+        {"insecure", UTIL_FLAG_BOOL, &u->insecure, NULL,
+         "let the programs serve plaintext on non-loopback addresses (protected mode off)", 0,
+         0},
         {"data-dir", UTIL_FLAG_STR, &u->data_dir, "DIR", "databases and control socket", 0, 0},
         {"workers", UTIL_FLAG_STR, &u->workers, "APP=N,...",
          "workers per service (people=4,pets=2)", 0, 0},
@@ -142,6 +155,12 @@ static int apply_up(sup_config *cfg, const up_args *u, char *err, size_t errlen)
         (u->advertise != NULL &&
          sup_config_set_all(cfg, "advertise", u->advertise, err, errlen) < 0))
         return -1;
+    static const char *const tls_keys[3] = {"tls_cert", "tls_key", "tls_ca"};
+    for (int i = 0; i < 3; i++)
+        if (u->tls[i] != NULL && sup_config_set_all(cfg, tls_keys[i], u->tls[i], err, errlen) < 0)
+            return -1;
+    if (u->insecure)
+        cfg->insecure = 1;
     if ((u->workers != NULL && sup_config_pairs(cfg, u->workers, "workers", err, errlen) < 0) ||
         (u->memory != NULL && sup_config_pairs(cfg, u->memory, "max-memory", err, errlen) < 0))
         return -1;
