@@ -392,8 +392,48 @@ static void test_deploy_example_loads(void **state)
     assert_int_equal(c.apps[SUP_PETS].run, 1);
     assert_string_equal(c.apps[SUP_PEOPLE].listen, "0.0.0.0:5002");
     assert_string_equal(sup_app_advertise(&c, SUP_PETS), "10.0.0.11");
+    assert_string_equal(c.tls_cert, "/etc/tcpops/tls/server.crt");
+    assert_string_equal(c.tls_key, "/etc/tcpops/tls/server.key");
+    assert_string_equal(c.tls_ca, "/etc/tcpops/tls/ca.crt");
+    assert_int_equal(c.insecure, 0);
     assert_int_equal(sup_app_store(&c, SUP_PETS, out, sizeof(out), err, sizeof(err)), 0);
     assert_string_equal(out, "postgresql://tcpops:***@db1:5432/tcpops");
+}
+
+/* TLS and --insecure reach every program: [tcpops] tls_* and insecure in
+ * the file, --tls-* over them, each worker's command line. */
+static void test_tls_and_insecure_settings(void **state)
+{
+    (void)state;
+    sup_config c;
+    sup_argv av;
+    char err[512], line[4096];
+    sup_config_default(&c);
+    if (load(&c, "[tcpops]\ntls_cert = /t/a.crt\ntls_key = /t/a.key\ntls_ca = /t/ca.crt\n"
+                 "insecure = yes\n", err, sizeof(err)) < 0)
+        fail_msg("expected the file to load, got \"%s\"", err);
+    snprintf(c.bin_dir, sizeof(c.bin_dir), "/b");
+    snprintf(c.data_dir, sizeof(c.data_dir), "/d");
+    assert_int_equal(c.insecure, 1);
+    assert_int_equal(sup_config_set_all(&c, "tls_cert", "/u/b.crt", err, sizeof(err)), 0);
+    assert_int_equal(sup_app_argv(&c, SUP_PETS, &av, err, sizeof(err)), 0);
+    joined(&av, line, sizeof(line));
+    assert_string_equal(line, "/b/tcpops-pets --listen 127.0.0.1:5003 --tls-cert /u/b.crt "
+                              "--tls-key /t/a.key --tls-ca /t/ca.crt --insecure "
+                              "--member-listen 127.0.0.1:0 --data-dir /d");
+    assert_int_equal(sup_app_argv(&c, SUP_GATEWAY, &av, err, sizeof(err)), 0);
+    joined(&av, line, sizeof(line));
+    assert_string_equal(line, "/b/tcpops-gateway --listen 127.0.0.1:5001 --tls-cert /u/b.crt "
+                              "--tls-key /t/a.key --tls-ca /t/ca.crt --insecure "
+                              "--people 127.0.0.1:5002 --pets 127.0.0.1:5003");
+
+    expect_load_error("[tcpops]\ninsecure = maybe\n",
+                      "FILE line 2: [tcpops] insecure: \"maybe\" is not true or false");
+    char long_path[PATH_MAX + 8];
+    memset(long_path, 'x', sizeof(long_path) - 1);
+    long_path[sizeof(long_path) - 1] = '\0';
+    assert_int_equal(sup_config_set_all(&c, "tls_ca", long_path, err, sizeof(err)), -1);
+    assert_string_equal(err, "--tls-ca: longer than 4095 bytes");
 }
 
 int main(void)
@@ -412,6 +452,7 @@ int main(void)
         cmocka_unit_test(test_command_lines_across_hosts),
         cmocka_unit_test(test_https_settings),
         cmocka_unit_test(test_deploy_example_loads),
+        cmocka_unit_test(test_tls_and_insecure_settings),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
