@@ -27,7 +27,7 @@ static mh_world *W; /* the one world of this process, for remove_host_dirs */
 static int start_in(mh_host *h, proc *p, const char *prog, const char *log, char **args)
 {
     char bin[512], locks[300], logp[320];
-    char *argv[32];
+    char *argv[48];
     int n = 0;
     snprintf(locks, sizeof(locks), "%s/locks", h->dir);
     snprintf(logp, sizeof(logp), "%s/%s", h->dir, log);
@@ -40,10 +40,43 @@ static int start_in(mh_host *h, proc *p, const char *prog, const char *log, char
     argv[n++] = "mount --bind \"$0\" /tmp/tcpops-$(id -u) && exec \"$@\"";
     argv[n++] = locks;
     argv[n++] = (char *)proc_bin(prog, bin, sizeof(bin));
-    for (int i = 0; args[i] != NULL && n < 31; i++)
+    for (int i = 0; args[i] != NULL && n < 47; i++)
         argv[n++] = args[i];
     argv[n] = NULL;
     return proc_start_logged(p, argv, logp);
+}
+
+/* dev-certs.sh's file name in the world's certificate directory. */
+static char *cert_path(const char *name)
+{
+    static char paths[6][320];
+    static const char *const names[6] = {"server.crt", "server.key", "client.crt",
+                                         "client.key", "ca.crt", ""};
+    int i = 0;
+    while (i < 5 && strcmp(names[i], name) != 0)
+        i++;
+    snprintf(paths[i], sizeof(paths[i]), "%s/%s", W->certs, name);
+    return paths[i];
+}
+
+/* Appends --tls-cert PREFIX.crt --tls-key PREFIX.key --tls-ca ca.crt. */
+static int add_tls(char **argv, int n, const char *prefix)
+{
+    char crt[32], key[32];
+    snprintf(crt, sizeof(crt), "%s.crt", prefix);
+    snprintf(key, sizeof(key), "%s.key", prefix);
+    argv[n++] = "--tls-cert";
+    argv[n++] = cert_path(crt);
+    argv[n++] = "--tls-key";
+    argv[n++] = cert_path(key);
+    argv[n++] = "--tls-ca";
+    argv[n++] = cert_path("ca.crt");
+    return n;
+}
+
+int mh_cli_tls(char **argv, int n)
+{
+    return W->tls ? add_tls(argv, n, "client") : n;
 }
 
 int mh_status_of(const mh_host *h, const char *port, mh_status *st)
@@ -51,9 +84,12 @@ int mh_status_of(const mh_host *h, const char *port, mh_status *st)
     const netns_host *nh = h->nh;
     char bin[512], addr[64], out[8192], err[1024];
     snprintf(addr, sizeof(addr), "%s:%s", nh->ip, port);
-    char *argv[] = {(char *)netns_ip(), "netns", "exec", (char *)nh->ns,
-                    (char *)proc_bin("tcpops-cli", bin, sizeof(bin)), "--addr", addr,
-                    "--timeout", "1000", "status", NULL};
+    char *argv[20] = {(char *)netns_ip(), "netns", "exec", (char *)nh->ns,
+                      (char *)proc_bin("tcpops-cli", bin, sizeof(bin)), "--addr", addr,
+                      "--timeout", "1000"};
+    int n = mh_cli_tls(argv, 9);
+    argv[n++] = "status";
+    argv[n] = NULL;
     if (proc_run(argv, out, sizeof(out), err, sizeof(err), 5000) != 0)
         return -1;
     json_error_t je;
@@ -83,9 +119,17 @@ void mh_host_start(mh_host *h)
     snprintf(listen[0], sizeof(listen[0]), "%s:" MH_PEOPLE_PORT, h->nh->ip);
     snprintf(listen[1], sizeof(listen[1]), "%s:" MH_PETS_PORT, h->nh->ip);
     snprintf(data, sizeof(data), "%s/data", h->dir);
-    char *args[] = {"up", "--apps", "people,pets", "--data-dir", data, "--people", listen[0],
-                    "--pets", listen[1], "--db", (char *)h->db, "--advertise", (char *)h->nh->ip,
-                    "--people-args", "--threads 2", "--pets-args", "--threads 2", NULL};
+    char *args[32] = {"up", "--apps", "people,pets", "--data-dir", data, "--people", listen[0],
+                      "--pets", listen[1], "--db", (char *)h->db, "--advertise",
+                      (char *)h->nh->ip, "--people-args", "--threads 2", "--pets-args",
+                      "--threads 2"};
+    int n = 17;
+    /* The 198.18 addresses face the bridge: TLS, or plaintext knowingly. */
+    if (W->tls)
+        n = add_tls(args, n, "server");
+    else
+        args[n++] = "--insecure";
+    args[n] = NULL;
     assert_int_equal(start_in(h, &h->sup, "tcpops", "tcpops.log", args), 0);
     int64_t deadline = rpc_now_ms() + 20000;
     mh_status st;
@@ -206,8 +250,9 @@ static void start_gateway(void)
     snprintf(gwargs, sizeof(gwargs),
              "--deadline-ms %d --resolve-ms %d --access-log=false --threads 64", MH_DEADLINE_MS,
              MH_RESOLVE_MS);
-    char *args[] = {"up", "--apps", "gateway", "--data-dir", data, "--gateway", listen,
-                    "--people", people, "--pets", pets, "--gateway-args", gwargs, NULL};
+    char *args[24] = {"up", "--apps", "gateway", "--data-dir", data, "--gateway", listen,
+                      "--people", people, "--pets", pets, "--gateway-args", gwargs};
+    args[W->tls ? add_tls(args, 13, "client") : 13] = NULL;
     snprintf(log, sizeof(log), "%s/tcpops.log", W->g.dir);
     assert_int_equal(start_in(&W->g, &W->g.sup, "tcpops", "tcpops.log", args), 0);
     wait_ready(log);
@@ -220,6 +265,21 @@ static void remove_host_dirs(void)
     for (int i = 0; i < 4; i++)
         if (hs[i]->dir[0])
             rm_rf(hs[i]->dir);
+    if (W->certs[0])
+        rm_rf(W->certs);
+}
+
+/* The certificates of a TLS run: the services' valid for each service
+ * host's address and the names the gateway dials, made by the script the
+ * README uses. */
+static void make_certs(void)
+{
+    char out[2048], err[2048];
+    assert_int_equal(make_temp_dir(W->certs, sizeof(W->certs)), 0);
+    char *argv[] = {TCPOPS_DEV_CERTS, W->certs, (char *)W->a.nh->ip, (char *)W->b.nh->ip,
+                    (char *)W->c.nh->ip, "people.mh.test", "pets.mh.test", NULL};
+    if (proc_run(argv, out, sizeof(out), err, sizeof(err), 30000) != 0)
+        fail_msg("%s: expected exit 0; got: %s%s", TCPOPS_DEV_CERTS, out, err);
 }
 
 static void add_host(mh_host *h, const char *role, int last, const char *db)
@@ -260,6 +320,8 @@ void mh_world_start(mh_world *w)
     add_host(&W->b, "b", 3, W->pg.url);
     add_host(&W->c, "c", 5, W->url2);
     add_host(&W->g, "gw", 4, NULL);
+    if (W->tls)
+        make_certs();
     mh_host_start(&W->a);
     mh_host_start(&W->b);
     mh_host_start(&W->c);

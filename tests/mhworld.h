@@ -4,7 +4,8 @@
  * people on :5002 and pets on :5003 with `tcpops up --apps people,pets`;
  * the gateway host (gw, .4) running `tcpops up --apps gateway` on
  * 127.0.0.1:5001 there, its service lists DNS names from its hosts file
- * (/etc/netns/NS/hosts). Each host mounts a lock directory of its own over
+ * (/etc/netns/NS/hosts). With TLS on (mh_world.tls) every RPC connection,
+ * the test's own tcpops-cli calls too, is mutual TLS. Each host mounts a lock directory of its own over
  * /tmp/tcpops-UID, as separate machines have their own. The functions fail
  * the current cmocka test on errors; this file belongs to test_multihost
  * alone. */
@@ -36,6 +37,12 @@ typedef struct mh_world {
     pgserver pg;
     char url2[320];     /* host C's database */
     mh_host a, b, c, g;
+    /* Set before mh_world_start: every RPC hop is mutual TLS (certificates
+     * from scripts/dev-certs.sh for every host's address and the gateway's
+     * names); else plaintext, which the services serve on their 198.18
+     * addresses with --insecure (protected mode). */
+    int tls;
+    char certs[256];    /* dev-certs.sh's directory; "" without TLS */
 } mh_world;
 
 /* Builds and starts everything; the calling thread ends up in the gateway's
@@ -58,6 +65,10 @@ int mh_status_of(const mh_host *h, const char *port, mh_status *st);
 
 /* The pids of h's people and pets workers, from their Status. 0 or -1. */
 int mh_worker_pids(const mh_host *h, long pids[2]);
+
+/* Appends tcpops-cli's TLS flags (the client certificate) to argv at n
+ * when TLS is on; returns the new n. */
+int mh_cli_tls(char **argv, int n);
 
 /* Starts h's services and waits until both answer there. */
 void mh_host_start(mh_host *h);

@@ -7,7 +7,8 @@
  * partition of host B (then healed); PostgreSQL restarted; the gateway's
  * service name moved to host C. Measured times are printed as
  * "multihost: SCENARIO NAME_ms=N" lines; only "it happens at all" within
- * generous deadlines is asserted. Needs root, `ip netns` and PostgreSQL:
+ * generous deadlines is asserted. With the argument "tls" the same runs with
+ * mutual TLS on every RPC hop (test_multihost_tls). Needs root, `ip netns` and PostgreSQL:
  * without them skipped (77), except under CI (CI=true), which must run it. */
 #include <pthread.h>
 #include <setjmp.h>
@@ -261,9 +262,13 @@ static void test_dns_follows(void **state)
     (void)state;
     snprintf(marker, sizeof(marker), "mhc%d", (int)getpid());
     snprintf(addr, sizeof(addr), "%s:" MH_PEOPLE_PORT, W.c.nh->ip);
-    char *argv[] = {(char *)netns_ip(), "netns", "exec", (char *)W.c.nh->ns,
-                    (char *)proc_bin("tcpops-cli", bin, sizeof(bin)), "--addr", addr,
-                    "people", "create", marker, NULL};
+    char *argv[20] = {(char *)netns_ip(), "netns", "exec", (char *)W.c.nh->ns,
+                      (char *)proc_bin("tcpops-cli", bin, sizeof(bin)), "--addr", addr};
+    int n = mh_cli_tls(argv, 7);
+    argv[n++] = "people";
+    argv[n++] = "create";
+    argv[n++] = marker;
+    argv[n] = NULL;
     if (proc_run(argv, out, sizeof(out), err, sizeof(err), 10000) != 0)
         fail_msg("tcpops-cli people create %s on host c: %s%s", marker, out, err);
     int before = owner_status(marker);
@@ -363,9 +368,13 @@ static void *on_stop_signal(void *arg)
     exit(128 + sig);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     char why[512];
+    /* `test_multihost tls` (ctest's test_multihost_tls): the same scenarios
+     * with mutual TLS on every RPC hop. */
+    W.tls = argc > 1 && strcmp(argv[1], "tls") == 0;
+    print_message("multihost: tls=%s\n", W.tls ? "on" : "off");
     if (!netns_available(why, sizeof(why)) || !pgserver_available(why, sizeof(why))) {
         /* CI must run it: there a missing prerequisite fails. */
         const char *ci = getenv("CI");
