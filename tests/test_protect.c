@@ -32,6 +32,7 @@
 #include "rpc/conn.h"
 #include "rpc/sock.h"
 #include "rpc/tls.h"
+#include "util/protect.h"
 
 /* The refusal every RPC program prints, after "--listen ADDR". */
 #define NOT_LOOPBACK                                                                          \
@@ -244,6 +245,29 @@ static void expect_line(const char *host, int port, rpc_tls *tls, const char *li
 
 /* ---- the tests ---- */
 
+/* Which addresses are loopback: 127.0.0.0/8, ::1 and localhost; not the
+ * wildcard, another address, a name, a bare port (civetweb's "every
+ * interface") or garbage. */
+static void test_loopback_addresses(void **state)
+{
+    (void)state;
+    const char *yes[] = {"127.0.0.1:5002", "127.1.2.3:0", "127.0.0.1", "[::1]:5002", "::1",
+                         "localhost:5002"};
+    const char *no[] = {"0.0.0.0:5002", "10.0.0.11:5002", "128.0.0.1:1", "[::]:5002", "::",
+                        "5002", "h1:5002", ":5002", "", "127.0.0.1.5:1", "[::1:5002"};
+    for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++)
+        if (!util_is_loopback(yes[i]))
+            fail_msg("%s: expected loopback, got not", yes[i]);
+    for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++)
+        if (util_is_loopback(no[i]))
+            fail_msg("\"%s\": expected not loopback, got loopback", no[i]);
+    char err[512];
+    assert_int_equal(util_protect_check("--listen", "0.0.0.0:1", 1, 0, "X", err, sizeof(err)), 0);
+    assert_int_equal(util_protect_check("--listen", "0.0.0.0:1", 0, 1, "X", err, sizeof(err)), 1);
+    assert_int_equal(util_protect_check("--listen", "127.0.0.1:1", 0, 0, "X", err, sizeof(err)),
+                     0);
+}
+
 /* Without TLS or --insecure a non-loopback address stops the service before
  * it binds anything, naming what to add: --listen and --member-listen. */
 static void test_refused_without_tls(void **state)
@@ -369,6 +393,7 @@ int main(void)
     printf("test_protect: the non-loopback peer is %s%s\n", ip,
            net.nhosts > 0 ? " (in a namespace of its own)" : "");
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_loopback_addresses),
         cmocka_unit_test_setup_teardown(test_refused_without_tls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_insecure_warns_and_text_is_loopback_only, setup,
                                         teardown),
