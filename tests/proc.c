@@ -290,6 +290,12 @@ int proc_run_tool(const char *name, const char *flag, const char *value, va_list
     return proc_run(argv, out, outlen, err, errlen, timeout_ms);
 }
 
+int proc_in_ci(void)
+{
+    const char *ci = getenv("CI");
+    return ci != NULL && ci[0] != '\0' && strcmp(ci, "false") != 0 && strcmp(ci, "0") != 0;
+}
+
 int make_temp_dir(char *buf, size_t len)
 {
     const char *tmp = getenv("TMPDIR");

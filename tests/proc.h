@@ -63,6 +63,10 @@ int proc_run_tool(const char *name, const char *flag, const char *value, va_list
                   char *out, size_t outlen, char *err, size_t errlen, int timeout_ms,
                   char *cmd, size_t cmdlen);
 
+/* Whether the test runs under CI (CI set, and not "", "false" or "0"):
+ * there a test that cannot run fails instead of skipping. */
+int proc_in_ci(void);
+
 /* A new empty directory under TMPDIR; removed with rm_rf. */
 int make_temp_dir(char *buf, size_t len);
 void rm_rf(const char *dir);

@@ -377,9 +377,7 @@ int main(int argc, char **argv)
     print_message("multihost: tls=%s\n", W.tls ? "on" : "off");
     if (!netns_available(why, sizeof(why)) || !pgserver_available(why, sizeof(why))) {
         /* CI must run it: there a missing prerequisite fails. */
-        const char *ci = getenv("CI");
-        int in_ci = ci != NULL && ci[0] != '\0' && strcmp(ci, "false") != 0 &&
-                    strcmp(ci, "0") != 0;
+        int in_ci = proc_in_ci();
         printf("test_multihost: %s: %s\n", in_ci ? "cannot run under CI" : "skipped", why);
         return in_ci ? 1 : PGSERVER_SKIP;
     }

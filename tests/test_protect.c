@@ -123,19 +123,26 @@ static int teardown(void **state)
     return 0;
 }
 
+/* argv for build/bin/prog and the NULL-terminated strings of ap (at most
+ * 30); bin holds the path. */
+static void prog_argv(char **argv, char *bin, size_t len, const char *prog, va_list ap)
+{
+    int n = 0;
+    argv[n++] = (char *)proc_bin(prog, bin, len);
+    for (char *a = va_arg(ap, char *); a != NULL && n < 31; a = va_arg(ap, char *))
+        argv[n++] = a;
+    argv[n] = NULL;
+}
+
 /* Starts build/bin/prog with args (NULL-terminated), its log in fx->log,
  * and waits until 127.0.0.1:port accepts. */
 static void start(fixture *fx, const char *prog, ...)
 {
-    char bin[512];
-    char *argv[32] = {(char *)proc_bin(prog, bin, sizeof(bin))};
-    int n = 1;
+    char bin[512], *argv[32];
     va_list ap;
     va_start(ap, prog);
-    for (char *a = va_arg(ap, char *); a != NULL && n < 31; a = va_arg(ap, char *))
-        argv[n++] = a;
+    prog_argv(argv, bin, sizeof(bin), prog, ap);
     va_end(ap);
-    argv[n] = NULL;
     assert_int_equal(proc_start_logged(&fx->p, argv, fx->log), 0);
     if (wait_port(fx->port, 10000) < 0)
         fail_msg("%s: expected it to serve on 127.0.0.1:%d within 10 s (log %s)", prog,
@@ -145,15 +152,11 @@ static void start(fixture *fx, const char *prog, ...)
 /* Runs build/bin/prog with args to its end: its exit code, stderr in err. */
 static int run(char *err, size_t errlen, const char *prog, ...)
 {
-    char bin[512], out[4096];
-    char *argv[32] = {(char *)proc_bin(prog, bin, sizeof(bin))};
-    int n = 1;
+    char bin[512], out[4096], *argv[32];
     va_list ap;
     va_start(ap, prog);
-    for (char *a = va_arg(ap, char *); a != NULL && n < 31; a = va_arg(ap, char *))
-        argv[n++] = a;
+    prog_argv(argv, bin, sizeof(bin), prog, ap);
     va_end(ap);
-    argv[n] = NULL;
     return proc_run(argv, out, sizeof(out), err, errlen, 10000);
 }
 
@@ -383,9 +386,7 @@ int main(void)
 {
     char why[512] = "";
     if (!find_address() && enter_namespace(why, sizeof(why)) < 0) {
-        const char *ci = getenv("CI");
-        int in_ci = ci != NULL && ci[0] != '\0' && strcmp(ci, "false") != 0 &&
-                    strcmp(ci, "0") != 0;
+        int in_ci = proc_in_ci();
         printf("test_protect: %s: no non-loopback IPv4 address here, and no namespace: %s\n",
                in_ci ? "cannot run under CI" : "skipped", why);
         return in_ci ? 1 : 77;
