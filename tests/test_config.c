@@ -429,11 +429,11 @@ static void test_tls_and_insecure_settings(void **state)
 
     expect_load_error("[tcpops]\ninsecure = maybe\n",
                       "FILE line 2: [tcpops] insecure: \"maybe\" is not true or false");
-    char long_path[PATH_MAX + 8];
+    char long_path[SUP_PATH_MAX + 8];
     memset(long_path, 'x', sizeof(long_path) - 1);
     long_path[sizeof(long_path) - 1] = '\0';
     assert_int_equal(sup_config_set_all(&c, "tls_ca", long_path, err, sizeof(err)), -1);
-    assert_string_equal(err, "--tls-ca: longer than 4095 bytes");
+    assert_string_equal(err, "--tls-ca: longer than 1023 bytes");
 }
 
 int main(void)
