@@ -353,7 +353,8 @@ static void test_tls_starts(void **state)
     rpc_tls_free(tls);
 }
 
-/* The gateway's HTTP side and `tcpops up` refuse the same way. */
+/* The gateway's HTTP side and `tcpops up` refuse the same way; the gateway
+ * starts with --insecure (warning) or HTTPS (none). */
 static void test_gateway_and_up_refuse(void **state)
 {
     fixture *fx = *state;
@@ -380,6 +381,17 @@ static void test_gateway_and_up_refuse(void **state)
     expect_logged(fx, want);
     snprintf(want, sizeof(want), WARNING_MSG " flag=--listen addr=%s", fx->any);
     expect_logged(fx, want);
+    proc_stop(&fx->p);
+
+    /* HTTPS: it starts on every interface without a warning. */
+    snprintf(fx->log, sizeof(fx->log), "%s/gateway-https.log", fx->dir);
+    fx->port = free_port();
+    snprintf(fx->any, sizeof(fx->any), "0.0.0.0:%d", fx->port);
+    start(fx, "tcpops-gateway", "--listen", fx->any, "--https-cert", fx->crt[0], "--https-key",
+          fx->crt[1], NULL);
+    expect_logged(fx, "msg=listening");
+    if (strstr(log_text(fx), WARNING_MSG) != NULL)
+        fail_msg("with HTTPS: expected no plaintext warning; got:\n%s", log_text(fx));
 }
 
 int main(void)
