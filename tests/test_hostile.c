@@ -3,7 +3,12 @@
  * and over, and a backend that accepts and never answers. Each runs beside a
  * good server on the same channel; the bad one is contained (dropped
  * answers are counted, bad connections closed, a silent endpoint ejected)
- * and the calls keep being answered. */
+ * and the calls keep being answered.
+ *
+ * `test_hostile tls` (test_hostile_tls) runs every case again over mutual
+ * TLS: the good server and the channel get dev-certs.sh credentials, and the
+ * bad service speaks through tlspeer's relay, so its hostile bytes arrive
+ * inside TLS records with the same expectations. */
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -25,7 +30,17 @@
 #include "rpc/channel.h"
 #include "rpc/clock.h"
 #include "rpc/server.h"
+#include "proc.h"
+#include "rpc/tls.h"
 #include "testsvc.h"
+#include "tlspeer.h"
+
+/* With TLS (argv[1] "tls"): the credentials every fixture uses. */
+static struct {
+    char dir[256];
+    rpc_tls *server, *client;  /* the good server's, the channel's */
+    SSL_CTX *evil;             /* the bad service's */
+} tls;
 
 enum evil_mode { UNKNOWN_IDS, OVERSIZE, GARBAGE, GOAWAY_STORM, BLACKHOLE, LATE, ECHO };
 
@@ -150,6 +165,8 @@ static void *evil_main(void *arg)
         if (poll(&pf, 1, 50) <= 0)
             continue;
         int fd = accept(e->lfd, NULL, NULL);
+        if (fd >= 0 && tls.evil != NULL)
+            fd = tlspeer_wrap(fd, tls.evil); /* the same bytes, inside TLS */
         conn_arg *a = fd >= 0 && n < 256 ? malloc(sizeof(*a)) : NULL;
         if (a == NULL) {
             if (fd >= 0)
@@ -206,6 +223,7 @@ static void setup_mode(fixture *fx, int mode)
     scfg.threads = 2;
     scfg.methods = testsvc_methods;
     scfg.nmethods = testsvc_nmethods;
+    scfg.tls = tls.server;
     if (rpc_server_new(&fx->good, &scfg, err) < 0)
         fail_msg("server: %s", err);
     assert_int_equal(rpc_server_start(fx->good), 0);
@@ -222,6 +240,7 @@ static void setup_mode(fixture *fx, int mode)
     cfg.nendpoints = 2;
     cfg.pool_size = 1;
     cfg.stats = fx->stats;
+    cfg.tls = tls.client;
     cfg.keepalive_idle_ms = 100;
     cfg.keepalive_timeout_ms = 200;
     if (rpc_channel_new(&fx->ch, &cfg, err) < 0)
@@ -401,6 +420,7 @@ static void test_echo_server_is_not_a_service(void **state)
     rpc_channel_cfg cfg;
     rpc_channel_cfg_default(&cfg);
     cfg.pool_size = 1;
+    cfg.tls = tls.client;
     rpc_channel *ch = testsvc_channel("echo", fx->bad_addr, &cfg, err);
     if (ch == NULL)
         fail_msg("channel: %s", err);
@@ -415,8 +435,42 @@ static void test_echo_server_is_not_a_service(void **state)
     rpc_channel_free(ch);
 }
 
-int main(void)
+/* Credentials for `test_hostile tls`. */
+static int tls_setup(void **state)
 {
+    (void)state;
+    char err[RPC_ERRLEN];
+    if (make_temp_dir(tls.dir, sizeof(tls.dir)) < 0 || tlspeer_certs(tls.dir, 0) < 0)
+        fail_msg("expected dev-certs.sh to make certificates in %s", tls.dir);
+    char cert[320], key[320], ca[320], ccert[320], ckey[320];
+    snprintf(cert, sizeof(cert), "%s/server.crt", tls.dir);
+    snprintf(key, sizeof(key), "%s/server.key", tls.dir);
+    snprintf(ca, sizeof(ca), "%s/ca.crt", tls.dir);
+    snprintf(ccert, sizeof(ccert), "%s/client.crt", tls.dir);
+    snprintf(ckey, sizeof(ckey), "%s/client.key", tls.dir);
+    rpc_tls_files sf = {cert, key, ca}, cf = {ccert, ckey, ca};
+    if (rpc_tls_new(&tls.server, RPC_TLS_SERVER, &sf, err) < 0 ||
+        rpc_tls_new(&tls.client, RPC_TLS_CLIENT, &cf, err) < 0)
+        fail_msg("TLS credentials: %s", err);
+    tls.evil = tlspeer_ctx(1, ca, cert, key);
+    assert_non_null(tls.evil);
+    return 0;
+}
+
+static int tls_teardown(void **state)
+{
+    (void)state;
+    rpc_tls_free(tls.server);
+    rpc_tls_free(tls.client);
+    SSL_CTX_free(tls.evil);
+    if (tls.dir[0] != '\0')
+        rm_rf(tls.dir);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    int with_tls = argc > 1 && strcmp(argv[1], "tls") == 0;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_unknown_and_duplicate_answers, setup_unknown_ids,
                                         teardown),
@@ -430,5 +484,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_echo_server_is_not_a_service, setup_echo, teardown),
     };
     signal(SIGPIPE, SIG_IGN);
+    if (with_tls)
+        return cmocka_run_group_tests_name("test_hostile_tls", tests, tls_setup, tls_teardown);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
