@@ -30,17 +30,12 @@
 #include "rpc/channel.h"
 #include "rpc/clock.h"
 #include "rpc/server.h"
-#include "proc.h"
-#include "rpc/tls.h"
 #include "testsvc.h"
 #include "tlspeer.h"
 
-/* With TLS (argv[1] "tls"): the credentials every fixture uses. */
-static struct {
-    char dir[256];
-    rpc_tls *server, *client;  /* the good server's, the channel's */
-    SSL_CTX *evil;             /* the bad service's */
-} tls;
+/* With TLS (argv[1] "tls"): the credentials every fixture uses (the bad
+ * service's are peer_server). */
+static tlspeer_world tls;
 
 enum evil_mode { UNKNOWN_IDS, OVERSIZE, GARBAGE, GOAWAY_STORM, BLACKHOLE, LATE, ECHO };
 
@@ -50,6 +45,7 @@ typedef struct evil {
     int port;
     pthread_t thread;
     _Atomic int stop;
+    _Atomic int live;  /* connection threads still serving */
 } evil;
 
 static void put_frame(int fd, const rpc_frame *f)
@@ -148,26 +144,27 @@ typedef struct conn_arg {
 static void *conn_main(void *arg)
 {
     conn_arg *a = arg;
-    serve(a->e, a->fd);
+    evil *e = a->e;
+    serve(e, a->fd);
     free(a);
+    atomic_fetch_sub(&e->live, 1);
     return NULL;
 }
 
-/* Accepts connections and serves each on its own thread, so a slow mode
- * never holds up the others. */
+/* Accepts connections and serves each on its own (detached) thread, so a
+ * slow mode never holds up the others; as many as come (a GOAWAY storm
+ * makes one per call). */
 static void *evil_main(void *arg)
 {
     evil *e = arg;
-    pthread_t th[256];
-    int n = 0;
     while (!atomic_load(&e->stop)) {
         struct pollfd pf = {.fd = e->lfd, .events = POLLIN};
         if (poll(&pf, 1, 50) <= 0)
             continue;
         int fd = accept(e->lfd, NULL, NULL);
-        if (fd >= 0 && tls.evil != NULL)
-            fd = tlspeer_wrap(fd, tls.evil); /* the same bytes, inside TLS */
-        conn_arg *a = fd >= 0 && n < 256 ? malloc(sizeof(*a)) : NULL;
+        if (fd >= 0 && tls.peer_server != NULL)
+            fd = tlspeer_wrap(fd, tls.peer_server); /* the same bytes, inside TLS */
+        conn_arg *a = fd >= 0 ? malloc(sizeof(*a)) : NULL;
         if (a == NULL) {
             if (fd >= 0)
                 close(fd);
@@ -175,13 +172,18 @@ static void *evil_main(void *arg)
         }
         a->e = e;
         a->fd = fd;
-        if (pthread_create(&th[n], NULL, conn_main, a) == 0)
-            n++;
-        else
+        pthread_t th;
+        atomic_fetch_add(&e->live, 1);
+        if (pthread_create(&th, NULL, conn_main, a) == 0) {
+            pthread_detach(th);
+        } else {
+            atomic_fetch_sub(&e->live, 1);
             close(fd), free(a);
+        }
     }
-    for (int i = 0; i < n; i++)
-        pthread_join(th[i], NULL);
+    /* Each sees stop within its 50 ms poll. */
+    while (atomic_load(&e->live) > 0)
+        usleep(10 * 1000);
     return NULL;
 }
 
@@ -439,32 +441,13 @@ static void test_echo_server_is_not_a_service(void **state)
 static int tls_setup(void **state)
 {
     (void)state;
-    char err[RPC_ERRLEN];
-    if (make_temp_dir(tls.dir, sizeof(tls.dir)) < 0 || tlspeer_certs(tls.dir, 0) < 0)
-        fail_msg("expected dev-certs.sh to make certificates in %s", tls.dir);
-    char cert[320], key[320], ca[320], ccert[320], ckey[320];
-    snprintf(cert, sizeof(cert), "%s/server.crt", tls.dir);
-    snprintf(key, sizeof(key), "%s/server.key", tls.dir);
-    snprintf(ca, sizeof(ca), "%s/ca.crt", tls.dir);
-    snprintf(ccert, sizeof(ccert), "%s/client.crt", tls.dir);
-    snprintf(ckey, sizeof(ckey), "%s/client.key", tls.dir);
-    rpc_tls_files sf = {cert, key, ca}, cf = {ccert, ckey, ca};
-    if (rpc_tls_new(&tls.server, RPC_TLS_SERVER, &sf, err) < 0 ||
-        rpc_tls_new(&tls.client, RPC_TLS_CLIENT, &cf, err) < 0)
-        fail_msg("TLS credentials: %s", err);
-    tls.evil = tlspeer_ctx(1, ca, cert, key);
-    assert_non_null(tls.evil);
-    return 0;
+    return tlspeer_world_init(&tls);
 }
 
 static int tls_teardown(void **state)
 {
     (void)state;
-    rpc_tls_free(tls.server);
-    rpc_tls_free(tls.client);
-    SSL_CTX_free(tls.evil);
-    if (tls.dir[0] != '\0')
-        rm_rf(tls.dir);
+    tlspeer_world_fini(&tls);
     return 0;
 }
 

@@ -1,7 +1,12 @@
 /* The server against raw sockets: control frames, text mode, and peers that
  * break the protocol or push against a limit. Each offender is answered with
  * an error where possible and cut off; a good client on the same server keeps
- * getting every answer. */
+ * getting every answer.
+ *
+ * `test_server tls` (test_server_tls) runs every case again over mutual TLS:
+ * the server and the good channel get dev-certs.sh credentials, and each raw
+ * peer speaks through tlspeer's relay (a TLS client with client.crt), so its
+ * bytes, half-closes and silences reach the server inside TLS. */
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -24,6 +29,11 @@
 #include "rawpeer.h"
 #include "rpc/server.h"
 #include "testsvc.h"
+#include "tlspeer.h"
+
+/* With TLS (argv[1] "tls"): the credentials of every server, channel and
+ * raw peer. */
+static tlspeer_world tls;
 
 typedef struct fixture {
     rpc_server *srv;
@@ -45,6 +55,7 @@ static void base_cfg(rpc_server_cfg *cfg)
     cfg->text = testsvc_text;
     cfg->text_first_byte = '{';
     cfg->text_error = testsvc_text_error;
+    cfg->tls = tls.server;
 }
 
 /* Starts fx->srv from cfg and fills fx->addr and fx->sa. */
@@ -78,6 +89,7 @@ static int setup_with(void **state, int max_conns, size_t max_write_buf, int par
     rpc_channel_cfg ccfg;
     rpc_channel_cfg_default(&ccfg);
     ccfg.pool_size = 1;
+    ccfg.tls = tls.client;
     ccfg.keepalive_idle_ms = idle_ms / 4; /* a good client is never idle for long */
     fx->good = testsvc_channel("good", fx->addr, &ccfg, err);
     if (fx->good == NULL)
@@ -120,6 +132,9 @@ static void assert_good_client_served(fixture *fx, const char *token)
 static int raw_connect(fixture *fx)
 {
     int fd = rpc_sock_connect(&fx->sa, 1000);
+    assert_true(fd >= 0);
+    if (tls.peer_client != NULL)
+        fd = tlspeer_wrap(fd, tls.peer_client); /* the same bytes, inside TLS */
     assert_true(fd >= 0);
     return fd;
 }
@@ -871,7 +886,20 @@ static void test_eviction_under_churn(void **state)
     close(last);
 }
 
-int main(void)
+static int tls_setup(void **state)
+{
+    (void)state;
+    return tlspeer_world_init(&tls);
+}
+
+static int tls_teardown(void **state)
+{
+    (void)state;
+    tlspeer_world_fini(&tls);
+    return 0;
+}
+
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_ping_pong, setup, teardown),
@@ -903,5 +931,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_eviction_under_churn, setup_conns4, teardown),
     };
     signal(SIGPIPE, SIG_IGN);
+    if (argc > 1 && strcmp(argv[1], "tls") == 0)
+        return cmocka_run_group_tests_name("test_server_tls", tests, tls_setup, tls_teardown);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -19,6 +19,7 @@
 
 #include "rpc/clock.h"
 #include "rpc/sock.h"
+#include "rpc/tls.h"
 #include "proc.h"
 
 #ifndef TCPOPS_SOURCE_DIR
@@ -63,6 +64,10 @@ SSL_CTX *tlspeer_ctx(int server, const char *ca, const char *cert, const char *k
     SSL_CTX_set_verify(ctx, server ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT
                                    : SSL_VERIFY_PEER,
                        NULL);
+    /* A server that verifies its peers aborts a resumed handshake unless it
+     * has a session id context. */
+    if (server)
+        SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"tlspeer", 7);
     int ok = SSL_CTX_load_verify_file(ctx, ca) == 1;
     if (ok && cert != NULL)
         ok = SSL_CTX_use_certificate_chain_file(ctx, cert) == 1 &&
@@ -183,69 +188,143 @@ size_t tlspeer_client_hello(SSL_CTX *ctx, uint8_t *buf, size_t cap)
     return n > 0 ? (size_t)n : 0;
 }
 
+int tlspeer_world_init(tlspeer_world *w)
+{
+    char err[RPC_ERRLEN], f[5][320];
+    const char *names[] = {"server.crt", "server.key", "ca.crt", "client.crt", "client.key"};
+    memset(w, 0, sizeof(*w));
+    if (make_temp_dir(w->dir, sizeof(w->dir)) < 0 || tlspeer_certs(w->dir, 0) < 0)
+        return -1;
+    for (int i = 0; i < 5; i++)
+        snprintf(f[i], sizeof(f[i]), "%s/%s", w->dir, names[i]);
+    rpc_tls_files sf = {f[0], f[1], f[2]}, cf = {f[3], f[4], f[2]};
+    if (rpc_tls_new(&w->server, RPC_TLS_SERVER, &sf, err) < 0 ||
+        rpc_tls_new(&w->client, RPC_TLS_CLIENT, &cf, err) < 0) {
+        fprintf(stderr, "tlspeer_world_init: %s\n", err);
+        tlspeer_world_fini(w);
+        return -1;
+    }
+    w->peer_server = tlspeer_ctx(1, f[2], f[0], f[1]);
+    w->peer_client = tlspeer_ctx(0, f[2], f[3], f[4]);
+    if (w->peer_server == NULL || w->peer_client == NULL) {
+        tlspeer_world_fini(w);
+        return -1;
+    }
+    return 0;
+}
+
+void tlspeer_world_fini(tlspeer_world *w)
+{
+    rpc_tls_free(w->server);
+    rpc_tls_free(w->client);
+    SSL_CTX_free(w->peer_server);
+    SSL_CTX_free(w->peer_client);
+    if (w->dir[0] != '\0')
+        rm_rf(w->dir);
+    memset(w, 0, sizeof(*w));
+}
+
 /* ---- the relay ---- */
 
+/* Each direction holds at most one chunk and never blocks the other: a
+ * caller that stops reading stops only the TLS side's reading, and a far
+ * end that stops reading stops only the caller's, as with one socket. */
 typedef struct relay {
     SSL *ssl;
-    int net;     /* TLS */
-    int local;   /* plaintext, the relay's end of the caller's socket */
+    int net;                      /* TLS */
+    int local;                    /* plaintext: the relay's end of the caller's socket */
+    char in[16384];               /* from TLS, not yet taken by the caller */
+    size_t in_len, in_off;
+    char out[16384];              /* from the caller, not yet taken by TLS */
+    size_t out_len;
+    int in_open, out_open;        /* TLS may still send; the caller may still send */
+    int out_wants_write;          /* the last SSL_write waits for the socket to take bytes */
 } relay;
 
-/* Plaintext from TLS to the caller. Returns 0 to go on, -1 when TLS ended. */
+/* TLS to the caller: one chunk read, or what is left of it written. Returns
+ * -1 when the caller is gone. */
 static int relay_in(relay *r)
 {
-    char buf[16384];
-    for (;;) {
+    if (r->in_len == 0 && r->in_open) {
         size_t got = 0;
-        int rc = SSL_read_ex(r->ssl, buf, sizeof(buf), &got);
-        if (rc != 1)
-            return SSL_get_error(r->ssl, rc) == SSL_ERROR_WANT_READ ? 0 : -1;
-        size_t w = 0;
-        if (rpc_sock_write_all(r->local, buf, got, rpc_now_ms() + 60000, &w) < 0)
+        int rc = SSL_read_ex(r->ssl, r->in, sizeof(r->in), &got);
+        if (rc == 1) {
+            r->in_len = got;
+            r->in_off = 0;
+        } else if (SSL_get_error(r->ssl, rc) != SSL_ERROR_WANT_READ) {
+            r->in_open = 0; /* close_notify, EOF, a reset or an alert */
+        }
+    }
+    if (r->in_off < r->in_len) {
+        ssize_t w = send(r->local, r->in + r->in_off, r->in_len - r->in_off,
+                         MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w < 0 && errno != EAGAIN && errno != EINTR)
             return -1;
+        r->in_off += w > 0 ? (size_t)w : 0;
+        if (r->in_off == r->in_len)
+            r->in_len = r->in_off = 0;
+    }
+    return 0;
+}
+
+/* The caller to TLS: one chunk read, or written again. The caller's close
+ * (or half-close) becomes close_notify. */
+static void relay_out(relay *r, int readable)
+{
+    if (r->out_len == 0 && r->out_open && readable) {
+        ssize_t n = recv(r->local, r->out, sizeof(r->out), MSG_DONTWAIT);
+        if (n > 0) {
+            r->out_len = (size_t)n;
+        } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+            SSL_shutdown(r->ssl);
+            shutdown(r->net, SHUT_WR);
+            r->out_open = 0;
+        }
+    }
+    if (r->out_len > 0) {
+        size_t w = 0;
+        int rc = SSL_write_ex(r->ssl, r->out, r->out_len, &w);
+        int e = rc == 1 ? SSL_ERROR_NONE : SSL_get_error(r->ssl, rc);
+        r->out_wants_write = e == SSL_ERROR_WANT_WRITE;
+        if (rc == 1 || (e != SSL_ERROR_WANT_WRITE && e != SSL_ERROR_WANT_READ))
+            r->out_len = 0; /* written, or TLS failed: the reading side says so */
     }
 }
 
-/* Plaintext from the caller into TLS. Returns 0 to go on, -1 when the caller
- * closed its side (close_notify sent) or TLS failed. */
-static int relay_out(relay *r)
+static void relay_loop(relay *r)
 {
-    char buf[16384];
-    ssize_t n = recv(r->local, buf, sizeof(buf), 0);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR))
-        return 0;
-    if (n <= 0) {
-        SSL_shutdown(r->ssl);
-        shutdown(r->net, SHUT_WR);
-        return -1;
+    while (r->in_open || r->in_len > 0) {
+        int take_in = r->in_open && r->in_len == 0;
+        short net_ev = (short)((take_in ? POLLIN : 0) |
+                               (r->out_len > 0 && r->out_wants_write ? POLLOUT : 0));
+        short loc_ev = (short)((r->in_len > 0 ? POLLOUT : 0) |
+                               (r->out_open && r->out_len == 0 ? POLLIN : 0));
+        /* A side with nothing to wait for is left out: its hang-up would
+         * wake the loop over and over. */
+        struct pollfd pf[2] = {{.fd = net_ev ? r->net : -1, .events = net_ev},
+                               {.fd = loc_ev ? r->local : -1, .events = loc_ev}};
+        int ready = take_in && SSL_has_pending(r->ssl);
+        if (!ready && poll(pf, 2, 1000) < 0 && errno != EINTR)
+            return;
+        if (relay_in(r) < 0)
+            return;
+        relay_out(r, (pf[1].revents & (POLLIN | POLLHUP | POLLERR)) != 0);
     }
-    return tlspeer_write(r->ssl, buf, (size_t)n, 60000);
 }
 
 static void *relay_main(void *arg)
 {
     relay *r = arg;
-    int ok = 0;
     int64_t deadline = rpc_now_ms() + 10000;
     for (;;) {
         int rc = SSL_do_handshake(r->ssl);
         if (rc == 1) {
-            ok = 1;
+            r->in_open = r->out_open = 1;
+            relay_loop(r);
             break;
         }
         if (wait_ssl(r->ssl, rc, deadline) <= 0)
             break;
-    }
-    int in_open = ok, out_open = ok;
-    while (in_open) {
-        struct pollfd pf[2] = {{.fd = r->net, .events = POLLIN},
-                               {.fd = out_open ? r->local : -1, .events = POLLIN}};
-        if (!SSL_has_pending(r->ssl) && poll(pf, 2, 1000) < 0 && errno != EINTR)
-            break;
-        if (SSL_has_pending(r->ssl) || (pf[0].revents & (POLLIN | POLLHUP | POLLERR)))
-            in_open = relay_in(r) == 0;
-        if (out_open && (pf[1].revents & (POLLIN | POLLHUP | POLLERR)))
-            out_open = relay_out(r) == 0;
     }
     ERR_clear_error();
     SSL_free(r->ssl);
@@ -266,6 +345,12 @@ int tlspeer_wrap(int fd, SSL_CTX *ctx)
     }
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
     fcntl(sv[1], F_SETFL, fcntl(sv[1], F_GETFL) | O_NONBLOCK);
+    /* Modest buffers on the way in (loopback TCP would grow to megabytes):
+     * a caller that stops reading holds the far end back soon, as it would
+     * without the relay. */
+    int room = 65536;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &room, sizeof(room));
+    setsockopt(sv[1], SOL_SOCKET, SO_SNDBUF, &room, sizeof(room));
     r->net = fd;
     r->local = sv[1];
     r->ssl = SSL_new(ctx);

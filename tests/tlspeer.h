@@ -46,6 +46,22 @@ int tlspeer_ended(SSL *ssl, int timeout_ms);
  * failure. */
 size_t tlspeer_client_hello(SSL_CTX *ctx, uint8_t *buf, size_t cap);
 
+/* Everything a test that runs its cases again over TLS needs: dev-certs.sh
+ * certificates in a temp dir, rpc_tls credentials for an rpc_server and an
+ * rpc_channel, and OpenSSL contexts for the test's own raw peers (as a
+ * server, and as a client with client.crt). */
+typedef struct tlspeer_world {
+    char dir[256];
+    struct rpc_tls *server, *client;
+    SSL_CTX *peer_server, *peer_client;
+} tlspeer_world;
+
+/* Fills w. 0, or -1 (the reason on stderr; w is then freed). */
+int tlspeer_world_init(tlspeer_world *w);
+
+/* Frees everything and removes the temp dir. */
+void tlspeer_world_fini(tlspeer_world *w);
+
 /* Puts TLS (ctx's role) on the connected socket fd: a thread runs the
  * handshake and then relays plaintext between TLS on fd and the socket it
  * returns, which the caller reads and writes as it would fd. Either side

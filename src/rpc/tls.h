@@ -8,7 +8,8 @@
  * made after a reload use the new credentials, those already open keep
  * theirs.
  *
- * Sessions resume: a client keeps the last ticket each host gave it, and a server's ticket keys are derived from its private key, so every
+ * Sessions resume: a client keeps the last ticket each host gave it, and a
+ * server's ticket keys are derived from its private key, so every
  * worker sharing a key (the workers behind one port, the same worker after
  * a restart) takes the tickets the others issued. A resumed TLS 1.3
  * handshake still agrees on fresh keys (psk_dhe_ke): it saves the
