@@ -34,6 +34,9 @@ void proc_signal(const proc *p, int sig);
  * alone). */
 int proc_wait(proc *p, int timeout_ms);
 
+/* The child's resident memory (VmRSS) in KiB, or -1. */
+long proc_rss_kb(const proc *p);
+
 /* SIGKILLs and reaps the child if it still runs. */
 void proc_stop(proc *p);
 

@@ -33,10 +33,6 @@
 #include "testsvc.h"
 #include "tlspeer.h"
 
-/* With TLS (argv[1] "tls"): the credentials every fixture uses (the bad
- * service's are peer_server). */
-static tlspeer_world tls;
-
 enum evil_mode { UNKNOWN_IDS, OVERSIZE, GARBAGE, GOAWAY_STORM, BLACKHOLE, LATE, ECHO };
 
 typedef struct evil {
@@ -162,8 +158,8 @@ static void *evil_main(void *arg)
         if (poll(&pf, 1, 50) <= 0)
             continue;
         int fd = accept(e->lfd, NULL, NULL);
-        if (fd >= 0 && tls.peer_server != NULL)
-            fd = tlspeer_wrap(fd, tls.peer_server); /* the same bytes, inside TLS */
+        if (fd >= 0 && tlspeer_tls.peer_server != NULL)
+            fd = tlspeer_wrap(fd, tlspeer_tls.peer_server); /* the bytes, inside TLS */
         conn_arg *a = fd >= 0 ? malloc(sizeof(*a)) : NULL;
         if (a == NULL) {
             if (fd >= 0)
@@ -225,7 +221,7 @@ static void setup_mode(fixture *fx, int mode)
     scfg.threads = 2;
     scfg.methods = testsvc_methods;
     scfg.nmethods = testsvc_nmethods;
-    scfg.tls = tls.server;
+    scfg.tls = tlspeer_tls.server;
     if (rpc_server_new(&fx->good, &scfg, err) < 0)
         fail_msg("server: %s", err);
     assert_int_equal(rpc_server_start(fx->good), 0);
@@ -242,7 +238,7 @@ static void setup_mode(fixture *fx, int mode)
     cfg.nendpoints = 2;
     cfg.pool_size = 1;
     cfg.stats = fx->stats;
-    cfg.tls = tls.client;
+    cfg.tls = tlspeer_tls.client;
     cfg.keepalive_idle_ms = 100;
     cfg.keepalive_timeout_ms = 200;
     if (rpc_channel_new(&fx->ch, &cfg, err) < 0)
@@ -422,7 +418,7 @@ static void test_echo_server_is_not_a_service(void **state)
     rpc_channel_cfg cfg;
     rpc_channel_cfg_default(&cfg);
     cfg.pool_size = 1;
-    cfg.tls = tls.client;
+    cfg.tls = tlspeer_tls.client;
     rpc_channel *ch = testsvc_channel("echo", fx->bad_addr, &cfg, err);
     if (ch == NULL)
         fail_msg("channel: %s", err);
@@ -435,20 +431,6 @@ static void test_echo_server_is_not_a_service(void **state)
                  "tcpops service\", got %s, %d, \"%s\"", rpc_status_name(st), c.err, c.error);
     rpc_call_fini(&c);
     rpc_channel_free(ch);
-}
-
-/* Credentials for `test_hostile tls`. */
-static int tls_setup(void **state)
-{
-    (void)state;
-    return tlspeer_world_init(&tls);
-}
-
-static int tls_teardown(void **state)
-{
-    (void)state;
-    tlspeer_world_fini(&tls);
-    return 0;
 }
 
 int main(int argc, char **argv)
@@ -468,6 +450,7 @@ int main(int argc, char **argv)
     };
     signal(SIGPIPE, SIG_IGN);
     if (with_tls)
-        return cmocka_run_group_tests_name("test_hostile_tls", tests, tls_setup, tls_teardown);
+        return cmocka_run_group_tests_name("test_hostile_tls", tests, tlspeer_group_setup,
+                                           tlspeer_group_teardown);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -31,10 +31,6 @@
 #include "testsvc.h"
 #include "tlspeer.h"
 
-/* With TLS (argv[1] "tls"): the credentials of every server, channel and
- * raw peer. */
-static tlspeer_world tls;
-
 typedef struct fixture {
     rpc_server *srv;
     rpc_stats *stats;
@@ -55,7 +51,7 @@ static void base_cfg(rpc_server_cfg *cfg)
     cfg->text = testsvc_text;
     cfg->text_first_byte = '{';
     cfg->text_error = testsvc_text_error;
-    cfg->tls = tls.server;
+    cfg->tls = tlspeer_tls.server;
 }
 
 /* Starts fx->srv from cfg and fills fx->addr and fx->sa. */
@@ -89,7 +85,7 @@ static int setup_with(void **state, int max_conns, size_t max_write_buf, int par
     rpc_channel_cfg ccfg;
     rpc_channel_cfg_default(&ccfg);
     ccfg.pool_size = 1;
-    ccfg.tls = tls.client;
+    ccfg.tls = tlspeer_tls.client;
     ccfg.keepalive_idle_ms = idle_ms / 4; /* a good client is never idle for long */
     fx->good = testsvc_channel("good", fx->addr, &ccfg, err);
     if (fx->good == NULL)
@@ -133,8 +129,8 @@ static int raw_connect(fixture *fx)
 {
     int fd = rpc_sock_connect(&fx->sa, 1000);
     assert_true(fd >= 0);
-    if (tls.peer_client != NULL)
-        fd = tlspeer_wrap(fd, tls.peer_client); /* the same bytes, inside TLS */
+    if (tlspeer_tls.peer_client != NULL)
+        fd = tlspeer_wrap(fd, tlspeer_tls.peer_client); /* the bytes, inside TLS */
     assert_true(fd >= 0);
     return fd;
 }
@@ -886,19 +882,6 @@ static void test_eviction_under_churn(void **state)
     close(last);
 }
 
-static int tls_setup(void **state)
-{
-    (void)state;
-    return tlspeer_world_init(&tls);
-}
-
-static int tls_teardown(void **state)
-{
-    (void)state;
-    tlspeer_world_fini(&tls);
-    return 0;
-}
-
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -932,6 +915,7 @@ int main(int argc, char **argv)
     };
     signal(SIGPIPE, SIG_IGN);
     if (argc > 1 && strcmp(argv[1], "tls") == 0)
-        return cmocka_run_group_tests_name("test_server_tls", tests, tls_setup, tls_teardown);
+        return cmocka_run_group_tests_name("test_server_tls", tests, tlspeer_group_setup,
+                                           tlspeer_group_teardown);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -800,20 +800,6 @@ static void test_hostile_frames_cost_a_good_client_nothing(void **state)
     cli(fx->people_addr, 0, "{\"names\":[\"bob\",\"jane\"]}", NULL, "people", "list", NULL);
 }
 
-static long rss_kb(pid_t pid)
-{
-    char path[64], line[256];
-    long kb = -1;
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    while (f != NULL && fgets(line, sizeof(line), f) != NULL)
-        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
-            break;
-    if (f != NULL)
-        fclose(f);
-    return kb;
-}
-
 /* 50 peers each start a 1 MiB frame and stall after 256 KiB: memory grows by
  * what they sent (nothing is allocated for what they only claim), they are
  * cut off at the partial-frame timeout, and the memory comes back. */
@@ -825,7 +811,7 @@ static void test_stalled_frames_memory_bounded(void **state)
     int port = free_port();
     const char *const extra[] = {"--partial-timeout-ms", "1000", fx->db[0], fx->db[1], NULL};
     assert_int_equal(proc_start_service(&p, "tcpops-people", port, fx->dir, extra), 0);
-    long base = rss_kb(p.pid);
+    long base = proc_rss_kb(&p);
     enum { PEERS = 50, SENT = 256 * 1024 };
     int fds[PEERS];
     uint8_t *chunk = calloc(1, SENT);
@@ -837,7 +823,7 @@ static void test_stalled_frames_memory_bounded(void **state)
     }
     free(chunk);
     usleep(300 * 1000);
-    long during = rss_kb(p.pid);
+    long during = proc_rss_kb(&p);
     int closed = 0;
     for (int i = 0; i < PEERS; i++) {
         char buf[256];
@@ -853,7 +839,7 @@ static void test_stalled_frames_memory_bounded(void **state)
         close(fds[i]);
     }
     usleep(200 * 1000);
-    long after = rss_kb(p.pid);
+    long after = proc_rss_kb(&p);
     print_message("RSS: %ld KiB idle, %ld KiB with 50 stalled 1 MiB frames, %ld KiB after\n",
                   base, during, after);
     assert_int_equal(closed, PEERS);

@@ -114,6 +114,26 @@ static void good_create(tlsworld *w, const char *name)
                  want, rc, out, err);
 }
 
+/* Nothing of the refused clients reached people.Create; each of the good
+ * client's rounds did. */
+static void expect_only_good_people(tlsworld *w, int rounds)
+{
+    char out[8192], err[4096];
+    assert_int_equal(tlsworld_cli(w->addr, w->live, out, sizeof(out), err, sizeof(err),
+                                  "people", "list", "--limit", "1000", NULL),
+                     0);
+    const char *intruders[] = {"nocert", "foreign", "expired", "plain"};
+    for (size_t i = 0; i < 4; i++)
+        if (strstr(out, intruders[i]) != NULL)
+            fail_msg("expected no %s* person (a refused client's), got %s", intruders[i], out);
+    for (int r = 0; r < 2 * rounds; r++) {
+        char name[40];
+        snprintf(name, sizeof(name), "\"good%d%c\"", r / 2, "ab"[r % 2]);
+        if (strstr(out, name) == NULL)
+            fail_msg("expected %s among the people, got %s", name, out);
+    }
+}
+
 static void test_refused_clients_count_log_and_reach_nothing(void **state)
 {
     tlsworld *w = *state;
@@ -161,21 +181,7 @@ static void test_refused_clients_count_log_and_reach_nothing(void **state)
     if (!tlsworld_logged(w, "err=\"certificate: certificate has expired\""))
         fail_msg("expected the log to say the expired certificate was refused as expired");
 
-    /* Nothing of theirs reached people.Create; the good client's all did. */
-    char out[8192], err[4096];
-    assert_int_equal(tlsworld_cli(w->addr, w->live, out, sizeof(out), err, sizeof(err),
-                                  "people", "list", "--limit", "1000", NULL),
-                     0);
-    const char *intruders[] = {"nocert", "foreign", "expired", "plain"};
-    for (size_t i = 0; i < 4; i++)
-        if (strstr(out, intruders[i]) != NULL)
-            fail_msg("expected no %s* person (a refused client's), got %s", intruders[i], out);
-    for (int r = 0; r < ROUNDS; r++) {
-        char name[40];
-        snprintf(name, sizeof(name), "\"good%da\"", r);
-        if (strstr(out, name) == NULL)
-            fail_msg("expected %s among the people, got %s", name, out);
-    }
+    expect_only_good_people(w, ROUNDS);
     SSL_CTX_free(nocert);
     SSL_CTX_free(expired);
     SSL_CTX_free(foreign);

@@ -260,7 +260,7 @@ static long hostile_round(fixture *fx, int per_kind)
         garbage_records(fd, 10000);
         fds[n++] = fd;
     }
-    long rss = tlsworld_rss_kb(fx->w.people.pid);
+    long rss = proc_rss_kb(&fx->w.people);
     for (int i = 0; i < n; i++) {
         if (!rawpeer_closed(fds[i], 5000))
             fail_msg("hostile peer %d of its round: expected the server to close it", i);
@@ -273,13 +273,13 @@ static long hostile_round(fixture *fx, int per_kind)
 static void test_200_hostile_peers_memory_bounded(void **state)
 {
     fixture *fx = *state;
-    long base = tlsworld_rss_kb(fx->w.people.pid), peak = base;
+    long base = proc_rss_kb(&fx->w.people), peak = base;
     long timeouts = tlsworld_counter(fx->w.addr, fx->w.live, "partial_frame_timeout");
     for (int round = 0; round < 10; round++) {
         long rss = hostile_round(fx, 5);
         peak = rss > peak ? rss : peak;
     }
-    long after = tlsworld_rss_kb(fx->w.people.pid);
+    long after = proc_rss_kb(&fx->w.people);
     print_message("200 hostile TLS peers: RSS %ld KiB before, %ld at the peak, %ld after\n",
                   base, peak, after);
     if (peak - base > 64 * 1024)

@@ -224,6 +224,21 @@ void tlspeer_world_fini(tlspeer_world *w)
     memset(w, 0, sizeof(*w));
 }
 
+tlspeer_world tlspeer_tls;
+
+int tlspeer_group_setup(void **state)
+{
+    (void)state;
+    return tlspeer_world_init(&tlspeer_tls);
+}
+
+int tlspeer_group_teardown(void **state)
+{
+    (void)state;
+    tlspeer_world_fini(&tlspeer_tls);
+    return 0;
+}
+
 /* ---- the relay ---- */
 
 /* Each direction holds at most one chunk and never blocks the other: a

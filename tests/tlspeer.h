@@ -62,6 +62,13 @@ int tlspeer_world_init(tlspeer_world *w);
 /* Frees everything and removes the temp dir. */
 void tlspeer_world_fini(tlspeer_world *w);
 
+/* For a test binary that runs its cases again over TLS: the world its
+ * fixtures take credentials from (all NULL without TLS), and cmocka group
+ * setup and teardown that fill and free it. */
+extern tlspeer_world tlspeer_tls;
+int tlspeer_group_setup(void **state);
+int tlspeer_group_teardown(void **state);
+
 /* Puts TLS (ctx's role) on the connected socket fd: a thread runs the
  * handshake and then relays plaintext between TLS on fd and the socket it
  * returns, which the caller reads and writes as it would fd. Either side

@@ -170,17 +170,3 @@ size_t tlsworld_create_frame(uint8_t *buf, const char *name)
     f.body.len = n + 2;
     return rpc_frame_write(&f, buf);
 }
-
-long tlsworld_rss_kb(int pid)
-{
-    char path[64], line[256];
-    long kb = -1;
-    snprintf(path, sizeof(path), "/proc/%d/status", pid);
-    FILE *f = fopen(path, "r");
-    while (f != NULL && fgets(line, sizeof(line), f) != NULL)
-        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
-            break;
-    if (f != NULL)
-        fclose(f);
-    return kb;
-}

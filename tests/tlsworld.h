@@ -60,7 +60,4 @@ int tlsworld_wait_log(const tlsworld *w, const char *needle, int timeout_ms);
  * bytes). Returns its length. */
 size_t tlsworld_create_frame(uint8_t *buf, const char *name);
 
-/* VmRSS of pid in KiB, or -1. */
-long tlsworld_rss_kb(int pid);
-
 #endif
