@@ -282,8 +282,10 @@ static void test_200_hostile_peers_memory_bounded(void **state)
     long after = proc_rss_kb(&fx->w.people);
     print_message("200 hostile TLS peers: RSS %ld KiB before, %ld at the peak, %ld after\n",
                   base, peak, after);
+#ifndef __SANITIZE_ADDRESS__ /* ASan's shadow and quarantine make RSS say little */
     if (peak - base > 64 * 1024)
         fail_msg("expected RSS to grow by under 64 MiB, it grew by %ld KiB", peak - base);
+#endif
     expect_counter(fx, "partial_frame_timeout", timeouts, 100);
     good_client_works(fx);
 }
