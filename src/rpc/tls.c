@@ -445,6 +445,12 @@ static void handshake_failed(rpc_tls_conn *tc, int e, int sys_errno)
     tc->failed = 1;
     if (tc->t->role != RPC_TLS_SERVER)
         return;
+    /* A peer that closed without sending a byte (a port probe, a load
+     * balancer's TCP check) tried nothing: closed, not refused. */
+    if (BIO_number_read(SSL_get_rbio(tc->ssl)) == 0) {
+        snprintf(tc->why, sizeof(tc->why), "the peer closed before sending anything");
+        return;
+    }
     rpc_stats_add(tc->stats, RPC_C_TLS_REFUSED, 1);
     if (tc->t->refused != NULL)
         tc->t->refused(tc->t->refused_user, tc->peer, tc->why);

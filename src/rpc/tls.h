@@ -22,7 +22,8 @@
  * lock (rpc/tls.c only; short: the socket never blocks).
  *
  * The counters (rpc/stats.h): RPC_C_TLS_HANDSHAKES (full),
- * RPC_C_TLS_RESUMED, RPC_C_TLS_REFUSED (server: a handshake that failed). */
+ * RPC_C_TLS_RESUMED, RPC_C_TLS_REFUSED (server: a handshake that failed; a
+ * peer that closes without sending a byte, a port probe, is not one). */
 #ifndef TCPOPS_RPC_TLS_H
 #define TCPOPS_RPC_TLS_H
 
