@@ -148,6 +148,15 @@ void proc_stop(proc *p)
     }
 }
 
+void proc_stop_gracefully(proc *p, int timeout_ms)
+{
+    if (p->pid <= 0)
+        return;
+    proc_signal(p, SIGTERM);
+    if (proc_wait(p, timeout_ms) < 0)
+        proc_stop(p);
+}
+
 /* Whether a TCP socket can bind (listening: 0) or connect (1) to
  * 127.0.0.1:port right now. */
 static int loopback_ok(int port, int connecting)

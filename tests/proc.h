@@ -40,6 +40,10 @@ long proc_rss_kb(const proc *p);
 /* SIGKILLs and reaps the child if it still runs. */
 void proc_stop(proc *p);
 
+/* SIGTERM (a tcpops master then stops its workers with it), and SIGKILL
+ * when the child has not exited within timeout_ms. */
+void proc_stop_gracefully(proc *p, int timeout_ms);
+
 /* A TCP port on 127.0.0.1 that was free a moment ago. */
 int free_port(void);
 

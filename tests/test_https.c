@@ -82,12 +82,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fixture *fx = *state;
-    if (fx->master.pid > 0) {
-        /* A graceful stop first, so the workers leave with the master. */
-        proc_signal(&fx->master, SIGTERM);
-        if (proc_wait(&fx->master, 15000) < 0)
-            proc_stop(&fx->master);
-    }
+    proc_stop_gracefully(&fx->master, 15000); /* the workers leave with the master */
     proc_stop(&fx->gw);
     proc_stop(&fx->people);
     proc_stop(&fx->pets);

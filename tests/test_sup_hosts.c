@@ -53,14 +53,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fixture *fx = *state;
-    for (int h = 0; h < HOSTS; h++) {
-        if (fx->master[h].pid <= 0)
-            continue;
-        /* A graceful stop, so the workers leave with their master. */
-        proc_signal(&fx->master[h], SIGTERM);
-        if (proc_wait(&fx->master[h], 15000) < 0)
-            proc_stop(&fx->master[h]);
-    }
+    for (int h = 0; h < HOSTS; h++)
+        proc_stop_gracefully(&fx->master[h], 15000); /* the workers leave with it */
     pgserver_destroy(&fx->pg);
     rm_rf(fx->dir);
     free(fx);

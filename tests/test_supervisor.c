@@ -48,12 +48,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fixture *fx = *state;
-    if (fx->master.pid > 0) {
-        /* A graceful stop first, so the workers leave with the master. */
-        proc_signal(&fx->master, SIGTERM);
-        if (proc_wait(&fx->master, 15000) < 0)
-            proc_stop(&fx->master);
-    }
+    proc_stop_gracefully(&fx->master, 15000); /* the workers leave with the master */
     rm_rf(fx->dir);
     free(fx);
     return 0;
@@ -640,11 +635,8 @@ static void test_second_deployment_on_the_same_ports(void **state)
             http_resp_free(&r);
         }
     }
-    if (code < 0) {
-        proc_signal(&second, SIGTERM);
-        if (proc_wait(&second, 15000) < 0)
-            proc_stop(&second);
-    }
+    if (code < 0)
+        proc_stop_gracefully(&second, 15000);
     if (!refused)
         fail_msg("expected the second deployment to be refused with \"in use\" (tcpops up "
                  "exiting non-zero, or its people and pets workers) within 10 s; exit %d (log "
