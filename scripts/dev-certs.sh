@@ -26,7 +26,14 @@ umask 077
 
 san="IP:127.0.0.1,IP:::1,DNS:localhost"
 for n in "$@"; do
-  if [[ $n =~ ^[0-9.]+$ || $n == *:* ]]; then san+=",IP:$n"; else san+=",DNS:$n"; fi
+  if [[ $n =~ ^[0-9]+(\.[0-9]+){3}$ || ( $n == *:* && $n =~ ^[0-9a-fA-F:]+$ ) ]]; then
+    san+=",IP:$n"
+  elif [[ $n =~ ^[A-Za-z0-9*]([A-Za-z0-9.-]*[A-Za-z0-9])?$ ]]; then
+    san+=",DNS:$n"
+  else
+    echo "$0: \"$n\" is neither an IPv4/IPv6 address nor a DNS name (no :PORT)" >&2
+    exit 2
+  fi
 done
 
 newkey() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null; }
@@ -42,8 +49,12 @@ fi
 sign() {
   newkey "$dir/$1.key"
   openssl req -new -key "$dir/$1.key" -subj "/CN=$2" -out "$dir/$1.csr"
-  openssl x509 -req -in "$dir/$1.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" -CAcreateserial \
-    -sha256 -days 825 -extfile <(printf '%s\n' "$3") -out "$dir/$1.crt" 2>/dev/null
+  local out
+  if ! out=$(openssl x509 -req -in "$dir/$1.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" \
+      -CAcreateserial -sha256 -days 825 -extfile <(printf '%s\n' "$3") -out "$dir/$1.crt" 2>&1); then
+    echo "$0: openssl could not sign $1.crt: $out" >&2
+    exit 1
+  fi
   rm -f "$dir/$1.csr"
 }
 

@@ -364,6 +364,15 @@ static void test_gateway_and_up_refuse(void **state)
              "--https-cert FILE --https-key FILE, or pass --insecure", fx->any);
     if (code != 2 || strstr(err, want) == NULL)
         fail_msg("expected exit 2 and \"%s\"; got exit %d, stderr \"%s\"", want, code, err);
+    /* civetweb's own list syntax would open more than protected mode saw:
+     * a second port on every interface, a bare port, an "s" suffix. */
+    const char *lists[] = {"127.0.0.1:5001,5002", "5002", "127.0.0.1:5001s"};
+    for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
+        code = run(err, sizeof(err), "tcpops-gateway", "--listen", lists[i], NULL);
+        snprintf(want, sizeof(want), "--listen: expected one HOST:PORT, got \"%s\"", lists[i]);
+        if (code != 2 || strstr(err, want) == NULL)
+            fail_msg("expected exit 2 and \"%s\"; got exit %d, stderr \"%s\"", want, code, err);
+    }
 
     snprintf(gw, sizeof(gw), "127.0.0.1:%d", free_port());
     snprintf(pets, sizeof(pets), "127.0.0.1:%d", free_port());

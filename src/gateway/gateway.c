@@ -5,6 +5,7 @@
  * flight and exits 0. */
 #include <ctype.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 #include "rpc/channel.h"
 #include "rpc/clock.h"
 #include "rpc/frame.h"
+#include "rpc/sock.h"
 #include "util/flags.h"
 #include "gateway/https.h"
 #include "gateway/listener.h"
@@ -156,17 +158,21 @@ static void answer_unrouted(const struct mg_connection *cconn, const struct mg_r
 }
 
 /* Every connection's last callback with its socket open. One whose TLS
- * handshake failed was never opened (conn_opened) and has no request
- * info. */
+ * handshake failed was never opened (conn_opened): civetweb reuses a
+ * worker's connection record, so its request info may still be the last
+ * client's, and must not be answered (in plaintext, to someone else). The
+ * mark is cleared here, so the next connection on this thread starts
+ * without one. */
 static void connection_close(const struct mg_connection *cconn)
 {
+    if (mg_get_user_connection_data(cconn) == NULL)
+        return;
     const struct mg_request_info *ri = mg_get_request_info(cconn);
     if (ri != NULL)
         answer_unrouted(cconn, ri);
-    if (mg_get_user_connection_data(cconn) != NULL) {
-        gw *g = mg_get_user_data(mg_get_context(cconn));
-        atomic_fetch_sub(&g->conns, 1);
-    }
+    gw *g = mg_get_user_data(mg_get_context(cconn));
+    atomic_fetch_sub(&g->conns, 1);
+    mg_set_user_connection_data(cconn, NULL);
 }
 
 /* Counts the connection in (connection_close counts it out): civetweb
@@ -180,11 +186,27 @@ static int conn_opened(const struct mg_connection *conn, void **conn_data)
     return 0;
 }
 
+/* civetweb's complaints (a failed TLS handshake, each one: scanners, plain
+ * HTTP to the HTTPS port) as at most one line a second, with how many it
+ * stands for and the peer of the one logged. */
 static int log_civetweb(const struct mg_connection *conn, const char *message)
 {
-    char q[600];
-    (void)conn;
-    util_log(UTIL_WARN, "http", "detail=%s", util_logq(q, sizeof(q), message));
+    static _Atomic int64_t logged_ms;
+    static _Atomic uint64_t quiet;
+    int64_t now = rpc_now_ms(), last = atomic_load(&logged_ms);
+    if ((last != 0 && now - last < 1000) ||
+        !atomic_compare_exchange_strong(&logged_ms, &last, now)) {
+        atomic_fetch_add(&quiet, 1);
+        return 1;
+    }
+    const struct mg_request_info *ri = conn != NULL ? mg_get_request_info(conn) : NULL;
+    char q[600], more[48] = "";
+    uint64_t n = atomic_exchange(&quiet, 0);
+    if (n > 0)
+        snprintf(more, sizeof(more), " unlogged_before=%llu", (unsigned long long)n);
+    util_log(UTIL_WARN, "http", "peer=%s detail=%s%s",
+             ri != NULL && ri->remote_addr[0] ? ri->remote_addr : "-",
+             util_logq(q, sizeof(q), message), more);
     return 1; /* handled: civetweb prints nothing itself */
 }
 
@@ -241,6 +263,9 @@ static int https_setup(const char *cert, const char *key, gw_https **out, char *
 
 int main(int argc, char **argv)
 {
+    /* A reload asked while starting must not kill (SIGHUP's default):
+     * util_block_stop_signals takes it over. */
+    signal(SIGHUP, SIG_IGN);
     const char *listen = "127.0.0.1:5001";
     const char *people = "127.0.0.1:5002";
     const char *pets = "127.0.0.1:5003";
@@ -346,6 +371,14 @@ int main(int argc, char **argv)
     }
     gw_https *https = NULL;
     int bad = https_setup(https_cert, https_key, &https, err, sizeof(err)) < 0;
+    /* One HOST:PORT: civetweb would take a list, a bare port (every
+     * interface) or a suffix, none of which protected mode judges. */
+    struct sockaddr_in la;
+    char lerr[RPC_ERRLEN];
+    if (!bad && listen_fd < 0 && rpc_addr_parse(listen, &la, lerr) < 0) {
+        snprintf(err, sizeof(err), "--listen: expected one HOST:PORT, got \"%.200s\"", listen);
+        bad = 1;
+    }
     /* Protected mode: a non-loopback --listen needs HTTPS or --insecure. */
     int exposed = bad ? 0
                       : util_protect_check("--listen", listen, https != NULL, insecure,

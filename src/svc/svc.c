@@ -145,6 +145,13 @@ static void log_text_refused(void *user, const char *peer, const char *why)
                  "\"--text-mode=any serves it to every client\"", more);
 }
 
+/* Whether the three TLS files are given (empty names are not). */
+static int tls_given(const svc_opts *o)
+{
+    char err[RPC_ERRLEN];
+    return rpc_tls_files_check(&o->tls, err) == 1;
+}
+
 /* Protected mode (util/protect.h) for both addresses the worker listens
  * on: 0, or -1 with err filled. A plaintext one on the network that
  * --insecure allows is logged as a warning. */
@@ -153,7 +160,7 @@ static int check_protected(const svc_opts *o, char *err, size_t errlen)
     const char *what[2] = {"--listen", "--member-listen"};
     const char *addr[2] = {o->listen, o->member_listen};
     for (int i = 0; i < 2; i++) {
-        int rc = util_protect_check(what[i], addr[i], o->tls.cert != NULL, o->insecure,
+        int rc = util_protect_check(what[i], addr[i], tls_given(o), o->insecure,
                                     UTIL_PROTECT_TLS_FLAGS, err, errlen);
         if (rc < 0)
             return -1;
@@ -286,6 +293,9 @@ static void run_until_stopped(svc *s, sigset_t *stopset, long drain_ms)
 
 int svc_main(const svc_desc *desc, int argc, char **argv)
 {
+    /* A reload asked while starting must not kill (SIGHUP's default):
+     * util_block_stop_signals takes it over. */
+    signal(SIGHUP, SIG_IGN);
     rpc_server_cfg def;
     rpc_server_cfg_default(&def);
     svc_opts o = {
@@ -409,7 +419,7 @@ int svc_main(const svc_desc *desc, int argc, char **argv)
         goto out;
     }
 
-    if (o.tls.cert != NULL) {
+    if (tls_given(&o)) {
         char terr[RPC_ERRLEN];
         if (rpc_tls_new(&s.tls, RPC_TLS_SERVER, &o.tls, terr) < 0) {
             util_log(UTIL_ERROR, "cannot start", "err=%s", util_logq(q, sizeof(q), terr));

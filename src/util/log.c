@@ -69,6 +69,10 @@ void util_block_stop_signals(sigset_t *stopset)
     sigaddset(stopset, SIGINT);
     sigaddset(stopset, SIGHUP);
     pthread_sigmask(SIG_BLOCK, stopset, NULL);
+    /* Blocked now, so its default (or an ignore set while starting) no
+     * longer applies: a SIGHUP waits for util_wait_stop. An ignored one
+     * would be dropped. */
+    signal(SIGHUP, SIG_DFL);
     signal(SIGPIPE, SIG_IGN);
 }
 
