@@ -5,8 +5,8 @@
  * time (dlopen of the unversioned names that libssl-dev installs), and
  * looks up the OpenSSL 1.1 function names in them. OpenSSL 3 dropped one
  * of those, SSL_get_peer_certificate (now a macro), so on Debian 12 that
- * lookup fails and civetweb cannot do TLS at all (upstream civetweb issue
- * 1334). The gateway program works around it (see https.c and
+ * lookup fails and civetweb cannot do TLS at all (upstream:
+ * https://github.com/civetweb/civetweb/issues/1334). The gateway program works around it (see https.c and
  * src/gateway/CMakeLists.txt): it names itself libssl.so (DT_SONAME), so
  * that civetweb's dlopen("libssl.so") finds the gateway, whose own
  * libssl.so.3 then answers every name, and SSL_get_peer_certificate is
