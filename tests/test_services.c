@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -257,6 +258,25 @@ static void test_name_identity(void **state)
     cli(P, 0, "{\"names\":[\"bob\",\"jane\",\"\xC3\xA9\",\"Zo\xC3\xAB\"]}", NULL, "people",
         "list", NULL);
     cli(Q, 0, "{\"pets\":[],\"missing\":[5]}", NULL, "pets", "get", "5", NULL);
+}
+
+/* --data-dir makes the directory itself, never its missing parents (a
+ * mistyped path fails instead of growing a tree), and says so either way. */
+static void test_data_dir_parent_must_exist(void **state)
+{
+    fixture *fx = *state;
+    char bin[512], dir[400], out[1024], err[4096];
+    snprintf(dir, sizeof(dir), "%s/missing/var", fx->dir);
+    char *const argv[] = {(char *)proc_bin("tcpops-people", bin, sizeof(bin)), "--listen",
+                          "127.0.0.1:0", "--data-dir", dir, NULL};
+    int code = proc_run(argv, out, sizeof(out), err, sizeof(err), 5000);
+    if (code == 0 || strstr(err, "its parent does not exist") == NULL)
+        fail_msg("--data-dir %s: expected a non-zero exit saying \"its parent does not "
+                 "exist\"; got exit %d, stderr \"%s\"", dir, code, err);
+    snprintf(dir, sizeof(dir), "%s/missing", fx->dir);
+    struct stat st;
+    if (stat(dir, &st) == 0)
+        fail_msg("expected %s not to be created, but it exists", dir);
 }
 
 static void test_unreachable_is_exit_3(void **state)
@@ -983,13 +1003,15 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_sigterm_exits_0, setup, teardown),
     };
     /* SQLite only: the port lock's identity is the database file's path;
-     * the other two touch no store (an unreachable address, a port another
-     * program holds), so one run says all they can. */
+     * the next two touch no store (an unreachable address, a port another
+     * program holds), so one run says all they can; the data directory
+     * holds only SQLite's file. */
     const struct CMUnitTest sqlite_only[] = {
         cmocka_unit_test_setup_teardown(test_port_shared_only_by_the_same_service_and_store,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_unreachable_is_exit_3, setup, teardown),
         cmocka_unit_test_setup_teardown(test_port_held_by_another_program, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_data_dir_parent_must_exist, setup, teardown),
     };
     signal(SIGPIPE, SIG_IGN);
     /* tcpops-cli's deadline (2 s by default) is when to give up, not a speed

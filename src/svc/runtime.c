@@ -71,20 +71,30 @@ void svc_rt_init(svc *s, const svc_desc *desc, const char *self)
     rpc_cond_init(&s->cond);
 }
 
-int svc_mkdir_p(const char *path)
+/* mkdir of path alone (not its parents, as mkdir(1) without -p): 1 when
+ * made, 0 when a directory is there already, or a negative errno. */
+static int mkdir_one(const char *path)
 {
-    char tmp[4096];
-    snprintf(tmp, sizeof(tmp), "%s", path);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
-                return -errno;
-            *p = '/';
-        }
-    }
-    if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+    if (mkdir(path, 0755) == 0)
+        return 1;
+    if (errno != EEXIST)
         return -errno;
+    struct stat st;
+    if (stat(path, &st) < 0)
+        return -errno;
+    return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+}
+
+int svc_data_dir_make(const char *data_dir, char *err, size_t errlen)
+{
+    int rc = mkdir_one(data_dir);
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot create data dir %s: %s%s", data_dir, strerror(-rc),
+                 rc == -ENOENT ? " (its parent does not exist: create that first)" : "");
+        return rc;
+    }
+    if (rc == 1)
+        util_log(UTIL_INFO, "created data dir", "dir=%s", data_dir);
     return 0;
 }
 
@@ -93,11 +103,8 @@ int svc_rt_prepare(svc *s, const char *data_dir, const svc_store *st,
 {
     const svc_desc *desc = s->desc;
     s->store = *st;
-    int rc = s->store.in_data_dir ? svc_mkdir_p(data_dir) : 0;
-    if (rc < 0) {
-        snprintf(err, errlen, "cannot create data dir %s: %s", data_dir, strerror(-rc));
+    if (s->store.in_data_dir && svc_data_dir_make(data_dir, err, errlen) < 0)
         return -1;
-    }
     if (svc_store_prepare(&s->store, desc->name, desc->migrations, desc->nmigrations,
                           desc->pg_migrations, desc->pg_nmigrations, err, errlen) < 0 ||
         svc_writer_new(&s->writer, &s->store, err, errlen) < 0)

@@ -78,8 +78,11 @@ void svc_rt_fini(svc *s);
  * prepared: any thread, no lock. */
 const svc_method *svc_rt_find(const svc *s, const char *name);
 
-/* Creates path and its missing parents (mode 0755). 0 or a negative errno. */
-int svc_mkdir_p(const char *path);
+/* Creates the data directory itself (mode 0755), not its parents: a
+ * mistyped path fails rather than growing a tree somewhere; logs when it
+ * made one. 0 (made or there already), or a negative errno with err
+ * filled. */
+int svc_data_dir_make(const char *data_dir, char *err, size_t errlen);
 
 /* rpc_server_cfg hooks; user is the svc. thread_init opens the thread's read
  * connection (a malloc'd svc_thread in *state; 0, or -ENOMEM/-EIO after

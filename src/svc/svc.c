@@ -42,7 +42,7 @@ typedef struct svc_opts {
 
 /* The identity of the store for the port claim: the service's name and
  * where its data lives (for SQLite the real path of the file, created
- * directory and all when it is the default one under data_dir). 0, or a
+ * directory when it is the default one under data_dir). 0, or a
  * negative errno with err filled. */
 static int store_identity(const svc_desc *desc, const svc_store *st, const char *data_dir,
                           char *out, size_t len, char *err, size_t errlen)
@@ -52,10 +52,8 @@ static int store_identity(const svc_desc *desc, const svc_store *st, const char 
     if (st->backend == SVC_POSTGRES) {
         svc_store_describe(st, where, sizeof(where));
     } else if (st->in_data_dir) {
-        if ((rc = svc_mkdir_p(data_dir)) < 0) {
-            snprintf(err, errlen, "cannot create data dir %s: %s", data_dir, strerror(-rc));
+        if ((rc = svc_data_dir_make(data_dir, err, errlen)) < 0)
             return rc;
-        }
         if (realpath(data_dir, abs) == NULL) {
             rc = -errno;
             snprintf(err, errlen, "data dir %s: %s", data_dir, strerror(errno));
@@ -441,8 +439,11 @@ int svc_main(const svc_desc *desc, int argc, char **argv)
      * touched or the port bound (see portlock.h). */
     char identity[PATH_MAX + 4200];
     if (store_identity(desc, &store, o.data_dir, identity, sizeof(identity), err,
-                       sizeof(err)) < 0 ||
-        claim_port(o.listen, identity, &plock, err, sizeof(err)) < 0) {
+                       sizeof(err)) < 0) {
+        util_log(UTIL_ERROR, "cannot start", "err=%s", util_logq(q, sizeof(q), err));
+        goto out;
+    }
+    if (claim_port(o.listen, identity, &plock, err, sizeof(err)) < 0) {
         util_log(UTIL_ERROR, "cannot listen", "addr=%s err=%s", o.listen,
                  util_logq(q, sizeof(q), err));
         goto out;
