@@ -191,19 +191,11 @@ static int conn_opened(const struct mg_connection *conn, void **conn_data)
  * stands for and the peer of the one logged. */
 static int log_civetweb(const struct mg_connection *conn, const char *message)
 {
-    static _Atomic int64_t logged_ms;
-    static _Atomic uint64_t quiet;
-    int64_t now = rpc_now_ms(), last = atomic_load(&logged_ms);
-    if ((last != 0 && now - last < 1000) ||
-        !atomic_compare_exchange_strong(&logged_ms, &last, now)) {
-        atomic_fetch_add(&quiet, 1);
+    static util_log_limit limit;
+    char q[600], more[48];
+    if (!util_log_due(&limit, more, sizeof(more)))
         return 1;
-    }
     const struct mg_request_info *ri = conn != NULL ? mg_get_request_info(conn) : NULL;
-    char q[600], more[48] = "";
-    uint64_t n = atomic_exchange(&quiet, 0);
-    if (n > 0)
-        snprintf(more, sizeof(more), " unlogged_before=%llu", (unsigned long long)n);
     util_log(UTIL_WARN, "http", "peer=%s detail=%s%s",
              ri != NULL && ri->remote_addr[0] ? ri->remote_addr : "-",
              util_logq(q, sizeof(q), message), more);

@@ -169,7 +169,6 @@ void svc_rt_thread_fini(void *user, void *state)
     }
 }
 
-#define UNAVAILABLE_LOG_MS 1000
 
 /* One line per call that did not succeed (and per call with --log-calls;
  * UNAVAILABLE at most once a second, saying how many went unlogged),
@@ -183,21 +182,12 @@ void svc_rt_on_call(void *user, const rpc_call_ctx *ctx, int status, const char 
                  status != TCPOPS__STATUS__INVALID_ARGUMENT;
     if (!failed && !s->log_calls)
         return;
-    uint64_t quiet = 0;
-    if (status == TCPOPS__STATUS__UNAVAILABLE && !s->log_calls) {
-        /* A database that is down fails every call alike: one line a
-         * second says so, with how many calls it stands for. */
-        int64_t now = rpc_now_ms(), last = atomic_load(&s->unavailable_logged_ms);
-        if (now - last < UNAVAILABLE_LOG_MS ||
-            !atomic_compare_exchange_strong(&s->unavailable_logged_ms, &last, now)) {
-            atomic_fetch_add(&s->unavailable_quiet, 1);
-            return;
-        }
-        quiet = atomic_exchange(&s->unavailable_quiet, 0);
-    }
     char q[300], t[160], more[48] = "";
-    if (quiet > 0)
-        snprintf(more, sizeof(more), " unlogged_before=%llu", (unsigned long long)quiet);
+    /* A database that is down fails every call alike: one line a second
+     * says so, with how many calls it stands for. */
+    if (status == TCPOPS__STATUS__UNAVAILABLE && !s->log_calls &&
+        !util_log_due(&s->unavailable_log, more, sizeof(more)))
+        return;
     util_log(failed ? UTIL_WARN : UTIL_INFO, "call",
              "method=%s status=%s dur_us=%lld trace_id=%s%s%s%s", ctx->method,
              rpc_status_name(status), (long long)duration_us,

@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "svc/svc.h"
+#include "util/log.h"
 
 typedef struct svc {
     const svc_desc *desc;
@@ -26,8 +27,7 @@ typedef struct svc {
     svc_store store;          /* where the data lives (--db, --data-dir, --sync) */
     /* UNAVAILABLE calls (a database down) are logged once a second with
      * how many were not: svc_rt_on_call. */
-    _Atomic int64_t unavailable_logged_ms;
-    _Atomic uint64_t unavailable_quiet;
+    util_log_limit unavailable_log;
     char self[64];            /* this worker's own address */
     char status_name[64];     /* "people.Status" */
     int64_t started_ms;
@@ -35,10 +35,8 @@ typedef struct svc {
     rpc_stats *stats;
     rpc_tls *tls;             /* --tls-*: the server's credentials; NULL: plaintext */
     const char *tls_cert;     /* --tls-cert, for the log */
-    int64_t tls_logged_ms;    /* I/O thread: when a refused handshake was last logged */
-    uint64_t tls_quiet;       /* I/O thread: refusals not logged since */
-    int64_t text_logged_ms;   /* I/O thread: the same for refused text mode */
-    uint64_t text_quiet;
+    util_log_limit tls_log;   /* refused handshakes: a line a second */
+    util_log_limit text_log;  /* refused text mode: the same */
     svc_writer *writer;
     struct svc_fault *fault;  /* fault injection (fault.h); NULL when off */
 

@@ -104,30 +104,12 @@ static void set_self(svc *s, const svc_opts *o, int member_port)
              hl > 0 ? host : "127.0.0.1", member_port);
 }
 
-/* Whether a refusal may be logged now (one line a second at most, with
- * how many it stands for in more); else it is counted in *quiet. I/O
- * thread. */
-static int log_due(int64_t *logged_ms, uint64_t *quiet, char *more, size_t len)
-{
-    int64_t now = rpc_now_ms();
-    if (*logged_ms != 0 && now - *logged_ms < 1000) {
-        (*quiet)++;
-        return 0;
-    }
-    more[0] = '\0';
-    if (*quiet > 0)
-        snprintf(more, len, " unlogged_before=%llu", (unsigned long long)*quiet);
-    *logged_ms = now;
-    *quiet = 0;
-    return 1;
-}
-
 /* A refused TLS handshake (I/O thread). */
 static void log_refused(void *user, const char *peer, const char *why)
 {
     svc *s = user;
     char q[300], more[48];
-    if (log_due(&s->tls_logged_ms, &s->tls_quiet, more, sizeof(more)))
+    if (util_log_due(&s->tls_log, more, sizeof(more)))
         util_log(UTIL_WARN, "tls refused", "peer=%s err=%s%s", peer,
                  util_logq(q, sizeof(q), why), more);
 }
@@ -137,7 +119,7 @@ static void log_text_refused(void *user, const char *peer, const char *why)
 {
     svc *s = user;
     char q[300], more[48];
-    if (log_due(&s->text_logged_ms, &s->text_quiet, more, sizeof(more)))
+    if (util_log_due(&s->text_log, more, sizeof(more)))
         util_log(UTIL_WARN, "text mode refused", "peer=%s err=%s hint=%s%s", peer,
                  util_logq(q, sizeof(q), why),
                  "\"--text-mode=any serves it to every client\"", more);

@@ -76,6 +76,24 @@ void util_block_stop_signals(sigset_t *stopset)
     signal(SIGPIPE, SIG_IGN);
 }
 
+int util_log_due(util_log_limit *l, char *more, size_t len)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    int64_t last = atomic_load(&l->logged_ms);
+    if ((last != 0 && now - last < 1000) ||
+        !atomic_compare_exchange_strong(&l->logged_ms, &last, now)) {
+        atomic_fetch_add(&l->quiet, 1);
+        return 0;
+    }
+    uint64_t n = atomic_exchange(&l->quiet, 0);
+    more[0] = '\0';
+    if (n > 0)
+        snprintf(more, len, " unlogged_before=%llu", (unsigned long long)n);
+    return 1;
+}
+
 int util_wait_stop(sigset_t *stopset, void (*on_hup)(void *user), void *user)
 {
     for (;;) {

@@ -6,7 +6,9 @@
 #define TCPOPS_UTIL_LOG_H
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <stddef.h>
+#include <stdint.h>
 
 enum { UTIL_DEBUG, UTIL_INFO, UTIL_WARN, UTIL_ERROR };
 
@@ -33,6 +35,19 @@ void util_block_stop_signals(sigset_t *stopset);
  * on_hup(user) (re-reading certificates, say) on the calling thread, or is
  * ignored when on_hup is NULL. */
 int util_wait_stop(sigset_t *stopset, void (*on_hup)(void *user), void *user);
+
+/* One kind of line logged at most once a second (a flood of refusals, a
+ * database down failing every call): zero it, then ask util_log_due before
+ * each line. Any thread. */
+typedef struct util_log_limit {
+    _Atomic int64_t logged_ms; /* monotonic ms of the last line; 0: none yet */
+    _Atomic uint64_t quiet;    /* lines not logged since */
+} util_log_limit;
+
+/* Whether to log this line now. When yes, more (len bytes) gets
+ * " unlogged_before=N" for the N lines dropped since the last one, or "";
+ * when no, the line is counted among them. */
+int util_log_due(util_log_limit *l, char *more, size_t len);
 
 /* Logs msg with extra key=value pairs formatted by kvfmt (may be NULL). */
 void util_log(int level, const char *msg, const char *kvfmt, ...)
