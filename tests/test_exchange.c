@@ -3,10 +3,12 @@
  * plays the server on the other end. No TCP, no sleeps. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -180,9 +182,34 @@ static void test_deadline_takes_the_call_back(void **state)
     pair_close(&p);
 }
 
-/* A frame torn by a write that timed out poisons the stream: the call is
- * lost, not retried as unsent. */
-static void test_torn_write_loses_the_call(void **state)
+/* The server's end reads two frames (the test's peer thread). */
+typedef struct reader {
+    pair *p;
+    char method[2][16];
+    size_t body_len[2];
+    int got;
+} reader;
+
+static void *read_two(void *arg)
+{
+    reader *r = arg;
+    r->p->peer.max_frame = 16u << 20; /* the big frame too */
+    for (r->got = 0; r->got < 2; r->got++) {
+        rpc_frame *f = NULL;
+        if (rpc_conn_recv_frame(&r->p->peer, &f, soon()) != 1)
+            break;
+        snprintf(r->method[r->got], sizeof(r->method[0]), "%s", f->method);
+        r->body_len[r->got] = f->body.len;
+        rpc_frame_free(f);
+    }
+    return NULL;
+}
+
+/* A frame that cannot all leave by its call's deadline: the call times
+ * out, and the rest of the frame stays queued in order, so the stream stays
+ * whole: once the peer reads, it reads that frame entire, then the next
+ * call's, and the connection was never given up. */
+static void test_slow_write_keeps_the_stream_whole(void **state)
 {
     (void)state;
     pair p;
@@ -190,14 +217,50 @@ static void test_torn_write_loses_the_call(void **state)
     size_t n = 8u << 20; /* far more than the socket buffer holds */
     uint8_t *body = calloc(1, n);
     assert_non_null(body);
-    rpc_call call = {.method = "t.Big", .body = body, .body_len = n};
+    rpc_call big = {.method = "t.Big", .body = body, .body_len = n};
     pending a = {.how = END_NONE};
-    assert_int_equal(exchange_send(p.cn, &call, &a, rpc_now_ms() + 30), -ECONNRESET);
-    assert_true(atomic_load(&a.word) & P_DONE);
-    assert_int_equal(a.how, END_LOST);
-    assert_int_equal(a.err, -ETIMEDOUT);
-    assert_null(rpc_conn_oldest(&p.cn->io));
+    assert_int_equal(exchange_send(p.cn, &big, &a, rpc_now_ms() + 30), 0);
+    assert_int_equal(exchange_wait(p.cn, &a, rpc_now_ms() + 30), 0);
+    assert_true(rpc_conn_unsent(&p.cn->io) > 0);
+    assert_int_equal(p.cn->broken, 0);
+    assert_int_equal(atomic_load(&p.cn->state), CONN_READY);
+
+    reader r = {.p = &p};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, read_two, &r), 0);
+    pending b = {.how = END_NONE};
+    rpc_call small = {.method = "t.A"};
+    assert_int_equal(exchange_send(p.cn, &small, &b, soon()), 0);
+    pthread_join(th, NULL);
+    if (r.got != 2 || strcmp(r.method[0], "t.Big") != 0 || r.body_len[0] != n ||
+        strcmp(r.method[1], "t.A") != 0)
+        fail_msg("expected t.Big (%zu bytes) then t.A whole; got %d frames: %s (%zu), %s",
+                 n, r.got, r.method[0], r.body_len[0], r.method[1]);
     assert_int_equal(rpc_conn_unsent(&p.cn->io), 0);
+    assert_int_equal(p.cn->broken, 0);
+    free(body);
+    pair_close(&p);
+}
+
+/* A sender stuck on a full socket: more than DIALER_QUEUE_MAX bytes of
+ * calls are not piled up behind it; they are refused as unsent, to go
+ * elsewhere. */
+static void test_full_queue_refuses_as_unsent(void **state)
+{
+    (void)state;
+    pair p;
+    pair_open(&p);
+    size_t n = DIALER_QUEUE_MAX / 2 + 1;
+    uint8_t *body = calloc(1, n);
+    assert_non_null(body);
+    rpc_call call = {.method = "t.Big", .body = body, .body_len = n};
+    /* Hold the sender's lock, as a sender stuck on a full socket does. */
+    pthread_mutex_lock(&p.cn->wlock);
+    pending a = {.how = END_NONE}, b = {.how = END_NONE};
+    assert_int_equal(exchange_send(p.cn, &call, &a, soon()), 0);
+    assert_int_equal(exchange_send(p.cn, &call, &b, soon()), -EAGAIN);
+    assert_int_equal(atomic_load(&p.cn->outstanding), 1);
+    pthread_mutex_unlock(&p.cn->wlock);
     free(body);
     pair_close(&p);
 }
@@ -263,7 +326,8 @@ int main(void)
         cmocka_unit_test(test_goaway_returns_unsent_calls),
         cmocka_unit_test(test_idle_goaway_seen_before_sending),
         cmocka_unit_test(test_deadline_takes_the_call_back),
-        cmocka_unit_test(test_torn_write_loses_the_call),
+        cmocka_unit_test(test_slow_write_keeps_the_stream_whole),
+        cmocka_unit_test(test_full_queue_refuses_as_unsent),
         cmocka_unit_test(test_not_a_server),
         cmocka_unit_test(test_peer_close_ends_the_read),
     };

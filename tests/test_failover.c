@@ -258,7 +258,10 @@ static void test_reads_retried_elsewhere_writes_not(void **state)
     for (int i = 0; i < N; i++) {
         /* R R W W ...: the channel alternates between the two idle servers,
          * so reads and writes must not alternate in step with it. */
-        f[i] = (inflight){.ch = fx->ch, .sleep_ms = "700", .idempotent = (i / 2) % 2 == 0,
+        /* 3 s each: all 16 must be in flight at once before the kill, and
+         * starting them one at a time takes long under ASan on a busy
+         * machine (700 ms was once not enough). */
+        f[i] = (inflight){.ch = fx->ch, .sleep_ms = "3000", .idempotent = (i / 2) % 2 == 0,
                           .status = -1};
         pthread_create(&th[i], NULL, slow_call, &f[i]);
         /* One at a time: calls that pick together see the same counts, and

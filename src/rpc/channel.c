@@ -16,8 +16,8 @@
  *      (max_waiting, else RESOURCE_EXHAUSTED),       nobody reads? dialer_read
  *      sleep on ch->free_seq, pick again              (GOAWAY, close, PONG)
  *    exchange_send                                  lost (a reader saw the
- *     wlock: rpc_conn_put (id),                      end, or keepalive):
- *            dialer_write --> socket ------+         teardown: detach pending,
+ *     lock: rpc_conn_put (id), queue frame           end, or keepalive):
+ *     dialer_flush: one send --> socket ---+         teardown: detach pending,
  *    exchange_wait                         |          fail each as lost
  *     read role free? read_for:            v
  *      dialer_read: poll, rpc_conn_fill,  server
@@ -34,10 +34,10 @@
  * the socket instead of from a reader thread. Answers for other callers it
  * reads are handed over; GOAWAY and errors are handled by whoever reads them.
  *
- * Lock order: conn->wlock (one frame written whole, ids in wire order)
- * before conn->lock (state, pending table, read role). ch->lock (ch->cond:
- * a conn changed state, stop) and ch->eplock (the endpoint list) are never
- * held while taking any other lock; eplock held for writing joins conn
+ * Lock order: conn->wlock (the sender: every queued frame in one write,
+ * in id order) before conn->lock (state, pending table, send queue, read
+ * role). ch->lock (ch->cond: a conn changed state, stop) and ch->eplock
+ * (the endpoint list) are never held while taking any other lock; eplock held for writing joins conn
  * threads, which never take it. A waiting caller sleeps on its pending's
  * word (answered, or made reader), which is set without any lock.
  *

@@ -30,6 +30,7 @@
 #define EJECT_AFTER 5             /* failures in a row */
 #define EJECT_BASE_MS 1000        /* x times ejected ... */
 #define EJECT_MAX_MS 30000        /* ... up to this */
+#define DIALER_QUEUE_MAX (1u << 20) /* bytes queued behind a sender */
 
 /* A connection's state, read without a lock when picking. */
 enum { CONN_DOWN, CONN_CONNECTING, CONN_READY, CONN_DRAINING };
@@ -40,6 +41,8 @@ enum { END_NONE, END_ANSWER, END_LOST, END_UNSENT };
 /* A pending's word: what its caller sleeps on (rpc_waiter). */
 #define P_DONE 1u            /* completed: how, err, answer are set */
 #define P_LEAD 2u            /* holds the read role (set and cleared under conn->lock) */
+#define P_SLEEP 4u           /* its caller sleeps (or is about to) on the word:
+                              * whoever sets DONE or LEAD must wake it */
 
 /* A call in flight on one connection; lives on its caller's stack. */
 typedef struct pending {
@@ -62,14 +65,16 @@ typedef struct conn {
     int index;               /* within the endpoint's pool */
     pthread_t thread;
 
-    pthread_mutex_t wlock;   /* writers: one frame at a time, in id order;
-                              * io's writer side */
+    pthread_mutex_t wlock;   /* the sender (dialer_flush): io's writer side */
     pthread_mutex_t lock;    /* the fields below and io's pending table */
     pthread_cond_t cond;     /* the conn thread's sleep: a reader left */
     _Atomic int state;       /* CONN_*; read without the lock when picking */
     _Atomic int outstanding;
     _Atomic int soon;        /* a connection is expected at once: worth waiting */
     _Atomic int last_err;    /* why the last attempt or connection failed (-errno) */
+    rpc_buf outq;            /* frames queued for the sender, in id order */
+    uint64_t unsent_from;    /* lowest call id of outq (or of a batch of
+                              * which no byte left); 0: none */
     rpc_conn io;             /* io.fd changes under wlock and lock; the reader
                               * side belongs to the read role's holder */
     uint64_t goaway_last;    /* with goaway_seen: ids above it never ran */
@@ -84,6 +89,7 @@ typedef struct conn {
      * timeout: the peer may be gone without a word (a partition). Picked
      * last until bytes arrive; its thread PINGs it at once. */
     _Atomic int suspect;
+    _Atomic int bursting;    /* a reader hands out answers: it sends after */
     _Atomic int64_t last_frame; /* rpc_now_ms when an answer or PONG last arrived */
     rpc_backoff bo;          /* the conn's own thread only */
 } conn;
@@ -157,10 +163,21 @@ void dialer_fini(conn *cn);
 /* Completes p (how: END_*) and wakes its caller; p may be gone on return. */
 void dialer_complete(pending *p, int how, int err, rpc_frame *answer);
 
-/* Writes f whole on cn (the connection's one write path), giving up at
- * deadline_ms. Caller holds cn->wlock. Returns 0 or a negative errno; *sent
- * says how many bytes left (0: the peer saw none of the frame). */
-int dialer_write(conn *cn, const rpc_frame *f, int64_t deadline_ms, size_t *sent);
+/* Queues f for the sender (the connection's one write path: frames leave
+ * in the order they were queued, so ids in wire order when queued in id
+ * order). Caller holds cn->lock and has checked the connection is not
+ * broken. 0, -EAGAIN when DIALER_QUEUE_MAX bytes already wait (nothing
+ * queued), or -ENOMEM. */
+int dialer_queue_locked(conn *cn, const rpc_frame *f);
+
+/* Sends what the queue holds, in one write for every frame queued so far
+ * (write combining), unless another thread is sending: that one sends it.
+ * Waits for room in the socket until deadline_ms (0: not at all; what is
+ * left goes with the next send, or the conn thread's within 100 ms); a
+ * send that fails marks
+ * the connection broken (its thread tears it down and completes the
+ * calls). Takes cn->wlock, then cn->lock; neither may be held. */
+void dialer_flush(conn *cn, int64_t deadline_ms);
 
 /* Reads and handles what the connection sends, waiting up to wait_ms for
  * the first bytes. Only the read role's holder calls it. Returns the frames
@@ -187,12 +204,12 @@ void dialer_done_reading(conn *cn, int rc);
 /* Calls in flight in this process, over all channels (spin_us looks). */
 extern _Atomic int exchange_calls_in_process;
 
-/* Sends call on cn with p registered. Returns 0 when the frame went out,
- * -EAGAIN when it provably did not (the conn was not ready: safe to send
- * elsewhere), -ENOMEM (nothing sent, p out of the table), or -ECONNRESET
- * when it may have partly gone (the connection is torn down) or p was
- * completed by another thread meanwhile: p completes all the same, so wait
- * for it with exchange_wait. Takes cn->wlock, then cn->lock. */
+/* Files p on cn and queues call's frame, then sends the queue unless
+ * another caller is sending it. Returns 0 when the frame is on its way (a
+ * send that fails later completes p: unsent when none of its batch left,
+ * else lost), -EAGAIN when the conn was not ready or its queue is full
+ * (nothing queued: safe to send elsewhere) or -ENOMEM (nothing queued, p out of the table). Takes
+ * cn->lock, then dialer_flush's locks. */
 int exchange_send(conn *cn, rpc_call *call, pending *p, int64_t deadline);
 
 /* Waits for p until deadline, reading the connection itself whenever the

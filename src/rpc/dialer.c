@@ -28,12 +28,14 @@ void dialer_complete(pending *p, int how, int err, rpc_frame *answer)
 {
     /* p may be gone once P_DONE is set (its caller returns): the wake that
      * follows then finds no sleeper, or wakes a later wait on the same stack
-     * address spuriously, which every wait tolerates. */
+     * address spuriously, which every wait tolerates. No wake at all when
+     * the caller is not asleep (it reads the word before it sleeps): e.g. a
+     * reader completing its own call. */
     p->how = how;
     p->err = err;
     p->answer = answer;
-    atomic_fetch_or_explicit(&p->word, P_DONE, memory_order_release);
-    rpc_waiter_wake(&p->word, 1);
+    if (atomic_fetch_or_explicit(&p->word, P_DONE, memory_order_acq_rel) & P_SLEEP)
+        rpc_waiter_wake(&p->word, 1);
 }
 
 static void complete_list(rpc_pending *list, int how, int err)
@@ -47,29 +49,92 @@ static void complete_list(rpc_pending *list, int how, int err)
 
 /* ---- the write path ---- */
 
-int dialer_write(conn *cn, const rpc_frame *f, int64_t deadline_ms, size_t *sent)
+int dialer_queue_locked(conn *cn, const rpc_frame *f)
 {
-    *sent = 0;
-    if (cn->io.fd < 0)
-        return -ENOTCONN;
-    int rc = rpc_conn_send(&cn->io, f);
-    if (rc == -ENOMEM || rc == -ENOBUFS)
-        return rc; /* nothing queued */
-    if (rc == 0 && rpc_conn_unsent(&cn->io) > 0)
-        rc = rpc_conn_flush_wait(&cn->io, deadline_ms);
-    if (rc < 0) {
-        /* The rest of a frame that failed goes nowhere: wbuf starts empty
-         * for the next writer (who finds the connection broken anyway). */
-        size_t left = rpc_conn_unsent(&cn->io);
-        *sent = rpc_frame_size(f) - left;
-        rpc_buf_consume(&cn->io.wbuf, left);
-        /* TLS may have sealed part of it into a record it holds, or sent
-         * some: the server may see it, so the call is not "unsent" and the
-         * stream is torn. */
-        if (cn->io.tls != NULL && *sent == 0)
-            *sent = 1;
+    size_t n = rpc_frame_size(f);
+    size_t queued = rpc_buf_used(&cn->outq);
+    /* The sender is stuck on a full socket: more calls go elsewhere rather
+     * than pile up behind it. One frame of any size goes when none waits. */
+    if (queued > 0 && queued + n > DIALER_QUEUE_MAX)
+        return -EAGAIN;
+    int rc = rpc_buf_reserve(&cn->outq, n, SIZE_MAX);
+    if (rc < 0)
+        return rc;
+    cn->outq.len += rpc_frame_write(f, cn->outq.data + cn->outq.len);
+    if (f->id != 0 && cn->unsent_from == 0)
+        cn->unsent_from = f->id;
+    return 0;
+}
+
+/* The queue's frames go behind what wbuf still holds. Caller holds wlock
+ * and lock. */
+static int take_queue_locked(conn *cn)
+{
+    rpc_buf *q = &cn->outq, *w = &cn->io.wbuf;
+    if (rpc_buf_used(q) == 0)
+        return 0;
+    int rc = 0;
+    if (rpc_buf_used(w) == 0) {
+        rpc_buf t = *w; /* the common case: no copy */
+        *w = *q;
+        *q = t;
+        rpc_buf_consume(q, rpc_buf_used(q));
+        cn->io.wprogress = rpc_now_ms();
+    } else {
+        rc = rpc_conn_queue(&cn->io, rpc_buf_head(q), rpc_buf_used(q));
+        if (rc == 0)
+            rpc_buf_consume(q, rpc_buf_used(q));
     }
+    rpc_buf_shrink(q, 65536);
     return rc;
+}
+
+/* Sends wbuf, waiting for room until deadline_ms (0: not at all). Caller
+ * holds wlock. A failure (not the deadline: bytes left then wait for the
+ * next sender, in order) ends the connection; when not one byte of the batch that began at
+ * call id `from` left, its calls count as never sent. */
+static void send_batch(conn *cn, uint64_t from, int64_t deadline_ms)
+{
+    size_t before = rpc_conn_unsent(&cn->io);
+    int rc = rpc_conn_flush(&cn->io);
+    if (rc == 0 && rpc_conn_unsent(&cn->io) > 0 && deadline_ms > 0)
+        rc = rpc_conn_flush_wait(&cn->io, deadline_ms);
+    if (rc == 0 || rc == -ETIMEDOUT)
+        return;
+    pthread_mutex_lock(&cn->lock);
+    /* TLS may have sealed some into a record it holds: never "unsent". */
+    if (from != 0 && cn->io.tls == NULL && rpc_conn_unsent(&cn->io) == before)
+        cn->unsent_from = from;
+    dialer_mark_broken_locked(cn, rc);
+    pthread_mutex_unlock(&cn->lock);
+}
+
+void dialer_flush(conn *cn, int64_t deadline_ms)
+{
+    /* Whoever holds wlock sends; the others leave their frames queued. The
+     * holder looks at the queue again after letting go, so a frame queued
+     * while it sent (whose thread found wlock taken) leaves all the same. */
+    while (pthread_mutex_trylock(&cn->wlock) == 0) {
+        pthread_mutex_lock(&cn->lock);
+        int usable = cn->broken == 0 && cn->io.fd >= 0;
+        /* Only a batch that starts on a frame boundary may count as unsent. */
+        uint64_t from = rpc_conn_unsent(&cn->io) == 0 ? cn->unsent_from : 0;
+        int rc = usable ? take_queue_locked(cn) : 0;
+        if (usable && rc == 0)
+            cn->unsent_from = 0;
+        else if (rc < 0)
+            dialer_mark_broken_locked(cn, rc);
+        pthread_mutex_unlock(&cn->lock);
+        if (usable && rc == 0 && rpc_conn_unsent(&cn->io) > 0)
+            send_batch(cn, from, deadline_ms);
+        pthread_mutex_unlock(&cn->wlock);
+
+        pthread_mutex_lock(&cn->lock);
+        int more = rpc_buf_used(&cn->outq) > 0 && cn->broken == 0 && cn->io.fd >= 0;
+        pthread_mutex_unlock(&cn->lock);
+        if (!more)
+            return;
+    }
 }
 
 /* ---- the read role ---- */
@@ -86,8 +151,8 @@ void dialer_leave_reading_locked(conn *cn)
             if ((atomic_load(&q->word) & P_LEAD) || !q->waiting)
                 continue;
             cn->reading = 1;
-            atomic_fetch_or(&q->word, P_LEAD);
-            rpc_waiter_wake(&q->word, 1);
+            if (atomic_fetch_or(&q->word, P_LEAD) & P_SLEEP)
+                rpc_waiter_wake(&q->word, 1);
             break;
         }
     }
@@ -244,7 +309,12 @@ int dialer_read(conn *cn, int wait_ms)
         atomic_store(&cn->suspect, 0);
         /* Less than asked for (room left): the socket is drained. */
         int drained = cn->io.rbuf.len < cn->io.rbuf.cap;
+        /* Callers woken by these answers queue their next calls without
+         * sending: one send after the batch takes them all. */
+        atomic_store(&cn->bursting, 1);
         int k = handle_frames(cn);
+        atomic_store(&cn->bursting, 0);
+        dialer_flush(cn, 0); /* never waits for room: the reader must read */
         if (k < 0)
             return k;
         frames += k;
@@ -276,10 +346,10 @@ static int keepalive(conn *cn, int64_t now)
         return 0;
     rpc_frame f = TCPOPS__FRAME__INIT;
     f.kind = TCPOPS__KIND__PING;
-    size_t sent = 0;
-    pthread_mutex_lock(&cn->wlock);
-    int rc = dialer_write(cn, &f, now + cfg->keepalive_timeout_ms, &sent);
-    pthread_mutex_unlock(&cn->wlock);
+    pthread_mutex_lock(&cn->lock);
+    int rc = cn->broken == 0 ? dialer_queue_locked(cn, &f) : 0;
+    pthread_mutex_unlock(&cn->lock);
+    dialer_flush(cn, now + cfg->keepalive_timeout_ms);
     return rc;
 }
 
@@ -304,6 +374,8 @@ static int serve(conn *cn)
         int rc = keepalive(cn, now);
         if (rc < 0)
             return rc;
+        /* Bytes a sender left when its deadline came, with no sender since. */
+        dialer_flush(cn, now + 100);
 
         /* A ready connection is looked at every 100 ms: to notice stop,
          * keepalive deadlines and anything that came while nobody read. The
@@ -439,12 +511,19 @@ static void teardown(conn *cn, int why)
     /* After a GOAWAY, calls above its last id were never run by the
      * server (they raced with it): those may go elsewhere, even writes. */
     rpc_pending *unsent = cn->goaway_seen ? rpc_conn_detach(&cn->io, cn->goaway_last) : NULL;
+    /* Calls whose frames never left the queue (or a batch of which not a
+     * byte left) may go elsewhere too. */
+    rpc_pending *queued = cn->unsent_from != 0 ? rpc_conn_detach(&cn->io, cn->unsent_from - 1)
+                                               : NULL;
     rpc_pending *lost = rpc_conn_detach(&cn->io, 0);
     atomic_store(&cn->outstanding, 0);
     rpc_conn_close(&cn->io);
+    rpc_buf_fini(&cn->outq);
+    cn->unsent_from = 0;
     pthread_mutex_unlock(&cn->lock);
     pthread_mutex_unlock(&cn->wlock);
     complete_list(unsent, END_UNSENT, 0);
+    complete_list(queued, END_UNSENT, 0);
     complete_list(lost, END_LOST, err);
 }
 
@@ -516,6 +595,7 @@ void dialer_init(conn *cn, rpc_channel *ch, endpoint *ep, int index)
     /* No cap on the write buffer: a request is the caller's own, written
      * whole whatever its size (the server judges it against its max_frame). */
     rpc_conn_init(&cn->io, -1, ch->cfg.max_frame, SIZE_MAX);
+    rpc_buf_init(&cn->outq);
 }
 
 int dialer_start(conn *cn)
@@ -529,4 +609,5 @@ void dialer_fini(conn *cn)
     pthread_mutex_destroy(&cn->lock);
     pthread_cond_destroy(&cn->cond);
     rpc_conn_fini(&cn->io);
+    rpc_buf_fini(&cn->outq);
 }

@@ -1,11 +1,14 @@
 /* One call on one client connection: file it in the pending table and
- * write its frame (under the write lock, ids in wire order), then wait for
- * its answer — reading the socket itself when the read role is free, so the
- * caller wakes straight from the socket, or sleeping on its pending's word
- * until a reader hands it the answer or the role.
+ * queue its frame (under the conn's lock, ids in wire order) for whichever
+ * caller sends next, so the frames of callers arriving together leave in
+ * one write; then wait for its answer — reading the socket itself when the
+ * read role is free, so the caller wakes straight from the socket, or
+ * sleeping on its pending's word until a reader hands it the answer or the
+ * role.
  *
- * Locks: cn->wlock before cn->lock. A waiting caller sleeps on its
- * pending's word (rpc_waiter), which is set without any lock. */
+ * Locks: cn->lock, released before dialer_flush (cn->wlock before
+ * cn->lock). A waiting caller sleeps on its pending's word (rpc_waiter),
+ * which is set without any lock. */
 #include "rpc/client.h"
 
 #include <errno.h>
@@ -50,27 +53,6 @@ static void read_idle(conn *cn)
         dialer_done_reading(cn, dialer_read(cn, 0));
 }
 
-/* The write of p's frame failed with rc after sent bytes. Caller holds
- * cn->wlock. Returns what exchange_send returns. */
-static int send_failed(conn *cn, pending *p, int rc, size_t sent)
-{
-    int mine = take_back(cn, p);
-    if (rc == -ENOMEM && sent == 0)
-        return mine ? rc : -ECONNRESET; /* not mine: its taker completes it */
-    if (rc != -ETIMEDOUT) {
-        pthread_mutex_lock(&cn->lock);
-        dialer_mark_broken_locked(cn, rc);
-        pthread_mutex_unlock(&cn->lock);
-    }
-    if (sent == 0 && mine)
-        return -EAGAIN; /* nothing left us: the server never saw it */
-    /* A torn frame poisons the stream: end the connection. */
-    shutdown(cn->io.fd, SHUT_RDWR);
-    if (mine)
-        dialer_complete(p, END_LOST, rc, NULL);
-    return -ECONNRESET;
-}
-
 int exchange_send(conn *cn, rpc_call *call, pending *p, int64_t deadline)
 {
     rpc_frame f = TCPOPS__FRAME__INIT;
@@ -83,31 +65,39 @@ int exchange_send(conn *cn, rpc_call *call, pending *p, int64_t deadline)
     f.deadline_ms = left > 0 ? (uint32_t)left : 1;
 
     read_idle(cn);
-    int rc = 0;
-    struct timespec ts;
-    rpc_ms_to_timespec(deadline, &ts);
-    /* Bounded by the deadline: a writer stuck on a full socket holds wlock. */
-    if (pthread_mutex_clocklock(&cn->wlock, CLOCK_MONOTONIC, &ts) != 0)
-        return -EAGAIN;
     pthread_mutex_lock(&cn->lock);
     if (atomic_load(&cn->state) != CONN_READY || cn->io.fd < 0 || cn->broken != 0 ||
         atomic_load(&cn->outstanding) >= cn->ch->cfg.max_inflight) {
         pthread_mutex_unlock(&cn->lock);
-        rc = -EAGAIN;
-        goto out;
+        return -EAGAIN;
     }
+    /* The id and the place in the queue in one step: ids in wire order. */
     rpc_conn_put(&cn->io, &p->link);
     f.id = p->link.id;
+    int rc = dialer_queue_locked(cn, &f);
+    if (rc < 0) {
+        rpc_conn_take(&cn->io, f.id);
+        pthread_mutex_unlock(&cn->lock);
+        return rc;
+    }
     atomic_fetch_add(&cn->outstanding, 1);
     pthread_mutex_unlock(&cn->lock);
+    if (!atomic_load(&cn->bursting))
+        dialer_flush(cn, deadline);
+    return 0;
+}
 
-    size_t sent = 0;
-    rc = dialer_write(cn, &f, deadline, &sent);
-    if (rc < 0)
-        rc = send_failed(cn, p, rc, sent);
-out:
-    pthread_mutex_unlock(&cn->wlock);
-    return rc;
+/* Sleeps while p's word still reads w, marking it P_SLEEP first so that
+ * whoever changes it knows to wake the caller; returns 0 at once if the
+ * word moved meanwhile. As rpc_waiter_wait otherwise. */
+static int sleep_on(pending *p, uint32_t w, int64_t until_ms)
+{
+    if (!(w & P_SLEEP)) {
+        if (!atomic_compare_exchange_strong(&p->word, &w, w | P_SLEEP))
+            return 0;
+        w |= P_SLEEP;
+    }
+    return rpc_waiter_wait(&p->word, w, until_ms);
 }
 
 static int is_done(pending *p)
@@ -150,7 +140,7 @@ int exchange_wait(conn *cn, pending *p, int64_t deadline)
         pthread_mutex_lock(&cn->lock);
         p->waiting = 1;
         uint32_t w = atomic_load(&p->word);
-        if (w == 0 && !cn->reading && cn->broken == 0 && cn->io.fd >= 0) {
+        if ((w & ~P_SLEEP) == 0 && !cn->reading && cn->broken == 0 && cn->io.fd >= 0) {
             cn->reading = 1;
             w = atomic_fetch_or(&p->word, P_LEAD) | P_LEAD;
         }
@@ -159,8 +149,9 @@ int exchange_wait(conn *cn, pending *p, int64_t deadline)
             read_for(cn, p, deadline);
 
         int timed_out = 0;
-        while ((w = atomic_load_explicit(&p->word, memory_order_acquire)) == 0 && !timed_out)
-            timed_out = rpc_waiter_wait(&p->word, 0, deadline) == -ETIMEDOUT;
+        while (((w = atomic_load_explicit(&p->word, memory_order_acquire)) & ~P_SLEEP) == 0 &&
+               !timed_out)
+            timed_out = sleep_on(p, w, deadline) == -ETIMEDOUT;
         if (w & P_DONE)
             return 1;
         if (timed_out || rpc_now_ms() >= deadline)
@@ -171,6 +162,6 @@ int exchange_wait(conn *cn, pending *p, int64_t deadline)
     /* Someone took it from the table to complete it: wait for that. */
     uint32_t w;
     while (!((w = atomic_load_explicit(&p->word, memory_order_acquire)) & P_DONE))
-        rpc_waiter_wait(&p->word, w, 0);
+        sleep_on(p, w, 0);
     return 1;
 }
