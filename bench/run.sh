@@ -51,7 +51,7 @@ rpc_figures() {
 }
 
 service_figures() {
-  echo "== services: 64 concurrent callers on one channel (pool of 2), --threads 4 =="
+  echo "== services: 64 concurrent callers on one channel (pool of 2), --threads 4; CPU us per call of worker and client =="
   local pp qp
   for sync in normal full; do
     rm -rf "$tmp/data"; mkdir -p "$tmp/data"
@@ -59,11 +59,11 @@ service_figures() {
     start tcpops-people "$pp" --data-dir "$tmp/data" --sync "$sync"
     start tcpops-pets "$qp" --data-dir "$tmp/data" --sync "$sync"
     if [ "$sync" = normal ]; then
-      echo "svc   $("$bin/tcpops-bench-rpc" --addr "127.0.0.1:$pp" --method people.PetIds --threads 64 --seconds "$secs")"
-      echo "svc   $("$bin/tcpops-bench-rpc" --addr "127.0.0.1:$qp" --method pets.GetByIds --threads 64 --seconds "$secs")"
+      rpc_cpu_line svc "$pp" people.PetIds "${pids[-2]}"
+      rpc_cpu_line svc "$qp" pets.GetByIds "${pids[-1]}"
     fi
-    line=$("$bin/tcpops-bench-rpc" --addr "127.0.0.1:$pp" --method people.Create --threads 64 --seconds "$secs")
-    echo "svc   sync=$sync $line"
+    line=$(rpc_cpu_line "sync=$sync" "$pp" people.Create "${pids[-2]}")
+    echo "$line"
     stop_all
     rows=$(sqlite3 "$tmp/data/people.db" "SELECT count(*) FROM people WHERE name LIKE 'bench-%'")
     calls=$(echo "$line" | field calls)
