@@ -3,6 +3,9 @@
 # machine. Starts what it measures on free loopback ports, with data in a
 # temporary directory, and stops it by PID.
 #   bench/run.sh [BUILD_DIR] [rpc|services|postgres|gateway|tls|all]   (BENCH_SECONDS=5 per figure)
+# The gateway part sweeps BENCH_CONNS (default "1 8 64 256 1000") in
+# BENCH_ROUNDS rounds (default 3) and writes sweep.tsv and its charts to
+# BENCH_OUT (default BUILD_DIR/bench-out).
 set -euo pipefail
 build=${1:-build}
 what=${2:-all}
@@ -124,53 +127,104 @@ postgres_figures() {
   echo "targets on PostgreSQL: people.Create >= 5000/s (synchronous_commit=on), people.PetIds >= 20000/s"
 }
 
-# ms VALUE: a wrk latency (850.00us, 5.79ms, 1.02s) in milliseconds.
-ms() { echo "$1" | awk '/us$/ {print $0 / 1000; next} /ms$/ {print $0 + 0; next} /s$/ {print $0 * 1000}'; }
-
+# The gateway's figures, in one run: wrk closed loop at each concurrency of
+# BENCH_CONNS (default 1 8 64 256 1000) in BENCH_ROUNDS rounds (default 3).
+# Each round runs the reference (tcpops-bench-bare with bare_threads C
+# threads), /people/pets and /people in turn at each concurrency, so a
+# drift of the machine touches all three alike; every run is a row of
+# $BENCH_OUT/sweep.tsv and every figure the median over the rounds, each run
+# shown. Then single runs: paced -c1000 and POST creates. The charts of
+# bench/plot.py go beside sweep.tsv.
 gateway_figures() {
-  echo "== HTTP: wrk -t2 -c64, ${secs}s each (-c1 and -c1000 where it says) =="
-  local paced; paced="$(dirname "$0")/paced.lua"
-  local bp; bp=$(free_port)
-  "$bin/tcpops-bench-bare" --listen "127.0.0.1:$bp" --threads 1100 &
-  pids+=($!)
-  wait_port "$bp"
-  local bare bare1 bare1k bare1kp
-  bare=$(wrk_line bare-civetweb "http://127.0.0.1:$bp/"); echo "$bare"
-  bare1=$(wrk_line bare-civetweb-c1 "http://127.0.0.1:$bp/" -t1 -c1); echo "$bare1"
-  bare1k=$(wrk_line bare-civetweb-c1000 "http://127.0.0.1:$bp/" -t2 -c1000); echo "$bare1k"
-  bare1kp=$(wrk_line bare-civetweb-c1000-paced "http://127.0.0.1:$bp/" -t2 -c1000 -s "$paced")
-  echo "$bare1kp"
-  stop_all
-
+  local out=${BENCH_OUT:-$build/bench-out} rounds=${BENCH_ROUNDS:-3}
+  local conns=${BENCH_CONNS:-1 8 64 256 1000}
+  local pets="/people/pets?owner=bob" list="/people" ref=reference
+  # Read by bare_for and sweep_run: the sweep's data file, the gateway's
+  # cpu_names, the reference's port, PID and thread count.
+  local tsv=$out/sweep.tsv gw_cpu bp="" bpid="" bthreads=""
+  mkdir -p "$out"
+  echo "== HTTP: wrk closed loop at $conns connections, ${secs}s each, $rounds rounds alternating =="
   start_system
-  local url="http://127.0.0.1:$gp/people/pets?owner=bob"
-  local pets list pets1 pets1k pets1kp rss post
-  pets=$(wrk_line people-pets "$url"); echo "$pets"
-  list=$(wrk_line people-list "http://127.0.0.1:$gp/people"); echo "$list"
-  pets1=$(wrk_line people-pets-c1 "$url" -t1 -c1); echo "$pets1"
-  pets1k=$(wrk_line people-pets-c1000 "$url" -t2 -c1000); echo "$pets1k"
-  pets1kp=$(wrk_line people-pets-c1000-paced "$url" -t2 -c1000 -s "$paced"); echo "$pets1kp"
-  rss=$(awk '/VmRSS/ {print $2}' /proc/"$gpid"/status)
-  echo "      gateway RSS after 1000 connections: $rss kB"
+  gw_cpu=$cpu_names
+  (IFS=$'\t'; echo "${sweep_columns[*]}") >"$tsv"
+  local r c t
+  for r in $(seq 1 "$rounds"); do
+    for c in $conns; do
+      bare_for "$c"
+      for t in $ref "$pets" $list; do sweep_run "$r" "$t" "$c"; done
+    done
+  done
+
+  local paced; paced="$(dirname "$0")/paced.lua"
+  bare_for 1000
+  local barep gwp post rows posted
+  cpu_names="bare=$bpid"
+  barep=$(wrk_line reference-c1000-paced "http://127.0.0.1:$bp/" -t2 -c1000 -s "$paced")
+  echo "$barep"
+  stop_pid "$bpid"
+  cpu_names=$gw_cpu
+  gwp=$(wrk_line people-pets-c1000-paced "http://127.0.0.1:$gp$pets" -t2 -c1000 -s "$paced")
+  echo "$gwp"
   post=$(wrk_line post-unique "http://127.0.0.1:$gp" -s "$(dirname "$0")/post_unique.lua")
   echo "$post"
   stop_all
-  local rows; rows=$(sqlite3 "$tmp/data/people.db" "SELECT count(*) FROM people WHERE name LIKE 'w%'")
-  local posted; posted=$(echo "$post" | field requests)
+  rows=$(sqlite3 "$tmp/data/people.db" "SELECT count(*) FROM people WHERE name LIKE 'w%'")
+  posted=$(echo "$post" | field requests)
   echo "      creates on disk after the POST run: $rows, answered by wrk: $posted (every 201 must be there)"
 
-  echo "== performance figures: ours, reference in this run, ratio, target =="
+  echo "== performance figures: ours, reference in this run, ratio, target; median of $rounds rounds [each run] =="
+  local rss
+  rss=$(sweep_values "$tsv" "$pets|$list" 1000 gateway_rss_kb |
+        awk '{ for (i = 1; i <= NF; i++) printf "%s%.1f", (i > 1 ? " " : ""), $i / 1024 }')
   printf '%s\n' \
-    "/people/pets req/s|$(echo "$pets" | field req_per_s)|$(echo "$bare" | field req_per_s)|>= 0.5x bare" \
-    "/people req/s|$(echo "$list" | field req_per_s)|$(echo "$bare" | field req_per_s)|>= 0.6x bare" \
-    "/people/pets p99 ms at -c64|$(ms "$(echo "$pets" | field p99)")|$(ms "$(echo "$bare" | field p99)")|<= 5 ms" \
-    "/people/pets non-2xx at -c64|$(echo "$pets" | field non2xx)|0|0" \
-    "POST /people creates/s|$(echo "$post" | field req_per_s)|10000|>= 10000, all on disk" \
-    "-c1000 p99 ms, closed loop|$(ms "$(echo "$pets1k" | field p99)")|$(ms "$(echo "$bare1k" | field p99)")|<= 20 ms" \
-    "-c1000 p99 ms, paced ~10k req/s|$(ms "$(echo "$pets1kp" | field p99)")|$(ms "$(echo "$bare1kp" | field p99)")|<= 20 ms" \
-    "gateway RSS MiB at -c1000|$((rss / 1024))|64|<= 64 MiB" \
-    "-c1 p50 ms|$(ms "$(echo "$pets1" | field p50)")|$(ms "$(echo "$bare1" | field p50)")|<= 0.150 ms" |
+    "/people/pets req/s, C=64|$(sweep_values "$tsv" "$pets" 64 req_per_s)|$(sweep_values "$tsv" $ref 64 req_per_s)|>= 0.5x ref" \
+    "/people/pets p99 ms, C=64|$(sweep_values "$tsv" "$pets" 64 p99_ms)|$(sweep_values "$tsv" $ref 64 p99_ms)|<= 5 ms" \
+    "/people/pets non-2xx, C=64|$(sweep_values "$tsv" "$pets" 64 non2xx)|$(sweep_values "$tsv" $ref 64 non2xx)|= 0" \
+    "/people req/s, C=64|$(sweep_values "$tsv" $list 64 req_per_s)|$(sweep_values "$tsv" $ref 64 req_per_s)|>= 0.65x ref" \
+    "/people/pets p50 ms, C=1|$(sweep_values "$tsv" "$pets" 1 p50_ms)|$(sweep_values "$tsv" $ref 1 p50_ms)|<= 2x ref" \
+    "/people/pets errors, C=1000|$(sweep_values "$tsv" "$pets" 1000 non2xx+socket_errors)|$(sweep_values "$tsv" $ref 1000 non2xx+socket_errors)|= 0" \
+    "/people errors, C=1000|$(sweep_values "$tsv" $list 1000 non2xx+socket_errors)|$(sweep_values "$tsv" $ref 1000 non2xx+socket_errors)|= 0" \
+    "/people/pets p99 ms, C=1000|$(sweep_values "$tsv" "$pets" 1000 p99_ms)|$(sweep_values "$tsv" $ref 1000 p99_ms)|-" \
+    "gateway RSS MiB after C=1000|$rss|-|<= 64 MiB" \
+    "-c1000 p99 ms, paced ~10k req/s|$(ms "$(echo "$gwp" | field p99)")|$(ms "$(echo "$barep" | field p99)")|<= 20 ms" \
+    "POST /people creates/s|$(echo "$post" | field req_per_s)|-|>= 10000" |
   figures_table
+  cpu_table "$tsv" 64 $ref "$pets" $list
+  if command -v python3 >/dev/null; then
+    python3 "$(dirname "$0")/plot.py" "$tsv" "$out" "one $(nproc)-core machine" >/dev/null
+  else
+    echo "bench: no python3, no charts"
+  fi
+  echo "      data and charts in $out: $(cd "$out" && echo *)"
+}
+
+# bare_for C: a tcpops-bench-bare with bare_threads C threads listening on
+# bp (PID bpid); the one running is kept when it has that many, else it is
+# stopped and another started.
+bare_for() {
+  local n; n=$(bare_threads "$1")
+  [ "$n" = "$bthreads" ] && return 0
+  [ -n "$bpid" ] && stop_pid "$bpid"
+  bp=$(free_port)
+  start tcpops-bench-bare "$bp" --threads "$n"
+  bpid=${pids[-1]} bthreads=$n
+}
+
+# sweep_run ROUND TARGET CONNS: one wrk run of the sweep (-t1 at one
+# connection), against the reference when TARGET is "reference", else the
+# gateway's path TARGET; printed, and a row of $tsv.
+sweep_run() {
+  local t=$2 c=$3 url line rss="" wt=-t2
+  [ "$c" = 1 ] && wt=-t1
+  if [ "$t" = reference ]; then
+    cpu_names="bare=$bpid" url="http://127.0.0.1:$bp/"
+  else
+    cpu_names=$gw_cpu url="http://127.0.0.1:$gp$t"
+  fi
+  line=$(wrk_line "$t" "$url" "$wt" -c"$c")
+  [ "$t" = reference ] || rss=$(awk '/VmRSS/ {print $2}' /proc/"$gpid"/status)
+  echo "r$1 c=$c $line"
+  sweep_row "$1" "$t" "$c" "$line" "$rss" >>"$tsv"
 }
 
 # The TLS figures, in one run: the same load over plaintext and over mutual
