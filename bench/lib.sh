@@ -114,7 +114,7 @@ wrk_line() {
   for np in $cpu_names; do before+=("$(cpu_ticks "${np#*=}")"); done
   out=$(wrk -t2 -c64 -d"${secs}s" --latency "$@" "$url")
   local rps p50 p99 non2xx errs total
-  rps=$(echo "$out" | awk '/^Requests\/sec/ {print $2}')
+  rps=$(echo "$out" | awk '/^Requests\/sec/ {printf "%.0f", $2}')
   p50=$(echo "$out" | awk '$1 == "50%" {print $2}')
   p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
   non2xx=$(echo "$out" | awk '/Non-2xx/ {print $NF}')
@@ -148,16 +148,12 @@ sweep_columns=(round target conns req_per_s p50_ms p99_ms requests non2xx socket
                cpu_us_gateway cpu_us_people cpu_us_pets cpu_us_bare gateway_rss_kb)
 
 # sweep_row ROUND TARGET CONNS LINE [RSS_KB]: one wrk_line as a row of
-# sweep.tsv (tab-separated, latencies in ms, req/s whole), "-" for what
-# the line lacks.
+# sweep.tsv (tab-separated, latencies in ms), "-" for what the line lacks.
 sweep_row() {
   local c v row="$1"$'\t'"$2"$'\t'"$3"
   for c in "${sweep_columns[@]:3:10}"; do
     v=$(echo "$4" | field "${c%_ms}")
-    case $c in
-      *_ms) [ -n "$v" ] && v=$(ms "$v") ;;
-      req_per_s) [ -n "$v" ] && v=$(printf '%.0f' "$v") ;;
-    esac
+    case $c in *_ms) [ -n "$v" ] && v=$(ms "$v") ;; esac
     row+=$'\t'"${v:--}"
   done
   echo "$row"$'\t'"${5:--}"

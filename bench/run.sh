@@ -14,6 +14,7 @@ secs=${BENCH_SECONDS:-5}
 tmp=$(mktemp -d)
 pids=()
 pg_stop=""
+bench_out=""   # set by gateway_figures: where sweep.tsv and the charts are
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
   if [ -n "$pg_stop" ]; then $pg_stop >/dev/null 2>&1 || true; fi
@@ -195,7 +196,7 @@ gateway_figures() {
   else
     echo "bench: no python3, no charts"
   fi
-  echo "      data and charts in $out: $(cd "$out" && echo *)"
+  bench_out=$(cd "$out" && pwd)
 }
 
 # bare_for C: a tcpops-bench-bare with bare_threads C threads listening on
@@ -239,13 +240,14 @@ tls_figures() {
   tls_echo_figures "$certs"
   tls_gateway_figures "$certs"
   tls_resume_figures "$certs"
-  echo "== TLS figures: ours = TLS, reference = plaintext in this run (medians of 3) =="
+  echo "== TLS figures: ours = TLS, reference = plaintext in this run (medians of 3 [each run]) =="
   printf '%s\n' "${tls_rows[@]}" | figures_table
 }
 
-# median_field [-ms] FIELD LINE...: the median of FIELD over the lines;
-# with -ms FIELD is a wrk latency (850.00us, 1.02ms), taken in ms.
-median_field() {
+# field_values [-ms] FIELD LINE...: FIELD of each line, space-separated
+# (figures_table shows them with their median); with -ms FIELD is a wrk
+# latency (850.00us, 1.02ms), taken in ms.
+field_values() {
   local conv="" l f x v=()
   [ "$1" = -ms ] && { conv=1; shift; }
   f=$1; shift
@@ -253,7 +255,7 @@ median_field() {
     x=$(echo "$l" | field "$f")
     if [ -n "$conv" ]; then v+=("$(ms "$x")"); else v+=("$x"); fi
   done
-  median "${v[@]}"
+  echo "${v[*]}"
 }
 
 tls_echo_figures() {
@@ -276,9 +278,9 @@ tls_echo_figures() {
   echo "tls       $hs"
   stop_all
   local f
-  tls_rows+=("echo@64 calls/s|$(median_field calls_per_s "${tls[@]}")|$(median_field calls_per_s "${plain[@]}")|>= 0.7x plaintext")
+  tls_rows+=("echo@64 calls/s|$(field_values calls_per_s "${tls[@]}")|$(field_values calls_per_s "${plain[@]}")|>= 0.7x plaintext")
   for f in p99_us cpu_us_worker cpu_us_client; do
-    tls_rows+=("echo@64 $f|$(median_field $f "${tls[@]}")|$(median_field $f "${plain[@]}")|-")
+    tls_rows+=("echo@64 $f|$(field_values $f "${tls[@]}")|$(field_values $f "${plain[@]}")|-")
   done
   tls_rows+=("TLS handshake us: resumed vs full|$(echo "$hs" | field resumed_us)|$(echo "$hs" | field full_us)|-")
 }
@@ -296,10 +298,10 @@ tls_gateway_figures() {
     done
   done
   local f
-  tls_rows+=("/people/pets req/s|$(median_field req_per_s "${tls[@]}")|$(median_field req_per_s "${plain[@]}")|>= 0.8x plaintext")
-  tls_rows+=("/people/pets p99 ms|$(median_field -ms p99 "${tls[@]}")|$(median_field -ms p99 "${plain[@]}")|-")
+  tls_rows+=("/people/pets req/s|$(field_values req_per_s "${tls[@]}")|$(field_values req_per_s "${plain[@]}")|>= 0.8x plaintext")
+  tls_rows+=("/people/pets p99 ms|$(field_values -ms p99 "${tls[@]}")|$(field_values -ms p99 "${plain[@]}")|-")
   for f in non2xx cpu_us_gateway cpu_us_people cpu_us_pets; do
-    tls_rows+=("/people/pets $f|$(median_field $f "${tls[@]}")|$(median_field $f "${plain[@]}")|-")
+    tls_rows+=("/people/pets $f|$(field_values $f "${tls[@]}")|$(field_values $f "${plain[@]}")|-")
   done
 }
 
@@ -381,3 +383,6 @@ case "$what" in
   all) rpc_figures; service_figures; postgres_figures; gateway_figures; tls_figures ;;
   *) echo "usage: bench/run.sh [BUILD_DIR] [rpc|services|postgres|gateway|tls|all]" >&2; exit 2 ;;
 esac
+if [ -n "${bench_out:-}" ]; then
+  echo "== the gateway sweep's data and charts: $bench_out: $(cd "$bench_out" && echo *) =="
+fi
