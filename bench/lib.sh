@@ -55,14 +55,42 @@ tls_flags() { echo "--tls-cert $1/$2.crt --tls-key $1/$2.key --tls-ca $1/ca.crt"
 # median N...: the middle value (the lower middle of an even count).
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
+# shown N...: the median of the values, then every value in brackets when
+# there are more than one, so a table shows each run beside its median.
+shown() {
+  if [ $# -gt 1 ]; then echo "$(median "$@") [$*]"; else echo "${1:--}"; fi
+}
+
 # now_ms: wall-clock milliseconds.
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 
-# figures_table: reads "what|ours|reference|target" lines and prints each
-# with the ratio ours / reference ("-" when the reference is 0 or not a number).
+# figures_table: reads "what|ours|reference|target" lines, where ours and
+# reference are one value or the space-separated values of several runs,
+# and prints each with its medians (every run shown), the ratio of the
+# medians ours / reference ("-" when the reference is 0 or not a number)
+# and whether the target is met. A target ">= 0.5x ..." or "<= 2x ..." is
+# on the ratio, ">= N", "<= N" or "= N" on ours; any other is not checked.
 figures_table() {
-  awk -F'|' '{ r = ($3 + 0 != 0) ? sprintf("%.2f", $2 / $3) : "-";
-               printf "%-34s ours %-10s ref %-10s ratio %-6s target %s\n", $1, $2, $3, r, $4 }'
+  local label ours ref target
+  # shellcheck disable=SC2086  # ours and ref are lists of values
+  while IFS="|" read -r label ours ref target; do
+    printf "%s|%s|%s|%s|%s|%s\n" "$label" "$(shown $ours)" "$(shown $ref)" "$target" \
+      "$(median $ours)" "$(median $ref)"
+  done | awk -F'|' '
+    function num(x) { return x ~ /^-?[0-9.]+(e[-+]?[0-9]+)?$/ }
+    function verdict(t, o, r,   op, n) {
+      if (!match(t, /^(>=|<=|=) *[0-9.]+/)) return ""
+      op = t; sub(/ *[0-9.].*/, "", op)
+      n = substr(t, RSTART, RLENGTH); sub(/^[<>=]+ */, "", n); n += 0
+      if (substr(t, RSTART + RLENGTH, 1) == "x") { if (r == "-") return "?"; o = r }
+      else if (!num(o)) return "?"
+      if (op == ">=") return (o + 0 >= n) ? "met" : "NOT MET"
+      if (op == "<=") return (o + 0 <= n) ? "met" : "NOT MET"
+      return (o + 0 == n) ? "met" : "NOT MET"
+    }
+    { r = (num($5) && num($6) && $6 + 0 != 0) ? sprintf("%.2f", $5 / $6) : "-"
+      printf "%-32s ours %-26s ref %-26s ratio %-5s target %-12s %s\n", \
+        $1, $2, $3, r, $4, verdict($4, $5, r) }'
 }
 
 field() { sed -n "s/.*$1=\([^ ]*\).*/\1/p"; }
@@ -85,12 +113,15 @@ wrk_line() {
   local out np before=()
   for np in $cpu_names; do before+=("$(cpu_ticks "${np#*=}")"); done
   out=$(wrk -t2 -c64 -d"${secs}s" --latency "$@" "$url")
-  local rps p50 p99 non2xx
-  rps=$(echo "$out" | awk '/^Requests\/sec/ {print $2}')
+  local rps p50 p99 non2xx errs total
+  rps=$(echo "$out" | awk '/^Requests\/sec/ {printf "%.0f", $2}')
   p50=$(echo "$out" | awk '$1 == "50%" {print $2}')
   p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
   non2xx=$(echo "$out" | awk '/Non-2xx/ {print $NF}')
-  errs=$(echo "$out" | awk '/Socket errors/ {print $0}')
+  # "Socket errors: connect 1, read 2, write 0, timeout 3": summed, with
+  # the parts kept on the line when there are any.
+  errs=$(echo "$out" | awk '/Socket errors/ { gsub(",", "")
+    printf "socket_errors=%d (connect %d read %d write %d timeout %d)", $4 + $6 + $8 + $10, $4, $6, $8, $10 }')
   total=$(echo "$out" | awk '/requests in/ {print $1}')
   local cpu="" i=0 hz
   hz=$(getconf CLK_TCK)
@@ -100,7 +131,63 @@ wrk_line() {
       'BEGIN { printf "%.1f", (n > 0 ? d * 1e6 / hz / n : 0) }')"
     i=$((i + 1))
   done
-  echo "http  $label req_per_s=$rps p50=$p50 p99=$p99 requests=$total non2xx=${non2xx:-0}${errs:+ $errs}$cpu"
+  echo "http  $label req_per_s=$rps p50=$p50 p99=$p99 requests=$total non2xx=${non2xx:-0} ${errs:-socket_errors=0}$cpu"
+}
+
+# ms VALUE: a wrk latency (850.00us, 5.79ms, 1.02s) in milliseconds.
+ms() { echo "$1" | awk '/us$/ {print $0 / 1000; next} /ms$/ {print $0 + 0; next} /s$/ {print $0 * 1000}'; }
+
+# bare_threads C: the --threads of tcpops-bench-bare for C keep-alive
+# connections: civetweb gives each open connection a thread of its own, so
+# C connections need C threads (64 spare), and never fewer than 128.
+bare_threads() { if [ "$1" -le 64 ]; then echo 128; else echo $(($1 + 64)); fi; }
+
+# The columns of sweep.tsv, one row per wrk run of the concurrency sweep;
+# gateway_rss_kb is the gateway's VmRSS right after the run.
+sweep_columns=(round target conns req_per_s p50_ms p99_ms requests non2xx socket_errors
+               cpu_us_gateway cpu_us_people cpu_us_pets cpu_us_bare gateway_rss_kb)
+
+# sweep_row ROUND TARGET CONNS LINE [RSS_KB]: one wrk_line as a row of
+# sweep.tsv (tab-separated, latencies in ms), "-" for what the line lacks.
+sweep_row() {
+  local c v row="$1"$'\t'"$2"$'\t'"$3"
+  for c in "${sweep_columns[@]:3:10}"; do
+    v=$(echo "$4" | field "${c%_ms}")
+    case $c in *_ms) [ -n "$v" ] && v=$(ms "$v") ;; esac
+    row+=$'\t'"${v:--}"
+  done
+  echo "$row"$'\t'"${5:--}"
+}
+
+# sweep_values TSV TARGETS CONNS COLUMN: COLUMN of the rows of TARGETS
+# ("|"-separated) at CONNS, one value per round in round order (the largest
+# when several targets match); COLUMN "a+b" is the sum of two columns.
+sweep_values() {
+  awk -F'\t' -v t="|$2|" -v c="$3" -v col="$4" '
+    NR == 1 { for (i = 1; i <= NF; i++) k[$i] = i; n = split(col, cols, "+"); next }
+    index(t, "|" $2 "|") && $3 == c {
+      for (i = 1; i <= n; i++) { x = $k[cols[i]]; if (x == "-") { v = "-"; break } v = (i == 1) ? x : v + x }
+      if (!($1 in best)) { best[$1] = v; order[++m] = $1 }
+      else if (v != "-" && (best[$1] == "-" || v + 0 > best[$1] + 0)) best[$1] = v
+    }
+    END { for (i = 1; i <= m; i++) printf "%s%s", (i > 1 ? " " : ""), best[order[i]] }' "$1"
+}
+
+# cpu_table TSV CONNS TARGET...: CPU microseconds per request of each
+# process (gateway, people, pets, bare) for each TARGET at CONNS, the
+# median over the rounds.
+cpu_table() {
+  local tsv=$1 conns=$2 t c
+  shift 2
+  printf '%-26s %9s %9s %9s %9s\n' "CPU us/request at C=$conns" gateway people pets reference
+  for t in "$@"; do
+    printf '%-26s' "$t"
+    for c in cpu_us_gateway cpu_us_people cpu_us_pets cpu_us_bare; do
+      # shellcheck disable=SC2046  # one word per round
+      printf ' %9s' "$(median $(sweep_values "$tsv" "$t" "$conns" "$c"))"
+    done
+    echo
+  done
 }
 
 # start_system [CERT_DIR [POOL]]: one worker of each service (data in

@@ -3,6 +3,9 @@
 # machine. Starts what it measures on free loopback ports, with data in a
 # temporary directory, and stops it by PID.
 #   bench/run.sh [BUILD_DIR] [rpc|services|postgres|gateway|tls|all]   (BENCH_SECONDS=5 per figure)
+# The gateway part sweeps BENCH_CONNS (default "1 8 64 256 1000") in
+# BENCH_ROUNDS rounds (default 3) and writes sweep.tsv and its charts to
+# BENCH_OUT (default BUILD_DIR/bench-out).
 set -euo pipefail
 build=${1:-build}
 what=${2:-all}
@@ -11,6 +14,7 @@ secs=${BENCH_SECONDS:-5}
 tmp=$(mktemp -d)
 pids=()
 pg_stop=""
+bench_out=""   # set by gateway_figures: where sweep.tsv and the charts are
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
   if [ -n "$pg_stop" ]; then $pg_stop >/dev/null 2>&1 || true; fi
@@ -51,7 +55,7 @@ rpc_figures() {
 }
 
 service_figures() {
-  echo "== services: 64 concurrent callers on one channel (pool of 2), --threads 4 =="
+  echo "== services: 64 concurrent callers on one channel (pool of 2), --threads 4; CPU us per call of worker and client =="
   local pp qp
   for sync in normal full; do
     rm -rf "$tmp/data"; mkdir -p "$tmp/data"
@@ -59,11 +63,11 @@ service_figures() {
     start tcpops-people "$pp" --data-dir "$tmp/data" --sync "$sync"
     start tcpops-pets "$qp" --data-dir "$tmp/data" --sync "$sync"
     if [ "$sync" = normal ]; then
-      echo "svc   $("$bin/tcpops-bench-rpc" --addr "127.0.0.1:$pp" --method people.PetIds --threads 64 --seconds "$secs")"
-      echo "svc   $("$bin/tcpops-bench-rpc" --addr "127.0.0.1:$qp" --method pets.GetByIds --threads 64 --seconds "$secs")"
+      rpc_cpu_line svc "$pp" people.PetIds "${pids[-2]}"
+      rpc_cpu_line svc "$qp" pets.GetByIds "${pids[-1]}"
     fi
-    line=$("$bin/tcpops-bench-rpc" --addr "127.0.0.1:$pp" --method people.Create --threads 64 --seconds "$secs")
-    echo "svc   sync=$sync $line"
+    line=$(rpc_cpu_line "sync=$sync" "$pp" people.Create "${pids[-2]}")
+    echo "$line"
     stop_all
     rows=$(sqlite3 "$tmp/data/people.db" "SELECT count(*) FROM people WHERE name LIKE 'bench-%'")
     calls=$(echo "$line" | field calls)
@@ -124,53 +128,104 @@ postgres_figures() {
   echo "targets on PostgreSQL: people.Create >= 5000/s (synchronous_commit=on), people.PetIds >= 20000/s"
 }
 
-# ms VALUE: a wrk latency (850.00us, 5.79ms, 1.02s) in milliseconds.
-ms() { echo "$1" | awk '/us$/ {print $0 / 1000; next} /ms$/ {print $0 + 0; next} /s$/ {print $0 * 1000}'; }
-
+# The gateway's figures, in one run: wrk closed loop at each concurrency of
+# BENCH_CONNS (default 1 8 64 256 1000) in BENCH_ROUNDS rounds (default 3).
+# Each round runs the reference (tcpops-bench-bare with bare_threads C
+# threads), /people/pets and /people in turn at each concurrency, so a
+# drift of the machine touches all three alike; every run is a row of
+# $BENCH_OUT/sweep.tsv and every figure the median over the rounds, each run
+# shown. Then single runs: paced -c1000 and POST creates. The charts of
+# bench/plot.py go beside sweep.tsv.
 gateway_figures() {
-  echo "== HTTP: wrk -t2 -c64, ${secs}s each (-c1 and -c1000 where it says) =="
-  local paced; paced="$(dirname "$0")/paced.lua"
-  local bp; bp=$(free_port)
-  "$bin/tcpops-bench-bare" --listen "127.0.0.1:$bp" --threads 1100 &
-  pids+=($!)
-  wait_port "$bp"
-  local bare bare1 bare1k bare1kp
-  bare=$(wrk_line bare-civetweb "http://127.0.0.1:$bp/"); echo "$bare"
-  bare1=$(wrk_line bare-civetweb-c1 "http://127.0.0.1:$bp/" -t1 -c1); echo "$bare1"
-  bare1k=$(wrk_line bare-civetweb-c1000 "http://127.0.0.1:$bp/" -t2 -c1000); echo "$bare1k"
-  bare1kp=$(wrk_line bare-civetweb-c1000-paced "http://127.0.0.1:$bp/" -t2 -c1000 -s "$paced")
-  echo "$bare1kp"
-  stop_all
-
+  local out=${BENCH_OUT:-$build/bench-out} rounds=${BENCH_ROUNDS:-3}
+  local conns=${BENCH_CONNS:-1 8 64 256 1000}
+  local pets="/people/pets?owner=bob" list="/people" ref=reference
+  # Read by bare_for and sweep_run: the sweep's data file, the gateway's
+  # cpu_names, the reference's port, PID and thread count.
+  local tsv=$out/sweep.tsv gw_cpu bp="" bpid="" bthreads=""
+  mkdir -p "$out"
+  echo "== HTTP: wrk closed loop at $conns connections, ${secs}s each, $rounds rounds alternating =="
   start_system
-  local url="http://127.0.0.1:$gp/people/pets?owner=bob"
-  local pets list pets1 pets1k pets1kp rss post
-  pets=$(wrk_line people-pets "$url"); echo "$pets"
-  list=$(wrk_line people-list "http://127.0.0.1:$gp/people"); echo "$list"
-  pets1=$(wrk_line people-pets-c1 "$url" -t1 -c1); echo "$pets1"
-  pets1k=$(wrk_line people-pets-c1000 "$url" -t2 -c1000); echo "$pets1k"
-  pets1kp=$(wrk_line people-pets-c1000-paced "$url" -t2 -c1000 -s "$paced"); echo "$pets1kp"
-  rss=$(awk '/VmRSS/ {print $2}' /proc/"$gpid"/status)
-  echo "      gateway RSS after 1000 connections: $rss kB"
+  gw_cpu=$cpu_names
+  (IFS=$'\t'; echo "${sweep_columns[*]}") >"$tsv"
+  local r c t
+  for r in $(seq 1 "$rounds"); do
+    for c in $conns; do
+      bare_for "$c"
+      for t in $ref "$pets" $list; do sweep_run "$r" "$t" "$c"; done
+    done
+  done
+
+  local paced; paced="$(dirname "$0")/paced.lua"
+  bare_for 1000
+  local barep gwp post rows posted
+  cpu_names="bare=$bpid"
+  barep=$(wrk_line reference-c1000-paced "http://127.0.0.1:$bp/" -t2 -c1000 -s "$paced")
+  echo "$barep"
+  stop_pid "$bpid"
+  cpu_names=$gw_cpu
+  gwp=$(wrk_line people-pets-c1000-paced "http://127.0.0.1:$gp$pets" -t2 -c1000 -s "$paced")
+  echo "$gwp"
   post=$(wrk_line post-unique "http://127.0.0.1:$gp" -s "$(dirname "$0")/post_unique.lua")
   echo "$post"
   stop_all
-  local rows; rows=$(sqlite3 "$tmp/data/people.db" "SELECT count(*) FROM people WHERE name LIKE 'w%'")
-  local posted; posted=$(echo "$post" | field requests)
+  rows=$(sqlite3 "$tmp/data/people.db" "SELECT count(*) FROM people WHERE name LIKE 'w%'")
+  posted=$(echo "$post" | field requests)
   echo "      creates on disk after the POST run: $rows, answered by wrk: $posted (every 201 must be there)"
 
-  echo "== performance figures: ours, reference in this run, ratio, target =="
+  echo "== performance figures: ours, reference in this run, ratio, target; median of $rounds rounds [each run] =="
+  local rss
+  rss=$(sweep_values "$tsv" "$pets|$list" 1000 gateway_rss_kb |
+        awk '{ for (i = 1; i <= NF; i++) printf "%s%.1f", (i > 1 ? " " : ""), $i / 1024 }')
   printf '%s\n' \
-    "/people/pets req/s|$(echo "$pets" | field req_per_s)|$(echo "$bare" | field req_per_s)|>= 0.5x bare" \
-    "/people req/s|$(echo "$list" | field req_per_s)|$(echo "$bare" | field req_per_s)|>= 0.6x bare" \
-    "/people/pets p99 ms at -c64|$(ms "$(echo "$pets" | field p99)")|$(ms "$(echo "$bare" | field p99)")|<= 5 ms" \
-    "/people/pets non-2xx at -c64|$(echo "$pets" | field non2xx)|0|0" \
-    "POST /people creates/s|$(echo "$post" | field req_per_s)|10000|>= 10000, all on disk" \
-    "-c1000 p99 ms, closed loop|$(ms "$(echo "$pets1k" | field p99)")|$(ms "$(echo "$bare1k" | field p99)")|<= 20 ms" \
-    "-c1000 p99 ms, paced ~10k req/s|$(ms "$(echo "$pets1kp" | field p99)")|$(ms "$(echo "$bare1kp" | field p99)")|<= 20 ms" \
-    "gateway RSS MiB at -c1000|$((rss / 1024))|64|<= 64 MiB" \
-    "-c1 p50 ms|$(ms "$(echo "$pets1" | field p50)")|$(ms "$(echo "$bare1" | field p50)")|<= 0.150 ms" |
+    "/people/pets req/s, C=64|$(sweep_values "$tsv" "$pets" 64 req_per_s)|$(sweep_values "$tsv" $ref 64 req_per_s)|>= 0.5x ref" \
+    "/people/pets p99 ms, C=64|$(sweep_values "$tsv" "$pets" 64 p99_ms)|$(sweep_values "$tsv" $ref 64 p99_ms)|<= 5 ms" \
+    "/people/pets non-2xx, C=64|$(sweep_values "$tsv" "$pets" 64 non2xx)|$(sweep_values "$tsv" $ref 64 non2xx)|= 0" \
+    "/people req/s, C=64|$(sweep_values "$tsv" $list 64 req_per_s)|$(sweep_values "$tsv" $ref 64 req_per_s)|>= 0.65x ref" \
+    "/people/pets p50 ms, C=1|$(sweep_values "$tsv" "$pets" 1 p50_ms)|$(sweep_values "$tsv" $ref 1 p50_ms)|<= 2x ref" \
+    "/people/pets errors, C=1000|$(sweep_values "$tsv" "$pets" 1000 non2xx+socket_errors)|$(sweep_values "$tsv" $ref 1000 non2xx+socket_errors)|= 0" \
+    "/people errors, C=1000|$(sweep_values "$tsv" $list 1000 non2xx+socket_errors)|$(sweep_values "$tsv" $ref 1000 non2xx+socket_errors)|= 0" \
+    "/people/pets p99 ms, C=1000|$(sweep_values "$tsv" "$pets" 1000 p99_ms)|$(sweep_values "$tsv" $ref 1000 p99_ms)|-" \
+    "gateway RSS MiB after C=1000|$rss|-|<= 64 MiB" \
+    "-c1000 p99 ms, paced ~10k req/s|$(ms "$(echo "$gwp" | field p99)")|$(ms "$(echo "$barep" | field p99)")|<= 20 ms" \
+    "POST /people creates/s|$(echo "$post" | field req_per_s)|-|>= 10000" |
   figures_table
+  cpu_table "$tsv" 64 $ref "$pets" $list
+  if command -v python3 >/dev/null; then
+    python3 "$(dirname "$0")/plot.py" "$tsv" "$out" "one $(nproc)-core machine" >/dev/null
+  else
+    echo "bench: no python3, no charts"
+  fi
+  bench_out=$(cd "$out" && pwd)
+}
+
+# bare_for C: a tcpops-bench-bare with bare_threads C threads listening on
+# bp (PID bpid); the one running is kept when it has that many, else it is
+# stopped and another started.
+bare_for() {
+  local n; n=$(bare_threads "$1")
+  [ "$n" = "$bthreads" ] && return 0
+  [ -n "$bpid" ] && stop_pid "$bpid"
+  bp=$(free_port)
+  start tcpops-bench-bare "$bp" --threads "$n"
+  bpid=${pids[-1]} bthreads=$n
+}
+
+# sweep_run ROUND TARGET CONNS: one wrk run of the sweep (-t1 at one
+# connection), against the reference when TARGET is "reference", else the
+# gateway's path TARGET; printed, and a row of $tsv.
+sweep_run() {
+  local t=$2 c=$3 url line rss="" wt=-t2
+  [ "$c" = 1 ] && wt=-t1
+  if [ "$t" = reference ]; then
+    cpu_names="bare=$bpid" url="http://127.0.0.1:$bp/"
+  else
+    cpu_names=$gw_cpu url="http://127.0.0.1:$gp$t"
+  fi
+  line=$(wrk_line "$t" "$url" "$wt" -c"$c")
+  [ "$t" = reference ] || rss=$(awk '/VmRSS/ {print $2}' /proc/"$gpid"/status)
+  echo "r$1 c=$c $line"
+  sweep_row "$1" "$t" "$c" "$line" "$rss" >>"$tsv"
 }
 
 # The TLS figures, in one run: the same load over plaintext and over mutual
@@ -185,13 +240,14 @@ tls_figures() {
   tls_echo_figures "$certs"
   tls_gateway_figures "$certs"
   tls_resume_figures "$certs"
-  echo "== TLS figures: ours = TLS, reference = plaintext in this run (medians of 3) =="
+  echo "== TLS figures: ours = TLS, reference = plaintext in this run (medians of 3 [each run]) =="
   printf '%s\n' "${tls_rows[@]}" | figures_table
 }
 
-# median_field [-ms] FIELD LINE...: the median of FIELD over the lines;
-# with -ms FIELD is a wrk latency (850.00us, 1.02ms), taken in ms.
-median_field() {
+# field_values [-ms] FIELD LINE...: FIELD of each line, space-separated
+# (figures_table shows them with their median); with -ms FIELD is a wrk
+# latency (850.00us, 1.02ms), taken in ms.
+field_values() {
   local conv="" l f x v=()
   [ "$1" = -ms ] && { conv=1; shift; }
   f=$1; shift
@@ -199,7 +255,7 @@ median_field() {
     x=$(echo "$l" | field "$f")
     if [ -n "$conv" ]; then v+=("$(ms "$x")"); else v+=("$x"); fi
   done
-  median "${v[@]}"
+  echo "${v[*]}"
 }
 
 tls_echo_figures() {
@@ -222,9 +278,9 @@ tls_echo_figures() {
   echo "tls       $hs"
   stop_all
   local f
-  tls_rows+=("echo@64 calls/s|$(median_field calls_per_s "${tls[@]}")|$(median_field calls_per_s "${plain[@]}")|>= 0.7x plaintext")
+  tls_rows+=("echo@64 calls/s|$(field_values calls_per_s "${tls[@]}")|$(field_values calls_per_s "${plain[@]}")|>= 0.7x plaintext")
   for f in p99_us cpu_us_worker cpu_us_client; do
-    tls_rows+=("echo@64 $f|$(median_field $f "${tls[@]}")|$(median_field $f "${plain[@]}")|-")
+    tls_rows+=("echo@64 $f|$(field_values $f "${tls[@]}")|$(field_values $f "${plain[@]}")|-")
   done
   tls_rows+=("TLS handshake us: resumed vs full|$(echo "$hs" | field resumed_us)|$(echo "$hs" | field full_us)|-")
 }
@@ -242,10 +298,10 @@ tls_gateway_figures() {
     done
   done
   local f
-  tls_rows+=("/people/pets req/s|$(median_field req_per_s "${tls[@]}")|$(median_field req_per_s "${plain[@]}")|>= 0.8x plaintext")
-  tls_rows+=("/people/pets p99 ms|$(median_field -ms p99 "${tls[@]}")|$(median_field -ms p99 "${plain[@]}")|-")
+  tls_rows+=("/people/pets req/s|$(field_values req_per_s "${tls[@]}")|$(field_values req_per_s "${plain[@]}")|>= 0.8x plaintext")
+  tls_rows+=("/people/pets p99 ms|$(field_values -ms p99 "${tls[@]}")|$(field_values -ms p99 "${plain[@]}")|-")
   for f in non2xx cpu_us_gateway cpu_us_people cpu_us_pets; do
-    tls_rows+=("/people/pets $f|$(median_field $f "${tls[@]}")|$(median_field $f "${plain[@]}")|-")
+    tls_rows+=("/people/pets $f|$(field_values $f "${tls[@]}")|$(field_values $f "${plain[@]}")|-")
   done
 }
 
@@ -327,3 +383,6 @@ case "$what" in
   all) rpc_figures; service_figures; postgres_figures; gateway_figures; tls_figures ;;
   *) echo "usage: bench/run.sh [BUILD_DIR] [rpc|services|postgres|gateway|tls|all]" >&2; exit 2 ;;
 esac
+if [ -n "${bench_out:-}" ]; then
+  echo "== the gateway sweep's data and charts: $bench_out: $(cd "$bench_out" && echo *) =="
+fi
