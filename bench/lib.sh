@@ -191,8 +191,8 @@ cpu_table() {
 }
 
 # start_system [CERT_DIR [POOL]]: one worker of each service (data in
-# $tmp/data, made fresh) and a gateway in front (--pool POOL, 4 if not
-# given); with CERT_DIR (scripts/dev-certs.sh's files) both service hops are
+# $tmp/data, made fresh) and a gateway in front (--pool POOL; if not
+# given, the gateway's own default: measured as shipped); with CERT_DIR (scripts/dev-certs.sh's files) both service hops are
 # mutual TLS. Sets gp and gpid (the gateway's port and PID), qp, qpid and
 # pets_args (the pets worker's port, PID and other flags: its member port
 # is fixed, so the same command starts it again at the same two addresses).
@@ -207,7 +207,7 @@ start_system() {
   qpid=${pids[-1]}
   cpu_names="people=${pids[-2]} pets=${pids[-1]}"
   "$bin/tcpops-gateway" --listen "127.0.0.1:$gp" --people "127.0.0.1:$pp" \
-    --pets "127.0.0.1:$qp" --pool "${2:-4}" $gw_tls 2>>"$tmp/gateway.log" &
+    --pets "127.0.0.1:$qp" ${2:+--pool "$2"} $gw_tls 2>>"$tmp/gateway.log" &
   gpid=$!
   pids+=($gpid)
   cpu_names="gateway=$gpid $cpu_names"

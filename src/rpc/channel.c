@@ -37,9 +37,10 @@
  * Lock order: conn->wlock (the sender: every queued frame in one write,
  * in id order) before conn->lock (state, pending table, send queue, read
  * role). ch->lock (ch->cond: a conn changed state, stop) and ch->eplock
- * (the endpoint list) are never held while taking any other lock; eplock held for writing joins conn
- * threads, which never take it. A waiting caller sleeps on its pending's
- * word (answered, or made reader), which is set without any lock.
+ * (the endpoint list) are never held while taking any other lock; eplock
+ * held for writing joins conn threads, which never take it. A waiting
+ * caller sleeps on its pending's word (answered, or made reader), which is
+ * set without any lock.
  *
  * The wait queue is a count (ch->waiting) and a waiter word (ch->free_seq).
  * A caller counts itself in, reads the word, then picks; whoever frees room

@@ -91,8 +91,8 @@ static int take_queue_locked(conn *cn)
 
 /* Sends wbuf, waiting for room until deadline_ms (0: not at all). Caller
  * holds wlock. A failure (not the deadline: bytes left then wait for the
- * next sender, in order) ends the connection; when not one byte of the batch that began at
- * call id `from` left, its calls count as never sent. */
+ * next sender, in order) ends the connection; when not one byte of the
+ * batch that began at call id `from` left, its calls count as never sent. */
 static void send_batch(conn *cn, uint64_t from, int64_t deadline_ms)
 {
     size_t before = rpc_conn_unsent(&cn->io);
