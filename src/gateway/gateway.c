@@ -87,6 +87,7 @@ static int http_error(struct mg_connection *conn, int status, const char *errmsg
     char why[256];
     const char *allow = NULL;
     gw_req_init(&r, conn, g->deadline_ms);
+    gw_req_count(&r, g->metrics, GW_R_OTHER, "other");
     gw_req_close(&r);
     mg_set_user_connection_data(conn, &answered_by_http_error);
     const char *method = r.ri->request_method;
@@ -118,7 +119,6 @@ static int http_error(struct mg_connection *conn, int status, const char *errmsg
                                          ? errmsg : mg_get_response_code_text(conn, status));
     }
     gw_reply_error(&r, st, allow, "%s", why);
-    gw_metrics_request(g->metrics, GW_R_OTHER, "other", st, rpc_now_us() - r.start_us);
     return 0;
 }
 
@@ -140,6 +140,7 @@ static void answer_unrouted(const struct mg_connection *cconn, const struct mg_r
     gw *g = ri->user_data;
     gw_req r;
     gw_req_init(&r, conn, g->deadline_ms);
+    gw_req_count(&r, g->metrics, GW_R_OTHER, "other");
     r.close = 1;
     int st;
     if (strcmp(ri->request_uri, "*") == 0 && strcmp(ri->request_method, "OPTIONS") == 0) {
@@ -154,7 +155,6 @@ static void answer_unrouted(const struct mg_connection *cconn, const struct mg_r
         gw_reply_error(&r, st, NULL, "%.200s is not served here: send the path (GET /people)",
                        ri->request_uri);
     }
-    gw_metrics_request(g->metrics, GW_R_OTHER, "other", st, rpc_now_us() - r.start_us);
 }
 
 /* Every connection's last callback with its socket open. One whose TLS

@@ -46,6 +46,28 @@ void gw_req_close(gw_req *r)
     r->close = 1;
 }
 
+void gw_req_count(gw_req *r, gw_metrics *m, gw_route route, const char *method)
+{
+    r->metrics = m;
+    r->route = route;
+    r->method = method;
+}
+
+/* Counts r once, with its status so far, where gw_req_count said. */
+static void count(gw_req *r)
+{
+    if (r->metrics != NULL && !r->counted) {
+        r->counted = 1;
+        gw_metrics_request(r->metrics, r->route, r->method, r->status,
+                           rpc_now_us() - r->start_us);
+    }
+}
+
+void gw_req_finish(gw_req *r)
+{
+    count(r);
+}
+
 int gw_req_has_body(const gw_req *r)
 {
     return r->ri->content_length > 0 || mg_get_header(r->conn, "Transfer-Encoding") != NULL;
@@ -81,6 +103,10 @@ void gw_reply_raw(gw_req *r, int status, const char *content_type, const char *b
     /* request_method is NULL when civetweb could not parse the request. */
     const char *method = r->ri->request_method;
     int with_body = len > 0 && (method == NULL || strcmp(method, "HEAD") != 0);
+    /* Counted before it is sent: counted after, a client could read the
+     * answer and then /metrics (served by another thread) without it. */
+    r->status = status;
+    count(r);
     if (head > 0 && (size_t)head < sizeof(stackbuf) &&
         (!with_body || (size_t)head + len <= sizeof(stackbuf))) {
         if (with_body)
@@ -91,7 +117,6 @@ void gw_reply_raw(gw_req *r, int status, const char *content_type, const char *b
         if (with_body)
             mg_write(r->conn, body, len);
     }
-    r->status = status;
     r->bytes = len;
 }
 

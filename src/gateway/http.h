@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "gateway/input.h"
+#include "gateway/metrics.h"
 
 #define GW_REQUEST_ID_MAX 64
 
@@ -25,11 +26,25 @@ typedef struct gw_req {
     size_t bytes;                    /* body bytes sent */
     int close;                       /* the answer closes the connection */
     int body_done;                   /* the request body was read to its end */
+    gw_metrics *metrics;             /* counts the answer (gw_req_count), or NULL */
+    gw_route route;                  /* ... under this route */
+    const char *method;              /* ... and method */
+    int counted;                     /* the answer is counted */
 } gw_req;
 
 /* Fills r for conn: takes the client's X-Request-Id when it is 1-64 of
  * [A-Za-z0-9._:-], else makes a random one; starts the clock. */
 void gw_req_init(gw_req *r, struct mg_connection *conn, int deadline_ms);
+
+/* Has r's answer counted in m under route and method (see
+ * gw_metrics_request) by the reply function that sends it, before its bytes
+ * go out: a client that has its answer and then asks /metrics finds it
+ * counted. The duration is up to that moment. */
+void gw_req_count(gw_req *r, gw_metrics *m, gw_route route, const char *method);
+
+/* For the end of a handler: counts r as gw_req_count asked (status 0 when
+ * nothing was sent) unless its answer was counted as it was sent. */
+void gw_req_finish(gw_req *r);
 
 /* Makes the answer to r the last one on its connection: civetweb closes
  * it after the handler returns and the reply says Connection: close. For a

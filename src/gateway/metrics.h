@@ -18,7 +18,8 @@ typedef struct gw_metrics gw_metrics;
 int gw_metrics_new(gw_metrics **out);
 void gw_metrics_free(gw_metrics *m);
 
-/* Counts one finished request. Any thread. */
+/* Counts one request, with how long it took. Any thread. The gateway counts
+ * a request as its answer is sent, not after (gw_req_count). */
 void gw_metrics_request(gw_metrics *m, gw_route route, const char *method, int status,
                         int64_t duration_us);
 

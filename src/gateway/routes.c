@@ -443,6 +443,7 @@ int gw_handle(struct mg_connection *conn, void *cbdata)
     char path[256], why[128];
     int plen = gw_parse_path(raw, path, sizeof(path), why, sizeof(why));
     gw_route route = plen >= 0 ? match(path) : GW_R_OTHER;
+    gw_req_count(&r, g->metrics, route, method);
     /* HEAD is GET without the body (gw_reply_raw leaves it out). */
     int get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
     int post = strcmp(method, "POST") == 0;
@@ -474,8 +475,8 @@ int gw_handle(struct mg_connection *conn, void *cbdata)
             metrics(g, &r);
     }
 
+    gw_req_finish(&r);
     int64_t dur = rpc_now_us() - r.start_us;
-    gw_metrics_request(g->metrics, route, method, r.status, dur);
     if (g->access_log) {
         char qp[300], qm[40];
         util_log(UTIL_INFO, "request", "method=%s path=%s status=%d bytes=%zu dur_us=%lld "
