@@ -243,8 +243,10 @@ static void test_slow_write_keeps_the_stream_whole(void **state)
 }
 
 /* A sender stuck on a full socket: more than DIALER_QUEUE_MAX bytes of
- * calls are not piled up behind it; they are refused as unsent, to go
- * elsewhere. */
+ * calls are not piled up behind it; a call that does not fit waits for the
+ * sender until its deadline, then is refused as unsent (to go elsewhere, or
+ * fail on its deadline). A keepalive PING still goes in: a slow peer is
+ * not a dead one. */
 static void test_full_queue_refuses_as_unsent(void **state)
 {
     (void)state;
@@ -258,8 +260,15 @@ static void test_full_queue_refuses_as_unsent(void **state)
     pthread_mutex_lock(&p.cn->wlock);
     pending a = {.how = END_NONE}, b = {.how = END_NONE};
     assert_int_equal(exchange_send(p.cn, &call, &a, soon()), 0);
-    assert_int_equal(exchange_send(p.cn, &call, &b, soon()), -EAGAIN);
+    assert_int_equal(exchange_send(p.cn, &call, &b, rpc_now_ms() + 50), -EAGAIN);
     assert_int_equal(atomic_load(&p.cn->outstanding), 1);
+    assert_ptr_equal(rpc_conn_oldest(&p.cn->io), &a.link); /* b is not filed */
+    rpc_frame ping = TCPOPS__FRAME__INIT;
+    ping.kind = TCPOPS__KIND__PING;
+    pthread_mutex_lock(&p.cn->lock);
+    int rc = dialer_queue_locked(p.cn, &ping);
+    pthread_mutex_unlock(&p.cn->lock);
+    assert_int_equal(rc, 0);
     pthread_mutex_unlock(&p.cn->wlock);
     free(body);
     pair_close(&p);

@@ -173,11 +173,17 @@ int dialer_queue_locked(conn *cn, const rpc_frame *f);
 /* Sends what the queue holds, in one write for every frame queued so far
  * (write combining), unless another thread is sending: that one sends it.
  * Waits for room in the socket until deadline_ms (0: not at all; what is
- * left goes with the next send, or the conn thread's within 100 ms); a
+ * left goes with the next send, or the conn thread's within ~200 ms); a
  * send that fails marks
  * the connection broken (its thread tears it down and completes the
  * calls). Takes cn->wlock, then cn->lock; neither may be held. */
 void dialer_flush(conn *cn, int64_t deadline_ms);
+
+/* dialer_flush, but waits for the sender (until deadline_ms) instead of
+ * leaving the queue to it: for a caller whose frame did not fit in the
+ * queue, so that it sleeps until the stuck sender lets go rather than
+ * trying again at once. */
+void dialer_flush_wait(conn *cn, int64_t deadline_ms);
 
 /* Reads and handles what the connection sends, waiting up to wait_ms for
  * the first bytes. Only the read role's holder calls it. Returns the frames

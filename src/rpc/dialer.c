@@ -53,9 +53,10 @@ int dialer_queue_locked(conn *cn, const rpc_frame *f)
 {
     size_t n = rpc_frame_size(f);
     size_t queued = rpc_buf_used(&cn->outq);
-    /* The sender is stuck on a full socket: more calls go elsewhere rather
-     * than pile up behind it. One frame of any size goes when none waits. */
-    if (queued > 0 && queued + n > DIALER_QUEUE_MAX)
+    /* The sender is stuck on a full socket: more calls wait for it rather
+     * than pile up behind it. One frame of any size goes when none waits,
+     * and a PING always does (a slow peer is not a dead one). */
+    if (f->id != 0 && queued > 0 && queued + n > DIALER_QUEUE_MAX)
         return -EAGAIN;
     int rc = rpc_buf_reserve(&cn->outq, n, SIZE_MAX);
     if (rc < 0)
@@ -109,12 +110,24 @@ static void send_batch(conn *cn, uint64_t from, int64_t deadline_ms)
     pthread_mutex_unlock(&cn->lock);
 }
 
-void dialer_flush(conn *cn, int64_t deadline_ms)
+/* Takes wlock: at once or not at all, or (wait) until deadline_ms. */
+static int take_wlock(conn *cn, int64_t deadline_ms, int wait)
+{
+    if (!wait)
+        return pthread_mutex_trylock(&cn->wlock) == 0;
+    struct timespec ts;
+    rpc_ms_to_timespec(deadline_ms, &ts);
+    return pthread_mutex_clocklock(&cn->wlock, CLOCK_MONOTONIC, &ts) == 0;
+}
+
+/* dialer_flush, with wlock waited for until deadline_ms when wait. */
+static void flush_queue(conn *cn, int64_t deadline_ms, int wait)
 {
     /* Whoever holds wlock sends; the others leave their frames queued. The
      * holder looks at the queue again after letting go, so a frame queued
      * while it sent (whose thread found wlock taken) leaves all the same. */
-    while (pthread_mutex_trylock(&cn->wlock) == 0) {
+    while (take_wlock(cn, deadline_ms, wait)) {
+        wait = 0;
         pthread_mutex_lock(&cn->lock);
         int usable = cn->broken == 0 && cn->io.fd >= 0;
         /* Only a batch that starts on a frame boundary may count as unsent. */
@@ -135,6 +148,16 @@ void dialer_flush(conn *cn, int64_t deadline_ms)
         if (!more)
             return;
     }
+}
+
+void dialer_flush(conn *cn, int64_t deadline_ms)
+{
+    flush_queue(cn, deadline_ms, 0);
+}
+
+void dialer_flush_wait(conn *cn, int64_t deadline_ms)
+{
+    flush_queue(cn, deadline_ms, 1);
 }
 
 /* ---- the read role ---- */
@@ -314,9 +337,9 @@ int dialer_read(conn *cn, int wait_ms)
         atomic_store(&cn->bursting, 1);
         int k = handle_frames(cn);
         atomic_store(&cn->bursting, 0);
-        dialer_flush(cn, 0); /* never waits for room: the reader must read */
         if (k < 0)
-            return k;
+            return k; /* what was queued stays unsent: teardown says so */
+        dialer_flush(cn, 0); /* never waits for room: the reader must read */
         frames += k;
         if (drained)
             break;

@@ -78,6 +78,10 @@ int exchange_send(conn *cn, rpc_call *call, pending *p, int64_t deadline)
     if (rc < 0) {
         rpc_conn_take(&cn->io, f.id);
         pthread_mutex_unlock(&cn->lock);
+        /* A full queue: wait for its stuck sender (or send it ourselves),
+         * so that the retry this -EAGAIN leads to does not spin. */
+        if (rc == -EAGAIN)
+            dialer_flush_wait(cn, deadline);
         return rc;
     }
     atomic_fetch_add(&cn->outstanding, 1);
