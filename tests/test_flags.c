@@ -196,6 +196,18 @@ static void test_flags_check_mode(void **state)
     unsetenv("TCPOPS_CHECK_FLAGS");
 }
 
+/* -h and --help ask for the usage (0), wherever they come among flags. */
+static void test_help_short_and_long(void **state)
+{
+    (void)state;
+    opts o;
+    char err[256] = "";
+    char *shrt[] = {"prog", "-h", NULL};
+    assert_int_equal(parse(&o, err, sizeof(err), 2, shrt), 0);
+    char *lng[] = {"prog", "--deadline-ms", "5", "--help", NULL};
+    assert_int_equal(parse(&o, err, sizeof(err), 4, lng), 0);
+}
+
 /* --help shows each flag's default as it is on entry, booleans included. */
 static void test_usage_defaults(void **state)
 {
@@ -234,6 +246,7 @@ int main(void)
         cmocka_unit_test(test_flags_choice),
         cmocka_unit_test(test_flags_environment),
         cmocka_unit_test(test_flags_check_mode),
+        cmocka_unit_test(test_help_short_and_long),
         cmocka_unit_test(test_usage_defaults),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

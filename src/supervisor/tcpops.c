@@ -260,7 +260,7 @@ int main(int argc, char **argv)
     const char *data_dir = getenv("TCPOPS_DATA_DIR");
     int i = 1;
     /* The global --data-dir may come before the command. */
-    while (i < argc && strncmp(argv[i], "--", 2) == 0) {
+    while (i < argc && (strncmp(argv[i], "--", 2) == 0 || strcmp(argv[i], "-h") == 0)) {
         if (strcmp(argv[i], "--data-dir") == 0 && i + 1 < argc) {
             data_dir = argv[i + 1];
             i += 2;

@@ -135,10 +135,10 @@ int util_flags_parse(const util_flag *flags, size_t n, int argc, char **argv, in
         const char *a = argv[i];
         if (strcmp(a, "--") == 0)
             return i + 1;
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
+            return 0; /* -h before the test below: it has one dash */
         if (strncmp(a, "--", 2) != 0)
             break;
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
-            return 0;
         const char *eq = strchr(a, '=');
         size_t nl = eq != NULL ? (size_t)(eq - a - 2) : strlen(a + 2);
         const util_flag *f = NULL;

@@ -1,0 +1,40 @@
+/* Every program answers -h and --help the same way: its usage on stdout,
+ * nothing on stderr, exit 0 (what users' fingers expect of any command). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "proc.h"
+
+static void test_every_program_helps(void **state)
+{
+    (void)state;
+    static const char *const progs[] = {"tcpops", "tcpops-gateway", "tcpops-people",
+                                        "tcpops-pets", "tcpops-cli"};
+    static const char *const asks[] = {"-h", "--help"};
+    for (size_t i = 0; i < sizeof(progs) / sizeof(progs[0]); i++) {
+        for (size_t k = 0; k < 2; k++) {
+            char bin[512], out[8192], err[1024];
+            char *argv[] = {(char *)proc_bin(progs[i], bin, sizeof(bin)), (char *)asks[k],
+                            NULL};
+            int code = proc_run(argv, out, sizeof(out), err, sizeof(err), 10000);
+            if (code != 0 || strncmp(out, "usage: ", 7) != 0 || err[0] != '\0')
+                fail_msg("%s %s: expected exit 0 and \"usage: ...\" on stdout, nothing on "
+                         "stderr; got exit %d, stdout \"%.60s\", stderr \"%.200s\"",
+                         progs[i], asks[k], code, out, err);
+        }
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_every_program_helps),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
