@@ -1,5 +1,6 @@
 /* Every program answers -h and --help the same way: its usage on stdout,
- * nothing on stderr, exit 0 (what users' fingers expect of any command). */
+ * nothing on stderr, exit 0; and --version with "PROGRAM VERSION" (what
+ * users' fingers expect of any command). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -31,10 +32,36 @@ static void test_every_program_helps(void **state)
     }
 }
 
+static void test_every_program_has_a_version(void **state)
+{
+    (void)state;
+    static const char *const progs[] = {"tcpops", "tcpops-gateway", "tcpops-people",
+                                        "tcpops-pets", "tcpops-cli"};
+    char first[256] = "";
+    for (size_t i = 0; i < sizeof(progs) / sizeof(progs[0]); i++) {
+        char bin[512], out[1024], err[1024], want[64];
+        char *argv[] = {(char *)proc_bin(progs[i], bin, sizeof(bin)), "--version", NULL};
+        int code = proc_run(argv, out, sizeof(out), err, sizeof(err), 10000);
+        snprintf(want, sizeof(want), "%s %s", progs[i], TCPOPS_PROJECT_VERSION);
+        if (code != 0 || strncmp(out, want, strlen(want)) != 0 || err[0] != '\0')
+            fail_msg("%s --version: expected exit 0 and \"%s...\" on stdout; got exit %d, "
+                     "stdout \"%.100s\", stderr \"%.200s\"",
+                     progs[i], want, code, out, err);
+        /* One build, one version: the same after the program's name. */
+        const char *v = out + strlen(progs[i]);
+        if (first[0] == '\0')
+            snprintf(first, sizeof(first), "%s", v);
+        else if (strcmp(first, v) != 0)
+            fail_msg("%s --version: expected \"%s\" as the others, got \"%s\"", progs[i],
+                     first, v);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_program_helps),
+        cmocka_unit_test(test_every_program_has_a_version),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

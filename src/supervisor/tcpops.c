@@ -270,6 +270,9 @@ int main(int argc, char **argv)
         } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             fputs(usage, stdout);
             return 0;
+        } else if (strcmp(argv[i], "--version") == 0) {
+            printf("tcpops %s\n", util_version());
+            return 0;
         } else {
             fprintf(stderr, "tcpops: unknown flag %s\n%s", argv[i], usage);
             return 2;

@@ -3,6 +3,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -120,6 +121,11 @@ static int set_value(const util_flag *f, const char *value, const char *source, 
     return -1;
 }
 
+const char *util_version(void)
+{
+    return TCPOPS_VERSION;
+}
+
 int util_flags_parse(const util_flag *flags, size_t n, int argc, char **argv, int first,
                      char *err, size_t errlen)
 {
@@ -137,6 +143,11 @@ int util_flags_parse(const util_flag *flags, size_t n, int argc, char **argv, in
             return i + 1;
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
             return 0; /* -h before the test below: it has one dash */
+        if (strcmp(a, "--version") == 0) {
+            /* As argp and every GNU program do: the line, then exit 0. */
+            printf("%s %s\n", program_invocation_short_name, util_version());
+            exit(0);
+        }
         if (strncmp(a, "--", 2) != 0)
             break;
         const char *eq = strchr(a, '=');

@@ -42,9 +42,13 @@ typedef struct util_flag {
     long min, max;      /* UTIL_FLAG_INT/SIZE bounds (inclusive) */
 } util_flag;
 
+/* The version --version prints: "0.7.0 (git 0ad52a5)" when built from git. */
+const char *util_version(void);
+
 /* Applies TCPOPS_* environment values, then argv[first..]. Returns the index
- * of the first non-flag argument (argc when none); 0 when --help was given;
- * -1 with a sentence in err for an unknown flag or a bad value.
+ * of the first non-flag argument (argc when none); 0 when --help or -h was
+ * given; -1 with a sentence in err for an unknown flag or a bad value.
+ * --version prints "PROGRAM VERSION" on stdout and exits 0.
  * With TCPOPS_CHECK_FLAGS=1 in the environment it returns 0 (as for --help)
  * once every flag has parsed: the supervisor checks a worker's arguments by
  * running the worker that way, which then prints its usage and exits 0, or
