@@ -208,11 +208,12 @@ static void test_help_short_and_long(void **state)
     assert_int_equal(parse(&o, err, sizeof(err), 4, lng), 0);
 }
 
-/* --help shows each flag's default as it is on entry, booleans included. */
+/* --help shows each flag's default as it is on entry, booleans included;
+ * a number outside its range on entry is "not given": no default shown. */
 static void test_usage_defaults(void **state)
 {
     (void)state;
-    long n = 7;
+    long n = 7, unset = -1;
     int on = 1, off = 0;
     const char *s = "x:1";
     const util_flag f[] = {
@@ -220,19 +221,22 @@ static void test_usage_defaults(void **state)
         {"loud", UTIL_FLAG_BOOL, &on, NULL, "log more", 0, 0},
         {"quiet", UTIL_FLAG_BOOL, &off, NULL, "log less", 0, 0},
         {"addr", UTIL_FLAG_STR, &s, "A", "where", 0, 0},
+        {"wait-ms", UTIL_FLAG_INT, &unset, "MS", "how long", 0, 100},
     };
     char *text = NULL;
     size_t len = 0;
     FILE *out = open_memstream(&text, &len);
     assert_non_null(out);
-    util_flags_usage(out, f, 4);
+    util_flags_usage(out, f, 5);
     fclose(out);
     const char *want[] = {"how many (default 7; 1-9)", "log more (default true)",
                           "log less (default false)", "where (default x:1)",
-                          "env TCPOPS_COUNT"};
+                          "env TCPOPS_COUNT", "how long (0-100)"};
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
         if (strstr(text, want[i]) == NULL)
             fail_msg("usage: expected \"%s\" in:\n%s", want[i], text);
+    if (strstr(text, "default -1") != NULL)
+        fail_msg("usage: expected no \"default -1\" for a flag not given, in:\n%s", text);
     free(text);
 }
 

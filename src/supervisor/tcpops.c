@@ -67,7 +67,7 @@ typedef struct up_args {
  * the exit code (0 after --help, 2 after a bad flag). */
 static int parse_up(sup_config *cfg, up_args *u, int argc, char **argv, int first)
 {
-    char help[SUP_NAPPS][200], drain_help[64], err[1024];
+    char help[SUP_NAPPS][200], drain_help[160], err[1024];
     static const char *const what[SUP_NAPPS] = {"gateway HTTP", "people", "pets"};
     for (int a = 0; a < SUP_NAPPS; a++)
         snprintf(help[a], sizeof(help[a]), "%s address (%s:%d)%s", what[a], SUP_DEFAULT_HOST,
@@ -75,8 +75,10 @@ static int parse_up(sup_config *cfg, up_args *u, int argc, char **argv, int firs
                  a == SUP_GATEWAY ? ""
                                   : ": where its workers listen (0.0.0.0: every interface); "
                                     "on a host without it (--apps), the gateway's list");
-    snprintf(drain_help, sizeof(drain_help), "stop: SIGKILL after this plus %ld s",
-             SUP_KILL_GRACE_MS / 1000);
+    snprintf(drain_help, sizeof(drain_help),
+             "stop: SIGKILL after this plus %ld s (default: the config file's drain_ms, "
+             "else %ld)",
+             SUP_KILL_GRACE_MS / 1000, (long)SUP_DEFAULT_DRAIN_MS);
     *u = (up_args){.drain_ms = -1};
     const util_flag flags[] = {
         {"config", UTIL_FLAG_STR, &u->config, "FILE", "INI file (see README); flags override it",

@@ -201,7 +201,12 @@ void util_flags_usage(FILE *out, const util_flag *flags, size_t n)
                 fprintf(out, " (default %s)", *(const char **)f->dest);
             break;
         case UTIL_FLAG_INT:
-            fprintf(out, " (default %ld; %ld-%ld)", *(long *)f->dest, f->min, f->max);
+            /* A value outside the range on entry means "not given": the
+             * help then says what applies instead. */
+            if (*(long *)f->dest < f->min || *(long *)f->dest > f->max)
+                fprintf(out, " (%ld-%ld)", f->min, f->max);
+            else
+                fprintf(out, " (default %ld; %ld-%ld)", *(long *)f->dest, f->min, f->max);
             break;
         case UTIL_FLAG_SIZE:
             fprintf(out, " (default %ld; k/M/G allowed)", *(long *)f->dest);
