@@ -57,11 +57,35 @@ static void test_every_program_has_a_version(void **state)
     }
 }
 
+/* tcpops's commands take their flags after their name too: `tcpops ps
+ * --data-dir X` is `tcpops --data-dir X ps` (here: no master there, exit 3
+ * saying so, both ways), and `tcpops ps -h` is ps's usage. */
+static void test_tcpops_flags_after_the_command(void **state)
+{
+    (void)state;
+    char bin[512], out[2][1024], err[2][1024];
+    const char *dir = "/nonexistent/tcpops-test-help";
+    proc_bin("tcpops", bin, sizeof(bin));
+    char *before[] = {bin, "--data-dir", (char *)dir, "ps", NULL};
+    char *after[] = {bin, "ps", "--data-dir", (char *)dir, NULL};
+    int c0 = proc_run(before, out[0], sizeof(out[0]), err[0], sizeof(err[0]), 10000);
+    int c1 = proc_run(after, out[1], sizeof(out[1]), err[1], sizeof(err[1]), 10000);
+    if (c0 != 3 || c1 != 3 || strcmp(err[0], err[1]) != 0 || strstr(err[1], dir) == NULL)
+        fail_msg("tcpops ps --data-dir %s: expected exit 3 and the same message as tcpops "
+                 "--data-dir %s ps (%d \"%s\"), got %d \"%s\"",
+                 dir, dir, c0, err[0], c1, err[1]);
+    char *help[] = {bin, "ps", "-h", NULL};
+    int c2 = proc_run(help, out[0], sizeof(out[0]), err[0], sizeof(err[0]), 10000);
+    if (c2 != 0 || strncmp(out[0], "usage: tcpops ps", 16) != 0)
+        fail_msg("tcpops ps -h: expected exit 0 and ps's usage, got %d \"%s\"", c2, out[0]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_program_helps),
         cmocka_unit_test(test_every_program_has_a_version),
+        cmocka_unit_test(test_tcpops_flags_after_the_command),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

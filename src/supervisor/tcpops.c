@@ -1,5 +1,6 @@
 /* tcpops: the supervisor. `tcpops up` runs the whole system and keeps it
  * running; the other commands talk to that master. */
+#include <ctype.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -254,6 +255,60 @@ static int up(sup_config *cfg, int argc, char **argv, int first)
     return sup_master_run(cfg);
 }
 
+/* What follows a command other than up: its words, and the flags every
+ * such command takes wherever they come (--data-dir DIR, --json, -h). */
+typedef struct cmd_args {
+    const char *data_dir;
+    int json, help;
+    const char *pos[2];
+    int npos;
+} cmd_args;
+
+/* Fills ca from argv[from..]. 0, or -1 after saying what is wrong. */
+static int command_args(int argc, char **argv, int from, cmd_args *ca)
+{
+    for (int k = from; k < argc; k++) {
+        const char *a = argv[k];
+        if (strcmp(a, "--data-dir") == 0 && k + 1 < argc) {
+            ca->data_dir = argv[++k];
+        } else if (strncmp(a, "--data-dir=", 11) == 0) {
+            ca->data_dir = a + 11;
+        } else if (strcmp(a, "--json") == 0) {
+            ca->json = 1;
+        } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            ca->help = 1;
+        } else if (a[0] == '-' && a[1] != '\0' && !isdigit((unsigned char)a[1])) {
+            /* (-1 is a number: scale says what is wrong with it) */
+            fprintf(stderr, "tcpops: unknown flag %s (see tcpops --help)\n", a);
+            return -1;
+        } else if (ca->npos < 2) {
+            ca->pos[ca->npos++] = a;
+        } else {
+            fprintf(stderr, "tcpops: unexpected argument \"%s\" (see tcpops --help)\n", a);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* COMMAND --help: its usage on stdout, and 0; -1 for a command not known. */
+static int command_help(const char *cmd)
+{
+    static const char *const help[][2] = {
+        {"ps", "usage: tcpops ps [--json] [--data-dir DIR]"},
+        {"scale", "usage: tcpops scale APP N [--data-dir DIR]   (APP is people or pets)"},
+        {"restart", "usage: tcpops restart APP [--data-dir DIR]   (gateway, people or pets)"},
+        {"down", "usage: tcpops down [--data-dir DIR]"},
+    };
+    for (size_t k = 0; k < sizeof(help) / sizeof(help[0]); k++) {
+        if (strcmp(cmd, help[k][0]) == 0) {
+            puts(help[k][1]);
+            return 0;
+        }
+    }
+    return -1;
+}
+
 int main(int argc, char **argv)
 {
     sup_config cfg;
@@ -287,14 +342,22 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *cmd = argv[i];
-    const char *a1 = i + 1 < argc ? argv[i + 1] : NULL;
-    const char *a2 = i + 2 < argc ? argv[i + 2] : NULL;
-    int nargs = argc - i - 1;
     if (strcmp(cmd, "up") == 0)
         return up(&cfg, argc, argv, i + 1);
+    /* The other commands take their flags anywhere after their name. */
+    cmd_args ca = {.data_dir = NULL};
+    if (command_args(argc, argv, i + 1, &ca) < 0)
+        return 2;
+    if (ca.data_dir != NULL)
+        snprintf(cfg.data_dir, sizeof(cfg.data_dir), "%s", ca.data_dir);
+    const char *a1 = ca.npos > 0 ? ca.pos[0] : NULL;
+    const char *a2 = ca.npos > 1 ? ca.pos[1] : NULL;
+    int nargs = ca.npos;
+    if (ca.help && command_help(cmd) == 0)
+        return 0;
     if (strcmp(cmd, "ps") == 0) {
-        int as_json = nargs == 1 && strcmp(a1, "--json") == 0;
-        if (nargs > 1 || (nargs == 1 && !as_json)) {
+        int as_json = ca.json;
+        if (nargs > 0) {
             fprintf(stderr, "usage: tcpops ps [--json]\n");
             return 2;
         }
