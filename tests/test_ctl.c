@@ -292,15 +292,15 @@ static void test_print_ps(void **state)
     json_t *ans = json_loads(
         "{\"ok\":true,\"workers\":["
         "{\"app\":\"gateway\",\"worker\":1,\"pid\":4242,\"state\":\"running\","
-        "\"uptime_ms\":1500,\"restarts\":0,\"rss_bytes\":67108864,\"last_exit\":-1},"
-        "{\"app\":\"people\",\"worker\":2,\"pid\":0,\"state\":\"crash-looping\","
-        "\"uptime_ms\":0,\"restarts\":7,\"rss_bytes\":0,\"last_exit\":1,"
+        "\"uptime_ms\":1500,\"restarts\":0,\"rss_bytes\":67108864,\"last_exit\":null},"
+        "{\"app\":\"people\",\"worker\":2,\"pid\":null,\"state\":\"crash-looping\","
+        "\"uptime_ms\":null,\"restarts\":7,\"rss_bytes\":null,\"last_exit\":1,"
         "\"db\":\"postgresql://tcpops:***@db1/tcpops\",\"advertised\":null},"
         "{\"app\":\"pets\",\"worker\":1,\"pid\":77,\"state\":\"running\","
         "\"uptime_ms\":3725000,\"restarts\":1,\"rss_bytes\":2048,\"last_exit\":137,"
         "\"db\":\"sqlite:/srv/var/pets.db\",\"advertised\":\"10.0.0.5:40123\"},"
         "{\"app\":\"pets\",\"worker\":2,\"pid\":78,\"state\":\"running\","
-        "\"uptime_ms\":3725000,\"restarts\":0,\"rss_bytes\":2048,\"last_exit\":-1,"
+        "\"uptime_ms\":3725000,\"restarts\":0,\"rss_bytes\":2048,\"last_exit\":null,"
         "\"db\":\"sqlite:/srv/var/pets.db\",\"advertised\":\"10.0.0.5:40124\"}]}",
         0, NULL);
     assert_non_null(ans);
@@ -326,7 +326,7 @@ static void test_print_ps(void **state)
         "APP      WORKER PID      STATE          UPTIME    RESTARTS MEMORY   LAST EXIT "
         "ADVERTISED\n"
         "gateway  1      4242     running        1.5s      0        64.0M    -         -\n"
-        "people   2      0        crash-looping  -         7        -        1         -\n"
+        "people   2      -        crash-looping  -         7        -        1         -\n"
         "pets     1      77       running        1h2m      1        2K       137       "
         "10.0.0.5:40123\n"
         "pets     2      78       running        1h2m      0        2K       -         "

@@ -722,6 +722,19 @@ static void test_scale_rejects_counts_out_of_range(void **state)
         fail_msg("expected 1 running people worker after the refused scales, got %d (%d "
                  "running)",
                  n, running);
+    /* ps --json: null for what there is none of (no worker has exited). */
+    char out[16384];
+    assert_int_equal(tcpops(fx, out, sizeof(out), "ps", "--json", NULL), 0);
+    json_t *doc = json_loads(out, 0, NULL);
+    json_t *w;
+    size_t i;
+    json_array_foreach(json_object_get(doc, "workers"), i, w) {
+        if (!json_is_null(json_object_get(w, "last_exit")) ||
+            !json_is_integer(json_object_get(w, "pid")))
+            fail_msg("ps --json: expected an integer pid and \"last_exit\":null for a worker "
+                     "that never exited, got %s", out);
+    }
+    json_decref(doc);
 }
 
 /* ---- what cannot run is refused before anything starts ---- */

@@ -150,16 +150,18 @@ void sup_ctl_print_ps(json_t *answer)
         char up[32], mem[32], last[24];
         human_ms(json_integer_value(json_object_get(w, "uptime_ms")), up, sizeof(up));
         human_bytes(json_integer_value(json_object_get(w, "rss_bytes")), mem, sizeof(mem));
-        json_int_t le = json_integer_value(json_object_get(w, "last_exit"));
-        if (le < 0)
+        json_t *le = json_object_get(w, "last_exit"), *pid = json_object_get(w, "pid");
+        if (!json_is_integer(le))
             snprintf(last, sizeof(last), "-");
         else
-            snprintf(last, sizeof(last), "%lld", (long long)le);
+            snprintf(last, sizeof(last), "%lld", (long long)json_integer_value(le));
+        char pids[24] = "-";
+        if (json_is_integer(pid))
+            snprintf(pids, sizeof(pids), "%lld", (long long)json_integer_value(pid));
         const char *adv = json_string_value(json_object_get(w, "advertised"));
-        printf("%-8s %-6lld %-8lld %-14s %-9s %-8lld %-8s %-9s %s\n",
+        printf("%-8s %-6lld %-8s %-14s %-9s %-8lld %-8s %-9s %s\n",
                json_string_value(json_object_get(w, "app")),
-               (long long)json_integer_value(json_object_get(w, "worker")),
-               (long long)json_integer_value(json_object_get(w, "pid")),
+               (long long)json_integer_value(json_object_get(w, "worker")), pids,
                json_string_value(json_object_get(w, "state")), up,
                (long long)json_integer_value(json_object_get(w, "restarts")), mem, last,
                adv != NULL ? adv : "-");

@@ -296,12 +296,16 @@ const char *sup_procs_state_name(const sup_procs *p, const sup_worker *w)
 static json_t *worker_json(const sup_procs *p, const sup_worker *w, const char *db,
                            int64_t now)
 {
-    json_t *o = json_pack("{s:s,s:i,s:i,s:s,s:I,s:i,s:I,s:i}", "app", app_of(p, w)->name,
-                          "worker", w->index, "pid", (int)w->pid, "state",
-                          sup_procs_state_name(p, w), "uptime_ms",
-                          (json_int_t)(w->pid > 0 ? now - w->started_ms : 0), "restarts",
-                          (int)w->restarts, "rss_bytes", (json_int_t)w->rss, "last_exit",
-                          w->last_exit);
+    /* null, not 0 or -1, for what there is none of: no process now, no
+     * exit yet. */
+    int up = w->pid > 0;
+    json_t *o = json_pack("{s:s,s:i,s:o,s:s,s:o,s:i,s:o,s:o}", "app", app_of(p, w)->name,
+                          "worker", w->index, "pid", up ? json_integer(w->pid) : json_null(),
+                          "state", sup_procs_state_name(p, w), "uptime_ms",
+                          up ? json_integer(now - w->started_ms) : json_null(), "restarts",
+                          (int)w->restarts, "rss_bytes",
+                          up && w->rss > 0 ? json_integer(w->rss) : json_null(), "last_exit",
+                          w->last_exit >= 0 ? json_integer(w->last_exit) : json_null());
     if (w->app != SUP_GATEWAY) {
         json_object_set_new(o, "db", db != NULL ? json_string(db) : json_null());
         json_object_set_new(o, "advertised",
