@@ -53,19 +53,13 @@ void gw_req_count(gw_req *r, gw_metrics *m, gw_route route, const char *method)
     r->method = method;
 }
 
-/* Counts r once, with its status so far, where gw_req_count said. */
-static void count(gw_req *r)
+void gw_req_finish(gw_req *r)
 {
     if (r->metrics != NULL && !r->counted) {
         r->counted = 1;
         gw_metrics_request(r->metrics, r->route, r->method, r->status,
                            rpc_now_us() - r->start_us);
     }
-}
-
-void gw_req_finish(gw_req *r)
-{
-    count(r);
 }
 
 int gw_req_has_body(const gw_req *r)
@@ -106,7 +100,7 @@ void gw_reply_raw(gw_req *r, int status, const char *content_type, const char *b
     /* Counted before it is sent: counted after, a client could read the
      * answer and then /metrics (served by another thread) without it. */
     r->status = status;
-    count(r);
+    gw_req_finish(r);
     if (head > 0 && (size_t)head < sizeof(stackbuf) &&
         (!with_body || (size_t)head + len <= sizeof(stackbuf))) {
         if (with_body)

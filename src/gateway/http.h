@@ -42,8 +42,9 @@ void gw_req_init(gw_req *r, struct mg_connection *conn, int deadline_ms);
  * counted. The duration is up to that moment. */
 void gw_req_count(gw_req *r, gw_metrics *m, gw_route route, const char *method);
 
-/* For the end of a handler: counts r as gw_req_count asked (status 0 when
- * nothing was sent) unless its answer was counted as it was sent. */
+/* Counts r as gw_req_count asked, with its status so far (0 when nothing
+ * was sent), unless it is counted already: the reply functions call it as
+ * they send, a handler at its end. */
 void gw_req_finish(gw_req *r);
 
 /* Makes the answer to r the last one on its connection: civetweb closes

@@ -6,15 +6,15 @@
  * looks up the OpenSSL 1.1 function names in them. OpenSSL 3 dropped one
  * of those, SSL_get_peer_certificate (now a macro), so on Debian 12 that
  * lookup fails and civetweb cannot do TLS at all (upstream:
- * https://github.com/civetweb/civetweb/issues/1334). The gateway program works around it (see https.c and
- * src/gateway/CMakeLists.txt): it names itself libssl.so (DT_SONAME), so
- * that civetweb's dlopen("libssl.so") finds the gateway, whose own
- * libssl.so.3 then answers every name, and SSL_get_peer_certificate is
- * defined here. Both sides use the one copy of OpenSSL the gateway links,
- * and the context is made here and handed to civetweb through its
- * external_ssl_ctx callback:
- * civetweb then neither configures nor frees it, and its ssl_* options
- * (ssl_certificate, ssl_protocol_version, ssl_cipher_list) do not apply.
+ * https://github.com/civetweb/civetweb/issues/1334). The gateway program
+ * works around it (see https.c and src/gateway/CMakeLists.txt): it names
+ * itself libssl.so (DT_SONAME), so that civetweb's dlopen("libssl.so")
+ * finds the gateway, whose own libssl.so.3 then answers every name, and
+ * SSL_get_peer_certificate is defined here. Both sides use the one copy of
+ * OpenSSL the gateway links, and the context is made here and handed to
+ * civetweb through its external_ssl_ctx callback: civetweb then neither
+ * configures nor frees it, and its ssl_* options (ssl_certificate,
+ * ssl_protocol_version, ssl_cipher_list) do not apply.
  * That context has no certificate of its own: each handshake takes the
  * current one (a callback of OpenSSL's, under a short lock), so a reload
  * swaps the certificate for new connections while open ones keep theirs.

@@ -174,9 +174,9 @@ int dialer_queue_locked(conn *cn, const rpc_frame *f);
  * (write combining), unless another thread is sending: that one sends it.
  * Waits for room in the socket until deadline_ms (0: not at all; what is
  * left goes with the next send, or the conn thread's within ~200 ms); a
- * send that fails marks
- * the connection broken (its thread tears it down and completes the
- * calls). Takes cn->wlock, then cn->lock; neither may be held. */
+ * send that fails marks the connection broken (its thread tears it down
+ * and completes the calls). Takes cn->wlock, then cn->lock; neither may be
+ * held. */
 void dialer_flush(conn *cn, int64_t deadline_ms);
 
 /* dialer_flush, but waits for the sender (until deadline_ms) instead of
@@ -214,8 +214,8 @@ extern _Atomic int exchange_calls_in_process;
  * another caller is sending it. Returns 0 when the frame is on its way (a
  * send that fails later completes p: unsent when none of its batch left,
  * else lost), -EAGAIN when the conn was not ready or its queue is full
- * (nothing queued: safe to send elsewhere) or -ENOMEM (nothing queued, p out of the table). Takes
- * cn->lock, then dialer_flush's locks. */
+ * (nothing queued: safe to send elsewhere) or -ENOMEM (nothing queued, p
+ * out of the table). Takes cn->lock, then dialer_flush's locks. */
 int exchange_send(conn *cn, rpc_call *call, pending *p, int64_t deadline);
 
 /* Waits for p until deadline, reading the connection itself whenever the

@@ -349,30 +349,27 @@ int dialer_read(conn *cn, int wait_ms)
 
 /* ---- the connection's thread ---- */
 
-/* Sends a PING when the connection has been quiet for keepalive_idle_ms,
- * or at once when it is suspect (a call timed out in its silence).
- * Returns 0, or a negative errno when the connection is finished (no PONG
- * within keepalive_timeout_ms, or the write failed). */
+/* Queues a PING when the connection has been quiet for keepalive_idle_ms,
+ * or at once when it is suspect (a call timed out in its silence); serve's
+ * flush sends it. Returns 0, or a negative errno when the connection is
+ * finished (no PONG within keepalive_timeout_ms). */
 static int keepalive(conn *cn, int64_t now)
 {
     const rpc_channel_cfg *cfg = &cn->ch->cfg;
+    rpc_frame f = TCPOPS__FRAME__INIT;
+    f.kind = TCPOPS__KIND__PING;
+    int rc = 0;
     pthread_mutex_lock(&cn->lock);
     int64_t ping_sent = cn->ping_sent_ms;
-    int due = ping_sent == 0 && (now - atomic_load(&cn->last_rx) >= cfg->keepalive_idle_ms ||
-                                 atomic_load(&cn->suspect));
-    if (due)
+    if (ping_sent == 0 && (now - atomic_load(&cn->last_rx) >= cfg->keepalive_idle_ms ||
+                           atomic_load(&cn->suspect))) {
         cn->ping_sent_ms = now;
+        if (cn->broken == 0)
+            rc = dialer_queue_locked(cn, &f);
+    }
     pthread_mutex_unlock(&cn->lock);
     if (ping_sent != 0 && now - ping_sent >= cfg->keepalive_timeout_ms)
         return -ETIMEDOUT;
-    if (!due)
-        return 0;
-    rpc_frame f = TCPOPS__FRAME__INIT;
-    f.kind = TCPOPS__KIND__PING;
-    pthread_mutex_lock(&cn->lock);
-    int rc = cn->broken == 0 ? dialer_queue_locked(cn, &f) : 0;
-    pthread_mutex_unlock(&cn->lock);
-    dialer_flush(cn, now + cfg->keepalive_timeout_ms);
     return rc;
 }
 
@@ -397,7 +394,8 @@ static int serve(conn *cn)
         int rc = keepalive(cn, now);
         if (rc < 0)
             return rc;
-        /* Bytes a sender left when its deadline came, with no sender since. */
+        /* A PING just queued, and bytes a sender left when its deadline
+         * came with no sender since. */
         dialer_flush(cn, now + 100);
 
         /* A ready connection is looked at every 100 ms: to notice stop,

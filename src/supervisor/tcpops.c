@@ -264,16 +264,31 @@ typedef struct cmd_args {
     int npos;
 } cmd_args;
 
+/* When argv[*k] is --data-dir DIR or --data-dir=DIR: sets *dir, moves *k
+ * past it and returns 1; else 0. Before the command and after it alike. */
+static int data_dir_arg(int argc, char **argv, int *k, const char **dir)
+{
+    if (strcmp(argv[*k], "--data-dir") == 0 && *k + 1 < argc) {
+        *dir = argv[*k + 1];
+        *k += 2;
+        return 1;
+    }
+    if (strncmp(argv[*k], "--data-dir=", 11) == 0) {
+        *dir = argv[*k] + 11;
+        *k += 1;
+        return 1;
+    }
+    return 0;
+}
+
 /* Fills ca from argv[from..]. 0, or -1 after saying what is wrong. */
 static int command_args(int argc, char **argv, int from, cmd_args *ca)
 {
-    for (int k = from; k < argc; k++) {
-        const char *a = argv[k];
-        if (strcmp(a, "--data-dir") == 0 && k + 1 < argc) {
-            ca->data_dir = argv[++k];
-        } else if (strncmp(a, "--data-dir=", 11) == 0) {
-            ca->data_dir = a + 11;
-        } else if (strcmp(a, "--json") == 0) {
+    for (int k = from; k < argc;) {
+        if (data_dir_arg(argc, argv, &k, &ca->data_dir))
+            continue;
+        const char *a = argv[k++];
+        if (strcmp(a, "--json") == 0) {
             ca->json = 1;
         } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             ca->help = 1;
@@ -318,12 +333,8 @@ int main(int argc, char **argv)
     int i = 1;
     /* The global --data-dir may come before the command. */
     while (i < argc && (strncmp(argv[i], "--", 2) == 0 || strcmp(argv[i], "-h") == 0)) {
-        if (strcmp(argv[i], "--data-dir") == 0 && i + 1 < argc) {
-            data_dir = argv[i + 1];
-            i += 2;
-        } else if (strncmp(argv[i], "--data-dir=", 11) == 0) {
-            data_dir = argv[i] + 11;
-            i++;
+        if (data_dir_arg(argc, argv, &i, &data_dir)) {
+            continue;
         } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             fputs(usage, stdout);
             return 0;
