@@ -164,23 +164,29 @@ static void test_stderr_appended_to_file(void **state)
 static void test_pass_fd(void **state)
 {
     (void)state;
-    int p[2], other[2];
+    int p[2], q[2], other[2];
     assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+    assert_int_equal(pipe2(q, O_CLOEXEC), 0);
     assert_int_equal(pipe2(other, O_CLOEXEC), 0);
-    char script[128];
-    /* The passed descriptor is open in the child under its own number; any
-     * other close-on-exec one is not. */
+    char script[160];
+    /* Each passed descriptor is open in the child under its own number;
+     * any other close-on-exec one is not. */
     snprintf(script, sizeof(script),
-             "echo passed >&%d; if [ -e /proc/self/fd/%d ]; then echo leaked; fi", p[1],
-             other[1]);
-    util_spawn_cfg cfg = {.deathsig = SIGKILL, .pass_fd = p[1]};
+             "echo passed >&%d; echo second >&%d; if [ -e /proc/self/fd/%d ]; then echo "
+             "leaked; fi",
+             p[1], q[1], other[1]);
+    util_spawn_cfg cfg = {.deathsig = SIGKILL, .pass_fd = {p[1], q[1]}};
     char passed[256];
     expect_sh(script, &cfg, "", 0);
-    /* The parent's copy stays close-on-exec. */
+    /* The parent's copies stay close-on-exec. */
     assert_true((fcntl(p[1], F_GETFD) & FD_CLOEXEC) != 0);
+    assert_true((fcntl(q[1], F_GETFD) & FD_CLOEXEC) != 0);
     close(p[1]);
+    close(q[1]);
     read_all(p[0], passed, sizeof(passed));
-    expect_text(passed, "passed\n", "what the child wrote to the passed fd");
+    expect_text(passed, "passed\n", "what the child wrote to the first passed fd");
+    read_all(q[0], passed, sizeof(passed));
+    expect_text(passed, "second\n", "what the child wrote to the second passed fd");
     close(other[0]);
     close(other[1]);
 }

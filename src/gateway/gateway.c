@@ -21,6 +21,7 @@
 #include "gateway/listener.h"
 #include "util/log.h"
 #include "util/protect.h"
+#include "util/ready.h"
 #include "gateway/routes.h"
 
 /* While draining on a shared socket: how long keep-alive clients get to
@@ -270,6 +271,7 @@ int main(int argc, char **argv)
     long max_inflight = cd.max_inflight, max_waiting = cd.max_waiting;
     long resolve_ms = 5000; /* gw_backend's RESOLVE_MS */
     long spin_us = 80, listen_fd = -1; /* spin: the gateway's own choice, see --spin-us */
+    long ready_fd = -1;
     int access_log = 1, insecure = 0;
     rpc_tls_files tls_files = {0};
     rpc_tls *tls = NULL;
@@ -281,6 +283,7 @@ int main(int argc, char **argv)
         {"listen-fd", UTIL_FLAG_INT, &listen_fd, "FD",
          "serve on this inherited listening socket (from tcpops) instead of binding --listen",
          0, 65535},
+        {"ready-fd", UTIL_FLAG_INT, &ready_fd, "FD", UTIL_READY_FD_HELP, 0, 65535},
         {"people", UTIL_FLAG_STR, &people, "HOST:PORT[,...]",
          "people service bootstrap addresses: HOST an IPv4 address or a DNS name, each of its "
          "A records an endpoint asked for the live workers (no IPv6)", 0, 0},
@@ -476,6 +479,9 @@ int main(int argc, char **argv)
     util_log(UTIL_INFO, "listening", "addr=%s scheme=%s people=%s pets=%s threads=%ld "
              "deadline_ms=%ld", listen, https_on ? "https" : "http", people, pets, threads,
              deadline_ms);
+    /* Only now: the supervisor lets the old gateway go once this one serves. */
+    if (util_ready_notify(ready_fd, NULL) < 0)
+        util_log(UTIL_WARN, "cannot tell the supervisor it is ready", "fd=%ld", ready_fd);
 
     reloadable hup = {.tls = tls, .https = https};
     int sig = util_wait_stop(&stopset, reload, &hup);

@@ -196,6 +196,24 @@ int sup_app_argv(const sup_config *c, int app, sup_argv *out, char *err, size_t 
     return 0;
 }
 
+int sup_argv_ready(sup_argv *out, int fd, char *err, size_t errlen)
+{
+    int n = 0;
+    while (out->argv[n] != NULL)
+        n++;
+    if (n + 2 > SUP_MAX_ARGV) {
+        snprintf(err, errlen, "%s: more than %d words with --ready-fd", out->argv[0],
+                 SUP_MAX_ARGV);
+        return -1;
+    }
+    /* argv[1..n], its NULL included, moves two places on. */
+    memmove(&out->argv[3], &out->argv[1], sizeof(out->argv[0]) * (size_t)n);
+    snprintf(out->ready, sizeof(out->ready), "%d", fd);
+    out->argv[1] = "--ready-fd";
+    out->argv[2] = out->ready;
+    return 0;
+}
+
 typedef struct load_ctx {
     sup_config *c;
     char *err;

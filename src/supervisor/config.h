@@ -37,7 +37,7 @@ enum { SUP_GATEWAY, SUP_PEOPLE, SUP_PETS, SUP_NAPPS };
 #define SUP_RESTART_JITTER 0.1
 #define SUP_CRASHLOOP_AFTER 5            /* quick failures in a row: crash-looping */
 #define SUP_HEALTHY_MS 30000L            /* up this long: an exit is not a quick failure */
-#define SUP_READY_TIMEOUT_MS 20000L      /* a replacement logs "listening" within this */
+#define SUP_READY_TIMEOUT_MS 20000L      /* a replacement says "ready" within this */
 /* Time for the gateway's membership refresh (every second) to see a new
  * worker before the one it replaces leaves. */
 #define SUP_SETTLE_MS 1500L
@@ -168,11 +168,17 @@ typedef struct sup_argv {
     char fd[16];
     char dial[2][SUP_LISTEN_MAX]; /* the gateway's --people, --pets */
     char member[SUP_LISTEN_MAX];
+    char ready[16];               /* sup_argv_ready's FD */
 } sup_argv;
 
 /* Fills out for app. 0, or -1 with err filled when args has more words than
  * fit. out points into c: c must outlive out. */
 int sup_app_argv(const sup_config *c, int app, sup_argv *out, char *err, size_t errlen);
+
+/* Puts --ready-fd FD right after the program in out (filled by
+ * sup_app_argv), so that the app's args still come last. 0, or -1 with err
+ * filled when the words do not fit. */
+int sup_argv_ready(sup_argv *out, int fd, char *err, size_t errlen);
 
 /* Opens DIR/tcpops.log (data_dir's) for appending, close-on-exec, creating
  * it; path (len bytes) gets its name. Returns the descriptor (caller closes

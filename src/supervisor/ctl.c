@@ -40,17 +40,53 @@ int sup_master_alive(const char *data_dir)
     return alive;
 }
 
-json_t *sup_ctl_request(const char *data_dir, json_t *req, int timeout_ms, char *err,
-                        size_t errlen)
+/* The largest answer read (a `ps` of every worker there can be fits). */
+#define ANSWER_MAX (1 << 20)
+
+/* The complete lines in buf[0..*got): progress to on_progress, the answer
+ * (the line with "ok") returned; what follows the last newline is kept at
+ * the front of buf. NULL while no answer came. */
+static json_t *take_lines(char *buf, size_t *got, sup_ctl_progress_fn on_progress, void *arg)
+{
+    size_t start = 0;
+    json_t *answer = NULL;
+    char *nl;
+    while (answer == NULL && (nl = memchr(buf + start, '\n', *got - start)) != NULL) {
+        *nl = '\0';
+        json_t *j = json_loads(buf + start, 0, NULL);
+        start = (size_t)(nl - buf) + 1;
+        const char *text = json_string_value(json_object_get(j, "progress"));
+        if (json_object_get(j, "ok") != NULL) {
+            answer = j;
+            continue;
+        }
+        /* Else a progress line, or one the master cut short: skipped. */
+        if (text != NULL && on_progress != NULL)
+            on_progress(arg, text);
+        json_decref(j);
+    }
+    memmove(buf, buf + start, *got - start);
+    *got -= start;
+    return answer;
+}
+
+json_t *sup_ctl_request_progress(const char *data_dir, json_t *req, int timeout_ms,
+                                 sup_ctl_progress_fn on_progress, void *arg, char *err,
+                                 size_t errlen)
 {
     struct sockaddr_un sa;
     char path[SUP_CTL_PATH_MAX];
     json_t *answer = NULL;
     int fd = -1;
+    if (on_progress != NULL)
+        json_object_set_new(req, "progress", json_true());
     char *line = json_dumps(req, JSON_COMPACT);
+    char *buf = malloc(ANSWER_MAX);
     json_decref(req);
-    if (sup_ctl_addr(data_dir, &sa, path, sizeof(path)) < 0 || line == NULL) {
-        snprintf(err, errlen, "control socket path too long: %s", path);
+    if (sup_ctl_addr(data_dir, &sa, path, sizeof(path)) < 0 || line == NULL || buf == NULL) {
+        snprintf(err, errlen, buf == NULL || line == NULL ? "out of memory"
+                                                          : "control socket path too long: %s",
+                 path);
         goto out;
     }
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -65,33 +101,47 @@ json_t *sup_ctl_request(const char *data_dir, json_t *req, int timeout_ms, char 
         snprintf(err, errlen, "cannot send to %s: %s", path, strerror(errno));
         goto out;
     }
-    char buf[65536];
     size_t got = 0;
     int64_t deadline = rpc_now_ms() + timeout_ms;
-    while (got < sizeof(buf) - 1) {
+    while (answer == NULL) {
         struct pollfd pf = {.fd = fd, .events = POLLIN};
         int64_t left = deadline - rpc_now_ms();
         if (left <= 0 || poll(&pf, 1, (int)left) <= 0) {
             snprintf(err, errlen, "the master did not answer within %d ms", timeout_ms);
             goto out;
         }
-        ssize_t r = recv(fd, buf + got, sizeof(buf) - 1 - got, 0);
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-        if (memchr(buf, '\n', got) != NULL)
-            break;
+        ssize_t r = recv(fd, buf + got, ANSWER_MAX - 1 - got, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        int end = r <= 0, tail = end && got > 0;
+        if (r > 0)
+            got += (size_t)r;
+        if (tail)
+            buf[got++] = '\n'; /* at the end, a last line without its newline counts */
+        answer = take_lines(buf, &got, on_progress, arg);
+        if (answer == NULL && end) {
+            snprintf(err, errlen, "%s", tail ? "unreadable answer from the master"
+                                             : "the master closed the connection without "
+                                               "an answer");
+            goto out;
+        }
+        if (answer == NULL && got == ANSWER_MAX - 1) {
+            snprintf(err, errlen, "the master's answer is longer than %d bytes", ANSWER_MAX);
+            goto out;
+        }
     }
-    buf[got] = '\0';
-    json_error_t je;
-    answer = json_loads(buf, JSON_DISABLE_EOF_CHECK, &je);
-    if (answer == NULL)
-        snprintf(err, errlen, "unreadable answer from the master: %s", je.text);
 out:
     if (fd >= 0)
         close(fd);
     free(line);
+    free(buf);
     return answer;
+}
+
+json_t *sup_ctl_request(const char *data_dir, json_t *req, int timeout_ms, char *err,
+                        size_t errlen)
+{
+    return sup_ctl_request_progress(data_dir, req, timeout_ms, NULL, NULL, err, errlen);
 }
 
 static void human_bytes(long long b, char *out, size_t len)
@@ -167,4 +217,33 @@ void sup_ctl_print_ps(json_t *answer)
                adv != NULL ? adv : "-");
     }
     print_stores(workers);
+    /* Why a failed worker is not restarted: too long for a column too. */
+    json_array_foreach(workers, i, w) {
+        const char *reason = json_string_value(json_object_get(w, "reason"));
+        if (reason != NULL)
+            printf("failed %s.%lld: %s\n", json_string_value(json_object_get(w, "app")),
+                   (long long)json_integer_value(json_object_get(w, "worker")), reason);
+    }
+}
+
+/* "1 worker", "3 workers". */
+static const char *workers_word(long long n)
+{
+    return n == 1 ? "worker" : "workers";
+}
+
+void sup_ctl_print_done(const char *cmd, json_t *answer)
+{
+    const char *app = json_string_value(json_object_get(answer, "app"));
+    if (strcmp(cmd, "scale") == 0) {
+        long long n = json_integer_value(json_object_get(answer, "workers"));
+        printf("%s: %lld %s (was %lld)\n", app, n, workers_word(n),
+               (long long)json_integer_value(json_object_get(answer, "was")));
+    } else if (strcmp(cmd, "restart") == 0) {
+        long long n = json_integer_value(json_object_get(answer, "restarted"));
+        printf("%s: restarted %lld %s\n", app, n, workers_word(n));
+    } else if (strcmp(cmd, "down") == 0) {
+        long long n = json_integer_value(json_object_get(answer, "stopped"));
+        printf("stopped %lld %s\n", n, workers_word(n));
+    }
 }

@@ -1,5 +1,7 @@
 /* The control client: `tcpops ps|scale|restart|down` talk to the master over
- * its unix socket, one JSON request and one JSON answer. */
+ * its unix socket, one JSON request line and one JSON answer line (it has
+ * "ok"); a request with "progress":true may get progress lines,
+ * {"progress":"TEXT"}, before the answer (ctlserver.h). */
 #ifndef TCPOPS_SUP_CTL_H
 #define TCPOPS_SUP_CTL_H
 
@@ -26,7 +28,22 @@ int sup_master_alive(const char *data_dir);
 json_t *sup_ctl_request(const char *data_dir, json_t *req, int timeout_ms, char *err,
                         size_t errlen);
 
-/* Prints `tcpops ps` as a table. */
+/* Told each progress line's text as it comes. */
+typedef void (*sup_ctl_progress_fn)(void *arg, const char *text);
+
+/* As sup_ctl_request, but asks for progress lines and hands each to
+ * on_progress (NULL: asks for none) before the answer comes. */
+json_t *sup_ctl_request_progress(const char *data_dir, json_t *req, int timeout_ms,
+                                 sup_ctl_progress_fn on_progress, void *arg, char *err,
+                                 size_t errlen);
+
+/* Prints `tcpops ps` as a table; then each service's database, and each
+ * failed worker's reason, on lines of their own. */
 void sup_ctl_print_ps(json_t *answer);
+
+/* Prints the line that says what the successful answer of cmd ("scale",
+ * "restart" or "down") did: "people: 3 workers (was 2)", "gateway:
+ * restarted 1 worker", "stopped 5 workers". */
+void sup_ctl_print_done(const char *cmd, json_t *answer);
 
 #endif

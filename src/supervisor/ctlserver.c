@@ -67,6 +67,44 @@ json_t *sup_ctl_error(const char *fmt, const char *arg)
     return json_pack("{s:b,s:s}", "ok", 0, "error", msg);
 }
 
+static sup_ctlclient *client_of(sup_ctlserver *s, int fd)
+{
+    for (int i = 0; i < SUP_CTL_MAX_CLIENTS && fd >= 0; i++)
+        if (s->clients[i].fd == fd)
+            return &s->clients[i];
+    return NULL;
+}
+
+void sup_ctlserver_want_progress(sup_ctlserver *s, int fd)
+{
+    sup_ctlclient *c = client_of(s, fd);
+    if (c != NULL)
+        c->progress = 1;
+}
+
+void sup_ctlserver_progress(sup_ctlserver *s, int fd, const char *text)
+{
+    sup_ctlclient *c = client_of(s, fd);
+    if (c == NULL || !c->progress)
+        return;
+    json_t *o = json_pack("{s:s}", "progress", text);
+    char *line = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (line == NULL)
+        return;
+    size_t n = strlen(line);
+    line[n] = '\n'; /* replaces the NUL */
+    ssize_t w = send(fd, line, n + 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+    free(line);
+    if (w != (ssize_t)(n + 1)) {
+        /* Its buffer is full: it reads too slowly for progress. The rest
+         * of a cut line would come out of order, so the line is ended
+         * before the answer (the client skips a line it cannot read). */
+        c->progress = 0;
+        c->cut = w > 0;
+    }
+}
+
 static void client_close(sup_ctlserver *s, int fd)
 {
     for (int i = 0; i < SUP_CTL_MAX_CLIENTS; i++) {
@@ -89,6 +127,11 @@ void sup_ctlserver_answer(sup_ctlserver *s, int fd, json_t *obj)
     if (text != NULL) {
         size_t n = strlen(text);
         text[n] = '\n'; /* replaces the NUL */
+        sup_ctlclient *c = client_of(s, fd);
+        if (c != NULL && c->cut) {
+            ssize_t nl = send(fd, "\n", 1, MSG_NOSIGNAL);
+            (void)nl;
+        }
         ssize_t w = send(fd, text, n + 1, MSG_NOSIGNAL);
         (void)w; /* a client that left does not need its answer */
         free(text);

@@ -3,7 +3,10 @@
  * master, and sends the one JSON answer, after which the client is closed.
  * An answer may be owed for a while (a scale, restart or down): such a
  * client is not read, and its hang-up is reported so that whatever waits to
- * answer it forgets it. Single threaded: the master's poll loop. */
+ * answer it forgets it. A client whose request asked for it ("progress":
+ * true) is sent progress lines, {"progress":"TEXT"}, before its answer; one
+ * that did not ask gets the answer alone, as before. Single threaded: the
+ * master's poll loop. */
 #ifndef TCPOPS_SUP_CTLSERVER_H
 #define TCPOPS_SUP_CTLSERVER_H
 
@@ -30,6 +33,8 @@ typedef struct sup_ctlclient {
     char buf[SUP_CTL_LINE_MAX];
     size_t len;
     int waiting;              /* an answer is owed when an operation ends */
+    int progress;             /* it asked for progress lines */
+    int cut;                  /* a progress line went out in part: end it first */
 } sup_ctlclient;
 
 typedef struct sup_ctlserver {
@@ -66,6 +71,14 @@ void sup_ctlserver_on_poll(sup_ctlserver *s, const struct pollfd *pf);
 /* Sends obj (consumed) and a newline to client fd and closes it. fd < 0:
  * nobody to answer, obj is just freed. */
 void sup_ctlserver_answer(sup_ctlserver *s, int fd, json_t *obj);
+
+/* Client fd asked for progress lines (its request said "progress":true). */
+void sup_ctlserver_want_progress(sup_ctlserver *s, int fd);
+
+/* Sends {"progress":text} and a newline to client fd when it asked for
+ * progress (else, or fd < 0, nothing). Never blocks: a client that does not
+ * read gets no more progress, only its answer. */
+void sup_ctlserver_progress(sup_ctlserver *s, int fd, const char *text);
 
 /* {"ok":false,"error":fmt with arg}. Caller owns it. */
 json_t *sup_ctl_error(const char *fmt, const char *arg);

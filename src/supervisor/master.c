@@ -3,14 +3,16 @@
  *
  *   reconcile: for each app, start the workers missing from 1..N and stop
  *              those above N (scale) -- procs.c;
- *   a child exits: if it was meant to stop, forget it; else restart it with
- *              backoff and call it crash-looping after quick failures in a
- *              row -- procs.c;
+ *   a child exits: if it was meant to stop, forget it; if it exited 2 (a
+ *              usage error) before it was ready, it failed: no restart until
+ *              a scale or restart asks; else restart it with backoff and
+ *              call it crash-looping after quick failures in a row -- procs.c;
  *   a roll (restart APP, or a worker over its memory limit): per worker,
  *              start the replacement, wait until it is ready, let the
  *              gateway see it, then stop the old one -- roll.c;
  *   requests on the control socket (ps, scale, restart, down) -- read and
- *              answered by ctlserver.c, carried out here;
+ *              answered by ctlserver.c, carried out here; the client of a
+ *              long one is sent a progress line per worker as it is done;
  *   shutdown:  SIGTERM the gateway, then the services; SIGKILL whatever is
  *              left after the drain time.
  *
@@ -46,12 +48,14 @@ typedef struct master {
     sup_procs procs;
     sup_roll rolls[SUP_NAPPS];
     int scale_fd[SUP_NAPPS];  /* client waiting for a scale to settle, -1 none */
+    int scale_was[SUP_NAPPS]; /* its workers before the scale */
     int64_t scale_deadline[SUP_NAPPS];
     sup_ctlserver ctl;
     int sig_fd;
     shutdown_phase shutting_down;
     int64_t shutdown_ms;
     int down_fd;              /* `tcpops down` waiting for the end, -1 none */
+    int stopped;              /* workers stopped by the shutdown so far */
 } master;
 
 /* ---- rolls and scale ---- */
@@ -63,6 +67,13 @@ static void forget_in_rolls(void *arg, const sup_worker *w)
         sup_roll_forget(&m->rolls[a], w);
 }
 
+/* A roll finished one worker: its client hears of it. */
+static void roll_note(void *arg, const sup_roll *r, const char *line)
+{
+    master *m = arg;
+    sup_ctlserver_progress(&m->ctl, r->client_fd, line);
+}
+
 static void step_rolls(master *m)
 {
     int64_t now = rpc_now_ms();
@@ -71,10 +82,39 @@ static void step_rolls(master *m)
         if (!sup_roll_step(r, &m->procs, a, now))
             continue;
         sup_ctlserver_answer(&m->ctl, r->client_fd,
-                             r->failed ? json_pack("{s:b,s:s}", "ok", 0, "error", r->why)
-                                       : json_pack("{s:b,s:s}", "ok", 1, "app",
-                                                   m->cfg.apps[a].name));
+                             r->failed ? json_pack("{s:b,s:s,s:i}", "ok", 0, "error", r->why,
+                                                   "restarted", r->done)
+                                       : json_pack("{s:b,s:s,s:i}", "ok", 1, "app",
+                                                   m->cfg.apps[a].name, "restarted", r->done));
     }
+}
+
+/* What happened to w, told as a progress line to whoever waits on it: a
+ * scale of its app (a worker ready or gone), or `tcpops down` (each worker
+ * stopped). A roll tells its own (roll_note). */
+static void on_event(void *arg, const sup_worker *w, sup_event ev)
+{
+    master *m = arg;
+    char line[160], code[24] = "";
+    const char *name = m->cfg.apps[w->app].name;
+    if (ev == SUP_EV_STOPPED && m->shutting_down != RUNNING) {
+        m->stopped++;
+        if (w->last_exit != 0)
+            snprintf(code, sizeof(code), " (exit %d)", w->last_exit);
+        snprintf(line, sizeof(line), "%s.%d: stopped%s", name, w->index, code);
+        sup_ctlserver_progress(&m->ctl, m->down_fd, line);
+        return;
+    }
+    if (m->scale_fd[w->app] < 0)
+        return;
+    if (ev == SUP_EV_READY && !w->retire)
+        snprintf(line, sizeof(line), "%s.%d: ready as pid %d (in %lld ms)", name, w->index,
+                 (int)w->pid, (long long)(w->ready_ms - w->started_ms));
+    else if (ev == SUP_EV_STOPPED && w->retire)
+        snprintf(line, sizeof(line), "%s.%d: stopped", name, w->index);
+    else
+        return;
+    sup_ctlserver_progress(&m->ctl, m->scale_fd[w->app], line);
 }
 
 static void over_memory(void *arg, sup_worker *w)
@@ -88,13 +128,15 @@ static void over_memory(void *arg, sup_worker *w)
     sup_roll_start(&m->rolls[w->app], &w->index, 1, -1);
 }
 
-/* Answers a scale request once the app has exactly N running workers. */
+/* Answers a scale request once the app has exactly N running workers, or
+ * at once when one of them failed (it will not come), or at the deadline. */
 static void check_scale(master *m)
 {
     for (int a = 0; a < SUP_NAPPS; a++) {
         if (m->scale_fd[a] < 0)
             continue;
         int running = 0, leaving = 0;
+        const sup_worker *failed = NULL;
         for (int i = 0; i < m->procs.nw; i++) {
             const sup_worker *w = m->procs.w[i];
             if (w->app != a)
@@ -103,15 +145,26 @@ static void check_scale(master *m)
                 leaving++;
             else if (w->state == SUP_W_RUNNING)
                 running++;
+            else if (w->state == SUP_W_FAILED && failed == NULL)
+                failed = w;
         }
+        const char *name = m->cfg.apps[a].name;
         int done = running == m->cfg.apps[a].workers && leaving == 0;
-        if (done || rpc_now_ms() > m->scale_deadline[a]) {
-            sup_ctlserver_answer(
-                &m->ctl, m->scale_fd[a],
-                done ? json_pack("{s:b,s:s,s:i}", "ok", 1, "app", m->cfg.apps[a].name, "workers",
-                                 running)
-                     : json_pack("{s:b,s:s,s:i}", "ok", 0, "error",
-                                 "scale did not settle in time", "running", running));
+        json_t *ans = NULL;
+        if (done) {
+            ans = json_pack("{s:b,s:s,s:i,s:i}", "ok", 1, "app", name, "workers", running,
+                            "was", m->scale_was[a]);
+        } else if (failed != NULL) {
+            char why[sizeof(failed->reason) + 64];
+            snprintf(why, sizeof(why), "%s.%d failed: %s", name, failed->index,
+                     failed->reason);
+            ans = json_pack("{s:b,s:s,s:i}", "ok", 0, "error", why, "running", running);
+        } else if (rpc_now_ms() > m->scale_deadline[a]) {
+            ans = json_pack("{s:b,s:s,s:i}", "ok", 0, "error", "scale did not settle in time",
+                            "running", running);
+        }
+        if (ans != NULL) {
+            sup_ctlserver_answer(&m->ctl, m->scale_fd[a], ans);
             m->scale_fd[a] = -1;
         }
     }
@@ -193,10 +246,15 @@ static int handle_scale(master *m, int fd, const char *app, int a, json_t *req)
                              sup_ctl_error("%s is busy with another scale or restart", app));
     } else {
         util_log(UTIL_INFO, "scale", "app=%s from=%d to=%d", app, m->cfg.apps[a].workers, (int)n);
+        m->scale_was[a] = m->cfg.apps[a].workers;
         m->cfg.apps[a].workers = (int)n;
         m->scale_fd[a] = fd;
         m->scale_deadline[a] = rpc_now_ms() + m->cfg.policy.ready_timeout_ms + m->cfg.drain_ms;
         sup_procs_reconcile(&m->procs);
+        /* Asked for N: a failed one among them gets a fresh start. */
+        for (int i = 0; i < m->procs.nw; i++)
+            if (m->procs.w[i]->app == a && !m->procs.w[i]->retire)
+                sup_procs_retry(&m->procs, m->procs.w[i]);
         return 1;
     }
     return 0;
@@ -238,6 +296,8 @@ static int on_request(void *arg, int fd, const char *line)
     const char *app = json_string_value(json_object_get(req, "app"));
     int a = app != NULL ? sup_app_index(app) : -1;
     int owed = 0;
+    if (json_is_true(json_object_get(req, "progress")))
+        sup_ctlserver_want_progress(&m->ctl, fd);
     if (cmd == NULL) {
         sup_ctlserver_answer(&m->ctl, fd, sup_ctl_error("bad request: %s",
                                                         req == NULL ? je.text : "no cmd"));
@@ -357,20 +417,26 @@ static int take_signals(void)
 static void loop_once(master *m)
 {
     enum { SIG = 0, CTL = 1, WORKERS = CTL + SUP_CTL_NPOLL };
-    struct pollfd pf[WORKERS + SUP_MAX_PROCS];
+    /* Two per worker: its output, then its ready pipe. */
+    struct pollfd pf[WORKERS + 2 * SUP_MAX_PROCS];
     sup_worker *pw[SUP_MAX_PROCS];
     int nworkers = m->procs.nw;
     pf[SIG] = (struct pollfd){.fd = m->sig_fd, .events = POLLIN};
     sup_ctlserver_pollfds(&m->ctl, &pf[CTL]);
     for (int i = 0; i < nworkers; i++) {
         pw[i] = m->procs.w[i];
-        pf[WORKERS + i] = (struct pollfd){.fd = pw[i]->out_fd, .events = POLLIN};
+        pf[WORKERS + 2 * i] = (struct pollfd){.fd = pw[i]->out_fd, .events = POLLIN};
+        pf[WORKERS + 2 * i + 1] = (struct pollfd){.fd = pw[i]->ready_fd, .events = POLLIN};
     }
-    poll(pf, (nfds_t)(WORKERS + nworkers), SUP_TICK_MS);
+    poll(pf, (nfds_t)(WORKERS + 2 * nworkers), SUP_TICK_MS);
 
-    for (int i = 0; i < nworkers; i++)
-        if (pf[WORKERS + i].revents && pw[i]->out_fd >= 0)
+    /* Output first: the lines a worker printed before it said ready. */
+    for (int i = 0; i < nworkers; i++) {
+        if (pf[WORKERS + 2 * i].revents && pw[i]->out_fd >= 0)
             sup_procs_pump(&m->procs, pw[i]);
+        if (pf[WORKERS + 2 * i + 1].revents && pw[i]->ready_fd >= 0)
+            sup_procs_ready(&m->procs, pw[i]);
+    }
     if (pf[SIG].revents) {
         struct signalfd_siginfo si;
         while (read(m->sig_fd, &si, sizeof(si)) == sizeof(si))
@@ -445,7 +511,8 @@ static void finish(master *m)
                                  sup_ctl_error("interrupted by %s", "shutdown"));
     }
     if (m->down_fd >= 0)
-        sup_ctlserver_answer(&m->ctl, m->down_fd, json_pack("{s:b}", "ok", 1));
+        sup_ctlserver_answer(&m->ctl, m->down_fd,
+                             json_pack("{s:b,s:i}", "ok", 1, "stopped", m->stopped));
     sup_ctlserver_close(&m->ctl);
     if (m->sig_fd >= 0)
         close(m->sig_fd);
@@ -464,10 +531,13 @@ int sup_master_run(const sup_config *cfg)
     m->sig_fd = -1;
     m->down_fd = -1;
     sup_procs_init(&m->procs, &m->cfg, forget_in_rolls, m);
+    m->procs.event = on_event;
     sup_ctlserver_init(&m->ctl, on_request, on_client_gone, m);
     for (int a = 0; a < SUP_NAPPS; a++) {
         m->scale_fd[a] = -1;
         sup_roll_init(&m->rolls[a]);
+        m->rolls[a].note = roll_note;
+        m->rolls[a].note_arg = m;
     }
     if (start(m) < 0)
         goto out;

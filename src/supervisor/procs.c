@@ -1,9 +1,12 @@
 /* Restart rule: an exit is restarted after policy.restart's backoff (the
  * first delay after a healthy run is its initial step); an exit before the
  * worker had been up healthy_ms counts as a quick failure, and
- * crashloop_after of them in a row show as crash-looping. Readiness is read
- * from the child's own log: every tcpops program logs msg=listening once it
- * serves. */
+ * crashloop_after of them in a row show as crash-looping. An exit 2 before
+ * the worker was ready is a usage error (a flag or setting it refuses):
+ * starting it again would fail the same way, so it is not restarted but
+ * failed, with its last line as the reason, until asked (systemd's
+ * RestartPreventExitStatus). Readiness comes from the child itself: the
+ * line it writes on its --ready-fd pipe once it serves (util/ready.h). */
 #include "supervisor/procs.h"
 
 #include <errno.h>
@@ -19,7 +22,8 @@
 #include "util/log.h"
 #include "util/spawn.h"
 
-static const char *const state_names[] = {"starting", "running", "stopping", "backoff"};
+static const char *const state_names[] = {"starting", "running", "stopping", "backoff",
+                                          "failed"};
 
 static const sup_app *app_of(const sup_procs *p, const sup_worker *w)
 {
@@ -40,32 +44,58 @@ void sup_procs_fini(sup_procs *p)
         sup_procs_remove(p, p->w[0]);
 }
 
+static void close_fd(int *fd)
+{
+    if (*fd >= 0)
+        close(*fd);
+    *fd = -1;
+}
+
 /* Starts the process of w. 0, or -1 (then w waits to retry). */
 static int spawn(sup_procs *p, sup_worker *w)
 {
     const sup_app *a = app_of(p, w);
     sup_argv av;
     char err[256], q[300];
-    if (sup_app_argv(p->cfg, w->app, &av, err, sizeof(err)) < 0) {
+    int ready[2] = {-1, -1};
+    if (pipe2(ready, O_CLOEXEC) < 0) {
+        snprintf(err, sizeof(err), "ready pipe: %s", strerror(errno));
+    } else if (sup_app_argv(p->cfg, w->app, &av, err, sizeof(err)) == 0 &&
+               sup_argv_ready(&av, ready[1], err, sizeof(err)) == 0) {
+        err[0] = '\0';
+    }
+    if (err[0] != '\0') {
         util_log(UTIL_ERROR, "cannot start", "app=%s err=%s", a->name,
                  util_logq(q, sizeof(q), err));
+        close_fd(&ready[0]);
+        close_fd(&ready[1]);
         return -1;
     }
     /* If the master dies, its workers drain and leave too. */
     util_spawn_cfg sc = {.deathsig = SIGTERM, .stderr_to_pipe = 1,
-                         .pass_fd = w->app == SUP_GATEWAY ? p->cfg->http_fd : -1};
+                         .pass_fd = {w->app == SUP_GATEWAY ? p->cfg->http_fd : -1, ready[1]}};
     int out = -1;
     pid_t pid = util_spawn(av.argv, &sc, &out, NULL);
-    if (pid < 0)
+    /* Only the child holds the write end now: its exit is our end of file. */
+    close_fd(&ready[1]);
+    if (pid < 0) {
+        close_fd(&ready[0]);
         return -1;
+    }
     fcntl(out, F_SETFL, O_NONBLOCK);
+    fcntl(ready[0], F_SETFL, O_NONBLOCK);
+    close_fd(&w->ready_fd);
     w->pid = pid;
     w->out_fd = out;
+    w->ready_fd = ready[0];
+    w->ready_len = 0;
     w->state = SUP_W_STARTING;
     w->started_ms = rpc_now_ms();
     w->ready_ms = 0;
     w->linelen = 0;
     w->advertised[0] = '\0';
+    w->last[0] = '\0';
+    w->reason[0] = '\0';
     rpc_backoff_up(&w->bo, w->started_ms);
     util_log(UTIL_INFO, "started", "app=%s worker=%d pid=%d", a->name, w->index, (int)pid);
     return 0;
@@ -81,6 +111,7 @@ sup_worker *sup_procs_add(sup_procs *p, int app, int index)
     w->app = app;
     w->index = index;
     w->out_fd = -1;
+    w->ready_fd = -1;
     w->last_exit = -1;
     rpc_backoff_init(&w->bo, &p->cfg->policy.restart, NULL, NULL);
     rpc_backoff_next(&w->bo); /* the first start is at once */
@@ -102,8 +133,8 @@ void sup_procs_remove(sup_procs *p, sup_worker *w)
     }
     if (p->forget != NULL)
         p->forget(p->forget_arg, w);
-    if (w->out_fd >= 0)
-        close(w->out_fd);
+    close_fd(&w->out_fd);
+    close_fd(&w->ready_fd);
     free(w);
 }
 
@@ -125,7 +156,7 @@ void sup_procs_stop(sup_worker *w)
     }
 }
 
-/* One complete line of w's output: copied to stderr, and read for readiness. */
+/* One complete line of w's output: copied to stderr. */
 static void on_line(const sup_procs *p, sup_worker *w)
 {
     char out[2200];
@@ -134,15 +165,6 @@ static void on_line(const sup_procs *p, sup_worker *w)
     ssize_t wr = write(STDERR_FILENO, out,
                        (size_t)(n < (int)sizeof(out) ? n : (int)sizeof(out) - 1));
     (void)wr;
-    if (w->state == SUP_W_STARTING && strstr(w->line, "msg=listening") != NULL) {
-        w->state = SUP_W_RUNNING;
-        w->ready_ms = rpc_now_ms();
-        /* logfmt: member=HOST:PORT, unquoted (an address has no spaces). */
-        const char *m = strstr(w->line, " member=");
-        if (m != NULL)
-            snprintf(w->advertised, sizeof(w->advertised), "%.*s",
-                     (int)strcspn(m + 8, " "), m + 8);
-    }
     w->linelen = 0;
 }
 
@@ -159,6 +181,8 @@ void sup_procs_pump(sup_procs *p, sup_worker *w)
             return;
         }
         for (ssize_t i = 0; i < r; i++) {
+            if (buf[i] == '\n' && w->linelen > 0) /* kept for a failure's reason */
+                snprintf(w->last, sizeof(w->last), "%.*s", (int)w->linelen, w->line);
             if (buf[i] == '\n')
                 on_line(p, w);
             else if (w->linelen < sizeof(w->line) - 1)
@@ -166,6 +190,74 @@ void sup_procs_pump(sup_procs *p, sup_worker *w)
             /* else: an over-long line is cut */
         }
     }
+}
+
+static void tell(sup_procs *p, const sup_worker *w, sup_event ev)
+{
+    if (p->event != NULL)
+        p->event(p->forget_arg, w, ev);
+}
+
+void sup_procs_ready(sup_procs *p, sup_worker *w)
+{
+    char buf[UTIL_READY_LINE_MAX];
+    for (;;) {
+        ssize_t r = read(w->ready_fd, buf, sizeof(buf));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0 && errno == EAGAIN)
+            return;
+        if (r <= 0) { /* end of file without the line: never ready */
+            close_fd(&w->ready_fd);
+            return;
+        }
+        char *nl = memchr(buf, '\n', (size_t)r);
+        size_t take = (size_t)(nl != NULL ? nl - buf : r);
+        if (take > sizeof(w->ready_line) - w->ready_len)
+            take = sizeof(w->ready_line) - w->ready_len; /* an over-long line is cut */
+        memcpy(w->ready_line + w->ready_len, buf, take);
+        w->ready_len += take;
+        if (nl == NULL)
+            continue;
+        close_fd(&w->ready_fd); /* one line is all it says */
+        if (w->state == SUP_W_STARTING &&
+            util_ready_parse(w->ready_line, w->ready_len, w->advertised,
+                             sizeof(w->advertised))) {
+            w->state = SUP_W_RUNNING;
+            w->ready_ms = rpc_now_ms();
+            tell(p, w, SUP_EV_READY);
+        }
+        return;
+    }
+}
+
+/* Exit 2 before ready: w is failed, and stays so until sup_procs_retry. */
+static void fail(sup_procs *p, sup_worker *w, int code)
+{
+    char q[sizeof(w->reason) + 64];
+    snprintf(w->reason, sizeof(w->reason), "exit %d before ready: %s", code,
+             w->last[0] != '\0' ? w->last : "(it printed nothing)");
+    w->state = SUP_W_FAILED;
+    util_log(UTIL_ERROR, "failed", "app=%s worker=%d exit=%d restart=no reason=%s",
+             app_of(p, w)->name, w->index, code, util_logq(q, sizeof(q), w->reason));
+    tell(p, w, SUP_EV_FAILED);
+}
+
+int sup_procs_retry(sup_procs *p, sup_worker *w)
+{
+    if (w->state != SUP_W_FAILED)
+        return 0;
+    util_log(UTIL_INFO, "retrying", "app=%s worker=%d after=failed", app_of(p, w)->name,
+             w->index);
+    rpc_backoff_init(&w->bo, &p->cfg->policy.restart, NULL, NULL);
+    rpc_backoff_next(&w->bo); /* at once, as a first start */
+    w->quick_failures = 0;
+    if (spawn(p, w) < 0) {
+        w->state = SUP_W_BACKOFF;
+        w->next_start_ms = rpc_now_ms() + p->cfg->policy.retry_spawn_ms;
+        return -1;
+    }
+    return 0;
 }
 
 static void on_exit_status(sup_procs *p, sup_worker *w, int status)
@@ -176,15 +268,20 @@ static void on_exit_status(sup_procs *p, sup_worker *w, int status)
     int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     if (w->out_fd >= 0)
         sup_procs_pump(p, w);
+    if (w->ready_fd >= 0) /* a line written just before it exited counts */
+        sup_procs_ready(p, w);
     w->last_exit = code;
     w->pid = 0;
-    if (w->out_fd >= 0) {
-        close(w->out_fd);
-        w->out_fd = -1;
-    }
+    close_fd(&w->out_fd);
+    close_fd(&w->ready_fd);
     if (w->retire || p->stopping) {
         util_log(UTIL_INFO, "stopped", "app=%s worker=%d exit=%d", a->name, w->index, code);
+        tell(p, w, SUP_EV_STOPPED);
         sup_procs_remove(p, w);
+        return;
+    }
+    if (code == SUP_EXIT_USAGE && w->ready_ms == 0) {
+        fail(p, w, code);
         return;
     }
     rpc_backoff_down(&w->bo, now);
@@ -293,6 +390,21 @@ const char *sup_procs_state_name(const sup_procs *p, const sup_worker *w)
     return state_names[w->state];
 }
 
+/* s as a JSON string; a worker's line cut inside a UTF-8 sequence (or not
+ * UTF-8 at all) has its other bytes shown as '?'. */
+static json_t *text_json(const char *s)
+{
+    json_t *j = json_string(s);
+    if (j != NULL)
+        return j;
+    char ascii[512];
+    size_t i = 0;
+    for (; s[i] != '\0' && i < sizeof(ascii) - 1; i++)
+        ascii[i] = (unsigned char)s[i] < 0x80 ? s[i] : '?';
+    ascii[i] = '\0';
+    return json_string(ascii);
+}
+
 static json_t *worker_json(const sup_procs *p, const sup_worker *w, const char *db,
                            int64_t now)
 {
@@ -306,6 +418,8 @@ static json_t *worker_json(const sup_procs *p, const sup_worker *w, const char *
                           (int)w->restarts, "rss_bytes",
                           up && w->rss > 0 ? json_integer(w->rss) : json_null(), "last_exit",
                           w->last_exit >= 0 ? json_integer(w->last_exit) : json_null());
+    json_object_set_new(o, "reason",
+                        w->state == SUP_W_FAILED ? text_json(w->reason) : json_null());
     if (w->app != SUP_GATEWAY) {
         json_object_set_new(o, "db", db != NULL ? json_string(db) : json_null());
         json_object_set_new(o, "advertised",

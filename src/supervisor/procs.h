@@ -1,9 +1,10 @@
 /* The master's child processes: the table of workers, starting one (with
- * its output piped back), reaping one and deciding when it restarts (with
- * backoff, flagged crash-looping after quick failures in a row), copying
- * its output lines to our stderr (which also tells when it is ready), and
- * reading its resident size. Single threaded: called from the master's poll
- * loop only; no locks. */
+ * its output piped back, and a pipe of its own, --ready-fd, on which it
+ * says when it serves: util/ready.h), reaping one and deciding when it
+ * restarts (with backoff, flagged crash-looping after quick failures in a
+ * row; never after a usage error before it was ready: failed), copying its
+ * output lines to our stderr, and reading its resident size. Single
+ * threaded: called from the master's poll loop only; no locks. */
 #ifndef TCPOPS_SUP_PROCS_H
 #define TCPOPS_SUP_PROCS_H
 
@@ -13,21 +14,28 @@
 
 #include "rpc/backoff.h"
 #include "supervisor/config.h"
+#include "util/ready.h"
 
 #define SUP_MAX_PROCS 256
 
 typedef enum sup_wstate {
-    SUP_W_STARTING, /* spawned, has not logged msg=listening yet */
+    SUP_W_STARTING, /* spawned, has not said "ready" yet */
     SUP_W_RUNNING,  /* serving */
     SUP_W_STOPPING, /* sent SIGTERM (or dropped while waiting to restart) */
     SUP_W_BACKOFF,  /* exited; waits until next_start_ms to start again */
+    SUP_W_FAILED,   /* exited 2 (a usage error) before ready: not restarted
+                     * until asked (sup_procs_retry); reason says why */
 } sup_wstate;
+
+/* The exit code of every tcpops program for bad flags or configuration. */
+#define SUP_EXIT_USAGE 2
 
 typedef struct sup_worker {
     int app;
     int index;                /* 1..N */
     pid_t pid;                /* 0 while waiting to restart */
     int out_fd;               /* the child's stdout+stderr */
+    int ready_fd;             /* its --ready-fd pipe, until the line or EOF */
     sup_wstate state;
     int retire;               /* do not restart when it exits */
     int64_t started_ms, ready_ms, stop_ms, next_start_ms;
@@ -35,11 +43,24 @@ typedef struct sup_worker {
     unsigned quick_failures;  /* exits in a row before being healthy */
     int last_exit;            /* exit code, or 128 + signal; -1 none */
     long rss;                 /* bytes, refreshed every memory_check_ms */
-    char advertised[64];      /* a service's member= from its listening line */
+    char advertised[64];      /* a service's member= from its ready line */
     rpc_backoff bo;
     char line[2048];
     size_t linelen;
+    char last[256];           /* the last line it printed, cut short */
+    char reason[400];         /* SUP_W_FAILED: "exit 2 before ready: LAST" */
+    char ready_line[UTIL_READY_LINE_MAX];
+    size_t ready_len;
 } sup_worker;
+
+/* What happened to a worker, for whoever waits on its app (master.c). */
+typedef enum sup_event {
+    SUP_EV_READY,   /* said "ready" (ready_ms - started_ms: how long it took) */
+    SUP_EV_STOPPED, /* exited as asked, and leaves the table next (last_exit) */
+    SUP_EV_FAILED,  /* became SUP_W_FAILED (reason) */
+} sup_event;
+
+typedef void (*sup_event_fn)(void *arg, const sup_worker *w, sup_event ev);
 
 /* Called just before a worker leaves the table (its memory is freed after). */
 typedef void (*sup_forget_fn)(void *arg, const sup_worker *w);
@@ -51,7 +72,8 @@ typedef struct sup_procs {
     int stopping;             /* shutting down: exits are never restarted */
     int64_t last_memory_ms;
     sup_forget_fn forget;
-    void *forget_arg;
+    void *forget_arg;         /* also event's */
+    sup_event_fn event;       /* NULL, or told each sup_event; set after init */
 } sup_procs;
 
 /* Starts an empty table over cfg (which must outlive p); forget (may be
@@ -76,10 +98,20 @@ sup_worker *sup_procs_find(sup_procs *p, int app, int index, int retiring);
 void sup_procs_stop(sup_worker *w);
 
 /* Reads what w wrote and prints each complete line to stderr as
- * "app.N | line"; the line msg=listening makes a starting worker running
- * (and its member= is the address it advertises).
- * Closes w's pipe at its end. */
+ * "app.N | line" (the last one is kept for a failure's reason). Closes w's
+ * pipe at its end. */
 void sup_procs_pump(sup_procs *p, sup_worker *w);
+
+/* Reads w's --ready-fd pipe: its "ready" line makes a starting worker
+ * running (and a service's member= is the address it advertises). Closes
+ * the pipe after the line or at its end (which, without the line, leaves
+ * the worker starting: its exit is handled as any). */
+void sup_procs_ready(sup_procs *p, sup_worker *w);
+
+/* Starts a failed worker afresh: its backoff and quick failures start
+ * over (restarts is kept). 0, or -1 when the start itself failed (then it
+ * waits to retry, as any start). Does nothing to a worker not failed. */
+int sup_procs_retry(sup_procs *p, sup_worker *w);
 
 /* Collects every child that exited: a retiring one (or any while stopping)
  * leaves the table; another waits to restart with backoff. */
@@ -101,12 +133,13 @@ typedef void (*sup_over_fn)(void *arg, sup_worker *w);
 void sup_procs_check_memory(sup_procs *p, sup_over_fn over, void *arg);
 
 /* The state `tcpops ps` shows: "starting", "running", "stopping",
- * "backoff", "crash-looping" or "replaced". Static string. */
+ * "backoff", "crash-looping", "failed" or "replaced". Static string. */
 const char *sup_procs_state_name(const sup_procs *p, const sup_worker *w);
 
-/* The `ps` answer: {"ok":true,"workers":[...]} by app; a service's
- * workers carry "db" (sup_app_store) and "advertised" (null until it
- * serves). Caller owns it. */
+/* The `ps` answer: {"ok":true,"workers":[...]} by app, each with
+ * "reason" (null unless failed); a service's workers carry "db"
+ * (sup_app_store) and "advertised" (null until it serves). Caller owns
+ * it. */
 json_t *sup_procs_json(const sup_procs *p);
 
 #endif

@@ -13,7 +13,11 @@ void sup_roll_init(sup_roll *r)
 
 void sup_roll_start(sup_roll *r, const int *indices, int n, int client_fd)
 {
+    sup_roll_note_fn note = r->note;
+    void *note_arg = r->note_arg;
     memset(r, 0, sizeof(*r));
+    r->note = note;
+    r->note_arg = note_arg;
     r->active = 1;
     r->client_fd = client_fd;
     for (int i = 0; i < n && i < SUP_MAX_WORKERS; i++)
@@ -47,7 +51,19 @@ static int next_worker(sup_roll *r, sup_procs *p, int app, int64_t now)
     }
     int idx = r->queue[0];
     memmove(r->queue, r->queue + 1, sizeof(int) * (size_t)--r->nqueue);
+    r->index = idx;
+    r->retried = 0;
     r->old = sup_procs_find(p, app, idx, 0);
+    if (r->old != NULL && r->old->state == SUP_W_FAILED) {
+        /* Nothing runs to keep serving meanwhile: it starts again in place. */
+        r->fresh = r->old;
+        r->old = NULL;
+        r->retried = 1;
+        sup_procs_retry(p, r->fresh);
+        r->phase = SUP_ROLL_STARTING;
+        r->phase_ms = now;
+        return 0;
+    }
     if (r->old == NULL || r->old->pid == 0)
         return 0; /* gone or restarting anyway: a fresh start is what a restart gives */
     /* The old one steps aside in the table; the new one takes its number. */
@@ -65,21 +81,41 @@ static int next_worker(sup_roll *r, sup_procs *p, int app, int64_t now)
 
 /* SUP_ROLL_STARTING: the replacement did not come up, so the old one stays.
  * A replacement waiting to restart has no process to stop: it goes now (else
- * it stays listed as "replaced" for ever). */
+ * it stays listed as "replaced" for ever). A failed worker started again
+ * stays as it now is (failed again, or waiting to restart). */
 static void replacement_failed(sup_roll *r, sup_procs *p, int app)
 {
     char why[sizeof(r->why)];
-    if (r->fresh != NULL && r->fresh->pid > 0)
+    const char *name = p->cfg->apps[app].name;
+    const char *what = r->retried ? "" : "'s replacement";
+    if (r->fresh != NULL && r->fresh->state == SUP_W_FAILED)
+        snprintf(why, sizeof(why), "%s.%d%s failed: %.400s", name, r->index, what,
+                 r->fresh->reason);
+    else
+        snprintf(why, sizeof(why), "%s.%d%s did not become ready", name, r->index, what);
+    if (!r->retried && r->fresh != NULL && r->fresh->pid > 0)
         sup_procs_stop(r->fresh);
-    else if (r->fresh != NULL)
+    else if (!r->retried && r->fresh != NULL)
         sup_procs_remove(p, r->fresh);
     if (r->old != NULL)
         r->old->retire = 0;
-    snprintf(why, sizeof(why), "worker %d's replacement did not become ready",
-             r->old != NULL ? r->old->index : 0);
     give_up(r, why);
     util_log(UTIL_ERROR, "restart failed", "app=%s why=\"%s\"", p->cfg->apps[app].name, r->why);
     r->phase = SUP_ROLL_NEXT;
+}
+
+/* The worker r->index serves anew: counted, and told to r->note. */
+static void worker_done(sup_roll *r, const sup_procs *p, int app)
+{
+    char line[160];
+    r->done++;
+    if (r->note == NULL)
+        return;
+    snprintf(line, sizeof(line), "%s.%d: %s pid %d (ready in %lld ms)",
+             p->cfg->apps[app].name, r->index,
+             r->retried ? "was failed, started again as" : "replaced by", (int)r->fresh_pid,
+             (long long)r->ready_in_ms);
+    r->note(r->note_arg, r, line);
 }
 
 int sup_roll_step(sup_roll *r, sup_procs *p, int app, int64_t now)
@@ -91,16 +127,20 @@ int sup_roll_step(sup_roll *r, sup_procs *p, int app, int64_t now)
     case SUP_ROLL_NEXT:
         return next_worker(r, p, app, now);
     case SUP_ROLL_STARTING:
+        /* Failed (a usage error) or waiting to restart: it will not come. */
         if (r->fresh == NULL || r->fresh->state == SUP_W_BACKOFF ||
-            now - r->phase_ms > pol->ready_timeout_ms) {
+            r->fresh->state == SUP_W_FAILED || now - r->phase_ms > pol->ready_timeout_ms) {
             replacement_failed(r, p, app);
         } else if (r->fresh->state == SUP_W_RUNNING) {
+            r->fresh_pid = r->fresh->pid;
+            r->ready_in_ms = r->fresh->ready_ms - r->fresh->started_ms;
             r->phase = SUP_ROLL_SETTLING;
             r->phase_ms = now;
         }
         return 0;
     case SUP_ROLL_SETTLING:
-        if (now - r->phase_ms >= pol->settle_ms) {
+        /* Nothing old to stop after a failed worker's start: no wait. */
+        if (r->retried || now - r->phase_ms >= pol->settle_ms) {
             if (r->old != NULL)
                 sup_procs_stop(r->old);
             r->phase = SUP_ROLL_STOPPING;
@@ -109,6 +149,7 @@ int sup_roll_step(sup_roll *r, sup_procs *p, int app, int64_t now)
         return 0;
     case SUP_ROLL_STOPPING:
         if (r->old == NULL) { /* it exited and was forgotten */
+            worker_done(r, p, app);
             r->phase = SUP_ROLL_NEXT;
             return sup_roll_step(r, p, app, now);
         }

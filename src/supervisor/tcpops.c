@@ -22,19 +22,43 @@ static const char usage[] =
     "                      --apps of this host), keep them running (restart with\n"
     "                      backoff), serve the commands below\n"
     "  ps [--json]         every worker: app, number, pid, state, uptime, restarts,\n"
-    "                      memory, advertised address; each service's database\n"
-    "  scale APP N         run N workers of people or pets (waits until they serve)\n"
-    "  restart APP         rolling restart: a new worker serves before an old one leaves\n"
+    "                      memory, advertised address; each service's database; why\n"
+    "                      a worker failed\n"
+    "  scale APP N         run N workers of people or pets (waits until they serve);\n"
+    "                      a failed worker among them is started again\n"
+    "  restart APP         rolling restart: a new worker serves before an old one leaves;\n"
+    "                      a failed worker is started again\n"
     "  down                stop everything gracefully\n"
+    "\n"
+    "scale, restart and down print a line per worker as it is done, then what was done;\n"
+    "with --json, only the master's JSON answer. A worker that exits 2 (bad flags or\n"
+    "settings) before it serves is not restarted: ps shows it failed, with its last line.\n"
     "\n"
     "--data-dir (env TCPOPS_DATA_DIR, default " SUP_DEFAULT_DATA_DIR
     ") holds the databases and the\n"
     "control socket. `tcpops up --help` lists the flags of up.\n";
 
-static int ctl(const char *data_dir, json_t *req, int timeout_ms, int print_ps)
+/* One progress line from the master ("people.1: replaced by pid 1234
+ * (ready in 180 ms)"), printed as it comes. */
+static void print_progress(void *arg, const char *text)
+{
+    (void)arg;
+    printf("%s\n", text);
+    fflush(stdout);
+}
+
+/* Sends req (consumed) for cmd to the master and prints its answer: with
+ * json, the answer alone, as it came (no progress lines: one JSON document
+ * for a script); else ps's table, or the progress lines as they come and
+ * then one line saying what was done. An error goes to stderr. Returns the
+ * exit code: 0, 1 (the master refused or failed) or 3 (no master). */
+static int ctl(const char *data_dir, const char *cmd, json_t *req, int timeout_ms, int json)
 {
     char err[512];
-    json_t *ans = sup_ctl_request(data_dir, req, timeout_ms, err, sizeof(err));
+    int progress = !json && strcmp(cmd, "ps") != 0;
+    json_t *ans = sup_ctl_request_progress(data_dir, req, timeout_ms,
+                                           progress ? print_progress : NULL, NULL, err,
+                                           sizeof(err));
     if (ans == NULL) {
         fprintf(stderr, "tcpops: %s\n", err);
         return 3;
@@ -42,12 +66,14 @@ static int ctl(const char *data_dir, json_t *req, int timeout_ms, int print_ps)
     int ok = json_is_true(json_object_get(ans, "ok"));
     if (!ok) {
         fprintf(stderr, "tcpops: %s\n", json_string_value(json_object_get(ans, "error")));
-    } else if (print_ps) {
-        sup_ctl_print_ps(ans);
-    } else {
+    } else if (json) {
         char *s = json_dumps(ans, JSON_COMPACT);
         printf("%s\n", s);
         free(s);
+    } else if (strcmp(cmd, "ps") == 0) {
+        sup_ctl_print_ps(ans);
+    } else {
+        sup_ctl_print_done(cmd, ans);
     }
     json_decref(ans);
     return ok ? 0 : 1;
@@ -311,9 +337,11 @@ static int command_help(const char *cmd)
 {
     static const char *const help[][2] = {
         {"ps", "usage: tcpops ps [--json] [--data-dir DIR]"},
-        {"scale", "usage: tcpops scale APP N [--data-dir DIR]   (APP is people or pets)"},
-        {"restart", "usage: tcpops restart APP [--data-dir DIR]   (gateway, people or pets)"},
-        {"down", "usage: tcpops down [--data-dir DIR]"},
+        {"scale", "usage: tcpops scale APP N [--json] [--data-dir DIR]   (APP is people or "
+                  "pets)"},
+        {"restart", "usage: tcpops restart APP [--json] [--data-dir DIR]   (gateway, people "
+                    "or pets)"},
+        {"down", "usage: tcpops down [--json] [--data-dir DIR]"},
     };
     for (size_t k = 0; k < sizeof(help) / sizeof(help[0]); k++) {
         if (strcmp(cmd, help[k][0]) == 0) {
@@ -372,8 +400,8 @@ int main(int argc, char **argv)
             fprintf(stderr, "usage: tcpops ps [--json]\n");
             return 2;
         }
-        return ctl(cfg.data_dir, json_pack("{s:s}", "cmd", "ps"), SUP_CTL_PS_TIMEOUT_MS,
-                   !as_json);
+        return ctl(cfg.data_dir, cmd, json_pack("{s:s}", "cmd", "ps"), SUP_CTL_PS_TIMEOUT_MS,
+                   as_json);
     }
     if (strcmp(cmd, "scale") == 0) {
         long n = 0;
@@ -387,25 +415,25 @@ int main(int argc, char **argv)
             fprintf(stderr, "%s\n", err);
             return 2;
         }
-        return ctl(cfg.data_dir, json_pack("{s:s,s:s,s:i}", "cmd", "scale", "app", a1, "workers",
-                                           (int)n),
-                   SUP_CTL_SCALE_TIMEOUT_MS, 0);
+        return ctl(cfg.data_dir, cmd,
+                   json_pack("{s:s,s:s,s:i}", "cmd", "scale", "app", a1, "workers", (int)n),
+                   SUP_CTL_SCALE_TIMEOUT_MS, ca.json);
     }
     if (strcmp(cmd, "restart") == 0) {
         if (nargs != 1) {
             fprintf(stderr, "usage: tcpops restart APP   (gateway, people or pets)\n");
             return 2;
         }
-        return ctl(cfg.data_dir, json_pack("{s:s,s:s}", "cmd", "restart", "app", a1),
-                   SUP_CTL_RESTART_TIMEOUT_MS, 0);
+        return ctl(cfg.data_dir, cmd, json_pack("{s:s,s:s}", "cmd", "restart", "app", a1),
+                   SUP_CTL_RESTART_TIMEOUT_MS, ca.json);
     }
     if (strcmp(cmd, "down") == 0) {
         if (nargs != 0) {
             fprintf(stderr, "usage: tcpops down\n");
             return 2;
         }
-        return ctl(cfg.data_dir, json_pack("{s:s}", "cmd", "down"), SUP_CTL_DOWN_TIMEOUT_MS,
-                   0);
+        return ctl(cfg.data_dir, cmd, json_pack("{s:s}", "cmd", "down"), SUP_CTL_DOWN_TIMEOUT_MS,
+                   ca.json);
     }
     fprintf(stderr, "tcpops: unknown command \"%s\"\n%s", cmd, usage);
     return 2;

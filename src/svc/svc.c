@@ -21,6 +21,7 @@
 #include "util/flags.h"
 #include "util/log.h"
 #include "util/protect.h"
+#include "util/ready.h"
 
 /* Worker threads on PostgreSQL when --threads is 0: a thread waits for the
  * database most of its call, and group commit needs writers waiting. */
@@ -36,6 +37,7 @@ typedef struct svc_opts {
     rpc_tls_files tls;
     long threads, db_conns, max_frame, max_conns, max_inflight, max_queue, max_write_buf;
     long partial_ms, idle_ms, drain_ms;
+    long ready_fd;            /* --ready-fd: told once serving; -1 none */
     int insecure;             /* --insecure: plaintext on a non-loopback address */
     const char *text_mode;    /* --text-mode: loopback|any|off */
 } svc_opts;
@@ -254,6 +256,9 @@ static int serve(svc *s, const svc_opts *o, rpc_method *rm, svc_fault *f)
     util_log(UTIL_INFO, "listening", "addr=%s port=%d member=%s db=%s threads=%ld sync=%s",
              o->listen, rpc_server_port(s->srv, 0), s->self, util_logq(q, sizeof(q), where),
              o->threads, o->sync);
+    /* Listening, registered as a member: the supervisor may count it in. */
+    if (util_ready_notify(o->ready_fd, s->self) < 0)
+        util_log(UTIL_WARN, "cannot tell the supervisor it is ready", "fd=%ld", o->ready_fd);
     return 0;
 }
 
@@ -285,7 +290,7 @@ int svc_main(const svc_desc *desc, int argc, char **argv)
         .max_conns = def.max_conns, .max_inflight = def.max_inflight,
         .max_queue = def.queue_max, .max_write_buf = (long)def.max_write_buf,
         .partial_ms = def.partial_timeout_ms, .idle_ms = def.idle_timeout_ms,
-        .drain_ms = UTIL_DRAIN_MS_DEFAULT, .text_mode = "loopback",
+        .drain_ms = UTIL_DRAIN_MS_DEFAULT, .text_mode = "loopback", .ready_fd = -1,
     };
     svc s;
     svc_fault fault = {0};
@@ -295,6 +300,7 @@ int svc_main(const svc_desc *desc, int argc, char **argv)
          0},
         {"member-listen", UTIL_FLAG_STR, &o.member_listen, "HOST:PORT",
          "this worker's own address (port 0 picks one)", 0, 0},
+        {"ready-fd", UTIL_FLAG_INT, &o.ready_fd, "FD", UTIL_READY_FD_HELP, 0, 65535},
         {"data-dir", UTIL_FLAG_STR, &o.data_dir, "DIR", "where the SQLite database lives", 0,
          0},
         {"db", UTIL_FLAG_STR, &o.db, "URL",

@@ -55,8 +55,9 @@ pid_t util_spawn(char *const argv[], const util_spawn_cfg *cfg, int *out, int *e
         int devnull = open("/dev/null", O_RDONLY);
         if (devnull >= 0)
             dup2(devnull, STDIN_FILENO);
-        if (cfg->pass_fd > STDERR_FILENO)
-            fcntl(cfg->pass_fd, F_SETFD, 0); /* this copy only: the parent's stays CLOEXEC */
+        for (int i = 0; i < UTIL_SPAWN_PASS_MAX; i++) /* this copy only: the parent's */
+            if (cfg->pass_fd[i] > STDERR_FILENO)      /* stays CLOEXEC */
+                fcntl(cfg->pass_fd[i], F_SETFD, 0);
         execv(argv[0], argv);
         fprintf(stderr, "cannot run %s: %s\n", argv[0], strerror(errno));
         _exit(127);

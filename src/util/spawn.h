@@ -6,12 +6,16 @@
 
 #include <sys/types.h>
 
+#define UTIL_SPAWN_PASS_MAX 2
+
 typedef struct util_spawn_cfg {
     int deathsig;            /* the child gets this signal when we die */
     int stderr_to_pipe;      /* stderr joins stdout in the pipe */
     const char *stderr_path; /* else, when set: stderr appended to this file */
-    int pass_fd;             /* > 2: this descriptor stays open in the child
-                              * (by its number), close-on-exec or not */
+    /* Each > 2: this descriptor stays open in the child (by its number),
+     * close-on-exec or not; 0 or -1: none (the gateway gets its listening
+     * socket and its --ready-fd pipe). */
+    int pass_fd[UTIL_SPAWN_PASS_MAX];
 } util_spawn_cfg;
 
 /* Forks and runs argv[0] (a path) with argv, stdin from /dev/null and no
