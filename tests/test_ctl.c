@@ -27,11 +27,14 @@ typedef struct fake_master {
     char last_line[SUP_CTL_LINE_MAX];
     int requests;
     int owed_fd;          /* a request with "cmd":"later" is answered on the next pump */
+    int steps_fd;         /* "cmd":"steps": two progress lines, then the answer */
     int gone_fd;          /* the last client reported gone, -1 none */
     volatile int stop;
 } fake_master;
 
-/* Answers {"ok":true,"cmd":CMD}; "later" is owed, "silent" never answered. */
+/* Answers {"ok":true,"cmd":CMD}; "later" is owed, "silent" never answered;
+ * "steps" is owed and told in steps (with progress when asked, as the
+ * master does). */
 static int on_request(void *arg, int fd, const char *line)
 {
     fake_master *m = arg;
@@ -40,7 +43,12 @@ static int on_request(void *arg, int fd, const char *line)
     json_t *req = json_loads(line, 0, NULL);
     const char *cmd = json_string_value(json_object_get(req, "cmd"));
     int owed = 0;
-    if (cmd != NULL && strcmp(cmd, "later") == 0) {
+    if (json_is_true(json_object_get(req, "progress")))
+        sup_ctlserver_want_progress(&m->srv, fd);
+    if (cmd != NULL && strcmp(cmd, "steps") == 0) {
+        m->steps_fd = fd;
+        owed = 1;
+    } else if (cmd != NULL && strcmp(cmd, "later") == 0) {
         m->owed_fd = fd;
         owed = 1;
     } else if (cmd != NULL && strcmp(cmd, "silent") == 0) {
@@ -70,6 +78,15 @@ static void pump(fake_master *m, int timeout_ms)
                                                               "later"));
         m->owed_fd = -1;
     }
+    if (m->steps_fd >= 0) {
+        sup_ctlserver_progress(&m->srv, m->steps_fd,
+                               "people.1: replaced by pid 11 (ready in 5 ms)");
+        sup_ctlserver_progress(&m->srv, m->steps_fd,
+                               "people.2: replaced by pid 12 (ready in 6 ms)");
+        sup_ctlserver_answer(&m->srv, m->steps_fd,
+                             json_pack("{s:b,s:s,s:i}", "ok", 1, "app", "people", "restarted", 2));
+        m->steps_fd = -1;
+    }
 }
 
 static void *serve(void *arg)
@@ -88,6 +105,7 @@ static int setup(void **state)
     if (mkdtemp(m->dir) == NULL)
         fail_msg("mkdtemp: %s", strerror(errno));
     m->owed_fd = -1;
+    m->steps_fd = -1;
     m->gone_fd = -1;
     sup_ctlserver_init(&m->srv, on_request, on_gone, m);
     if (sup_ctlserver_open(&m->srv, m->dir, err, sizeof(err)) < 0)
@@ -336,6 +354,139 @@ static void test_print_ps(void **state)
         "database of pets: sqlite:/srv/var/pets.db\n");
 }
 
+typedef struct heard {
+    char lines[4][128];
+    int n;
+} heard;
+
+static void hear(void *arg, const char *text)
+{
+    heard *h = arg;
+    if (h->n < 4)
+        snprintf(h->lines[h->n], sizeof(h->lines[0]), "%s", text);
+    h->n++;
+}
+
+/* A client that asks for progress hears each line before its answer; one
+ * that does not (as every client before progress existed) gets the answer
+ * alone. */
+static void test_progress_then_answer(void **state)
+{
+    fake_master *m = *state;
+    pthread_t t;
+    char err[512];
+    heard h = {.n = 0};
+    assert_int_equal(pthread_create(&t, NULL, serve, m), 0);
+    json_t *ans = sup_ctl_request_progress(m->dir, json_pack("{s:s}", "cmd", "steps"), 5000,
+                                           hear, &h, err, sizeof(err));
+    json_t *plain = sup_ctl_request(m->dir, json_pack("{s:s}", "cmd", "steps"), 5000, err,
+                                    sizeof(err));
+    m->stop = 1;
+    pthread_join(t, NULL);
+    if (ans == NULL || plain == NULL)
+        fail_msg("expected two answers, got the error \"%s\"", err);
+    assert_string_equal(m->last_line, "{\"cmd\":\"steps\"}"); /* asked for none */
+    if (h.n != 2)
+        fail_msg("expected 2 progress lines, heard %d", h.n);
+    assert_string_equal(h.lines[0], "people.1: replaced by pid 11 (ready in 5 ms)");
+    assert_string_equal(h.lines[1], "people.2: replaced by pid 12 (ready in 6 ms)");
+    assert_int_equal(json_integer_value(json_object_get(ans, "restarted")), 2);
+    assert_true(json_equal(ans, plain));
+    json_decref(ans);
+    json_decref(plain);
+}
+
+/* On the wire: the progress lines, then the answer, one JSON line each. */
+static void test_progress_on_the_wire(void **state)
+{
+    fake_master *m = *state;
+    char buf[1024];
+    int fd = raw_client(m, "{\"cmd\":\"steps\",\"progress\":true}\n");
+    pump(m, 1000); /* accepted */
+    pump(m, 1000); /* read, told */
+    read_to_end(fd, buf, sizeof(buf));
+    assert_string_equal(buf, "{\"progress\":\"people.1: replaced by pid 11 (ready in 5 ms)\"}\n"
+                             "{\"progress\":\"people.2: replaced by pid 12 (ready in 6 ms)\"}\n"
+                             "{\"ok\":true,\"app\":\"people\",\"restarted\":2}\n");
+}
+
+/* What fn prints on stdout. */
+static void capture_stdout(void (*fn)(const char *, json_t *), const char *cmd, json_t *ans,
+                           char *text, size_t cap)
+{
+    char path[] = "/tmp/tcpops-test-out-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    fflush(stdout);
+    int saved = dup(STDOUT_FILENO);
+    dup2(fd, STDOUT_FILENO);
+    fn(cmd, ans);
+    fflush(stdout);
+    dup2(saved, STDOUT_FILENO);
+    close(saved);
+    lseek(fd, 0, SEEK_SET);
+    ssize_t n = read(fd, text, cap - 1);
+    close(fd);
+    unlink(path);
+    text[n > 0 ? n : 0] = '\0';
+}
+
+static void print_ps_cmd(const char *cmd, json_t *ans)
+{
+    (void)cmd;
+    sup_ctl_print_ps(ans);
+}
+
+static void test_print_done(void **state)
+{
+    (void)state;
+    static const char *const cases[][3] = {
+        {"scale", "{\"ok\":true,\"app\":\"people\",\"workers\":3,\"was\":2}",
+         "people: 3 workers (was 2)\n"},
+        {"scale", "{\"ok\":true,\"app\":\"pets\",\"workers\":1,\"was\":4}",
+         "pets: 1 worker (was 4)\n"},
+        {"restart", "{\"ok\":true,\"app\":\"gateway\",\"restarted\":1}",
+         "gateway: restarted 1 worker\n"},
+        {"restart", "{\"ok\":true,\"app\":\"people\",\"restarted\":3}",
+         "people: restarted 3 workers\n"},
+        {"down", "{\"ok\":true,\"stopped\":5}", "stopped 5 workers\n"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char text[256];
+        json_t *ans = json_loads(cases[i][1], 0, NULL);
+        assert_non_null(ans);
+        capture_stdout(sup_ctl_print_done, cases[i][0], ans, text, sizeof(text));
+        json_decref(ans);
+        if (strcmp(text, cases[i][2]) != 0)
+            fail_msg("%s %s: expected \"%s\", printed \"%s\"", cases[i][0], cases[i][1],
+                     cases[i][2], text);
+    }
+}
+
+/* A failed worker: its state in the table, its reason on a line below. */
+static void test_print_ps_failed(void **state)
+{
+    (void)state;
+    char text[2048];
+    json_t *ans = json_loads(
+        "{\"ok\":true,\"workers\":["
+        "{\"app\":\"pets\",\"worker\":2,\"pid\":null,\"state\":\"failed\",\"uptime_ms\":null,"
+        "\"restarts\":0,\"rss_bytes\":null,\"last_exit\":2,\"reason\":\"exit 2 before ready: "
+        "tcpops-pets: --threads: \\\"999999\\\" is out of range: 0 to 256\",\"db\":null,"
+        "\"advertised\":null}]}",
+        0, NULL);
+    assert_non_null(ans);
+    capture_stdout(print_ps_cmd, "ps", ans, text, sizeof(text));
+    json_decref(ans);
+    assert_string_equal(
+        text,
+        "APP      WORKER PID      STATE          UPTIME    RESTARTS MEMORY   LAST EXIT "
+        "ADVERTISED\n"
+        "pets     2      -        failed         -         0        -        2         -\n"
+        "failed pets.2: exit 2 before ready: tcpops-pets: --threads: \"999999\" is out of "
+        "range: 0 to 256\n");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -350,6 +501,10 @@ int main(void)
         cmocka_unit_test(test_path_too_long),
         cmocka_unit_test(test_error_answer),
         cmocka_unit_test(test_print_ps),
+        cmocka_unit_test_setup_teardown(test_progress_then_answer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_progress_on_the_wire, setup, teardown),
+        cmocka_unit_test(test_print_done),
+        cmocka_unit_test(test_print_ps_failed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

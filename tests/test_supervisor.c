@@ -3,6 +3,7 @@
  * database or grow past their memory limit (RELIABILITY.md scenarios 2, 3,
  * 12-17). */
 #include <dirent.h>
+#include <errno.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -29,6 +30,7 @@
 typedef struct fixture {
     char dir[256];
     char log[300];
+    char tcpops_bin[320];     /* the tcpops `up` runs; "" = build/bin's */
     proc master;
     int gw_port, people_port, pets_port;
 } fixture;
@@ -67,7 +69,8 @@ static void up_argv(fixture *fx, up_cmd *u, va_list ap)
     snprintf(u->gw, sizeof(u->gw), "127.0.0.1:%d", fx->gw_port);
     snprintf(u->people, sizeof(u->people), "127.0.0.1:%d", fx->people_port);
     snprintf(u->pets, sizeof(u->pets), "127.0.0.1:%d", fx->pets_port);
-    u->argv[n++] = (char *)proc_bin("tcpops", u->bin, sizeof(u->bin));
+    u->argv[n++] = fx->tcpops_bin[0] != '\0' ? fx->tcpops_bin
+                                             : (char *)proc_bin("tcpops", u->bin, sizeof(u->bin));
     u->argv[n++] = "up";
     u->argv[n++] = "--data-dir";
     u->argv[n++] = fx->dir;
@@ -110,21 +113,40 @@ static void up(fixture *fx, ...)
     fail_msg("tcpops up: the gateway was not ready within 20 s (log in %s)", fx->log);
 }
 
-/* Runs `tcpops --data-dir DIR ARGS...`; returns its exit code and stdout. */
-static int tcpops(fixture *fx, char *out, size_t outlen, ...)
+/* Runs `tcpops --data-dir DIR ARGS...`; returns its exit code, stdout and
+ * stderr (err: errlen bytes). */
+static int vtcpops(fixture *fx, char *out, size_t outlen, char *err, size_t errlen, va_list ap)
 {
-    char err[4096], dummy[16], cmd[256];
-    va_list ap;
+    char dummy[16], cmd[256];
     if (out == NULL) {
         out = dummy;
         outlen = sizeof(dummy);
     }
-    va_start(ap, outlen);
-    int code = proc_run_tool("tcpops", "--data-dir", fx->dir, ap, out, outlen, err, sizeof(err),
+    int code = proc_run_tool("tcpops", "--data-dir", fx->dir, ap, out, outlen, err, errlen,
                              120000, cmd, sizeof(cmd));
-    va_end(ap);
     if (code != 0)
         print_message("tcpops %s: exit %d: %s\n", cmd, code, err);
+    return code;
+}
+
+/* Runs `tcpops --data-dir DIR ARGS...`; returns its exit code and stdout. */
+static int tcpops(fixture *fx, char *out, size_t outlen, ...)
+{
+    char err[4096];
+    va_list ap;
+    va_start(ap, outlen);
+    int code = vtcpops(fx, out, outlen, err, sizeof(err), ap);
+    va_end(ap);
+    return code;
+}
+
+/* tcpops with its stderr too. */
+static int tcpops_err(fixture *fx, char *out, size_t outlen, char *err, size_t errlen, ...)
+{
+    va_list ap;
+    va_start(ap, errlen);
+    int code = vtcpops(fx, out, outlen, err, errlen, ap);
+    va_end(ap);
     return code;
 }
 
@@ -1028,6 +1050,198 @@ static void test_failed_restart_leaves_no_ghost(void **state)
     assert_int_equal(rename(side, db), 0);
 }
 
+/* ---- a worker that refuses its flags: failed, not restarted ---- */
+
+/* Copies the file at from to to, executable. */
+static void copy_program(const char *from, const char *to)
+{
+    FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
+    char buf[65536];
+    size_t n;
+    if (in == NULL || out == NULL)
+        fail_msg("expected to copy %s to %s: %s", from, to, strerror(errno));
+    while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
+        assert_int_equal(fwrite(buf, 1, n, out), n);
+    fclose(in);
+    assert_int_equal(fclose(out), 0);
+    assert_int_equal(chmod(to, 0755), 0);
+}
+
+/* Gives fx a bin dir of its own, DIR/bin, for `tcpops up` (which starts the
+ * programs beside itself): a copy of tcpops, the real gateway and people,
+ * and for pets a script that runs the real one, adding --threads 999999
+ * (a flag value it refuses: exit 2) while the file *bad exists. tcpops up's
+ * preflight passes; a pets worker started later fails, as after an upgrade
+ * to a program that no longer takes a flag it is given. */
+static void own_bin_dir(fixture *fx, char *bad, size_t badlen)
+{
+    char bin[300], path[400], real[512], script[1600];
+    snprintf(bin, sizeof(bin), "%s/bin", fx->dir);
+    assert_int_equal(mkdir(bin, 0755), 0);
+    snprintf(fx->tcpops_bin, sizeof(fx->tcpops_bin), "%s/tcpops", bin);
+    copy_program(proc_bin("tcpops", real, sizeof(real)), fx->tcpops_bin);
+    static const char *const linked[] = {"tcpops-gateway", "tcpops-people"};
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(path, sizeof(path), "%s/%s", bin, linked[i]);
+        assert_int_equal(symlink(proc_bin(linked[i], real, sizeof(real)), path), 0);
+    }
+    snprintf(bad, badlen, "%s/bad-flag", fx->dir);
+    proc_bin("tcpops-pets", real, sizeof(real));
+    snprintf(script, sizeof(script),
+             "#!/bin/sh\nif [ -e '%s' ]; then exec '%s' \"$@\" --threads 999999; fi\n"
+             "exec '%s' \"$@\"\n",
+             bad, real, real);
+    snprintf(path, sizeof(path), "%s/tcpops-pets", bin);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(script, f);
+    assert_int_equal(fclose(f), 0);
+    assert_int_equal(chmod(path, 0755), 0);
+}
+
+static void touch(const char *path)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fclose(f);
+}
+
+/* Worker app.index from `tcpops ps --json` (caller json_decref's it). */
+static json_t *ps_worker(fixture *fx, const char *app, int index)
+{
+    char out[16384];
+    json_t *found = NULL, *w;
+    size_t i;
+    assert_int_equal(tcpops(fx, out, sizeof(out), "ps", "--json", NULL), 0);
+    json_t *doc = json_loads(out, 0, NULL);
+    json_array_foreach(json_object_get(doc, "workers"), i, w) {
+        if (strcmp(json_string_value(json_object_get(w, "app")), app) == 0 &&
+            json_integer_value(json_object_get(w, "worker")) == index)
+            found = json_incref(w);
+    }
+    json_decref(doc);
+    if (found == NULL)
+        fail_msg("expected %s.%d in tcpops ps --json, got %s", app, index, out);
+    return found;
+}
+
+/* pets.index is failed for the bad --threads, has no process and was never
+ * restarted. */
+static void expect_failed(fixture *fx, int index, const char *when)
+{
+    json_t *w = ps_worker(fx, "pets", index);
+    const char *state = json_string_value(json_object_get(w, "state"));
+    const char *reason = json_string_value(json_object_get(w, "reason"));
+    char *text = json_dumps(w, JSON_COMPACT);
+    if (state == NULL || strcmp(state, "failed") != 0 || reason == NULL ||
+        strstr(reason, "exit 2 before ready: tcpops-pets: --threads: \"999999\" is out of "
+                       "range") == NULL ||
+        !json_is_null(json_object_get(w, "pid")) ||
+        json_integer_value(json_object_get(w, "restarts")) != 0 ||
+        json_integer_value(json_object_get(w, "last_exit")) != 2)
+        fail_msg("%s: expected pets.%d failed with reason \"exit 2 before ready: tcpops-pets: "
+                 "--threads: ...\", pid null, 0 restarts, last exit 2; got %s",
+                 when, index, text);
+    free(text);
+    json_decref(w);
+}
+
+/* out (a command's stdout) ends with the line last. */
+static void expect_last_line(const char *out, const char *last, const char *what)
+{
+    size_t n = strlen(out), k = strlen(last);
+    if (n < k || strcmp(out + n - k, last) != 0 || (n > k && out[n - k - 1] != '\n'))
+        fail_msg("%s: expected the last line \"%s\", got:\n%s", what, last, out);
+}
+
+static void expect_has(const char *text, const char *want, const char *what)
+{
+    if (strstr(text, want) == NULL)
+        fail_msg("%s: expected \"%s\" in:\n%s", what, want, text);
+}
+
+/* A pets worker that exits 2 (a flag it refuses) before it is ready is
+ * failed, with the reason, not restarted: no pid, 0 restarts, even after a
+ * rolling restart of people has come and gone (1.5 s of settling, many
+ * times the first restart delay). A scale or restart that waits on it fails
+ * at once with that reason; once the cause is gone, restart and scale start
+ * it again. Along the way, what scale, restart and down print. */
+static void test_failed_worker_is_not_restarted(void **state)
+{
+    fixture *fx = *state;
+    char bad[400], out[16384], err[4096];
+    own_bin_dir(fx, bad, sizeof(bad));
+    up(fx, NULL);
+
+    touch(bad);
+    assert_int_equal(tcpops_err(fx, out, sizeof(out), err, sizeof(err), "scale", "pets", "2",
+                                NULL),
+                     1);
+    expect_has(err, "tcpops: pets.2 failed: exit 2 before ready: tcpops-pets: --threads",
+               "scale pets 2 with a worker that refuses its flags");
+    expect_failed(fx, 2, "after the scale");
+    assert_int_equal(tcpops(fx, out, sizeof(out), "ps", NULL), 0);
+    expect_has(out, "failed pets.2: exit 2 before ready: tcpops-pets: --threads", "tcpops ps");
+    expect_has(out, "pets     2      -        failed", "tcpops ps");
+
+    /* The event to wait for: a roll of people, each step printed. */
+    assert_int_equal(tcpops(fx, out, sizeof(out), "restart", "people", NULL), 0);
+    expect_has(out, "people.1: replaced by pid ", "restart people");
+    expect_last_line(out, "people: restarted 1 worker\n", "restart people");
+    expect_failed(fx, 2, "after restart people");
+    assert_int_equal(log_count(fx, "msg=started app=pets worker=2 "), 1);
+
+    /* A roll whose replacement fails ends with that reason; the old stays. */
+    json_t *old = ps_worker(fx, "pets", 1);
+    assert_int_equal(tcpops_err(fx, out, sizeof(out), err, sizeof(err), "restart", "pets", NULL),
+                     1);
+    expect_has(err, "tcpops: pets.1's replacement failed: exit 2 before ready: tcpops-pets: "
+                    "--threads", "restart pets with a worker that refuses its flags");
+    json_t *now = ps_worker(fx, "pets", 1);
+    assert_true(json_equal(json_object_get(old, "pid"), json_object_get(now, "pid")));
+    assert_string_equal(json_string_value(json_object_get(now, "state")), "running");
+    json_decref(old);
+    json_decref(now);
+
+    /* The cause gone: restart replaces pets.1 and starts pets.2 again. */
+    assert_int_equal(unlink(bad), 0);
+    assert_int_equal(tcpops(fx, out, sizeof(out), "restart", "pets", NULL), 0);
+    expect_has(out, "pets.1: replaced by pid ", "restart pets");
+    expect_has(out, "pets.2: was failed, started again as pid ", "restart pets");
+    expect_last_line(out, "pets: restarted 2 workers\n", "restart pets");
+    int pids[8], running;
+    assert_int_equal(workers(fx, "pets", pids, 8, &running, NULL), 2);
+    assert_int_equal(running, 2);
+
+    /* scale N starts a failed worker among the N again; --json: the answer. */
+    touch(bad);
+    assert_int_equal(tcpops(fx, out, sizeof(out), "scale", "pets", "3", NULL), 1);
+    expect_failed(fx, 3, "after scale pets 3");
+    assert_int_equal(unlink(bad), 0);
+    assert_int_equal(tcpops(fx, out, sizeof(out), "scale", "pets", "3", "--json", NULL), 0);
+    json_t *ans = json_loads(out, 0, NULL);
+    if (ans == NULL || !json_is_true(json_object_get(ans, "ok")) ||
+        json_integer_value(json_object_get(ans, "workers")) != 3 ||
+        json_integer_value(json_object_get(ans, "was")) != 3 ||
+        strchr(out, '\n') != out + strlen(out) - 1)
+        fail_msg("scale pets 3 --json: expected one line {\"ok\":true,\"app\":\"pets\","
+                 "\"workers\":3,\"was\":3}, got %s", out);
+    json_decref(ans);
+    assert_int_equal(tcpops(fx, out, sizeof(out), "scale", "people", "2", NULL), 0);
+    expect_has(out, "people.2: ready as pid ", "scale people 2");
+    expect_last_line(out, "people: 2 workers (was 1)\n", "scale people 2");
+
+    /* down: each worker as it stops, then how many. */
+    assert_int_equal(tcpops(fx, out, sizeof(out), "down", NULL), 0);
+    static const char *const gone[] = {"gateway.1: stopped\n", "people.1: stopped\n",
+                                       "people.2: stopped\n", "pets.1: stopped\n",
+                                       "pets.2: stopped\n", "pets.3: stopped\n"};
+    for (size_t i = 0; i < sizeof(gone) / sizeof(gone[0]); i++)
+        expect_has(out, gone[i], "tcpops down");
+    expect_last_line(out, "stopped 6 workers\n", "tcpops down");
+    assert_int_equal(proc_wait(&fx->master, 15000), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1047,6 +1261,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sighup_keeps_master_serving, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_gateway_under_load, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_restart_leaves_no_ghost, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_worker_is_not_restarted, setup, teardown),
     };
     signal(SIGPIPE, SIG_IGN);
     /* TCPOPS_TEST_FILTER=test_memory* runs one scenario (e.g. to repeat it). */

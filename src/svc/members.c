@@ -10,6 +10,7 @@
 
 #include "rpc/clock.h"
 #include "util/log.h"
+#include "util/ready.h"
 
 static const char SQL_MEMBER_UPSERT[] =
     "INSERT INTO members(address, pid, heartbeat_ms) VALUES (?1, ?2, ?3) "
@@ -101,6 +102,12 @@ static void *heartbeat_main(void *arg)
             util_log(UTIL_WARN, "heartbeat failed", "err=%s", util_logq(q, sizeof(q), err));
         }
         failing = st != TCPOPS__STATUS__OK;
+        /* In the member list now (unless the store is down: the beat's
+         * warning says so, and the gateway finds it at a later beat). */
+        if (s->ready_fd >= 0 && util_ready_notify(s->ready_fd, s->self) < 0)
+            util_log(UTIL_WARN, "cannot tell the supervisor it is ready", "fd=%ld",
+                     s->ready_fd);
+        s->ready_fd = -1;
         if (s->on_beat != NULL)
             s->on_beat(s->on_beat_arg);
         pthread_mutex_lock(&s->lock);

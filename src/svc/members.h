@@ -22,7 +22,8 @@
 void svc_members_methods(svc *s, svc_method out[SVC_MEMBERS_NMETHODS]);
 
 /* Starts the heartbeat thread (it beats at once, then every HEARTBEAT_MS,
- * running s->on_beat after each beat). 0 or a negative errno. */
+ * running s->on_beat after each beat; after the first, it tells
+ * s->ready_fd, util/ready.h). 0 or a negative errno. */
 int svc_members_start(svc *s);
 
 /* Stops the heartbeat thread and deletes this worker's row, so gateways stop

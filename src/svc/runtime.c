@@ -66,6 +66,7 @@ void svc_rt_init(svc *s, const svc_desc *desc, const char *self)
     memset(s, 0, sizeof(*s));
     s->desc = desc;
     s->started_ms = rpc_now_ms();
+    s->ready_fd = -1;
     snprintf(s->self, sizeof(s->self), "%s", self);
     pthread_mutex_init(&s->lock, NULL);
     rpc_cond_init(&s->cond);

@@ -44,6 +44,9 @@ typedef struct svc {
      * injection's memory growth); NULL for none. */
     void (*on_beat)(void *arg);
     void *on_beat_arg;
+    /* --ready-fd: told "ready member=SELF" by the heartbeat thread after its
+     * first beat (this worker listens and is in the member list); -1 none. */
+    long ready_fd;
     pthread_t heartbeat;
     pthread_mutex_t lock;
     pthread_cond_t cond;

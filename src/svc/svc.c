@@ -244,6 +244,7 @@ static int serve(svc *s, const svc_opts *o, rpc_method *rm, svc_fault *f)
         return -1;
     }
     set_self(s, o, rpc_server_port(s->srv, own));
+    s->ready_fd = o->ready_fd; /* the heartbeat's first beat tells it */
     char where[4200];
     svc_store_describe(&s->store, where, sizeof(where));
     if (rpc_server_start(s->srv) < 0) {
@@ -256,9 +257,6 @@ static int serve(svc *s, const svc_opts *o, rpc_method *rm, svc_fault *f)
     util_log(UTIL_INFO, "listening", "addr=%s port=%d member=%s db=%s threads=%ld sync=%s",
              o->listen, rpc_server_port(s->srv, 0), s->self, util_logq(q, sizeof(q), where),
              o->threads, o->sync);
-    /* Listening, registered as a member: the supervisor may count it in. */
-    if (util_ready_notify(o->ready_fd, s->self) < 0)
-        util_log(UTIL_WARN, "cannot tell the supervisor it is ready", "fd=%ld", o->ready_fd);
     return 0;
 }
 
