@@ -268,6 +268,8 @@ static void on_exit_status(sup_procs *p, sup_worker *w, int status)
     int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     if (w->out_fd >= 0)
         sup_procs_pump(p, w);
+    if (w->linelen > 0) /* its last words may lack a newline */
+        snprintf(w->last, sizeof(w->last), "%.*s", (int)w->linelen, w->line);
     if (w->ready_fd >= 0) /* a line written just before it exited counts */
         sup_procs_ready(p, w);
     w->last_exit = code;
