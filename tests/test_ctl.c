@@ -161,20 +161,42 @@ static void test_socket_path_and_alive(void **state)
     assert_int_equal(sup_master_alive(m->dir), 0);
 }
 
+typedef struct heard {
+    char lines[4][128];
+    int n;
+} heard;
+
+static void hear(void *arg, const char *text)
+{
+    heard *h = arg;
+    if (h->n < 4)
+        snprintf(h->lines[h->n], sizeof(h->lines[0]), "%s", text);
+    h->n++;
+}
+
+/* Sends first (its progress lines to h, when not NULL) and then second to
+ * m, served on a thread meanwhile; fails the test unless both are answered. */
+static void two_requests(fake_master *m, json_t *first, heard *h, json_t *second, json_t **a1,
+                         json_t **a2)
+{
+    pthread_t t;
+    char err[512] = "";
+    assert_int_equal(pthread_create(&t, NULL, serve, m), 0);
+    *a1 = sup_ctl_request_progress(m->dir, first, 5000, h != NULL ? hear : NULL, h, err,
+                                   sizeof(err));
+    *a2 = sup_ctl_request(m->dir, second, 5000, err, sizeof(err));
+    m->stop = 1;
+    pthread_join(t, NULL);
+    if (*a1 == NULL || *a2 == NULL)
+        fail_msg("expected two answers, got the error \"%s\"", err);
+}
+
 static void test_request_and_answer(void **state)
 {
     fake_master *m = *state;
-    pthread_t t;
-    char err[512];
-    assert_int_equal(pthread_create(&t, NULL, serve, m), 0);
-    json_t *ans = sup_ctl_request(m->dir, json_pack("{s:s,s:s}", "cmd", "ps", "app", "pets"),
-                                  5000, err, sizeof(err));
-    json_t *later = sup_ctl_request(m->dir, json_pack("{s:s}", "cmd", "later"), 5000, err,
-                                    sizeof(err));
-    m->stop = 1;
-    pthread_join(t, NULL);
-    if (ans == NULL || later == NULL)
-        fail_msg("expected two answers, got the error \"%s\"", err);
+    json_t *ans, *later;
+    two_requests(m, json_pack("{s:s,s:s}", "cmd", "ps", "app", "pets"), NULL,
+                 json_pack("{s:s}", "cmd", "later"), &ans, &later);
     assert_string_equal(m->last_line, "{\"cmd\":\"later\"}");
     assert_true(json_is_true(json_object_get(ans, "ok")));
     assert_string_equal(json_string_value(json_object_get(ans, "cmd")), "ps");
@@ -304,112 +326,6 @@ static void test_error_answer(void **state)
     json_decref(e);
 }
 
-static void test_print_ps(void **state)
-{
-    (void)state;
-    json_t *ans = json_loads(
-        "{\"ok\":true,\"workers\":["
-        "{\"app\":\"gateway\",\"worker\":1,\"pid\":4242,\"state\":\"running\","
-        "\"uptime_ms\":1500,\"restarts\":0,\"rss_bytes\":67108864,\"last_exit\":null},"
-        "{\"app\":\"people\",\"worker\":2,\"pid\":null,\"state\":\"crash-looping\","
-        "\"uptime_ms\":null,\"restarts\":7,\"rss_bytes\":null,\"last_exit\":1,"
-        "\"db\":\"postgresql://tcpops:***@db1/tcpops\",\"advertised\":null},"
-        "{\"app\":\"pets\",\"worker\":1,\"pid\":77,\"state\":\"running\","
-        "\"uptime_ms\":3725000,\"restarts\":1,\"rss_bytes\":2048,\"last_exit\":137,"
-        "\"db\":\"sqlite:/srv/var/pets.db\",\"advertised\":\"10.0.0.5:40123\"},"
-        "{\"app\":\"pets\",\"worker\":2,\"pid\":78,\"state\":\"running\","
-        "\"uptime_ms\":3725000,\"restarts\":0,\"rss_bytes\":2048,\"last_exit\":null,"
-        "\"db\":\"sqlite:/srv/var/pets.db\",\"advertised\":\"10.0.0.5:40124\"}]}",
-        0, NULL);
-    assert_non_null(ans);
-    char path[] = "/tmp/tcpops-test-ps-XXXXXX", text[2048];
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    fflush(stdout);
-    int saved = dup(STDOUT_FILENO);
-    dup2(fd, STDOUT_FILENO);
-    sup_ctl_print_ps(ans);
-    fflush(stdout);
-    dup2(saved, STDOUT_FILENO);
-    close(saved);
-    lseek(fd, 0, SEEK_SET);
-    ssize_t n = read(fd, text, sizeof(text) - 1);
-    close(fd);
-    unlink(path);
-    json_decref(ans);
-    assert_true(n > 0);
-    text[n] = '\0';
-    assert_string_equal(
-        text,
-        "APP      WORKER PID      STATE          UPTIME    RESTARTS MEMORY   LAST EXIT "
-        "ADVERTISED\n"
-        "gateway  1      4242     running        1.5s      0        64.0M    -         -\n"
-        "people   2      -        crash-looping  -         7        -        1         -\n"
-        "pets     1      77       running        1h2m      1        2K       137       "
-        "10.0.0.5:40123\n"
-        "pets     2      78       running        1h2m      0        2K       -         "
-        "10.0.0.5:40124\n"
-        /* Each service's store once, below, not as an "APP ..." row. */
-        "database of people: postgresql://tcpops:***@db1/tcpops\n"
-        "database of pets: sqlite:/srv/var/pets.db\n");
-}
-
-typedef struct heard {
-    char lines[4][128];
-    int n;
-} heard;
-
-static void hear(void *arg, const char *text)
-{
-    heard *h = arg;
-    if (h->n < 4)
-        snprintf(h->lines[h->n], sizeof(h->lines[0]), "%s", text);
-    h->n++;
-}
-
-/* A client that asks for progress hears each line before its answer; one
- * that does not (as every client before progress existed) gets the answer
- * alone. */
-static void test_progress_then_answer(void **state)
-{
-    fake_master *m = *state;
-    pthread_t t;
-    char err[512];
-    heard h = {.n = 0};
-    assert_int_equal(pthread_create(&t, NULL, serve, m), 0);
-    json_t *ans = sup_ctl_request_progress(m->dir, json_pack("{s:s}", "cmd", "steps"), 5000,
-                                           hear, &h, err, sizeof(err));
-    json_t *plain = sup_ctl_request(m->dir, json_pack("{s:s}", "cmd", "steps"), 5000, err,
-                                    sizeof(err));
-    m->stop = 1;
-    pthread_join(t, NULL);
-    if (ans == NULL || plain == NULL)
-        fail_msg("expected two answers, got the error \"%s\"", err);
-    assert_string_equal(m->last_line, "{\"cmd\":\"steps\"}"); /* asked for none */
-    if (h.n != 2)
-        fail_msg("expected 2 progress lines, heard %d", h.n);
-    assert_string_equal(h.lines[0], "people.1: replaced by pid 11 (ready in 5 ms)");
-    assert_string_equal(h.lines[1], "people.2: replaced by pid 12 (ready in 6 ms)");
-    assert_int_equal(json_integer_value(json_object_get(ans, "restarted")), 2);
-    assert_true(json_equal(ans, plain));
-    json_decref(ans);
-    json_decref(plain);
-}
-
-/* On the wire: the progress lines, then the answer, one JSON line each. */
-static void test_progress_on_the_wire(void **state)
-{
-    fake_master *m = *state;
-    char buf[1024];
-    int fd = raw_client(m, "{\"cmd\":\"steps\",\"progress\":true}\n");
-    pump(m, 1000); /* accepted */
-    pump(m, 1000); /* read, told */
-    read_to_end(fd, buf, sizeof(buf));
-    assert_string_equal(buf, "{\"progress\":\"people.1: replaced by pid 11 (ready in 5 ms)\"}\n"
-                             "{\"progress\":\"people.2: replaced by pid 12 (ready in 6 ms)\"}\n"
-                             "{\"ok\":true,\"app\":\"people\",\"restarted\":2}\n");
-}
-
 /* What fn prints on stdout. */
 static void capture_stdout(void (*fn)(const char *, json_t *), const char *cmd, json_t *ans,
                            char *text, size_t cap)
@@ -435,6 +351,81 @@ static void print_ps_cmd(const char *cmd, json_t *ans)
 {
     (void)cmd;
     sup_ctl_print_ps(ans);
+}
+
+/* sup_ctl_print_ps prints want for the ps answer in JSON. */
+static void expect_ps(const char *answer, const char *want)
+{
+    char text[2048];
+    json_t *ans = json_loads(answer, 0, NULL);
+    assert_non_null(ans);
+    capture_stdout(print_ps_cmd, "ps", ans, text, sizeof(text));
+    json_decref(ans);
+    assert_string_equal(text, want);
+}
+
+static void test_print_ps(void **state)
+{
+    (void)state;
+    expect_ps(
+        "{\"ok\":true,\"workers\":["
+        "{\"app\":\"gateway\",\"worker\":1,\"pid\":4242,\"state\":\"running\","
+        "\"uptime_ms\":1500,\"restarts\":0,\"rss_bytes\":67108864,\"last_exit\":null},"
+        "{\"app\":\"people\",\"worker\":2,\"pid\":null,\"state\":\"crash-looping\","
+        "\"uptime_ms\":null,\"restarts\":7,\"rss_bytes\":null,\"last_exit\":1,"
+        "\"db\":\"postgresql://tcpops:***@db1/tcpops\",\"advertised\":null},"
+        "{\"app\":\"pets\",\"worker\":1,\"pid\":77,\"state\":\"running\","
+        "\"uptime_ms\":3725000,\"restarts\":1,\"rss_bytes\":2048,\"last_exit\":137,"
+        "\"db\":\"sqlite:/srv/var/pets.db\",\"advertised\":\"10.0.0.5:40123\"},"
+        "{\"app\":\"pets\",\"worker\":2,\"pid\":78,\"state\":\"running\","
+        "\"uptime_ms\":3725000,\"restarts\":0,\"rss_bytes\":2048,\"last_exit\":null,"
+        "\"db\":\"sqlite:/srv/var/pets.db\",\"advertised\":\"10.0.0.5:40124\"}]}",
+        "APP      WORKER PID      STATE          UPTIME    RESTARTS MEMORY   LAST EXIT "
+        "ADVERTISED\n"
+        "gateway  1      4242     running        1.5s      0        64.0M    -         -\n"
+        "people   2      -        crash-looping  -         7        -        1         -\n"
+        "pets     1      77       running        1h2m      1        2K       137       "
+        "10.0.0.5:40123\n"
+        "pets     2      78       running        1h2m      0        2K       -         "
+        "10.0.0.5:40124\n"
+        /* Each service's store once, below, not as an "APP ..." row. */
+        "database of people: postgresql://tcpops:***@db1/tcpops\n"
+        "database of pets: sqlite:/srv/var/pets.db\n");
+}
+
+/* A client that asks for progress hears each line before its answer; one
+ * that does not (as every client before progress existed) gets the answer
+ * alone. */
+static void test_progress_then_answer(void **state)
+{
+    fake_master *m = *state;
+    heard h = {.n = 0};
+    json_t *ans, *plain;
+    two_requests(m, json_pack("{s:s}", "cmd", "steps"), &h, json_pack("{s:s}", "cmd", "steps"),
+                 &ans, &plain);
+    assert_string_equal(m->last_line, "{\"cmd\":\"steps\"}"); /* asked for none */
+    if (h.n != 2)
+        fail_msg("expected 2 progress lines, heard %d", h.n);
+    assert_string_equal(h.lines[0], "people.1: replaced by pid 11 (ready in 5 ms)");
+    assert_string_equal(h.lines[1], "people.2: replaced by pid 12 (ready in 6 ms)");
+    assert_int_equal(json_integer_value(json_object_get(ans, "restarted")), 2);
+    assert_true(json_equal(ans, plain));
+    json_decref(ans);
+    json_decref(plain);
+}
+
+/* On the wire: the progress lines, then the answer, one JSON line each. */
+static void test_progress_on_the_wire(void **state)
+{
+    fake_master *m = *state;
+    char buf[1024];
+    int fd = raw_client(m, "{\"cmd\":\"steps\",\"progress\":true}\n");
+    pump(m, 1000); /* accepted */
+    pump(m, 1000); /* read, told */
+    read_to_end(fd, buf, sizeof(buf));
+    assert_string_equal(buf, "{\"progress\":\"people.1: replaced by pid 11 (ready in 5 ms)\"}\n"
+                             "{\"progress\":\"people.2: replaced by pid 12 (ready in 6 ms)\"}\n"
+                             "{\"ok\":true,\"app\":\"people\",\"restarted\":2}\n");
 }
 
 static void test_print_done(void **state)
@@ -467,19 +458,12 @@ static void test_print_done(void **state)
 static void test_print_ps_failed(void **state)
 {
     (void)state;
-    char text[2048];
-    json_t *ans = json_loads(
+    expect_ps(
         "{\"ok\":true,\"workers\":["
         "{\"app\":\"pets\",\"worker\":2,\"pid\":null,\"state\":\"failed\",\"uptime_ms\":null,"
         "\"restarts\":0,\"rss_bytes\":null,\"last_exit\":2,\"reason\":\"exit 2 before ready: "
         "tcpops-pets: --threads: \\\"999999\\\" is out of range: 0 to 256\",\"db\":null,"
         "\"advertised\":null}]}",
-        0, NULL);
-    assert_non_null(ans);
-    capture_stdout(print_ps_cmd, "ps", ans, text, sizeof(text));
-    json_decref(ans);
-    assert_string_equal(
-        text,
         "APP      WORKER PID      STATE          UPTIME    RESTARTS MEMORY   LAST EXIT "
         "ADVERTISED\n"
         "pets     2      -        failed         -         0        -        2         -\n"
