@@ -251,13 +251,13 @@ static void test_bad_lists_exit_2_with_the_reason(void **state)
                      bad[i].list, bad[i].why, code, err);
     }
     /* The environment is read as the flag is. */
-    setenv("TCPOPS_PEOPLE", "a:1,,b:2", 1);
+    setenv("TCPOPS_GATEWAY_PEOPLE", "a:1,,b:2", 1);
     char *argv[] = {(char *)gw, "--listen", "127.0.0.1:0", NULL};
     int code = proc_run(argv, out, sizeof(out), err, sizeof(err), 10000);
-    unsetenv("TCPOPS_PEOPLE");
+    unsetenv("TCPOPS_GATEWAY_PEOPLE");
     if (code != 2 || strstr(err, "--people: \"a:1,,b:2\": an empty entry") == NULL)
-        fail_msg("TCPOPS_PEOPLE=a:1,,b:2: expected exit 2 naming the empty entry, got %d: %s",
-                 code, err);
+        fail_msg("TCPOPS_GATEWAY_PEOPLE=a:1,,b:2: expected exit 2 naming the empty entry, "
+                 "got %d: %s", code, err);
 }
 
 int main(void)

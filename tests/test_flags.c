@@ -1,5 +1,7 @@
 /* Numbers and flags: util_parse_num's syntax, units, overflow and ranges,
- * and util_flags_parse applying them to flags and TCPOPS_* variables. */
+ * and util_flags_parse applying them to flags and TCPOPS_* variables:
+ * flags anywhere among the other arguments, "--", --no-NAME, environment
+ * names per program, and a command's flags after its name. */
 #include <errno.h>
 #include <limits.h>
 #include <setjmp.h>
@@ -102,19 +104,58 @@ static void test_sizes(void **state)
 
 typedef struct opts {
     long deadline_ms, max_body;
-    const char *name, *sync;
+    const char *name, *sync, *cert;
+    int loud;
 } opts;
 
-static int parse(opts *o, char *err, size_t errlen, int argc, char **argv)
+#define NFLAGS 6
+
+/* The flags of o with their defaults; *o is reset to those. */
+static void table(opts *o, util_flag flags[NFLAGS])
 {
-    *o = (opts){.deadline_ms = 2000, .max_body = 65536, .name = "x", .sync = "normal"};
-    const util_flag flags[] = {
+    *o = (opts){.deadline_ms = 2000, .max_body = 65536, .name = "x", .sync = "normal",
+                .cert = "default.crt", .loud = 1};
+    const util_flag t[NFLAGS] = {
         {"deadline-ms", UTIL_FLAG_INT, &o->deadline_ms, "MS", "deadline", 1, 10000},
         {"max-body", UTIL_FLAG_SIZE, &o->max_body, "BYTES", "body limit", 1, 64L << 20},
         {"name", UTIL_FLAG_STR, &o->name, "NAME", "a name", 0, 0},
         {"sync", UTIL_FLAG_CHOICE, &o->sync, "normal|full", "durability", 0, 0},
+        {"tls-cert", UTIL_FLAG_STR | UTIL_FLAG_SHARED, &o->cert, "FILE", "certificate", 0, 0},
+        {"loud", UTIL_FLAG_BOOL, &o->loud, NULL, "log more", 0, 0},
     };
-    return util_flags_parse(flags, 4, argc, argv, 1, err, errlen);
+    memcpy(flags, t, sizeof(t));
+}
+
+static int parse(opts *o, char *err, size_t errlen, int argc, char **argv)
+{
+    util_flag flags[NFLAGS];
+    table(o, flags);
+    return util_flags_parse(flags, NFLAGS, argc, argv, 1, err, errlen);
+}
+
+static int parse_command(opts *o, char *err, size_t errlen, int argc, char **argv)
+{
+    util_flag flags[NFLAGS];
+    table(o, flags);
+    return util_flags_parse_command(flags, NFLAGS, argc, argv, 1, err, errlen);
+}
+
+/* argv[from..argc) joined by spaces, to compare with what a test expects. */
+static const char *joined(char **argv, int from, int argc)
+{
+    static char buf[512];
+    size_t o = 0;
+    buf[0] = '\0';
+    for (int i = from; i < argc && o < sizeof(buf); i++)
+        o += (size_t)snprintf(buf + o, sizeof(buf) - o, "%s%s", i > from ? " " : "", argv[i]);
+    return buf;
+}
+
+static void expect_args(char **argv, int from, int argc, const char *want)
+{
+    const char *got = joined(argv, from, argc);
+    if (strcmp(got, want) != 0)
+        fail_msg("argv[%d..]: expected \"%s\", got \"%s\"", from, want, got);
 }
 
 static void test_flags_units(void **state)
@@ -176,6 +217,169 @@ static void test_flags_environment(void **state)
     unsetenv("TCPOPS_DEADLINE_MS");
 }
 
+/* Flags after, between and before the other arguments all parse, and those
+ * come back after the flags in their order (GNU getopt's permutation). */
+static void test_flags_anywhere(void **state)
+{
+    (void)state;
+    opts o;
+    char err[256] = "";
+    char *argv[] = {"prog", "a", "--deadline-ms", "5", "b", "--name=n", "c", "--loud", NULL};
+    assert_int_equal(parse(&o, err, sizeof(err), 8, argv), 5);
+    assert_int_equal(o.deadline_ms, 5);
+    assert_string_equal(o.name, "n");
+    expect_args(argv, 1, 8, "--deadline-ms 5 --name=n --loud a b c");
+    /* "-" and negative numbers are arguments, not flags. */
+    char *dash[] = {"prog", "-", "--name", "m", "-5", NULL};
+    assert_int_equal(parse(&o, err, sizeof(err), 5, dash), 3);
+    expect_args(dash, 3, 5, "- -5");
+    /* argv before first is not looked at. */
+    char *sub[] = {"prog", "--nope", "sub", "--name", "s", "x", NULL};
+    util_flag flags[NFLAGS];
+    table(&o, flags);
+    assert_int_equal(util_flags_parse(flags, NFLAGS, 6, sub, 2, err, sizeof(err)), 4);
+    assert_string_equal(o.name, "s");
+    expect_args(sub, 0, 6, "prog --nope --name s sub x");
+}
+
+/* "--" ends the flags: what follows is an argument, whatever it looks like. */
+static void test_double_dash_ends_flags(void **state)
+{
+    (void)state;
+    opts o;
+    char err[256] = "";
+    char *argv[] = {"prog", "a", "--name", "x", "--", "--deadline-ms", "7", "--", NULL};
+    assert_int_equal(parse(&o, err, sizeof(err), 8, argv), 4);
+    assert_string_equal(o.name, "x");
+    assert_int_equal(o.deadline_ms, 2000);
+    expect_args(argv, 4, 8, "a --deadline-ms 7 --");
+    char *only[] = {"prog", "--", NULL};
+    assert_int_equal(parse(&o, err, sizeof(err), 2, only), 2);
+}
+
+/* --no-NAME turns a boolean off; it is an error for any other flag. */
+static void test_no_flag(void **state)
+{
+    (void)state;
+    opts o;
+    char err[256] = "";
+    char *off[] = {"prog", "--no-loud", NULL};
+    assert_int_equal(parse(&o, err, sizeof(err), 2, off), 2);
+    assert_int_equal(o.loud, 0);
+    char *on_again[] = {"prog", "--no-loud", "--loud", NULL};
+    assert_int_equal(parse(&o, err, sizeof(err), 3, on_again), 3);
+    assert_int_equal(o.loud, 1);
+    char *eq[] = {"prog", "--loud=false", NULL};
+    assert_int_equal(parse(&o, err, sizeof(err), 2, eq), 2);
+    assert_int_equal(o.loud, 0);
+    const struct {
+        const char *arg, *why;
+    } bad[] = {
+        {"--no-deadline-ms", "--no-deadline-ms: --deadline-ms is not a true/false flag"},
+        {"--no-loud=true", "--no-loud takes no value"},
+        {"--no-nope", "unknown flag --no-nope"},
+        {"--no-", "unknown flag --no-"},
+        {"--nope=1", "unknown flag --nope (see --help)"},
+        {"-x", "unknown flag -x"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char *argv[] = {"prog", (char *)bad[i].arg, NULL};
+        int rc = parse(&o, err, sizeof(err), 2, argv);
+        if (rc != -1 || strstr(err, bad[i].why) == NULL)
+            fail_msg("%s: expected -1 saying \"%s\", got %d \"%s\"", bad[i].arg, bad[i].why,
+                     rc, err);
+    }
+}
+
+/* The environment: TCPOPS_<PROGRAM>_<FLAG>, and for a shared flag then
+ * TCPOPS_<FLAG>; the command line over both. */
+static void test_environment_per_program(void **state)
+{
+    (void)state;
+    opts o;
+    char err[256] = "";
+    char *none[] = {"prog", NULL};
+    util_flags_program("gateway");
+    /* Another program's value, or the unscoped one of a flag that is not
+     * shared, is not this program's. */
+    setenv("TCPOPS_DEADLINE_MS", "9999999", 1);
+    setenv("TCPOPS_PEOPLE_DEADLINE_MS", "9999999", 1);
+    assert_int_equal(parse(&o, err, sizeof(err), 1, none), 1);
+    assert_int_equal(o.deadline_ms, 2000);
+    setenv("TCPOPS_GATEWAY_DEADLINE_MS", "300", 1);
+    assert_int_equal(parse(&o, err, sizeof(err), 1, none), 1);
+    assert_int_equal(o.deadline_ms, 300);
+    setenv("TCPOPS_GATEWAY_LOUD", "0", 1);
+    assert_int_equal(parse(&o, err, sizeof(err), 1, none), 1);
+    assert_int_equal(o.loud, 0);
+    char *loud[] = {"prog", "--loud", NULL};
+    assert_int_equal(parse(&o, err, sizeof(err), 2, loud), 2);
+    assert_int_equal(o.loud, 1);
+    setenv("TCPOPS_GATEWAY_DEADLINE_MS", "1k", 1);
+    assert_int_equal(parse(&o, err, sizeof(err), 1, none), -1);
+    assert_non_null(strstr(err, "TCPOPS_GATEWAY_DEADLINE_MS: \"1k\""));
+
+    /* A shared flag: default < TCPOPS_<FLAG> < the program's < the flag. */
+    unsetenv("TCPOPS_GATEWAY_DEADLINE_MS");
+    assert_int_equal(parse(&o, err, sizeof(err), 1, none), 1);
+    assert_string_equal(o.cert, "default.crt");
+    setenv("TCPOPS_TLS_CERT", "host.crt", 1);
+    assert_int_equal(parse(&o, err, sizeof(err), 1, none), 1);
+    assert_string_equal(o.cert, "host.crt");
+    setenv("TCPOPS_GATEWAY_TLS_CERT", "gateway.crt", 1);
+    assert_int_equal(parse(&o, err, sizeof(err), 1, none), 1);
+    assert_string_equal(o.cert, "gateway.crt");
+    char *given[] = {"prog", "--tls-cert", "flag.crt", NULL};
+    assert_int_equal(parse(&o, err, sizeof(err), 3, given), 3);
+    assert_string_equal(o.cert, "flag.crt");
+
+    /* Without a program (tcpops itself) the names are TCPOPS_<FLAG>. */
+    util_flags_program(NULL);
+    assert_int_equal(parse(&o, err, sizeof(err), 1, none), -1);
+    assert_non_null(strstr(err, "TCPOPS_DEADLINE_MS: \"9999999\" is out of range"));
+    setenv("TCPOPS_DEADLINE_MS", "400", 1);
+    assert_int_equal(parse(&o, err, sizeof(err), 1, none), 1);
+    assert_int_equal(o.deadline_ms, 400);
+    assert_string_equal(o.cert, "host.crt");
+    const char *vars[] = {"TCPOPS_DEADLINE_MS", "TCPOPS_PEOPLE_DEADLINE_MS", "TCPOPS_GATEWAY_LOUD",
+                          "TCPOPS_TLS_CERT", "TCPOPS_GATEWAY_TLS_CERT"};
+    for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
+        unsetenv(vars[i]);
+}
+
+/* A program with commands: its flags before the command and after it; a
+ * flag it does not know after the command, -h, and "--" with what follows
+ * are left for the command, in their order. */
+static void test_flags_around_a_command(void **state)
+{
+    (void)state;
+    opts o;
+    char err[256] = "";
+    char *argv[] = {"prog", "--name", "a", "people", "list", "--limit", "5", "--loud",
+                    "--deadline-ms=9", "-h", "--", "--name", "z", NULL};
+    assert_int_equal(parse_command(&o, err, sizeof(err), 13, argv), 5);
+    assert_string_equal(o.name, "a");
+    assert_int_equal(o.loud, 1);
+    assert_int_equal(o.deadline_ms, 9);
+    expect_args(argv, 5, 13, "people list --limit 5 -h -- --name z");
+    /* The program's own --no-NAME after the command, too. */
+    char *no[] = {"prog", "status", "--no-loud", NULL};
+    assert_int_equal(parse_command(&o, err, sizeof(err), 3, no), 2);
+    assert_int_equal(o.loud, 0);
+    expect_args(no, 2, 3, "status");
+    /* Before the command: only the program's flags, and help. */
+    char *before[] = {"prog", "--limit", "5", "people", NULL};
+    assert_int_equal(parse_command(&o, err, sizeof(err), 4, before), -1);
+    assert_non_null(strstr(err, "unknown flag --limit"));
+    char *help[] = {"prog", "--help", "people", NULL};
+    assert_int_equal(parse_command(&o, err, sizeof(err), 3, help), 0);
+    char *bad[] = {"prog", "people", "--deadline-ms", "soon", NULL};
+    assert_int_equal(parse_command(&o, err, sizeof(err), 4, bad), -1);
+    assert_non_null(strstr(err, "--deadline-ms: \"soon\""));
+    char *empty[] = {"prog", "--loud", NULL};
+    assert_int_equal(parse_command(&o, err, sizeof(err), 2, empty), 2);
+}
+
 /* TCPOPS_CHECK_FLAGS=1: parse everything, start nothing (0, as --help). */
 static void test_flags_check_mode(void **state)
 {
@@ -190,7 +394,7 @@ static void test_flags_check_mode(void **state)
     char *unknown[] = {"prog", "--nope", NULL};
     assert_int_equal(parse(&o, err, sizeof(err), 2, unknown), -1);
     assert_non_null(strstr(err, "unknown flag --nope"));
-    char *stray[] = {"prog", "--name", "a", "b", NULL};
+    char *stray[] = {"prog", "b", "--name", "a", NULL};
     assert_int_equal(parse(&o, err, sizeof(err), 4, stray), -1);
     assert_non_null(strstr(err, "unexpected argument \"b\""));
     unsetenv("TCPOPS_CHECK_FLAGS");
@@ -231,12 +435,36 @@ static void test_usage_defaults(void **state)
     fclose(out);
     const char *want[] = {"how many (default 7; 1-9)", "log more (default true)",
                           "log less (default false)", "where (default x:1)",
-                          "env TCPOPS_COUNT", "how long (0-100)"};
+                          "env TCPOPS_COUNT", "how long (0-100)", "--[no-]loud"};
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
         if (strstr(text, want[i]) == NULL)
             fail_msg("usage: expected \"%s\" in:\n%s", want[i], text);
     if (strstr(text, "default -1") != NULL)
         fail_msg("usage: expected no \"default -1\" for a flag not given, in:\n%s", text);
+    free(text);
+}
+
+/* --help names the variables a flag reads, in the order they count. */
+static void test_usage_environment_names(void **state)
+{
+    (void)state;
+    opts o;
+    util_flag f[NFLAGS];
+    table(&o, f);
+    char *text = NULL;
+    size_t len = 0;
+    util_flags_program("people");
+    FILE *out = open_memstream(&text, &len);
+    assert_non_null(out);
+    util_flags_usage(out, f, NFLAGS);
+    fclose(out);
+    util_flags_program(NULL);
+    const char *want[] = {"env TCPOPS_PEOPLE_DEADLINE_MS\n",
+                          "env TCPOPS_PEOPLE_TLS_CERT, else TCPOPS_TLS_CERT\n",
+                          "--[no-]loud ", "env TCPOPS_PEOPLE_LOUD\n"};
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+        if (strstr(text, want[i]) == NULL)
+            fail_msg("usage: expected \"%s\" in:\n%s", want[i], text);
     free(text);
 }
 
@@ -249,9 +477,15 @@ int main(void)
         cmocka_unit_test(test_flags_units),
         cmocka_unit_test(test_flags_choice),
         cmocka_unit_test(test_flags_environment),
+        cmocka_unit_test(test_flags_anywhere),
+        cmocka_unit_test(test_double_dash_ends_flags),
+        cmocka_unit_test(test_no_flag),
+        cmocka_unit_test(test_environment_per_program),
+        cmocka_unit_test(test_flags_around_a_command),
         cmocka_unit_test(test_flags_check_mode),
         cmocka_unit_test(test_help_short_and_long),
         cmocka_unit_test(test_usage_defaults),
+        cmocka_unit_test(test_usage_environment_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -193,10 +193,10 @@ static void test_unusable_db_is_exit_2(void **state)
     expect_usage_error("tcpops-people", "--db", "nonsense://x", "\"nonsense://x\"");
     expect_usage_error("tcpops-pets", "--db", "nonsense://x", "expected sqlite:");
     expect_usage_error("tcpops-people", "--db", "postgresql://h/db?nonsense=1", "nonsense");
-    /* The environment's TCPOPS_DB is read the same way. */
-    setenv("TCPOPS_DB", "nonsense://env", 1);
+    /* The environment's TCPOPS_PEOPLE_DB is read the same way. */
+    setenv("TCPOPS_PEOPLE_DB", "nonsense://env", 1);
     expect_usage_error("tcpops-people", NULL, NULL, "\"nonsense://env\"");
-    unsetenv("TCPOPS_DB");
+    unsetenv("TCPOPS_PEOPLE_DB");
 }
 
 int main(void)

@@ -1017,7 +1017,7 @@ int main(int argc, char **argv)
     /* tcpops-cli's deadline (2 s by default) is when to give up, not a speed
      * this test asserts: on a loaded machine a write's round trips to
      * PostgreSQL can take longer. */
-    setenv("TCPOPS_TIMEOUT", "10000", 1);
+    setenv("TCPOPS_CLI_TIMEOUT", "10000", 1);
     /* TCPOPS_TEST_FILTER=test_text* runs some scenarios (e.g. to repeat them). */
     if (getenv("TCPOPS_TEST_FILTER") != NULL)
         cmocka_set_test_filter(getenv("TCPOPS_TEST_FILTER"));

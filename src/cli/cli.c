@@ -38,7 +38,10 @@ static const char usage_text[] =
     "--addr defaults to 127.0.0.1:5002 for people, status and ping, and to\n"
     "127.0.0.1:5003 for pets. Output is JSON on stdout. Exit codes: 0 OK,\n"
     "1 an error status from the service, 2 usage, 3 service unreachable.\n"
-    "`tcpops-cli COMMAND --help` describes one command.\n";
+    "The flags below may come after the command too (tcpops-cli status --addr\n"
+    "HOST:PORT); `--` ends them. `tcpops-cli COMMAND --help` describes one command.\n"
+    "\n"
+    "flags:\n";
 
 typedef struct cli {
     const char *addr;
@@ -217,14 +220,24 @@ static int parse_id(const char *s, uint64_t *out)
     return 0;
 }
 
-static int wants_help(int argc, char **argv)
+/* The flags of a command, flags[0..n) (maybe none), in argv[first..]:
+ * -1 to go on, with its other arguments at argv[*pos..]; else the exit
+ * code after its help (-h, --help) on stdout or a usage error. */
+static int command_flags(const util_flag *flags, size_t n, int argc, char **argv, int first,
+                         const char *help, int *pos)
 {
-    for (int i = 0; i < argc; i++)
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
-            return 1;
-    return 0;
+    char err[256];
+    *pos = util_flags_parse(flags, n, argc, argv, first, err, sizeof(err));
+    if (*pos == 0) {
+        fputs(help, stdout);
+        return EXIT_OK;
+    }
+    if (*pos < 0)
+        return usage_error("%s", err);
+    return -1;
 }
 
+/* argv[0] is "people", argv[1] what to do with them. */
 static int people_cmd(cli *c, int argc, char **argv)
 {
     static const char help[] =
@@ -232,91 +245,108 @@ static int people_cmd(cli *c, int argc, char **argv)
         "       tcpops-cli [--addr HOST:PORT] people create NAME\n"
         "       tcpops-cli [--addr HOST:PORT] people pets OWNER\n"
         "       tcpops-cli [--addr HOST:PORT] people add-pet OWNER PET_ID\n";
-    if (argc < 1 || wants_help(argc, argv)) {
-        fputs(help, argc < 1 ? stderr : stdout);
-        return argc < 1 ? EXIT_USAGE : EXIT_OK;
+    if (argc < 2) {
+        fputs(help, stderr);
+        return EXIT_USAGE;
     }
-    if (strcmp(argv[0], "list") == 0) {
-        long limit = 0;
-        const char *after = "";
-        const util_flag flags[] = {
-            {"limit", UTIL_FLAG_INT, &limit, "N", "names per page", 0, 1000},
-            {"after", UTIL_FLAG_STR, &after, "NAME", "page after this name", 0, 0},
-        };
-        char err[256];
-        int pos = util_flags_parse(flags, 2, argc, argv, 1, err, sizeof(err));
-        if (pos < 0)
-            return usage_error("%s", err);
-        if (pos < argc)
-            return usage_error("people list: unexpected argument \"%s\"", argv[pos]);
+    /* "people --help" asks for help; any other flag before the command is
+     * not one of people's (--limit is list's: people list --limit N). */
+    const char *sub = argv[1][0] != '-' ? argv[1] : NULL;
+    long limit = 0;
+    const char *after = "";
+    const util_flag flags[] = {
+        {"limit", UTIL_FLAG_INT, &limit, "N", "names per page", 0, 1000},
+        {"after", UTIL_FLAG_STR, &after, "NAME", "page after this name", 0, 0},
+    };
+    int list = sub != NULL && strcmp(sub, "list") == 0, pos;
+    int rc = command_flags(flags, list ? 2 : 0, argc, argv, sub != NULL ? 2 : 1, help, &pos);
+    if (rc >= 0)
+        return rc;
+    if (sub == NULL)
+        return usage_error("people: expected list, create, pets or add-pet, got \"%s\"",
+                           argv[1]);
+    int nargs = argc - pos;
+    char **args = argv + pos;
+    if (list) {
+        if (nargs != 0)
+            return usage_error("people list: unexpected argument \"%s\"", args[0]);
         Tcpops__ListPeopleRequest req = TCPOPS__LIST_PEOPLE_REQUEST__INIT;
         req.limit = (uint32_t)limit;
         req.after = (char *)after;
         return rpc(c, "people.List", &req.base, &tcpops__list_people_response__descriptor);
     }
-    if (strcmp(argv[0], "create") == 0) {
-        if (argc != 2)
+    if (strcmp(sub, "create") == 0) {
+        if (nargs != 1)
             return usage_error("people create takes one NAME");
         Tcpops__CreatePersonRequest req = TCPOPS__CREATE_PERSON_REQUEST__INIT;
-        req.name = argv[1];
+        req.name = args[0];
         return rpc(c, "people.Create", &req.base, &tcpops__create_person_response__descriptor);
     }
-    if (strcmp(argv[0], "pets") == 0) {
-        if (argc != 2)
+    if (strcmp(sub, "pets") == 0) {
+        if (nargs != 1)
             return usage_error("people pets takes one OWNER");
         Tcpops__PetIdsRequest req = TCPOPS__PET_IDS_REQUEST__INIT;
-        req.owner = argv[1];
+        req.owner = args[0];
         return rpc(c, "people.PetIds", &req.base, &tcpops__pet_ids_response__descriptor);
     }
-    if (strcmp(argv[0], "add-pet") == 0) {
+    if (strcmp(sub, "add-pet") == 0) {
         Tcpops__AddPetRequest req = TCPOPS__ADD_PET_REQUEST__INIT;
-        if (argc != 3 || parse_id(argv[2], &req.pet_id) < 0)
+        if (nargs != 2 || parse_id(args[1], &req.pet_id) < 0)
             return usage_error("people add-pet takes OWNER and a numeric PET_ID");
-        req.owner = argv[1];
+        req.owner = args[0];
         return rpc(c, "people.AddPet", &req.base, &tcpops__add_pet_response__descriptor);
     }
-    return usage_error("unknown people command \"%s\"", argv[0]);
+    return usage_error("unknown people command \"%s\"", sub);
 }
 
+/* argv[0] is "pets", argv[1] what to do with them. */
 static int pets_cmd(cli *c, int argc, char **argv)
 {
     static const char help[] = "usage: tcpops-cli [--addr HOST:PORT] pets get ID...\n"
                                "       tcpops-cli [--addr HOST:PORT] pets create NAME\n";
-    if (argc < 1 || wants_help(argc, argv)) {
-        fputs(help, argc < 1 ? stderr : stdout);
-        return argc < 1 ? EXIT_USAGE : EXIT_OK;
+    if (argc < 2) {
+        fputs(help, stderr);
+        return EXIT_USAGE;
     }
-    if (strcmp(argv[0], "get") == 0) {
-        if (argc < 2)
+    const char *sub = argv[1][0] != '-' ? argv[1] : NULL;
+    int pos, rc = command_flags(NULL, 0, argc, argv, sub != NULL ? 2 : 1, help, &pos);
+    if (rc >= 0)
+        return rc;
+    if (sub == NULL)
+        return usage_error("pets: expected get or create, got \"%s\"", argv[1]);
+    int nargs = argc - pos;
+    char **args = argv + pos;
+    if (strcmp(sub, "get") == 0) {
+        if (nargs < 1)
             return usage_error("pets get takes one or more IDs");
-        uint64_t *ids = calloc((size_t)argc - 1, sizeof(*ids));
+        uint64_t *ids = calloc((size_t)nargs, sizeof(*ids));
         if (ids == NULL)
             return EXIT_RPC;
-        for (int i = 1; i < argc; i++) {
-            if (parse_id(argv[i], &ids[i - 1]) < 0) {
+        for (int i = 0; i < nargs; i++) {
+            if (parse_id(args[i], &ids[i]) < 0) {
                 free(ids);
-                return usage_error("pets get: \"%s\" is not a pet id", argv[i]);
+                return usage_error("pets get: \"%s\" is not a pet id", args[i]);
             }
         }
         Tcpops__GetPetsByIdsRequest req = TCPOPS__GET_PETS_BY_IDS_REQUEST__INIT;
-        req.n_ids = (size_t)argc - 1;
+        req.n_ids = (size_t)nargs;
         req.ids = ids;
-        int rc = rpc(c, "pets.GetByIds", &req.base,
-                     &tcpops__get_pets_by_ids_response__descriptor);
+        rc = rpc(c, "pets.GetByIds", &req.base, &tcpops__get_pets_by_ids_response__descriptor);
         free(ids);
         return rc;
     }
-    if (strcmp(argv[0], "create") == 0) {
-        if (argc != 2)
+    if (strcmp(sub, "create") == 0) {
+        if (nargs != 1)
             return usage_error("pets create takes one NAME");
         Tcpops__CreatePetRequest req = TCPOPS__CREATE_PET_REQUEST__INIT;
-        req.name = argv[1];
+        req.name = args[0];
         return rpc(c, "pets.Create", &req.base, &tcpops__create_pet_response__descriptor);
     }
-    return usage_error("unknown pets command \"%s\"", argv[0]);
+    return usage_error("unknown pets command \"%s\"", sub);
 }
 
-/* Runs the command at argv[pos] (after the flags). */
+/* Runs the command at argv[pos] (after the program's flags, which were
+ * taken from wherever they came: its own, if any, follow it). */
 static int run_command(cli *c, int pos, int argc, char **argv)
 {
     if (pos >= argc) {
@@ -324,17 +354,17 @@ static int run_command(cli *c, int pos, int argc, char **argv)
         return EXIT_USAGE;
     }
     const char *cmd = argv[pos];
-    int rest = argc - pos - 1;
-    char **rargv = argv + pos + 1;
     if (c->addr == NULL)
         c->addr = strcmp(cmd, "pets") == 0 ? "127.0.0.1:5003" : "127.0.0.1:5002";
 
     if (strcmp(cmd, "status") == 0 || strcmp(cmd, "ping") == 0) {
-        if (wants_help(rest, rargv)) {
-            printf("usage: tcpops-cli [--addr HOST:PORT] %s\n", cmd);
-            return EXIT_OK;
-        }
-        if (rest != 0)
+        char help[96];
+        int rest;
+        snprintf(help, sizeof(help), "usage: tcpops-cli [--addr HOST:PORT] %s\n", cmd);
+        int rc = command_flags(NULL, 0, argc - pos, argv + pos, 1, help, &rest);
+        if (rc >= 0)
+            return rc;
+        if (rest != argc - pos)
             return usage_error("%s takes no arguments", cmd);
         if (strcmp(cmd, "ping") == 0)
             return ping(c);
@@ -342,9 +372,9 @@ static int run_command(cli *c, int pos, int argc, char **argv)
         return rpc(c, "svc.Status", &req.base, &tcpops__status_response__descriptor);
     }
     if (strcmp(cmd, "people") == 0)
-        return people_cmd(c, rest, rargv);
+        return people_cmd(c, argc - pos, argv + pos);
     if (strcmp(cmd, "pets") == 0)
-        return pets_cmd(c, rest, rargv);
+        return pets_cmd(c, argc - pos, argv + pos);
     return usage_error("unknown command \"%s\"", cmd);
 }
 
@@ -354,16 +384,18 @@ int main(int argc, char **argv)
     const util_flag flags[] = {
         {"addr", UTIL_FLAG_STR, &c.addr, "HOST:PORT", "the service to talk to", 0, 0},
         {"timeout", UTIL_FLAG_INT, &c.timeout_ms, "MS", "deadline of the call", 1, 60000},
-        {"tls-cert", UTIL_FLAG_STR, &c.files.cert, "FILE",
+        {"tls-cert", UTIL_FLAG_STR | UTIL_FLAG_SHARED, &c.files.cert, "FILE",
          "TLS: the client certificate (PEM) to present", 0, 0},
-        {"tls-key", UTIL_FLAG_STR, &c.files.key, "FILE", "TLS: its private key", 0, 0},
-        {"tls-ca", UTIL_FLAG_STR, &c.files.ca, "FILE",
+        {"tls-key", UTIL_FLAG_STR | UTIL_FLAG_SHARED, &c.files.key, "FILE",
+         "TLS: its private key", 0, 0},
+        {"tls-ca", UTIL_FLAG_STR | UTIL_FLAG_SHARED, &c.files.ca, "FILE",
          "TLS: the CA that signs the service's certificate", 0, 0},
     };
     const size_t nflags = sizeof(flags) / sizeof(flags[0]);
     char err[RPC_ERRLEN];
     signal(SIGPIPE, SIG_IGN);
-    int pos = util_flags_parse(flags, nflags, argc, argv, 1, err, sizeof(err));
+    util_flags_program("cli");
+    int pos = util_flags_parse_command(flags, nflags, argc, argv, 1, err, sizeof(err));
     if (pos == 0) {
         fputs(usage_text, stdout);
         util_flags_usage(stdout, flags, nflags);

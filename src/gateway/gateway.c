@@ -302,7 +302,7 @@ int main(int argc, char **argv)
         {"request-timeout-ms", UTIL_FLAG_INT, &request_timeout_ms, "MS",
          "how long a request's head or body may stall before 400/408", 100, 600000},
         {"access-log", UTIL_FLAG_BOOL, &access_log, NULL, "one log line per request", 0, 0},
-        {"drain-ms", UTIL_FLAG_INT, &drain_ms, "MS",
+        {"drain-ms", UTIL_FLAG_INT | UTIL_FLAG_SHARED, &drain_ms, "MS",
          "on SIGTERM, how long requests in flight may take", 0, 600000},
         {"max-body", UTIL_FLAG_SIZE, &max_body, "BYTES", "request body limit (413 past it)", 1,
          64L << 20},
@@ -314,13 +314,13 @@ int main(int argc, char **argv)
          "RPC calls in flight per connection (more wait for a free one)", 1, 65536},
         {"max-waiting", UTIL_FLAG_INT, &max_waiting, "N",
          "RPC calls per service that may wait for a free slot (more: 503)", 0, 1 << 20},
-        {"tls-cert", UTIL_FLAG_STR, &tls_files.cert, "FILE",
+        {"tls-cert", UTIL_FLAG_STR | UTIL_FLAG_SHARED, &tls_files.cert, "FILE",
          "TLS: the client certificate (PEM) the gateway shows the services; with --tls-key "
          "and --tls-ca every RPC connection is mutual TLS 1.3",
          0, 0},
-        {"tls-key", UTIL_FLAG_STR, &tls_files.key, "FILE", "TLS: the private key of --tls-cert",
-         0, 0},
-        {"tls-ca", UTIL_FLAG_STR, &tls_files.ca, "FILE",
+        {"tls-key", UTIL_FLAG_STR | UTIL_FLAG_SHARED, &tls_files.key, "FILE",
+         "TLS: the private key of --tls-cert", 0, 0},
+        {"tls-ca", UTIL_FLAG_STR | UTIL_FLAG_SHARED, &tls_files.ca, "FILE",
          "TLS: the CA that signs the services' certificates (SIGHUP reads all three again)", 0,
          0},
         {"https-cert", UTIL_FLAG_STR, &https_cert, "FILE",
@@ -342,6 +342,7 @@ int main(int argc, char **argv)
     const size_t nflags = sizeof(flags) / sizeof(flags[0]);
     char err[512], q[600];
     util_log_init("gateway");
+    util_flags_program("gateway");
 
     int pos = util_flags_parse(flags, nflags, argc, argv, 1, err, sizeof(err));
     /* tcpops up's preflight (TCPOPS_CHECK_FLAGS=1: the parse returns 0, as
@@ -356,7 +357,9 @@ int main(int argc, char **argv)
         return 0;
     }
     if (pos < 0 || (!checking && pos < argc)) {
-        fprintf(stderr, "tcpops-gateway: %s\n", pos < 0 ? err : "unexpected argument (see --help)");
+        if (pos > 0)
+            snprintf(err, sizeof(err), "unexpected argument \"%s\" (see --help)", argv[pos]);
+        fprintf(stderr, "tcpops-gateway: %s\n", err);
         return 2;
     }
     int given = rpc_tls_files_check(&tls_files, err);

@@ -307,18 +307,22 @@ static int data_dir_arg(int argc, char **argv, int *k, const char **dir)
     return 0;
 }
 
-/* Fills ca from argv[from..]. 0, or -1 after saying what is wrong. */
+/* Fills ca from argv[from..]; after "--" every word is positional. 0, or
+ * -1 after saying what is wrong. */
 static int command_args(int argc, char **argv, int from, cmd_args *ca)
 {
+    int flags = 1;
     for (int k = from; k < argc;) {
-        if (data_dir_arg(argc, argv, &k, &ca->data_dir))
+        if (flags && data_dir_arg(argc, argv, &k, &ca->data_dir))
             continue;
         const char *a = argv[k++];
-        if (strcmp(a, "--json") == 0) {
+        if (flags && strcmp(a, "--") == 0) {
+            flags = 0;
+        } else if (flags && strcmp(a, "--json") == 0) {
             ca->json = 1;
-        } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+        } else if (flags && (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)) {
             ca->help = 1;
-        } else if (a[0] == '-' && a[1] != '\0' && !isdigit((unsigned char)a[1])) {
+        } else if (flags && a[0] == '-' && a[1] != '\0' && !isdigit((unsigned char)a[1])) {
             /* (-1 is a number: scale says what is wrong with it) */
             fprintf(stderr, "tcpops: unknown flag %s (see tcpops --help)\n", a);
             return -1;
@@ -376,6 +380,10 @@ int main(int argc, char **argv)
     }
     if (data_dir != NULL)
         snprintf(cfg.data_dir, sizeof(cfg.data_dir), "%s", data_dir);
+    /* up's flags read TCPOPS_DATA_DIR again: a --data-dir before the
+     * command must win over it there too. */
+    if (data_dir != NULL && data_dir != getenv("TCPOPS_DATA_DIR"))
+        setenv("TCPOPS_DATA_DIR", data_dir, 1);
     if (i >= argc) {
         fputs(usage, stderr);
         return 2;

@@ -299,8 +299,8 @@ int svc_main(const svc_desc *desc, int argc, char **argv)
         {"member-listen", UTIL_FLAG_STR, &o.member_listen, "HOST:PORT",
          "this worker's own address (port 0 picks one)", 0, 0},
         {"ready-fd", UTIL_FLAG_INT, &o.ready_fd, "FD", UTIL_READY_FD_HELP, 0, 65535},
-        {"data-dir", UTIL_FLAG_STR, &o.data_dir, "DIR", "where the SQLite database lives", 0,
-         0},
+        {"data-dir", UTIL_FLAG_STR | UTIL_FLAG_SHARED, &o.data_dir, "DIR",
+         "where the SQLite database lives", 0, 0},
         {"db", UTIL_FLAG_STR, &o.db, "URL",
          "the store: sqlite: (DIR/NAME.db, the default), sqlite:PATH, or postgresql://... "
          "(libpq's URL; PG* variables apply)",
@@ -335,15 +335,15 @@ int svc_main(const svc_desc *desc, int argc, char **argv)
          3600000},
         {"idle-timeout-ms", UTIL_FLAG_INT, &o.idle_ms, "MS",
          "close a connection silent this long", 100, 86400000},
-        {"drain-ms", UTIL_FLAG_INT, &o.drain_ms, "MS",
+        {"drain-ms", UTIL_FLAG_INT | UTIL_FLAG_SHARED, &o.drain_ms, "MS",
          "on SIGTERM, how long calls in flight may take", 0, 600000},
-        {"tls-cert", UTIL_FLAG_STR, &o.tls.cert, "FILE",
+        {"tls-cert", UTIL_FLAG_STR | UTIL_FLAG_SHARED, &o.tls.cert, "FILE",
          "TLS: this worker's certificate (PEM); with --tls-key and --tls-ca every "
          "connection is mutual TLS 1.3 (scripts/dev-certs.sh makes test ones)",
          0, 0},
-        {"tls-key", UTIL_FLAG_STR, &o.tls.key, "FILE", "TLS: the private key of --tls-cert", 0,
-         0},
-        {"tls-ca", UTIL_FLAG_STR, &o.tls.ca, "FILE",
+        {"tls-key", UTIL_FLAG_STR | UTIL_FLAG_SHARED, &o.tls.key, "FILE",
+         "TLS: the private key of --tls-cert", 0, 0},
+        {"tls-ca", UTIL_FLAG_STR | UTIL_FLAG_SHARED, &o.tls.ca, "FILE",
          "TLS: the CA that signs every client's certificate (SIGHUP reads all three again)",
          0, 0},
         {"insecure", UTIL_FLAG_BOOL, &o.insecure, NULL,
@@ -367,6 +367,7 @@ int svc_main(const svc_desc *desc, int argc, char **argv)
     rpc_method *rm = NULL;
     svc_portlock *plock = NULL;
     util_log_init(desc->name);
+    util_flags_program(desc->name);
 
     int pos = util_flags_parse(flags, nflags, argc, argv, 1, err, sizeof(err));
     if (pos == 0) {
@@ -397,8 +398,9 @@ int svc_main(const svc_desc *desc, int argc, char **argv)
         (rpc_tls_files_check(&o.tls, err) < 0 || check_protected(&o, err, sizeof(err)) < 0))
         pos = -1;
     if (pos < 0 || pos < argc) {
-        fprintf(stderr, "tcpops-%s: %s\n", desc->name,
-                pos < 0 ? err : "unexpected argument (see --help)");
+        if (pos > 0)
+            snprintf(err, sizeof(err), "unexpected argument \"%s\" (see --help)", argv[pos]);
+        fprintf(stderr, "tcpops-%s: %s\n", desc->name, err);
         rc = 2;
         goto out;
     }
