@@ -1242,6 +1242,53 @@ static void test_failed_worker_is_not_restarted(void **state)
     assert_int_equal(proc_wait(&fx->master, 15000), 0);
 }
 
+/* ---- the environment: each program reads its own names ---- */
+
+static const char *const env_vars[] = {"TCPOPS_GATEWAY_DEADLINE_MS", "TCPOPS_PEOPLE_THREADS",
+                                       "TCPOPS_THREADS"};
+
+static int env_teardown(void **state)
+{
+    for (size_t i = 0; i < sizeof(env_vars) / sizeof(env_vars[0]); i++)
+        unsetenv(env_vars[i]);
+    return teardown(state);
+}
+
+/* Waits up to timeout_ms for a line of the master's log with a and b. */
+static int wait_log_line(fixture *fx, const char *a, const char *b, int timeout_ms)
+{
+    for (int waited = 0; waited <= timeout_ms; waited += 10) {
+        if (log_has(fx->log, a, b))
+            return 1;
+        usleep(10 * 1000);
+    }
+    return 0;
+}
+
+/* tcpops up's workers inherit its environment, and each reads its own
+ * names only: TCPOPS_GATEWAY_DEADLINE_MS reaches the gateway,
+ * TCPOPS_PEOPLE_THREADS people and not pets, and TCPOPS_THREADS, once every
+ * program's name (2000: valid for the gateway, past the services' 256,
+ * so they could not start), none of them. */
+static void test_environment_reaches_the_program_it_names(void **state)
+{
+    fixture *fx = *state;
+    setenv("TCPOPS_GATEWAY_DEADLINE_MS", "1234", 1);
+    setenv("TCPOPS_PEOPLE_THREADS", "3", 1);
+    setenv("TCPOPS_THREADS", "2000", 1);
+    up(fx, NULL);
+    if (!wait_log_line(fx, "app=gateway", "deadline_ms=1234", 10000))
+        fail_msg("TCPOPS_GATEWAY_DEADLINE_MS=1234: expected the gateway to log deadline_ms=1234 "
+                 "(log in %s)", fx->log);
+    if (!wait_log_line(fx, "app=people", "threads=3 ", 10000))
+        fail_msg("TCPOPS_PEOPLE_THREADS=3: expected people to log threads=3 (log in %s)",
+                 fx->log);
+    if (!wait_log_line(fx, "app=pets", "threads=", 10000) ||
+        log_has(fx->log, "app=pets", "threads=3 "))
+        fail_msg("TCPOPS_PEOPLE_THREADS=3: expected pets to start with its own thread count, "
+                 "not 3 (log in %s)", fx->log);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1262,6 +1309,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_restart_gateway_under_load, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_restart_leaves_no_ghost, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_worker_is_not_restarted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_environment_reaches_the_program_it_names, setup,
+                                        env_teardown),
     };
     signal(SIGPIPE, SIG_IGN);
     /* TCPOPS_TEST_FILTER=test_memory* runs one scenario (e.g. to repeat it). */
