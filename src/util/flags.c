@@ -195,6 +195,14 @@ typedef struct given {
     const char *value;
 } given;
 
+static const util_flag *find(const util_flag *flags, size_t n, const char *name, size_t nl)
+{
+    for (size_t k = 0; k < n; k++)
+        if (strlen(flags[k].name) == nl && strncmp(flags[k].name, name, nl) == 0)
+            return &flags[k];
+    return NULL;
+}
+
 /* Looks a ("--NAME[=VALUE]") up in flags. 0, or -1 with err filled for a
  * --no-NAME of a flag that is not a boolean, or that has a value. */
 static int look_up(const util_flag *flags, size_t n, const char *a, given *g, char *err,
@@ -202,17 +210,10 @@ static int look_up(const util_flag *flags, size_t n, const char *a, given *g, ch
 {
     const char *name = a + 2, *eq = strchr(name, '=');
     size_t nl = eq != NULL ? (size_t)(eq - name) : strlen(name);
-    *g = (given){.value = eq != NULL ? eq + 1 : NULL};
-    for (int no = 0; no < 2 && g->f == NULL; no++) {
-        for (size_t k = 0; k < n && g->f == NULL; k++)
-            if (strlen(flags[k].name) == nl && strncmp(flags[k].name, name, nl) == 0)
-                g->f = &flags[k];
-        if (g->f == NULL && nl > 3 && strncmp(name, "no-", 3) == 0) {
-            name += 3, nl -= 3;
-            g->negated = 1;
-        } else {
-            break;
-        }
+    *g = (given){.f = find(flags, n, name, nl), .value = eq != NULL ? eq + 1 : NULL};
+    if (g->f == NULL && nl > 3 && strncmp(name, "no-", 3) == 0) {
+        g->f = find(flags, n, name + 3, nl - 3);
+        g->negated = 1;
     }
     if (g->f == NULL || !g->negated)
         return 0;
@@ -246,15 +247,14 @@ static int parse(const util_flag *flags, size_t n, int argc, char **argv, int fi
     while (i < argc) {
         const char *a = argv[i];
         /* After the command's name, what is not ours is the command's. */
-        int commands = command && i > out;
+        int after_cmd = command && i > out;
         if (positional(a)) {
             i++;
             continue;
         }
         if (strcmp(a, "--") == 0) {
-            if (!commands) /* it ends the flags: it goes with them */
+            if (!after_cmd) /* it ends the flags: it goes with them */
                 move_before(argv, out++, i, 1);
-            i = argc;
             break;
         }
         if (strcmp(a, "--version") == 0) {
@@ -263,7 +263,7 @@ static int parse(const util_flag *flags, size_t n, int argc, char **argv, int fi
             exit(0);
         }
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            if (!commands)
+            if (!after_cmd)
                 return 0;
             i++;
             continue;
@@ -271,7 +271,7 @@ static int parse(const util_flag *flags, size_t n, int argc, char **argv, int fi
         given g = {0};
         if (a[1] == '-' && look_up(flags, n, a, &g, err, errlen) < 0)
             return -1;
-        if (g.f == NULL && commands) {
+        if (g.f == NULL && after_cmd) {
             i++;
             continue;
         }

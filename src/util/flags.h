@@ -95,12 +95,12 @@ int util_flags_parse(const util_flag *flags, size_t n, int argc, char **argv, in
 
 /* For a program whose first positional argument names a command that may
  * have flags of its own (tcpops-cli people list --limit N): as
- * util_flags_parse, but after the command's name only flags, which are the
- * program's own (tcpops-cli status --addr A) are taken; anything else, an
- * unknown flag, -h, --help and a "--" with all that follows, stays among
- * the positional arguments, in its order, for the command to parse. Before
- * the command an unknown flag is an error, and -h or --help returns 0.
- * Returns the index of the command (argc when none), 0 or -1. */
+ * util_flags_parse, but after the command's name only the program's own
+ * flags are taken (tcpops-cli status --addr A); anything else there (a
+ * flag not in flags, -h, --help, and "--" with all that follows) stays
+ * among the positional arguments, in its order, for the command's own
+ * parse. Before the command an unknown flag is an error and -h or --help
+ * returns 0. Returns the index of the command (argc when none), 0 or -1. */
 int util_flags_parse_command(const util_flag *flags, size_t n, int argc, char **argv, int first,
                              char *err, size_t errlen);
 
