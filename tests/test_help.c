@@ -81,6 +81,13 @@ static void test_tcpops_flags_after_the_command(void **state)
     int c2 = proc_run(help, out[0], sizeof(out[0]), err[0], sizeof(err[0]), 10000);
     if (c2 != 0 || strncmp(out[0], "usage: tcpops ps", 16) != 0)
         fail_msg("tcpops ps -h: expected exit 0 and ps's usage, got %d \"%s\"", c2, out[0]);
+    /* After "--" a word that looks like a flag is the command's argument:
+     * restart asks the master (none: exit 3) instead of refusing it (2). */
+    char *dashes[] = {bin, "restart", "--data-dir", (char *)dir, "--", "--odd", NULL};
+    int c3 = proc_run(dashes, out[0], sizeof(out[0]), err[0], sizeof(err[0]), 10000);
+    if (c3 != 3 || strstr(err[0], dir) == NULL)
+        fail_msg("tcpops restart --data-dir %s -- --odd: expected exit 3 (no master there), "
+                 "got %d \"%s\"", dir, c3, err[0]);
 }
 
 /* Runs build/bin/prog with the NULL-terminated arguments that follow (at
