@@ -16,7 +16,7 @@
 static void expect_pick(fakechan *f, const endpoint *avoid, size_t e, int i)
 {
     int full = -1;
-    conn *cn = balance_pick(&f->ch, avoid, &full);
+    conn *cn = balance_pick(&f->ch, avoid, NULL, &full);
     assert_non_null(cn);
     assert_string_equal(cn->ep->addr, f->ep[e].addr);
     assert_int_equal(cn->index, i);
@@ -28,7 +28,7 @@ static void expect_pick(fakechan *f, const endpoint *avoid, size_t e, int i)
 static void expect_none(fakechan *f, int want_full)
 {
     int full = -1;
-    assert_null(balance_pick(&f->ch, NULL, &full));
+    assert_null(balance_pick(&f->ch, NULL, NULL, &full));
     assert_int_equal(full, want_full);
 }
 
@@ -67,6 +67,26 @@ static void test_avoided_endpoint_is_last(void **state)
     expect_pick(f, &f->ep[0], 1, 0);
     atomic_store(&f->conns[1][0].state, CONN_DRAINING);
     expect_pick(f, &f->ep[0], 0, 0); /* nothing else: back to the avoided one */
+    fakechan_free(f);
+}
+
+/* A call given an endpoint (rpc_call.to) goes there, however busy, and
+ * nowhere else: a member asked for its own answer. */
+static void test_only_the_endpoint_asked(void **state)
+{
+    (void)state;
+    int full = -1;
+    fakechan *f = fakechan_new(2, 8);
+    fakechan_ready(f, 0, 0, 0);
+    fakechan_ready(f, 1, 0, 5);
+    conn *cn = balance_pick(&f->ch, NULL, "ep1", &full);
+    assert_non_null(cn);
+    assert_string_equal(cn->ep->addr, "ep1");
+    balance_release(cn);
+    atomic_store(&f->conns[1][0].state, CONN_DRAINING);
+    assert_null(balance_pick(&f->ch, NULL, "ep1", &full));
+    assert_int_equal(full, 0);
+    assert_null(balance_pick(&f->ch, NULL, "ep9", &full));
     fakechan_free(f);
 }
 
@@ -174,6 +194,7 @@ int main(void)
         cmocka_unit_test(test_least_outstanding),
         cmocka_unit_test(test_full_conns_are_skipped),
         cmocka_unit_test(test_avoided_endpoint_is_last),
+        cmocka_unit_test(test_only_the_endpoint_asked),
         cmocka_unit_test(test_backup_only_without_primary),
         cmocka_unit_test(test_suspect_conn_is_last),
         cmocka_unit_test(test_ejection),

@@ -70,4 +70,15 @@ json_t *gw_backend_status(gw_backend *b, int deadline_ms, int *up);
 int gw_backends_metrics(gw_backend *const *bs, size_t nb, char **buf, size_t *len,
                         size_t *cap);
 
+/* Asks every member of every backend in bs for svc.Status (on its own
+ * pooled connection, up to 8 at once) and appends what they answered in
+ * Prometheus text format: tcpops_service_member_up{service,member} for each
+ * (0: no answer within deadline_ms), tcpops_service_scrape_errors_total per
+ * service, and the answers' counters labelled service, member and pid
+ * (tcpops_service_calls_total, ..._uptime_seconds, and each server counter
+ * as tcpops_service_NAME(_total)). Returns within deadline_ms plus the time
+ * to render, however many members are stuck: 0 or -ENOMEM. Any thread. */
+int gw_backends_scrape(gw_backend *const *bs, size_t nb, int deadline_ms, char **buf,
+                       size_t *len, size_t *cap);
+
 #endif

@@ -7,22 +7,77 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/flags.h"
+
 enum { M_GET, M_POST, M_OTHER, M_COUNT };
 
 static const int codes[] = {200, 201, 400, 404, 405, 409, 413, 500, 501, 503, 504, 507};
 #define NCODES (sizeof(codes) / sizeof(codes[0]))
 #define CODE_OTHER NCODES
 
-/* Upper bounds in microseconds; the last bucket is +Inf. */
-static const int64_t bounds_us[] = {250,   500,    1000,   2500,   5000,    10000,  25000,
-                                    50000, 100000, 250000, 500000, 1000000, 2500000};
-#define NBUCKETS (sizeof(bounds_us) / sizeof(bounds_us[0]))
+/* Upper bounds in microseconds; the last bucket is +Inf. From 50 us: one
+ * RPC hop on loopback takes about that. */
+static const int64_t bounds_us[GW_HIST_BUCKETS] = {
+    50,    100,   250,    500,    1000,   2500,    5000,   10000,
+    25000, 50000, 100000, 250000, 500000, 1000000, 2500000};
 
 struct gw_metrics {
     _Atomic uint64_t requests[GW_R_COUNT][M_COUNT][NCODES + 1];
-    _Atomic uint64_t buckets[GW_R_COUNT][NBUCKETS + 1];
-    _Atomic uint64_t sum_us[GW_R_COUNT];
+    gw_hist latency[GW_R_COUNT];
 };
+
+/* What the gateway calls; see gw_rpc_method_index. */
+static const char *const rpc_methods[GW_RPC_METHODS] = {
+    "people.List", "people.Create", "people.PetIds", "pets.GetByIds", "svc.Status", "other",
+};
+
+int gw_rpc_method_index(const char *method)
+{
+    for (int i = 0; i < GW_RPC_METHODS - 1; i++)
+        if (method != NULL && strcmp(method, rpc_methods[i]) == 0)
+            return i;
+    return GW_RPC_METHODS - 1;
+}
+
+const char *gw_rpc_method_name(int index)
+{
+    return rpc_methods[index >= 0 && index < GW_RPC_METHODS ? index : GW_RPC_METHODS - 1];
+}
+
+char *gw_label_escape(char *out, size_t len, const char *value)
+{
+    size_t n = 0;
+    for (const char *p = value; *p != '\0' && n + 3 <= len; p++) {
+        if (*p == '\\' || *p == '"' || *p == '\n') {
+            out[n++] = '\\';
+            out[n++] = *p == '\n' ? 'n' : *p;
+        } else {
+            out[n++] = *p;
+        }
+    }
+    if (len > 0)
+        out[n] = '\0';
+    return out;
+}
+
+void gw_hist_observe(gw_hist *h, int64_t duration_us)
+{
+    size_t b = 0;
+    while (b < GW_HIST_BUCKETS && duration_us > bounds_us[b])
+        b++;
+    atomic_fetch_add_explicit(&h->buckets[b], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->sum_us, (uint64_t)(duration_us > 0 ? duration_us : 0),
+                              memory_order_relaxed);
+}
+
+uint64_t gw_hist_count(const gw_hist *ch)
+{
+    gw_hist *h = (gw_hist *)ch;
+    uint64_t n = 0;
+    for (size_t b = 0; b <= GW_HIST_BUCKETS; b++)
+        n += atomic_load_explicit(&h->buckets[b], memory_order_relaxed);
+    return n;
+}
 
 static const char *const route_names[GW_R_COUNT] = {
     "/people", "/people/pets", "/status", "/healthz", "/readyz", "/metrics", "other",
@@ -65,12 +120,7 @@ void gw_metrics_request(gw_metrics *m, gw_route route, const char *method, int s
 {
     atomic_fetch_add_explicit(&m->requests[route][method_index(method)][code_index(status)], 1,
                               memory_order_relaxed);
-    size_t b = 0;
-    while (b < NBUCKETS && duration_us > bounds_us[b])
-        b++;
-    atomic_fetch_add_explicit(&m->buckets[route][b], 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&m->sum_us[route], (uint64_t)(duration_us > 0 ? duration_us : 0),
-                              memory_order_relaxed);
+    gw_hist_observe(&m->latency[route], duration_us);
 }
 
 uint64_t gw_metrics_requests(const gw_metrics *cm, gw_route route, const char *method,
@@ -138,27 +188,52 @@ int gw_metrics_render(const gw_metrics *cm, char **buf, size_t *len, size_t *cap
                            "# HELP tcpops_http_request_duration_seconds Time to answer.\n"
                            "# TYPE tcpops_http_request_duration_seconds histogram\n");
     for (int r = 0; r < GW_R_COUNT && rc == 0; r++) {
-        uint64_t cum = 0;
-        for (size_t b = 0; b <= NBUCKETS && rc == 0; b++) {
-            cum += atomic_load_explicit(&m->buckets[r][b], memory_order_relaxed);
-            char le[32];
-            if (b == NBUCKETS)
-                snprintf(le, sizeof(le), "+Inf");
-            else
-                snprintf(le, sizeof(le), "%g", (double)bounds_us[b] / 1e6);
-            rc = gw_buf_printf(buf, len, cap,
-                               "tcpops_http_request_duration_seconds_bucket{route=\"%s\","
-                               "le=\"%s\"} %llu\n",
-                               route_names[r], le, (unsigned long long)cum);
-        }
-        if (rc == 0)
-            rc = gw_buf_printf(
-                buf, len, cap,
-                "tcpops_http_request_duration_seconds_sum{route=\"%s\"} %.6f\n"
-                "tcpops_http_request_duration_seconds_count{route=\"%s\"} %llu\n",
-                route_names[r],
-                (double)atomic_load_explicit(&m->sum_us[r], memory_order_relaxed) / 1e6,
-                route_names[r], (unsigned long long)cum);
+        char labels[64];
+        snprintf(labels, sizeof(labels), "route=\"%s\"", route_names[r]);
+        rc = gw_hist_render(&m->latency[r], "tcpops_http_request_duration_seconds", labels, buf,
+                            len, cap);
     }
     return rc;
+}
+
+int gw_hist_render(const gw_hist *ch, const char *name, const char *labels, char **buf,
+                   size_t *len, size_t *cap)
+{
+    gw_hist *h = (gw_hist *)ch;
+    uint64_t cum = 0;
+    int rc = 0;
+    /* Read once, bucket by bucket: the count is the last cumulative bucket,
+     * so a scrape never shows a count its buckets do not add up to. */
+    for (size_t b = 0; b <= GW_HIST_BUCKETS && rc == 0; b++) {
+        cum += atomic_load_explicit(&h->buckets[b], memory_order_relaxed);
+        char le[32];
+        if (b == GW_HIST_BUCKETS)
+            snprintf(le, sizeof(le), "+Inf");
+        else
+            snprintf(le, sizeof(le), "%g", (double)bounds_us[b] / 1e6);
+        rc = gw_buf_printf(buf, len, cap, "%s_bucket{%s,le=\"%s\"} %llu\n", name, labels, le,
+                           (unsigned long long)cum);
+    }
+    if (rc == 0)
+        rc = gw_buf_printf(buf, len, cap, "%s_sum{%s} %.6f\n%s_count{%s} %llu\n", name, labels,
+                           (double)atomic_load_explicit(&h->sum_us, memory_order_relaxed) / 1e6,
+                           name, labels, (unsigned long long)cum);
+    return rc;
+}
+
+int gw_metrics_render_levels(int inflight, int conns, char **buf, size_t *len, size_t *cap)
+{
+    return gw_buf_printf(buf, len, cap,
+                         "# HELP tcpops_http_requests_in_flight HTTP requests being handled "
+                         "now (this scrape among them).\n"
+                         "# TYPE tcpops_http_requests_in_flight gauge\n"
+                         "tcpops_http_requests_in_flight %d\n"
+                         "# HELP tcpops_http_connections_open HTTP connections open now.\n"
+                         "# TYPE tcpops_http_connections_open gauge\n"
+                         "tcpops_http_connections_open %d\n"
+                         "# HELP tcpops_build_info The program and its version (--version), "
+                         "always 1.\n"
+                         "# TYPE tcpops_build_info gauge\n"
+                         "tcpops_build_info{version=\"%s\",program=\"tcpops-gateway\"} 1\n",
+                         inflight, conns, util_version());
 }

@@ -21,9 +21,12 @@
 
 #include "rpc/clock.h"
 #include "gateway/input.h"
+#include "gateway/process.h"
 #include "util/log.h"
 #include "util/name.h"
 #include "tcpops.pb-c.h"
+
+#define SCRAPE_MS 500 /* /metrics: each member's svc.Status answers within this */
 
 static const struct {
     const char *path;
@@ -379,9 +382,21 @@ static void metrics(gw *g, gw_req *r)
     char *buf = NULL;
     size_t len = 0, cap = 0;
     gw_backend *bs[2] = {g->people, g->pets};
+    /* Each member is asked for its counters within SCRAPE_MS (and the
+     * request's deadline): one that does not answer shows as
+     * tcpops_service_member_up 0, and the rest is served on time. */
+    int64_t left = r->deadline_ms - rpc_now_ms();
+    int scrape_ms = left < SCRAPE_MS ? (left > 0 ? (int)left : 1) : SCRAPE_MS;
     int rc = gw_metrics_render(g->metrics, &buf, &len, &cap);
     if (rc == 0)
+        rc = gw_metrics_render_levels(atomic_load(&g->inflight), atomic_load(&g->conns), &buf,
+                                      &len, &cap);
+    if (rc == 0)
+        rc = gw_process_render(&buf, &len, &cap);
+    if (rc == 0)
         rc = gw_backends_metrics(bs, 2, &buf, &len, &cap);
+    if (rc == 0)
+        rc = gw_backends_scrape(bs, 2, scrape_ms, &buf, &len, &cap);
     if (rc < 0)
         gw_reply_error(r, 500, NULL, "out of memory");
     else

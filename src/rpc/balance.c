@@ -5,6 +5,8 @@
  * for reading to walk the endpoint list. */
 #include "rpc/client.h"
 
+#include <string.h>
+
 #include "rpc/clock.h"
 
 /* The tier a ready conn is in now: 0 primary, 1 backup, 2 its endpoint
@@ -20,7 +22,7 @@ static int tier(const conn *cn, int64_t now)
     return atomic_load(&cn->ep->backup) ? 1 : 0;
 }
 
-conn *balance_pick(rpc_channel *ch, const endpoint *avoid, int *full)
+conn *balance_pick(rpc_channel *ch, const endpoint *avoid, const char *only, int *full)
 {
     /* best[tier], then the avoided endpoint as a last resort. */
     conn *best[4] = {NULL, NULL, NULL, NULL}, *fallback = NULL;
@@ -35,7 +37,8 @@ conn *balance_pick(rpc_channel *ch, const endpoint *avoid, int *full)
     for (size_t k = 0; k < total; k++) {
         size_t i = (start + k) % total;
         conn *cn = &ch->eps[i / pool]->conns[i % pool];
-        if (atomic_load(&cn->state) != CONN_READY)
+        if (atomic_load(&cn->state) != CONN_READY ||
+            (only != NULL && strcmp(cn->ep->addr, only) != 0))
             continue;
         int out = atomic_load(&cn->outstanding);
         if (out >= ch->cfg.max_inflight) {

@@ -133,18 +133,19 @@ static void wait_for_change(rpc_channel *ch, int64_t until_ms)
 
 /* Picks a conn, waiting while none is ready but one is coming up (a
  * connection attempt without backoff). *full: one was ready but full. */
-static conn *pick_ready(rpc_channel *ch, const endpoint *avoid, int64_t deadline, int *full)
+static conn *pick_ready(rpc_channel *ch, const endpoint *avoid, const char *only,
+                        int64_t deadline, int *full)
 {
-    conn *cn = balance_pick(ch, avoid, full);
+    conn *cn = balance_pick(ch, avoid, only, full);
     while (cn == NULL && !*full && !client_stopping(ch) && rpc_now_ms() < deadline) {
         if (!balance_coming_up(ch)) {
             /* A conn turns READY before it clears `soon`: one more look
              * catches a connection that came up since the pick above. */
-            return balance_pick(ch, avoid, full);
+            return balance_pick(ch, avoid, only, full);
         }
         int64_t until = rpc_now_ms() + ch->cfg.connect_timeout_ms;
         wait_for_change(ch, until < deadline ? until : deadline);
-        cn = balance_pick(ch, avoid, full);
+        cn = balance_pick(ch, avoid, only, full);
     }
     return cn;
 }
@@ -178,7 +179,7 @@ static conn *find_conn(rpc_channel *ch, rpc_call *call, const endpoint *avoid,
     int full = 0;
     *again = 0;
     uint32_t seq = atomic_load(&ch->free_seq); /* before the pick: see the top */
-    conn *cn = pick_ready(ch, avoid, deadline, &full);
+    conn *cn = pick_ready(ch, avoid, call->to, deadline, &full);
     if (cn != NULL) {
         if (*queued) {
             /* Out of the queue before sending: counted there, it would

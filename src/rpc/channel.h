@@ -97,6 +97,11 @@ typedef struct rpc_call {
     const char *trace_id;        /* may be NULL */
     int deadline_ms;             /* 0: the channel default; capped at max */
     int idempotent;              /* a read: may be retried once elsewhere */
+    const char *to;              /* only this endpoint, as listed ("host:port"), or
+                                  * NULL for any: asks one worker for its own
+                                  * answer (the gateway's scrape of each member's
+                                  * svc.Status); not there or not ready: the call
+                                  * fails as when nothing is healthy */
     /* out */
     int status;                  /* a Tcpops__Status */
     char error[256];             /* human text when status != OK */

@@ -226,12 +226,13 @@ int exchange_wait(conn *cn, pending *p, int64_t deadline);
 /* ---- balance.c ---- */
 
 /* The ready conn with the fewest calls outstanding, on another endpoint
- * than `avoid` when there is one (only compared, never dereferenced).
+ * than `avoid` when there is one (only compared, never dereferenced), and
+ * on the endpoint whose address is `only` when that is not NULL.
  * Primary endpoints first, then backups, then ejected ones. Returns NULL
  * when none is ready; *full says one was ready but at max_inflight. A conn
  * returned holds a use of its endpoint: release it with balance_release.
  * Takes ch->eplock for reading. */
-conn *balance_pick(rpc_channel *ch, const endpoint *avoid, int *full);
+conn *balance_pick(rpc_channel *ch, const endpoint *avoid, const char *only, int *full);
 
 /* Gives back the use balance_pick took. */
 void balance_release(conn *cn);

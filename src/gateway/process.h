@@ -1,0 +1,29 @@
+/* The standard process_* metrics of a Prometheus client library, read from
+ * /proc for the gateway's /metrics: CPU time, resident and virtual memory,
+ * open and maximum file descriptors, start time. */
+#ifndef TCPOPS_GW_PROCESS_H
+#define TCPOPS_GW_PROCESS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct gw_proc_stat {
+    double cpu_seconds;      /* user + system */
+    uint64_t vsize_bytes;
+    uint64_t rss_pages;
+    uint64_t start_ticks;    /* clock ticks after boot */
+} gw_proc_stat;
+
+/* Parses the text of /proc/PID/stat (len bytes; the command name may hold
+ * spaces and parentheses: the fields are counted from its last ')').
+ * ticks_per_s converts the CPU times. 0, or -EINVAL when it is not that. */
+int gw_proc_parse_stat(const char *text, size_t len, long ticks_per_s, gw_proc_stat *out);
+
+/* Appends this process's process_cpu_seconds_total,
+ * process_resident_memory_bytes, process_virtual_memory_bytes,
+ * process_open_fds, process_max_fds and process_start_time_seconds
+ * (gw_buf_printf's buffer). A value /proc does not give is left out, with
+ * its family. 0 or -ENOMEM. Any thread; a few small reads of /proc. */
+int gw_process_render(char **buf, size_t *len, size_t *cap);
+
+#endif
