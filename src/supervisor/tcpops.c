@@ -13,6 +13,7 @@
 #include "util/flags.h"
 #include "util/log.h"
 #include "supervisor/master.h"
+#include "supervisor/metrics.h"
 #include "supervisor/preflight.h"
 
 static const char usage[] =
@@ -29,6 +30,7 @@ static const char usage[] =
     "  restart APP         rolling restart: a new worker serves before an old one leaves;\n"
     "                      a failed worker is started again\n"
     "  down                stop everything gracefully\n"
+    "  metrics             ps as Prometheus text (node_exporter's textfile collector)\n"
     "\n"
     "scale, restart and down print a line per worker as it is done, then what was done;\n"
     "with --json, only the master's JSON answer. A worker that exits 2 (bad flags or\n"
@@ -346,6 +348,8 @@ static int command_help(const char *cmd)
         {"restart", "usage: tcpops restart APP [--json] [--data-dir DIR]   (gateway, people "
                     "or pets)"},
         {"down", "usage: tcpops down [--json] [--data-dir DIR]"},
+        {"metrics", "usage: tcpops metrics [--data-dir DIR]   (ps as Prometheus text; "
+                    "exit 3 with tcpops_supervisor_up 0 when no master answers)"},
     };
     for (size_t k = 0; k < sizeof(help) / sizeof(help[0]); k++) {
         if (strcmp(cmd, help[k][0]) == 0) {
@@ -442,6 +446,24 @@ int main(int argc, char **argv)
         }
         return ctl(cfg.data_dir, cmd, json_pack("{s:s}", "cmd", "down"), SUP_CTL_DOWN_TIMEOUT_MS,
                    ca.json);
+    }
+    if (strcmp(cmd, "metrics") == 0) {
+        if (nargs != 0 || ca.json) {
+            fprintf(stderr, "usage: tcpops metrics [--data-dir DIR]\n");
+            return 2;
+        }
+        /* With no master it still prints (tcpops_supervisor_up 0), so a
+         * textfile collector's file says so instead of going stale. */
+        char err[512];
+        json_t *ans = sup_ctl_request(cfg.data_dir, json_pack("{s:s}", "cmd", "ps"),
+                                      SUP_CTL_PS_TIMEOUT_MS, err, sizeof(err));
+        int ok = json_is_true(json_object_get(ans, "ok"));
+        if (ans == NULL || !ok)
+            fprintf(stderr, "tcpops: %s\n",
+                    ans == NULL ? err : json_string_value(json_object_get(ans, "error")));
+        int rc = sup_metrics_write(stdout, ans) < 0 ? 1 : ans == NULL ? 3 : !ok;
+        json_decref(ans);
+        return rc;
     }
     fprintf(stderr, "tcpops: unknown command \"%s\"\n%s", cmd, usage);
     return 2;
