@@ -573,6 +573,43 @@ static void render_call(void *user, const char *method, const char *status, uint
                               r->service, method, status, (unsigned long long)n);
 }
 
+/* Family name of type (gauge, counter) with one sample per backend:
+ * value(b). */
+static int per_service(gw_backend *const *bs, size_t nb, const char *name, const char *type,
+                       const char *help, long long (*value)(gw_backend *b), char **buf,
+                       size_t *len, size_t *cap)
+{
+    int rc = gw_buf_printf(buf, len, cap, "# HELP %s %s\n# TYPE %s %s\n", name, help, name,
+                           type);
+    for (size_t i = 0; i < nb && rc == 0; i++)
+        rc = gw_buf_printf(buf, len, cap, "%s{service=\"%s\"} %lld\n", name, bs[i]->name,
+                           value(bs[i]));
+    return rc;
+}
+
+static long long in_flight(gw_backend *b)
+{
+    return atomic_load(&b->inflight);
+}
+
+static long long writes_failing(gw_backend *b)
+{
+    return gw_backend_writes(b, NULL, 0) != TCPOPS__STATUS__OK;
+}
+
+static long long scrape_errors(gw_backend *b)
+{
+    return (long long)atomic_load(&b->scrape_errors);
+}
+
+static long long members(gw_backend *b)
+{
+    pthread_mutex_lock(&b->lock);
+    size_t n = b->nmembers;
+    pthread_mutex_unlock(&b->lock);
+    return (long long)n;
+}
+
 int gw_backends_metrics(gw_backend *const *bs, size_t nb, char **buf, size_t *len, size_t *cap)
 {
     /* The client-side counters; each exported as tcpops_rpc_NAME(_total). */
@@ -606,12 +643,8 @@ int gw_backends_metrics(gw_backend *const *bs, size_t nb, char **buf, size_t *le
                                 len, cap);
         }
     if (rc == 0)
-        rc = gw_buf_printf(buf, len, cap,
-                           "# HELP tcpops_rpc_in_flight RPC calls under way now.\n"
-                           "# TYPE tcpops_rpc_in_flight gauge\n");
-    for (size_t i = 0; i < nb && rc == 0; i++)
-        rc = gw_buf_printf(buf, len, cap, "tcpops_rpc_in_flight{service=\"%s\"} %d\n",
-                           bs[i]->name, atomic_load(&bs[i]->inflight));
+        rc = per_service(bs, nb, "tcpops_rpc_in_flight", "gauge", "RPC calls under way now.",
+                         in_flight, buf, len, cap);
     for (size_t k = 0; k < sizeof(counters) / sizeof(counters[0]) && rc == 0; k++) {
         rpc_counter c = counters[k];
         int gauge = c == RPC_C_CONNS_OPEN; /* the one level; the rest only grow */
@@ -624,24 +657,12 @@ int gw_backends_metrics(gw_backend *const *bs, size_t nb, char **buf, size_t *le
                                (long long)rpc_stats_get(bs[i]->stats, c));
     }
     if (rc == 0)
-        rc = gw_buf_printf(buf, len, cap,
-                           "# HELP tcpops_service_writes_failing 1 while a service's last "
-                           "write failed (a full disk: STORAGE_FULL).\n"
-                           "# TYPE tcpops_service_writes_failing gauge\n");
-    for (size_t i = 0; i < nb && rc == 0; i++)
-        rc = gw_buf_printf(buf, len, cap, "tcpops_service_writes_failing{service=\"%s\"} %d\n",
-                           bs[i]->name, gw_backend_writes(bs[i], NULL, 0) != TCPOPS__STATUS__OK);
+        rc = per_service(bs, nb, "tcpops_service_writes_failing", "gauge",
+                         "1 while a service's last write failed (a full disk: STORAGE_FULL).",
+                         writes_failing, buf, len, cap);
     if (rc == 0)
-        rc = gw_buf_printf(buf, len, cap,
-                           "# HELP tcpops_rpc_members Live workers known per service.\n"
-                           "# TYPE tcpops_rpc_members gauge\n");
-    for (size_t i = 0; i < nb && rc == 0; i++) {
-        pthread_mutex_lock(&bs[i]->lock);
-        size_t members = bs[i]->nmembers;
-        pthread_mutex_unlock(&bs[i]->lock);
-        rc = gw_buf_printf(buf, len, cap, "tcpops_rpc_members{service=\"%s\"} %zu\n",
-                           bs[i]->name, members);
-    }
+        rc = per_service(bs, nb, "tcpops_rpc_members", "gauge",
+                         "Live workers known per service.", members, buf, len, cap);
     return rc;
 }
 
@@ -785,14 +806,9 @@ static int render_scrape(const scrape *s, gw_backend *const *bs, size_t nb, char
                            s->jobs[i].resp != NULL);
     }
     if (rc == 0)
-        rc = gw_buf_printf(buf, len, cap,
-                           "# HELP tcpops_service_scrape_errors_total Members that did not "
-                           "answer a scrape's svc.Status in time.\n"
-                           "# TYPE tcpops_service_scrape_errors_total counter\n");
-    for (size_t i = 0; i < nb && rc == 0; i++)
-        rc = gw_buf_printf(buf, len, cap, "tcpops_service_scrape_errors_total{service=\"%s\"} "
-                           "%llu\n", bs[i]->name,
-                           (unsigned long long)atomic_load(&bs[i]->scrape_errors));
+        rc = per_service(bs, nb, "tcpops_service_scrape_errors_total", "counter",
+                         "Members that did not answer a scrape's svc.Status in time.",
+                         scrape_errors, buf, len, cap);
     if (rc == 0)
         rc = render_family(s, "tcpops_service_uptime_seconds", "gauge",
                            "Seconds since the member started.", value_uptime, NULL, buf, len,
