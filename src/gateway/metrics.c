@@ -25,7 +25,7 @@ struct gw_metrics {
 };
 
 static const char *const route_names[GW_R_COUNT] = {
-    "/people", "/people/pets", "/status", "/healthz", "/readyz", "/metrics", "other",
+    "/people", "/people/pets", "/status", "/healthz", "/readyz", "/metrics", "/", "other",
 };
 static const char *const method_names[M_COUNT] = {"GET", "POST", "other"};
 
