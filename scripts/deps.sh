@@ -15,6 +15,7 @@ pkgs=(gcc make cmake pkg-config libc6-dev
       systemd             # systemd-analyze: test_deploy verifies deploy/tcpops.service
       iproute2            # ip netns: test_multihost's hosts
       prometheus          # promtool: test_metrics checks /metrics and `tcpops metrics`
+      chromium chromium-driver  # test_statuspage: the status page in headless Chromium
       curl netcat-openbsd)   # the README's curl and nc examples
 case "${1:-}" in
   bench) pkgs+=(wrk redis-server redis-tools sqlite3 procps) ;;   # procps: pgrep

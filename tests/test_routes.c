@@ -13,7 +13,9 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <openssl/evp.h>
 
+#include "gateway/page.h"
 #include "gateway/routes.h"
 #include "http_client.h"
 #include "rpc/clock.h"
@@ -39,6 +41,7 @@ static void test_route_of(void **state)
     expect_route("/healthz", GW_R_HEALTHZ);
     expect_route("/readyz", GW_R_READYZ);
     expect_route("/metrics", GW_R_METRICS);
+    expect_route("/", GW_R_PAGE);
     expect_route("/p%65ople", GW_R_PEOPLE); /* decoded before matching */
     expect_route("/people%2Fpets", GW_R_OTHER); /* an encoded '/' is no separator */
     expect_route("/people/", GW_R_OTHER);
@@ -326,6 +329,68 @@ static void test_no_route_and_methods(void **state)
     expect_http(fx, "GET", "/healthz", "Expect: nonsense\r\n", NULL, 417, "100-continue", NULL);
 }
 
+/* The CSP source that allows html's one inline TAG element (script,
+ * style) by its SHA-256: "TAG-src 'sha256-BASE64'". */
+static void csp_hash(const char *html, const char *tag, char *out, size_t len)
+{
+    char open[16], close[16];
+    unsigned char md[EVP_MAX_MD_SIZE], b64[4 * EVP_MAX_MD_SIZE / 3 + 4];
+    unsigned int mdlen = 0;
+    snprintf(open, sizeof(open), "<%s>", tag);
+    snprintf(close, sizeof(close), "</%s>", tag);
+    const char *a = strstr(html, open), *b = strstr(html, close);
+    if (a == NULL || b == NULL || b < a)
+        fail_msg("GET /: expected one <%s> element, found none", tag);
+    a += strlen(open);
+    assert_int_equal(EVP_Digest(a, (size_t)(b - a), md, &mdlen, EVP_sha256(), NULL), 1);
+    EVP_EncodeBlock(b64, md, (int)mdlen);
+    snprintf(out, len, "%s-src 'sha256-%s'", tag, (const char *)b64);
+}
+
+/* GET / is the status page compiled into the gateway, with headers that
+ * keep it from being sniffed, cached, framed or made to run anything but
+ * its own script and style: the CSP names their hashes, checked here from
+ * the page as served. HEAD too; other methods 405 as on every route. */
+static void test_status_page(void **state)
+{
+    fixture *fx = *state;
+    http_resp r;
+    char csp[1024], want[128], len[32];
+    memset(&r, 0, sizeof(r));
+    if (http_once(fx->port, "GET", "/", NULL, NULL, &r) < 0)
+        fail_msg("GET /: no answer");
+    if (r.status != 200 || strstr(r.body, "<title>tcpops status</title>") == NULL)
+        fail_msg("GET /: expected 200 with the status page, got %d %.200s", r.status, r.body);
+    assert_int_equal(r.body_len, gw_page_html_len);
+    expect_headers(&r, "GET /", HDRS("Content-Type", "text/html; charset=utf-8",
+                                     "Cache-Control", "no-cache",
+                                     "X-Content-Type-Options", "nosniff"));
+    if (http_header(&r, "Content-Security-Policy", csp, sizeof(csp)) == NULL ||
+        strncmp(csp, "default-src 'self'; ", 20) != 0)
+        fail_msg("GET /: expected a Content-Security-Policy starting default-src 'self', got "
+                 "\"%s\"", http_header(&r, "Content-Security-Policy", csp, sizeof(csp)) ? csp : "");
+    static const char *const tags[] = {"script", "style"};
+    for (size_t i = 0; i < 2; i++) {
+        csp_hash(r.body, tags[i], want, sizeof(want));
+        if (strstr(csp, want) == NULL)
+            fail_msg("GET /: expected the CSP to allow the page's own %s by its hash, %s; got "
+                     "\"%s\"", tags[i], want, csp);
+    }
+    if (strstr(csp, "unsafe-inline") != NULL || strstr(csp, "unsafe-eval") != NULL)
+        fail_msg("GET /: expected no unsafe-* in the CSP, got \"%s\"", csp);
+    http_resp_free(&r);
+
+    snprintf(len, sizeof(len), "%zu", gw_page_html_len);
+    size_t n = expect_http(fx, "HEAD", "/", NULL, NULL, 200, NULL,
+                           HDRS("Content-Length", len, "Content-Type", "text/html; charset=utf-8"));
+    assert_int_equal(n, 0);
+    expect_http(fx, "POST", "/", NULL, "x", 405, "POST is not allowed on /",
+                HDRS("Allow", "GET, HEAD"));
+    expect_http(fx, "DELETE", "/", NULL, NULL, 405, "DELETE is not allowed on /",
+                HDRS("Allow", "GET, HEAD"));
+    expect_http(fx, "GET", "/index.html", NULL, NULL, 404, "no route /index.html", NULL);
+}
+
 static void test_query_rules(void **state)
 {
     fixture *fx = *state;
@@ -432,6 +497,7 @@ int main(void)
     const struct CMUnitTest served[] = {
         cmocka_unit_test(test_healthz),
         cmocka_unit_test(test_no_route_and_methods),
+        cmocka_unit_test(test_status_page),
         cmocka_unit_test(test_query_rules),
         cmocka_unit_test(test_people_list),
         cmocka_unit_test(test_people_create),

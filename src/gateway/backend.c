@@ -499,6 +499,7 @@ static void add_endpoints(gw_backend *b, json_t *o)
                               info[i].backup ? "bootstrap" : "member", "connections",
                               info[i].conns, "ready", info[i].ready, "in_flight",
                               info[i].outstanding);
+        json_object_set_new(e, "calls", json_integer((json_int_t)info[i].calls));
         if (info[i].last_err != 0)
             json_object_set_new(e, "last_error",
                                 json_string(info[i].last_err == -EPROTONOSUPPORT

@@ -77,8 +77,8 @@ int gw_req_check_head(const gw_req *r, size_t max_bytes, char *why, size_t whyle
     return gw_check_head(&h, max_bytes, why, whylen);
 }
 
-void gw_reply_raw(gw_req *r, int status, const char *content_type, const char *body,
-                  size_t len, const char *extra_name, const char *extra_value)
+void gw_reply_headers(gw_req *r, int status, const char *content_type, const char *headers,
+                      const char *body, size_t len)
 {
     /* An unread body would be read and thrown away by civetweb before the
      * next request, however long it is: close instead. */
@@ -88,11 +88,9 @@ void gw_reply_raw(gw_req *r, int status, const char *content_type, const char *b
     char stackbuf[4096];
     int head = snprintf(stackbuf, sizeof(stackbuf),
                         "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                        "X-Request-Id: %s\r\n%s%s%s%s%s\r\n",
+                        "X-Request-Id: %s\r\n%s%s\r\n",
                         status, mg_get_response_code_text(r->conn, status), content_type, len,
-                        r->id, extra_name != NULL ? extra_name : "",
-                        extra_name != NULL ? ": " : "", extra_name != NULL ? extra_value : "",
-                        extra_name != NULL ? "\r\n" : "",
+                        r->id, headers != NULL ? headers : "",
                         r->close ? "Connection: close\r\n" : "");
     /* request_method is NULL when civetweb could not parse the request. */
     const char *method = r->ri->request_method;
@@ -112,6 +110,15 @@ void gw_reply_raw(gw_req *r, int status, const char *content_type, const char *b
             mg_write(r->conn, body, len);
     }
     r->bytes = len;
+}
+
+void gw_reply_raw(gw_req *r, int status, const char *content_type, const char *body,
+                  size_t len, const char *extra_name, const char *extra_value)
+{
+    char extra[512] = "";
+    if (extra_name != NULL)
+        snprintf(extra, sizeof(extra), "%s: %s\r\n", extra_name, extra_value);
+    gw_reply_headers(r, status, content_type, extra, body, len);
 }
 
 void gw_reply_json(gw_req *r, int status, json_t *body, const char *extra_name,

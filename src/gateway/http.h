@@ -72,6 +72,12 @@ void gw_reply_json(gw_req *r, int status, json_t *body, const char *extra_name,
 void gw_reply_raw(gw_req *r, int status, const char *content_type, const char *body,
                   size_t len, const char *extra_name, const char *extra_value);
 
+/* gw_reply_raw with any number of extra headers: headers is a block of
+ * "Name: value\r\n" lines (NULL or "" for none); the status line, the
+ * headers and a body that fits go out in one write. */
+void gw_reply_headers(gw_req *r, int status, const char *content_type, const char *headers,
+                      const char *body, size_t len);
+
 /* Sends {"error": message} with status; 503 adds Retry-After: 1 and 405 the
  * given Allow list (allow may be NULL otherwise). */
 void gw_reply_error(gw_req *r, int status, const char *allow, const char *fmt, ...)

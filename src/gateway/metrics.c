@@ -80,7 +80,7 @@ uint64_t gw_hist_count(const gw_hist *ch)
 }
 
 static const char *const route_names[GW_R_COUNT] = {
-    "/people", "/people/pets", "/status", "/healthz", "/readyz", "/metrics", "other",
+    "/people", "/people/pets", "/status", "/healthz", "/readyz", "/metrics", "/", "other",
 };
 static const char *const method_names[M_COUNT] = {"GET", "POST", "other"};
 

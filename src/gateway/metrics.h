@@ -45,7 +45,7 @@ char *gw_label_escape(char *out, size_t len, const char *value);
 
 typedef enum gw_route {
     GW_R_PEOPLE, GW_R_PEOPLE_PETS, GW_R_STATUS, GW_R_HEALTHZ, GW_R_READYZ, GW_R_METRICS,
-    GW_R_OTHER, GW_R_COUNT
+    GW_R_PAGE, GW_R_OTHER, GW_R_COUNT
 } gw_route;
 
 typedef struct gw_metrics gw_metrics;

@@ -21,6 +21,7 @@
 
 #include "rpc/clock.h"
 #include "gateway/input.h"
+#include "gateway/page.h"
 #include "gateway/process.h"
 #include "util/log.h"
 #include "util/name.h"
@@ -34,6 +35,7 @@ static const struct {
 } paths[] = {
     {"/people", GW_R_PEOPLE},   {"/people/pets", GW_R_PEOPLE_PETS}, {"/status", GW_R_STATUS},
     {"/healthz", GW_R_HEALTHZ}, {"/readyz", GW_R_READYZ},           {"/metrics", GW_R_METRICS},
+    {"/", GW_R_PAGE},
 };
 
 static gw_route match(const char *path)
@@ -404,6 +406,21 @@ static void metrics(gw *g, gw_req *r)
     free(buf);
 }
 
+/* The status page: one self-contained HTML file that polls /status and
+ * /metrics from the browser. Its CSP names the hashes of its own script and
+ * style, so nothing injected into it could run; no-cache: a new gateway's
+ * page is fetched again, not taken from the browser's cache. */
+static void page(gw_req *r)
+{
+    char headers[1024];
+    snprintf(headers, sizeof(headers),
+             "Cache-Control: no-cache\r\nContent-Security-Policy: %s\r\n"
+             "X-Content-Type-Options: nosniff\r\nReferrer-Policy: no-referrer\r\n",
+             gw_page_csp);
+    gw_reply_headers(r, 200, "text/html; charset=utf-8", headers, gw_page_html,
+                     gw_page_html_len);
+}
+
 const char *gw_route_allow(gw_route route)
 {
     switch (route) {
@@ -486,6 +503,8 @@ int gw_handle(struct mg_connection *conn, void *cbdata)
             gw_reply_json(&r, 200, json_pack("{s:s}", "status", "ok"), NULL, NULL);
         else if (route == GW_R_READYZ)
             readyz(g, &r);
+        else if (route == GW_R_PAGE)
+            page(&r);
         else
             metrics(g, &r);
     }

@@ -263,6 +263,8 @@ static int after_attempt(rpc_channel *ch, conn *cn, rpc_call *call, const pendin
      * after keepalive_idle_ms. */
     if (!done && rpc_now_ms() - atomic_load(&cn->last_rx) >= ch->cfg.keepalive_timeout_ms)
         atomic_store(&cn->suspect, 1);
+    if (done && p->how == END_ANSWER)
+        atomic_fetch_add_explicit(&cn->answered, 1, memory_order_relaxed);
     const endpoint *used = cn->ep;
     balance_release(cn); /* from here used is only compared, never used */
     if (!done) {
@@ -393,6 +395,7 @@ size_t rpc_channel_endpoints(rpc_channel *ch, rpc_endpoint_info *out, size_t max
             conn *cn = &ep->conns[i];
             info->ready += atomic_load(&cn->state) == CONN_READY;
             info->outstanding += atomic_load(&cn->outstanding);
+            info->calls += atomic_load_explicit(&cn->answered, memory_order_relaxed);
             if (info->last_err == 0)
                 info->last_err = atomic_load(&cn->last_err);
         }

@@ -173,6 +173,7 @@ typedef struct rpc_endpoint_info {
     int outstanding;  /* calls in flight */
     int last_err;     /* negative errno of the last failure, 0 if none */
     int ejected;      /* set aside now after failing calls in a row */
+    uint64_t calls;   /* calls it answered (any status) since it was added */
 } rpc_endpoint_info;
 
 /* Copies up to max endpoints' state into out; returns how many there are. */

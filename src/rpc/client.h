@@ -91,6 +91,7 @@ typedef struct conn {
     _Atomic int suspect;
     _Atomic int bursting;    /* a reader hands out answers: it sends after */
     _Atomic int64_t last_frame; /* rpc_now_ms when an answer or PONG last arrived */
+    _Atomic uint64_t answered; /* calls answered on it: a worker's calls/s in /status */
     rpc_backoff bo;          /* the conn's own thread only */
 } conn;
 
