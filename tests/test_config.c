@@ -2,6 +2,7 @@
  * errors that name the file and line), the APP=VALUE flag lists, which apps
  * run on this host, each service's store and advertised host, and the
  * command line each worker is started with. */
+#include <fcntl.h>
 #include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -200,6 +202,67 @@ static void joined(const sup_argv *av, char *out, size_t len)
     out[0] = '\0';
     for (int i = 0; av->argv[i] != NULL; i++)
         snprintf(out + strlen(out), len - strlen(out), "%s%s", i ? " " : "", av->argv[i]);
+}
+
+/* An empty file at dir/name with mode. */
+static void touch(const char *dir, const char *name, mode_t mode)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, mode);
+    assert_true(fd >= 0);
+    close(fd);
+}
+
+/* An installed tcpops runs the programs beside it; a tcpops alone (say in
+ * /usr/local/bin, the others elsewhere on PATH) finds them on PATH, skipping
+ * a copy it may not run. */
+static void test_programs_beside_tcpops_then_on_path(void **state)
+{
+    (void)state;
+    char root[] = "/tmp/tcpops-test-path-XXXXXX", beside[64], noexec[64], onpath[64],
+         path[PATH_MAX], want[PATH_MAX], env[256];
+    assert_non_null(mkdtemp(root));
+    const char *dirs[] = {beside, noexec, onpath};
+    snprintf(beside, sizeof(beside), "%s/beside", root);
+    snprintf(noexec, sizeof(noexec), "%s/noexec", root);
+    snprintf(onpath, sizeof(onpath), "%s/onpath", root);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(mkdir(dirs[i], 0700), 0);
+    touch(noexec, "tcpops-people", 0600);
+    touch(onpath, "tcpops-people", 0700);
+    char *saved = getenv("PATH") != NULL ? strdup(getenv("PATH")) : NULL;
+    snprintf(env, sizeof(env), "%s::%s", noexec, onpath);
+    setenv("PATH", env, 1);
+
+    sup_config c;
+    sup_argv av;
+    char err[256];
+    sup_config_default(&c);
+    snprintf(c.bin_dir, sizeof(c.bin_dir), "%s", beside);
+    snprintf(want, sizeof(want), "%s/tcpops-people", onpath);
+    assert_int_equal(sup_app_path(&c, SUP_PEOPLE, path, sizeof(path)), 0);
+    assert_string_equal(path, want);
+    assert_int_equal(sup_app_argv(&c, SUP_PEOPLE, &av, err, sizeof(err)), 0);
+    assert_string_equal(av.argv[0], want);
+
+    touch(beside, "tcpops-people", 0700);
+    snprintf(want, sizeof(want), "%s/tcpops-people", beside);
+    assert_int_equal(sup_app_path(&c, SUP_PEOPLE, path, sizeof(path)), 0);
+    assert_string_equal(path, want);
+
+    /* Nowhere: -1, and the path tcpops would have run, for the message. */
+    snprintf(want, sizeof(want), "%s/tcpops-pets", beside);
+    assert_int_equal(sup_app_path(&c, SUP_PETS, path, sizeof(path)), -1);
+    assert_string_equal(path, want);
+
+    if (saved != NULL)
+        setenv("PATH", saved, 1);
+    else
+        unsetenv("PATH");
+    free(saved);
+    snprintf(env, sizeof(env), "rm -rf '%s'", root);
+    assert_int_equal(system(env), 0);
 }
 
 static void test_worker_command_lines(void **state)
@@ -451,6 +514,7 @@ int main(void)
         cmocka_unit_test(test_store_as_ps_shows_it),
         cmocka_unit_test(test_command_lines_across_hosts),
         cmocka_unit_test(test_https_settings),
+        cmocka_unit_test(test_programs_beside_tcpops_then_on_path),
         cmocka_unit_test(test_deploy_example_loads),
         cmocka_unit_test(test_tls_and_insecure_settings),
     };

@@ -172,16 +172,46 @@ static int fixed_args(const sup_config *c, int app, sup_argv *out, int n)
     return n;
 }
 
+/* Whether dir/name is a program this user may run; path gets dir/name. */
+static int runnable(const char *dir, size_t dirlen, const char *name, char *path,
+                    size_t len)
+{
+    int n = snprintf(path, len, "%.*s/%s", (int)dirlen, dir, name);
+    return n > 0 && (size_t)n < len && access(path, X_OK) == 0;
+}
+
+int sup_app_path(const sup_config *c, int app, char *path, size_t len)
+{
+    const char *name = c->apps[app].binary;
+    /* Beside tcpops first: a build directory or an install prefix keeps its
+     * programs together, and a stray older copy on PATH must not win. */
+    if (runnable(c->bin_dir, strlen(c->bin_dir), name, path, len))
+        return 0;
+    const char *dirs = getenv("PATH");
+    for (const char *d = dirs; d != NULL && *d != '\0';) {
+        const char *colon = strchr(d, ':');
+        size_t dlen = colon != NULL ? (size_t)(colon - d) : strlen(d);
+        /* An empty entry is the current directory (execvp's rule). */
+        if (dlen == 0 ? runnable(".", 1, name, path, len) : runnable(d, dlen, name, path, len))
+            return 0;
+        d = colon != NULL ? colon + 1 : NULL;
+    }
+    snprintf(path, len, "%s/%s", c->bin_dir, name);
+    return -1;
+}
+
 int sup_app_argv(const sup_config *c, int app, sup_argv *out, char *err, size_t errlen)
 {
     const sup_app *a = &c->apps[app];
     int n = 0;
     char *p = out->buf, *end = out->buf + sizeof(out->buf);
-    p += snprintf(p, (size_t)(end - p), "%s/%s", c->bin_dir, a->binary) + 1;
+    char path[PATH_MAX];
+    (void)sup_app_path(c, app, path, sizeof(path));
+    p += snprintf(p, (size_t)(end - p), "%s", path) + 1;
     out->argv[n++] = out->buf;
     n = fixed_args(c, app, out, n);
     int fixed = n;
-    /* buf has room for args: it is larger than bin_dir + binary + args. */
+    /* buf has room for args: it is larger than the program's path + args. */
     char *extra = p;
     snprintf(extra, (size_t)(end - extra), "%s", a->args);
     for (char *save = NULL, *tok = strtok_r(extra, " \t", &save); tok != NULL;

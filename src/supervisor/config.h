@@ -86,7 +86,8 @@ typedef struct sup_app {
 
 typedef struct sup_config {
     char data_dir[1024];
-    char bin_dir[PATH_MAX];   /* where the tcpops-* programs are */
+    char bin_dir[PATH_MAX];   /* where the tcpops-* programs are looked for
+                               * first (then $PATH: sup_app_path) */
     sup_app apps[SUP_NAPPS];
     char db[SUP_DB_MAX];     /* [tcpops] db, --db: every service's store; "" default */
     char advertise[SUP_ADVERTISE_MAX]; /* [tcpops] advertise, --advertise: HOST */
@@ -105,8 +106,8 @@ typedef struct sup_config {
 
 /* Fills c with the defaults above: ports SUP_DEFAULT_PORT and the two after
  * it, one worker each, data in SUP_DEFAULT_DATA_DIR, programs beside the
- * running tcpops binary, and the restart policy. Both `tcpops up` and the
- * tests start from it. */
+ * running tcpops binary (then on $PATH), and the restart policy. Both
+ * `tcpops up` and the tests start from it. */
 void sup_config_default(sup_config *c);
 
 /* Reads an INI file ([tcpops] data_dir, drain_ms, apps, db, advertise,
@@ -171,7 +172,13 @@ typedef struct sup_argv {
     char ready[16];               /* sup_argv_ready's FD */
 } sup_argv;
 
-/* Fills out for app. 0, or -1 with err filled when args has more words than
+/* The program app runs: bin_dir/BINARY (beside the running tcpops) when it
+ * is executable there, else the first executable BINARY in $PATH. path (len
+ * bytes) gets it; 0 when found, -1 when neither has it (path then holds
+ * bin_dir/BINARY, for the message). */
+int sup_app_path(const sup_config *c, int app, char *path, size_t len);
+
+/* Fills out for app, argv[0] from sup_app_path. 0, or -1 with err filled when args has more words than
  * fit. out points into c: c must outlive out. */
 int sup_app_argv(const sup_config *c, int app, sup_argv *out, char *err, size_t errlen);
 

@@ -219,12 +219,12 @@ static int apply_up(sup_config *cfg, const up_args *u, char *err, size_t errlen)
 static int check_up(sup_config *cfg, char *err, size_t errlen)
 {
     for (int a = 0; a < SUP_NAPPS; a++) {
-        char bin[PATH_MAX + 64];
+        char bin[PATH_MAX];
         if (!cfg->apps[a].run)
             continue;
-        snprintf(bin, sizeof(bin), "%s/%s", cfg->bin_dir, cfg->apps[a].binary);
-        if (access(bin, X_OK) < 0) {
-            snprintf(err, errlen, "%s is missing; build it with `make`", bin);
+        if (sup_app_path(cfg, a, bin, sizeof(bin)) < 0) {
+            snprintf(err, errlen, "%s is missing: not beside tcpops (%s) nor on PATH; "
+                     "build it with `make`", cfg->apps[a].binary, cfg->bin_dir);
             return -1;
         }
     }
