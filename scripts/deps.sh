@@ -16,7 +16,9 @@ pkgs=(gcc make cmake pkg-config libc6-dev
       iproute2            # ip netns: test_multihost's hosts
       prometheus          # promtool: test_metrics checks /metrics and `tcpops metrics`
       chromium chromium-driver  # test_statuspage: the status page in headless Chromium
-      curl netcat-openbsd)   # the README's curl and nc examples
+      curl netcat-openbsd  # the README's curl and nc examples
+      scdoc                # man/*.1.scd into the man pages (built when found)
+      libyaml-dev)         # test_openapi reads docs/openapi.yaml
 case "${1:-}" in
   bench) pkgs+=(wrk redis-server redis-tools sqlite3 procps) ;;   # procps: pgrep
   fuzz) pkgs+=(clang libclang-rt-14-dev) ;;
