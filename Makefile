@@ -4,7 +4,7 @@ SAN_BUILD ?= build-san
 JOBS      ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build test test-san fuzz run bench clean
+.PHONY: all deps build install test test-san fuzz run bench clean
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
 
@@ -18,6 +18,13 @@ $(BUILD)/CMakeCache.txt: | deps
 
 build: deps $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
+
+# PREFIX/bin, PREFIX/share/man/man1, PREFIX/lib/systemd/system (the unit
+# runs PREFIX/bin/tcpops), PREFIX/share/bash-completion/completions and
+# PREFIX/share/doc/tcpops; DESTDIR=/staging puts it all under /staging.
+PREFIX ?= /usr/local
+install: build
+	DESTDIR="$(DESTDIR)" cmake --install $(BUILD) --prefix "$(PREFIX)"
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
