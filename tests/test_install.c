@@ -126,6 +126,7 @@ static void test_install_puts_every_file_in_place(void **state)
     expect_file(fx->prefix, "share/bash-completion/completions/tcpops-cli", 0);
     expect_file(fx->prefix, "share/doc/tcpops/examples/tcpops.ini", 0);
     expect_file(fx->prefix, "share/doc/tcpops/LICENSE", 0);
+    expect_file(fx->prefix, "share/doc/tcpops/openapi.yaml", 0);
     snprintf(bindir, sizeof(bindir), "%s/bin", fx->prefix);
     expect_unit_runs(fx->prefix, bindir);
 
