@@ -3,10 +3,12 @@
 # are listed here; flags are read from the program's own --help each time,
 # so they cannot drift from what it takes.
 
-# The flags PROG ARGS... --help prints, one a line.
+# The flags PROG ARGS... --help prints, one a line; --[no-]NAME is both
+# --NAME and --no-NAME.
 _tcpops_help_flags()
 {
-    "$@" --help 2>/dev/null | grep -oE -- '--[a-z0-9][a-z0-9-]*' | sort -u
+    "$@" --help 2>/dev/null | sed -E 's/--\[no-\]([a-z0-9][a-z0-9-]*)/--\1 --no-\1/g' |
+        grep -oE -- '--[a-z0-9][a-z0-9-]*' | sort -u
 }
 
 # The argument name (FILE, DIR, N, ...) --help gives flag $1 of PROG ARGS...

@@ -42,7 +42,8 @@ expect()
 # Every flag PROGRAM ARGS... --help prints, sorted, space-separated.
 help_flags()
 {
-    "$@" --help | grep -oE -- '--[a-z0-9][a-z0-9-]*' | sort -u | tr '\n' ' ' | sed 's/ $//'
+    "$@" --help | sed -E 's/--\[no-\]([a-z0-9-]+)/--\1 --no-\1/g' |
+        grep -oE -- '--[a-z0-9][a-z0-9-]*' | sort -u | tr '\n' ' ' | sed 's/ $//'
 }
 
 expect "down ps restart scale up" tcpops ""
@@ -57,6 +58,8 @@ expect "gateway people pets" tcpops restart ""
 expect "gateway people pets" tcpops restart --data-dir "$tmp" ""
 expect "--data-dir --json -h" tcpops ps -
 expect "--workers" tcpops up --wo
+expect "--detach" tcpops up --det
+expect "--no-detach" tcpops up --no-d
 expect "$(help_flags tcpops up)" tcpops up --
 expect "people" tcpops up --apps peo
 expect "gateway,people gateway,pets" tcpops up --apps gateway,p
