@@ -61,7 +61,7 @@ _tcpops()
                                       grep -oE -- '--[a-z0-9][a-z0-9-]*') -h --help --version" \
                                  -- "$cur"))
         else
-            COMPREPLY=($(compgen -W 'up ps scale restart down' -- "$cur"))
+            COMPREPLY=($(compgen -W 'up ps scale restart down metrics' -- "$cur"))
         fi
         return
     fi

@@ -46,9 +46,9 @@ help_flags()
         grep -oE -- '--[a-z0-9][a-z0-9-]*' | sort -u | tr '\n' ' ' | sed 's/ $//'
 }
 
-expect "down ps restart scale up" tcpops ""
+expect "down metrics ps restart scale up" tcpops ""
 expect "scale" tcpops sc
-expect "down ps restart scale up" tcpops --data-dir "$tmp" ""
+expect "down metrics ps restart scale up" tcpops --data-dir "$tmp" ""
 expect "$tmp/adir" tcpops --data-dir "$tmp/ad"
 expect "--data-dir --help --version -h" tcpops -
 expect "people pets" tcpops scale ""
