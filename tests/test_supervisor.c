@@ -460,7 +460,7 @@ static void test_scale_up_then_down_under_load(void **state)
     char line[4096];
     int exited0 = 0;
     while (f != NULL && fgets(line, sizeof(line), f) != NULL)
-        exited0 += strstr(line, "msg=stopped app=people") != NULL && strstr(line, "exit=0") != NULL;
+        exited0 += strstr(line, "msg=stopped worker=people.") != NULL && strstr(line, "exit=0") != NULL;
     if (f != NULL)
         fclose(f);
     assert_int_equal(exited0, 3);
@@ -704,8 +704,8 @@ static void test_memory_limit_replaces_worker(void **state)
     char line[4096];
     int limits = 0, exits = 0;
     while (f != NULL && fgets(line, sizeof(line), f) != NULL) {
-        limits += strstr(line, "msg=\"memory limit\" app=people") != NULL;
-        int people = strstr(line, "app=people") != NULL;
+        limits += strstr(line, "msg=\"memory limit\" worker=people.") != NULL;
+        int people = strstr(line, "worker=people.") != NULL;
         int exit = people && strstr(line, "app=tcpops") != NULL &&
                    (strstr(line, "msg=exited") != NULL || strstr(line, "msg=stopped") != NULL);
         exits += exit;
@@ -932,11 +932,11 @@ static void test_restart_client_leaves_early(void **state)
     assert_int_equal(connect(c, (struct sockaddr *)&sa, sizeof(sa)), 0);
     const char req[] = "{\"cmd\":\"restart\",\"app\":\"people\"}\n";
     assert_int_equal(send(c, req, sizeof(req) - 1, MSG_NOSIGNAL), (ssize_t)sizeof(req) - 1);
-    assert_true(wait_log(fx, "msg=restart app=people", 5000));
+    assert_true(wait_log(fx, "msg=restart worker=people.*", 5000));
     close(c);
 
     int dropped = 0, done = 0;
-    const char *done_line = "msg=\"restart done\" app=people";
+    const char *done_line = "msg=\"restart done\" worker=people.*";
     for (int i = 0; i < 12000 && !done; i++) {
         /* Sockets first: the old master closed it only after logging done. */
         int n = open_sockets(fx->master.pid);

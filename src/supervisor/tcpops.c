@@ -90,6 +90,7 @@ typedef struct up_args {
     const char *args[SUP_NAPPS];  /* --gateway-args, ... */
     const char *https_cert, *https_key;
     long drain_ms;
+    util_log_opts log;            /* --log-level, --log-format */
 } up_args;
 
 /* Parses up's flags into u (and --detach into cfg). Returns -1 to go on, or
@@ -108,7 +109,7 @@ static int parse_up(sup_config *cfg, up_args *u, int argc, char **argv, int firs
              "stop: SIGKILL after this plus %ld s (default: the config file's drain_ms, "
              "else %ld)",
              SUP_KILL_GRACE_MS / 1000, (long)SUP_DEFAULT_DRAIN_MS);
-    *u = (up_args){.drain_ms = -1};
+    *u = (up_args){.drain_ms = -1, .log = UTIL_LOG_OPTS_DEFAULT};
     const util_flag flags[] = {
         {"config", UTIL_FLAG_STR, &u->config, "FILE", "INI file (see README); flags override it",
          0, 0},
@@ -156,7 +157,8 @@ static int parse_up(sup_config *cfg, up_args *u, int argc, char **argv, int firs
          0, 0},
         {"drain-ms", UTIL_FLAG_INT, &u->drain_ms, "MS", drain_help, 0, SUP_DRAIN_MS_MAX},
         {"detach", UTIL_FLAG_BOOL, &cfg->detach, NULL,
-         "run in the background, logging to DIR/tcpops.log", 0, 0},
+         "run in the background, logging to DIR/tcpops.log (`tcpops logs` reads it)", 0, 0},
+        UTIL_LOG_FLAGS(&u->log),
     };
     const size_t nflags = sizeof(flags) / sizeof(flags[0]);
     int pos = util_flags_parse(flags, nflags, argc, argv, first, err, sizeof(err));
@@ -169,6 +171,9 @@ static int parse_up(sup_config *cfg, up_args *u, int argc, char **argv, int firs
         fprintf(stderr, "tcpops up: %s\n", pos < 0 ? err : "unexpected argument");
         return 2;
     }
+    /* Ours, and the workers' level: their lines come through us. */
+    util_log_configure(&u->log);
+    snprintf(cfg->log_level, sizeof(cfg->log_level), "%s", util_log_level_name());
     return -1;
 }
 
