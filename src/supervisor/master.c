@@ -213,7 +213,7 @@ static void step_shutdown(master *m)
     for (int i = 0; i < p->nw; i++) {
         sup_worker *w = p->w[i];
         if (w->pid > 0 && w->state == SUP_W_STOPPING && now - w->stop_ms > kill_after) {
-            util_log(UTIL_WARN, "killing", "worker=%s.%d pid=%d after_ms=%lld",
+            util_log(UTIL_WARN, "killing", "worker=%s.%d worker_pid=%d after_ms=%lld",
                      m->cfg.apps[w->app].name, w->index, (int)w->pid,
                      (long long)(now - w->stop_ms));
             kill(w->pid, SIGKILL);

@@ -103,7 +103,7 @@ static int spawn(sup_procs *p, sup_worker *w)
     w->last[0] = '\0';
     w->reason[0] = '\0';
     rpc_backoff_up(&w->bo, w->started_ms);
-    util_log(UTIL_INFO, "started", "worker=%s.%d pid=%d", a->name, w->index, (int)pid);
+    util_log(UTIL_INFO, "started", "worker=%s.%d worker_pid=%d", a->name, w->index, (int)pid);
     return 0;
 }
 
