@@ -92,7 +92,8 @@ void util_log(int level, const char *msg, const char *kvfmt, ...)
  * with key=value added after its app= (replacing a key of that name): a
  * logfmt line or JSON object is rewritten in our --log-format; anything
  * else (a sanitizer's report, a library's raw stderr) becomes our own warn
- * line with the text as msg (written whatever --log-level says). Not filtered by level (the writer did that).
+ * line with the text as msg (written whatever --log-level says). Not
+ * filtered by level (the writer did that).
  * Any thread. */
 void util_log_relay(const char *line, size_t len, const char *key, const char *value);
 
