@@ -1189,7 +1189,7 @@ static void test_failed_worker_is_not_restarted(void **state)
     expect_has(out, "people.1: replaced by pid ", "restart people");
     expect_last_line(out, "people: restarted 1 worker\n", "restart people");
     expect_failed(fx, 2, "after restart people");
-    assert_int_equal(log_count(fx, "msg=started app=pets worker=2 "), 1);
+    assert_int_equal(log_count(fx, "msg=started worker=pets.2 "), 1);
 
     /* A roll whose replacement fails ends with that reason; the old stays. */
     json_t *old = ps_worker(fx, "pets", 1);

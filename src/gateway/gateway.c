@@ -482,7 +482,7 @@ int main(int argc, char **argv)
                  util_logq(q, sizeof(q), err));
         goto out;
     }
-    util_log(UTIL_INFO | UTIL_ALWAYS, "listening", "addr=%s scheme=%s people=%s pets=%s threads=%ld "
+    util_log(UTIL_INFO, "listening", "addr=%s scheme=%s people=%s pets=%s threads=%ld "
              "deadline_ms=%ld", listen, https_on ? "https" : "http", people, pets, threads,
              deadline_ms);
     /* Only now: the supervisor lets the old gateway go once this one serves. */

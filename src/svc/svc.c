@@ -254,7 +254,7 @@ static int serve(svc *s, const svc_opts *o, rpc_method *rm, svc_fault *f)
     }
     if (svc_members_start(s) < 0)
         return -1;
-    util_log(UTIL_INFO | UTIL_ALWAYS, "listening", "addr=%s port=%d member=%s db=%s threads=%ld sync=%s",
+    util_log(UTIL_INFO, "listening", "addr=%s port=%d member=%s db=%s threads=%ld sync=%s",
              o->listen, rpc_server_port(s->srv, 0), s->self, util_logq(q, sizeof(q), where),
              o->threads, o->sync);
     return 0;

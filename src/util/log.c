@@ -382,7 +382,7 @@ void util_log(int level, const char *msg, const char *kvfmt, ...)
 {
     va_list ap;
     va_start(ap, kvfmt);
-    log_v(level & ~UTIL_ALWAYS, (level & UTIL_ALWAYS) != 0, msg, kvfmt, ap);
+    log_v(level, 0, msg, kvfmt, ap);
     va_end(ap);
 }
 

@@ -15,9 +15,6 @@
 #include "util/flags.h"
 
 enum { UTIL_DEBUG, UTIL_INFO, UTIL_WARN, UTIL_ERROR };
-/* Or'ed into a level: the line is written whatever --log-level says (the
- * one line a supervisor waits for, msg=listening). */
-#define UTIL_ALWAYS 0x100
 enum { UTIL_LOG_LOGFMT, UTIL_LOG_JSON };
 
 /* --log-level and --log-format, one definition for every program: put
