@@ -20,16 +20,16 @@ enum { UTIL_LOG_LOGFMT, UTIL_LOG_JSON };
 /* --log-level and --log-format, one definition for every program: put
  * UTIL_LOG_FLAGS(&opts) in the program's util_flag table (opts starts as
  * UTIL_LOG_OPTS_DEFAULT) and call util_log_configure(&opts) once the flags
- * have parsed. */
+ * have parsed. Shared flags (TCPOPS_LOG_LEVEL sets every program's). */
 typedef struct util_log_opts {
     const char *level;  /* debug, info, warn or error */
     const char *format; /* logfmt or json */
 } util_log_opts;
 #define UTIL_LOG_OPTS_DEFAULT {.level = "info", .format = "logfmt"}
-#define UTIL_LOG_FLAGS(o)                                                                 \
-    {"log-level", UTIL_FLAG_CHOICE, &(o)->level, "debug|info|warn|error",                 \
-     "log lines of this level and above", 0, 0},                                          \
-    {"log-format", UTIL_FLAG_CHOICE, &(o)->format, "logfmt|json",                         \
+#define UTIL_LOG_FLAGS(o)                                                              \
+    {"log-level", UTIL_FLAG_CHOICE | UTIL_FLAG_SHARED, &(o)->level,                    \
+     "debug|info|warn|error", "log lines of this level and above", 0, 0},             \
+    {"log-format", UTIL_FLAG_CHOICE | UTIL_FLAG_SHARED, &(o)->format, "logfmt|json",   \
      "logfmt: key=value lines; json: one object per line with the same keys", 0, 0}
 
 /* Applies o (names the flags accepted; anything else leaves that setting
