@@ -54,7 +54,7 @@ old=$(pets_pid)
 event "kill -9 pets (1 worker)" kill -9 "$old"
 new=$(pets_pid)
 # grep -m1, not | head: under pipefail a reader that stops early fails the pipe.
-stamp() { grep -m1 "pets.1 | .*pid=$new msg=$1" "$tmp/master.log" | sed -n 's/.*| ts=\([^ ]*\) .*/\1/p'; }
+stamp() { grep -m1 "^ts=.* worker=pets.1 pid=$new msg=$1" "$tmp/master.log" | sed -n 's/^ts=\([^ ]*\) .*/\1/p'; }
 listen_ts=$(stamp listening || true)
 call_ts=$(stamp call || true)
 if [ -n "$listen_ts" ] && [ -n "$call_ts" ]; then

@@ -70,7 +70,7 @@ static ssize_t read_some(int fd, char *buf, size_t cap, size_t *n, long long dea
     long long left = deadline - now_ms();
     if (left <= 0 || poll(&pf, 1, (int)left) <= 0)
         return -1;
-    ssize_t r = recv(fd, buf + *n, cap - *n, 0);
+    ssize_t r = read(fd, buf + *n, cap - *n); /* a socket or a pipe (a program's output) */
     if (r > 0)
         *n += (size_t)r;
     return r < 0 ? -1 : r;

@@ -46,8 +46,8 @@ int http_send(int fd, const void *p, size_t n);
  * the peer closed, 0 when the connection was still open at the deadline. */
 int http_read_all(int fd, char **out, size_t *n, int timeout_ms);
 
-/* Reads until buf (cap bytes, NUL-terminated) holds the string want or
- * timeout_ms passes. Returns 0 when it does, -1 otherwise. *n counts the
+/* Reads fd (a socket, or a pipe such as proc's out_fd) until buf (cap
+ * bytes, NUL-terminated) holds the string want or timeout_ms passes. Returns 0 when it does, -1 otherwise. *n counts the
  * bytes in buf across calls. */
 int http_read_until(int fd, char *buf, size_t cap, size_t *n, const char *want, int timeout_ms);
 

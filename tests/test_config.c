@@ -18,6 +18,10 @@
 
 #include "supervisor/config.h"
 
+/* What every worker is given first after --listen: the master's level, and
+ * logfmt, which it reads. */
+#define LOG "--log-level info --log-format logfmt "
+
 /* Writes text to a fresh temp file; path gets its name. */
 static void write_ini(char *path, size_t len, const char *text)
 {
@@ -278,23 +282,24 @@ static void test_worker_command_lines(void **state)
     assert_int_equal(sup_app_argv(&c, SUP_PEOPLE, &av, err, sizeof(err)), 0);
     joined(&av, line, sizeof(line));
     assert_string_equal(line, "/opt/tcpops/bin/tcpops-people --listen 127.0.0.1:5002 "
-                              "--member-listen 127.0.0.1:0 --data-dir /srv/data --threads 2 --x");
+                              LOG "--member-listen 127.0.0.1:0 --data-dir /srv/data "
+                                  "--threads 2 --x");
     assert_int_equal(sup_app_argv(&c, SUP_GATEWAY, &av, err, sizeof(err)), 0);
     joined(&av, line, sizeof(line));
     assert_string_equal(line, "/opt/tcpops/bin/tcpops-gateway --listen 127.0.0.1:5001 "
-                              "--people 127.0.0.1:5002 --pets 127.0.0.1:5003");
+                              LOG "--people 127.0.0.1:5002 --pets 127.0.0.1:5003");
     c.http_fd = 7;
     assert_int_equal(sup_app_argv(&c, SUP_GATEWAY, &av, err, sizeof(err)), 0);
     joined(&av, line, sizeof(line));
     assert_string_equal(line, "/opt/tcpops/bin/tcpops-gateway --listen 127.0.0.1:5001 "
-                              "--people 127.0.0.1:5002 --pets 127.0.0.1:5003 --listen-fd 7");
+                              LOG "--people 127.0.0.1:5002 --pets 127.0.0.1:5003 --listen-fd 7");
     /* More words than fit: refused, not cut. */
     char many[512] = "";
     for (int i = 0; i < 70; i++)
         strcat(many, "-x ");
     snprintf(c.apps[SUP_PETS].args, sizeof(c.apps[SUP_PETS].args), "%s", many);
     assert_int_equal(sup_app_argv(&c, SUP_PETS, &av, err, sizeof(err)), -1);
-    assert_string_equal(err, "pets args: more than 57 words");
+    assert_string_equal(err, "pets args: more than 53 words");
 }
 
 static void test_apps_on_this_host(void **state)
@@ -403,12 +408,13 @@ static void test_command_lines_across_hosts(void **state)
     sup_config_set_all(&c, "advertise", "10.0.0.5", err, sizeof(err));
     assert_int_equal(sup_app_argv(&c, SUP_PEOPLE, &av, err, sizeof(err)), 0);
     joined(&av, line, sizeof(line));
-    assert_string_equal(line, "/b/tcpops-people --listen 0.0.0.0:5002 --member-listen 0.0.0.0:0 "
+    assert_string_equal(line, "/b/tcpops-people --listen 0.0.0.0:5002 " LOG
+                              "--member-listen 0.0.0.0:0 "
                               "--data-dir /d --db postgresql://db1/tcpops --advertise 10.0.0.5");
     /* The gateway beside it dials the wildcard on loopback. */
     assert_int_equal(sup_app_argv(&c, SUP_GATEWAY, &av, err, sizeof(err)), 0);
     joined(&av, line, sizeof(line));
-    assert_string_equal(line, "/b/tcpops-gateway --listen 127.0.0.1:5001 "
+    assert_string_equal(line, "/b/tcpops-gateway --listen 127.0.0.1:5001 " LOG
                               "--people 127.0.0.1:5002 --pets 127.0.0.1:5003");
     /* A gateway-only host: the services' lists go to it unchanged. */
     sup_config_apps(&c, "gateway", "--apps", err, sizeof(err));
@@ -416,7 +422,7 @@ static void test_command_lines_across_hosts(void **state)
     sup_app_set(&c.apps[SUP_PETS], "listen", "0.0.0.0:5003,h2:5003", err, sizeof(err));
     assert_int_equal(sup_app_argv(&c, SUP_GATEWAY, &av, err, sizeof(err)), 0);
     joined(&av, line, sizeof(line));
-    assert_string_equal(line, "/b/tcpops-gateway --listen 127.0.0.1:5001 "
+    assert_string_equal(line, "/b/tcpops-gateway --listen 127.0.0.1:5001 " LOG
                               "--people h1:5002,h2.example:5002 --pets 0.0.0.0:5003,h2:5003");
 }
 
@@ -436,7 +442,7 @@ static void test_https_settings(void **state)
     assert_int_equal(sup_app_argv(&c, SUP_GATEWAY, &av, err, sizeof(err)), 0);
     joined(&av, line, sizeof(line));
     assert_string_equal(line, "/opt/tcpops/bin/tcpops-gateway --listen 127.0.0.1:5001 "
-                              "--people 127.0.0.1:5002 --pets 127.0.0.1:5003 "
+                              LOG "--people 127.0.0.1:5002 --pets 127.0.0.1:5003 "
                               "--https-cert /etc/tcpops/gw.crt --https-key /etc/tcpops/gw.key");
     expect_load_error("[people]\nhttps_cert = /etc/tcpops/gw.crt\n",
                       "FILE line 2: unknown setting [people] https_cert");
@@ -481,12 +487,14 @@ static void test_tls_and_insecure_settings(void **state)
     assert_int_equal(sup_config_set_all(&c, "tls_cert", "/u/b.crt", err, sizeof(err)), 0);
     assert_int_equal(sup_app_argv(&c, SUP_PETS, &av, err, sizeof(err)), 0);
     joined(&av, line, sizeof(line));
-    assert_string_equal(line, "/b/tcpops-pets --listen 127.0.0.1:5003 --tls-cert /u/b.crt "
+    assert_string_equal(line, "/b/tcpops-pets --listen 127.0.0.1:5003 " LOG
+                              "--tls-cert /u/b.crt "
                               "--tls-key /t/a.key --tls-ca /t/ca.crt --insecure "
                               "--member-listen 127.0.0.1:0 --data-dir /d");
     assert_int_equal(sup_app_argv(&c, SUP_GATEWAY, &av, err, sizeof(err)), 0);
     joined(&av, line, sizeof(line));
-    assert_string_equal(line, "/b/tcpops-gateway --listen 127.0.0.1:5001 --tls-cert /u/b.crt "
+    assert_string_equal(line, "/b/tcpops-gateway --listen 127.0.0.1:5001 " LOG
+                              "--tls-cert /u/b.crt "
                               "--tls-key /t/a.key --tls-ca /t/ca.crt --insecure "
                               "--people 127.0.0.1:5002 --pets 127.0.0.1:5003");
 

@@ -1,7 +1,14 @@
 /* The supervisor `tcpops up` running the whole system on free ports, under a
  * steady load, while workers are killed, scaled, restarted, starved of a
  * database or grow past their memory limit (RELIABILITY.md scenarios 2, 3,
- * 12-17). */
+ * 12-17); and the logs an operator ships (test_logs_*): `tcpops up
+ * --detach` writes DIR/tcpops.log where every line parses as logfmt (or,
+ * with --log-format json, as a JSON object) with no key twice and
+ * worker=APP.N on every worker's line; the request id has one name from
+ * the gateway to the service; `tcpops logs` shows the last lines, one
+ * app's, and follows the file across logrotate's rename (SIGHUP reopens it)
+ * and a truncation; a gateway that crashes loses none of the lines it
+ * buffered. */
 #include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
@@ -26,12 +33,15 @@
 #include "rpc/clock.h"
 #include "http_client.h"
 #include "proc.h"
+#include "util/logfmt.h"
 
 typedef struct fixture {
     char dir[256];
     char log[300];
     char tcpops_bin[320];     /* the tcpops `up` runs; "" = build/bin's */
     proc master;
+    pid_t detached;           /* the master of `up --detach` (up_detached), 0 none */
+    proc follower;            /* a `tcpops logs -f`, pid 0 none */
     int gw_port, people_port, pets_port;
 } fixture;
 
@@ -47,9 +57,20 @@ static int setup(void **state)
     return 0;
 }
 
+static int tcpops(fixture *fx, char *out, size_t outlen, ...);
+
 static int teardown(void **state)
 {
     fixture *fx = *state;
+    proc_stop(&fx->follower);
+    if (fx->detached > 0) {
+        /* down answers once the workers left; the master exits after. */
+        tcpops(fx, NULL, 0, "down", NULL);
+        for (int64_t deadline = rpc_now_ms() + 15000;
+             kill(fx->detached, 0) == 0 && rpc_now_ms() < deadline;)
+            usleep(10 * 1000);
+        kill(fx->detached, SIGKILL);
+    }
     proc_stop_gracefully(&fx->master, 15000); /* the workers leave with the master */
     rm_rf(fx->dir);
     free(fx);
@@ -89,6 +110,8 @@ static void up_argv(fixture *fx, up_cmd *u, va_list ap)
     u->argv[n] = NULL;
 }
 
+static void wait_ready(fixture *fx);
+
 /* Runs `tcpops up` with the fixture's ports and the extra flags given. */
 static void up(fixture *fx, ...)
 {
@@ -99,7 +122,12 @@ static void up(fixture *fx, ...)
     up_argv(fx, &u, ap);
     va_end(ap);
     assert_int_equal(proc_start_logged(&fx->master, argv, fx->log), 0);
-    /* Ready when the gateway says every service is reachable. */
+    wait_ready(fx);
+}
+
+/* Ready when the gateway says every service is reachable. */
+static void wait_ready(fixture *fx)
+{
     for (int i = 0; i < 1000; i++) {
         http_resp r;
         if (http_once(fx->gw_port, "GET", "/readyz", NULL, NULL, &r) == 0) {
@@ -460,7 +488,8 @@ static void test_scale_up_then_down_under_load(void **state)
     char line[4096];
     int exited0 = 0;
     while (f != NULL && fgets(line, sizeof(line), f) != NULL)
-        exited0 += strstr(line, "msg=stopped app=people") != NULL && strstr(line, "exit=0") != NULL;
+        exited0 += strstr(line, "msg=stopped worker=people.") != NULL &&
+                   strstr(line, "exit=0") != NULL;
     if (f != NULL)
         fclose(f);
     assert_int_equal(exited0, 3);
@@ -704,8 +733,8 @@ static void test_memory_limit_replaces_worker(void **state)
     char line[4096];
     int limits = 0, exits = 0;
     while (f != NULL && fgets(line, sizeof(line), f) != NULL) {
-        limits += strstr(line, "msg=\"memory limit\" app=people") != NULL;
-        int people = strstr(line, "app=people") != NULL;
+        limits += strstr(line, "msg=\"memory limit\" worker=people.") != NULL;
+        int people = strstr(line, "worker=people.") != NULL;
         int exit = people && strstr(line, "app=tcpops") != NULL &&
                    (strstr(line, "msg=exited") != NULL || strstr(line, "msg=stopped") != NULL);
         exits += exit;
@@ -932,11 +961,11 @@ static void test_restart_client_leaves_early(void **state)
     assert_int_equal(connect(c, (struct sockaddr *)&sa, sizeof(sa)), 0);
     const char req[] = "{\"cmd\":\"restart\",\"app\":\"people\"}\n";
     assert_int_equal(send(c, req, sizeof(req) - 1, MSG_NOSIGNAL), (ssize_t)sizeof(req) - 1);
-    assert_true(wait_log(fx, "msg=restart app=people", 5000));
+    assert_true(wait_log(fx, "msg=restart worker=people.*", 5000));
     close(c);
 
     int dropped = 0, done = 0;
-    const char *done_line = "msg=\"restart done\" app=people";
+    const char *done_line = "msg=\"restart done\" worker=people.*";
     for (int i = 0; i < 12000 && !done; i++) {
         /* Sockets first: the old master closed it only after logging done. */
         int n = open_sockets(fx->master.pid);
@@ -1189,7 +1218,7 @@ static void test_failed_worker_is_not_restarted(void **state)
     expect_has(out, "people.1: replaced by pid ", "restart people");
     expect_last_line(out, "people: restarted 1 worker\n", "restart people");
     expect_failed(fx, 2, "after restart people");
-    assert_int_equal(log_count(fx, "msg=started app=pets worker=2 "), 1);
+    assert_int_equal(log_count(fx, "msg=started worker=pets.2 "), 1);
 
     /* A roll whose replacement fails ends with that reason; the old stays. */
     json_t *old = ps_worker(fx, "pets", 1);
@@ -1289,6 +1318,357 @@ static void test_environment_reaches_the_program_it_names(void **state)
                  "not 3 (log in %s)", fx->log);
 }
 
+/* ---- logs ---- */
+
+/* `tcpops up --detach` with the fixture's ports and the extra flags given
+ * (NULL-terminated): the master's log is then DIR/tcpops.log. */
+static void up_detached(fixture *fx, ...)
+{
+    up_cmd u;
+    char out[1024], err[4096];
+    va_list ap;
+    va_start(ap, fx);
+    up_argv(fx, &u, ap);
+    va_end(ap);
+    int n = 0;
+    while (u.argv[n] != NULL)
+        n++;
+    u.argv[n++] = "--detach";
+    u.argv[n] = NULL;
+    int code = proc_run(u.argv, out, sizeof(out), err, sizeof(err), 30000);
+    const char *pid = strstr(out, "(pid ");
+    if (code != 0 || pid == NULL)
+        fail_msg("tcpops up --detach: expected exit 0 and its pid, got %d: %s %s", code, out,
+                 err);
+    fx->detached = (pid_t)atoi(pid + 5);
+    snprintf(fx->log, sizeof(fx->log), "%s/tcpops.log", fx->dir);
+    wait_ready(fx);
+}
+
+/* The whole file at path (malloc'd, NUL-terminated), "" when missing. */
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    char *s = NULL;
+    size_t n = 0;
+    if (f == NULL)
+        return strdup("");
+    s = malloc(1);
+    for (char buf[65536];;) {
+        size_t r = fread(buf, 1, sizeof(buf), f);
+        if (r == 0)
+            break;
+        s = realloc(s, n + r + 1);
+        memcpy(s + n, buf, r);
+        n += r;
+    }
+    s[n] = '\0';
+    fclose(f);
+    return s;
+}
+
+/* The first line of the master's log that holds a and b, or fails. */
+static void line_with(fixture *fx, const char *a, const char *b, char *line, size_t len)
+{
+    FILE *f = fopen(fx->log, "r");
+    int found = 0;
+    while (f != NULL && !found && fgets(line, (int)len, f) != NULL)
+        found = strstr(line, a) != NULL && strstr(line, b) != NULL;
+    if (f != NULL)
+        fclose(f);
+    if (!found)
+        fail_msg("expected a line with %s and %s in %s", a, b, fx->log);
+}
+
+/* Every one of the NULL-terminated strings is in line. */
+static void expect_in(const char *line, ...)
+{
+    va_list ap;
+    va_start(ap, line);
+    for (const char *s; (s = va_arg(ap, const char *)) != NULL;)
+        if (strstr(line, s) == NULL)
+            fail_msg("expected %s in: %s", s, line);
+    va_end(ap);
+}
+
+static void get(fixture *fx, const char *path, const char *headers, int want)
+{
+    http_resp r;
+    assert_int_equal(http_once(fx->gw_port, "GET", path, headers, NULL, &r), 0);
+    if (r.status != want)
+        fail_msg("GET %s: expected %d, got %d", path, want, r.status);
+    http_resp_free(&r);
+}
+
+/* The value of key in a parsed line, as a string in buf ("" when absent). */
+static const char *value(const util_kv *kv, int n, const char *key, char *buf, size_t len)
+{
+    int i = util_logfmt_find(kv, n, key);
+    snprintf(buf, len, "%.*s", i >= 0 ? (int)kv[i].vlen : 0, i >= 0 ? kv[i].val : "");
+    return buf;
+}
+
+/* Every line of the log parses (logfmt or JSON as asked), starts with ts,
+ * has level and msg, no key twice; a worker's own lines (app= not tcpops)
+ * carry worker=APP.N. Returns how many lines were worker lines. */
+static int check_lines(fixture *fx, int json)
+{
+    char *all = slurp(fx->log);
+    int lines = 0, relayed = 0;
+    for (char *line = all, *nl; (nl = strchr(line, '\n')) != NULL; line = nl + 1) {
+        util_kv kv[UTIL_LOGFMT_MAX_PAIRS];
+        char buf[8192], app[64], worker[64];
+        *nl = '\0';
+        lines++;
+        if (json && line[0] != '{')
+            fail_msg("line %d: expected a JSON object, got: %s", lines, line);
+        int n = util_logfmt_parse(line, strlen(line), kv, UTIL_LOGFMT_MAX_PAIRS, buf,
+                                  sizeof(buf));
+        if (n < 0 || util_logfmt_find(kv, n, "ts") != 0 ||
+            util_logfmt_find(kv, n, "level") < 0 || util_logfmt_find(kv, n, "msg") < 0)
+            fail_msg("line %d: expected a log line (ts=, level=, msg=), got: %s", lines, line);
+        for (int i = 0; i < n; i++)
+            for (int k = i + 1; k < n; k++)
+                if (kv[i].klen == kv[k].klen && memcmp(kv[i].key, kv[k].key, kv[i].klen) == 0)
+                    fail_msg("line %d: key %.*s twice: %s", lines, (int)kv[i].klen, kv[i].key,
+                             line);
+        value(kv, n, "app", app, sizeof(app));
+        value(kv, n, "worker", worker, sizeof(worker));
+        if (strcmp(app, "tcpops") != 0) {
+            char want[80];
+            snprintf(want, sizeof(want), "%s.", app);
+            if (strncmp(worker, want, strlen(want)) != 0)
+                fail_msg("line %d: expected worker=%sN on a line of %s, got: %s", lines, want,
+                         app, line);
+            relayed++;
+        }
+    }
+    free(all);
+    return relayed;
+}
+
+/* ---- the lines ---- */
+
+static void test_logs_relayed_lines_are_logfmt(void **state)
+{
+    fixture *fx = *state;
+    char line[4096];
+    up_detached(fx, "--gateway-args", "--threads=8", "--people-args", "--log-calls", NULL);
+    get(fx, "/people/pets?owner=nobody", "X-Request-Id: trace-42\r\nUser-Agent: t est/1\r\n",
+        404);
+    /* The same id, by the same name, on the gateway's access line and on
+     * the service's line for the call it caused. */
+    if (!wait_log_line(fx, "app=gateway", "request_id=trace-42", 10000))
+        fail_msg("expected the gateway's access line with request_id=trace-42 in %s", fx->log);
+    if (!wait_log_line(fx, "app=people", "request_id=trace-42", 10000))
+        fail_msg("expected people's call line with request_id=trace-42 in %s", fx->log);
+    line_with(fx, "msg=request ", "request_id=trace-42", line, sizeof(line));
+    expect_in(line, "app=gateway worker=gateway.1 ", "remote=127.0.0.1:", "method=GET",
+              "path=\"/people/pets?owner=nobody\"", "status=404", "bytes=", "dur_us=",
+              "ua=\"t est/1\"", "request_id=trace-42", NULL);
+    line_with(fx, "msg=call ", "request_id=trace-42", line, sizeof(line));
+    expect_in(line, "app=people worker=people.1 ", "request_id=trace-42", NULL);
+    /* The master's own lines name a worker as worker=APP.N too. */
+    line_with(fx, "msg=started ", "app=tcpops", line, sizeof(line));
+    expect_in(line, "app=tcpops", "worker=", "worker_pid=", NULL);
+    if (check_lines(fx, 0) < 3)
+        fail_msg("expected lines from the workers in %s", fx->log);
+}
+
+static void test_logs_json_lines(void **state)
+{
+    fixture *fx = *state;
+    char line[4096];
+    up_detached(fx, "--log-format", "json", "--gateway-args", "--threads=8", NULL);
+    get(fx, "/healthz", "X-Request-Id: j-1\r\n", 200);
+    assert_true(wait_log(fx, "\"request_id\":\"j-1\"", 10000));
+    line_with(fx, "\"request_id\":\"j-1\"", "\"msg\":\"request\"", line, sizeof(line));
+    expect_in(line, "\"status\":200", "\"worker\":\"gateway.1\"", NULL);
+    check_lines(fx, 1);
+    /* tcpops logs reads them as well. */
+    char out[8192];
+    assert_int_equal(tcpops(fx, out, sizeof(out), "logs", "gateway", "-n", "1", NULL), 0);
+    if (strstr(out, "\"worker\":\"gateway.1\"") == NULL)
+        fail_msg("tcpops logs gateway -n 1: expected the gateway's last JSON line, got: %s",
+                 out);
+}
+
+/* ---- tcpops logs ---- */
+
+/* The last n lines of the file, or of the lines with worker=app. */
+static void last_lines(fixture *fx, const char *app, int n, char *out, size_t len)
+{
+    char *all = slurp(fx->log);
+    char *lines[4096];
+    int k = 0;
+    for (char *line = all, *nl; k < 4096 && (nl = strchr(line, '\n')) != NULL; line = nl + 1) {
+        char want[64];
+        snprintf(want, sizeof(want), " worker=%s.", app != NULL ? app : "");
+        nl[0] = '\0';
+        if (app == NULL || strstr(line, want) != NULL)
+            lines[k++] = line;
+        nl[0] = '\n';
+    }
+    out[0] = '\0';
+    for (int i = k > n ? k - n : 0; i < k; i++) {
+        size_t l = (size_t)(strchr(lines[i], '\n') - lines[i]) + 1;
+        strncat(out, lines[i], l < len - strlen(out) - 1 ? l : len - strlen(out) - 1);
+    }
+    free(all);
+}
+
+static off_t log_size(fixture *fx)
+{
+    struct stat st;
+    return stat(fx->log, &st) == 0 ? st.st_size : -1;
+}
+
+/* Runs `tcpops logs ARGS...` (NULL-terminated, at most 4) and expects what
+ * last_lines(app, n) reads from the file; the workers may log meanwhile,
+ * so a run during which the file grew is done again. */
+static void expect_logs(fixture *fx, const char *app, int n, ...)
+{
+    static char out[65536], want[65536];
+    const char *a[4] = {NULL};
+    va_list ap;
+    va_start(ap, n);
+    for (int i = 0; i < 4 && (a[i] = va_arg(ap, const char *)) != NULL; i++)
+        ;
+    va_end(ap);
+    for (int64_t deadline = rpc_now_ms() + 10000;;) {
+        off_t before = log_size(fx);
+        assert_int_equal(tcpops(fx, out, sizeof(out), "logs", a[0], a[1], a[2], a[3], NULL), 0);
+        last_lines(fx, app, n, want, sizeof(want));
+        if (log_size(fx) != before && rpc_now_ms() < deadline)
+            continue;
+        if (strcmp(out, want) != 0)
+            fail_msg("tcpops logs %s %s %s: expected the file's last %d lines%s%s:\n%s\ngot:\n%s",
+                     a[0] ? a[0] : "", a[1] ? a[1] : "", a[2] ? a[2] : "", n,
+                     app ? " of " : "", app ? app : "", want, out);
+        return;
+    }
+}
+
+static void test_logs_command(void **state)
+{
+    fixture *fx = *state;
+    up_detached(fx, "--workers", "people=2", NULL);
+    char out[1024];
+    get(fx, "/healthz", NULL, 200);
+    expect_logs(fx, NULL, 3, "-n", "3", NULL);
+    expect_logs(fx, "people", 4, "people", "--lines=4", NULL);
+    expect_logs(fx, NULL, 20, NULL); /* the default */
+    expect_logs(fx, "pets", 100000, "-n", "100000", "pets", NULL); /* all there are */
+    expect_logs(fx, NULL, 0, "-n", "0", NULL);
+    /* Wrong words are usage errors. */
+    assert_int_equal(tcpops(fx, out, sizeof(out), "logs", "cats", NULL), 2);
+    assert_int_equal(tcpops(fx, out, sizeof(out), "logs", "-n", "x", NULL), 2);
+    assert_int_equal(tcpops(fx, out, sizeof(out), "logs", "people", "pets", NULL), 2);
+}
+
+/* Reads the follower's output until it holds want; fails after 10 s. */
+static void follower_shows(fixture *fx, char *buf, size_t cap, size_t *n, const char *want)
+{
+    if (http_read_until(fx->follower.out_fd, buf, cap, n, want, 10000) < 0)
+        fail_msg("tcpops logs -f: expected a line with %s, got so far:\n%s", want, buf);
+}
+
+/* -f across logrotate without copytruncate (rename, then SIGHUP: the master
+ * reopens DIR/tcpops.log) and with it (the file cut to 0). */
+static void test_logs_follow_rotation_and_truncation(void **state)
+{
+    fixture *fx = *state;
+    up_detached(fx, "--gateway-args", "--threads=8", NULL);
+    char bin[512], dir_flag[300];
+    snprintf(dir_flag, sizeof(dir_flag), "--data-dir=%s", fx->dir);
+    char *argv[] = {(char *)proc_bin("tcpops", bin, sizeof(bin)), "logs", "gateway", "-f",
+                    "-n", "0", dir_flag, NULL};
+    assert_int_equal(proc_start(&fx->follower, argv, 0), 0);
+    static char seen[1 << 20];
+    size_t n = 0;
+    seen[0] = '\0';
+    /* New lines come; -n 0 showed none of the old ones. A request made
+     * before the follower found the end of the file would not show: ask
+     * again until one does. */
+    int live = 0;
+    for (int i = 0; i < 50 && !live; i++) {
+        char hdr[64];
+        snprintf(hdr, sizeof(hdr), "X-Request-Id: before-rotate-%d\r\n", i);
+        get(fx, "/healthz", hdr, 200);
+        live = http_read_until(fx->follower.out_fd, seen, sizeof(seen), &n,
+                               "request_id=before-rotate-", 200) == 0;
+    }
+    follower_shows(fx, seen, sizeof(seen), &n, "request_id=before-rotate-");
+    assert_null(strstr(seen, "msg=listening"));
+    assert_null(strstr(seen, "app=tcpops")); /* only the gateway's */
+
+    /* logrotate: rename, then HUP. */
+    char rotated[400];
+    snprintf(rotated, sizeof(rotated), "%s.1", fx->log);
+    assert_int_equal(rename(fx->log, rotated), 0);
+    assert_int_equal(kill(fx->detached, SIGHUP), 0);
+    if (!wait_log(fx, "msg=\"reopened log\"", 10000))
+        fail_msg("expected the master to reopen %s after SIGHUP", fx->log);
+    get(fx, "/healthz", "X-Request-Id: after-rotate\r\n", 200);
+    follower_shows(fx, seen, sizeof(seen), &n, "request_id=after-rotate");
+    /* The new file has the new line, the old one kept what it had. */
+    assert_true(wait_log(fx, "request_id=after-rotate", 10000));
+    char *old = slurp(rotated);
+    assert_non_null(strstr(old, "request_id=before-rotate"));
+    assert_null(strstr(old, "request_id=after-rotate"));
+    free(old);
+
+    /* copytruncate: the file cut to nothing, then written again. */
+    assert_int_equal(truncate(fx->log, 0), 0);
+    get(fx, "/healthz", "X-Request-Id: after-truncate\r\n", 200);
+    follower_shows(fx, seen, sizeof(seen), &n, "request_id=after-truncate");
+}
+
+/* ---- a crash ---- */
+
+/* The gateway buffers its lines (50 ms); killed by SIGSEGV right after its
+ * answers, it still writes every access line before it dies of it. */
+static void test_logs_crash_loses_no_line(void **state)
+{
+    fixture *fx = *state;
+    char bin[512], listen[64], logpath[400];
+    snprintf(listen, sizeof(listen), "127.0.0.1:%d", fx->gw_port);
+    snprintf(logpath, sizeof(logpath), "%s/gateway.log", fx->dir);
+    char *argv[] = {(char *)proc_bin("tcpops-gateway", bin, sizeof(bin)), "--listen", listen,
+                    "--threads", "4", NULL};
+    proc gw;
+    assert_int_equal(proc_start_logged(&gw, argv, logpath), 0);
+    assert_int_equal(wait_port(fx->gw_port, 10000), 0);
+    http_conn c = {.fd = -1, .port = fx->gw_port};
+    enum { REQUESTS = 50 };
+    /* On one keep-alive connection: civetweb reads a request once the
+     * handler of the one before has returned, access line logged, so the
+     * answer to the last (uncounted) one says every counted line is in. */
+    for (int i = 0; i <= REQUESTS; i++) {
+        char hdr[64];
+        http_resp r;
+        snprintf(hdr, sizeof(hdr), "X-Request-Id: crash-%d\r\n", i);
+        assert_int_equal(http_do(&c, "GET", "/healthz", hdr, NULL, 0, &r, 5000), 0);
+        http_resp_free(&r);
+    }
+    proc_signal(&gw, SIGSEGV);
+    http_close(&c);
+    int code = proc_wait(&gw, 10000);
+    if (code != 128 + SIGSEGV && code != 1) /* 1: ASan reports the signal and exits */
+        fail_msg("expected the gateway to die of SIGSEGV (exit 139), got %d", code);
+    char *all = slurp(logpath);
+    int found = 0;
+    for (int i = 0; i < REQUESTS; i++) {
+        char want[64];
+        snprintf(want, sizeof(want), "request_id=crash-%d\n", i);
+        found += strstr(all, want) != NULL;
+    }
+    if (found != REQUESTS)
+        fail_msg("expected all %d access lines logged before the crash, found %d:\n%s",
+                 REQUESTS, found, all);
+    free(all);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1311,6 +1691,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_failed_worker_is_not_restarted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_environment_reaches_the_program_it_names, setup,
                                         env_teardown),
+        cmocka_unit_test_setup_teardown(test_logs_relayed_lines_are_logfmt, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_logs_json_lines, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_logs_command, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_logs_follow_rotation_and_truncation, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_logs_crash_loses_no_line, setup, teardown),
     };
     signal(SIGPIPE, SIG_IGN);
     /* TCPOPS_TEST_FILTER=test_memory* runs one scenario (e.g. to repeat it). */

@@ -273,6 +273,7 @@ int main(int argc, char **argv)
     long spin_us = 80, listen_fd = -1; /* spin: the gateway's own choice, see --spin-us */
     long ready_fd = -1;
     int access_log = 1, insecure = 0;
+    util_log_opts log = UTIL_LOG_OPTS_DEFAULT;
     rpc_tls_files tls_files = {0};
     rpc_tls *tls = NULL;
     const char *https_cert = NULL, *https_key = NULL;
@@ -338,6 +339,7 @@ int main(int argc, char **argv)
          "when one RPC call is all that is in flight, look for its answer this long before "
          "sleeping (lower latency on an idle machine; 0 = never)",
          0, 1000},
+        UTIL_LOG_FLAGS(&log),
     };
     const size_t nflags = sizeof(flags) / sizeof(flags[0]);
     char err[512], q[600];
@@ -362,6 +364,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "tcpops-gateway: %s\n", err);
         return 2;
     }
+    util_log_configure(&log);
     int given = rpc_tls_files_check(&tls_files, err);
     if (given < 0 || (given == 1 && rpc_tls_new(&tls, RPC_TLS_CLIENT, &tls_files, err) < 0)) {
         fprintf(stderr, "tcpops-gateway: %s\n", err);

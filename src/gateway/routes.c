@@ -460,6 +460,23 @@ static int refuse_head(gw *g, gw_req *r)
     return 0;
 }
 
+/* The access log: one line per request, named as logfmt tools expect
+ * (remote, method, path with its query, status, bytes, dur_us, ua) and the
+ * request_id every service logs for the calls it caused. */
+static void access_line(const gw_req *r, const char *method, const char *raw, int64_t dur)
+{
+    char path[1024], qp[1100], qm[40], qr[80], qu[300], remote[64];
+    const char *qs = r->ri->query_string;
+    snprintf(path, sizeof(path), "%s%s%s", raw, qs != NULL ? "?" : "", qs != NULL ? qs : "");
+    snprintf(remote, sizeof(remote), "%s:%d", r->ri->remote_addr, r->ri->remote_port);
+    const char *ua = mg_get_header(r->conn, "User-Agent");
+    util_log(UTIL_INFO, "request",
+             "remote=%s method=%s path=%s status=%d bytes=%zu dur_us=%lld ua=%s request_id=%s",
+             util_logq(qr, sizeof(qr), remote), util_logq(qm, sizeof(qm), method),
+             util_logq(qp, sizeof(qp), path), r->status, r->bytes, (long long)dur,
+             util_logq(qu, sizeof(qu), ua != NULL ? ua : ""), r->id);
+}
+
 int gw_handle(struct mg_connection *conn, void *cbdata)
 {
     gw *g = cbdata;
@@ -511,13 +528,8 @@ int gw_handle(struct mg_connection *conn, void *cbdata)
 
     gw_req_finish(&r);
     int64_t dur = rpc_now_us() - r.start_us;
-    if (g->access_log) {
-        char qp[300], qm[40];
-        util_log(UTIL_INFO, "request", "method=%s path=%s status=%d bytes=%zu dur_us=%lld "
-                 "req_id=%s",
-                 util_logq(qm, sizeof(qm), method), util_logq(qp, sizeof(qp), raw), r.status,
-                 r.bytes, (long long)dur, r.id);
-    }
+    if (g->access_log)
+        access_line(&r, method, raw, dur);
     atomic_fetch_sub(&g->inflight, 1);
     return r.status;
 }

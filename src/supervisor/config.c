@@ -30,6 +30,7 @@ void sup_config_default(sup_config *c)
     memset(c, 0, sizeof(*c));
     snprintf(c->data_dir, sizeof(c->data_dir), "%s", SUP_DEFAULT_DATA_DIR);
     c->drain_ms = SUP_DEFAULT_DRAIN_MS;
+    snprintf(c->log_level, sizeof(c->log_level), "info");
     c->http_fd = -1;
     c->policy = (sup_policy){
         .restart = {.initial_ms = SUP_RESTART_FIRST_MS, .mult = SUP_RESTART_MULT,
@@ -124,6 +125,10 @@ static int fixed_args(const sup_config *c, int app, sup_argv *out, int n)
     const sup_app *a = &c->apps[app];
     out->argv[n++] = "--listen";
     out->argv[n++] = (char *)a->listen;
+    out->argv[n++] = "--log-level";
+    out->argv[n++] = (char *)c->log_level;
+    out->argv[n++] = "--log-format";
+    out->argv[n++] = "logfmt";
     if (c->tls_cert[0] != '\0') {
         out->argv[n++] = "--tls-cert";
         out->argv[n++] = (char *)c->tls_cert;

@@ -97,6 +97,9 @@ typedef struct sup_config {
      * good for both). */
     char tls_cert[SUP_PATH_MAX], tls_key[SUP_PATH_MAX], tls_ca[SUP_PATH_MAX];
     int insecure;            /* [tcpops] insecure, --insecure: given to every program */
+    /* --log-level, given to every program (their lines come to us as
+     * logfmt, --log-format logfmt, and we write them in our own format). */
+    char log_level[8];
     long drain_ms;           /* SIGTERM, then SIGKILL after drain_ms + 1 s */
     int detach;
     int http_fd;             /* the gateway's listening socket, bound once by
@@ -156,7 +159,8 @@ int sup_app_store(const sup_config *c, int app, char *out, size_t len, char *err
  * gateway's --people/--pets (each service's listen, a wildcard host
  * 0.0.0.0 dialled as 127.0.0.1 when it runs here; else passed unchanged),
  * --https-cert and --https-key when set and, when c->http_fd is set,
- * --listen-fd; a service's --member-listen
+ * --listen-fd; every app's --log-level (c's) and --log-format logfmt (what
+ * the master reads); a service's --member-listen
  * (its listen host, port 0), --data-dir, and --db and --advertise when set;
  * every app's --tls-cert/--tls-key/--tls-ca and --insecure when set; then
  * the app's args split at spaces and tabs (which come last, so they

@@ -123,7 +123,7 @@ static void over_memory(void *arg, sup_worker *w)
     const sup_app *a = &m->cfg.apps[w->app];
     if (m->rolls[w->app].active)
         return;
-    util_log(UTIL_WARN, "memory limit", "app=%s worker=%d rss=%ld limit=%ld", a->name, w->index,
+    util_log(UTIL_WARN, "memory limit", "worker=%s.%d rss=%ld limit=%ld", a->name, w->index,
              w->rss, a->max_memory);
     sup_roll_start(&m->rolls[w->app], &w->index, 1, -1);
 }
@@ -213,7 +213,7 @@ static void step_shutdown(master *m)
     for (int i = 0; i < p->nw; i++) {
         sup_worker *w = p->w[i];
         if (w->pid > 0 && w->state == SUP_W_STOPPING && now - w->stop_ms > kill_after) {
-            util_log(UTIL_WARN, "killing", "app=%s worker=%d pid=%d after_ms=%lld",
+            util_log(UTIL_WARN, "killing", "worker=%s.%d worker_pid=%d after_ms=%lld",
                      m->cfg.apps[w->app].name, w->index, (int)w->pid,
                      (long long)(now - w->stop_ms));
             kill(w->pid, SIGKILL);
@@ -245,7 +245,8 @@ static int handle_scale(master *m, int fd, const char *app, int a, json_t *req)
         sup_ctlserver_answer(&m->ctl, fd,
                              sup_ctl_error("%s is busy with another scale or restart", app));
     } else {
-        util_log(UTIL_INFO, "scale", "app=%s from=%d to=%d", app, m->cfg.apps[a].workers, (int)n);
+        util_log(UTIL_INFO, "scale", "worker=%s.* from=%d to=%d", app, m->cfg.apps[a].workers,
+                 (int)n);
         m->scale_was[a] = m->cfg.apps[a].workers;
         m->cfg.apps[a].workers = (int)n;
         m->scale_fd[a] = fd;
@@ -281,7 +282,7 @@ static int handle_restart(master *m, int fd, const char *app, int a)
     int idx[SUP_MAX_WORKERS], n = 0;
     for (int i = 1; i <= m->cfg.apps[a].workers && n < SUP_MAX_WORKERS; i++)
         idx[n++] = i;
-    util_log(UTIL_INFO, "restart", "app=%s workers=%d", app, n);
+    util_log(UTIL_INFO, "restart", "worker=%s.* workers=%d", app, n);
     sup_roll_start(&m->rolls[a], idx, n, fd);
     return 1;
 }

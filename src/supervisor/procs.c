@@ -30,6 +30,12 @@ static const sup_app *app_of(const sup_procs *p, const sup_worker *w)
     return &p->cfg->apps[w->app];
 }
 
+const char *sup_worker_name(const sup_procs *p, const sup_worker *w, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s.%d", app_of(p, w)->name, w->index);
+    return buf;
+}
+
 void sup_procs_init(sup_procs *p, sup_config *cfg, sup_forget_fn forget, void *arg)
 {
     memset(p, 0, sizeof(*p));
@@ -65,7 +71,7 @@ static int spawn(sup_procs *p, sup_worker *w)
         err[0] = '\0';
     }
     if (err[0] != '\0') {
-        util_log(UTIL_ERROR, "cannot start", "app=%s err=%s", a->name,
+        util_log(UTIL_ERROR, "cannot start", "worker=%s.%d err=%s", a->name, w->index,
                  util_logq(q, sizeof(q), err));
         close_fd(&ready[0]);
         close_fd(&ready[1]);
@@ -97,7 +103,7 @@ static int spawn(sup_procs *p, sup_worker *w)
     w->last[0] = '\0';
     w->reason[0] = '\0';
     rpc_backoff_up(&w->bo, w->started_ms);
-    util_log(UTIL_INFO, "started", "app=%s worker=%d pid=%d", a->name, w->index, (int)pid);
+    util_log(UTIL_INFO, "started", "worker=%s.%d worker_pid=%d", a->name, w->index, (int)pid);
     return 0;
 }
 
@@ -156,15 +162,13 @@ void sup_procs_stop(sup_worker *w)
     }
 }
 
-/* One complete line of w's output: copied to stderr. */
+/* One complete line of w's output: written to our log as one of ours with
+ * worker=APP.N in it (util_log_relay). */
 static void on_line(const sup_procs *p, sup_worker *w)
 {
-    char out[2200];
+    char name[48];
     w->line[w->linelen] = '\0';
-    int n = snprintf(out, sizeof(out), "%s.%d | %s\n", app_of(p, w)->name, w->index, w->line);
-    ssize_t wr = write(STDERR_FILENO, out,
-                       (size_t)(n < (int)sizeof(out) ? n : (int)sizeof(out) - 1));
-    (void)wr;
+    util_log_relay(w->line, w->linelen, "worker", sup_worker_name(p, w, name, sizeof(name)));
     w->linelen = 0;
 }
 
@@ -238,7 +242,7 @@ static void fail(sup_procs *p, sup_worker *w, int code)
     snprintf(w->reason, sizeof(w->reason), "exit %d before ready: %s", code,
              w->last[0] != '\0' ? w->last : "(it printed nothing)");
     w->state = SUP_W_FAILED;
-    util_log(UTIL_ERROR, "failed", "app=%s worker=%d exit=%d restart=no reason=%s",
+    util_log(UTIL_ERROR, "failed", "worker=%s.%d exit=%d restart=no reason=%s",
              app_of(p, w)->name, w->index, code, util_logq(q, sizeof(q), w->reason));
     tell(p, w, SUP_EV_FAILED);
 }
@@ -247,7 +251,7 @@ int sup_procs_retry(sup_procs *p, sup_worker *w)
 {
     if (w->state != SUP_W_FAILED)
         return 0;
-    util_log(UTIL_INFO, "retrying", "app=%s worker=%d after=failed", app_of(p, w)->name,
+    util_log(UTIL_INFO, "retrying", "worker=%s.%d after=failed", app_of(p, w)->name,
              w->index);
     rpc_backoff_init(&w->bo, &p->cfg->policy.restart, NULL, NULL);
     rpc_backoff_next(&w->bo); /* at once, as a first start */
@@ -277,7 +281,7 @@ static void on_exit_status(sup_procs *p, sup_worker *w, int status)
     close_fd(&w->out_fd);
     close_fd(&w->ready_fd);
     if (w->retire || p->stopping) {
-        util_log(UTIL_INFO, "stopped", "app=%s worker=%d exit=%d", a->name, w->index, code);
+        util_log(UTIL_INFO, "stopped", "worker=%s.%d exit=%d", a->name, w->index, code);
         tell(p, w, SUP_EV_STOPPED);
         sup_procs_remove(p, w);
         return;
@@ -297,7 +301,7 @@ static void on_exit_status(sup_procs *p, sup_worker *w, int status)
     w->next_start_ms = now + delay;
     int looping = w->quick_failures >= (unsigned)pol->crashloop_after;
     util_log(looping ? UTIL_ERROR : UTIL_WARN, "exited",
-             "app=%s worker=%d exit=%d restart_in_ms=%lld restarts=%u%s", a->name, w->index, code,
+             "worker=%s.%d exit=%d restart_in_ms=%lld restarts=%u%s", a->name, w->index, code,
              (long long)delay, w->restarts, looping ? " crash_looping=true" : "");
 }
 
@@ -335,7 +339,7 @@ void sup_procs_reconcile(sup_procs *p)
         for (int i = 0; i < p->nw; i++) {
             sup_worker *w = p->w[i];
             if (w->app == a && !w->retire && w->index > n) {
-                util_log(UTIL_INFO, "scaling down", "app=%s worker=%d", p->cfg->apps[a].name,
+                util_log(UTIL_INFO, "scaling down", "worker=%s.%d", p->cfg->apps[a].name,
                          w->index);
                 if (w->pid > 0)
                     sup_procs_stop(w);

@@ -97,9 +97,14 @@ sup_worker *sup_procs_find(sup_procs *p, int app, int index, int retiring);
 /* Marks w not to be restarted and sends it SIGTERM (once). */
 void sup_procs_stop(sup_worker *w);
 
-/* Reads what w wrote and prints each complete line to stderr as
- * "app.N | line" (the last one is kept for a failure's reason). Closes w's
- * pipe at its end. */
+/* w's name in every log line about it, "people.2" (worker=people.2): in
+ * buf (len bytes), which is returned. */
+const char *sup_worker_name(const sup_procs *p, const sup_worker *w, char *buf, size_t len);
+
+/* Reads what w wrote and writes each complete line to our log as one of
+ * ours with worker=APP.N added (util_log_relay: a line that is not a log
+ * line becomes a warn line quoting it); the last one is kept for a
+ * failure's reason. Closes w's pipe at its end. */
 void sup_procs_pump(sup_procs *p, sup_worker *w);
 
 /* Reads w's --ready-fd pipe: its "ready" line makes a starting worker

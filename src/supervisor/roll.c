@@ -46,7 +46,7 @@ static int next_worker(sup_roll *r, sup_procs *p, int app, int64_t now)
 {
     if (r->nqueue == 0) {
         r->active = 0;
-        util_log(UTIL_INFO, "restart done", "app=%s", p->cfg->apps[app].name);
+        util_log(UTIL_INFO, "restart done", "worker=%s.*", p->cfg->apps[app].name);
         return 1;
     }
     int idx = r->queue[0];
@@ -100,7 +100,8 @@ static void replacement_failed(sup_roll *r, sup_procs *p, int app)
     if (r->old != NULL)
         r->old->retire = 0;
     give_up(r, why);
-    util_log(UTIL_ERROR, "restart failed", "app=%s why=\"%s\"", p->cfg->apps[app].name, r->why);
+    util_log(UTIL_ERROR, "restart failed", "worker=%s.* why=\"%s\"", p->cfg->apps[app].name,
+             r->why);
     r->phase = SUP_ROLL_NEXT;
 }
 

@@ -10,6 +10,7 @@
 
 #include "supervisor/config.h"
 #include "supervisor/ctl.h"
+#include "supervisor/logs.h"
 #include "util/flags.h"
 #include "util/log.h"
 #include "supervisor/master.h"
@@ -31,6 +32,8 @@ static const char usage[] =
     "                      a failed worker is started again\n"
     "  down                stop everything gracefully\n"
     "  metrics             ps as Prometheus text (node_exporter's textfile collector)\n"
+    "  logs [APP] [-f] [-n N]  the last N (20) lines of DIR/tcpops.log (written by\n"
+    "                      up --detach), only APP's workers' when named; -f follows\n"
     "\n"
     "scale, restart and down print a line per worker as it is done, then what was done;\n"
     "with --json, only the master's JSON answer. A worker that exits 2 (bad flags or\n"
@@ -90,6 +93,7 @@ typedef struct up_args {
     const char *args[SUP_NAPPS];  /* --gateway-args, ... */
     const char *https_cert, *https_key;
     long drain_ms;
+    util_log_opts log;            /* --log-level, --log-format */
 } up_args;
 
 /* Parses up's flags into u (and --detach into cfg). Returns -1 to go on, or
@@ -108,7 +112,7 @@ static int parse_up(sup_config *cfg, up_args *u, int argc, char **argv, int firs
              "stop: SIGKILL after this plus %ld s (default: the config file's drain_ms, "
              "else %ld)",
              SUP_KILL_GRACE_MS / 1000, (long)SUP_DEFAULT_DRAIN_MS);
-    *u = (up_args){.drain_ms = -1};
+    *u = (up_args){.drain_ms = -1, .log = UTIL_LOG_OPTS_DEFAULT};
     const util_flag flags[] = {
         {"config", UTIL_FLAG_STR, &u->config, "FILE", "INI file (see README); flags override it",
          0, 0},
@@ -156,7 +160,8 @@ static int parse_up(sup_config *cfg, up_args *u, int argc, char **argv, int firs
          0, 0},
         {"drain-ms", UTIL_FLAG_INT, &u->drain_ms, "MS", drain_help, 0, SUP_DRAIN_MS_MAX},
         {"detach", UTIL_FLAG_BOOL, &cfg->detach, NULL,
-         "run in the background, logging to DIR/tcpops.log", 0, 0},
+         "run in the background, logging to DIR/tcpops.log (`tcpops logs` reads it)", 0, 0},
+        UTIL_LOG_FLAGS(&u->log),
     };
     const size_t nflags = sizeof(flags) / sizeof(flags[0]);
     int pos = util_flags_parse(flags, nflags, argc, argv, first, err, sizeof(err));
@@ -169,6 +174,9 @@ static int parse_up(sup_config *cfg, up_args *u, int argc, char **argv, int firs
         fprintf(stderr, "tcpops up: %s\n", pos < 0 ? err : "unexpected argument");
         return 2;
     }
+    /* Ours, and the workers' level: their lines come through us. */
+    util_log_configure(&u->log);
+    snprintf(cfg->log_level, sizeof(cfg->log_level), "%s", util_log_level_name());
     return -1;
 }
 
@@ -288,6 +296,8 @@ static int up(sup_config *cfg, int argc, char **argv, int first)
 typedef struct cmd_args {
     const char *data_dir;
     int json, help;
+    int follow;              /* logs -f, --follow */
+    const char *lines;       /* logs -n N, --lines N */
     const char *pos[2];
     int npos;
 } cmd_args;
@@ -320,6 +330,12 @@ static int command_args(int argc, char **argv, int from, cmd_args *ca)
         const char *a = argv[k++];
         if (flags && strcmp(a, "--") == 0) {
             flags = 0;
+        } else if (flags && (strcmp(a, "-n") == 0 || strcmp(a, "--lines") == 0) && k < argc) {
+            ca->lines = argv[k++];
+        } else if (flags && strncmp(a, "--lines=", 8) == 0) {
+            ca->lines = a + 8;
+        } else if (flags && (strcmp(a, "-f") == 0 || strcmp(a, "--follow") == 0)) {
+            ca->follow = 1;
         } else if (flags && strcmp(a, "--json") == 0) {
             ca->json = 1;
         } else if (flags && (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)) {
@@ -338,6 +354,29 @@ static int command_args(int argc, char **argv, int from, cmd_args *ca)
     return 0;
 }
 
+/* tcpops logs [APP] [-f] [-n N]. The exit code. */
+static int logs(const char *data_dir, const cmd_args *ca)
+{
+    long n = SUP_LOGS_DEFAULT_LINES;
+    char err[256], path[1100];
+    const char *app = ca->npos > 0 ? ca->pos[0] : NULL;
+    if (ca->npos > 1 || ca->json) {
+        fprintf(stderr, "usage: tcpops logs [APP] [-f] [-n N]\n");
+        return 2;
+    }
+    if (app != NULL && sup_app_index(app) < 0) {
+        fprintf(stderr, "tcpops logs: unknown app \"%s\" (gateway, people, pets)\n", app);
+        return 2;
+    }
+    if (ca->lines != NULL && util_parse_num(ca->lines, UTIL_NUM_PLAIN, 0, SUP_LOGS_MAX_LINES,
+                                            &n, "tcpops logs: -n", err, sizeof(err)) < 0) {
+        fprintf(stderr, "%s\n", err);
+        return 2;
+    }
+    snprintf(path, sizeof(path), "%s/tcpops.log", data_dir);
+    return sup_logs_run(path, app, n, ca->follow, stdout);
+}
+
 /* COMMAND --help: its usage on stdout, and 0; -1 for a command not known. */
 static int command_help(const char *cmd)
 {
@@ -350,6 +389,10 @@ static int command_help(const char *cmd)
         {"down", "usage: tcpops down [--json] [--data-dir DIR]"},
         {"metrics", "usage: tcpops metrics [--data-dir DIR]   (ps as Prometheus text; "
                     "exit 3 with tcpops_supervisor_up 0 when no master answers)"},
+        {"logs", "usage: tcpops logs [APP] [-f|--follow] [-n|--lines N] [--data-dir DIR]\n"
+                 "  the last N (default 20) lines of DIR/tcpops.log, which `tcpops up --detach`\n"
+                 "  writes; APP (gateway, people, pets): only the lines with worker=APP.*;\n"
+                 "  -f: then every new line, across logrotate's rename or copytruncate"},
     };
     for (size_t k = 0; k < sizeof(help) / sizeof(help[0]); k++) {
         if (strcmp(cmd, help[k][0]) == 0) {
@@ -439,6 +482,8 @@ int main(int argc, char **argv)
         return ctl(cfg.data_dir, cmd, json_pack("{s:s,s:s}", "cmd", "restart", "app", a1),
                    SUP_CTL_RESTART_TIMEOUT_MS, ca.json);
     }
+    if (strcmp(cmd, "logs") == 0)
+        return logs(cfg.data_dir, &ca);
     if (strcmp(cmd, "down") == 0) {
         if (nargs != 0) {
             fprintf(stderr, "usage: tcpops down\n");

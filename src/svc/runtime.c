@@ -173,7 +173,9 @@ void svc_rt_thread_fini(void *user, void *state)
 
 /* One line per call that did not succeed (and per call with --log-calls;
  * UNAVAILABLE at most once a second, saying how many went unlogged),
- * carrying the caller's trace id so a request can be followed end to end. */
+ * carrying the caller's trace id (the gateway's X-Request-Id) as
+ * request_id=, the name the gateway's access line gives it, so a request
+ * can be followed end to end. */
 void svc_rt_on_call(void *user, const rpc_call_ctx *ctx, int status, const char *error,
                     int64_t duration_us)
 {
@@ -190,7 +192,7 @@ void svc_rt_on_call(void *user, const rpc_call_ctx *ctx, int status, const char 
         !util_log_due(&s->unavailable_log, more, sizeof(more)))
         return;
     util_log(failed ? UTIL_WARN : UTIL_INFO, "call",
-             "method=%s status=%s dur_us=%lld trace_id=%s%s%s%s", ctx->method,
+             "method=%s status=%s dur_us=%lld request_id=%s%s%s%s", ctx->method,
              rpc_status_name(status), (long long)duration_us,
              util_logq(t, sizeof(t), ctx->trace_id[0] ? ctx->trace_id : "-"),
              status != TCPOPS__STATUS__OK ? " err=" : "",

@@ -88,7 +88,8 @@ int svc_data_dir_make(const char *data_dir, char *err, size_t errlen);
 /* rpc_server_cfg hooks; user is the svc. thread_init opens the thread's read
  * connection (a malloc'd svc_thread in *state; 0, or -ENOMEM/-EIO after
  * logging why); thread_fini closes it. on_call logs the calls that failed
- * (all of them with log_calls) with their trace id. Any thread, no lock. */
+ * (all of them with log_calls) with their trace id as request_id=. Any
+ * thread, no lock. */
 int svc_rt_thread_init(void *user, void **state);
 void svc_rt_thread_fini(void *user, void *state);
 void svc_rt_on_call(void *user, const rpc_call_ctx *ctx, int status, const char *error,

@@ -292,6 +292,7 @@ int svc_main(const svc_desc *desc, int argc, char **argv)
     };
     svc s;
     svc_fault fault = {0};
+    util_log_opts log = UTIL_LOG_OPTS_DEFAULT;
     svc_rt_init(&s, desc, "");
     const util_flag flags[] = {
         {"listen", UTIL_FLAG_STR, &o.listen, "HOST:PORT", "shared address of every worker", 0,
@@ -353,13 +354,14 @@ int svc_main(const svc_desc *desc, int argc, char **argv)
         {"text-mode", UTIL_FLAG_CHOICE, &o.text_mode, "loopback|any|off",
          "who may speak text mode (newline JSON) on the RPC ports", 0, 0},
         {"log-calls", UTIL_FLAG_BOOL, &s.log_calls, NULL,
-         "log every call with its trace id (failed calls are always logged)", 0, 0},
+         "log every call with its request_id (failed calls are always logged)", 0, 0},
         {"delay-ms", UTIL_FLAG_INT, &fault.delay_ms, "MS",
          "fault injection: hold each call this long before running it", 0, 600000},
         {"delay-method", UTIL_FLAG_STR, &fault.delay_method, "METHOD",
          "fault injection: only delay this method (default: all)", 0, 0},
         {"fault-grow-mb", UTIL_FLAG_INT, &fault.grow_mb, "MB",
          "fault injection: allocate and keep this many MiB every second", 0, 1024},
+        UTIL_LOG_FLAGS(&log),
     };
     const size_t nflags = sizeof(flags) / sizeof(flags[0]);
     char err[1024], q[1200];
@@ -405,6 +407,7 @@ int svc_main(const svc_desc *desc, int argc, char **argv)
         goto out;
     }
 
+    util_log_configure(&log);
     if (tls_given(&o)) {
         char terr[RPC_ERRLEN];
         if (rpc_tls_new(&s.tls, RPC_TLS_SERVER, &o.tls, terr) < 0) {

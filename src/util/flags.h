@@ -55,6 +55,7 @@ typedef enum util_flag_type {
  *     its workers should drain as long;
  *   --data-dir: the directory of the SQLite files, DIR/people.db and
  *     DIR/pets.db, the one tcpops up hands its workers.
+ *   --log-level, --log-format (util/log.h): how a host logs.
  * Not shared are limits and sizes (--threads: 4096 for the gateway, 256
  * for a service), addresses, --db (sqlite:PATH would be one file for two
  * services) and --insecure (each program's plaintext is its own choice). */

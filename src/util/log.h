@@ -1,7 +1,9 @@
 /* logfmt logging for the programs (never for src/rpc): one line per event on
  * stderr, written with a single write() so lines from threads do not mix:
  *   ts=2026-11-28T00:35:39.123Z level=info app=people pid=42 msg="listening" addr=...
- * Thread-safe. */
+ * or, with --log-format json, the same keys as one JSON object a line
+ * (util/logfmt.h says how values are typed). Lines below --log-level are
+ * not written. Thread-safe. */
 #ifndef TCPOPS_UTIL_LOG_H
 #define TCPOPS_UTIL_LOG_H
 
@@ -10,7 +12,34 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "util/flags.h"
+
 enum { UTIL_DEBUG, UTIL_INFO, UTIL_WARN, UTIL_ERROR };
+enum { UTIL_LOG_LOGFMT, UTIL_LOG_JSON };
+
+/* --log-level and --log-format, one definition for every program: put
+ * UTIL_LOG_FLAGS(&opts) in the program's util_flag table (opts starts as
+ * UTIL_LOG_OPTS_DEFAULT) and call util_log_configure(&opts) once the flags
+ * have parsed. Shared flags (TCPOPS_LOG_LEVEL sets every program's). */
+typedef struct util_log_opts {
+    const char *level;  /* debug, info, warn or error */
+    const char *format; /* logfmt or json */
+} util_log_opts;
+#define UTIL_LOG_OPTS_DEFAULT {.level = "info", .format = "logfmt"}
+#define UTIL_LOG_FLAGS(o)                                                              \
+    {"log-level", UTIL_FLAG_CHOICE | UTIL_FLAG_SHARED, &(o)->level,                    \
+     "debug|info|warn|error", "log lines of this level and above", 0, 0},             \
+    {"log-format", UTIL_FLAG_CHOICE | UTIL_FLAG_SHARED, &(o)->format, "logfmt|json",   \
+     "logfmt: key=value lines; json: one object per line with the same keys", 0, 0}
+
+/* Applies o (names the flags accepted; anything else leaves that setting
+ * as it was). Call from main before threads. */
+void util_log_configure(const util_log_opts *o);
+
+/* The level and format in force, as their flag values ("info", "logfmt"):
+ * what the supervisor hands its workers. Static strings. */
+const char *util_log_level_name(void);
+const char *util_log_format_name(void);
 
 /* Names the program in every line. Call once from main before threads. */
 void util_log_init(const char *app);
@@ -19,7 +48,10 @@ void util_log_init(const char *app);
  * thread every 50 ms (or at once, by the logging thread, when the next line
  * would overflow the 1 MiB buffer), so a busy program spends one write per
  * batch instead of one per line. Call once from main before
- * threads; util_log_flush (also run at exit) writes what is waiting. */
+ * threads; util_log_flush (also run at exit) writes what is waiting.
+ * A crash (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT) writes what is waiting
+ * too, then dies of the same signal as it would have (log.c says what that
+ * handler can and cannot promise). */
 void util_log_buffered(void);
 
 /* Writes every line waiting. Any thread. */
@@ -52,6 +84,15 @@ int util_log_due(util_log_limit *l, char *more, size_t len);
 /* Logs msg with extra key=value pairs formatted by kvfmt (may be NULL). */
 void util_log(int level, const char *msg, const char *kvfmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* Writes another program's log line (len bytes, no newline) as one of ours,
+ * with key=value added after its app= (replacing a key of that name): a
+ * logfmt line or JSON object is rewritten in our --log-format; anything
+ * else (a sanitizer's report, a library's raw stderr) becomes our own warn
+ * line with the text as msg (written whatever --log-level says). Not
+ * filtered by level (the writer did that).
+ * Any thread. */
+void util_log_relay(const char *line, size_t len, const char *key, const char *value);
 
 /* Writes s as a logfmt value into buf: bare when safe, else quoted with
  * backslash escapes. Returns buf. */
