@@ -61,7 +61,7 @@ _tcpops()
                                       grep -oE -- '--[a-z0-9][a-z0-9-]*') -h --help --version" \
                                  -- "$cur"))
         else
-            COMPREPLY=($(compgen -W 'up ps scale restart down metrics' -- "$cur"))
+            COMPREPLY=($(compgen -W 'up ps scale restart down metrics logs' -- "$cur"))
         fi
         return
     fi
@@ -76,7 +76,7 @@ _tcpops()
     # a flag that takes none is not completed (--config's file was above).
     case $cmd:${#pos[@]} in
         scale:0) COMPREPLY=($(compgen -W 'people pets' -- "$cur")) ;;
-        restart:0) COMPREPLY=($(compgen -W 'gateway people pets' -- "$cur")) ;;
+        restart:0 | logs:0) COMPREPLY=($(compgen -W 'gateway people pets' -- "$cur")) ;;
     esac
 }
 

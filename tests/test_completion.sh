@@ -46,15 +46,16 @@ help_flags()
         grep -oE -- '--[a-z0-9][a-z0-9-]*' | sort -u | tr '\n' ' ' | sed 's/ $//'
 }
 
-expect "down metrics ps restart scale up" tcpops ""
+expect "down logs metrics ps restart scale up" tcpops ""
 expect "scale" tcpops sc
-expect "down metrics ps restart scale up" tcpops --data-dir "$tmp" ""
+expect "down logs metrics ps restart scale up" tcpops --data-dir "$tmp" ""
 expect "$tmp/adir" tcpops --data-dir "$tmp/ad"
 expect "--data-dir --help --version -h" tcpops -
 expect "people pets" tcpops scale ""
 expect "people pets" tcpops --data-dir "$tmp" scale p
 expect "" tcpops scale people ""
 expect "gateway people pets" tcpops restart ""
+expect "gateway people pets" tcpops logs ""
 expect "gateway people pets" tcpops restart --data-dir "$tmp" ""
 expect "--data-dir --json -h" tcpops ps -
 expect "--workers" tcpops up --wo

@@ -24,7 +24,7 @@ typedef struct page {
 } page;
 
 static const page pages[] = {
-    {"tcpops", {{NULL}, {"up"}, {"ps"}, {"scale"}, {"restart"}, {"down"}, {"metrics"}}},
+    {"tcpops", {{NULL}, {"up"}, {"ps"}, {"scale"}, {"restart"}, {"down"}, {"metrics"}, {"logs"}}},
     {"tcpops-gateway", {{NULL}}},
     {"tcpops-people", {{NULL}}},
     {"tcpops-pets", {{NULL}}},
