@@ -4,13 +4,19 @@ SAN_BUILD ?= build-san
 JOBS      ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build install test test-san fuzz run bench clean
+.PHONY: all deps test-deps build install test test-san fuzz run bench clean
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
 
 all: build
 
+# What building needs; the tests' servers and tools (PostgreSQL, Chromium,
+# promtool, ...) only for make test, so make install on a host that only
+# runs tcpops does not install them.
 deps:
+	@scripts/deps.sh build
+
+test-deps:
 	@scripts/deps.sh
 
 $(BUILD)/CMakeCache.txt: | deps
@@ -26,11 +32,11 @@ PREFIX ?= /usr/local
 install: build
 	DESTDIR="$(DESTDIR)" cmake --install $(BUILD) --prefix "$(PREFIX)"
 
-test: build
+test: build test-deps
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
 # The same tests under AddressSanitizer + UndefinedBehaviorSanitizer.
-test-san: deps
+test-san: deps test-deps
 	cmake -S . -B $(SAN_BUILD) -DTCPOPS_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug $(CMAKE_FLAGS)
 	cmake --build $(SAN_BUILD) -j $(JOBS)
 	cd $(SAN_BUILD) && ctest --output-on-failure -j $(JOBS)

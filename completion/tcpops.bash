@@ -17,6 +17,10 @@ _tcpops_flag_arg()
 {
     local flag=$1
     shift
+    # $1 is a word off the command line, pasted into sed's program below:
+    # only a flag's own characters may get there (a word such as
+    # '--x/.../e' would have sed run a shell command).
+    [[ $flag =~ ^--?[a-z0-9][a-z0-9-]*$ ]] || return 0
     "$@" --help 2>/dev/null |
         sed -nE "s/(^|.*[[ ])${flag}[ =]([A-Z][A-Za-z_:,.|[]*).*/\2/p" | head -n 1
 }

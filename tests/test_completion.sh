@@ -79,5 +79,17 @@ expect "--limit" tcpops-cli --addr 127.0.0.1:5002 people list --after bo --l
 expect "$tmp/a.crt" tcpops-cli --tls-cert "$tmp/a.c"
 expect "--version" tcpops-cli --v
 
+# A word on the command line is never run: one shaped as a sed program
+# with the e flag (which runs its pattern space, here `touch pwned` in $tmp)
+# is not taken for a flag.
+cd "$tmp" || exit 1
+expect "" tcpops up '--data-dir/touch pwned/e;#' ""
+expect "people pets ping status" tcpops-cli '--addr/touch pwned/e;#' ""
+cd - >/dev/null || exit 1
+if [ -e "$tmp/pwned" ]; then
+    echo "FAIL: completing after a word shaped as a sed command ran it (expected no $tmp/pwned)"
+    failed=1
+fi
+
 [ "$failed" -eq 0 ] && echo "ok: tcpops and tcpops-cli complete as expected"
 exit "$failed"

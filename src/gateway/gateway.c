@@ -284,7 +284,7 @@ int main(int argc, char **argv)
         {"listen-fd", UTIL_FLAG_INT, &listen_fd, "FD",
          "serve on this inherited listening socket (from tcpops) instead of binding --listen",
          0, 65535},
-        {"ready-fd", UTIL_FLAG_INT, &ready_fd, "FD", UTIL_READY_FD_HELP, 0, 65535},
+        {"ready-fd", UTIL_FLAG_INT, &ready_fd, "FD", UTIL_READY_FD_HELP, 3, 65535},
         {"people", UTIL_FLAG_STR, &people, "HOST:PORT[,...]",
          "people service bootstrap addresses: HOST an IPv4 address or a DNS name, each of its "
          "A records an endpoint asked for the live workers (no IPv6)", 0, 0},

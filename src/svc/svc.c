@@ -299,7 +299,7 @@ int svc_main(const svc_desc *desc, int argc, char **argv)
          0},
         {"member-listen", UTIL_FLAG_STR, &o.member_listen, "HOST:PORT",
          "this worker's own address (port 0 picks one)", 0, 0},
-        {"ready-fd", UTIL_FLAG_INT, &o.ready_fd, "FD", UTIL_READY_FD_HELP, 0, 65535},
+        {"ready-fd", UTIL_FLAG_INT, &o.ready_fd, "FD", UTIL_READY_FD_HELP, 3, 65535},
         {"data-dir", UTIL_FLAG_STR | UTIL_FLAG_SHARED, &o.data_dir, "DIR",
          "where the SQLite database lives", 0, 0},
         {"db", UTIL_FLAG_STR, &o.db, "URL",

@@ -156,7 +156,7 @@ static int set_value(const util_flag *f, const char *value, const char *source, 
         return -1;
     case UTIL_FLAG_INT:
     case UTIL_FLAG_SIZE:
-        if (util_parse_num(value, f->type == UTIL_FLAG_SIZE ? UTIL_NUM_SIZE : UTIL_NUM_PLAIN,
+        if (util_parse_num(value, kind(f) == UTIL_FLAG_SIZE ? UTIL_NUM_SIZE : UTIL_NUM_PLAIN,
                            f->min, f->max, (long *)f->dest, source, err, errlen) < 0)
             return -1;
         return 0;
