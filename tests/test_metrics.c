@@ -400,9 +400,9 @@ static void test_tcpops_metrics(void **state)
     assert_true(sample(out, "tcpops_worker_state{app=\"people\",worker=\"1\",state=\"running\"}")
                 == 1);
     assert_true(sample(out, "tcpops_worker_restarts_total{app=\"people\",worker=\"1\"}") == 0);
-    expect_at_least(out, "tcpops_worker_resident_memory_bytes{app=\"people\",worker=\"1\"}",
+    expect_at_least(out, "tcpops_worker_resident_memory_bytes{app=\"people\",worker=\"1\",pid=\"",
                     4096);
-    expect_at_least(out, "tcpops_worker_uptime_seconds{app=\"gateway\",worker=\"1\"}", 0);
+    expect_at_least(out, "tcpops_worker_uptime_seconds{app=\"gateway\",worker=\"1\",pid=\"", 0);
     promtool_clean(fx, "tcpops metrics", out);
 }
 

@@ -8,11 +8,12 @@
 
 /* Writes to out tcpops_supervisor_up (1 when ps is an answer, 0 when ps is
  * NULL: no master answered), tcpops_build_info{version,program="tcpops"}
- * and, per worker of ps's "workers" (the JSON of `tcpops ps --json`),
- * tcpops_worker_up, tcpops_worker_state{state}, tcpops_worker_restarts_total,
- * tcpops_worker_resident_memory_bytes and tcpops_worker_uptime_seconds,
- * labelled app and worker; a value that is null (no process now) is left
- * out. Returns 0, or -1 when out failed. */
+ * and, from ps's "workers" (the JSON of `tcpops ps --json`), labelled app
+ * and worker: tcpops_worker_up, tcpops_worker_state{state} and
+ * tcpops_worker_restarts_total once per worker (a rolling restart's two
+ * processes of one worker merged), tcpops_worker_resident_memory_bytes and
+ * tcpops_worker_uptime_seconds per process (labelled pid too); a value that
+ * is null (no process now) is left out. Returns 0, or -1 when out failed. */
 int sup_metrics_write(FILE *out, const json_t *ps);
 
 #endif
