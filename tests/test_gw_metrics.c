@@ -69,15 +69,44 @@ static void test_proc_stat(void **state)
     const char *stat = "4242 (tcp ops) (x)) S 1 4242 4242 0 -1 4194560 100 0 0 0 "
                        "250 50 0 0 20 0 9 0 123456 1048576 300 18446744073709551615 1 1 0 0 "
                        "0 0 0 4096 0 0 0 0 17 1 0 0 0 0 0\n";
-    gw_proc_stat st;
-    assert_int_equal(gw_proc_parse_stat(stat, strlen(stat), 100, &st), 0);
+    gw_process_stat st;
+    assert_int_equal(gw_process_parse_stat(stat, strlen(stat), 100, &st), 0);
     assert_true(st.cpu_seconds > 2.99 && st.cpu_seconds < 3.01);
     assert_int_equal(st.start_ticks, 123456);
     assert_int_equal(st.vsize_bytes, 1048576);
     assert_int_equal(st.rss_pages, 300);
     const char *cut = "4242 (x) S 1 2 3";
-    assert_int_equal(gw_proc_parse_stat(cut, strlen(cut), 100, &st), -EINVAL);
-    assert_int_equal(gw_proc_parse_stat("no paren", 8, 100, &st), -EINVAL);
+    assert_int_equal(gw_process_parse_stat(cut, strlen(cut), 100, &st), -EINVAL);
+    assert_int_equal(gw_process_parse_stat("no paren", 8, 100, &st), -EINVAL);
+}
+
+/* btime after 256 CPUs' lines and a long intr line (far past 8 KiB), as on
+ * a host with many cores; none at all is -1. */
+static void test_boot_time(void **state)
+{
+    (void)state;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *w = open_memstream(&text, &len);
+    assert_non_null(w);
+    fprintf(w, "cpu  1 2 3 4 5 6 7 8 9 10\n");
+    for (int i = 0; i < 256; i++)
+        fprintf(w, "cpu%d 123456 0 234567 34567890 1234 0 5678 0 0 0\n", i);
+    fprintf(w, "intr 123456789");
+    for (int i = 0; i < 2000; i++)
+        fprintf(w, " %d", i);
+    fprintf(w, "\nctxt 987654321\nbtime 1764288000\nprocesses 4242\n");
+    fclose(w);
+    assert_true(len > 16384);
+    FILE *r = fmemopen(text, len, "r");
+    assert_non_null(r);
+    assert_int_equal(gw_process_boot_time(r), 1764288000LL);
+    fclose(r);
+    r = fmemopen(text, 200, "r"); /* cut before btime */
+    assert_non_null(r);
+    assert_int_equal(gw_process_boot_time(r), -1);
+    fclose(r);
+    free(text);
 }
 
 static void test_process_render(void **state)
@@ -104,6 +133,7 @@ int main(void)
         cmocka_unit_test(test_rpc_methods),
         cmocka_unit_test(test_label_escape),
         cmocka_unit_test(test_proc_stat),
+        cmocka_unit_test(test_boot_time),
         cmocka_unit_test(test_process_render),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

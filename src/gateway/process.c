@@ -14,7 +14,7 @@
 
 #include "gateway/metrics.h"
 
-int gw_proc_parse_stat(const char *text, size_t len, long ticks_per_s, gw_proc_stat *out)
+int gw_process_parse_stat(const char *text, size_t len, long ticks_per_s, gw_process_stat *out)
 {
     /* After "pid (comm) ": state is field 3; utime 14, stime 15,
      * starttime 22, vsize 23, rss 24. */
@@ -73,14 +73,27 @@ static long read_small(const char *path, char *buf, size_t cap)
     return (long)n;
 }
 
-/* The boot time in seconds since the epoch (btime of /proc/stat), or -1. */
+long long gw_process_boot_time(FILE *stat)
+{
+    char *line = NULL;
+    size_t cap = 0;
+    long long btime = -1;
+    while (btime < 0 && getline(&line, &cap, stat) > 0)
+        if (strncmp(line, "btime ", 6) == 0)
+            btime = atoll(line + 6);
+    free(line);
+    return btime;
+}
+
+/* The boot time of /proc/stat, or -1. */
 static long long boot_time(void)
 {
-    char buf[8192];
-    if (read_small("/proc/stat", buf, sizeof(buf)) < 0)
+    FILE *f = fopen("/proc/stat", "re");
+    if (f == NULL)
         return -1;
-    const char *p = strstr(buf, "\nbtime ");
-    return p != NULL ? atoll(p + 7) : -1;
+    long long btime = gw_process_boot_time(f);
+    fclose(f);
+    return btime;
 }
 
 /* Descriptors open now (the one reading /proc/self/fd not counted), or -1. */
@@ -111,11 +124,11 @@ static int one(char **buf, size_t *len, size_t *cap, const char *name, const cha
 int gw_process_render(char **buf, size_t *len, size_t *cap)
 {
     char text[1024];
-    gw_proc_stat st;
+    gw_process_stat st;
     int rc = 0;
     long ticks = sysconf(_SC_CLK_TCK);
     long n = read_small("/proc/self/stat", text, sizeof(text));
-    if (n > 0 && gw_proc_parse_stat(text, (size_t)n, ticks, &st) == 0) {
+    if (n > 0 && gw_process_parse_stat(text, (size_t)n, ticks, &st) == 0) {
         long long btime = boot_time();
         rc = one(buf, len, cap, "process_cpu_seconds_total", "counter",
                  "Total user and system CPU time spent in seconds.", "%.2f\n", st.cpu_seconds);
