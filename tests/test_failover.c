@@ -18,6 +18,9 @@
 #include "rpc/clock.h"
 #include "proc.h"
 
+/* Failures in a row that eject an endpoint (client.h, EJECT_AFTER). */
+#define EJECT_AFTER_CALLS 5
+
 typedef struct fixture {
     proc srv;
     proc srv2;
@@ -202,6 +205,42 @@ static void test_kill9_fails_inflight_then_heals(void **state)
     assert_true(rpc_stats_get(fx->stats, RPC_C_RECONNECTS) >= 1);
 }
 
+/* A call for one endpoint (rpc_call.to, the gateway's scrape of a member)
+ * says nothing of how the channel serves the rest: one for an endpoint not
+ * connected counts no fail-fast, and its timeouts eject nothing, however
+ * many in a row. */
+static void test_calls_to_one_endpoint_count_against_nothing(void **state)
+{
+    fixture *fx = *state;
+    assert_int_equal(start_server(fx), 0);
+    open_channel(fx);
+    assert_true(call_until_ok(fx->ch) > 0);
+
+    rpc_call c = {.method = "test.Echo", .deadline_ms = 1000, .to = "127.0.0.1:1"};
+    int st = rpc_channel_call(fx->ch, &c);
+    rpc_call_fini(&c);
+    assert_int_equal(st, TCPOPS__STATUS__UNAVAILABLE);
+    if (rpc_stats_get(fx->stats, RPC_C_FAIL_FAST) != 0)
+        fail_msg("expected no fail_fast for a call to an endpoint not listed, got %lld",
+                 (long long)rpc_stats_get(fx->stats, RPC_C_FAIL_FAST));
+
+    for (int i = 0; i < 2 * EJECT_AFTER_CALLS; i++) {
+        rpc_call s = {.method = "test.Sleep", .body = (const uint8_t *)"1000", .body_len = 4,
+                      .deadline_ms = 20, .idempotent = 1, .to = fx->listen};
+        st = rpc_channel_call(fx->ch, &s);
+        rpc_call_fini(&s);
+        if (st != TCPOPS__STATUS__DEADLINE_EXCEEDED)
+            fail_msg("call %d to a sleeping endpoint: expected DEADLINE_EXCEEDED, got %s", i,
+                     rpc_status_name(st));
+    }
+    if (rpc_stats_get(fx->stats, RPC_C_EJECTIONS) != 0)
+        fail_msg("expected no ejection after timed-out calls to one endpoint, got %lld",
+                 (long long)rpc_stats_get(fx->stats, RPC_C_EJECTIONS));
+    rpc_endpoint_info info[1];
+    assert_int_equal(rpc_channel_endpoints(fx->ch, info, 1), 1);
+    assert_false(info[0].ejected);
+}
+
 static void test_client_before_server(void **state)
 {
     fixture *fx = *state;
@@ -318,6 +357,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_kill9_fails_inflight_then_heals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_before_server, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_calls_to_one_endpoint_count_against_nothing, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_sigterm_finishes_inflight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reads_retried_elsewhere_writes_not, setup,
                                         teardown),

@@ -249,6 +249,13 @@ static void test_gateway_series(void **state)
     expect_at_least(body, "tcpops_http_requests_in_flight ", 1);
     if (sample(body, "tcpops_rpc_in_flight{service=\"people\"}") != 0)
         fail_in(body, "expected tcpops_rpc_in_flight{service=\"people\"} 0");
+    /* /status's, /readyz's and the scrapes' svc.Status: counted as calls,
+     * but no data call's latency. */
+    expect_at_least(body, "tcpops_rpc_calls_total{service=\"people\",method=\"svc.Status\","
+                          "status=\"OK\"}", 1);
+    if (sample(body, "tcpops_rpc_duration_seconds_count{service=\"people\",method=\"svc.Status\"")
+        != -1)
+        fail_in(body, "expected no tcpops_rpc_duration_seconds for svc.Status");
 
     /* the process, from /proc */
     double fds = expect_at_least(body, "process_open_fds ", 1);

@@ -76,7 +76,9 @@ static void note_writes(gw_backend *b, int status, const char *error)
 
 /* rpc_channel_call on the data channel, counted for /metrics: in flight
  * while it runs, then its time in its method's histogram (its status is
- * counted by the channel's stats). Any thread, no lock. */
+ * counted by the channel's stats). For the calls HTTP requests make;
+ * the control plane's svc.Status (readiness, /status, the /metrics scrape)
+ * goes through control_call. Any thread, no lock. */
 static int timed_call(gw_backend *b, rpc_call *call)
 {
     atomic_fetch_add_explicit(&b->inflight, 1, memory_order_relaxed);
@@ -85,6 +87,16 @@ static int timed_call(gw_backend *b, rpc_call *call)
     gw_hist_observe(&b->latency[gw_rpc_method_index(call->method)], rpc_now_us() - t0);
     atomic_fetch_sub_explicit(&b->inflight, 1, memory_order_relaxed);
     return st;
+}
+
+/* rpc_channel_call for the control plane's svc.Status: counted in
+ * tcpops_rpc_calls_total{method="svc.Status"} by the channel's stats, but
+ * kept out of tcpops_rpc_duration_seconds and tcpops_rpc_in_flight, which
+ * tell how the data calls fare (a stuck member's 500 ms scrape timeouts are
+ * no data call's latency). Any thread, no lock. */
+static int control_call(gw_backend *b, rpc_call *call)
+{
+    return rpc_channel_call(b->data, call);
 }
 
 int gw_backend_call(gw_backend *b, rpc_call *call)
@@ -130,7 +142,7 @@ int gw_backend_check_ready(gw_backend *b, int deadline_ms, char *why, size_t len
         return 1;
     int dl = deadline_ms < READY_PROBE_MS ? deadline_ms : READY_PROBE_MS;
     rpc_call c = {.method = "svc.Status", .deadline_ms = dl > 0 ? dl : 1, .idempotent = 1};
-    int st = timed_call(b, &c);
+    int st = control_call(b, &c);
     if (st == TCPOPS__STATUS__OK) {
         Tcpops__StatusResponse *r = tcpops__status_response__unpack(NULL, c.resp_len, c.resp);
         if (r != NULL) {
@@ -523,7 +535,7 @@ json_t *gw_backend_status(gw_backend *b, int deadline_ms, int *up)
 
     int64_t t0 = rpc_now_us();
     rpc_call c = {.method = "svc.Status", .deadline_ms = deadline_ms, .idempotent = 1};
-    int st = timed_call(b, &c);
+    int st = control_call(b, &c);
     double ms = (double)(rpc_now_us() - t0) / 1000.0;
     *up = st == TCPOPS__STATUS__OK;
     json_object_set_new(o, "state", json_string(*up ? "up" : "down"));
@@ -694,7 +706,7 @@ static void *scrape_main(void *arg)
         if (left > 0) {
             rpc_call c = {.method = "svc.Status", .deadline_ms = (int)left, .idempotent = 1,
                           .to = j->member};
-            if (timed_call(j->b, &c) == TCPOPS__STATUS__OK)
+            if (control_call(j->b, &c) == TCPOPS__STATUS__OK)
                 j->resp = tcpops__status_response__unpack(NULL, c.resp_len, c.resp);
             rpc_call_fini(&c);
         }

@@ -32,9 +32,11 @@ uint64_t gw_hist_count(const gw_hist *h);
 int gw_hist_render(const gw_hist *h, const char *name, const char *labels, char **buf,
                    size_t *len, size_t *cap);
 
-/* The RPC methods the gateway calls, each with its own latency histogram
- * per service (backend.c); any other counts as "other". */
-#define GW_RPC_METHODS 6
+/* The RPC methods HTTP requests make the gateway call, each with its own
+ * latency histogram per service (backend.c); any other counts as "other".
+ * svc.Status, the control plane's, is timed by none (backend.c,
+ * control_call). */
+#define GW_RPC_METHODS 5
 int gw_rpc_method_index(const char *method);
 const char *gw_rpc_method_name(int index);
 

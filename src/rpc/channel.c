@@ -159,7 +159,10 @@ static void no_conn(rpc_channel *ch, rpc_call *call, int full, int64_t deadline)
     } else if (full) {
         set_error(call, TCPOPS__STATUS__UNAVAILABLE, "%s: channel stopping", ch->name);
     } else {
-        rpc_stats_add(ch->cfg.stats, RPC_C_FAIL_FAST, 1);
+        /* A call for one endpoint (call->to) not connected yet is no
+         * sign the channel sheds load: not counted. */
+        if (call->to == NULL)
+            rpc_stats_add(ch->cfg.stats, RPC_C_FAIL_FAST, 1);
         int e = balance_last_error(ch);
         call->err = e;
         set_error(call, TCPOPS__STATUS__UNAVAILABLE, "%s: no healthy connection%s%s%s",
@@ -255,7 +258,10 @@ static int after_attempt(rpc_channel *ch, conn *cn, rpc_call *call, const pendin
                          int64_t deadline, const endpoint **avoid, int *read_retried)
 {
     snprintf(call->endpoint, sizeof(call->endpoint), "%s", cn->ep->addr);
-    if (!done || p->how == END_ANSWER || p->how == END_LOST)
+    /* A call for one endpoint (a scrape of that member) says nothing of how
+     * it serves the calls spread over all: it neither ejects it nor clears
+     * its failures. */
+    if (call->to == NULL && (!done || p->how == END_ANSWER || p->how == END_LOST))
         balance_note(cn, !done || p->how == END_LOST);
     /* Timed out while the connection was silent for a keepalive timeout:
      * the peer may have vanished without a reset (a partition). Pick others

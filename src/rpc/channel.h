@@ -101,7 +101,9 @@ typedef struct rpc_call {
                                   * NULL for any: asks one worker for its own
                                   * answer (the gateway's scrape of each member's
                                   * svc.Status); not there or not ready: the call
-                                  * fails as when nothing is healthy */
+                                  * fails as when nothing is healthy, without
+                                  * counting fail_fast; its failures and
+                                  * timeouts count toward no ejection */
     /* out */
     int status;                  /* a Tcpops__Status */
     char error[256];             /* human text when status != OK */
