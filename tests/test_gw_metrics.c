@@ -1,6 +1,8 @@
 /* The gateway's metrics modules without a server: the histogram's
- * buckets and text, label escaping, and /proc/PID/stat parsing. */
+ * buckets and text, label escaping, the shared text (made by one caller,
+ * served to all), and /proc/PID/stat parsing. */
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -60,6 +62,112 @@ static void test_label_escape(void **state)
     /* cut short, never mid-escape, never past out */
     assert_string_equal(gw_label_escape(out, 6, "ab\"cd"), "ab\\\"");
     assert_string_equal(gw_label_escape(out, sizeof(out), "127.0.0.1:5002"), "127.0.0.1:5002");
+}
+
+/* A fill that counts its runs and, while hold is set, waits for it to
+ * clear once it has said it runs. */
+typedef struct filler {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int fills;
+    int hold;
+    int running;
+} filler;
+
+static int fill_counted(void *user, int deadline_ms, char **buf, size_t *len, size_t *cap)
+{
+    filler *f = user;
+    (void)deadline_ms;
+    pthread_mutex_lock(&f->lock);
+    int n = ++f->fills;
+    f->running = 1;
+    pthread_cond_broadcast(&f->cond);
+    while (f->hold)
+        pthread_cond_wait(&f->cond, &f->lock);
+    f->running = 0;
+    pthread_mutex_unlock(&f->lock);
+    return gw_buf_printf(buf, len, cap, "made %d\n", n);
+}
+
+typedef struct sharer {
+    gw_metrics *m;
+    filler *f;
+    int max_age_ms;
+    char *text;
+} sharer;
+
+static void *share(void *arg)
+{
+    sharer *s = arg;
+    size_t len = 0, cap = 0;
+    assert_int_equal(gw_metrics_render_shared(s->m, s->max_age_ms, 60000, fill_counted, s->f,
+                                              &s->text, &len, &cap),
+                     0);
+    return NULL;
+}
+
+/* Many callers at once, the text fresh for a minute: one fill between
+ * them, its text for each. */
+static void test_shared_text_made_once(void **state)
+{
+    (void)state;
+    enum { N = 16 };
+    gw_metrics *m = NULL;
+    filler f = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+    sharer s[N];
+    pthread_t th[N];
+    assert_int_equal(gw_metrics_new(&m), 0);
+    for (int i = 0; i < N; i++) {
+        s[i] = (sharer){.m = m, .f = &f, .max_age_ms = 60000};
+        assert_int_equal(pthread_create(&th[i], NULL, share, &s[i]), 0);
+    }
+    for (int i = 0; i < N; i++) {
+        pthread_join(th[i], NULL);
+        assert_non_null(s[i].text);
+        assert_string_equal(s[i].text, "made 1\n");
+        free(s[i].text);
+    }
+    if (f.fills != 1)
+        fail_msg("%d callers at once: expected 1 fill, got %d", N, f.fills);
+    gw_metrics_free(m);
+}
+
+/* While one caller fills, another whose deadline passes first takes the
+ * last text made, stale as it is; and the first's text is then shared. */
+static void test_shared_text_past_deadline(void **state)
+{
+    (void)state;
+    gw_metrics *m = NULL;
+    filler f = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    assert_int_equal(gw_metrics_new(&m), 0);
+    assert_int_equal(gw_metrics_render_shared(m, 0, 1000, fill_counted, &f, &buf, &len, &cap),
+                     0);
+    assert_string_equal(buf, "made 1\n");
+
+    f.hold = 1;
+    sharer slow = {.m = m, .f = &f, .max_age_ms = 0};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, share, &slow), 0);
+    pthread_mutex_lock(&f.lock);
+    while (!f.running)
+        pthread_cond_wait(&f.cond, &f.lock);
+    pthread_mutex_unlock(&f.lock);
+    len = 0;
+    assert_int_equal(gw_metrics_render_shared(m, 0, 1, fill_counted, &f, &buf, &len, &cap), 0);
+    assert_string_equal(buf, "made 1\n");
+
+    pthread_mutex_lock(&f.lock);
+    f.hold = 0;
+    pthread_cond_broadcast(&f.cond);
+    pthread_mutex_unlock(&f.lock);
+    pthread_join(th, NULL);
+    assert_string_equal(slow.text, "made 2\n");
+    assert_int_equal(f.fills, 2);
+    free(slow.text);
+    free(buf);
+    gw_metrics_free(m);
 }
 
 static void test_proc_stat(void **state)
@@ -132,6 +240,8 @@ int main(void)
         cmocka_unit_test(test_hist_buckets_are_cumulative),
         cmocka_unit_test(test_rpc_methods),
         cmocka_unit_test(test_label_escape),
+        cmocka_unit_test(test_shared_text_made_once),
+        cmocka_unit_test(test_shared_text_past_deadline),
         cmocka_unit_test(test_proc_stat),
         cmocka_unit_test(test_boot_time),
         cmocka_unit_test(test_process_render),

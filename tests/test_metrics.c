@@ -1,11 +1,13 @@
 /* Prometheus text from the real programs: the gateway's /metrics after
  * traffic on every route (an RPC error among it), with a member that stops
- * answering, and `tcpops metrics` with and without a master. The series
+ * answering, many scrapes at once (the members asked by one of them), and
+ * `tcpops metrics` with and without a master. The series
  * and their values are checked here; `promtool check metrics` checks the
  * format, and is skipped (visibly: cmocka's SKIPPED, and exit 77, which
  * ctest shows as Skipped) where promtool is not installed (a failure under
  * CI, where scripts/deps.sh installs it). */
 #include <dirent.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -178,6 +180,26 @@ static char *scrape(fixture *fx)
     return r.body;
 }
 
+/* Scrapes until the sample starting with prefix is within [lo, hi], for at
+ * most 10 s: the members' counters in /metrics are asked at most once a
+ * second (SCRAPE_CACHE_MS), so a scrape just after another may show what
+ * they said before. Returns that body (malloc'd). */
+static char *scrape_when(fixture *fx, const char *prefix, double lo, double hi)
+{
+    int64_t deadline = rpc_now_ms() + 10000;
+    for (;;) {
+        char *body = scrape(fx);
+        double v = sample(body, prefix);
+        if (v >= lo && v <= hi)
+            return body;
+        if (rpc_now_ms() > deadline)
+            fail_in(body, "expected a sample %s... within [%g, %g] within 10 s, got %g", prefix,
+                    lo, hi, v);
+        free(body);
+        usleep(20 * 1000);
+    }
+}
+
 /* Waits until the gateway knows a member of each service (learnt in the
  * background after it is ready), so that a scrape asks them. */
 static void wait_members(fixture *fx)
@@ -229,7 +251,9 @@ static void test_gateway_series(void **state)
     start_gateway(fx);
     wait_members(fx);
     traffic(fx);
-    char *body = scrape(fx);
+    /* people answered List, 2 Creates and PET_ASKED + 1 PetIds at least */
+    char *body = scrape_when(fx, "tcpops_service_calls_total{service=\"people\"", PETS_ASKED + 4,
+                             1e18);
 
     /* RPC latency and outcomes, per service and method */
     expect_at_least(body, "tcpops_rpc_duration_seconds_count{service=\"people\",method=\"people."
@@ -346,7 +370,7 @@ static void test_member_not_answering(void **state)
     traffic(fx);
     proc_signal(&fx->people, SIGSTOP);
     wait_stopped(&fx->people);
-    char *body = scrape(fx);
+    char *body = scrape_when(fx, "tcpops_service_member_up{service=\"people\"", 0, 0);
     proc_signal(&fx->people, SIGCONT);
     if (sample(body, "tcpops_service_member_up{service=\"people\"") != 0)
         fail_in(body, "a stopped people worker: expected tcpops_service_member_up 0");
@@ -356,6 +380,61 @@ static void test_member_not_answering(void **state)
     expect_at_least(body, "tcpops_service_member_up{service=\"pets\"", 1);
     expect_at_least(body, "tcpops_service_calls_total{service=\"pets\"", PETS_ASKED);
     promtool_clean(fx, "/metrics with a member not answering", body);
+    free(body);
+}
+
+#define SCRAPERS 48 /* /metrics requests at once */
+
+typedef struct scraper {
+    int port;
+    int status; /* the answer's, or -1: none */
+} scraper;
+
+static void *scrape_once(void *arg)
+{
+    scraper *sc = arg;
+    http_resp r;
+    sc->status = http_once(sc->port, "GET", "/metrics", NULL, NULL, &r) < 0 ? -1 : r.status;
+    if (sc->status >= 0)
+        http_resp_free(&r);
+    return NULL;
+}
+
+/* /metrics needs no credentials: many scrapes at once ask each member for
+ * svc.Status once between them (and once a second at most), not once each.
+ * The gateway's own count of its svc.Status calls to people (readiness,
+ * /status and the scrapes make them, and none of the first two come here)
+ * tells how often it asked. */
+static void test_scrapes_share_one_member_ask(void **state)
+{
+    fixture *fx = *state;
+    const char *asked = "tcpops_rpc_calls_total{service=\"people\",method=\"svc.Status\","
+                        "status=\"OK\"}";
+    start_gateway(fx);
+    wait_members(fx);
+    char *body = scrape(fx);
+    double before = expect_at_least(body, asked, 1);
+    free(body);
+    pthread_t th[SCRAPERS];
+    scraper sc[SCRAPERS];
+    for (int i = 0; i < SCRAPERS; i++) {
+        sc[i] = (scraper){.port = fx->gw_port, .status = -1};
+        if (pthread_create(&th[i], NULL, scrape_once, &sc[i]) != 0)
+            fail_msg("pthread_create for scraper %d failed", i);
+    }
+    for (int i = 0; i < SCRAPERS; i++)
+        pthread_join(th[i], NULL);
+    for (int i = 0; i < SCRAPERS; i++)
+        if (sc[i].status != 200)
+            fail_msg("scraper %d: expected 200, got %d", i, sc[i].status);
+    body = scrape(fx);
+    double after = sample(body, asked);
+    /* One ask per second the scrapes took, and the last scrape's: far
+     * fewer than SCRAPERS unless each scrape asked on its own. */
+    if (after - before > SCRAPERS / 6)
+        fail_in(body, "%d scrapes at once: expected at most %d svc.Status calls to people, got "
+                      "%g (%g before, %g after)",
+                SCRAPERS + 1, SCRAPERS / 6, after - before, before, after);
     free(body);
 }
 
@@ -431,6 +510,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_gateway_series, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gateway_promtool, setup, teardown),
         cmocka_unit_test_setup_teardown(test_member_not_answering, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_scrapes_share_one_member_ask, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tcpops_metrics, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tcpops_metrics_without_master, setup, teardown),
     };

@@ -1,12 +1,14 @@
 #include "gateway/metrics.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "rpc/clock.h"
 #include "util/flags.h"
 
 enum { M_GET, M_POST, M_OTHER, M_COUNT };
@@ -24,6 +26,14 @@ static const int64_t bounds_us[GW_HIST_BUCKETS] = {
 struct gw_metrics {
     _Atomic uint64_t requests[GW_R_COUNT][M_COUNT][NCODES + 1];
     gw_hist latency[GW_R_COUNT];
+
+    /* gw_metrics_render_shared's text, made by one caller at a time. */
+    pthread_mutex_t lock;  /* guards the fields below */
+    pthread_cond_t made;   /* a fill ended (broadcast) */
+    int filling;           /* a caller is making the text now */
+    char *text;            /* the last text made, NULL: none yet */
+    size_t text_len;
+    int64_t text_ms;       /* rpc_now_ms when it was made */
 };
 
 /* What the gateway calls; see gw_rpc_method_index. */
@@ -89,13 +99,72 @@ int gw_metrics_new(gw_metrics **out)
     gw_metrics *m = calloc(1, sizeof(*m));
     if (m == NULL)
         return -ENOMEM;
+    pthread_mutex_init(&m->lock, NULL);
+    rpc_cond_init(&m->made);
     *out = m;
     return 0;
 }
 
 void gw_metrics_free(gw_metrics *m)
 {
+    if (m == NULL)
+        return;
+    pthread_cond_destroy(&m->made);
+    pthread_mutex_destroy(&m->lock);
+    free(m->text);
     free(m);
+}
+
+/* Appends the last text made (if any). Expects m->lock. */
+static int append_text(const gw_metrics *m, char **buf, size_t *len, size_t *cap)
+{
+    if (m->text == NULL || m->text_len == 0)
+        return 0;
+    return gw_buf_printf(buf, len, cap, "%.*s", (int)m->text_len, m->text);
+}
+
+int gw_metrics_render_shared(gw_metrics *m, int max_age_ms, int deadline_ms, gw_fill_fn fill,
+                             void *user, char **buf, size_t *len, size_t *cap)
+{
+    int64_t until = rpc_now_ms() + deadline_ms;
+    struct timespec ts;
+    rpc_ms_to_timespec(until, &ts);
+    int rc = 0, make = 0;
+    pthread_mutex_lock(&m->lock);
+    /* Fresh enough: shared. Being made by another caller: its text is ours
+     * too, unless our own deadline comes first (then the last one made). */
+    while (m->text == NULL || rpc_now_ms() - m->text_ms >= max_age_ms) {
+        int64_t left = until - rpc_now_ms();
+        if (!m->filling && left > 0) {
+            make = 1;
+            break;
+        }
+        if (left <= 0 || pthread_cond_timedwait(&m->made, &m->lock, &ts) != 0)
+            break;
+    }
+    if (make) {
+        m->filling = 1;
+        pthread_mutex_unlock(&m->lock);
+        char *text = NULL;
+        size_t tlen = 0, tcap = 0;
+        rc = fill(user, (int)(until - rpc_now_ms() > 0 ? until - rpc_now_ms() : 1), &text,
+                  &tlen, &tcap);
+        pthread_mutex_lock(&m->lock);
+        m->filling = 0;
+        if (rc == 0) {
+            free(m->text);
+            m->text = text;
+            m->text_len = tlen;
+            m->text_ms = rpc_now_ms();
+            text = NULL;
+        }
+        pthread_cond_broadcast(&m->made);
+        free(text);
+    }
+    if (rc == 0)
+        rc = append_text(m, buf, len, cap);
+    pthread_mutex_unlock(&m->lock);
+    return rc;
 }
 
 static int method_index(const char *method)

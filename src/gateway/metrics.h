@@ -75,6 +75,19 @@ int gw_metrics_render(const gw_metrics *m, char **buf, size_t *len, size_t *cap)
  * 0 or -ENOMEM. */
 int gw_metrics_render_levels(int inflight, int conns, char **buf, size_t *len, size_t *cap);
 
+/* Makes text into a growable buffer within deadline_ms. 0 or -ENOMEM. */
+typedef int (*gw_fill_fn)(void *user, int deadline_ms, char **buf, size_t *len, size_t *cap);
+
+/* Appends the text fill(user) makes, shared between callers: fill runs in
+ * one caller at a time, and its text serves every caller for max_age_ms
+ * after it was made. A caller that comes while another fills waits for
+ * that text, up to its own deadline_ms; past it, it takes the last text
+ * made (none before the first). So a costly text (the members' counters,
+ * asked over RPC) is made at most once per max_age_ms, however many ask.
+ * Any thread; takes m's lock, never across fill. 0 or -ENOMEM. */
+int gw_metrics_render_shared(gw_metrics *m, int max_age_ms, int deadline_ms, gw_fill_fn fill,
+                             void *user, char **buf, size_t *len, size_t *cap);
+
 /* printf into the same kind of growable buffer. 0 or -ENOMEM. */
 int gw_buf_printf(char **buf, size_t *len, size_t *cap, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));

@@ -28,6 +28,7 @@
 #include "tcpops.pb-c.h"
 
 #define SCRAPE_MS 500 /* /metrics: each member's svc.Status answers within this */
+#define SCRAPE_CACHE_MS 1000 /* /metrics: the members' counters serve this long */
 
 static const struct {
     const char *path;
@@ -379,6 +380,14 @@ static void readyz(gw *g, gw_req *r)
     gw_reply_json(r, 200, body, NULL, NULL);
 }
 
+/* gw_fill_fn: the members' counters, asked of each now. */
+static int scrape_members(void *user, int deadline_ms, char **buf, size_t *len, size_t *cap)
+{
+    gw *g = user;
+    gw_backend *bs[2] = {g->people, g->pets};
+    return gw_backends_scrape(bs, 2, deadline_ms, buf, len, cap);
+}
+
 static void metrics(gw *g, gw_req *r)
 {
     char *buf = NULL;
@@ -386,7 +395,11 @@ static void metrics(gw *g, gw_req *r)
     gw_backend *bs[2] = {g->people, g->pets};
     /* Each member is asked for its counters within SCRAPE_MS (and the
      * request's deadline): one that does not answer shows as
-     * tcpops_service_member_up 0, and the rest is served on time. */
+     * tcpops_service_member_up 0, and the rest is served on time. /metrics
+     * needs no credentials and the status page asks it every second per
+     * open tab, so the members are asked by one request at a time, and
+     * what they said serves every request for SCRAPE_CACHE_MS; the
+     * gateway's own counters are read fresh for each. */
     int64_t left = r->deadline_ms - rpc_now_ms();
     int scrape_ms = left < SCRAPE_MS ? (left > 0 ? (int)left : 1) : SCRAPE_MS;
     int rc = gw_metrics_render(g->metrics, &buf, &len, &cap);
@@ -398,7 +411,8 @@ static void metrics(gw *g, gw_req *r)
     if (rc == 0)
         rc = gw_backends_metrics(bs, 2, &buf, &len, &cap);
     if (rc == 0)
-        rc = gw_backends_scrape(bs, 2, scrape_ms, &buf, &len, &cap);
+        rc = gw_metrics_render_shared(g->metrics, SCRAPE_CACHE_MS, scrape_ms, scrape_members, g,
+                                      &buf, &len, &cap);
     if (rc < 0)
         gw_reply_error(r, 500, NULL, "out of memory");
     else
