@@ -29,6 +29,18 @@ static char *text_of(const json_t *ps)
     return buf;
 }
 
+/* The text of a ps answer given as JSON (malloc'd). */
+static char *text_of_json(const char *json)
+{
+    json_error_t je;
+    json_t *ps = json_loads(json, 0, &je);
+    if (ps == NULL)
+        fail_msg("the test's ps JSON: %s", je.text);
+    char *t = text_of(ps);
+    json_decref(ps);
+    return t;
+}
+
 static void expect_line(const char *text, const char *line, int want)
 {
     if ((strstr(text, line) != NULL) != want)
@@ -58,18 +70,14 @@ static void expect_unique(const char *text)
 static void test_workers(void **state)
 {
     (void)state;
-    json_error_t je;
-    json_t *ps = json_loads(
+    char *t = text_of_json(
         "{\"ok\":true,\"workers\":["
         "{\"app\":\"people\",\"worker\":1,\"pid\":41,\"state\":\"running\",\"uptime_ms\":2500,"
         "\"restarts\":0,\"rss_bytes\":8388608,\"last_exit\":null},"
         "{\"app\":\"people\",\"worker\":2,\"pid\":null,\"state\":\"crash-looping\","
         "\"uptime_ms\":null,\"restarts\":7,\"rss_bytes\":null,\"last_exit\":1},"
         "{\"app\":\"pets\",\"worker\":1,\"pid\":43,\"state\":\"replaced\",\"uptime_ms\":10,"
-        "\"restarts\":1,\"rss_bytes\":null,\"last_exit\":137}]}",
-        0, &je);
-    assert_non_null(ps);
-    char *t = text_of(ps);
+        "\"restarts\":1,\"rss_bytes\":null,\"last_exit\":137}]}");
     char build[200];
     snprintf(build, sizeof(build), "tcpops_build_info{version=\"%s\",program=\"tcpops\"} 1\n",
              util_version());
@@ -93,7 +101,6 @@ static void test_workers(void **state)
     expect_line(t, "tcpops_worker_uptime_seconds{app=\"people\",worker=\"2\"}", 0);
     expect_unique(t);
     free(t);
-    json_decref(ps);
 }
 
 /* A rolling restart of pets.1: the old process drains as "replaced" while
@@ -104,8 +111,7 @@ static void test_workers(void **state)
 static void test_rolling_restart(void **state)
 {
     (void)state;
-    json_error_t je;
-    json_t *ps = json_loads(
+    char *t = text_of_json(
         "{\"ok\":true,\"workers\":["
         "{\"app\":\"pets\",\"worker\":1,\"pid\":50,\"state\":\"replaced\",\"uptime_ms\":9000,"
         "\"restarts\":3,\"rss_bytes\":4096,\"last_exit\":null},"
@@ -114,25 +120,26 @@ static void test_rolling_restart(void **state)
         "{\"app\":\"pets\",\"worker\":2,\"pid\":60,\"state\":\"running\",\"uptime_ms\":1000,"
         "\"restarts\":0,\"rss_bytes\":2048,\"last_exit\":null},"
         "{\"app\":\"pets\",\"worker\":2,\"pid\":61,\"state\":\"running\",\"uptime_ms\":100,"
-        "\"restarts\":0,\"rss_bytes\":null,\"last_exit\":null}]}",
-        0, &je);
-    assert_non_null(ps);
-    char *t = text_of(ps);
+        "\"restarts\":0,\"rss_bytes\":null,\"last_exit\":null}]}");
     expect_unique(t);
-    expect_line(t, "tcpops_worker_up{app=\"pets\",worker=\"1\"} 1\n", 1);
-    expect_line(t, "tcpops_worker_state{app=\"pets\",worker=\"1\",state=\"replaced\"} 1\n", 1);
-    expect_line(t, "tcpops_worker_state{app=\"pets\",worker=\"1\",state=\"starting\"} 1\n", 1);
-    expect_line(t, "tcpops_worker_state{app=\"pets\",worker=\"2\",state=\"running\"} 2\n", 1);
-    expect_line(t, "tcpops_worker_restarts_total{app=\"pets\",worker=\"1\"} 3\n", 1);
-    expect_line(t, "tcpops_worker_resident_memory_bytes{app=\"pets\",worker=\"1\",pid=\"50\"} 4096\n",
-                1);
-    expect_line(t, "tcpops_worker_resident_memory_bytes{app=\"pets\",worker=\"1\",pid=\"51\"} 1024\n",
-                1);
-    expect_line(t, "tcpops_worker_resident_memory_bytes{app=\"pets\",worker=\"2\",pid=\"61\"}", 0);
-    expect_line(t, "tcpops_worker_uptime_seconds{app=\"pets\",worker=\"1\",pid=\"50\"} 9\n", 1);
-    expect_line(t, "tcpops_worker_uptime_seconds{app=\"pets\",worker=\"1\",pid=\"51\"} 0.2\n", 1);
+    static const struct {
+        const char *line;
+        int want;
+    } lines[] = {
+        {"tcpops_worker_up{app=\"pets\",worker=\"1\"} 1\n", 1},
+        {"tcpops_worker_state{app=\"pets\",worker=\"1\",state=\"replaced\"} 1\n", 1},
+        {"tcpops_worker_state{app=\"pets\",worker=\"1\",state=\"starting\"} 1\n", 1},
+        {"tcpops_worker_state{app=\"pets\",worker=\"2\",state=\"running\"} 2\n", 1},
+        {"tcpops_worker_restarts_total{app=\"pets\",worker=\"1\"} 3\n", 1},
+        {"tcpops_worker_resident_memory_bytes{app=\"pets\",worker=\"1\",pid=\"50\"} 4096\n", 1},
+        {"tcpops_worker_resident_memory_bytes{app=\"pets\",worker=\"1\",pid=\"51\"} 1024\n", 1},
+        {"tcpops_worker_resident_memory_bytes{app=\"pets\",worker=\"2\",pid=\"61\"}", 0},
+        {"tcpops_worker_uptime_seconds{app=\"pets\",worker=\"1\",pid=\"50\"} 9\n", 1},
+        {"tcpops_worker_uptime_seconds{app=\"pets\",worker=\"1\",pid=\"51\"} 0.2\n", 1},
+    };
+    for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++)
+        expect_line(t, lines[i].line, lines[i].want);
     free(t);
-    json_decref(ps);
 }
 
 static void test_no_master(void **state)
