@@ -113,6 +113,7 @@ static void test_ini_values(void **state)
                   "[tcpops]\n"
                   "data_dir = /srv/tcpops\n"
                   "drain_ms = 250\n"
+                  "ready_timeout_ms = 1500\n"
                   "[people]\n"
                   "workers = 4\n"
                   "max_memory = 64M\n"
@@ -128,6 +129,7 @@ static void test_ini_values(void **state)
         fail_msg("expected the file to load, got \"%s\"", err);
     assert_string_equal(c.data_dir, "/srv/tcpops");
     assert_int_equal(c.drain_ms, 250);
+    assert_int_equal(c.policy.ready_timeout_ms, 1500);
     assert_int_equal(c.apps[SUP_PEOPLE].workers, 4);
     assert_int_equal(c.apps[SUP_PEOPLE].max_memory, 64L << 20);
     assert_string_equal(c.apps[SUP_PEOPLE].listen, "127.0.0.1:6002");
@@ -151,6 +153,9 @@ static void test_ini_errors_name_the_line(void **state)
                       "FILE line 4: [gateway] workers: \"2\": the gateway runs exactly 1");
     expect_load_error("[tcpops]\ndrain_ms = 600001\n",
                       "FILE line 2: [tcpops] drain_ms: \"600001\" is out of range: 0 to 600000");
+    expect_load_error("[tcpops]\nready_timeout_ms = 99\n",
+                      "FILE line 2: [tcpops] ready_timeout_ms: \"99\" is out of range: 100 to "
+                      "600000");
     expect_load_error("[people]\nworkers = 2\n[pets\n", "FILE line 3: syntax error");
     expect_load_error("[people]\nworkers 2\n", "FILE line 2: syntax error");
 }

@@ -431,6 +431,10 @@ static int on_ini(void *user, const char *section, const char *key, const char *
         if (strcmp(key, "drain_ms") == 0)
             return util_parse_num(value, UTIL_NUM_PLAIN, 0, SUP_DRAIN_MS_MAX, &l->c->drain_ms,
                                   "[tcpops] drain_ms", l->err, l->errlen) == 0;
+        if (strcmp(key, "ready_timeout_ms") == 0)
+            return util_parse_num(value, UTIL_NUM_PLAIN, SUP_READY_TIMEOUT_MS_MIN,
+                                  SUP_READY_TIMEOUT_MS_MAX, &l->c->policy.ready_timeout_ms,
+                                  "[tcpops] ready_timeout_ms", l->err, l->errlen) == 0;
         if (strcmp(key, "apps") == 0)
             return sup_config_apps(l->c, value, "[tcpops] apps", l->err, l->errlen) == 0;
         if (strcmp(key, "insecure") == 0)

@@ -37,7 +37,9 @@ enum { SUP_GATEWAY, SUP_PEOPLE, SUP_PETS, SUP_NAPPS };
 #define SUP_RESTART_JITTER 0.1
 #define SUP_CRASHLOOP_AFTER 5            /* quick failures in a row: crash-looping */
 #define SUP_HEALTHY_MS 30000L            /* up this long: an exit is not a quick failure */
-#define SUP_READY_TIMEOUT_MS 20000L      /* a replacement says "ready" within this */
+#define SUP_READY_TIMEOUT_MS 20000L      /* a worker says "ready" within this */
+#define SUP_READY_TIMEOUT_MS_MIN 100L    /* [tcpops] ready_timeout_ms: 100 ms to 10 minutes */
+#define SUP_READY_TIMEOUT_MS_MAX 600000L
 /* Time for the gateway's membership refresh (every second) to see a new
  * worker before the one it replaces leaves. */
 #define SUP_SETTLE_MS 1500L
@@ -57,7 +59,7 @@ typedef struct sup_policy {
     rpc_backoff_cfg restart;  /* delay before restarting a worker that exited */
     int crashloop_after;      /* SUP_CRASHLOOP_AFTER */
     long healthy_ms;          /* SUP_HEALTHY_MS */
-    long ready_timeout_ms;    /* SUP_READY_TIMEOUT_MS */
+    long ready_timeout_ms;    /* SUP_READY_TIMEOUT_MS, [tcpops] ready_timeout_ms */
     long settle_ms;           /* SUP_SETTLE_MS */
     long kill_grace_ms;       /* SUP_KILL_GRACE_MS */
     long retry_spawn_ms;      /* SUP_RETRY_SPAWN_MS */
@@ -113,8 +115,8 @@ typedef struct sup_config {
  * `tcpops up` and the tests start from it. */
 void sup_config_default(sup_config *c);
 
-/* Reads an INI file ([tcpops] data_dir, drain_ms, apps, db, advertise,
- * tls_cert, tls_key, tls_ca, insecure;
+/* Reads an INI file ([tcpops] data_dir, drain_ms, ready_timeout_ms, apps,
+ * db, advertise, tls_cert, tls_key, tls_ca, insecure;
  * [gateway|people|pets] listen, workers, max_memory, args; [people|pets]
  * db, advertise; [gateway] https_cert, https_key). Numbers are parsed and ranged as the flags of the same
  * name are (util_parse_num). 0, or -1 with err filled. */
