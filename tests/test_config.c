@@ -304,7 +304,22 @@ static void test_worker_command_lines(void **state)
         strcat(many, "-x ");
     snprintf(c.apps[SUP_PETS].args, sizeof(c.apps[SUP_PETS].args), "%s", many);
     assert_int_equal(sup_app_argv(&c, SUP_PETS, &av, err, sizeof(err)), -1);
-    assert_string_equal(err, "pets args: more than 53 words");
+    assert_string_equal(err, "pets args: more than 51 words");
+    /* As many as fit leave room for --ready-fd: every start can add it. */
+    many[0] = '\0';
+    for (int i = 0; i < 51; i++)
+        strcat(many, "-x ");
+    snprintf(c.apps[SUP_PETS].args, sizeof(c.apps[SUP_PETS].args), "%s", many);
+    assert_int_equal(sup_app_argv(&c, SUP_PETS, &av, err, sizeof(err)), 0);
+    if (sup_argv_ready(&av, 9, err, sizeof(err)) != 0)
+        fail_msg("expected --ready-fd to fit after args sup_app_argv took, got \"%s\"", err);
+    assert_string_equal(av.argv[1], "--ready-fd");
+    assert_string_equal(av.argv[SUP_MAX_ARGV - 1], "-x");
+    assert_null(av.argv[SUP_MAX_ARGV]);
+    strcat(many, "-x");
+    snprintf(c.apps[SUP_PETS].args, sizeof(c.apps[SUP_PETS].args), "%s", many);
+    assert_int_equal(sup_app_argv(&c, SUP_PETS, &av, err, sizeof(err)), -1);
+    assert_string_equal(err, "pets args: more than 51 words");
 }
 
 static void test_apps_on_this_host(void **state)

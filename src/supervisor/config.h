@@ -168,6 +168,7 @@ int sup_app_store(const sup_config *c, int app, char *out, size_t len, char *err
  * the app's args split at spaces and tabs (which come last, so they
  * can override any of these). */
 #define SUP_MAX_ARGV 64
+#define SUP_READY_ARGV 2 /* the words sup_argv_ready adds: --ready-fd FD */
 typedef struct sup_argv {
     char *argv[SUP_MAX_ARGV + 1]; /* NULL-terminated; points into buf, the
                                    * fields below and c */
@@ -184,8 +185,10 @@ typedef struct sup_argv {
  * bin_dir/BINARY, for the message). */
 int sup_app_path(const sup_config *c, int app, char *path, size_t len);
 
-/* Fills out for app, argv[0] from sup_app_path. 0, or -1 with err filled when args has more words than
- * fit. out points into c: c must outlive out. */
+/* Fills out for app, argv[0] from sup_app_path. 0, or -1 with err filled
+ * when args has more words than fit with sup_argv_ready's after them (so
+ * that `tcpops up` refuses them before it starts anything). out points
+ * into c: c must outlive out. */
 int sup_app_argv(const sup_config *c, int app, sup_argv *out, char *err, size_t errlen);
 
 /* Puts --ready-fd FD right after the program in out (filled by
