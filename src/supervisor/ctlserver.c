@@ -119,14 +119,14 @@ void sup_ctlserver_want_progress(sup_ctlserver *s, int fd)
 }
 
 /* Appends n bytes to what c is to be sent. 0, or -1 (nothing appended)
- * when that would pass SUP_CTL_OUT_MAX or memory ran out. */
-static int queue(sup_ctlclient *c, const char *p, size_t n)
+ * when that would make more than max bytes wait or memory ran out. */
+static int queue(sup_ctlclient *c, const char *p, size_t n, size_t max)
 {
     if (c->outoff == c->outlen) { /* nothing waited: the clock starts now */
         c->outoff = c->outlen = 0;
         c->sent_ms = rpc_now_ms();
     }
-    if (c->outlen - c->outoff + n > SUP_CTL_OUT_MAX)
+    if (c->outlen - c->outoff + n > max)
         return -1;
     if (c->outoff > 0) { /* what was sent makes room */
         memmove(c->out, c->out + c->outoff, c->outlen - c->outoff);
@@ -190,8 +190,9 @@ void sup_ctlserver_progress(sup_ctlserver *s, int fd, const char *text)
         return;
     char *line = json_line(json_pack("{s:s}", "progress", text), &n);
     /* Too far behind: it reads too slowly for progress, and gets only its
-     * answer. Whole lines are queued, so none is ever cut. */
-    if (line == NULL || queue(c, line, n) < 0)
+     * answer (the other half of the room is the answer's). Whole lines are
+     * queued, so none is ever cut. */
+    if (line == NULL || queue(c, line, n, SUP_CTL_OUT_MAX / 2) < 0)
         c->progress = 0;
     else
         (void)flush(c); /* a failed socket's hang-up comes to poll */
@@ -211,7 +212,7 @@ void sup_ctlserver_answer(sup_ctlserver *s, int fd, json_t *obj)
     c->closing = 1;
     /* A client that left does not need its answer; one that cannot have it
      * whole (out of memory) is closed rather than sent a cut line. */
-    if (line == NULL || queue(c, line, n) < 0 || flush(c) < 0)
+    if (line == NULL || queue(c, line, n, SUP_CTL_OUT_MAX) < 0 || flush(c) < 0)
         client_close(c);
     free(line);
 }

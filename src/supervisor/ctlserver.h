@@ -22,7 +22,9 @@
 
 #define SUP_CTL_MAX_CLIENTS 32
 #define SUP_CTL_LINE_MAX 1024   /* a request line, newline included */
-#define SUP_CTL_OUT_MAX (1 << 20) /* bytes waiting for one client: progress past it is dropped */
+/* Bytes waiting for one client: progress past half of it is dropped, the
+ * rest is room for the answer. */
+#define SUP_CTL_OUT_MAX (1 << 20)
 #define SUP_CTL_SEND_TIMEOUT_MS 10000 /* a client that reads nothing this long is dropped */
 #define SUP_CTL_CLOSE_FLUSH_MS 2000 /* closing: what waits to be sent gets this long */
 
@@ -91,8 +93,8 @@ void sup_ctlserver_want_progress(sup_ctlserver *s, int fd);
 
 /* Sends {"progress":text} and a newline to client fd when it asked for
  * progress (else, or fd < 0, nothing). Never blocks: a client so far behind
- * that the line would pass SUP_CTL_OUT_MAX gets no more progress, only its
- * answer. */
+ * that the line would pass half of SUP_CTL_OUT_MAX gets no more progress,
+ * only its answer. */
 void sup_ctlserver_progress(sup_ctlserver *s, int fd, const char *text);
 
 /* {"ok":false,"error":fmt with arg}. Caller owns it. */

@@ -210,7 +210,12 @@ static void tell(sup_procs *p, const sup_worker *w, sup_event ev)
 static void not_ready(sup_procs *p, sup_worker *w, const char *why)
 {
     char q[sizeof(w->reason) + 64];
+    siginfo_t si = {0};
     if (w->state != SUP_W_STARTING || w->pid <= 0)
+        return;
+    /* Exited already (its pipe's end came with its exit): the exit, reaped
+     * next, says more than this would. */
+    if (waitid(P_PID, (id_t)w->pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid != 0)
         return;
     snprintf(w->reason, sizeof(w->reason), "not ready: %s", why);
     util_log(UTIL_ERROR, "not ready", "worker=%s.%d worker_pid=%d action=stop reason=%s",
@@ -282,6 +287,7 @@ int sup_procs_retry(sup_procs *p, sup_worker *w)
     rpc_backoff_init(&w->bo, &p->cfg->policy.restart, NULL, NULL);
     rpc_backoff_next(&w->bo); /* at once, as a first start */
     w->quick_failures = 0;
+    w->reason[0] = '\0'; /* asked again: the old reason may no longer hold */
     if (spawn(p, w) < 0) {
         w->state = SUP_W_BACKOFF;
         w->next_start_ms = rpc_now_ms() + p->cfg->policy.retry_spawn_ms;
