@@ -1301,30 +1301,34 @@ static void wait_not_ready(fixture *fx, int index, const char *want)
 
 /* A pets worker that never says "ready" (it sleeps, the pipe open) is
  * stopped after [tcpops] ready_timeout_ms and restarted with backoff, ps
- * showing why; one that closes its ready pipe without the line is stopped
- * at once, the same way. Once it serves again the reason is gone. */
+ * showing why; one that closes its ready pipe without the line and lives
+ * on is stopped the same way, a moment later. Once it serves again the reason is gone. */
 static void test_worker_never_ready_is_stopped(void **state)
 {
     fixture *fx = *state;
     char bad[400], ini[400], out[16384];
-    /* --ready-fd N comes first ($1 $2): the .eof marker closes fd N. */
+    /* --ready-fd N comes first ($1 $2): the .eof marker closes fd N (bash:
+     * dash takes one-digit descriptors only). */
     own_bin_dir(fx, bad, sizeof(bad),
-                "if [ -e \"$0.eof\" ]; then eval \"exec $2>&-\"; fi; exec sleep 600");
+                "if [ -e \"$0.eof\" ]; then exec bash -c \"exec $2>&-; exec sleep 600\"; fi; "
+                "exec sleep 600");
     snprintf(ini, sizeof(ini), "%s/tcpops.ini", fx->dir);
     FILE *f = fopen(ini, "w");
     assert_non_null(f);
-    /* A short drain: the scale below answers at its deadline. */
-    fputs("[tcpops]\nready_timeout_ms = 300\ndrain_ms = 500\n", f);
+    /* A ready timeout past SUP_READY_EOF_GRACE_MS (1 s), so that the closed
+     * pipe is what stops it there; a short drain: the scale below answers at
+     * its deadline. */
+    fputs("[tcpops]\nready_timeout_ms = 1500\ndrain_ms = 500\n", f);
     assert_int_equal(fclose(f), 0);
     up(fx, "--config", ini, NULL);
 
     touch(bad);
     /* It does not settle: the answer comes at its deadline. */
     assert_int_equal(tcpops(fx, out, sizeof(out), "scale", "pets", "2", NULL), 1);
-    wait_not_ready(fx, 2, "not ready: no \"ready\" within 300 ms");
+    wait_not_ready(fx, 2, "not ready: no \"ready\" within 1500 ms");
     assert_true(log_has(fx->log, "not ready", "worker=pets.2 "));
     assert_int_equal(tcpops(fx, out, sizeof(out), "ps", NULL), 0);
-    expect_has(out, " pets.2: not ready: no \"ready\" within 300 ms", "tcpops ps");
+    expect_has(out, " pets.2: not ready: no \"ready\" within 1500 ms", "tcpops ps");
 
     char eof[400];
     snprintf(eof, sizeof(eof), "%s/bin/tcpops-pets.eof", fx->dir);

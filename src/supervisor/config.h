@@ -40,6 +40,9 @@ enum { SUP_GATEWAY, SUP_PEOPLE, SUP_PETS, SUP_NAPPS };
 #define SUP_READY_TIMEOUT_MS 20000L      /* a worker says "ready" within this */
 #define SUP_READY_TIMEOUT_MS_MIN 100L    /* [tcpops] ready_timeout_ms: 100 ms to 10 minutes */
 #define SUP_READY_TIMEOUT_MS_MAX 600000L
+/* A worker whose ready pipe ended without the line is usually exiting; one
+ * still there this long after is stopped. */
+#define SUP_READY_EOF_GRACE_MS 1000L
 /* Time for the gateway's membership refresh (every second) to see a new
  * worker before the one it replaces leaves. */
 #define SUP_SETTLE_MS 1500L

@@ -98,6 +98,7 @@ static int spawn(sup_procs *p, sup_worker *w)
     w->out_fd = out;
     w->ready_fd = ready[0];
     w->ready_len = 0;
+    w->ready_eof_ms = 0;
     w->state = SUP_W_STARTING;
     w->started_ms = rpc_now_ms();
     w->ready_ms = 0;
@@ -236,7 +237,11 @@ void sup_procs_ready(sup_procs *p, sup_worker *w)
             return;
         if (r <= 0) { /* end of file without the line: never ready */
             close_fd(&w->ready_fd);
-            not_ready(p, w, "its ready pipe closed without a \"ready\" line");
+            /* Most often it is exiting (its descriptors close before it
+             * can be reaped): sup_procs_restart_due stops it only if it
+             * is still there a moment later. */
+            if (w->state == SUP_W_STARTING)
+                w->ready_eof_ms = rpc_now_ms();
             return;
         }
         char *nl = memchr(buf, '\n', (size_t)r);
@@ -357,8 +362,11 @@ void sup_procs_restart_due(sup_procs *p)
     char why[64];
     for (int i = 0; i < p->nw; i++) {
         sup_worker *w = p->w[i];
-        if (w->state == SUP_W_STARTING && !w->retire &&
-            now - w->started_ms > p->cfg->policy.ready_timeout_ms) {
+        if (w->state == SUP_W_STARTING && !w->retire && w->ready_eof_ms != 0 &&
+            now - w->ready_eof_ms > SUP_READY_EOF_GRACE_MS) {
+            not_ready(p, w, "its ready pipe closed without a \"ready\" line");
+        } else if (w->state == SUP_W_STARTING && !w->retire &&
+                   now - w->started_ms > p->cfg->policy.ready_timeout_ms) {
             snprintf(why, sizeof(why), "no \"ready\" within %ld ms",
                      p->cfg->policy.ready_timeout_ms);
             not_ready(p, w, why);

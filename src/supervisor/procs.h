@@ -39,6 +39,7 @@ typedef struct sup_worker {
     sup_wstate state;
     int retire;               /* do not restart when it exits */
     int64_t started_ms, ready_ms, stop_ms, next_start_ms;
+    int64_t ready_eof_ms;     /* its ready pipe ended without the line; 0 not */
     unsigned restarts;        /* times restarted after exiting */
     unsigned quick_failures;  /* exits in a row before being healthy */
     int last_exit;            /* exit code, or 128 + signal; -1 none */
@@ -111,10 +112,11 @@ void sup_procs_pump(sup_procs *p, sup_worker *w);
 
 /* Reads w's --ready-fd pipe: its "ready" line makes a starting worker
  * running (and a service's member= is the address it advertises). Closes
- * the pipe after the line or at its end. A starting worker whose pipe ends
- * without the line, or whose line does not parse, will not serve: it is
- * sent SIGTERM, with the reason kept for ps, and its exit restarted as a
- * failed start. */
+ * the pipe after the line or at its end. A starting worker whose line
+ * does not parse will not serve: it is sent SIGTERM, with the reason kept
+ * for ps, and its exit restarted as a failed start. One whose pipe ends
+ * without the line is stopped so by sup_procs_restart_due if it has not
+ * exited SUP_READY_EOF_GRACE_MS later. */
 void sup_procs_ready(sup_procs *p, sup_worker *w);
 
 /* Starts a failed worker afresh: its backoff and quick failures start
@@ -128,7 +130,8 @@ void sup_procs_reap(sup_procs *p);
 
 /* Starts the workers whose restart time has come, and stops (as
  * sup_procs_ready does) those starting for longer than
- * policy.ready_timeout_ms. */
+ * policy.ready_timeout_ms, or still there SUP_READY_EOF_GRACE_MS after
+ * their ready pipe ended without the line. */
 void sup_procs_restart_due(sup_procs *p);
 
 /* SIGKILLs each worker still there drain_ms + policy.kill_grace_ms after
