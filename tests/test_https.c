@@ -349,19 +349,8 @@ static void install(const char *src, const char *dst)
 /* Polls the file at path until it holds needle, for up to timeout_ms. */
 static void wait_log(const char *path, const char *needle, int timeout_ms)
 {
-    static char text[1 << 20];
-    int64_t deadline = rpc_now_ms() + timeout_ms;
-    while (rpc_now_ms() < deadline) {
-        FILE *f = fopen(path, "r");
-        size_t n = f != NULL ? fread(text, 1, sizeof(text) - 1, f) : 0;
-        if (f != NULL)
-            fclose(f);
-        text[n] = '\0';
-        if (strstr(text, needle) != NULL)
-            return;
-        usleep(50 * 1000);
-    }
-    fail_msg("%s: expected \"%s\" within %d ms, got %s", path, needle, timeout_ms, text);
+    if (!proc_wait_file(path, needle, timeout_ms))
+        fail_msg("%s: expected \"%s\" within %d ms", path, needle, timeout_ms);
 }
 
 static void test_https_sighup_rotates_the_certificate(void **state)

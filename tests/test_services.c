@@ -980,23 +980,6 @@ static void people_sql(const char *dir, const char *sql)
     sqlite3_close(db);
 }
 
-/* Whether the file at path holds needle, within timeout_ms. */
-static int file_gets(const char *path, const char *needle, int timeout_ms)
-{
-    static char text[1 << 16];
-    for (int64_t deadline = rpc_now_ms() + timeout_ms; rpc_now_ms() < deadline;
-         usleep(20 * 1000)) {
-        FILE *f = fopen(path, "r");
-        size_t n = f != NULL ? fread(text, 1, sizeof(text) - 1, f) : 0;
-        if (f != NULL)
-            fclose(f);
-        text[n] = '\0';
-        if (strstr(text, needle) != NULL)
-            return 1;
-    }
-    return 0;
-}
-
 /* A worker says "ready" on --ready-fd only after a heartbeat put it in the
  * member list (where the gateway finds it): while its beats fail (a
  * trigger refuses them) the pipe stays silent; once they succeed, the line
@@ -1017,7 +1000,7 @@ static void test_ready_only_after_a_beat_that_succeeds(void **state)
     proc second = {0};
     assert_int_equal(proc_start_logged(&second, argv, log), 0);
     close(p[1]);
-    if (!file_gets(log, "heartbeat failed", 10000))
+    if (!proc_wait_file(log, "heartbeat failed", 10000))
         fail_msg("expected the second worker to log \"heartbeat failed\" (see %s)", log);
     struct pollfd pf = {.fd = p[0], .events = POLLIN};
     if (poll(&pf, 1, 0) != 0)
