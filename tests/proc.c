@@ -299,6 +299,23 @@ int proc_run_tool(const char *name, const char *flag, const char *value, va_list
     return proc_run(argv, out, outlen, err, errlen, timeout_ms);
 }
 
+int proc_wait_file(const char *path, const char *needle, int timeout_ms)
+{
+    static char text[1 << 20];
+    int64_t deadline = now_ms() + timeout_ms;
+    while (now_ms() < deadline) {
+        FILE *f = fopen(path, "r");
+        size_t n = f != NULL ? fread(text, 1, sizeof(text) - 1, f) : 0;
+        if (f != NULL)
+            fclose(f);
+        text[n] = '\0';
+        if (strstr(text, needle) != NULL)
+            return 1;
+        usleep(20 * 1000);
+    }
+    return 0;
+}
+
 int proc_in_ci(void)
 {
     const char *ci = getenv("CI");

@@ -70,6 +70,10 @@ int proc_run_tool(const char *name, const char *flag, const char *value, va_list
                   char *out, size_t outlen, char *err, size_t errlen, int timeout_ms,
                   char *cmd, size_t cmdlen);
 
+/* Polls the file at path (its first MiB) until it holds needle, for up to
+ * timeout_ms. Returns 1 when it came, else 0. */
+int proc_wait_file(const char *path, const char *needle, int timeout_ms);
+
 /* Whether the test runs under CI (CI set, and not "", "false" or "0"):
  * there a test that cannot run fails instead of skipping. */
 int proc_in_ci(void);

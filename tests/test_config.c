@@ -113,6 +113,7 @@ static void test_ini_values(void **state)
                   "[tcpops]\n"
                   "data_dir = /srv/tcpops\n"
                   "drain_ms = 250\n"
+                  "ready_timeout_ms = 1500\n"
                   "[people]\n"
                   "workers = 4\n"
                   "max_memory = 64M\n"
@@ -128,6 +129,7 @@ static void test_ini_values(void **state)
         fail_msg("expected the file to load, got \"%s\"", err);
     assert_string_equal(c.data_dir, "/srv/tcpops");
     assert_int_equal(c.drain_ms, 250);
+    assert_int_equal(c.policy.ready_timeout_ms, 1500);
     assert_int_equal(c.apps[SUP_PEOPLE].workers, 4);
     assert_int_equal(c.apps[SUP_PEOPLE].max_memory, 64L << 20);
     assert_string_equal(c.apps[SUP_PEOPLE].listen, "127.0.0.1:6002");
@@ -151,6 +153,9 @@ static void test_ini_errors_name_the_line(void **state)
                       "FILE line 4: [gateway] workers: \"2\": the gateway runs exactly 1");
     expect_load_error("[tcpops]\ndrain_ms = 600001\n",
                       "FILE line 2: [tcpops] drain_ms: \"600001\" is out of range: 0 to 600000");
+    expect_load_error("[tcpops]\nready_timeout_ms = 99\n",
+                      "FILE line 2: [tcpops] ready_timeout_ms: \"99\" is out of range: 100 to "
+                      "600000");
     expect_load_error("[people]\nworkers = 2\n[pets\n", "FILE line 3: syntax error");
     expect_load_error("[people]\nworkers 2\n", "FILE line 2: syntax error");
 }
@@ -299,7 +304,22 @@ static void test_worker_command_lines(void **state)
         strcat(many, "-x ");
     snprintf(c.apps[SUP_PETS].args, sizeof(c.apps[SUP_PETS].args), "%s", many);
     assert_int_equal(sup_app_argv(&c, SUP_PETS, &av, err, sizeof(err)), -1);
-    assert_string_equal(err, "pets args: more than 53 words");
+    assert_string_equal(err, "pets args: more than 51 words");
+    /* As many as fit leave room for --ready-fd: every start can add it. */
+    many[0] = '\0';
+    for (int i = 0; i < 51; i++)
+        strcat(many, "-x ");
+    snprintf(c.apps[SUP_PETS].args, sizeof(c.apps[SUP_PETS].args), "%s", many);
+    assert_int_equal(sup_app_argv(&c, SUP_PETS, &av, err, sizeof(err)), 0);
+    if (sup_argv_ready(&av, 9, err, sizeof(err)) != 0)
+        fail_msg("expected --ready-fd to fit after args sup_app_argv took, got \"%s\"", err);
+    assert_string_equal(av.argv[1], "--ready-fd");
+    assert_string_equal(av.argv[SUP_MAX_ARGV - 1], "-x");
+    assert_null(av.argv[SUP_MAX_ARGV]);
+    strcat(many, "-x");
+    snprintf(c.apps[SUP_PETS].args, sizeof(c.apps[SUP_PETS].args), "%s", many);
+    assert_int_equal(sup_app_argv(&c, SUP_PETS, &av, err, sizeof(err)), -1);
+    assert_string_equal(err, "pets args: more than 51 words");
 }
 
 static void test_apps_on_this_host(void **state)

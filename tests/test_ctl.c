@@ -18,6 +18,7 @@
 
 #include <cmocka.h>
 
+#include "rpc/clock.h"
 #include "supervisor/ctl.h"
 #include "supervisor/ctlserver.h"
 
@@ -28,6 +29,7 @@ typedef struct fake_master {
     int requests;
     int owed_fd;          /* a request with "cmd":"later" is answered on the next pump */
     int steps_fd;         /* "cmd":"steps": two progress lines, then the answer */
+    int big_fd;           /* "cmd":"big": BIG_LINES progress lines, then a BIG_ANSWER answer */
     int gone_fd;          /* the last client reported gone, -1 none */
     volatile int stop;
 } fake_master;
@@ -48,6 +50,9 @@ static int on_request(void *arg, int fd, const char *line)
     if (cmd != NULL && strcmp(cmd, "steps") == 0) {
         m->steps_fd = fd;
         owed = 1;
+    } else if (cmd != NULL && strcmp(cmd, "big") == 0) {
+        m->big_fd = fd;
+        owed = 1;
     } else if (cmd != NULL && strcmp(cmd, "later") == 0) {
         m->owed_fd = fd;
         owed = 1;
@@ -64,6 +69,27 @@ static void on_gone(void *arg, int fd)
 {
     fake_master *m = arg;
     m->gone_fd = fd;
+}
+
+/* More than a unix socket's buffer holds, so that it fills. */
+#define BIG_LINES 1000
+#define BIG_ANSWER (512 * 1024)
+
+/* The "big" command's progress and answer ({"ok":true,"text":"xxx..."}). */
+static void tell_big(fake_master *m)
+{
+    char line[64];
+    for (int i = 1; i <= BIG_LINES; i++) {
+        snprintf(line, sizeof(line), "people.%d: replaced by pid %d", i, 1000 + i);
+        sup_ctlserver_progress(&m->srv, m->big_fd, line);
+    }
+    char *text = malloc(BIG_ANSWER + 1);
+    assert_non_null(text);
+    memset(text, 'x', BIG_ANSWER);
+    text[BIG_ANSWER] = '\0';
+    sup_ctlserver_answer(&m->srv, m->big_fd, json_pack("{s:b,s:s}", "ok", 1, "text", text));
+    free(text);
+    m->big_fd = -1;
 }
 
 /* One turn of the master's loop for the control socket. */
@@ -87,6 +113,8 @@ static void pump(fake_master *m, int timeout_ms)
                              json_pack("{s:b,s:s,s:i}", "ok", 1, "app", "people", "restarted", 2));
         m->steps_fd = -1;
     }
+    if (m->big_fd >= 0)
+        tell_big(m);
 }
 
 static void *serve(void *arg)
@@ -106,6 +134,7 @@ static int setup(void **state)
         fail_msg("mkdtemp: %s", strerror(errno));
     m->owed_fd = -1;
     m->steps_fd = -1;
+    m->big_fd = -1;
     m->gone_fd = -1;
     sup_ctlserver_init(&m->srv, on_request, on_gone, m);
     if (sup_ctlserver_open(&m->srv, m->dir, err, sizeof(err)) < 0)
@@ -428,6 +457,75 @@ static void test_progress_on_the_wire(void **state)
                              "{\"ok\":true,\"app\":\"people\",\"restarted\":2}\n");
 }
 
+/* A client that reads slowly (nothing until its socket's buffer is full,
+ * then a little per turn of the loop) still gets every progress line and
+ * the whole answer: what its socket does not take waits for it. */
+static void test_slow_reader_gets_the_whole_answer(void **state)
+{
+    fake_master *m = *state;
+    int fd = raw_client(m, "{\"cmd\":\"big\",\"progress\":true}\n");
+    pump(m, 1000); /* accepted */
+    pump(m, 1000); /* read, told: more than the socket holds */
+    size_t cap = BIG_ANSWER + BIG_LINES * 64 + 4096, got = 0;
+    char *buf = malloc(cap);
+    assert_non_null(buf);
+    int eof = 0;
+    for (int64_t deadline = rpc_now_ms() + 20000; !eof && rpc_now_ms() < deadline;) {
+        pump(m, 10);
+        ssize_t r = recv(fd, buf + got, cap - 1 - got < 4096 ? cap - 1 - got : 4096,
+                         MSG_DONTWAIT);
+        if (r > 0)
+            got += (size_t)r;
+        eof = r == 0 || got == cap - 1;
+    }
+    close(fd);
+    buf[got] = '\0';
+    if (!eof)
+        fail_msg("expected the server to close after the answer; got %zu bytes", got);
+    char *line = buf, *nl;
+    int progress = 0;
+    json_t *ans = NULL;
+    for (; (nl = strchr(line, '\n')) != NULL; line = nl + 1) {
+        *nl = '\0';
+        json_t *j = json_loads(line, 0, NULL);
+        if (j == NULL)
+            fail_msg("expected JSON lines only, got \"%.80s\" (line %d)", line, progress + 1);
+        if (json_object_get(j, "progress") != NULL && ans == NULL)
+            progress++;
+        else
+            ans = json_incref(j);
+        json_decref(j);
+    }
+    const char *text = json_string_value(json_object_get(ans, "text"));
+    if (progress != BIG_LINES || text == NULL || strlen(text) != BIG_ANSWER || *line != '\0')
+        fail_msg("expected %d progress lines then an answer of %d x's; got %d lines, an answer "
+                 "of %zu, %zu bytes after it", BIG_LINES, BIG_ANSWER, progress,
+                 text != NULL ? strlen(text) : 0, strlen(line));
+    json_decref(ans);
+    free(buf);
+}
+
+/* A client that reads nothing while its answer waits is dropped after
+ * send_timeout_ms (here lowered), and its descriptor freed. */
+static void test_client_that_never_reads_is_dropped(void **state)
+{
+    fake_master *m = *state;
+    m->srv.send_timeout_ms = 100;
+    int fd = raw_client(m, "{\"cmd\":\"big\"}\n");
+    pump(m, 1000); /* accepted */
+    pump(m, 1000); /* read, answered in part */
+    int open = 1;
+    for (int64_t deadline = rpc_now_ms() + 10000; open && rpc_now_ms() < deadline;) {
+        pump(m, 20);
+        open = 0;
+        for (int i = 0; i < SUP_CTL_MAX_CLIENTS; i++)
+            open |= m->srv.clients[i].fd >= 0;
+    }
+    if (open)
+        fail_msg("expected a client that reads nothing to be dropped after %d ms", 100);
+    close(fd);
+}
+
 static void test_print_done(void **state)
 {
     (void)state;
@@ -487,6 +585,10 @@ int main(void)
         cmocka_unit_test(test_print_ps),
         cmocka_unit_test_setup_teardown(test_progress_then_answer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_progress_on_the_wire, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_slow_reader_gets_the_whole_answer, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_client_that_never_reads_is_dropped, setup,
+                                        teardown),
         cmocka_unit_test(test_print_done),
         cmocka_unit_test(test_print_ps_failed),
     };

@@ -260,10 +260,25 @@ static int run_bin(const char *name, char *err, size_t errlen, ...)
     return proc_run(argv, out, sizeof(out), err, errlen, 30000);
 }
 
+static void expect_exit(int code, const char *err, int want_code, const char *want,
+                        const char *what)
+{
+    if (code != want_code || strstr(err, want) == NULL)
+        fail_msg("%s: expected exit %d saying \"%s\", got %d: %s", what, want_code, want, code,
+                 err);
+}
+
+/* A usage error: exit 2. */
 static void expect_refused(int code, const char *err, const char *want, const char *what)
 {
-    if (code != 2 || strstr(err, want) == NULL)
-        fail_msg("%s: expected exit 2 saying \"%s\", got %d: %s", what, want, code, err);
+    expect_exit(code, err, 2, want, what);
+}
+
+/* A file that does not load (mounted late, being rotated) is a fault the
+ * supervisor retries, not usage: exit 1. */
+static void expect_fault(int code, const char *err, const char *want, const char *what)
+{
+    expect_exit(code, err, 1, want, what);
 }
 
 static void test_https_refuses_bad_flags(void **state)
@@ -281,13 +296,23 @@ static void test_https_refuses_bad_flags(void **state)
     expect_refused(code, err, both, "tcpops-gateway --https-key alone");
     code = run_bin("tcpops-gateway", err, sizeof(err), "--listen", listen, "--https-cert",
                    fx->cert, "--https-key", fx->other_key, NULL);
-    expect_refused(code, err, "is not the key of --https-cert", "tcpops-gateway, a wrong key");
+    expect_fault(code, err, "is not the key of --https-cert", "tcpops-gateway, a wrong key");
     code = run_bin("tcpops-gateway", err, sizeof(err), "--listen", listen, "--https-cert",
                    missing, "--https-key", fx->key, NULL);
-    expect_refused(code, err, "No such file or directory", "tcpops-gateway, a missing cert");
+    expect_fault(code, err, "No such file or directory", "tcpops-gateway, a missing cert");
     code = run_bin("tcpops-gateway", err, sizeof(err), "--listen", listen, "--https-cert",
                    fx->key, "--https-key", fx->key, NULL);
-    expect_refused(code, err, "expected a PEM certificate", "tcpops-gateway, a key as cert");
+    expect_fault(code, err, "expected a PEM certificate", "tcpops-gateway, a key as cert");
+    /* The RPC side's files: the gateway's and a service's. */
+    code = run_bin("tcpops-gateway", err, sizeof(err), "--listen", listen, "--tls-cert", missing,
+                   "--tls-key", fx->key, "--tls-ca", fx->ca, NULL);
+    expect_fault(code, err, "missing.crt", "tcpops-gateway, a missing --tls-cert");
+    code = run_bin("tcpops-people", err, sizeof(err), "--listen", listen, "--data-dir", fx->dir,
+                   "--tls-cert", missing, "--tls-key", fx->key, "--tls-ca", fx->ca, NULL);
+    expect_fault(code, err, "missing.crt", "tcpops-people, a missing --tls-cert");
+    code = run_bin("tcpops-people", err, sizeof(err), "--listen", listen, "--data-dir", fx->dir,
+                   "--tls-cert", fx->cert, NULL);
+    expect_refused(code, err, "TLS needs all three", "tcpops-people, --tls-cert alone");
 
     /* tcpops up checks the pair itself and the files through the
      * gateway's flag check, before it starts anything. */
@@ -324,19 +349,8 @@ static void install(const char *src, const char *dst)
 /* Polls the file at path until it holds needle, for up to timeout_ms. */
 static void wait_log(const char *path, const char *needle, int timeout_ms)
 {
-    static char text[1 << 20];
-    int64_t deadline = rpc_now_ms() + timeout_ms;
-    while (rpc_now_ms() < deadline) {
-        FILE *f = fopen(path, "r");
-        size_t n = f != NULL ? fread(text, 1, sizeof(text) - 1, f) : 0;
-        if (f != NULL)
-            fclose(f);
-        text[n] = '\0';
-        if (strstr(text, needle) != NULL)
-            return;
-        usleep(50 * 1000);
-    }
-    fail_msg("%s: expected \"%s\" within %d ms, got %s", path, needle, timeout_ms, text);
+    if (!proc_wait_file(path, needle, timeout_ms))
+        fail_msg("%s: expected \"%s\" within %d ms", path, needle, timeout_ms);
 }
 
 static void test_https_sighup_rotates_the_certificate(void **state)

@@ -5,6 +5,7 @@
  * (test_services_pg: `test_services postgresql`, a fresh database per test
  * that both services share; see testdb.h). */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -965,6 +966,60 @@ static void test_answer_larger_than_4mib_under_max_frame_8m(void **state)
     rm_rf(fx.dir);
 }
 
+/* Runs sql on dir/people.db (SQLite). */
+static void people_sql(const char *dir, const char *sql)
+{
+    char path[512];
+    sqlite3 *db = NULL;
+    snprintf(path, sizeof(path), "%s/people.db", dir);
+    if (sqlite3_open(path, &db) != SQLITE_OK)
+        fail_msg("expected to open %s, got \"%s\"", path, sqlite3_errmsg(db));
+    sqlite3_busy_timeout(db, 10000);
+    if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK)
+        fail_msg("%s: %s", sql, sqlite3_errmsg(db));
+    sqlite3_close(db);
+}
+
+/* A worker says "ready" on --ready-fd only after a heartbeat put it in the
+ * member list (where the gateway finds it): while its beats fail (a
+ * trigger refuses them) the pipe stays silent; once they succeed, the line
+ * comes. */
+static void test_ready_only_after_a_beat_that_succeeds(void **state)
+{
+    fixture *fx = *state;
+    people_sql(fx->dir, "CREATE TRIGGER test_no_beats BEFORE INSERT ON members "
+                        "BEGIN SELECT RAISE(ABORT, 'no beats in this test'); END");
+    int p[2];
+    assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+    assert_int_equal(fcntl(p[1], F_SETFD, 0), 0); /* the child's */
+    char bin[512], fd[16], log[320];
+    snprintf(fd, sizeof(fd), "%d", p[1]);
+    snprintf(log, sizeof(log), "%s/second.log", fx->dir);
+    char *argv[] = {(char *)proc_bin("tcpops-people", bin, sizeof(bin)), "--listen",
+                    fx->people_addr, "--data-dir", fx->dir, "--ready-fd", fd, NULL};
+    proc second = {0};
+    assert_int_equal(proc_start_logged(&second, argv, log), 0);
+    close(p[1]);
+    if (!proc_wait_file(log, "heartbeat failed", 10000))
+        fail_msg("expected the second worker to log \"heartbeat failed\" (see %s)", log);
+    struct pollfd pf = {.fd = p[0], .events = POLLIN};
+    if (poll(&pf, 1, 0) != 0)
+        fail_msg("expected no ready line while its heartbeats fail; the pipe has %#x",
+                 pf.revents);
+
+    people_sql(fx->dir, "DROP TRIGGER test_no_beats");
+    char line[128] = "";
+    if (poll(&pf, 1, 10000) == 1) {
+        ssize_t n = read(p[0], line, sizeof(line) - 1);
+        line[n > 0 ? n : 0] = '\0';
+    }
+    if (strncmp(line, "ready member=127.0.0.1:", 23) != 0)
+        fail_msg("expected \"ready member=127.0.0.1:PORT\" once a beat succeeded, got \"%s\"",
+                 line);
+    close(p[0]);
+    proc_stop(&second);
+}
+
 static void test_sigterm_exits_0(void **state)
 {
     fixture *fx = *state;
@@ -1005,13 +1060,16 @@ int main(int argc, char **argv)
     /* SQLite only: the port lock's identity is the database file's path;
      * the next two touch no store (an unreachable address, a port another
      * program holds), so one run says all they can; the data directory
-     * holds only SQLite's file. */
+     * holds only SQLite's file; a trigger on SQLite's members table stands
+     * for a store that refuses heartbeats. */
     const struct CMUnitTest sqlite_only[] = {
         cmocka_unit_test_setup_teardown(test_port_shared_only_by_the_same_service_and_store,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_unreachable_is_exit_3, setup, teardown),
         cmocka_unit_test_setup_teardown(test_port_held_by_another_program, setup, teardown),
         cmocka_unit_test_setup_teardown(test_data_dir_parent_must_exist, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ready_only_after_a_beat_that_succeeds, setup,
+                                        teardown),
     };
     signal(SIGPIPE, SIG_IGN);
     /* tcpops-cli's deadline (2 s by default) is when to give up, not a speed

@@ -1101,10 +1101,11 @@ static void copy_program(const char *from, const char *to)
  * and for pets a script that runs the real one, adding --threads 999999
  * (a flag value it refuses: exit 2) while the file *bad exists. tcpops up's
  * preflight passes; a pets worker started later fails, as after an upgrade
- * to a program that no longer takes a flag it is given. */
-static void own_bin_dir(fixture *fx, char *bad, size_t badlen)
+ * to a program that no longer takes a flag it is given. A bad_action other
+ * than NULL is what the script does instead while *bad exists (sh code). */
+static void own_bin_dir(fixture *fx, char *bad, size_t badlen, const char *bad_action)
 {
-    char bin[300], path[400], real[512], script[1600];
+    char bin[300], path[400], real[512], script[1600], action[700];
     snprintf(bin, sizeof(bin), "%s/bin", fx->dir);
     assert_int_equal(mkdir(bin, 0755), 0);
     snprintf(fx->tcpops_bin, sizeof(fx->tcpops_bin), "%s/tcpops", bin);
@@ -1116,10 +1117,12 @@ static void own_bin_dir(fixture *fx, char *bad, size_t badlen)
     }
     snprintf(bad, badlen, "%s/bad-flag", fx->dir);
     proc_bin("tcpops-pets", real, sizeof(real));
+    if (bad_action == NULL)
+        snprintf(action, sizeof(action), "exec '%s' \"$@\" --threads 999999", real);
+    else
+        snprintf(action, sizeof(action), "%s", bad_action);
     snprintf(script, sizeof(script),
-             "#!/bin/sh\nif [ -e '%s' ]; then exec '%s' \"$@\" --threads 999999; fi\n"
-             "exec '%s' \"$@\"\n",
-             bad, real, real);
+             "#!/bin/sh\nif [ -e '%s' ]; then %s; fi\nexec '%s' \"$@\"\n", bad, action, real);
     snprintf(path, sizeof(path), "%s/tcpops-pets", bin);
     FILE *f = fopen(path, "w");
     assert_non_null(f);
@@ -1199,7 +1202,7 @@ static void test_failed_worker_is_not_restarted(void **state)
 {
     fixture *fx = *state;
     char bad[400], out[16384], err[4096];
-    own_bin_dir(fx, bad, sizeof(bad));
+    own_bin_dir(fx, bad, sizeof(bad), NULL);
     up(fx, NULL);
 
     touch(bad);
@@ -1269,6 +1272,86 @@ static void test_failed_worker_is_not_restarted(void **state)
         expect_has(out, gone[i], "tcpops down");
     expect_last_line(out, "stopped 6 workers\n", "tcpops down");
     assert_int_equal(proc_wait(&fx->master, 15000), 0);
+}
+
+/* Waits until pets.index's reason has want and it was restarted since
+ * (restarts above 0, not failed); fails with what ps showed otherwise. */
+static void wait_not_ready(fixture *fx, int index, const char *want)
+{
+    char *text = NULL;
+    /* The backoff grows with each failed start, up to 15 s. */
+    for (int64_t deadline = rpc_now_ms() + 40000; rpc_now_ms() < deadline;
+         usleep(50 * 1000)) {
+        json_t *w = ps_worker(fx, "pets", index);
+        const char *reason = json_string_value(json_object_get(w, "reason"));
+        const char *st = json_string_value(json_object_get(w, "state"));
+        int ok = reason != NULL && strstr(reason, want) != NULL && strcmp(st, "failed") != 0 &&
+                 json_integer_value(json_object_get(w, "restarts")) > 0;
+        free(text);
+        text = json_dumps(w, JSON_COMPACT);
+        json_decref(w);
+        if (ok) {
+            free(text);
+            return;
+        }
+    }
+    fail_msg("expected pets.%d restarted with reason \"%s\", not failed; got %s", index, want,
+             text);
+}
+
+/* A pets worker that never says "ready" (it sleeps, the pipe open) is
+ * stopped after [tcpops] ready_timeout_ms and restarted with backoff, ps
+ * showing why; one that closes its ready pipe without the line and lives
+ * on is stopped the same way, a moment later. Once it serves again the reason is gone. */
+static void test_worker_never_ready_is_stopped(void **state)
+{
+    fixture *fx = *state;
+    char bad[400], ini[400], out[16384];
+    /* --ready-fd N comes first ($1 $2): the .eof marker closes fd N (bash:
+     * dash takes one-digit descriptors only). */
+    own_bin_dir(fx, bad, sizeof(bad),
+                "if [ -e \"$0.eof\" ]; then exec bash -c \"exec $2>&-; exec sleep 600\"; fi; "
+                "exec sleep 600");
+    snprintf(ini, sizeof(ini), "%s/tcpops.ini", fx->dir);
+    FILE *f = fopen(ini, "w");
+    assert_non_null(f);
+    /* A ready timeout past SUP_READY_EOF_GRACE_MS (1 s), so that the closed
+     * pipe is what stops it there; a short drain: the scale below answers at
+     * its deadline. */
+    fputs("[tcpops]\nready_timeout_ms = 1500\ndrain_ms = 500\n", f);
+    assert_int_equal(fclose(f), 0);
+    up(fx, "--config", ini, NULL);
+
+    touch(bad);
+    /* It does not settle: the answer comes at its deadline. */
+    assert_int_equal(tcpops(fx, out, sizeof(out), "scale", "pets", "2", NULL), 1);
+    wait_not_ready(fx, 2, "not ready: no \"ready\" within 1500 ms");
+    assert_true(log_has(fx->log, "not ready", "worker=pets.2 "));
+    assert_int_equal(tcpops(fx, out, sizeof(out), "ps", NULL), 0);
+    expect_has(out, " pets.2: not ready: no \"ready\" within 1500 ms", "tcpops ps");
+
+    char eof[400];
+    snprintf(eof, sizeof(eof), "%s/bin/tcpops-pets.eof", fx->dir);
+    touch(eof);
+    wait_not_ready(fx, 2, "not ready: its ready pipe closed without a \"ready\" line");
+
+    /* Its next start (after up to the backoff's 15 s cap) serves. */
+    assert_int_equal(unlink(bad), 0);
+    char *text = NULL;
+    int served = 0;
+    for (int64_t deadline = rpc_now_ms() + 40000; !served && rpc_now_ms() < deadline;
+         usleep(100 * 1000)) {
+        json_t *w = ps_worker(fx, "pets", 2);
+        served = strcmp(json_string_value(json_object_get(w, "state")), "running") == 0 &&
+                 json_is_null(json_object_get(w, "reason"));
+        free(text);
+        text = json_dumps(w, JSON_COMPACT);
+        json_decref(w);
+    }
+    if (!served)
+        fail_msg("expected pets.2 running with no reason once it could start, got %s", text);
+    free(text);
+    assert_int_equal(unlink(eof), 0);
 }
 
 /* ---- the environment: each program reads its own names ---- */
@@ -1689,6 +1772,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_restart_gateway_under_load, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_restart_leaves_no_ghost, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_worker_is_not_restarted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_worker_never_ready_is_stopped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_environment_reaches_the_program_it_names, setup,
                                         env_teardown),
         cmocka_unit_test_setup_teardown(test_logs_relayed_lines_are_logfmt, setup, teardown),

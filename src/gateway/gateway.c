@@ -4,6 +4,7 @@
  * when the service appears. SIGTERM stops accepting, finishes the requests in
  * flight and exits 0. */
 #include <ctype.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -17,6 +18,7 @@
 #include "rpc/frame.h"
 #include "rpc/sock.h"
 #include "util/flags.h"
+#include "gateway/bootstrap.h"
 #include "gateway/https.h"
 #include "gateway/listener.h"
 #include "util/log.h"
@@ -243,15 +245,27 @@ static int https_setup(const char *cert, const char *key, gw_https **out, char *
         mg_init_library(0);
         snprintf(err, errlen, "HTTPS needs both --https-cert and --https-key (%s missing)",
                  cert != NULL && *cert ? "--https-key" : "--https-cert");
-        return -1;
+        return -EINVAL;
     }
     if (given == 0) {
         mg_init_library(0);
         return 0;
     }
-    if (gw_https_init_library(err, errlen) < 0)
+    if (gw_https_init_library(err, errlen) < 0 || gw_https_new(out, cert, key, err, errlen) < 0)
+        return -EIO;
+    return 0;
+}
+
+/* --people and --pets as lists (gw_boot_parse), checked with the other
+ * flags: a bad list is a usage error, so that gw_backend_new failing later
+ * is a fault. 0, or -1 with err filled. */
+static int check_bootstrap(const char *people, const char *pets, char *err, size_t errlen)
+{
+    static gw_boot b; /* large; main's thread only */
+    if (gw_boot_parse(&b, "--people", people, err, errlen) < 0 ||
+        gw_boot_parse(&b, "--pets", pets, err, errlen) < 0)
         return -1;
-    return gw_https_new(out, cert, key, err, errlen);
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -366,32 +380,42 @@ int main(int argc, char **argv)
     }
     util_log_configure(&log);
     int given = rpc_tls_files_check(&tls_files, err);
-    if (given < 0 || (given == 1 && rpc_tls_new(&tls, RPC_TLS_CLIENT, &tls_files, err) < 0)) {
+    if (given < 0 || check_bootstrap(people, pets, err, sizeof(err)) < 0) {
         fprintf(stderr, "tcpops-gateway: %s\n", err);
         return 2;
     }
+    /* A file that does not load (mounted late, being rotated) is a fault
+     * to retry, not usage: exit 1, and the supervisor restarts it. */
+    if (given == 1 && rpc_tls_new(&tls, RPC_TLS_CLIENT, &tls_files, err) < 0) {
+        fprintf(stderr, "tcpops-gateway: %s\n", err);
+        return 1;
+    }
     gw_https *https = NULL;
-    int bad = https_setup(https_cert, https_key, &https, err, sizeof(err)) < 0;
+    /* The exit code when not 0: 2 for usage, 1 for an HTTPS file that does
+     * not load. */
+    int hs = https_setup(https_cert, https_key, &https, err, sizeof(err));
+    int bad = hs == 0 ? 0 : hs == -EINVAL ? 2 : 1;
     /* One HOST:PORT: civetweb would take a list, a bare port (every
      * interface) or a suffix, none of which protected mode judges. */
     struct sockaddr_in la;
     char lerr[RPC_ERRLEN];
     if (!bad && listen_fd < 0 && rpc_addr_parse(listen, &la, lerr) < 0) {
         snprintf(err, sizeof(err), "--listen: expected one HOST:PORT, got \"%.200s\"", listen);
-        bad = 1;
+        bad = 2;
     }
     /* Protected mode: a non-loopback --listen needs HTTPS or --insecure. */
     int exposed = bad ? 0
                       : util_protect_check("--listen", listen, https != NULL, insecure,
                                            UTIL_PROTECT_HTTPS_FLAGS, err, sizeof(err));
-    bad = bad || exposed < 0;
+    if (exposed < 0)
+        bad = 2;
     if (bad)
         fprintf(stderr, "tcpops-gateway: %s\n", err);
     if (bad || checking) {
         rpc_tls_free(tls);
         gw_https_free(https);
         mg_exit_library();
-        return bad ? 2 : 0;
+        return bad;
     }
     /* HTTPS configured: the listener serves TLS only (protected mode asks
      * for this, or --insecure, on a non-loopback --listen). */
@@ -424,8 +448,8 @@ int main(int argc, char **argv)
     if (gw_metrics_new(&g.metrics) < 0 ||
         gw_backend_new(&g.people, &pc, err, sizeof(err)) < 0 ||
         gw_backend_new(&g.pets, &tc, err, sizeof(err)) < 0) {
+        /* The lists parsed above: what is left is a fault (memory, threads). */
         fprintf(stderr, "tcpops-gateway: %s\n", err);
-        rc = 2;
         goto out;
     }
 

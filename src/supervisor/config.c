@@ -219,10 +219,13 @@ int sup_app_argv(const sup_config *c, int app, sup_argv *out, char *err, size_t 
     /* buf has room for args: it is larger than the program's path + args. */
     char *extra = p;
     snprintf(extra, (size_t)(end - extra), "%s", a->args);
+    /* Room is kept for sup_argv_ready's words: args that fit here but not
+     * with them would fail every start, not this check. */
+    const int max = SUP_MAX_ARGV - SUP_READY_ARGV;
     for (char *save = NULL, *tok = strtok_r(extra, " \t", &save); tok != NULL;
          tok = strtok_r(NULL, " \t", &save)) {
-        if (n >= SUP_MAX_ARGV) {
-            snprintf(err, errlen, "%s args: more than %d words", a->name, SUP_MAX_ARGV - fixed);
+        if (n >= max) {
+            snprintf(err, errlen, "%s args: more than %d words", a->name, max - fixed);
             return -1;
         }
         out->argv[n++] = tok;
@@ -236,7 +239,7 @@ int sup_argv_ready(sup_argv *out, int fd, char *err, size_t errlen)
     int n = 0;
     while (out->argv[n] != NULL)
         n++;
-    if (n + 2 > SUP_MAX_ARGV) {
+    if (n + SUP_READY_ARGV > SUP_MAX_ARGV) {
         snprintf(err, errlen, "%s: more than %d words with --ready-fd", out->argv[0],
                  SUP_MAX_ARGV);
         return -1;
@@ -431,6 +434,10 @@ static int on_ini(void *user, const char *section, const char *key, const char *
         if (strcmp(key, "drain_ms") == 0)
             return util_parse_num(value, UTIL_NUM_PLAIN, 0, SUP_DRAIN_MS_MAX, &l->c->drain_ms,
                                   "[tcpops] drain_ms", l->err, l->errlen) == 0;
+        if (strcmp(key, "ready_timeout_ms") == 0)
+            return util_parse_num(value, UTIL_NUM_PLAIN, SUP_READY_TIMEOUT_MS_MIN,
+                                  SUP_READY_TIMEOUT_MS_MAX, &l->c->policy.ready_timeout_ms,
+                                  "[tcpops] ready_timeout_ms", l->err, l->errlen) == 0;
         if (strcmp(key, "apps") == 0)
             return sup_config_apps(l->c, value, "[tcpops] apps", l->err, l->errlen) == 0;
         if (strcmp(key, "insecure") == 0)

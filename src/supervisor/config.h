@@ -37,7 +37,12 @@ enum { SUP_GATEWAY, SUP_PEOPLE, SUP_PETS, SUP_NAPPS };
 #define SUP_RESTART_JITTER 0.1
 #define SUP_CRASHLOOP_AFTER 5            /* quick failures in a row: crash-looping */
 #define SUP_HEALTHY_MS 30000L            /* up this long: an exit is not a quick failure */
-#define SUP_READY_TIMEOUT_MS 20000L      /* a replacement says "ready" within this */
+#define SUP_READY_TIMEOUT_MS 20000L      /* a worker says "ready" within this */
+#define SUP_READY_TIMEOUT_MS_MIN 100L    /* [tcpops] ready_timeout_ms: 100 ms to 10 minutes */
+#define SUP_READY_TIMEOUT_MS_MAX 600000L
+/* A worker whose ready pipe ended without the line is usually exiting; one
+ * still there this long after is stopped. */
+#define SUP_READY_EOF_GRACE_MS 1000L
 /* Time for the gateway's membership refresh (every second) to see a new
  * worker before the one it replaces leaves. */
 #define SUP_SETTLE_MS 1500L
@@ -57,7 +62,7 @@ typedef struct sup_policy {
     rpc_backoff_cfg restart;  /* delay before restarting a worker that exited */
     int crashloop_after;      /* SUP_CRASHLOOP_AFTER */
     long healthy_ms;          /* SUP_HEALTHY_MS */
-    long ready_timeout_ms;    /* SUP_READY_TIMEOUT_MS */
+    long ready_timeout_ms;    /* SUP_READY_TIMEOUT_MS, [tcpops] ready_timeout_ms */
     long settle_ms;           /* SUP_SETTLE_MS */
     long kill_grace_ms;       /* SUP_KILL_GRACE_MS */
     long retry_spawn_ms;      /* SUP_RETRY_SPAWN_MS */
@@ -113,8 +118,8 @@ typedef struct sup_config {
  * `tcpops up` and the tests start from it. */
 void sup_config_default(sup_config *c);
 
-/* Reads an INI file ([tcpops] data_dir, drain_ms, apps, db, advertise,
- * tls_cert, tls_key, tls_ca, insecure;
+/* Reads an INI file ([tcpops] data_dir, drain_ms, ready_timeout_ms, apps,
+ * db, advertise, tls_cert, tls_key, tls_ca, insecure;
  * [gateway|people|pets] listen, workers, max_memory, args; [people|pets]
  * db, advertise; [gateway] https_cert, https_key). Numbers are parsed and ranged as the flags of the same
  * name are (util_parse_num). 0, or -1 with err filled. */
@@ -166,6 +171,7 @@ int sup_app_store(const sup_config *c, int app, char *out, size_t len, char *err
  * the app's args split at spaces and tabs (which come last, so they
  * can override any of these). */
 #define SUP_MAX_ARGV 64
+#define SUP_READY_ARGV 2 /* the words sup_argv_ready adds: --ready-fd FD */
 typedef struct sup_argv {
     char *argv[SUP_MAX_ARGV + 1]; /* NULL-terminated; points into buf, the
                                    * fields below and c */
@@ -182,8 +188,10 @@ typedef struct sup_argv {
  * bin_dir/BINARY, for the message). */
 int sup_app_path(const sup_config *c, int app, char *path, size_t len);
 
-/* Fills out for app, argv[0] from sup_app_path. 0, or -1 with err filled when args has more words than
- * fit. out points into c: c must outlive out. */
+/* Fills out for app, argv[0] from sup_app_path. 0, or -1 with err filled
+ * when args has more words than fit with sup_argv_ready's after them (so
+ * that `tcpops up` refuses them before it starts anything). out points
+ * into c: c must outlive out. */
 int sup_app_argv(const sup_config *c, int app, sup_argv *out, char *err, size_t errlen);
 
 /* Puts --ready-fd FD right after the program in out (filled by

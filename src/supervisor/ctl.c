@@ -217,11 +217,13 @@ void sup_ctl_print_ps(json_t *answer)
                adv != NULL ? adv : "-");
     }
     print_stores(workers);
-    /* Why a failed worker is not restarted: too long for a column too. */
+    /* Why a worker is failed, or why its last start was stopped: too long
+     * for a column too. */
     json_array_foreach(workers, i, w) {
         const char *reason = json_string_value(json_object_get(w, "reason"));
         if (reason != NULL)
-            printf("failed %s.%lld: %s\n", json_string_value(json_object_get(w, "app")),
+            printf("%s %s.%lld: %s\n", json_string_value(json_object_get(w, "state")),
+                   json_string_value(json_object_get(w, "app")),
                    (long long)json_integer_value(json_object_get(w, "worker")), reason);
     }
 }

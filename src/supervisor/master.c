@@ -3,6 +3,8 @@
  *
  *   reconcile: for each app, start the workers missing from 1..N and stop
  *              those above N (scale) -- procs.c;
+ *   a worker that does not say it is ready (in time) is stopped, and its
+ *              exit is restarted as any failed start -- procs.c;
  *   a child exits: if it was meant to stop, forget it; if it exited 2 (a
  *              usage error) before it was ready, it failed: no restart until
  *              a scale or restart asks; else restart it with backoff and
@@ -210,16 +212,7 @@ static void step_shutdown(master *m)
     for (int i = p->nw - 1; i >= 0; i--)
         if (p->w[i]->pid == 0)
             sup_procs_remove(p, p->w[i]);
-    for (int i = 0; i < p->nw; i++) {
-        sup_worker *w = p->w[i];
-        if (w->pid > 0 && w->state == SUP_W_STOPPING && now - w->stop_ms > kill_after) {
-            util_log(UTIL_WARN, "killing", "worker=%s.%d worker_pid=%d after_ms=%lld",
-                     m->cfg.apps[w->app].name, w->index, (int)w->pid,
-                     (long long)(now - w->stop_ms));
-            kill(w->pid, SIGKILL);
-            w->stop_ms = now; /* once */
-        }
-    }
+    sup_procs_kill_overdue(p);
 }
 
 /* ---- control requests ---- */
@@ -451,6 +444,7 @@ static void loop_once(master *m)
     }
     sup_procs_reap(&m->procs); /* in case a SIGCHLD raced with the poll */
     sup_procs_restart_due(&m->procs);
+    sup_procs_kill_overdue(&m->procs);
     step_rolls(m);
     sup_procs_check_memory(&m->procs, over_memory, m);
     check_scale(m);

@@ -6,7 +6,10 @@
  * starting it again would fail the same way, so it is not restarted but
  * failed, with its last line as the reason, until asked (systemd's
  * RestartPreventExitStatus). Readiness comes from the child itself: the
- * line it writes on its --ready-fd pipe once it serves (util/ready.h). */
+ * line it writes on its --ready-fd pipe once it serves (util/ready.h). One
+ * that will not say it (the pipe closed without the line, a line that is
+ * not one, or none within policy.ready_timeout_ms) is stopped, and its exit
+ * is a failed start like any other: restarted with backoff. */
 #include "supervisor/procs.h"
 
 #include <errno.h>
@@ -95,13 +98,13 @@ static int spawn(sup_procs *p, sup_worker *w)
     w->out_fd = out;
     w->ready_fd = ready[0];
     w->ready_len = 0;
+    w->ready_eof_ms = 0;
     w->state = SUP_W_STARTING;
     w->started_ms = rpc_now_ms();
     w->ready_ms = 0;
     w->linelen = 0;
     w->advertised[0] = '\0';
     w->last[0] = '\0';
-    w->reason[0] = '\0';
     rpc_backoff_up(&w->bo, w->started_ms);
     util_log(UTIL_INFO, "started", "worker=%s.%d worker_pid=%d", a->name, w->index, (int)pid);
     return 0;
@@ -202,6 +205,27 @@ static void tell(sup_procs *p, const sup_worker *w, sup_event ev)
         p->event(p->forget_arg, w, ev);
 }
 
+/* A starting worker that will not say "ready": SIGTERM (SIGKILL follows
+ * after the drain time: sup_procs_kill_overdue); its exit is restarted as a
+ * failed start, and ps shows why until one of its starts is ready. */
+static void not_ready(sup_procs *p, sup_worker *w, const char *why)
+{
+    char q[sizeof(w->reason) + 64];
+    siginfo_t si = {0};
+    if (w->state != SUP_W_STARTING || w->pid <= 0)
+        return;
+    /* Exited already (its pipe's end came with its exit): the exit, reaped
+     * next, says more than this would. */
+    if (waitid(P_PID, (id_t)w->pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid != 0)
+        return;
+    snprintf(w->reason, sizeof(w->reason), "not ready: %s", why);
+    util_log(UTIL_ERROR, "not ready", "worker=%s.%d worker_pid=%d action=stop reason=%s",
+             app_of(p, w)->name, w->index, (int)w->pid, util_logq(q, sizeof(q), w->reason));
+    kill(w->pid, SIGTERM);
+    w->state = SUP_W_STOPPING;
+    w->stop_ms = rpc_now_ms();
+}
+
 void sup_procs_ready(sup_procs *p, sup_worker *w)
 {
     char buf[UTIL_READY_LINE_MAX];
@@ -213,6 +237,11 @@ void sup_procs_ready(sup_procs *p, sup_worker *w)
             return;
         if (r <= 0) { /* end of file without the line: never ready */
             close_fd(&w->ready_fd);
+            /* Most often it is exiting (its descriptors close before it
+             * can be reaped): sup_procs_restart_due stops it only if it
+             * is still there a moment later. */
+            if (w->state == SUP_W_STARTING)
+                w->ready_eof_ms = rpc_now_ms();
             return;
         }
         char *nl = memchr(buf, '\n', (size_t)r);
@@ -224,13 +253,20 @@ void sup_procs_ready(sup_procs *p, sup_worker *w)
         if (nl == NULL)
             continue;
         close_fd(&w->ready_fd); /* one line is all it says */
-        if (w->state == SUP_W_STARTING &&
-            util_ready_parse(w->ready_line, w->ready_len, w->advertised,
-                             sizeof(w->advertised))) {
-            w->state = SUP_W_RUNNING;
-            w->ready_ms = rpc_now_ms();
-            tell(p, w, SUP_EV_READY);
+        if (w->state != SUP_W_STARTING)
+            return;
+        if (!util_ready_parse(w->ready_line, w->ready_len, w->advertised,
+                              sizeof(w->advertised))) {
+            char why[sizeof(w->ready_line) + 64];
+            snprintf(why, sizeof(why), "its ready pipe said \"%.*s\", not a \"ready\" line",
+                     (int)w->ready_len, w->ready_line);
+            not_ready(p, w, why);
+            return;
         }
+        w->state = SUP_W_RUNNING;
+        w->ready_ms = rpc_now_ms();
+        w->reason[0] = '\0';
+        tell(p, w, SUP_EV_READY);
         return;
     }
 }
@@ -256,6 +292,7 @@ int sup_procs_retry(sup_procs *p, sup_worker *w)
     rpc_backoff_init(&w->bo, &p->cfg->policy.restart, NULL, NULL);
     rpc_backoff_next(&w->bo); /* at once, as a first start */
     w->quick_failures = 0;
+    w->reason[0] = '\0'; /* asked again: the old reason may no longer hold */
     if (spawn(p, w) < 0) {
         w->state = SUP_W_BACKOFF;
         w->next_start_ms = rpc_now_ms() + p->cfg->policy.retry_spawn_ms;
@@ -274,10 +311,10 @@ static void on_exit_status(sup_procs *p, sup_worker *w, int status)
         sup_procs_pump(p, w);
     if (w->linelen > 0) /* its last words may lack a newline */
         snprintf(w->last, sizeof(w->last), "%.*s", (int)w->linelen, w->line);
+    w->pid = 0; /* reaped: its pid may be another process's now */
     if (w->ready_fd >= 0) /* a line written just before it exited counts */
         sup_procs_ready(p, w);
     w->last_exit = code;
-    w->pid = 0;
     close_fd(&w->out_fd);
     close_fd(&w->ready_fd);
     if (w->retire || p->stopping) {
@@ -322,11 +359,36 @@ void sup_procs_reap(sup_procs *p)
 void sup_procs_restart_due(sup_procs *p)
 {
     int64_t now = rpc_now_ms();
+    char why[64];
     for (int i = 0; i < p->nw; i++) {
         sup_worker *w = p->w[i];
+        if (w->state == SUP_W_STARTING && !w->retire && w->ready_eof_ms != 0 &&
+            now - w->ready_eof_ms > SUP_READY_EOF_GRACE_MS) {
+            not_ready(p, w, "its ready pipe closed without a \"ready\" line");
+        } else if (w->state == SUP_W_STARTING && !w->retire &&
+                   now - w->started_ms > p->cfg->policy.ready_timeout_ms) {
+            snprintf(why, sizeof(why), "no \"ready\" within %ld ms",
+                     p->cfg->policy.ready_timeout_ms);
+            not_ready(p, w, why);
+        }
         if (w->state == SUP_W_BACKOFF && !w->retire && now >= w->next_start_ms &&
             spawn(p, w) < 0)
             w->next_start_ms = now + p->cfg->policy.retry_spawn_ms;
+    }
+}
+
+void sup_procs_kill_overdue(sup_procs *p)
+{
+    int64_t now = rpc_now_ms();
+    int64_t kill_after = p->cfg->drain_ms + p->cfg->policy.kill_grace_ms;
+    for (int i = 0; i < p->nw; i++) {
+        sup_worker *w = p->w[i];
+        if (w->pid > 0 && w->state == SUP_W_STOPPING && now - w->stop_ms > kill_after) {
+            util_log(UTIL_WARN, "killing", "worker=%s.%d worker_pid=%d after_ms=%lld",
+                     app_of(p, w)->name, w->index, (int)w->pid, (long long)(now - w->stop_ms));
+            kill(w->pid, SIGKILL);
+            w->stop_ms = now; /* once */
+        }
     }
 }
 
@@ -424,8 +486,7 @@ static json_t *worker_json(const sup_procs *p, const sup_worker *w, const char *
                           (int)w->restarts, "rss_bytes",
                           up && w->rss > 0 ? json_integer(w->rss) : json_null(), "last_exit",
                           w->last_exit >= 0 ? json_integer(w->last_exit) : json_null());
-    json_object_set_new(o, "reason",
-                        w->state == SUP_W_FAILED ? text_json(w->reason) : json_null());
+    json_object_set_new(o, "reason", w->reason[0] != '\0' ? text_json(w->reason) : json_null());
     if (w->app != SUP_GATEWAY) {
         json_object_set_new(o, "db", db != NULL ? json_string(db) : json_null());
         json_object_set_new(o, "advertised",

@@ -39,6 +39,7 @@ typedef struct sup_worker {
     sup_wstate state;
     int retire;               /* do not restart when it exits */
     int64_t started_ms, ready_ms, stop_ms, next_start_ms;
+    int64_t ready_eof_ms;     /* its ready pipe ended without the line; 0 not */
     unsigned restarts;        /* times restarted after exiting */
     unsigned quick_failures;  /* exits in a row before being healthy */
     int last_exit;            /* exit code, or 128 + signal; -1 none */
@@ -48,7 +49,9 @@ typedef struct sup_worker {
     char line[2048];
     size_t linelen;
     char last[256];           /* the last line it printed, cut short */
-    char reason[400];         /* SUP_W_FAILED: "exit 2 before ready: LAST" */
+    char reason[400];         /* SUP_W_FAILED: "exit 2 before ready: LAST";
+                               * or why its last start was stopped ("not
+                               * ready: ..."), until a start is ready */
     char ready_line[UTIL_READY_LINE_MAX];
     size_t ready_len;
 } sup_worker;
@@ -109,8 +112,11 @@ void sup_procs_pump(sup_procs *p, sup_worker *w);
 
 /* Reads w's --ready-fd pipe: its "ready" line makes a starting worker
  * running (and a service's member= is the address it advertises). Closes
- * the pipe after the line or at its end (which, without the line, leaves
- * the worker starting: its exit is handled as any). */
+ * the pipe after the line or at its end. A starting worker whose line
+ * does not parse will not serve: it is sent SIGTERM, with the reason kept
+ * for ps, and its exit restarted as a failed start. One whose pipe ends
+ * without the line is stopped so by sup_procs_restart_due if it has not
+ * exited SUP_READY_EOF_GRACE_MS later. */
 void sup_procs_ready(sup_procs *p, sup_worker *w);
 
 /* Starts a failed worker afresh: its backoff and quick failures start
@@ -122,8 +128,15 @@ int sup_procs_retry(sup_procs *p, sup_worker *w);
  * leaves the table; another waits to restart with backoff. */
 void sup_procs_reap(sup_procs *p);
 
-/* Starts the workers whose restart time has come. */
+/* Starts the workers whose restart time has come, and stops (as
+ * sup_procs_ready does) those starting for longer than
+ * policy.ready_timeout_ms, or still there SUP_READY_EOF_GRACE_MS after
+ * their ready pipe ended without the line. */
 void sup_procs_restart_due(sup_procs *p);
+
+/* SIGKILLs each worker still there drain_ms + policy.kill_grace_ms after
+ * its SIGTERM (once per that time). */
+void sup_procs_kill_overdue(sup_procs *p);
 
 /* For each app, starts the workers missing from 1..workers (none for an
  * app that does not run on this host) and stops those above (a worker
@@ -142,7 +155,7 @@ void sup_procs_check_memory(sup_procs *p, sup_over_fn over, void *arg);
 const char *sup_procs_state_name(const sup_procs *p, const sup_worker *w);
 
 /* The `ps` answer: {"ok":true,"workers":[...]} by app, each with
- * "reason" (null unless failed); a service's workers carry "db"
+ * "reason" (null unless failed or its last start was not ready); a service's workers carry "db"
  * (sup_app_store) and "advertised" (null until it serves). Caller owns
  * it. */
 json_t *sup_procs_json(const sup_procs *p);

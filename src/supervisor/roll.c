@@ -88,7 +88,7 @@ static void replacement_failed(sup_roll *r, sup_procs *p, int app)
     char why[sizeof(r->why)];
     const char *name = p->cfg->apps[app].name;
     const char *what = r->retried ? "" : "'s replacement";
-    if (r->fresh != NULL && r->fresh->state == SUP_W_FAILED)
+    if (r->fresh != NULL && r->fresh->reason[0] != '\0')
         snprintf(why, sizeof(why), "%s.%d%s failed: %.400s", name, r->index, what,
                  r->fresh->reason);
     else
@@ -128,9 +128,11 @@ int sup_roll_step(sup_roll *r, sup_procs *p, int app, int64_t now)
     case SUP_ROLL_NEXT:
         return next_worker(r, p, app, now);
     case SUP_ROLL_STARTING:
-        /* Failed (a usage error) or waiting to restart: it will not come. */
+        /* Failed (a usage error), stopped for not saying ready (procs.c)
+         * or waiting to restart: it will not come. */
         if (r->fresh == NULL || r->fresh->state == SUP_W_BACKOFF ||
-            r->fresh->state == SUP_W_FAILED || now - r->phase_ms > pol->ready_timeout_ms) {
+            r->fresh->state == SUP_W_FAILED || r->fresh->state == SUP_W_STOPPING ||
+            now - r->phase_ms > pol->ready_timeout_ms) {
             replacement_failed(r, p, app);
         } else if (r->fresh->state == SUP_W_RUNNING) {
             r->fresh_pid = r->fresh->pid;

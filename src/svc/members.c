@@ -102,12 +102,16 @@ static void *heartbeat_main(void *arg)
             util_log(UTIL_WARN, "heartbeat failed", "err=%s", util_logq(q, sizeof(q), err));
         }
         failing = st != TCPOPS__STATUS__OK;
-        /* In the member list now (unless the store is down: the beat's
-         * warning says so, and the gateway finds it at a later beat). */
-        if (s->ready_fd >= 0 && util_ready_notify(s->ready_fd, s->self) < 0)
-            util_log(UTIL_WARN, "cannot tell the supervisor it is ready", "fd=%ld",
-                     s->ready_fd);
-        s->ready_fd = -1;
+        /* Ready once in the member list, where the gateway finds it: not
+         * before (a roll would stop the old worker while this one is
+         * invisible). A store that stays down keeps it starting, and the
+         * supervisor's ready timeout restarts it. */
+        if (st == TCPOPS__STATUS__OK && s->ready_fd >= 0) {
+            if (util_ready_notify(s->ready_fd, s->self) < 0)
+                util_log(UTIL_WARN, "cannot tell the supervisor it is ready", "fd=%ld",
+                         s->ready_fd);
+            s->ready_fd = -1;
+        }
         if (s->on_beat != NULL)
             s->on_beat(s->on_beat_arg);
         pthread_mutex_lock(&s->lock);

@@ -45,7 +45,8 @@ typedef struct svc {
     void (*on_beat)(void *arg);
     void *on_beat_arg;
     /* --ready-fd: told "ready member=SELF" by the heartbeat thread after its
-     * first beat (this worker listens and is in the member list); -1 none. */
+     * first beat that succeeds (this worker listens and is in the member
+     * list); -1 none. Only that thread touches it once it runs. */
     long ready_fd;
     pthread_t heartbeat;
     pthread_mutex_t lock;

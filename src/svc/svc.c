@@ -410,9 +410,10 @@ int svc_main(const svc_desc *desc, int argc, char **argv)
     util_log_configure(&log);
     if (tls_given(&o)) {
         char terr[RPC_ERRLEN];
+        /* A file that does not load (mounted late, being rotated) is a
+         * fault to retry, not usage: exit 1, and the supervisor restarts. */
         if (rpc_tls_new(&s.tls, RPC_TLS_SERVER, &o.tls, terr) < 0) {
             util_log(UTIL_ERROR, "cannot start", "err=%s", util_logq(q, sizeof(q), terr));
-            rc = 2;
             goto out;
         }
         rpc_tls_on_refused(s.tls, log_refused, &s);
