@@ -375,3 +375,21 @@ long proc_rss_kb(const proc *p)
         fclose(f);
     return kb;
 }
+
+int trio_init(trio *t)
+{
+    if (make_temp_dir(t->dir, sizeof(t->dir)) != 0)
+        return -1;
+    t->people_port = free_port();
+    t->pets_port = free_port();
+    t->gw_port = free_port();
+    return 0;
+}
+
+void trio_fini(trio *t)
+{
+    proc_stop(&t->gw);
+    proc_stop(&t->people);
+    proc_stop(&t->pets);
+    rm_rf(t->dir);
+}

@@ -92,4 +92,20 @@ typedef struct dir_fixture {
 int dir_fixture_setup(void **state, const char *file);
 int dir_fixture_teardown(void **state);
 
+/* The gateway and one worker of each service, started by the test itself
+ * (proc_start_service, ...): a temporary directory for their data and a
+ * free port each. */
+typedef struct trio {
+    char dir[256];
+    proc people, pets, gw;
+    int people_port, pets_port, gw_port;
+} trio;
+
+/* Makes the directory and picks the ports; starts nothing. Returns 0, or
+ * -1 when the directory cannot be made. */
+int trio_init(trio *t);
+
+/* Stops what runs, the gateway first, and removes the directory. */
+void trio_fini(trio *t);
+
 #endif

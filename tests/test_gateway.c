@@ -26,18 +26,14 @@
 #include "proc.h"
 
 typedef struct fixture {
-    char dir[256];
-    proc people, people2, pets, gw;
-    int people_port, pets_port, gw_port;
+    trio t;
+    proc people2; /* a second people worker, for the tests that need one */
 } fixture;
 
 static int setup(void **state)
 {
     fixture *fx = calloc(1, sizeof(*fx));
-    assert_int_equal(make_temp_dir(fx->dir, sizeof(fx->dir)), 0);
-    fx->people_port = free_port();
-    fx->pets_port = free_port();
-    fx->gw_port = free_port();
+    assert_int_equal(trio_init(&fx->t), 0);
     *state = fx;
     return 0;
 }
@@ -45,23 +41,20 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fixture *fx = *state;
-    proc_stop(&fx->gw);
-    proc_stop(&fx->people);
+    trio_fini(&fx->t);
     proc_stop(&fx->people2);
-    proc_stop(&fx->pets);
-    rm_rf(fx->dir);
     free(fx);
     return 0;
 }
 
 static void start_people(fixture *fx, proc *p, const char *const *extra)
 {
-    assert_int_equal(proc_start_service(p, "tcpops-people", fx->people_port, fx->dir, extra), 0);
+    assert_int_equal(proc_start_service(p, "tcpops-people", fx->t.people_port, fx->t.dir, extra), 0);
 }
 
 static void start_pets(fixture *fx)
 {
-    assert_int_equal(proc_start_service(&fx->pets, "tcpops-pets", fx->pets_port, fx->dir, NULL),
+    assert_int_equal(proc_start_service(&fx->t.pets, "tcpops-pets", fx->t.pets_port, fx->t.dir, NULL),
                      0);
 }
 
@@ -71,9 +64,9 @@ static void start_gateway(fixture *fx, const char *const *extra)
     char bin[512], listen[64], people[64], pets[64];
     char *argv[24];
     int n = 0;
-    snprintf(listen, sizeof(listen), "127.0.0.1:%d", fx->gw_port);
-    snprintf(people, sizeof(people), "127.0.0.1:%d", fx->people_port);
-    snprintf(pets, sizeof(pets), "127.0.0.1:%d", fx->pets_port);
+    snprintf(listen, sizeof(listen), "127.0.0.1:%d", fx->t.gw_port);
+    snprintf(people, sizeof(people), "127.0.0.1:%d", fx->t.people_port);
+    snprintf(pets, sizeof(pets), "127.0.0.1:%d", fx->t.pets_port);
     argv[n++] = (char *)proc_bin("tcpops-gateway", bin, sizeof(bin));
     argv[n++] = "--listen";
     argv[n++] = listen;
@@ -88,13 +81,13 @@ static void start_gateway(fixture *fx, const char *const *extra)
     for (int i = 0; extra != NULL && extra[i] != NULL && n < 23; i++)
         argv[n++] = (char *)extra[i];
     argv[n] = NULL;
-    assert_int_equal(proc_start(&fx->gw, argv, 0), 0);
-    assert_int_equal(wait_port(fx->gw_port, 10000), 0);
+    assert_int_equal(proc_start(&fx->t.gw, argv, 0), 0);
+    assert_int_equal(wait_port(fx->t.gw_port, 10000), 0);
 }
 
 static void start_all(fixture *fx)
 {
-    start_people(fx, &fx->people, NULL);
+    start_people(fx, &fx->t.people, NULL);
     start_pets(fx);
     start_gateway(fx, NULL);
 }
@@ -104,7 +97,7 @@ static void expect(fixture *fx, const char *method, const char *path, const char
                    const char *body, int want_status, const char *want_body)
 {
     http_resp r;
-    if (http_once(fx->gw_port, method, path, headers, body, &r) < 0)
+    if (http_once(fx->t.gw_port, method, path, headers, body, &r) < 0)
         fail_msg("%s %s: no answer from the gateway", method, path);
     if (r.status != want_status || (want_body != NULL && strcmp(r.body, want_body) != 0))
         fail_msg("%s %s: expected %d %s, got %d %s", method, path, want_status,
@@ -139,7 +132,7 @@ static void eventually(fixture *fx, const char *path, int want_status, const cha
 {
     http_resp r = {0};
     for (int i = 0; i < 500; i++) {
-        if (http_once(fx->gw_port, "GET", path, NULL, NULL, &r) == 0) {
+        if (http_once(fx->t.gw_port, "GET", path, NULL, NULL, &r) == 0) {
             int ok = r.status == want_status &&
                      (want_body == NULL || strcmp(r.body, want_body) == 0);
             http_resp_free(&r);
@@ -196,7 +189,7 @@ static void test_routes_and_errors(void **state)
     strcpy(hdr + 20 * 1024 - 5, "\r\n");
     {
         http_resp huge;
-        assert_int_equal(http_once(fx->gw_port, "GET", "/healthz", hdr, NULL, &huge), 0);
+        assert_int_equal(http_once(fx->t.gw_port, "GET", "/healthz", hdr, NULL, &huge), 0);
         if (huge.status != 431 || strncmp(huge.body, "{\"error\":", 9) != 0)
             fail_msg("oversize headers: expected 431 JSON, got %d %s", huge.status, huge.body);
         http_resp_free(&huge);
@@ -216,41 +209,41 @@ static void test_routes_and_errors(void **state)
            "[\"bob\",\"jane\",\"ann\",\"O\\\"Brien \\\\ \xF0\x9F\x90\xB6 \xC3\xA9\",\"z\xC3\xB6" "e\"]");
 
     http_resp r;
-    assert_int_equal(http_once(fx->gw_port, "DELETE", "/people", NULL, NULL, &r), 0);
+    assert_int_equal(http_once(fx->t.gw_port, "DELETE", "/people", NULL, NULL, &r), 0);
     char v[128];
     assert_int_equal(r.status, 405);
     assert_non_null(http_header(&r, "Allow", v, sizeof(v)));
     assert_string_equal(v, "GET, HEAD, POST");
     http_resp_free(&r);
-    assert_int_equal(http_once(fx->gw_port, "POST", "/status", NULL, NULL, &r), 0);
+    assert_int_equal(http_once(fx->t.gw_port, "POST", "/status", NULL, NULL, &r), 0);
     assert_int_equal(r.status, 405);
     assert_string_equal(http_header(&r, "Allow", v, sizeof(v)), "GET, HEAD");
     http_resp_free(&r);
     /* HEAD: the headers of GET, no body. */
-    assert_int_equal(http_once(fx->gw_port, "HEAD", "/healthz", NULL, NULL, &r), 0);
+    assert_int_equal(http_once(fx->t.gw_port, "HEAD", "/healthz", NULL, NULL, &r), 0);
     assert_int_equal(r.status, 200);
     assert_string_equal(http_header(&r, "Content-Length", v, sizeof(v)), "15");
     http_resp_free(&r);
 
     /* X-Request-Id: taken from the client, else made. */
-    assert_int_equal(http_once(fx->gw_port, "GET", "/healthz", "X-Request-Id: trace-42\r\n", NULL,
+    assert_int_equal(http_once(fx->t.gw_port, "GET", "/healthz", "X-Request-Id: trace-42\r\n", NULL,
                                &r), 0);
     assert_string_equal(http_header(&r, "X-Request-Id", v, sizeof(v)), "trace-42");
     http_resp_free(&r);
-    assert_int_equal(http_once(fx->gw_port, "GET", "/healthz", "X-Request-Id: bad id!\r\n", NULL,
+    assert_int_equal(http_once(fx->t.gw_port, "GET", "/healthz", "X-Request-Id: bad id!\r\n", NULL,
                                &r), 0);
     assert_non_null(http_header(&r, "X-Request-Id", v, sizeof(v)));
     assert_int_equal(strlen(v), 16);
     http_resp_free(&r);
 
     expect(fx, "GET", "/healthz", NULL, NULL, 200, "{\"status\":\"ok\"}");
-    assert_int_equal(http_once(fx->gw_port, "GET", "/status", NULL, NULL, &r), 0);
+    assert_int_equal(http_once(fx->t.gw_port, "GET", "/status", NULL, NULL, &r), 0);
     assert_int_equal(r.status, 200);
     assert_non_null(strstr(r.body, "\"status\":\"ok\""));
     assert_non_null(strstr(r.body, "\"people\":{"));
     assert_non_null(strstr(r.body, "\"state\":\"up\""));
     http_resp_free(&r);
-    assert_int_equal(http_once(fx->gw_port, "GET", "/metrics", NULL, NULL, &r), 0);
+    assert_int_equal(http_once(fx->t.gw_port, "GET", "/metrics", NULL, NULL, &r), 0);
     assert_int_equal(r.status, 200);
     assert_non_null(strstr(r.body, "tcpops_http_requests_total{route=\"/people\",method=\"POST\","
                                    "code=\"201\"} 3\n"));
@@ -263,10 +256,10 @@ static void test_routes_and_errors(void **state)
      * shows it, whichever gateway thread serves /metrics. */
     const char *healthz = "tcpops_http_requests_total{route=\"/healthz\",method=\"GET\","
                           "code=\"200\"}";
-    long long healthz0 = metric(fx->gw_port, healthz);
+    long long healthz0 = metric(fx->t.gw_port, healthz);
     for (int i = 1; i <= 100; i++) {
         expect(fx, "GET", "/healthz", NULL, NULL, 200, "{\"status\":\"ok\"}");
-        long long got = metric(fx->gw_port, healthz);
+        long long got = metric(fx->t.gw_port, healthz);
         if (got != healthz0 + i)
             fail_msg("/metrics right after %d more /healthz answers: expected %s %lld, got %lld",
                      i, healthz, healthz0 + i, got);
@@ -275,7 +268,7 @@ static void test_routes_and_errors(void **state)
      * made /readyz 200: wait for it rather than race it. */
     int member = 0;
     for (int i = 0; i < 500 && !member; i++) {
-        assert_int_equal(http_once(fx->gw_port, "GET", "/metrics", NULL, NULL, &r), 0);
+        assert_int_equal(http_once(fx->t.gw_port, "GET", "/metrics", NULL, NULL, &r), 0);
         member = strstr(r.body, "tcpops_rpc_members{service=\"people\"} 1\n") != NULL;
         http_resp_free(&r);
         if (!member)
@@ -285,8 +278,8 @@ static void test_routes_and_errors(void **state)
         fail_msg("expected tcpops_rpc_members{service=\"people\"} 1 within 10 s");
 
     /* SIGTERM: exit 0. */
-    proc_signal(&fx->gw, SIGTERM);
-    assert_int_equal(proc_wait(&fx->gw, 15000), 0);
+    proc_signal(&fx->t.gw, SIGTERM);
+    assert_int_equal(proc_wait(&fx->t.gw, 15000), 0);
 }
 
 /* ---- start orders (RELIABILITY.md scenario 1) ---- */
@@ -366,14 +359,14 @@ static void test_every_start_order(void **state)
         {"pets", "gateway", "people"}, {"pets", "people", "gateway"},
     };
     for (int o = 0; o < 6; o++) {
-        prober p = {.port = fx->gw_port};
+        prober p = {.port = fx->t.gw_port};
         pthread_t th;
         pthread_create(&th, NULL, probe, &p);
         for (int k = 0; k < 3; k++) {
             if (strcmp(orders[o][k], "gateway") == 0)
                 start_gateway(fx, NULL);
             else if (strcmp(orders[o][k], "people") == 0)
-                start_people(fx, &fx->people, NULL);
+                start_people(fx, &fx->t.people, NULL);
             else
                 start_pets(fx);
             usleep(200 * 1000); /* a moment apart */
@@ -385,17 +378,17 @@ static void test_every_start_order(void **state)
         atomic_store(&p.stop, 1);
         pthread_join(th, NULL);
         /* No process exited on its own. */
-        assert_int_equal(proc_wait(&fx->gw, 0), -1);
-        assert_int_equal(proc_wait(&fx->people, 0), -1);
-        assert_int_equal(proc_wait(&fx->pets, 0), -1);
+        assert_int_equal(proc_wait(&fx->t.gw, 0), -1);
+        assert_int_equal(proc_wait(&fx->t.people, 0), -1);
+        assert_int_equal(proc_wait(&fx->t.pets, 0), -1);
         if (p.bad != 0 || p.health_bad != 0)
             fail_msg("order %s, %s, %s: %d bad answers (%s), %d /healthz not 200", orders[o][0],
                      orders[o][1], orders[o][2], p.bad, p.problem, p.health_bad);
         print_message("order %s, %s, %s: %d answers, %d ok, %d 503\n", orders[o][0],
                       orders[o][1], orders[o][2], p.replies, p.ok, p.unavailable);
-        proc_stop(&fx->gw);
-        proc_stop(&fx->people);
-        proc_stop(&fx->pets);
+        proc_stop(&fx->t.gw);
+        proc_stop(&fx->t.people);
+        proc_stop(&fx->t.pets);
     }
 }
 
@@ -403,14 +396,14 @@ static void test_every_start_order(void **state)
 static void test_missing_service_then_restarts(void **state)
 {
     fixture *fx = *state;
-    start_people(fx, &fx->people, NULL);
+    start_people(fx, &fx->t.people, NULL);
     start_gateway(fx, NULL);
     eventually(fx, "/people", 200, "[\"bob\",\"jane\"]");
     expect(fx, "GET", "/people/pets?owner=bob", NULL, NULL, 503, NULL);
     expect(fx, "GET", "/people/pets?owner=jane", NULL, NULL, 200, "[]"); /* no pets call needed */
     expect(fx, "GET", "/readyz", NULL, NULL, 503, NULL);
     http_resp r;
-    assert_int_equal(http_once(fx->gw_port, "GET", "/status", NULL, NULL, &r), 0);
+    assert_int_equal(http_once(fx->t.gw_port, "GET", "/status", NULL, NULL, &r), 0);
     assert_int_equal(r.status, 503);
     assert_non_null(strstr(r.body, "\"pets\":{"));
     assert_non_null(strstr(r.body, "\"state\":\"down\""));
@@ -422,14 +415,14 @@ static void test_missing_service_then_restarts(void **state)
     expect(fx, "GET", "/status", NULL, NULL, 200, NULL);
 
     /* Both services die and come back on the same ports: the gateway heals. */
-    proc_stop(&fx->people);
-    proc_stop(&fx->pets);
+    proc_stop(&fx->t.people);
+    proc_stop(&fx->t.pets);
     expect(fx, "GET", "/people/pets?owner=bob", NULL, NULL, 503, NULL);
     expect(fx, "GET", "/healthz", NULL, NULL, 200, NULL);
-    start_people(fx, &fx->people, NULL);
+    start_people(fx, &fx->t.people, NULL);
     start_pets(fx);
     eventually(fx, "/people/pets?owner=bob", 200, "[\"bixa\",\"rex\"]");
-    assert_int_equal(proc_wait(&fx->gw, 0), -1);
+    assert_int_equal(proc_wait(&fx->t.gw, 0), -1);
 }
 
 /* ---- deadlines and head-of-line blocking (scenarios 9, 10) ---- */
@@ -456,7 +449,7 @@ static int people_in_flight(fixture *fx)
 {
     http_resp r;
     int n = -1;
-    if (http_once(fx->gw_port, "GET", "/status", NULL, NULL, &r) < 0)
+    if (http_once(fx->t.gw_port, "GET", "/status", NULL, NULL, &r) < 0)
         return -1;
     json_t *st = json_loads(r.body, 0, NULL);
     json_t *eps = json_object_get(json_object_get(json_object_get(st, "services"), "people"),
@@ -479,12 +472,12 @@ static void test_deadline_and_no_head_of_line_blocking(void **state)
     /* people.List takes 6 s on the service; everything else is fast. */
     const char *const slow[] = {"--delay-ms", "6000", "--delay-method", "people.List", NULL};
     const char *const patient[] = {"--deadline-ms", "10000", NULL};
-    start_people(fx, &fx->people, slow);
+    start_people(fx, &fx->t.people, slow);
     start_pets(fx);
     start_gateway(fx, patient); /* 10 s deadline: the slow call makes it */
     eventually(fx, "/people/pets?owner=bob", 200, NULL);
 
-    slow_req s = {.port = fx->gw_port};
+    slow_req s = {.port = fx->t.gw_port};
     pthread_t th;
     pthread_create(&th, NULL, slow_list, &s);
     /* The fast calls start once the gateway has the slow one in flight
@@ -505,7 +498,7 @@ static void test_deadline_and_no_head_of_line_blocking(void **state)
      * one is: behind the slow call (head-of-line blocking), the first would wait
      * for its answer. Every fast answer must be right; at least one (on an
      * idle machine, all 1000) must come while the slow call is in flight. */
-    http_conn c = {.fd = -1, .port = fx->gw_port};
+    http_conn c = {.fd = -1, .port = fx->t.gw_port};
     int sent = 0, ok = 0, during = 0;
     char problem[512] = "";
     while (sent < 1000 && !atomic_load(&s.done)) {
@@ -536,20 +529,20 @@ static void test_deadline_and_no_head_of_line_blocking(void **state)
 
     /* A gateway with a 300 ms budget answers 504 for the slow call, and the
      * late answer is dropped and counted. */
-    proc_stop(&fx->gw);
+    proc_stop(&fx->t.gw);
     const char *const tight[] = {"--deadline-ms", "300", NULL};
     start_gateway(fx, tight);
     eventually(fx, "/people/pets?owner=bob", 200, NULL);
     /* Counted from here, and at least: a fast call of eventually's that
      * missed 300 ms on a busy machine has a late answer too. */
     const char *late = "tcpops_rpc_late_answers_total{service=\"people\"}";
-    long long late0 = metric(fx->gw_port, late);
+    long long late0 = metric(fx->t.gw_port, late);
     expect(fx, "GET", "/people", NULL, NULL, 504,
            "{\"error\":\"people service did not answer in time\"}");
     /* Its answer comes 6 s after the call; giving up after 20 s. */
     long long counted = late0;
     for (int64_t until = rpc_now_ms() + 20000; rpc_now_ms() < until && counted <= late0;) {
-        counted = metric(fx->gw_port, late);
+        counted = metric(fx->t.gw_port, late);
         if (counted <= late0)
             usleep(10 * 1000);
     }
@@ -566,7 +559,7 @@ static void test_deadline_and_no_head_of_line_blocking(void **state)
 static void test_two_workers_both_serve(void **state)
 {
     fixture *fx = *state;
-    start_people(fx, &fx->people, NULL);
+    start_people(fx, &fx->t.people, NULL);
     start_people(fx, &fx->people2, NULL); /* same port, same file */
     start_pets(fx);
     start_gateway(fx, NULL);
@@ -574,14 +567,14 @@ static void test_two_workers_both_serve(void **state)
     int both = 0;
     for (int i = 0; i < 500 && !both; i++) {
         http_resp r;
-        if (http_once(fx->gw_port, "GET", "/metrics", NULL, NULL, &r) == 0)
+        if (http_once(fx->t.gw_port, "GET", "/metrics", NULL, NULL, &r) == 0)
             both = strstr(r.body, "tcpops_rpc_members{service=\"people\"} 2\n") != NULL;
         http_resp_free(&r);
         if (!both)
             usleep(20 * 1000);
     }
     assert_true(both);
-    http_conn c = {.fd = -1, .port = fx->gw_port};
+    http_conn c = {.fd = -1, .port = fx->t.gw_port};
     for (int i = 0; i < 400; i++) {
         http_resp r;
         assert_int_equal(http_do(&c, "GET", "/people/pets?owner=bob", NULL, NULL, 0, &r, 5000), 0);
@@ -591,7 +584,7 @@ static void test_two_workers_both_serve(void **state)
     http_close(&c);
     /* Each worker's own Status counts the calls it served. */
     http_resp st;
-    assert_int_equal(http_once(fx->gw_port, "GET", "/status", NULL, NULL, &st), 0);
+    assert_int_equal(http_once(fx->t.gw_port, "GET", "/status", NULL, NULL, &st), 0);
     int served = 0, nseen = 0;
     char bin[512], seen[8][64];
     for (const char *p = st.body; (p = strstr(p, "{\"address\":\"")) != NULL; p++) {
@@ -702,15 +695,15 @@ static void test_correct_under_concurrency(void **state)
     for (int o = 0; o < OWNERS; o++) {
         char name[16], out[256];
         snprintf(name, sizeof(name), "o%d", o);
-        cli_ok(fx, fx->people_port, out, sizeof(out), "people", "create", name, NULL);
+        cli_ok(fx, fx->t.people_port, out, sizeof(out), "people", "create", name, NULL);
         strcpy(owner_pets[o], "[");
         for (int k = 0; k <= o; k++) {
             char pet[32];
             snprintf(pet, sizeof(pet), "pet-%d-%d", o, k);
-            cli_ok(fx, fx->pets_port, out, sizeof(out), "pets", "create", pet, NULL);
+            cli_ok(fx, fx->t.pets_port, out, sizeof(out), "pets", "create", pet, NULL);
             char id[24];
             assert_int_equal(sscanf(out, "{\"id\":%23[0-9]}", id), 1);
-            cli_ok(fx, fx->people_port, out, sizeof(out), "people", "add-pet", name, id, NULL);
+            cli_ok(fx, fx->t.people_port, out, sizeof(out), "people", "add-pet", name, id, NULL);
             snprintf(owner_pets[o] + strlen(owner_pets[o]), 40, "%s\"%s\"", k ? "," : "", pet);
         }
         strcat(owner_pets[o], "]");
@@ -721,14 +714,14 @@ static void test_correct_under_concurrency(void **state)
                              "code=\"200\"}";
     const char *people_post = "tcpops_http_requests_total{route=\"/people\",method=\"POST\","
                               "code=\"201\"}";
-    long long pets0 = metric(fx->gw_port, pets_200);
-    long long get0 = metric(fx->gw_port, people_get);
-    long long post0 = metric(fx->gw_port, people_post);
+    long long pets0 = metric(fx->t.gw_port, pets_200);
+    long long get0 = metric(fx->t.gw_port, people_get);
+    long long post0 = metric(fx->t.gw_port, people_post);
 
     pthread_t th[CLIENTS];
     client c[CLIENTS];
     for (int i = 0; i < CLIENTS; i++) {
-        c[i] = (client){.port = fx->gw_port, .index = i};
+        c[i] = (client){.port = fx->t.gw_port, .index = i};
         pthread_create(&th[i], NULL, run_client, &c[i]);
     }
     int creates = 0, lists = 0, pets = 0, wrong = 0, failed = 0;
@@ -750,7 +743,7 @@ static void test_correct_under_concurrency(void **state)
     const char *samples[3] = {pets_200, people_get, people_post};
     long long before[3] = {pets0, get0, post0}, seen[3] = {pets, lists, creates};
     for (int k = 0; k < 3; k++) {
-        long long counted = metric(fx->gw_port, samples[k]) - before[k];
+        long long counted = metric(fx->t.gw_port, samples[k]) - before[k];
         if (counted != seen[k])
             fail_msg("%s: expected %lld more (the answers the clients got), got %lld more",
                      samples[k], seen[k], counted);
@@ -797,14 +790,14 @@ static void test_burst_waits_for_pool_slots(void **state)
 {
     fixture *fx = *state;
     const char *const tiny[] = {"--pool", "1", "--max-inflight", "2", NULL};
-    start_people(fx, &fx->people, NULL);
+    start_people(fx, &fx->t.people, NULL);
     start_pets(fx);
     start_gateway(fx, tiny);
 
     pthread_t th[BURST_CLIENTS];
     burst_client b[BURST_CLIENTS];
     for (int i = 0; i < BURST_CLIENTS; i++) {
-        b[i] = (burst_client){.port = fx->gw_port};
+        b[i] = (burst_client){.port = fx->t.gw_port};
         pthread_create(&th[i], NULL, burst, &b[i]);
     }
     int ok = 0, bad = 0, failed = 0;
@@ -819,7 +812,7 @@ static void test_burst_waits_for_pool_slots(void **state)
     if (ok != BURST_CLIENTS * BURST_EACH)
         fail_msg("expected %d answers 200; got %d 200, %d other, %d unanswered",
                  BURST_CLIENTS * BURST_EACH, ok, bad, failed);
-    assert_int_equal(metric(fx->gw_port, "tcpops_rpc_inflight_limit_total{service=\"people\"}"),
+    assert_int_equal(metric(fx->t.gw_port, "tcpops_rpc_inflight_limit_total{service=\"people\"}"),
                      0);
 }
 
@@ -834,7 +827,7 @@ static int readyz_until(fixture *fx, int want, int within_ms, char *body, size_t
     body[0] = '\0';
     do {
         http_resp r;
-        if (http_once(fx->gw_port, "GET", "/readyz", NULL, NULL, &r) == 0) {
+        if (http_once(fx->t.gw_port, "GET", "/readyz", NULL, NULL, &r) == 0) {
             got = r.status;
             snprintf(body, len, "%s", r.body);
             http_resp_free(&r);
@@ -858,31 +851,31 @@ static void test_readyz_follows_answers_not_connections(void **state)
     expect(fx, "GET", "/people", NULL, NULL, 200, NULL);
 
     /* The only people worker stops: its connections stay up, nothing answers. */
-    proc_signal(&fx->people, SIGSTOP);
+    proc_signal(&fx->t.people, SIGSTOP);
     int st = readyz_until(fx, 503, READY_WITHIN_MS, body, sizeof(body));
     if (st != 503 || strstr(body, "people") == NULL) {
-        proc_signal(&fx->people, SIGCONT);
+        proc_signal(&fx->t.people, SIGCONT);
         fail_msg("people stopped: expected /readyz 503 naming people within %d ms, got %d %s",
                  READY_WITHIN_MS, st, body);
     }
     expect(fx, "GET", "/people", NULL, NULL, 504, NULL); /* nothing can be served */
-    proc_signal(&fx->people, SIGCONT);
+    proc_signal(&fx->t.people, SIGCONT);
     st = readyz_until(fx, 200, 10000, body, sizeof(body));
     if (st != 200)
         fail_msg("people continued: expected /readyz 200, got %d %s", st, body);
 
     /* Something listens on the people port and never answers. */
-    proc_stop(&fx->gw);
+    proc_stop(&fx->t.gw);
     int lfd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t salen = sizeof(sa);
     assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
     assert_int_equal(listen(lfd, 64), 0);
     assert_int_equal(getsockname(lfd, (struct sockaddr *)&sa, &salen), 0);
-    int real_port = fx->people_port;
-    fx->people_port = ntohs(sa.sin_port);
+    int real_port = fx->t.people_port;
+    fx->t.people_port = ntohs(sa.sin_port);
     start_gateway(fx, NULL);
-    fx->people_port = real_port;
+    fx->t.people_port = real_port;
     st = readyz_until(fx, 503, READY_WITHIN_MS, body, sizeof(body));
     close(lfd);
     if (st != 503 || strstr(body, "people") == NULL)
@@ -905,7 +898,7 @@ static void status_until(fixture *fx, const char *want)
     http_resp r = {0};
     char last[2048] = "";
     for (int64_t until = rpc_now_ms() + 10000; rpc_now_ms() < until;) {
-        if (http_once(fx->gw_port, "GET", "/status", NULL, NULL, &r) == 0) {
+        if (http_once(fx->t.gw_port, "GET", "/status", NULL, NULL, &r) == 0) {
             int ok = strstr(r.body, want) != NULL;
             snprintf(last, sizeof(last), "%d %s", r.status, r.body);
             http_resp_free(&r);
@@ -928,9 +921,9 @@ static void test_disk_full_is_507_and_reads_work(void **state)
     /* No write of the people worker may reach past 4 KiB into a file: its
      * WAL already does, so every write transaction fails with EFBIG, as
      * on a full disk (no root needed). */
-    set_file_limit(&fx->people, 4096);
+    set_file_limit(&fx->t.people, 4096);
     http_resp r;
-    assert_int_equal(http_once(fx->gw_port, "POST", "/people?name=full", NULL, NULL, &r), 0);
+    assert_int_equal(http_once(fx->t.gw_port, "POST", "/people?name=full", NULL, NULL, &r), 0);
     const char *want = "{\"error\":\"people service cannot store it: its disk is full";
     if (r.status != 507 || strncmp(r.body, want, strlen(want)) != 0)
         fail_msg("POST with the disk full: expected 507 %s...\"}, got %d %s", want, r.status,
@@ -947,22 +940,22 @@ static void test_disk_full_is_507_and_reads_work(void **state)
     if (strstr(body, "\"writes_failing\":{\"people\":\"STORAGE_FULL: ") == NULL)
         fail_msg("/readyz with people's disk full: expected writes_failing naming people, "
                  "got %s", body);
-    assert_int_equal(metric(fx->gw_port, "tcpops_service_writes_failing{service=\"people\"}"),
+    assert_int_equal(metric(fx->t.gw_port, "tcpops_service_writes_failing{service=\"people\"}"),
                      1);
-    assert_int_equal(metric(fx->gw_port, "tcpops_rpc_calls_total{service=\"people\",method="
+    assert_int_equal(metric(fx->t.gw_port, "tcpops_rpc_calls_total{service=\"people\",method="
                                          "\"people.Create\",status=\"STORAGE_FULL\"}"),
                      1);
-    assert_int_equal(metric(fx->gw_port, "tcpops_http_requests_total{route=\"/people\","
+    assert_int_equal(metric(fx->t.gw_port, "tcpops_http_requests_total{route=\"/people\","
                                          "method=\"POST\",code=\"507\"}"),
                      1);
 
     /* Space again: writes work, and the state clears. */
-    set_file_limit(&fx->people, RLIM_INFINITY);
+    set_file_limit(&fx->t.people, RLIM_INFINITY);
     expect(fx, "POST", "/people?name=after", NULL, NULL, 201, "{\"name\":\"after\"}");
     status_until(fx, "\"status\":\"ok\"");
     expect(fx, "GET", "/people", NULL, NULL, 200, "[\"bob\",\"jane\",\"before\",\"after\"]");
     expect(fx, "GET", "/readyz", NULL, NULL, 200, "{\"status\":\"ready\"}");
-    assert_int_equal(metric(fx->gw_port, "tcpops_service_writes_failing{service=\"people\"}"),
+    assert_int_equal(metric(fx->t.gw_port, "tcpops_service_writes_failing{service=\"people\"}"),
                      0);
 }
 
@@ -973,7 +966,7 @@ static void test_cli_at_http_port_says_not_tcpops(void **state)
     fixture *fx = *state;
     start_gateway(fx, NULL); /* no services needed: the CLI talks to the HTTP port */
     char addr[64], bin[512], want[128];
-    snprintf(addr, sizeof(addr), "127.0.0.1:%d", fx->gw_port);
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", fx->t.gw_port);
     snprintf(want, sizeof(want), "tcpops-cli: not a tcpops service at %s\n", addr);
     static const char *const cmds[][3] = {
         {"status", NULL, NULL}, {"people", "list", NULL}, {"ping", NULL, NULL}};

@@ -30,18 +30,14 @@
 static int skipped; /* tests skipped for want of promtool: ctest shows Skipped */
 
 typedef struct fixture {
-    char dir[256];
-    proc people, pets, gw, master;
-    int people_port, pets_port, gw_port;
+    trio t;
+    proc master;
 } fixture;
 
 static int setup(void **state)
 {
     fixture *fx = calloc(1, sizeof(*fx));
-    assert_int_equal(make_temp_dir(fx->dir, sizeof(fx->dir)), 0);
-    fx->people_port = free_port();
-    fx->pets_port = free_port();
-    fx->gw_port = free_port();
+    assert_int_equal(trio_init(&fx->t), 0);
     *state = fx;
     return 0;
 }
@@ -49,11 +45,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fixture *fx = *state;
-    proc_stop(&fx->gw);
-    proc_stop(&fx->people); /* SIGKILL ends a stopped process too */
-    proc_stop(&fx->pets);
     proc_stop_gracefully(&fx->master, 15000);
-    rm_rf(fx->dir);
+    trio_fini(&fx->t); /* SIGKILL ends a stopped process too */
     free(fx);
     return 0;
 }
@@ -136,7 +129,7 @@ static int promtool_clean(fixture *fx, const char *what, const char *text)
         skip();
         return 0;
     }
-    snprintf(path, sizeof(path), "%s/check.prom", fx->dir);
+    snprintf(path, sizeof(path), "%s/check.prom", fx->t.dir);
     FILE *f = fopen(path, "w");
     assert_non_null(f);
     fputs(text, f);
@@ -155,25 +148,25 @@ static int promtool_clean(fixture *fx, const char *what, const char *text)
 static void start_gateway(fixture *fx)
 {
     char bin[512], listen[64], people[64], pets[64];
-    assert_int_equal(proc_start_service(&fx->people, "tcpops-people", fx->people_port, fx->dir,
+    assert_int_equal(proc_start_service(&fx->t.people, "tcpops-people", fx->t.people_port, fx->t.dir,
                                         NULL), 0);
-    assert_int_equal(proc_start_service(&fx->pets, "tcpops-pets", fx->pets_port, fx->dir, NULL),
+    assert_int_equal(proc_start_service(&fx->t.pets, "tcpops-pets", fx->t.pets_port, fx->t.dir, NULL),
                      0);
-    snprintf(listen, sizeof(listen), "127.0.0.1:%d", fx->gw_port);
-    snprintf(people, sizeof(people), "127.0.0.1:%d", fx->people_port);
-    snprintf(pets, sizeof(pets), "127.0.0.1:%d", fx->pets_port);
+    snprintf(listen, sizeof(listen), "127.0.0.1:%d", fx->t.gw_port);
+    snprintf(people, sizeof(people), "127.0.0.1:%d", fx->t.people_port);
+    snprintf(pets, sizeof(pets), "127.0.0.1:%d", fx->t.pets_port);
     char *argv[] = {(char *)proc_bin("tcpops-gateway", bin, sizeof(bin)), "--listen", listen,
                     "--people", people, "--pets", pets, "--access-log=false", "--threads=16",
                     NULL};
-    assert_int_equal(proc_start(&fx->gw, argv, 0), 0);
-    assert_int_equal(wait_port(fx->gw_port, 10000), 0);
+    assert_int_equal(proc_start(&fx->t.gw, argv, 0), 0);
+    assert_int_equal(wait_port(fx->t.gw_port, 10000), 0);
 }
 
 /* GET /metrics into *body (malloc'd). */
 static char *scrape(fixture *fx)
 {
     http_resp r;
-    if (http_once(fx->gw_port, "GET", "/metrics", NULL, NULL, &r) < 0)
+    if (http_once(fx->t.gw_port, "GET", "/metrics", NULL, NULL, &r) < 0)
         fail_msg("GET /metrics: no answer from the gateway");
     if (r.status != 200)
         fail_msg("GET /metrics: expected 200, got %d %s", r.status, r.body);
@@ -222,7 +215,7 @@ static void wait_members(fixture *fx)
 static void ask(fixture *fx, const char *method, const char *path, int want)
 {
     http_resp r;
-    if (http_once(fx->gw_port, method, path, NULL, NULL, &r) < 0)
+    if (http_once(fx->t.gw_port, method, path, NULL, NULL, &r) < 0)
         fail_msg("%s %s: no answer", method, path);
     if (r.status != want)
         fail_msg("%s %s: expected %d, got %d %s", method, path, want, r.status, r.body);
@@ -299,7 +292,7 @@ static void test_gateway_series(void **state)
     expect_at_least(body, "tcpops_service_member_up{service=\"people\",member=\"127.0.0.1:", 1);
     expect_at_least(body, "tcpops_service_member_up{service=\"pets\",member=\"127.0.0.1:", 1);
     const char *line = strstr(body, "tcpops_service_calls_total{service=\"people\",member=\"");
-    snprintf(want, sizeof(want), "pid=\"%d\"}", (int)fx->people.pid);
+    snprintf(want, sizeof(want), "pid=\"%d\"}", (int)fx->t.people.pid);
     if (line == NULL || strstr(line, want) == NULL || strstr(line, want) > strchr(line, '\n'))
         fail_in(body, "expected tcpops_service_calls_total of people with %s (the text above)",
                 want);
@@ -368,10 +361,10 @@ static void test_member_not_answering(void **state)
     start_gateway(fx);
     wait_members(fx);
     traffic(fx);
-    proc_signal(&fx->people, SIGSTOP);
-    wait_stopped(&fx->people);
+    proc_signal(&fx->t.people, SIGSTOP);
+    wait_stopped(&fx->t.people);
     char *body = scrape_when(fx, "tcpops_service_member_up{service=\"people\"", 0, 0);
-    proc_signal(&fx->people, SIGCONT);
+    proc_signal(&fx->t.people, SIGCONT);
     if (sample(body, "tcpops_service_member_up{service=\"people\"") != 0)
         fail_in(body, "a stopped people worker: expected tcpops_service_member_up 0");
     expect_at_least(body, "tcpops_service_scrape_errors_total{service=\"people\"}", 1);
@@ -422,7 +415,7 @@ static void test_scrapes_share_one_member_ask(void **state)
     pthread_t th[SCRAPERS];
     scraper sc[SCRAPERS];
     for (int i = 0; i < SCRAPERS; i++) {
-        sc[i] = (scraper){.port = fx->gw_port, .status = -1};
+        sc[i] = (scraper){.port = fx->t.gw_port, .status = -1};
         if (pthread_create(&th[i], NULL, scrape_once, &sc[i]) != 0)
             fail_msg("pthread_create for scraper %d failed", i);
     }
@@ -456,11 +449,11 @@ static int tcpops_metrics(const char *dir, char *out, size_t len)
 static void up(fixture *fx)
 {
     char bin[512], gw[64], people[64], pets[64], log[300];
-    snprintf(gw, sizeof(gw), "127.0.0.1:%d", fx->gw_port);
-    snprintf(people, sizeof(people), "127.0.0.1:%d", fx->people_port);
-    snprintf(pets, sizeof(pets), "127.0.0.1:%d", fx->pets_port);
-    snprintf(log, sizeof(log), "%s/master.log", fx->dir);
-    char *argv[] = {(char *)proc_bin("tcpops", bin, sizeof(bin)), "up", "--data-dir", fx->dir,
+    snprintf(gw, sizeof(gw), "127.0.0.1:%d", fx->t.gw_port);
+    snprintf(people, sizeof(people), "127.0.0.1:%d", fx->t.people_port);
+    snprintf(pets, sizeof(pets), "127.0.0.1:%d", fx->t.pets_port);
+    snprintf(log, sizeof(log), "%s/master.log", fx->t.dir);
+    char *argv[] = {(char *)proc_bin("tcpops", bin, sizeof(bin)), "up", "--data-dir", fx->t.dir,
                     "--gateway", gw, "--people", people, "--pets", pets, "--workers",
                     "people=2", "--gateway-args", "--access-log=false --threads=16", NULL};
     assert_int_equal(proc_start_logged(&fx->master, argv, log), 0);
@@ -475,7 +468,7 @@ static void test_tcpops_metrics(void **state)
      * serve. */
     int64_t deadline = rpc_now_ms() + 20000;
     for (;;) {
-        int rc = tcpops_metrics(fx->dir, out, sizeof(out));
+        int rc = tcpops_metrics(fx->t.dir, out, sizeof(out));
         if (rc == 0 && sample(out, "tcpops_worker_up{app=\"people\",worker=\"1\"}") == 1 &&
             sample(out, "tcpops_worker_up{app=\"people\",worker=\"2\"}") == 1 &&
             sample(out, "tcpops_worker_up{app=\"pets\",worker=\"1\"}") == 1 &&
@@ -501,7 +494,7 @@ static void test_tcpops_metrics_without_master(void **state)
 {
     fixture *fx = *state;
     char out[4096];
-    assert_int_equal(tcpops_metrics(fx->dir, out, sizeof(out)), 3);
+    assert_int_equal(tcpops_metrics(fx->t.dir, out, sizeof(out)), 3);
     assert_true(sample(out, "tcpops_supervisor_up ") == 0);
     assert_true(sample(out, "tcpops_worker_up") == -1);
     expect_build_info(out, "tcpops");

@@ -296,9 +296,7 @@ static int check_examples(json_t *doc, json_t *at, const char *where)
 /* ---- the gateway ---- */
 
 typedef struct fixture {
-    char dir[256];
-    proc people, pets, gw;
-    int people_port, pets_port, gw_port;
+    trio t;
     json_t *doc;
     json_t *seen;   /* "METHOD PATH" -> [statuses] */
 } fixture;
@@ -307,10 +305,7 @@ static int setup(void **state)
 {
     fixture *fx = calloc(1, sizeof(*fx));
     assert_non_null(fx);
-    assert_int_equal(make_temp_dir(fx->dir, sizeof(fx->dir)), 0);
-    fx->people_port = free_port();
-    fx->pets_port = free_port();
-    fx->gw_port = free_port();
+    assert_int_equal(trio_init(&fx->t), 0);
     fx->doc = load_yaml(SPEC);
     fx->seen = json_object();
     *state = fx;
@@ -320,10 +315,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fixture *fx = *state;
-    proc_stop(&fx->gw);
-    proc_stop(&fx->people);
-    proc_stop(&fx->pets);
-    rm_rf(fx->dir);
+    trio_fini(&fx->t);
     json_decref(fx->doc);
     json_decref(fx->seen);
     free(fx);
@@ -424,7 +416,7 @@ static void ask(fixture *fx, const char *method, const char *target, const char 
                 const char *body, int want_status)
 {
     http_resp r;
-    if (http_once(fx->gw_port, method, target, extra, body, &r) < 0)
+    if (http_once(fx->t.gw_port, method, target, extra, body, &r) < 0)
         fail_msg("%s %s: no answer from the gateway", method, target);
     if (r.status != want_status)
         fail_msg("%s %s: expected %d, got %d %.300s", method, target, want_status, r.status,
@@ -440,7 +432,7 @@ static void ask(fixture *fx, const char *method, const char *target, const char 
 static void ask_raw(fixture *fx, const char *method, const char *path, const char *raw,
                     int want_status)
 {
-    int fd = http_connect(fx->gw_port);
+    int fd = http_connect(fx->t.gw_port);
     if (fd < 0 || http_send(fd, raw, strlen(raw)) < 0)
         fail_msg("%s %s (raw): could not send to the gateway", method, path);
     char *buf = NULL;
@@ -464,7 +456,7 @@ static void ask_until(fixture *fx, const char *method, const char *target, int w
 {
     for (int i = 0; i < 500; i++) {
         http_resp r;
-        if (http_once(fx->gw_port, method, target, NULL, NULL, &r) == 0) {
+        if (http_once(fx->t.gw_port, method, target, NULL, NULL, &r) == 0) {
             int hit = r.status == want_status;
             http_resp_free(&r);
             if (hit)
@@ -482,7 +474,7 @@ static void ask_until_body(fixture *fx, const char *path, const char *want)
     char last[4096] = "";
     for (int i = 0; i < 500; i++) {
         http_resp r;
-        if (http_once(fx->gw_port, "GET", path, NULL, NULL, &r) == 0) {
+        if (http_once(fx->t.gw_port, "GET", path, NULL, NULL, &r) == 0) {
             snprintf(last, sizeof(last), "%d %s", r.status, r.body);
             int hit = strstr(r.body, want) != NULL;
             if (hit)
@@ -502,20 +494,20 @@ static void start_all(fixture *fx)
     /* pets.GetByIds outlasts the gateway's deadline (504); the rest is
      * answered at once. */
     const char *const slow[] = {"--delay-ms", "3000", "--delay-method", "pets.GetByIds", NULL};
-    assert_int_equal(proc_start_service(&fx->people, "tcpops-people", fx->people_port, fx->dir,
+    assert_int_equal(proc_start_service(&fx->t.people, "tcpops-people", fx->t.people_port, fx->t.dir,
                                         NULL), 0);
-    assert_int_equal(proc_start_service(&fx->pets, "tcpops-pets", fx->pets_port, fx->dir, slow),
+    assert_int_equal(proc_start_service(&fx->t.pets, "tcpops-pets", fx->t.pets_port, fx->t.dir, slow),
                      0);
     char bin[512], listen[64], people[64], pets[64];
-    snprintf(listen, sizeof(listen), "127.0.0.1:%d", fx->gw_port);
-    snprintf(people, sizeof(people), "127.0.0.1:%d", fx->people_port);
-    snprintf(pets, sizeof(pets), "127.0.0.1:%d", fx->pets_port);
+    snprintf(listen, sizeof(listen), "127.0.0.1:%d", fx->t.gw_port);
+    snprintf(people, sizeof(people), "127.0.0.1:%d", fx->t.people_port);
+    snprintf(pets, sizeof(pets), "127.0.0.1:%d", fx->t.pets_port);
     /* A body that stalls is a 408 after 200 ms rather than 10 s. */
     char *argv[] = {(char *)proc_bin("tcpops-gateway", bin, sizeof(bin)), "--listen", listen,
                     "--people", people, "--pets", pets, "--access-log=false", "--threads=16",
                     "--request-timeout-ms", "200", NULL};
-    assert_int_equal(proc_start(&fx->gw, argv, 0), 0);
-    assert_int_equal(wait_port(fx->gw_port, 10000), 0);
+    assert_int_equal(proc_start(&fx->t.gw, argv, 0), 0);
+    assert_int_equal(wait_port(fx->t.gw_port, 10000), 0);
     ask_until(fx, "GET", "/readyz", 200);
 }
 
@@ -590,14 +582,14 @@ static void test_every_answer_is_documented(void **state)
     /* people's disk full (no write may grow a file past 4 KiB: its WAL
      * already does): 507, and /status and /readyz say so. */
     struct rlimit rl = {.rlim_cur = 4096, .rlim_max = RLIM_INFINITY};
-    if (prlimit(fx->people.pid, RLIMIT_FSIZE, &rl, NULL) != 0)
-        fail_msg("prlimit(RLIMIT_FSIZE) on pid %d failed", (int)fx->people.pid);
+    if (prlimit(fx->t.people.pid, RLIMIT_FSIZE, &rl, NULL) != 0)
+        fail_msg("prlimit(RLIMIT_FSIZE) on pid %d failed", (int)fx->t.people.pid);
     ask(fx, "POST", "/people?name=full", NULL, NULL, 507);
     ask_until_body(fx, "/status", "\"writes\":\"failing\"");
     ask_until_body(fx, "/readyz", "\"writes_failing\"");
 
     /* pets gone: 503 with Retry-After where it is needed. */
-    proc_stop(&fx->pets);
+    proc_stop(&fx->t.pets);
     ask_until(fx, "GET", "/readyz", 503);
     ask_until(fx, "GET", "/status", 503);
     ask_until(fx, "GET", "/people/pets?owner=bob", 503);

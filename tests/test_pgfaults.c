@@ -36,9 +36,7 @@
 static pgserver pg; /* one server for every test, a database each */
 
 typedef struct fixture {
-    char dir[256];
-    proc people, pets, gw;
-    int people_port, pets_port, gw_port;
+    trio t;
     pgserver db;       /* pg, its URL naming the test's own database */
     pgproxy *px;
 } fixture;
@@ -52,11 +50,8 @@ static int setup(void **state)
         return -1;
     }
     fixture *fx = calloc(1, sizeof(*fx));
-    if (fx == NULL || make_temp_dir(fx->dir, sizeof(fx->dir)) < 0)
+    if (fx == NULL || trio_init(&fx->t) < 0)
         return -1;
-    fx->people_port = free_port();
-    fx->pets_port = free_port();
-    fx->gw_port = free_port();
     *state = fx;
     return 0;
 }
@@ -64,11 +59,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fixture *fx = *state;
-    proc_stop(&fx->gw);
-    proc_stop(&fx->people);
-    proc_stop(&fx->pets);
+    trio_fini(&fx->t);
     pgproxy_free(fx->px);
-    rm_rf(fx->dir);
     free(fx);
     return 0;
 }
@@ -94,13 +86,13 @@ static void start_all(fixture *fx, const char *people_db, const char *pets_db)
     char bin[512], listen[64], people[64], pets[64];
     const char *people_args[] = {"--db", people_db, NULL};
     const char *pets_args[] = {"--db", pets_db, NULL};
-    if (proc_start_service(&fx->people, "tcpops-people", fx->people_port, fx->dir,
+    if (proc_start_service(&fx->t.people, "tcpops-people", fx->t.people_port, fx->t.dir,
                            people_args) < 0 ||
-        proc_start_service(&fx->pets, "tcpops-pets", fx->pets_port, fx->dir, pets_args) < 0)
+        proc_start_service(&fx->t.pets, "tcpops-pets", fx->t.pets_port, fx->t.dir, pets_args) < 0)
         fail_msg("the services did not start with --db %s / %s", people_db, pets_db);
-    snprintf(listen, sizeof(listen), "127.0.0.1:%d", fx->gw_port);
-    snprintf(people, sizeof(people), "127.0.0.1:%d", fx->people_port);
-    snprintf(pets, sizeof(pets), "127.0.0.1:%d", fx->pets_port);
+    snprintf(listen, sizeof(listen), "127.0.0.1:%d", fx->t.gw_port);
+    snprintf(people, sizeof(people), "127.0.0.1:%d", fx->t.people_port);
+    snprintf(pets, sizeof(pets), "127.0.0.1:%d", fx->t.pets_port);
     /* Deadlines are not under test: on a machine busy with other tests a
      * first connection and its migrations can take over the default 2 s,
      * which would be a 504 where the fault's own answer is wanted. A call
@@ -108,8 +100,8 @@ static void start_all(fixture *fx, const char *people_db, const char *pets_db)
     char *argv[] = {(char *)proc_bin("tcpops-gateway", bin, sizeof(bin)), "--listen", listen,
                     "--people", people, "--pets", pets, "--access-log=false", "--threads=16",
                     "--deadline-ms=8000", NULL};
-    if (proc_start(&fx->gw, argv, 0) < 0 || wait_port(fx->gw_port, 10000) < 0)
-        fail_msg("the gateway did not start on port %d", fx->gw_port);
+    if (proc_start(&fx->t.gw, argv, 0) < 0 || wait_port(fx->t.gw_port, 10000) < 0)
+        fail_msg("the gateway did not start on port %d", fx->t.gw_port);
 }
 
 /* Fails unless every process of fx still runs (none exited or was killed). */
@@ -118,8 +110,8 @@ static void expect_running(fixture *fx)
     const struct {
         const char *name;
         proc *p;
-    } all[] = {{"tcpops-people", &fx->people}, {"tcpops-pets", &fx->pets},
-               {"tcpops-gateway", &fx->gw}};
+    } all[] = {{"tcpops-people", &fx->t.people}, {"tcpops-pets", &fx->t.pets},
+               {"tcpops-gateway", &fx->t.gw}};
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
         int code = proc_wait(all[i].p, 0);
         if (code != -1)
@@ -133,7 +125,7 @@ static void expect_running(fixture *fx)
 static void request(fixture *fx, const char *method, const char *path, http_resp *r)
 {
     memset(r, 0, sizeof(*r));
-    if (http_once(fx->gw_port, method, path, NULL, NULL, r) < 0)
+    if (http_once(fx->t.gw_port, method, path, NULL, NULL, r) < 0)
         fail_msg("%s %s: no answer from the gateway", method, path);
 }
 
@@ -314,7 +306,7 @@ static int note_answer(client *c, const char *what, const http_resp *r, int64_t 
 static void *run_client(void *arg)
 {
     client *c = arg;
-    http_conn conn = {.fd = -1, .port = c->m->fx->gw_port};
+    http_conn conn = {.fd = -1, .port = c->m->fx->t.gw_port};
     char path[96];
     for (int i = 0; !atomic_load(&c->m->stop); i++) {
         char name[32];
@@ -390,7 +382,7 @@ static void test_database_restart_under_load(void **state)
     own_database(fx, "restart_under_load");
     start_all(fx, fx->db.url, fx->db.url);
     first_answer(fx, "/people/pets?owner=bob", 200, "[\"bixa\",\"rex\"]");
-    pid_t pids[3] = {fx->people.pid, fx->pets.pid, fx->gw.pid};
+    pid_t pids[3] = {fx->t.people.pid, fx->t.pets.pid, fx->t.gw.pid};
 
     memset(cl, 0, sizeof(cl));
     for (int i = 0; i < READERS + WRITERS; i++) {
@@ -432,9 +424,9 @@ static void test_database_restart_under_load(void **state)
                atomic_load(&cl[i].ok), cl[i].unavailable);
     fflush(stdout);
     expect_running(fx);
-    assert_int_equal(fx->people.pid, pids[0]);
-    assert_int_equal(fx->pets.pid, pids[1]);
-    assert_int_equal(fx->gw.pid, pids[2]);
+    assert_int_equal(fx->t.people.pid, pids[0]);
+    assert_int_equal(fx->t.pets.pid, pids[1]);
+    assert_int_equal(fx->t.gw.pid, pids[2]);
     expect_acked_present(fx, cl, READERS + WRITERS);
     for (int i = 0; i < READERS + WRITERS; i++)
         free(cl[i].acked);
