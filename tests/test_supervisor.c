@@ -385,6 +385,17 @@ static void test_kill9_only_pets_worker(void **state)
     if (!s.only_503_504)
         fail_msg("expected every failure to be a JSON 503/504; first: %s", s.problem);
     assert_true(s.ok > ok_before); /* success resumed after the restart */
+
+    /* A rolling restart replaces the worker; its restart count goes on. */
+    int code = tcpops(fx, NULL, 0, "restart", "pets", NULL);
+    if (code != 0)
+        fail_msg("tcpops restart pets: expected exit 0, got %d", code);
+    int after[4];
+    if (workers(fx, "pets", after, 4, &running, &restarts) != 1 || after[0] == newpid[0] ||
+        restarts != 1)
+        fail_msg("after a rolling restart expected one new pets worker (not pid %d) with "
+                 "restarts 1, as before it; got pid %d, restarts %d",
+                 newpid[0], after[0], restarts);
 }
 
 /* ---- scenario 3 ---- */

@@ -74,6 +74,10 @@ static int next_worker(sup_roll *r, sup_procs *p, int app, int64_t now)
         give_up(r, "cannot start a replacement");
         return 0;
     }
+    /* A replacement is no restart, and the count is the worker number's:
+     * ps and tcpops_worker_restarts_total go on from it (a count that fell
+     * to 0 would read as a counter reset). */
+    r->fresh->restarts = r->old->restarts;
     r->phase = SUP_ROLL_STARTING;
     r->phase_ms = now;
     return 0;
