@@ -34,8 +34,8 @@ int gw_hist_render(const gw_hist *h, const char *name, const char *labels, char 
 
 /* The RPC methods HTTP requests make the gateway call, each with its own
  * latency histogram per service (backend.c); any other counts as "other".
- * svc.Status, the control plane's, is timed by none (backend.c,
- * control_call). */
+ * svc.Status, the control plane's, is timed by none
+ * (gw_backend_control_call). */
 #define GW_RPC_METHODS 5
 int gw_rpc_method_index(const char *method);
 const char *gw_rpc_method_name(int index);
